@@ -1,0 +1,60 @@
+# Everything a newcomer needs: `make demo` and `make test` install what is missing (npm ci) themselves.
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+NODE ?= node
+BIN := node_modules/.bin
+ESBUILD_NODE := $(BIN)/esbuild --bundle --platform=node --format=esm --target=node20 --log-level=warning \
+  --banner:js="import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);"
+
+FILTER_SRC := $(shell find filter -name '*.ts') asconfig.json
+TS_SRC := $(shell find companion envoy tests -name '*.ts' -not -path 'tests/filter/*' 2>/dev/null)
+NODE_TESTS := $(shell find tests -name '*.test.ts' | sort)
+BENCHES := $(shell find tests -name '*.bench.ts' | sort)
+
+.PHONY: build test test-filter test-node demo bench clean lint deps
+
+deps: node_modules/.package-lock.json
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+build: deps build/filter.wasm build/filter.debug.wasm build/companion.mjs build/emulator.mjs build/tests/.stamp
+
+build/filter.wasm: $(FILTER_SRC) node_modules/.package-lock.json
+	$(BIN)/asc --config asconfig.json --target release
+
+build/filter.debug.wasm: $(FILTER_SRC) node_modules/.package-lock.json
+	$(BIN)/asc --config asconfig.json --target debug
+
+build/companion.mjs: $(TS_SRC) node_modules/.package-lock.json
+	$(ESBUILD_NODE) companion/main.ts --outfile=$@
+
+build/emulator.mjs: $(TS_SRC) node_modules/.package-lock.json
+	@if [ -f envoy/emulator/cli.ts ]; then $(ESBUILD_NODE) envoy/emulator/cli.ts --outfile=$@; else echo "emulator: not yet"; fi
+
+# Node tests and benchmarks are TypeScript, bundled per file (npm packages stay external).
+build/tests/.stamp: $(TS_SRC) node_modules/.package-lock.json
+	rm -rf build/tests
+	$(BIN)/esbuild $(NODE_TESTS) $(BENCHES) --bundle --platform=node --format=esm --target=node20 --packages=external \
+	  --outbase=tests --outdir=build/tests --out-extension:.js=.mjs --log-level=warning
+	@touch $@
+
+test: build test-filter test-node
+
+test-filter: deps
+	$(BIN)/asp --config tests/filter/as-pect.config.js --as-config tests/filter/as-pect.asconfig.json --summary
+
+test-node: build
+	$(NODE) --test --test-concurrency=2 $$(find build/tests -name '*.test.mjs' | sort)
+
+lint: deps
+	$(BIN)/tsc -p tsconfig.json
+
+bench: build
+	@for b in $$(find build/tests -name '*.bench.mjs' | sort); do echo "== $$b"; $(NODE) $$b || exit 1; done
+
+demo: build
+	@if [ -f tests/demo/demo.ts ]; then $(NODE) build/demo.mjs; else echo "make demo: not yet (lands with the simulator and demo issue)"; fi
+
+clean:
+	rm -rf build
