@@ -34,12 +34,11 @@ build/emulator.mjs: $(TS_SRC) node_modules/.package-lock.json
 
 # Node tests and benchmarks are TypeScript, bundled per file (npm packages stay external).
 build/tests/.stamp: $(TS_SRC) node_modules/.package-lock.json
-	rm -rf build/tests
 	$(BIN)/esbuild $(NODE_TESTS) $(BENCHES) --bundle --platform=node --format=esm --target=node20 --packages=external \
 	  --outbase=tests --outdir=build/tests --out-extension:.js=.mjs --log-level=warning
 	@touch $@
 
-test: build test-filter test-node
+test: build lint test-filter test-node
 
 test-filter: deps
 	$(BIN)/asp --config tests/filter/as-pect.config.js --as-config tests/filter/as-pect.asconfig.json --summary
