@@ -52,8 +52,11 @@ lint: deps
 bench: build
 	@for b in $$(find build/tests -name '*.bench.mjs' | sort); do echo "== $$b"; $(NODE) $$b || exit 1; done
 
-demo: build
-	@if [ -f tests/demo/demo.ts ]; then $(NODE) build/demo.mjs; else echo "make demo: not yet (lands with the simulator and demo issue)"; fi
+build/demo.mjs: $(TS_SRC) node_modules/.package-lock.json
+	@if [ -f tests/demo/demo.ts ]; then $(ESBUILD_NODE) tests/demo/demo.ts --outfile=$@; fi
+
+demo: build build/demo.mjs
+	@if [ -f build/demo.mjs ]; then $(NODE) build/demo.mjs; else echo "make demo: not yet (lands with the simulator and demo issue)"; fi
 
 clean:
 	rm -rf build
