@@ -1,0 +1,230 @@
+// The in-process proxy-wasm host: N worker VMs of one module (like Envoy's --concurrency workers), one
+// shared-data/queue store per "process", streams driven synchronously without sockets, ticks on real or
+// virtual time, http calls over loopback or to an in-process handler, metrics and logs readable from JS.
+import { readFileSync } from "node:fs";
+import { WasmResult, LOG_LEVEL_NAMES, parseLogLevel } from "./abi";
+import { checkLinkable } from "./wasm-imports";
+import { SharedStore, SharedDataView } from "./shared-store";
+import { Stats, MetricsSnapshot } from "./stats";
+import { RealScheduler, VirtualScheduler, Scheduler } from "./scheduler";
+import { WorkerVm, VmEnv, HttpCallOutcome, HttpCallRequest } from "./vm";
+import { HttpStream, StreamSink, PropertyValue } from "./stream";
+import { Endpoint, sendHttpCall, TIMEOUT_REPLY, NO_HEALTHY_UPSTREAM } from "./http-call";
+
+/** One Envoy process: shared data, queues and stats shared by every host created with it. */
+export class EnvoyProcess {
+  readonly store = new SharedStore();
+  readonly stats = new Stats();
+}
+
+export interface HttpCallContext extends HttpCallRequest {
+  worker: number;
+  /** For handlers that answer later (e.g. on virtual time): deliver the outcome once. */
+  respond(outcome: HttpCallOutcome): void;
+}
+
+/** Returns the outcome now, a promise of it, or undefined to answer later through `respond` (or time out). */
+export type HttpCallHandler = (call: HttpCallContext) => HttpCallOutcome | Promise<HttpCallOutcome> | undefined | void;
+
+export interface ClusterSpec { endpoints: Endpoint[] }
+
+export interface HostOptions {
+  wasm: Uint8Array | string;
+  rootId: string;
+  vmId?: string;
+  /** Plugin name (Envoy's `config.name`); defaults to rootId. */
+  name?: string;
+  configuration?: string | Uint8Array;
+  vmConfiguration?: string | Uint8Array;
+  concurrency?: number;
+  failOpen?: boolean;
+  /** Envoy PluginConfig allow_on_headers_stop_iteration (default false, as in Envoy). */
+  allowOnHeadersStopIteration?: boolean;
+  logLevel?: string | number;
+  onLog?: (level: string, message: string, worker: number) => void;
+  /** Wall clock for get_current_time_nanoseconds, in ns. */
+  clock?: () => bigint;
+  /** Ticks and http-call timeouts run on virtual time, moved by host.advance(ms). */
+  manualTicks?: boolean;
+  clusters?: Record<string, ClusterSpec>;
+  /** In-process answers for http calls, per cluster name ("*" for any cluster). */
+  httpCallHandlers?: Record<string, HttpCallHandler>;
+  process?: EnvoyProcess;
+}
+
+export interface OpenStreamOptions {
+  worker?: number;
+  sink?: StreamSink;
+  properties?: Record<string, PropertyValue>;
+}
+
+export class Host {
+  readonly workers: WorkerVm[] = [];
+  readonly process: EnvoyProcess;
+  readonly sharedData: SharedDataView;
+  readonly vmId: string;
+  readonly rootId: string;
+  readonly failOpen: boolean;
+  readonly allowOnHeadersStopIteration: boolean;
+  private scheduler: Scheduler;
+  private virtual: VirtualScheduler | null;
+  private depth = 0;
+  private deferred: (() => void)[] = [];
+  private nextWorker = 0;
+  private level: number;
+  private clusters: Record<string, ClusterSpec>;
+  private rr = new Map<string, number>();
+  private closed = false;
+  private pendingCancels = new Set<() => void>();
+  private readonly clockFn: () => bigint;
+  private readonly virtualBaseNs = BigInt(Date.now()) * 1_000_000n;
+
+  constructor(readonly options: HostOptions) {
+    const bytes = typeof options.wasm === "string" ? new Uint8Array(readFileSync(options.wasm)) : options.wasm;
+    const module = new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>);
+    checkLinkable(bytes, module);
+    this.process = options.process ?? new EnvoyProcess();
+    this.vmId = options.vmId ?? "";
+    this.rootId = options.rootId;
+    this.failOpen = options.failOpen ?? false;
+    this.allowOnHeadersStopIteration = options.allowOnHeadersStopIteration ?? false;
+    this.sharedData = new SharedDataView(this.process.store, this.vmId);
+    this.virtual = options.manualTicks ? new VirtualScheduler() : null;
+    this.scheduler = this.virtual ?? new RealScheduler();
+    this.level = typeof options.logLevel === "number" ? options.logLevel : parseLogLevel(options.logLevel ?? "info");
+    this.clusters = options.clusters ?? {};
+    this.clockFn = options.clock ?? (this.virtual
+      ? () => this.virtualBaseNs + BigInt(Math.round(this.virtual!.nowMs() * 1e6))
+      : () => process.hrtime.bigint() - HR_BASE + WALL_BASE);
+    const enc = new TextEncoder();
+    const asBytes = (v: string | Uint8Array | undefined) => (typeof v === "string" ? enc.encode(v) : v ?? new Uint8Array(0));
+    const env: VmEnv = {
+      vmId: this.vmId,
+      rootId: this.rootId,
+      pluginName: options.name ?? options.rootId,
+      configuration: asBytes(options.configuration),
+      vmConfiguration: asBytes(options.vmConfiguration),
+      store: this.process.store,
+      stats: this.process.stats,
+      scheduler: this.scheduler,
+      logLevel: () => this.level,
+      log: (level, msg, worker) => this.emitLog(level, msg, worker),
+      nowNs: () => this.clockFn(),
+      startHttpCall: (req, worker, deliver) => this.startHttpCall(req, worker, deliver),
+      defer: (fn) => { this.deferred.push(fn); if (this.depth === 0) this.drain(); },
+      enter: () => { this.depth++; },
+      leave: () => { if (--this.depth === 0) this.drain(); },
+      knownCluster: (name) => name in this.clusters || name in (options.httpCallHandlers ?? {}) || "*" in (options.httpCallHandlers ?? {}),
+    };
+    const n = Math.max(1, options.concurrency ?? 1);
+    for (let i = 0; i < n; i++) this.workers.push(new WorkerVm(module, env, i));
+    for (const w of this.workers) w.start();
+  }
+
+  get concurrency(): number { return this.workers.length; }
+
+  private drain(): void {
+    while (this.deferred.length > 0 && this.depth === 0) this.deferred.shift()!();
+  }
+
+  private emitLog(level: number, msg: string, worker: number): void {
+    const name = LOG_LEVEL_NAMES[level] ?? "critical";
+    if (this.options.onLog) this.options.onLog(name, msg, worker);
+    else process.stderr.write(`[${name}][wasm][worker ${worker}] ${msg}\n`);
+  }
+
+  setLogLevel(level: string | number): void { this.level = typeof level === "number" ? level : parseLogLevel(level); }
+
+  /** A new stream on the given worker, or the next one round-robin (as Envoy spreads connections). */
+  openStream(opts: OpenStreamOptions = {}): HttpStream {
+    if (this.closed) throw new Error("host is closed");
+    let w = opts.worker;
+    if (w === undefined) { w = this.nextWorker; this.nextWorker = (this.nextWorker + 1) % this.workers.length; }
+    const vm = this.workers[w];
+    if (!vm) throw new Error(`no worker ${w} (concurrency ${this.workers.length})`);
+    return new HttpStream(vm, {
+      failOpen: this.failOpen,
+      allowOnHeadersStopIteration: this.allowOnHeadersStopIteration,
+      defer: (fn) => { this.deferred.push(fn); if (this.depth === 0) this.drain(); },
+      nowNs: () => this.clockFn(),
+    }, opts.sink, opts.properties);
+  }
+
+  /** Virtual time only: moves time forward by `ms`, firing due ticks and http-call timeouts in order. */
+  advance(ms: number): void {
+    if (!this.virtual) throw new Error("advance() needs manualTicks: true");
+    this.virtual.advance(ms);
+  }
+
+  /** Virtual time in ms since the host started (manualTicks), else performance.now(). */
+  nowMs(): number { return this.scheduler.nowMs(); }
+
+  /** Runs proxy_on_tick on a worker's root context now (or on every worker). */
+  tick(worker?: number): void {
+    for (const w of worker === undefined ? this.workers : [this.workers[worker]]) w.call(w.rootContext, "proxy_on_tick", w.rootContext.id);
+  }
+
+  metrics(): MetricsSnapshot { return this.process.stats.snapshot(); }
+
+  /** Wasm memory in 64 KiB pages, per worker. */
+  memoryPages(): number[] { return this.workers.map((w) => w.pages()); }
+
+  /** Which workers have trapped (their VM is failed, as in Envoy until the plugin is reloaded). */
+  failedWorkers(): number[] { return this.workers.filter((w) => w.failed).map((w) => w.index); }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const w of this.workers) w.stopTimers();
+    for (const c of this.pendingCancels) c();
+    this.pendingCancels.clear();
+  }
+
+  private startHttpCall(req: HttpCallRequest, worker: number, deliver: (o: HttpCallOutcome) => void): number {
+    if (this.closed) return WasmResult.InternalFailure;
+    let settled = false;
+    let timer: { cancel(): void } | null = null;
+    let cancelIo: (() => void) | null = null;
+    const cancelAll = () => { settled = true; timer?.cancel(); cancelIo?.(); };
+    const finish = (o: HttpCallOutcome) => {
+      if (settled || this.closed) return;
+      settled = true;
+      timer?.cancel();
+      this.pendingCancels.delete(cancelAll);
+      // Delivered as a fresh event, after the VM call that started it (Envoy never answers inline).
+      this.deferred.push(() => deliver(o));
+      if (this.depth === 0) this.drain();
+    };
+    if (req.timeoutMs > 0) timer = this.scheduler.after(req.timeoutMs, () => { cancelIo?.(); finish(TIMEOUT_REPLY()); });
+    this.pendingCancels.add(cancelAll);
+    const handlers = this.options.httpCallHandlers ?? {};
+    const handler = handlers[req.cluster] ?? (req.cluster in this.clusters ? undefined : handlers["*"]);
+    if (handler) {
+      const got = handler({ ...req, worker, respond: finish });
+      if (got && typeof (got as Promise<HttpCallOutcome>).then === "function") {
+        (got as Promise<HttpCallOutcome>).then(finish, () => finish({ failure: "reset" }));
+      } else if (got) {
+        finish(got as HttpCallOutcome);
+      }
+      return WasmResult.Ok;
+    }
+    const eps = this.clusters[req.cluster]?.endpoints ?? [];
+    if (eps.length === 0) { finish(NO_HEALTHY_UPSTREAM()); return WasmResult.Ok; }
+    const i = this.rr.get(req.cluster) ?? 0;
+    this.rr.set(req.cluster, (i + 1) % eps.length);
+    cancelIo = sendHttpCall(eps[i % eps.length], req, finish);
+    return WasmResult.Ok;
+  }
+}
+
+const HR_BASE = process.hrtime.bigint();
+const WALL_BASE = BigInt(Date.now()) * 1_000_000n;
+
+export function createHost(options: HostOptions): Host { return new Host(options); }
+
+export { HttpStream } from "./stream";
+export type { StreamSink, LocalReply, Forwarded, PropertyValue } from "./stream";
+export type { HttpCallOutcome, HttpCallRequest } from "./vm";
+export type { Pairs } from "./pairs";
+export { SharedStore, SharedDataView } from "./shared-store";
+export { WasmResult } from "./abi";
