@@ -48,6 +48,7 @@ export function sendHttpCall(ep: Endpoint, req: HttpCallRequest, done: (o: HttpC
       finish({ headers: out, body: new Uint8Array(Buffer.concat(chunks)), trailers });
     });
     res.on("aborted", () => finish({ failure: "reset" }));
+    res.on("close", () => { if (!res.complete) finish({ failure: "reset" }); });
     res.on("error", () => finish({ failure: "reset" }));
   });
   r.on("error", (e: NodeJS.ErrnoException) => {

@@ -207,6 +207,8 @@ export class HttpStream implements StreamHooks {
 
   private headersCallback(d: Direction, count: number, eos: boolean): void {
     const isResp = d === this.response;
+    // CHECK_FAIL_HTTP comes first: a failed VM answers every new stream (503 or pass-through).
+    if (!isResp && this.failedVm()) { if (this.owner.failOpen) this.forwardHeaders(d); else d.iter = "done"; return; }
     if (!this.created || (isResp && this.failureReplySent)) { this.forwardHeaders(d); return; }
     if (this.failedVm()) { if (this.owner.failOpen) this.forwardHeaders(d); else d.iter = "done"; return; }
     d.headersLive = true;

@@ -111,8 +111,8 @@ export function proxy_on_context_create(id: u32, parent: u32): void {
 }
 export function proxy_on_vm_start(id: u32, size: u32): u32 { return 1; }
 export function proxy_on_configure(id: u32, size: u32): u32 {
-  proxy_get_buffer_bytes(7, 0, size, out, out + 4);
-  const cfg = takeString();
+  const crc = proxy_get_buffer_bytes(7, 0, size, out, out + 4);
+  const cfg = crc == 0 ? takeString() : "";
   if (cfg == "refuse") return 0;
   if (cfg.startsWith("tick=")) {
     tickPeriod = <u32>parseInt(cfg.substring(5));
@@ -249,8 +249,8 @@ export function proxy_on_request_headers(id: u32, headers: u32, eos: u32): u32 {
 
 export function proxy_on_request_body(id: u32, size: u32, eos: u32): u32 {
   if (bodyOp == "") return 0;
-  proxy_get_buffer_bytes(0, 0, size, out, out + 4);
-  const body = takeString();
+  const brc = proxy_get_buffer_bytes(0, 0, size, out, out + 4);
+  const body = brc == 0 ? takeString() : "";
   const k = utf8("x-from-body"), v = utf8(body);
   const rc = proxy_replace_header_map_value(0, changetype<usize>(k), k.byteLength, changetype<usize>(v), v.byteLength);
   log("body size=" + size.toString() + " eos=" + eos.toString() + " body=" + body + " set_header rc=" + rc.toString());
@@ -274,8 +274,8 @@ export function proxy_on_http_call_response(id: u32, token: u32, headers: u32, b
   const code = load<u32>(out + 8);
   const msg = takeString();
   const status = header(6, ":status");
-  proxy_get_buffer_bytes(4, 0, bodySize, out, out + 4);
-  const body = takeString();
+  const brc = proxy_get_buffer_bytes(4, 0, bodySize, out, out + 4);
+  const body = brc == 0 ? takeString() : "";
   log("http_response root=" + id.toString() + " token=" + token.toString() + " headers=" + headers.toString() + " body=" + body +
     " status=" + (status == null ? "none" : status!) + " get_status=" + code.toString() + ":" + msg);
 }
