@@ -1,0 +1,108 @@
+// Shared fixtures for the emulator tests and benchmark: small upstreams, a temp copy of envoy/envoy.yaml
+// rewired to loopback ports, and snapshot delivery into shared data as contract 2 describes.
+import http from "node:http";
+import { AddressInfo } from "node:net";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parse, stringify } from "yaml";
+import { encodeSnapshot, DEFAULT_PROFILE } from "../../companion/snapshot";
+import { SharedDataView } from "../../envoy/emulator/host";
+
+export interface Upstream { name: string; port: number; address: string; hits: number; close(): Promise<void> }
+
+/** Answers JSON {upstream, path, destination, body}; /sse streams three events 30 ms apart. */
+export async function startUpstream(name: string): Promise<Upstream> {
+  const up: Upstream = { name, port: 0, address: "", hits: 0, close: async () => {} };
+  const server = http.createServer((req, res) => {
+    up.hits++;
+    if (req.url === "/sse") {
+      res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
+      let n = 0;
+      const t = setInterval(() => {
+        res.write(`data: event-${n}\n\n`);
+        if (++n === 3) { clearInterval(t); res.end(); }
+      }, 30);
+      return;
+    }
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      const body = JSON.stringify({ upstream: name, path: req.url, destination: req.headers["x-gateway-destination-endpoint"] ?? null, body: Buffer.concat(chunks).toString() });
+      res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+      res.end(body);
+    });
+  });
+  server.keepAliveTimeout = 60_000;
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  up.port = (server.address() as AddressInfo).port;
+  up.address = `127.0.0.1:${up.port}`;
+  up.close = () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); });
+  return up;
+}
+
+type Y = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+/**
+ * envoy/envoy.yaml with the listener on 127.0.0.1:0, the fallback cluster at `fallbackPort`, the companion
+ * at `companionPort`; `edit` may change anything else. Returns the temp file path.
+ */
+export function tempBootstrap(opts: { fallbackPorts: number[]; companionPort: number; withFilter?: boolean; configuration?: object; edit?: (doc: Y) => void }): string {
+  const doc = parse(readFileSync("envoy/envoy.yaml", "utf8")) as Y;
+  const l = doc.static_resources.listeners[0];
+  l.address.socket_address = { address: "127.0.0.1", port_value: 0 };
+  const hcm = l.filter_chains[0].filters[0].typed_config;
+  if (opts.withFilter === false) hcm.http_filters = hcm.http_filters.filter((f: Y) => f.name !== "envoy.filters.http.wasm");
+  else if (opts.configuration) {
+    const wasm = hcm.http_filters.find((f: Y) => f.name === "envoy.filters.http.wasm");
+    wasm.typed_config.config.configuration.value = JSON.stringify(opts.configuration);
+  }
+  for (const c of doc.static_resources.clusters) {
+    const ports = c.name === "inference-pool-fallback" ? opts.fallbackPorts : c.name === "endpoint-picker-companion" ? [opts.companionPort] : null;
+    if (ports) {
+      c.load_assignment.endpoints = [{ lb_endpoints: ports.map((p) => ({ endpoint: { address: { socket_address: { address: "127.0.0.1", port_value: p } } } })) }];
+    }
+  }
+  opts.edit?.(doc);
+  const dir = mkdtempSync(join(tmpdir(), "emulator-"));
+  const file = join(dir, "envoy.yaml");
+  writeFileSync(file, stringify(doc));
+  return file;
+}
+
+/** Writes a snapshot listing `addresses` into shared data: blob first, then its version (contract 2). */
+export function deliverSnapshot(shared: SharedDataView, addresses: string[], version = 1n): void {
+  const blob = encodeSnapshot({
+    version, generatedAtMs: Date.now(), profile: { ...DEFAULT_PROFILE },
+    endpoints: addresses.map((address) => ({
+      address, engine: "vllm", stale: false, error: false, queued: 0, running: 0, kvUsage: 0.1, ageMs: 10, lora: null, cache: null,
+    })),
+  });
+  shared.set("endpoint-picker.snapshot", new Uint8Array(blob));
+  const v = new Uint8Array(8);
+  new DataView(v.buffer).setBigUint64(0, version, true);
+  shared.set("endpoint-picker.snapshot.version", v);
+}
+
+/** A port nothing listens on. */
+export async function deadPort(): Promise<number> {
+  const s = http.createServer();
+  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
+  const p = (s.address() as AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return p;
+}
+
+export async function get(port: number, path: string, headers: Record<string, string | string[]> = {}, body?: string): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+  return new Promise((resolve, reject) => {
+    const r = http.request({ host: "127.0.0.1", port, path, method: body === undefined ? "GET" : "POST", headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString() }));
+      res.on("error", reject);
+    });
+    r.on("error", reject);
+    if (body !== undefined) r.write(body);
+    r.end();
+  });
+}

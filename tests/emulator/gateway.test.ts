@@ -1,0 +1,173 @@
+// The gateway and CLI serve envoy/envoy.yaml like Envoy: the filter's pick routes through the
+// ORIGINAL_DST cluster, the fallback route takes requests without a destination, invalid destinations get
+// Envoy's 503 "no healthy upstream", bodies and SSE stream through, unsupported config fails at startup.
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import http from "node:http";
+import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { parseBootstrap, loadBootstrap } from "../../envoy/emulator/bootstrap";
+import { startGateway, Gateway } from "../../envoy/emulator/gateway";
+import { startUpstream, tempBootstrap, deliverSnapshot, deadPort, get, Upstream } from "./fixtures";
+import { parse, stringify } from "yaml";
+
+const cleanups: (() => Promise<void>)[] = [];
+after(async () => { for (const c of cleanups.reverse()) await c(); });
+
+async function gateway(file: string, concurrency = 2): Promise<{ g: Gateway; port: number }> {
+  const g = await startGateway({ bootstrap: file, concurrency, logLevel: "critical", onLog: () => {} });
+  cleanups.push(() => g.close());
+  return { g, port: g.listeners[0].port };
+}
+async function upstream(name: string): Promise<Upstream> {
+  const u = await startUpstream(name);
+  cleanups.push(() => u.close());
+  return u;
+}
+
+test("envoy/envoy.yaml is read with the contract's names", () => {
+  const b = loadBootstrap("envoy/envoy.yaml");
+  const l = b.listeners[0];
+  assert.deepEqual(l.address, { address: "0.0.0.0", port: 10000 });
+  assert.equal(l.wasm!.rootId, "endpoint-picker");
+  assert.equal(l.wasm!.vmId, "endpoint-picker");
+  assert.equal(l.wasm!.filename, "build/filter.wasm");
+  assert.equal(b.clusters.get("inference-pool")!.type, "ORIGINAL_DST");
+  assert.equal(b.clusters.get("inference-pool")!.originalDstHeader, "x-gateway-destination-endpoint");
+  assert.ok(b.clusters.get("endpoint-picker-companion"));
+  assert.ok(b.clusters.get("inference-pool-fallback"));
+});
+
+test("unsupported configuration is a startup error naming the field path", () => {
+  const doc = parse(readFileSync("envoy/envoy.yaml", "utf8"));
+  const edits: [(d: any) => void, RegExp][] = [ // eslint-disable-line @typescript-eslint/no-explicit-any
+    [(d) => { d.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[0].routes[0].match.safe_regex = { regex: "x" }; },
+      /virtual_hosts\[0\]\.routes\[0\]\.match\.safe_regex: not supported/],
+    [(d) => { d.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[0].typed_config.config.vm_config.runtime = "envoy.wasm.runtime.wamr"; },
+      /http_filters\[0\]\.typed_config\.config\.vm_config\.runtime: only envoy\.wasm\.runtime\.v8/],
+    [(d) => { d.static_resources.clusters[1].lb_policy = "ROUND_ROBIN"; }, /clusters\[1\]\.lb_policy: ORIGINAL_DST clusters need lb_policy CLUSTER_PROVIDED/],
+    [(d) => { d.static_resources.clusters[0].type = "EDS"; }, /clusters\[0\]\.type: EDS is not supported/],
+    [(d) => { d.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters.unshift({ name: "envoy.filters.http.lua" }); },
+      /http_filters\[0\]\.name: HTTP filter envoy\.filters\.http\.lua is not supported/],
+    [(d) => { d.static_resources.secrets = []; }, /static_resources\.secrets: not supported/],
+  ];
+  for (const [edit, re] of edits) {
+    const d = structuredClone(doc);
+    edit(d);
+    assert.throws(() => parseBootstrap(stringify(d)), re);
+  }
+});
+
+test("the filter's pick is routed via ORIGINAL_DST; a client's own destination header never is", async () => {
+  const picked = await upstream("picked");
+  const fallback = await upstream("fallback");
+  const file = tempBootstrap({ fallbackPorts: [fallback.port], companionPort: await deadPort() });
+  const { g, port } = await gateway(file);
+  // No snapshot yet: the filter removes the client's header, the request takes the fallback route.
+  let r = await get(port, "/v1/completions", { "x-gateway-destination-endpoint": picked.address });
+  assert.equal(r.status, 200);
+  assert.equal(JSON.parse(r.body).upstream, "fallback");
+  deliverSnapshot(g.listeners[0].wasmHost!.sharedData, [picked.address]);
+  for (let i = 0; i < 4; i++) { // every worker VM sees the snapshot
+    r = await get(port, "/v1/completions", {}, JSON.stringify({ prompt: "hello" }));
+    assert.equal(r.status, 200);
+    const b = JSON.parse(r.body);
+    assert.equal(b.upstream, "picked");
+    assert.equal(b.destination, picked.address);
+    assert.equal(b.body, JSON.stringify({ prompt: "hello" }));
+    assert.equal(r.headers.server, "envoy");
+  }
+});
+
+test("ORIGINAL_DST: only the first header value counts, it must be a literal IP:port, else 503 no healthy upstream", async () => {
+  const a = await upstream("a");
+  const file = tempBootstrap({ fallbackPorts: [a.port], companionPort: await deadPort(), withFilter: false });
+  const { port } = await gateway(file);
+  let r = await get(port, "/", { "x-gateway-destination-endpoint": a.address });
+  assert.equal(JSON.parse(r.body).upstream, "a");
+  for (const bad of ["localhost:80", "127.0.0.1", "127.0.0.1:0", "999.1.1.1:80", "not an address"]) {
+    r = await get(port, "/", { "x-gateway-destination-endpoint": bad });
+    assert.equal(r.status, 503, bad);
+    assert.equal(r.body, "no healthy upstream");
+  }
+  r = await get(port, "/", { "x-gateway-destination-endpoint": ["not-an-ip:1", a.address] });
+  assert.equal(r.status, 503, "a second, valid value does not help");
+  r = await get(port, "/", { "x-gateway-destination-endpoint": [a.address, "garbage"] });
+  assert.equal(r.status, 200);
+});
+
+test("SSE streams through: the first event arrives before the upstream finishes", async () => {
+  const a = await upstream("a");
+  const file = tempBootstrap({ fallbackPorts: [a.port], companionPort: await deadPort() });
+  const { port } = await gateway(file);
+  const times: number[] = [];
+  const start = Date.now();
+  const text = await new Promise<string>((resolve, reject) => {
+    http.get({ host: "127.0.0.1", port, path: "/sse" }, (res) => {
+      assert.equal(res.headers["content-type"], "text/event-stream");
+      let all = "";
+      res.on("data", (c: Buffer) => { times.push(Date.now() - start); all += c.toString(); });
+      res.on("end", () => resolve(all));
+    }).on("error", reject);
+  });
+  assert.equal(text, "data: event-0\n\ndata: event-1\n\ndata: event-2\n\n");
+  assert.ok(times.length >= 3, `events arrived in ${times.length} chunk(s)`);
+});
+
+test("upstream failures answer like Envoy: connect failure 503, unknown route 404", async () => {
+  const dead = await deadPort();
+  const file = tempBootstrap({
+    fallbackPorts: [dead], companionPort: await deadPort(),
+    edit: (d) => { d.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[0].domains = ["only.example"]; },
+  });
+  const { port } = await gateway(file);
+  let r = await get(port, "/", { host: "other.example" });
+  assert.equal(r.status, 404);
+  r = await get(port, "/", { host: "only.example" });
+  assert.equal(r.status, 503);
+  assert.match(r.body, /^upstream connect error or disconnect\/reset before headers\. reset reason: remote connection failure/);
+});
+
+test("lb policies: ROUND_ROBIN alternates, LEAST_REQUEST avoids a busy host", async () => {
+  const a = await upstream("a"), b = await upstream("b");
+  const file = tempBootstrap({ fallbackPorts: [a.port, b.port], companionPort: await deadPort(), withFilter: false });
+  const { port } = await gateway(file);
+  const seen: string[] = [];
+  for (let i = 0; i < 4; i++) seen.push(JSON.parse((await get(port, "/")).body).upstream);
+  assert.deepEqual(seen, ["a", "b", "a", "b"]);
+  // LEAST_REQUEST: hold many requests on one host and the picker moves away from it.
+  const { ClusterPicker } = await import("../../envoy/emulator/router");
+  const picker = new ClusterPicker({ name: "c", type: "STATIC", lbPolicy: "LEAST_REQUEST", connectTimeoutMs: 1000, endpoints: [{ address: "10.0.0.1", port: 1 }, { address: "10.0.0.2", port: 1 }], originalDstHeader: null });
+  for (let i = 0; i < 10; i++) picker.pick([]); // picks accumulate as active requests
+  const counts = picker.activeRequests();
+  assert.ok(Math.abs(counts[0] - counts[1]) <= 2, `power of two choices keeps hosts balanced: ${counts}`);
+});
+
+test("CLI: prints the listening line, serves, exits cleanly on SIGTERM; bad config exits non-zero naming the field", async () => {
+  const a = await upstream("a");
+  const file = tempBootstrap({ fallbackPorts: [a.port], companionPort: await deadPort() });
+  const child = spawn(process.execPath, ["build/emulator.mjs", "-c", file, "--concurrency", "2", "--log-level", "error"], { stdio: ["ignore", "pipe", "pipe"] });
+  try {
+    const line = await new Promise<string>((resolve, reject) => {
+      let out = "";
+      child.stdout.on("data", (c: Buffer) => { out += c; const m = /emulator listening on (\S+)\n/.exec(out); if (m) resolve(m[1]); });
+      child.on("exit", (code) => reject(new Error(`exited ${code}`)));
+    });
+    const port = Number(line.split(":").pop());
+    const r = await get(port, "/x");
+    assert.equal(JSON.parse(r.body).upstream, "a");
+    const code = await new Promise<number | null>((resolve) => { child.on("exit", (c) => resolve(c)); child.kill("SIGTERM"); });
+    assert.equal(code, 0);
+  } finally {
+    child.kill("SIGKILL");
+  }
+  const bad = tempBootstrap({ fallbackPorts: [a.port], companionPort: 1, edit: (d) => { d.static_resources.clusters[0].lb_policy = "MAGLEV"; } });
+  const res = await new Promise<{ code: number | null; err: string }>((resolve) => {
+    const c = spawn(process.execPath, ["build/emulator.mjs", "-c", bad], { stdio: ["ignore", "pipe", "pipe"] });
+    let err = "";
+    c.stderr.on("data", (x: Buffer) => { err += x; });
+    c.on("exit", (code) => resolve({ code, err }));
+  });
+  assert.notEqual(res.code, 0);
+  assert.match(res.err, /static_resources\.clusters\[0\]\.lb_policy: MAGLEV is not supported/);
+});
