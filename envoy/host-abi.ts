@@ -67,6 +67,11 @@ const ENV_EXTRAS: Record<string, string> = { pthread_equal: "ii:i", emscripten_n
 
 export type AbiVersion = "0.2.0" | "0.2.1";
 
+/** The WASI functions cpp-host registers (under both wasi_unstable and wasi_snapshot_preview1). */
+export function wasiFunctionNames(): string[] {
+  return Object.keys(WASI_FUNCTIONS);
+}
+
 /** Every import Envoy resolves for a module of this ABI version, as "module.name" -> signature. */
 export function hostImports(abi: AbiVersion): Map<string, string> {
   const out = new Map<string, string>();

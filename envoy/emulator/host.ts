@@ -49,6 +49,8 @@ export interface HostOptions {
   clusters?: Record<string, ClusterSpec>;
   /** In-process answers for http calls, per cluster name ("*" for any cluster). */
   httpCallHandlers?: Record<string, HttpCallHandler>;
+  /** Shorthand for httpCallHandlers["*"]: answers calls to clusters not listed in `clusters`. */
+  httpCallHandler?: HttpCallHandler;
   process?: EnvoyProcess;
 }
 
@@ -79,7 +81,11 @@ export class Host {
   private readonly clockFn: () => bigint;
   private readonly virtualBaseNs = BigInt(Date.now()) * 1_000_000n;
 
-  constructor(readonly options: HostOptions) {
+  readonly options: HostOptions;
+
+  constructor(options: HostOptions) {
+    if (options.httpCallHandler) options = { ...options, httpCallHandlers: { "*": options.httpCallHandler, ...options.httpCallHandlers } };
+    this.options = options;
     const bytes = typeof options.wasm === "string" ? new Uint8Array(readFileSync(options.wasm)) : options.wasm;
     const module = new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>);
     checkLinkable(bytes, module);

@@ -298,19 +298,22 @@ export class HttpStream implements StreamHooks {
   private resume(d: Direction): void {
     if (this.stopped() && d === this.request) return;
     if (d.iter === "stopAll") {
+      // Envoy iterates again from this filter: headers go on, then the data it held back reaches the
+      // body callback (unseen until now), then the trailers.
       d.iter = "continue";
       const unseen = concatAll(d.pending);
       d.pending = [];
-      const hasBody = unseen.length > 0 || (d.endStream && !d.trailers && !d.headersForwarded && false);
-      this.forwardHeaders(d, hasBody || d.trailers !== null ? false : undefined);
-      if (unseen.length > 0 || (d.endStream && d.trailers === null && d.pending.length > 0)) {
-        if (this.created && !this.vm.failed) this.bodyCallback(d, unseen, d.endStream && !d.trailers);
-        else this.emitData(d, unseen, d.endStream && !d.trailers);
+      const dataEnd = d.endStream && d.trailers === null;
+      this.forwardHeaders(d, dataEnd && unseen.length === 0);
+      if (unseen.length > 0) {
+        if (this.created && !this.vm.failed) this.bodyCallback(d, unseen, dataEnd);
+        else this.emitData(d, unseen, dataEnd);
       }
       if (d.trailers && !d.buffering && d.iter === "continue") this.trailersCallback(d);
       return;
     }
     if (d.iter === "stopSingle" || d.buffering || d.trailersHeld) {
+      // The filter has seen everything held: pass it on as it is now.
       if (!d.headersForwarded) this.forwardHeaders(d, false);
       d.iter = "continue";
       d.body = null;

@@ -11,6 +11,7 @@ import {
 import { SharedStore } from "./shared-store";
 import { Stats } from "./stats";
 import { Scheduler, Timer } from "./scheduler";
+import { wasiFunctionNames } from "../host-abi";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -553,7 +554,7 @@ export class WorkerVm {
     };
     // Every other WASI function is offered (so modules link) but answers ENOSYS (52).
     const wasiFull: Record<string, (...a: never[]) => unknown> = {};
-    for (const name of WASI_NAMES) wasiFull[name] = wasi[name] ?? (() => 52);
+    for (const name of wasiFunctionNames()) wasiFull[name] = wasi[name] ?? (() => 52);
     return { env: env as Record<string, (...a: never[]) => unknown>, wasi_unstable: wasiFull, wasi_snapshot_preview1: wasiFull };
   }
 
@@ -628,14 +629,3 @@ export function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   out.set(b, a.length);
   return out;
 }
-
-const WASI_NAMES = [
-  "fd_write", "fd_read", "fd_seek", "fd_close", "fd_fdstat_get", "fd_fdstat_set_flags", "fd_fdstat_set_rights",
-  "environ_get", "environ_sizes_get", "args_get", "args_sizes_get", "clock_time_get", "clock_res_get",
-  "fd_advise", "fd_allocate", "fd_datasync", "fd_filestat_set_size", "fd_filestat_set_times", "fd_pread",
-  "fd_pwrite", "fd_readdir", "fd_renumber", "fd_sync", "fd_tell", "path_create_directory",
-  "path_filestat_set_times", "path_link", "path_readlink", "path_remove_directory", "path_rename",
-  "path_symlink", "path_unlink_file", "sock_accept", "sock_recv", "sock_send", "sock_shutdown", "random_get",
-  "sched_yield", "poll_oneoff", "proc_exit", "path_open", "fd_prestat_get", "fd_prestat_dir_name",
-  "path_filestat_get", "fd_filestat_get",
-];

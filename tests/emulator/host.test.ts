@@ -238,6 +238,21 @@ test("headers change in the body callback only when the headers callback paused 
   assert.equal(new TextDecoder().decode(s.forwarded.requestBody[0]), "hello");
 });
 
+test("default StopIteration holds the body until continue_stream; then the body callback runs without headers", () => {
+  const { host, last, logs } = makeHost({ configuration: "tick=10" });
+  const s = host.openStream();
+  s.sendRequestHeaders([...base, ["x-op", "pause_until_tick"], ["x-a", "set"]], false);
+  s.sendRequestData("hel", false);
+  s.sendRequestData("lo", true);
+  assert.equal(logs.some((l) => l.includes("|body ")), false);
+  host.advance(10);
+  assert.equal(last("body"), "body size=5 eos=1 body=hello set_header rc=2");
+  assert.deepEqual(s.forwarded.requestHeaders!.find(([k]) => k === "x-resumed-by"), ["x-resumed-by", "tick"]);
+  assert.equal(s.forwarded.requestHeaders!.some(([k]) => k === "x-from-body"), false);
+  assert.equal(Buffer.concat(s.forwarded.requestBody).toString(), "hello");
+  assert.equal(s.forwarded.requestEnd, true);
+});
+
 test("body buffering (StopIterationAndBuffer) accumulates chunks; set_buffer_bytes rewrites the body", () => {
   const { host, last } = makeHost({ allowOnHeadersStopIteration: true });
   let s = host.openStream();

@@ -195,6 +195,7 @@ export function proxy_on_request_headers(id: u32, headers: u32, eos: u32): u32 {
     return 1;
   } else if (op == "pause_until_tick") {
     pausedContext = id;
+    bodyOp = a;
     return 1;
   } else if (op == "trap") {
     unreachable();
