@@ -199,7 +199,9 @@ export class Gateway {
               chain.sendResponseTrailers(t);
             } else chain.sendResponseData(new Uint8Array(0), true);
           });
+          // An upstream reset after the response started resets the client connection, as Envoy does.
           ur.on("aborted", () => { res.destroy(); finish(); });
+          ur.on("error", () => { res.destroy(); finish(); });
         });
         up.on("error", (e: NodeJS.ErrnoException) => {
           if (upstream !== up) return;
@@ -258,6 +260,8 @@ export class Gateway {
       },
     }) : new PassThrough(sink);
 
+    req.on("error", () => { upstream?.destroy(); finish(); });
+    res.on("error", () => { upstream?.destroy(); finish(); });
     res.on("finish", finish);
     res.on("close", () => { if (!res.writableFinished) { upstream?.destroy(); } finish(); });
 

@@ -16,6 +16,12 @@ export async function startUpstream(name: string): Promise<Upstream> {
   const up: Upstream = { name, port: 0, address: "", hits: 0, close: async () => {} };
   const server = http.createServer((req, res) => {
     up.hits++;
+    if (req.url === "/reset") { // starts a response, then drops the connection
+      res.writeHead(200, { "content-length": "1000" });
+      res.write("partial");
+      setTimeout(() => res.destroy(), 10);
+      return;
+    }
     if (req.url === "/sse") {
       res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
       let n = 0;

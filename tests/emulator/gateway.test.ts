@@ -128,6 +128,30 @@ test("upstream failures answer like Envoy: connect failure 503, unknown route 40
   assert.match(r.body, /^upstream connect error or disconnect\/reset before headers\. reset reason: remote connection failure/);
 });
 
+test("upstream reset mid-response and client abort mid-stream: connection reset, gateway keeps serving, no context leaks", async () => {
+  const a = await upstream("a");
+  const file = tempBootstrap({ fallbackPorts: [a.port], companionPort: await deadPort() });
+  const { g, port } = await gateway(file, 1);
+  const outcome = await new Promise<string>((resolve) => {
+    http.get({ host: "127.0.0.1", port, path: "/reset" }, (res) => {
+      res.on("data", () => {});
+      res.on("end", () => resolve("end"));
+      res.on("error", () => resolve("error"));
+      res.on("aborted", () => resolve("aborted"));
+    }).on("error", () => resolve("error"));
+  });
+  assert.notEqual(outcome, "end", "a truncated upstream response must not look complete");
+  await new Promise<void>((resolve) => {
+    const r = http.get({ host: "127.0.0.1", port, path: "/sse" }, (res) => { res.once("data", () => { r.destroy(); resolve(); }); });
+    r.on("error", () => {});
+  });
+  await new Promise((r) => setTimeout(r, 100));
+  const ok = await get(port, "/after");
+  assert.equal(ok.status, 200);
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(g.listeners[0].wasmHost!.workers[0].contexts.size, 2, "stream contexts are deleted after resets and aborts");
+});
+
 test("lb policies: ROUND_ROBIN alternates, LEAST_REQUEST avoids a busy host", async () => {
   const a = await upstream("a"), b = await upstream("b");
   const file = tempBootstrap({ fallbackPorts: [a.port, b.port], companionPort: await deadPort(), withFilter: false });
@@ -135,12 +159,20 @@ test("lb policies: ROUND_ROBIN alternates, LEAST_REQUEST avoids a busy host", as
   const seen: string[] = [];
   for (let i = 0; i < 4; i++) seen.push(JSON.parse((await get(port, "/")).body).upstream);
   assert.deepEqual(seen, ["a", "b", "a", "b"]);
-  // LEAST_REQUEST: hold many requests on one host and the picker moves away from it.
+  // LEAST_REQUEST: of two random choices the host with fewer active requests wins.
   const { ClusterPicker } = await import("../../envoy/emulator/router");
-  const picker = new ClusterPicker({ name: "c", type: "STATIC", lbPolicy: "LEAST_REQUEST", connectTimeoutMs: 1000, endpoints: [{ address: "10.0.0.1", port: 1 }, { address: "10.0.0.2", port: 1 }], originalDstHeader: null });
-  for (let i = 0; i < 10; i++) picker.pick([]); // picks accumulate as active requests
-  const counts = picker.activeRequests();
-  assert.ok(Math.abs(counts[0] - counts[1]) <= 2, `power of two choices keeps hosts balanced: ${counts}`);
+  const rolls = [0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.9, 0.9, 0.1, 0.9, 0.9];
+  const picker = new ClusterPicker({ name: "c", type: "STATIC", lbPolicy: "LEAST_REQUEST", connectTimeoutMs: 1000, endpoints: [{ address: "10.0.0.1", port: 1 }, { address: "10.0.0.2", port: 1 }], originalDstHeader: null }, () => rolls.shift()!);
+  for (let i = 0; i < 3; i++) picker.pick([]); // both choices land on host 0 three times: 3 active there
+  assert.deepEqual(picker.activeRequests(), [3, 0]);
+  const p1 = picker.pick([])!; // choices 0 and 1 -> host 1 (0 active)
+  const p2 = picker.pick([])!; // choices 1 and 0 -> host 1 (1 active < 3)
+  assert.equal(p1.host.address, "10.0.0.2");
+  assert.equal(p2.host.address, "10.0.0.2");
+  p1.done(); p2.done(); p2.done();
+  assert.deepEqual(picker.activeRequests(), [3, 0], "done() releases once");
+  picker.pick([]); // choices 1 and 1 -> host 1
+  assert.deepEqual(picker.activeRequests(), [3, 1]);
 });
 
 test("CLI: prints the listening line, serves, exits cleanly on SIGTERM; bad config exits non-zero naming the field", async () => {
