@@ -10,7 +10,9 @@ export interface Scheduler {
 export class RealScheduler implements Scheduler {
   nowMs(): number { return performance.now(); }
   after(ms: number, fn: () => void): Timer {
+    // Unref'd: a host's ticks never keep a process (a test, a script) alive on their own.
     const t = setTimeout(fn, ms);
+    t.unref();
     return { cancel: () => clearTimeout(t) };
   }
 }
