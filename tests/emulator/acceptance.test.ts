@@ -7,6 +7,8 @@ import assert from "node:assert/strict";
 import http from "node:http";
 import v8 from "node:v8";
 import vm from "node:vm";
+import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { startGateway } from "../../envoy/emulator/gateway";
 import { startUpstream, tempBootstrap, deliverSnapshot, deadPort } from "./fixtures";
 
@@ -74,5 +76,39 @@ test("build/filter.wasm with --concurrency 4: 10,000 requests, no failure, bound
     await g.close();
     await a.close();
     await b.close();
+  }
+});
+
+/** Resident set size of a process in bytes (Linux). */
+function rss(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return m ? Number(m[1]) * 1024 : 0;
+}
+
+test("the CLI with --concurrency 4 serves 10,000 requests through a real socket; RSS grows < 64 MiB after warm-up", async () => {
+  const a = await startUpstream("a");
+  const file = tempBootstrap({ fallbackPorts: [a.port], companionPort: await deadPort() });
+  const child = spawn(process.execPath, ["build/emulator.mjs", "-c", file, "--concurrency", "4", "--log-level", "error"], { stdio: ["ignore", "pipe", "inherit"] });
+  const agent = new http.Agent({ keepAlive: true, maxSockets: PARALLEL });
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      let out = "";
+      child.stdout.on("data", (c: Buffer) => { out += c; const m = /emulator listening on \S+:(\d+)\n/.exec(out); if (m) resolve(Number(m[1])); });
+      child.on("exit", (code) => reject(new Error(`emulator exited ${code}`)));
+    });
+    const failures: string[] = [];
+    const check = (status: number, body: string) => { if (status !== 200 || JSON.parse(body).upstream !== "a") failures.push(`${status} ${body.slice(0, 80)}`); };
+    await blast(port, WARMUP, agent, check);
+    const before = rss(child.pid!);
+    await blast(port, REQUESTS, agent, check);
+    const after = rss(child.pid!);
+    assert.deepEqual(failures.slice(0, 5), []);
+    assert.equal(a.hits, WARMUP + REQUESTS);
+    assert.ok(after - before < 64 * 1024 * 1024, `RSS ${(before / 1048576).toFixed(0)} -> ${(after / 1048576).toFixed(0)} MiB`);
+    process.stdout.write(`# CLI RSS ${(before / 1048576).toFixed(1)} -> ${(after / 1048576).toFixed(1)} MiB\n`);
+  } finally {
+    agent.destroy();
+    child.kill("SIGTERM");
+    await a.close();
   }
 });
