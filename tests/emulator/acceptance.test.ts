@@ -2,6 +2,8 @@
 // requests through a real socket with no failure, every one routed to the endpoint the filter picked,
 // and bounded memory: after a 1,000-request warm-up, no worker's wasm memory grows by more than one
 // 64 KiB page, no stream context is left behind, and the JS heap grows by less than 16 MiB.
+// The same through the CLI process (--concurrency 4): no failure, RSS grows by less than 64 MiB (V8 heap
+// sizing without forced GC; measured about 30 MiB, while the forced-GC heap above grows 0.3 MiB).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
