@@ -482,7 +482,11 @@ export class HttpStream implements StreamHooks {
     const key = parts.join(".");
     const own = this.properties.get(key);
     if (own !== undefined) return encodeProperty(own);
-    const req = this.request.headers;
+    // Envoy reads header-derived attributes from the live header map: after the headers callback
+    // continued, request.path & co. are NOT_FOUND until the access-log phase (on_log) brings them back.
+    const reqLive = this.request.headersLive || this.accessLogPhase;
+    const respLive = this.response.headersLive || this.accessLogPhase;
+    const req = reqLive ? this.request.headers : [];
     const h = (n: string) => { const v = headerGet(req, n); return v === undefined ? undefined : enc.encode(v); };
     switch (key) {
       case "request.path": return h(":path");
@@ -496,11 +500,11 @@ export class HttpStream implements StreamHooks {
       case "request.id": return h("x-request-id");
       case "request.protocol": return enc.encode("HTTP/1.1");
       case "request.time": return encodeProperty(this.startNs);
-      case "response.code": { const s = headerGet(this.response.headers, ":status"); return s === undefined ? undefined : encodeProperty(BigInt(s)); }
+      case "response.code": { const s = headerGet(this.response.headers, ":status"); return s === undefined || !this.response.headersForwarded && !respLive ? undefined : encodeProperty(BigInt(s)); }
     }
     if (parts[0] === "request" && parts[1] === "headers" && parts.length === 3) return h(parts[2]);
     if (parts[0] === "response" && parts[1] === "headers" && parts.length === 3) {
-      const v = headerGet(this.response.headers, parts[2]);
+      const v = respLive ? headerGet(this.response.headers, parts[2]) : undefined;
       return v === undefined ? undefined : enc.encode(v);
     }
     return undefined;

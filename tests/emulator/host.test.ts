@@ -333,6 +333,20 @@ test("properties: plugin ids, request attributes from headers, per-stream values
   assert.equal(last("property"), "property rc=0 value=10.1.2.3:4567");
 });
 
+test("header-derived properties are NOT_FOUND once the headers continued (as Envoy), found while held", () => {
+  const { host, last } = makeHost({ allowOnHeadersStopIteration: true });
+  // Held by StopIteration: the headers are live in the body callback.
+  let s = host.openStream();
+  s.sendRequestHeaders([...base, ["x-op", "pause"], ["x-a", "prop"]], false);
+  s.sendRequestData("x", true);
+  assert.equal(last("body_property"), "body_property rc=0 value=/p?q=1");
+  // Continued (the module returns Continue for an unknown op; bodyOp stays "prop"): NOT_FOUND.
+  s = host.openStream();
+  s.sendRequestHeaders([...base, ["x-op", "noop"]], false);
+  s.sendRequestData("x", true);
+  assert.equal(last("body_property"), "body_property rc=1");
+});
+
 test("virtual clock drives get_current_time_nanoseconds when given", () => {
   let now = 1_700_000_000_000_000_000n;
   const { host, last } = makeHost({ clock: () => now });

@@ -255,6 +255,11 @@ export function proxy_on_request_body(id: u32, size: u32, eos: u32): u32 {
   const k = utf8("x-from-body"), v = utf8(body);
   const rc = proxy_replace_header_map_value(0, changetype<usize>(k), k.byteLength, changetype<usize>(v), v.byteLength);
   log("body size=" + size.toString() + " eos=" + eos.toString() + " body=" + body + " set_header rc=" + rc.toString());
+  if (bodyOp == "prop") {
+    const path = utf8("request\0path");
+    const prc = proxy_get_property(changetype<usize>(path), path.byteLength, out, out + 4);
+    log("body_property rc=" + prc.toString() + (prc == 0 ? " value=" + takeString() : ""));
+  }
   if (bodyOp == "buffer" && eos == 0) return 1; // StopIterationAndBuffer until the end
   if (bodyOp == "rewrite") {
     const nb = utf8("REWRITTEN");
