@@ -1,0 +1,49 @@
+// Validates Kubernetes/Istio/InferencePool manifests against their schemas (kubernetes-models, ajv).
+import { Deployment } from "kubernetes-models/apps/v1";
+import { ConfigMap, Service, ServiceAccount } from "kubernetes-models/v1";
+import { Role, RoleBinding } from "kubernetes-models/rbac.authorization.k8s.io/v1";
+import { WasmPlugin } from "@kubernetes-models/istio/extensions.istio.io/v1alpha1";
+import { DestinationRule, EnvoyFilter, ServiceEntry } from "@kubernetes-models/istio/networking.istio.io/v1alpha3";
+import { DestinationRule as DestinationRuleB, ServiceEntry as ServiceEntryB } from "@kubernetes-models/istio/networking.istio.io/v1beta1";
+import { Ajv } from "ajv";
+import { readFileSync } from "node:fs";
+import { parseAllDocuments } from "yaml";
+
+type Obj = Record<string, unknown>;
+const models: Record<string, new (o: Obj) => { validate(): void }> = {
+  "apps/v1/Deployment": Deployment as never,
+  "v1/ConfigMap": ConfigMap as never,
+  "v1/Service": Service as never,
+  "v1/ServiceAccount": ServiceAccount as never,
+  "rbac.authorization.k8s.io/v1/Role": Role as never,
+  "rbac.authorization.k8s.io/v1/RoleBinding": RoleBinding as never,
+  "extensions.istio.io/v1alpha1/WasmPlugin": WasmPlugin as never,
+  "networking.istio.io/v1alpha3/EnvoyFilter": EnvoyFilter as never,
+  "networking.istio.io/v1alpha3/DestinationRule": DestinationRule as never,
+  "networking.istio.io/v1alpha3/ServiceEntry": ServiceEntry as never,
+  "networking.istio.io/v1beta1/DestinationRule": DestinationRuleB as never,
+  "networking.istio.io/v1beta1/ServiceEntry": ServiceEntryB as never,
+};
+
+const ajv = new Ajv({ allErrors: true, strict: false });
+const inferencePool = ajv.compile(JSON.parse(readFileSync("tests/deploy/fixtures/inferencepool-v1.schema.json", "utf8")));
+
+export function parseManifests(text: string, source: string): Obj[] {
+  return parseAllDocuments(text).map((d, i) => {
+    if (d.errors.length) throw new Error(`${source} doc ${i}: ${d.errors[0].message}`);
+    return d.toJS() as Obj;
+  }).filter((o) => o !== null && o !== undefined);
+}
+
+/** Throws with the kind, name and schema error if `obj` is not a valid manifest of a known kind. */
+export function validateManifest(obj: Obj): void {
+  const key = `${obj.apiVersion}/${obj.kind}`;
+  const name = (obj.metadata as Obj | undefined)?.name;
+  if (key === "inference.networking.k8s.io/v1/InferencePool") {
+    if (!inferencePool(obj)) throw new Error(`${key} ${name}: ${ajv.errorsText(inferencePool.errors)}`);
+    return;
+  }
+  const Model = models[key];
+  if (!Model) throw new Error(`no schema for ${key} (${name})`);
+  new Model(obj).validate();
+}
