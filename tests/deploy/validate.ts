@@ -43,6 +43,11 @@ export function validateManifest(obj: Obj): void {
     if (!inferencePool(obj)) throw new Error(`${key} ${name}: ${ajv.errorsText(inferencePool.errors)}`);
     return;
   }
+  // The 2.3.0 WasmPlugin model predates failStrategy (Istio 1.20+); check it here so it cannot be misspelt.
+  if (obj.kind === "WasmPlugin") {
+    const fs = (obj.spec as Obj | undefined)?.failStrategy;
+    if (fs !== undefined && fs !== "FAIL_CLOSE" && fs !== "FAIL_OPEN") throw new Error(`WasmPlugin ${name}: failStrategy ${String(fs)} is not FAIL_CLOSE|FAIL_OPEN`);
+  }
   const Model = models[key];
   if (!Model) throw new Error(`no schema for ${key} (${name})`);
   new Model(obj).validate();
