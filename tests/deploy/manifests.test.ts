@@ -25,6 +25,7 @@ function mutate(d: Record<string, any>): Record<string, any> {
     case "WasmPlugin": m.spec.phase = "ROUTER"; break;
     case "EnvoyFilter": m.spec.configPatches[0].applyTo = "CLUSTERS"; break;
     case "DestinationRule": m.spec.host = 5; break;
+    case "VirtualService": m.spec.http[0].timeout = 0; break;
     case "InferencePool": m.spec.targetPort = m.spec.targetPorts; break;
     default: throw new Error(`no mutation for ${d.kind}`);
   }

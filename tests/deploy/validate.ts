@@ -4,7 +4,7 @@ import { ConfigMap, Service, ServiceAccount } from "kubernetes-models/v1";
 import { Role, RoleBinding } from "kubernetes-models/rbac.authorization.k8s.io/v1";
 import { WasmPlugin } from "@kubernetes-models/istio/extensions.istio.io/v1alpha1";
 import { DestinationRule, EnvoyFilter, ServiceEntry } from "@kubernetes-models/istio/networking.istio.io/v1alpha3";
-import { DestinationRule as DestinationRuleB, ServiceEntry as ServiceEntryB } from "@kubernetes-models/istio/networking.istio.io/v1beta1";
+import { DestinationRule as DestinationRuleB, ServiceEntry as ServiceEntryB, VirtualService } from "@kubernetes-models/istio/networking.istio.io/v1beta1";
 import { Ajv } from "ajv";
 import { readFileSync } from "node:fs";
 import { parseAllDocuments } from "yaml";
@@ -23,6 +23,7 @@ const models: Record<string, new (o: Obj) => { validate(): void }> = {
   "networking.istio.io/v1alpha3/ServiceEntry": ServiceEntry as never,
   "networking.istio.io/v1beta1/DestinationRule": DestinationRuleB as never,
   "networking.istio.io/v1beta1/ServiceEntry": ServiceEntryB as never,
+  "networking.istio.io/v1beta1/VirtualService": VirtualService as never,
 };
 
 const ajv = new Ajv({ allErrors: true, strict: false });
