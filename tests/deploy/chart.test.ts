@@ -4,6 +4,12 @@ import { readFileSync, readdirSync } from "node:fs";
 import { parse } from "yaml";
 import { renderTemplate, setValue } from "./helm-subset";
 import { parseManifests, validateManifest } from "./validate";
+import { Ajv } from "ajv";
+
+const ajv = new Ajv({ allErrors: true, strict: false });
+ajv.addSchema(JSON.parse(readFileSync("tests/deploy/fixtures/envoy-bootstrap-subset.schema.json", "utf8")));
+const wasmSchema = ajv.getSchema("envoy-subset#/$defs/wasmFilter")!;
+const clusterSchema = ajv.getSchema("envoy-subset#/$defs/cluster")!;
 
 const dir = "envoy/chart/templates";
 const templates = readdirSync(dir).filter((f) => f.endsWith(".yaml")).map((f) => readFileSync(`${dir}/${f}`, "utf8"));
@@ -14,7 +20,15 @@ function render(sets: string[], flags: Array<{ name: string; value: string }> = 
   for (const s of sets) setValue(values, s);
   values.inferenceExtension.flags = flags;
   const docs = templates.flatMap((t) => parseManifests(renderTemplate(t, values, { Name: "llm", Namespace: "models" }), "chart"));
-  for (const d of docs) validateManifest(d);
+  for (const d of docs as any[]) {
+    validateManifest(d);
+    // EnvoyFilter patch values are raw Envoy config: check them against the Envoy subset schema too.
+    for (const p of d.kind === "EnvoyFilter" ? d.spec.configPatches : []) {
+      const v = p.applyTo === "EXTENSION_CONFIG" ? wasmSchema : p.applyTo === "CLUSTER" ? clusterSchema : undefined;
+      const x = p.applyTo === "EXTENSION_CONFIG" ? p.patch.value.typed_config : p.patch.value;
+      if (v && !v(x)) throw new Error(`${d.metadata.name}: ${ajv.errorsText(v.errors)}`);
+    }
+  }
   return docs as any[];
 }
 const args = (docs: any[]) => docs.find((d) => d.kind === "Deployment").spec.template.spec.containers[0].args as string[];
@@ -34,12 +48,16 @@ const sglang = [
 test("chart renders valid manifests for vllm (defaults)", () => {
   const docs = render([]);
   assert.deepEqual(docs.map((d) => d.kind).sort(),
-    ["ConfigMap", "Deployment", "InferencePool", "Role", "RoleBinding", "Service", "ServiceAccount", "WasmPlugin"]);
+    ["ConfigMap", "Deployment", "EnvoyFilter", "EnvoyFilter", "InferencePool", "Role", "RoleBinding", "Service", "ServiceAccount"]);
+  const ecds = docs.find((d) => d.kind === "EnvoyFilter" && d.spec.configPatches[0].applyTo === "EXTENSION_CONFIG");
+  const pc = JSON.parse(ecds.spec.configPatches[0].patch.value.typed_config.config.configuration.value);
+  assert.equal(pc.companionCluster, "outbound|9002||llm-epp.models.svc.cluster.local");
+  assert.equal(pc.failureMode, "FailClose");
   assert.ok(args(docs).includes("--model-server-type=vllm"));
   const pool = docs.find((d) => d.kind === "InferencePool");
   assert.deepEqual(pool.spec.targetPorts, [{ number: 8000 }]);
   assert.equal(pool.spec.endpointPickerRef.name, "llm-epp");
-  const wp = docs.find((d) => d.kind === "WasmPlugin");
+  const wp = render(["wasmPlugin.enabled=true", "istio.ecds=false"]).find((d) => d.kind === "WasmPlugin");
   assert.equal(wp.spec.pluginConfig.companionCluster, "outbound|9002||llm-epp.models.svc.cluster.local");
 });
 
@@ -58,14 +76,15 @@ test("chart: sglang values", () => {
 });
 
 test("chart: optional InferencePool and WasmPlugin, replicas as a number", () => {
-  const docs = render(["inferencePool.create=false", "wasmPlugin.enabled=false", "inferenceExtension.replicas=3"]);
-  assert.ok(!docs.some((d) => d.kind === "InferencePool" || d.kind === "WasmPlugin"));
+  const docs = render(["inferencePool.create=false", "istio.ecds=false", "istio.originalDst=false", "inferenceExtension.replicas=3"]);
+  assert.ok(!docs.some((d) => d.kind === "InferencePool" || d.kind === "WasmPlugin" || d.kind === "EnvoyFilter"));
   assert.equal(docs.find((d) => d.kind === "Deployment").spec.replicas, 3);
 });
 
 test("chart: a wrong-typed value fails validation of the rendered manifest", () => {
   assert.throws(() => render(["inferenceExtension.replicas=three"]));
-  assert.throws(() => render(["wasmPlugin.failStrategy=FAIL_SOMETIMES"]), /failStrategy/);
+  assert.throws(() => render(["istio.failurePolicy=FAIL_CLOSE"]), /failure_policy|allowed values/);
+  assert.throws(() => render(["wasmPlugin.enabled=true", "wasmPlugin.failStrategy=FAIL_SOMETIMES"]), /failStrategy/);
 });
 
 test("renderer rejects template features it does not implement", () => {
