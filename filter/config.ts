@@ -1,12 +1,40 @@
-// Plugin configuration: the JSON in Envoy's `configuration` (or Istio's `pluginConfig`).
+// Plugin configuration: the JSON in Envoy's `configuration` (or Istio's `pluginConfig`). Every error names
+// the field, so `on_configure` can refuse the configuration with a log line an operator can act on.
 import { JSON } from "assemblyscript-json/assembly";
+import { jsonSyntaxError } from "./json-check";
+
+export const FAIL_CLOSE: i32 = 0;
+export const FAIL_OPEN: i32 = 1;
 
 export class PluginConfig {
   companionCluster: string = "endpoint-picker-companion";
   companionAuthority: string = "endpoint-picker-companion";
   snapshotPath: string = "/v1/snapshot";
+  /** Timeout of one long poll; the companion answers 304 before it (its --long-poll-timeout). */
   pollTimeoutMs: u32 = 5000;
+  /** Sent as `authorization: Bearer <token>` to the companion when not empty. */
+  apiToken: string = "";
   destinationHeader: string = "x-gateway-destination-endpoint";
+  fallbackHeader: string = "x-gateway-destination-endpoint-fallback";
+  /** Response header naming the endpoint that served the request; empty: not added. */
+  servedHeader: string = "x-gateway-destination-endpoint-served";
+  failureMode: i32 = FAIL_CLOSE;
+  /** A snapshot without contact with the companion for longer than this is stale. */
+  stalenessLimitMs: u32 = 5000;
+  /** Bytes of request body scanned for `model` and the prompt at most. */
+  maxBodyBytes: u32 = 262144;
+  /** False: snapshots are written into shared data by someone else (tests, the simulator). */
+  fetchSnapshots: bool = true;
+  /** InferenceObjective priorities by name (header x-gateway-inference-objective); negative = sheddable. */
+  objectiveNames: string[] = [];
+  objectivePriorities: i32[] = [];
+
+  priorityOf(objective: string): i32 {
+    for (let i = 0; i < this.objectiveNames.length; i++) {
+      if (unchecked(this.objectiveNames[i]) == objective) return unchecked(this.objectivePriorities[i]);
+    }
+    return 0;
+  }
 }
 
 export class ConfigResult {
@@ -16,8 +44,30 @@ export class ConfigResult {
 
 function fail(message: string): ConfigResult {
   const r = new ConfigResult();
-  r.error = message;
+  r.error = "configuration" + message;
   return r;
+}
+
+/** A header name Envoy accepts: lower-case token characters (RFC 9110), not a pseudo-header. */
+function validHeaderName(s: string): bool {
+  if (s.length == 0) return false;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    const ok = (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c == 0x2d || c == 0x5f || c == 0x2e ||
+      c == 0x21 || c == 0x23 || c == 0x24 || c == 0x25 || c == 0x26 || c == 0x27 || c == 0x2a || c == 0x2b ||
+      c == 0x5e || c == 0x60 || c == 0x7c || c == 0x7e;
+    if (!ok) return false;
+  }
+  return true;
+}
+
+function integerIn(v: JSON.Value, field: string, min: i64, max: i64, out: ConfigResult): i64 {
+  if (!v.isInteger) { out.error = "configuration." + field + ": must be an integer"; return 0; }
+  const n = (<JSON.Integer>v).valueOf();
+  if (n < min || n > max) {
+    out.error = "configuration." + field + ": " + n.toString() + " is outside " + min.toString() + ".." + max.toString();
+  }
+  return n;
 }
 
 /** Parses the plugin configuration; an empty configuration means all defaults. */
@@ -25,35 +75,66 @@ export function parseConfig(text: string): ConfigResult {
   const cfg = new PluginConfig();
   const ok = new ConfigResult();
   ok.config = cfg;
-  if (text.trim().length == 0) return ok;
-  let value: JSON.Value | null = null;
-  // assemblyscript-json aborts on malformed input; check the outer shape first so a typo is an error, not a trap.
   const trimmed = text.trim();
-  if (!trimmed.startsWith("{") || !trimmed.endsWith("}")) return fail("configuration: must be a JSON object");
-  value = JSON.parse(trimmed);
-  if (value == null || !value.isObj) return fail("configuration: must be a JSON object");
+  if (trimmed.length == 0) return ok;
+  const syntax = jsonSyntaxError(trimmed);
+  if (syntax.length > 0) return fail(": not valid JSON: " + syntax);
+  const value = JSON.parse(trimmed);
+  if (!value.isObj) return fail(": must be a JSON object");
   const obj = <JSON.Obj>value;
   const keys = obj.keys;
+  const err = new ConfigResult();
   for (let i = 0; i < keys.length; i++) {
     const key = keys[i];
-    const v = obj.get(key);
-    if (v == null) continue;
-    if (key == "companionCluster" || key == "companionAuthority" || key == "snapshotPath" || key == "destinationHeader") {
-      if (!v.isString) return fail("configuration." + key + ": must be a string");
+    const v = obj.get(key)!;
+    if (key == "companionCluster" || key == "companionAuthority" || key == "snapshotPath" || key == "apiToken" ||
+      key == "destinationHeader" || key == "fallbackHeader" || key == "servedHeader" || key == "failureMode") {
+      if (!v.isString) return fail("." + key + ": must be a string");
       const s = (<JSON.Str>v).valueOf();
-      if (s.length == 0) return fail("configuration." + key + ": must not be empty");
+      if (key == "apiToken") { cfg.apiToken = s; continue; }
+      if (key == "servedHeader" && s.length == 0) { cfg.servedHeader = ""; continue; }
+      if (s.length == 0) return fail("." + key + ": must not be empty");
       if (key == "companionCluster") cfg.companionCluster = s;
       else if (key == "companionAuthority") cfg.companionAuthority = s;
-      else if (key == "snapshotPath") cfg.snapshotPath = s;
-      else cfg.destinationHeader = s.toLowerCase();
+      else if (key == "snapshotPath") {
+        if (!s.startsWith("/") || s.includes("?")) return fail(".snapshotPath: \"" + s + "\" must be a path starting with / and without a query");
+        cfg.snapshotPath = s;
+      } else if (key == "failureMode") {
+        if (s == "FailClose") cfg.failureMode = FAIL_CLOSE;
+        else if (s == "FailOpen") cfg.failureMode = FAIL_OPEN;
+        else return fail(".failureMode: \"" + s + "\" is not FailClose or FailOpen");
+      } else {
+        const name = s.toLowerCase();
+        if (!validHeaderName(name)) return fail("." + key + ": \"" + s + "\" is not a valid header name");
+        if (key == "destinationHeader") cfg.destinationHeader = name;
+        else if (key == "fallbackHeader") cfg.fallbackHeader = name;
+        else cfg.servedHeader = name;
+      }
     } else if (key == "pollTimeoutMs") {
-      if (!v.isInteger) return fail("configuration.pollTimeoutMs: must be an integer");
-      const n = (<JSON.Integer>v).valueOf();
-      if (n < 100 || n > 600000) return fail("configuration.pollTimeoutMs: " + n.toString() + " is outside 100..600000");
-      cfg.pollTimeoutMs = <u32>n;
+      cfg.pollTimeoutMs = <u32>integerIn(v, key, 100, 600000, err);
+    } else if (key == "stalenessLimitMs") {
+      cfg.stalenessLimitMs = <u32>integerIn(v, key, 100, 3600000, err);
+    } else if (key == "maxBodyBytes") {
+      cfg.maxBodyBytes = <u32>integerIn(v, key, 0, 16777216, err);
+    } else if (key == "fetchSnapshots") {
+      if (!v.isBool) return fail(".fetchSnapshots: must be true or false");
+      cfg.fetchSnapshots = (<JSON.Bool>v).valueOf();
+    } else if (key == "objectivePriorities") {
+      if (!v.isObj) return fail(".objectivePriorities: must be an object of objective name to integer priority");
+      const o = <JSON.Obj>v;
+      const names = o.keys;
+      for (let k = 0; k < names.length; k++) {
+        const p = integerIn(o.get(names[k])!, "objectivePriorities." + names[k], -2147483648, 2147483647, err);
+        if (err.error.length > 0) return err;
+        cfg.objectiveNames.push(names[k]);
+        cfg.objectivePriorities.push(<i32>p);
+      }
     } else {
-      return fail("configuration." + key + ": unknown field");
+      return fail("." + key + ": unknown field");
     }
+    if (err.error.length > 0) return err;
   }
+  if (cfg.destinationHeader == cfg.fallbackHeader) return fail(".fallbackHeader: must differ from destinationHeader");
+  if (cfg.stalenessLimitMs <= 0) return fail(".stalenessLimitMs: must be positive");
   return ok;
 }

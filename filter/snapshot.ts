@@ -1,5 +1,8 @@
 // Decoder for the companion's EPS1 snapshot (docs/SNAPSHOT.md). Never traps: every read is bounds-checked
-// and a bad blob yields a null snapshot with `lastError` set.
+// and a bad blob yields null with `lastError` set. The decoded form is column arrays that point into the
+// blob (no per-endpoint strings), so the per-request path can copy an address straight into a header and
+// compare adapter names with the request's model bytes without allocating.
+import { fnv1a32 } from "./hash";
 
 export const PICKER_MAX_SCORE: u8 = 0;
 export const PICKER_RANDOM: u8 = 1;
@@ -11,58 +14,112 @@ export const FLAG_QUEUE: u8 = 4;
 export const FLAG_RUNNING: u8 = 8;
 export const FLAG_KV: u8 = 16;
 export const FLAG_LORA: u8 = 32;
+const KNOWN_FLAGS: u8 = 63;
+/** Not on the wire: set by the decoder for an address that cannot go into a header (never picked). */
+export const FLAG_UNUSABLE: u8 = 128;
 
 const HEADER_SIZE: i32 = 32;
+const MIN_RECORD: i32 = 33;
 
 export class Profile {
-  queueWeight: f32 = 2;
-  kvWeight: f32 = 2;
-  prefixWeight: f32 = 3;
-  loraWeight: f32 = 0;
-  runningWeight: f32 = 0;
+  queueWeight: f64 = 2;
+  kvWeight: f64 = 2;
+  prefixWeight: f64 = 3;
+  loraWeight: f64 = 0;
+  runningWeight: f64 = 0;
   picker: u8 = PICKER_MAX_SCORE;
-  fallbackCount: u8 = 0;
-  prefixBlockChars: u16 = 64;
-  prefixMaxBlocks: u16 = 256;
-  prefixLruPerEndpoint: u16 = 31250;
-  saturationQueue: f32 = 5;
-  saturationKv: f32 = 0.8;
-}
-
-export class Endpoint {
-  address: string = "";
-  engine: string = "";
-  flags: u8 = 0;
-  queued: u32 = 0;
-  running: u32 = 0;
-  kvUsage: f32 = 0;
-  ageMs: u32 = 0;
-  loraMax: u16 = 0;
-  runningAdapters: string[] = [];
-  waitingAdapters: string[] = [];
-  cacheBlockSize: u32 = 0;
-  cacheNumBlocks: u32 = 0;
-
-  has(flag: u8): bool { return (this.flags & flag) != 0; }
+  fallbackCount: i32 = 0;
+  prefixBlockChars: i32 = 64;
+  prefixMaxBlocks: i32 = 256;
+  prefixLruPerEndpoint: i32 = 31250;
+  saturationQueue: f64 = 5;
+  saturationKv: f64 = 0.8;
 }
 
 export class Snapshot {
   version: u64 = 0;
   generatedAtMs: u64 = 0;
   profile: Profile = new Profile();
-  endpoints: Endpoint[] = [];
+  count: i32 = 0;
+  /** The blob as received; every offset below points into it. */
+  blob: ArrayBuffer = new ArrayBuffer(0);
+  addrOff: StaticArray<i32> = new StaticArray<i32>(0);
+  addrLen: StaticArray<i32> = new StaticArray<i32>(0);
+  addrHash: StaticArray<u32> = new StaticArray<u32>(0);
+  engineOff: StaticArray<i32> = new StaticArray<i32>(0);
+  engineLen: StaticArray<i32> = new StaticArray<i32>(0);
+  flags: StaticArray<u8> = new StaticArray<u8>(0);
+  queued: StaticArray<f64> = new StaticArray<f64>(0);
+  running: StaticArray<f64> = new StaticArray<f64>(0);
+  kv: StaticArray<f64> = new StaticArray<f64>(0);
+  ageMs: StaticArray<u32> = new StaticArray<u32>(0);
+  loraMax: StaticArray<i32> = new StaticArray<i32>(0);
+  /** Adapters of endpoint i: running ones at [runStart[i], runStart[i] + runCount[i]) of adapterOff/Len, waiting ones after them. */
+  runStart: StaticArray<i32> = new StaticArray<i32>(0);
+  runCount: StaticArray<i32> = new StaticArray<i32>(0);
+  waitCount: StaticArray<i32> = new StaticArray<i32>(0);
+  adapterOff: StaticArray<i32> = new StaticArray<i32>(0);
+  adapterLen: StaticArray<i32> = new StaticArray<i32>(0);
+  /** FNV-1a of each adapter name, so a request's model is compared by hash first. */
+  adapterHash: StaticArray<u32> = new StaticArray<u32>(0);
+  /** Some endpoint reports LoRA state (FLAG_LORA). */
+  anyLora: bool = false;
+  cacheBlockSize: StaticArray<u32> = new StaticArray<u32>(0);
+  cacheNumBlocks: StaticArray<u32> = new StaticArray<u32>(0);
+  /** Open-addressed index addrHash -> endpoint index + 1 (0 = empty), for the shared tables keyed by address. */
+  private byHash: StaticArray<i32> = new StaticArray<i32>(0);
+
+  get base(): usize { return changetype<usize>(this.blob); }
+  has(i: i32, flag: u8): bool { return (unchecked(this.flags[i]) & flag) != 0; }
+  address(i: i32): string { return this.text(this.addrOff[i], this.addrLen[i]); }
+  engine(i: i32): string { return this.text(this.engineOff[i], this.engineLen[i]); }
+  runningAdapter(i: i32, k: i32): string {
+    const a = this.runStart[i] + k;
+    return this.text(this.adapterOff[a], this.adapterLen[a]);
+  }
+  waitingAdapter(i: i32, k: i32): string {
+    const a = this.runStart[i] + this.runCount[i] + k;
+    return this.text(this.adapterOff[a], this.adapterLen[a]);
+  }
+  private text(off: i32, len: i32): string { return String.UTF8.decodeUnsafe(this.base + <usize>off, <usize>len); }
+
+  /** Index of the endpoint whose address hashes to `h`, or -1. */
+  indexOfHash(h: u32): i32 {
+    const mask = this.byHash.length - 1;
+    if (mask < 0) return -1;
+    let s = <i32>(h & <u32>mask);
+    for (let n = 0; n <= mask; n++) {
+      const v = unchecked(this.byHash[s]);
+      if (v == 0) return -1;
+      if (unchecked(this.addrHash[v - 1]) == h) return v - 1;
+      s = (s + 1) & mask;
+    }
+    return -1;
+  }
+
+  buildIndex(): void {
+    let size = 16;
+    while (size < this.count * 2) size <<= 1;
+    const t = new StaticArray<i32>(size);
+    const mask = size - 1;
+    for (let i = 0; i < this.count; i++) {
+      let s = <i32>(unchecked(this.addrHash[i]) & <u32>mask);
+      while (unchecked(t[s]) != 0) {
+        if (unchecked(this.addrHash[unchecked(t[s]) - 1]) == unchecked(this.addrHash[i])) break; // duplicate address: keep the first
+        s = (s + 1) & mask;
+      }
+      if (unchecked(t[s]) == 0) unchecked(t[s] = i + 1);
+    }
+    this.byHash = t;
+  }
 }
 
 export function fnv1a(data: Uint8Array, start: i32, end: i32): u32 {
-  let h: u32 = 0x811c9dc5;
-  for (let i = start; i < end; i++) {
-    h ^= <u32>unchecked(data[i]);
-    h *= 0x01000193;
-  }
-  return h;
+  if (start < 0 || end > data.length || start >= end) return 0x811c9dc5;
+  return fnv1a32(data.dataStart + <usize>start, end - start);
 }
 
-/** Reads the version without decoding or checking the rest: the per-request "did it change?" probe. */
+/** Reads the version without decoding or checking the rest. */
 export function peekVersion(buf: ArrayBuffer): u64 {
   if (buf.byteLength < HEADER_SIZE) return 0;
   return load<u64>(changetype<usize>(buf) + 8);
@@ -73,10 +130,10 @@ export let lastError: string = "";
 class Reader {
   pos: i32;
   ok: bool = true;
-  constructor(public data: Uint8Array, start: i32) { this.pos = start; }
+  constructor(public base: usize, public len: i32, start: i32) { this.pos = start; }
 
-  private need(n: i32): bool {
-    if (!this.ok || this.pos + n > this.data.length || n < 0) {
+  need(n: i32): bool {
+    if (!this.ok || n < 0 || this.pos > this.len - n) {
       if (this.ok) lastError = "truncated at byte " + this.pos.toString();
       this.ok = false;
       return false;
@@ -85,101 +142,165 @@ class Reader {
   }
   u8(): u8 {
     if (!this.need(1)) return 0;
-    const v = unchecked(this.data[this.pos]);
+    const v = load<u8>(this.base + <usize>this.pos);
     this.pos += 1;
     return v;
   }
   u16(): u16 {
     if (!this.need(2)) return 0;
-    const v = load<u16>(this.data.dataStart + <usize>this.pos);
+    const v = load<u16>(this.base + <usize>this.pos);
     this.pos += 2;
     return v;
   }
   u32(): u32 {
     if (!this.need(4)) return 0;
-    const v = load<u32>(this.data.dataStart + <usize>this.pos);
+    const v = load<u32>(this.base + <usize>this.pos);
     this.pos += 4;
     return v;
   }
-  f32(): f32 {
+  f32(): f64 {
     if (!this.need(4)) return 0;
-    const v = load<f32>(this.data.dataStart + <usize>this.pos);
+    const v = load<f32>(this.base + <usize>this.pos);
     this.pos += 4;
-    return v;
+    return <f64>v;
   }
-  str(): string {
+  /** Skips a `str`, returning its offset (its length is in `lastLen`). */
+  lastLen: i32 = 0;
+  str(): i32 {
     const n = <i32>this.u16();
-    if (!this.need(n)) return "";
-    const s = String.UTF8.decodeUnsafe(this.data.dataStart + <usize>this.pos, <usize>n);
+    if (!this.need(n)) return 0;
+    const at = this.pos;
+    this.lastLen = n;
     this.pos += n;
-    return s;
+    return at;
   }
+}
+
+function finiteOr(v: f64, fallback: f64): f64 { return isFinite(v) ? v : fallback; }
+function weight(v: f64): f64 { return isFinite(v) && v > 0 ? v : 0; }
+
+/** An address goes into a header verbatim: refuse empty ones and bytes a header value cannot carry. */
+function usableAddress(base: usize, off: i32, len: i32): bool {
+  if (len == 0 || len > 255) return false;
+  for (let i = 0; i < len; i++) {
+    const c = load<u8>(base + <usize>(off + i));
+    if (c <= 0x20 || c == 0x2c || c >= 0x7f) return false; // no controls, spaces, commas (fallback list separator) or non-ASCII
+  }
+  return true;
 }
 
 /** Decodes a whole snapshot; returns null (and sets lastError) on any inconsistency. */
 export function decodeSnapshot(buf: ArrayBuffer): Snapshot | null {
-  const data = Uint8Array.wrap(buf);
-  const len = data.length;
-  if (len < HEADER_SIZE) { lastError = "shorter than the header"; return null; }
+  const len = buf.byteLength;
   const base = changetype<usize>(buf);
+  if (len < HEADER_SIZE) { lastError = "shorter than the header"; return null; }
   if (load<u8>(base) != 0x45 || load<u8>(base, 1) != 0x50 || load<u8>(base, 2) != 0x53 || load<u8>(base, 3) != 0x31) {
     lastError = "bad magic"; return null;
   }
   const format = load<u16>(base, 4);
   if (format != 1) { lastError = "unsupported format " + format.toString(); return null; }
   const headerSize = <i32>load<u16>(base, 6);
-  const totalSize = <i32>load<u32>(base, 24);
-  if (totalSize != len) { lastError = "size mismatch"; return null; }
+  const totalSize = load<u32>(base, 24);
+  if (totalSize != <u32>len) { lastError = "size mismatch"; return null; }
   if (headerSize < HEADER_SIZE || headerSize > len) { lastError = "bad header size"; return null; }
-  if (fnv1a(data, headerSize, len) != load<u32>(base, 28)) { lastError = "checksum mismatch"; return null; }
+  if (fnv1a32(base + <usize>headerSize, len - headerSize) != load<u32>(base, 28)) { lastError = "checksum mismatch"; return null; }
 
   const snap = new Snapshot();
+  snap.blob = buf;
   snap.version = load<u64>(base, 8);
   snap.generatedAtMs = load<u64>(base, 16);
-  const r = new Reader(data, headerSize);
+  const r = new Reader(base, len, headerSize);
   const profileStart = r.pos;
   const profileSize = <i32>r.u16();
   const p = snap.profile;
-  p.queueWeight = r.f32();
-  p.kvWeight = r.f32();
-  p.prefixWeight = r.f32();
-  p.loraWeight = r.f32();
-  p.runningWeight = r.f32();
-  p.picker = r.u8();
-  p.fallbackCount = r.u8();
-  p.prefixBlockChars = r.u16();
-  p.prefixMaxBlocks = r.u16();
-  p.prefixLruPerEndpoint = r.u16();
-  p.saturationQueue = r.f32();
-  p.saturationKv = r.f32();
+  // Bad numbers in the profile fall back to something harmless (a NaN weight would poison every score).
+  p.queueWeight = weight(r.f32());
+  p.kvWeight = weight(r.f32());
+  p.prefixWeight = weight(r.f32());
+  p.loraWeight = weight(r.f32());
+  p.runningWeight = weight(r.f32());
+  const picker = r.u8();
+  p.picker = picker <= PICKER_WEIGHTED_RANDOM ? picker : PICKER_MAX_SCORE;
+  p.fallbackCount = <i32>r.u8();
+  p.prefixBlockChars = <i32>r.u16();
+  p.prefixMaxBlocks = <i32>r.u16();
+  p.prefixLruPerEndpoint = <i32>r.u16();
+  p.saturationQueue = finiteOr(r.f32(), 5);
+  p.saturationKv = finiteOr(r.f32(), 0.8);
   if (!r.ok) return null;
-  if (profileSize < r.pos - profileStart || profileStart + profileSize > len) { lastError = "bad profile size"; return null; }
+  if (profileSize < r.pos - profileStart || profileSize > len - profileStart) { lastError = "bad profile size"; return null; }
   r.pos = profileStart + profileSize;
 
   const count = <i32>r.u32();
-  // Each record is at least 33 bytes: refuse absurd counts before allocating.
-  if (!r.ok || count < 0 || count > (len - r.pos) / 33) { lastError = "bad endpoint count"; return null; }
-  const endpoints = new Array<Endpoint>(count);
+  if (!r.ok || count < 0 || count > (len - r.pos) / MIN_RECORD) { lastError = "bad endpoint count"; return null; }
+  snap.count = count;
+  snap.addrOff = new StaticArray<i32>(count);
+  snap.addrLen = new StaticArray<i32>(count);
+  snap.addrHash = new StaticArray<u32>(count);
+  snap.engineOff = new StaticArray<i32>(count);
+  snap.engineLen = new StaticArray<i32>(count);
+  snap.flags = new StaticArray<u8>(count);
+  snap.queued = new StaticArray<f64>(count);
+  snap.running = new StaticArray<f64>(count);
+  snap.kv = new StaticArray<f64>(count);
+  snap.ageMs = new StaticArray<u32>(count);
+  snap.loraMax = new StaticArray<i32>(count);
+  snap.runStart = new StaticArray<i32>(count);
+  snap.runCount = new StaticArray<i32>(count);
+  snap.waitCount = new StaticArray<i32>(count);
+  snap.cacheBlockSize = new StaticArray<u32>(count);
+  snap.cacheNumBlocks = new StaticArray<u32>(count);
+  const adapterOff = new Array<i32>();
+  const adapterLen = new Array<i32>();
   for (let i = 0; i < count; i++) {
-    const e = new Endpoint();
-    e.address = r.str();
-    e.engine = r.str();
-    e.flags = r.u8();
-    e.queued = r.u32();
-    e.running = r.u32();
-    e.kvUsage = r.f32();
-    e.ageMs = r.u32();
-    e.loraMax = r.u16();
+    const ao = r.str();
+    const al = r.lastLen;
+    const eo = r.str();
+    const el = r.lastLen;
+    let flags = r.u8() & KNOWN_FLAGS;
+    const queued = r.u32();
+    const running = r.u32();
+    let kv = r.f32();
+    const age = r.u32();
+    const loraMax = r.u16();
+    unchecked(snap.runStart[i] = adapterOff.length);
     let n = <i32>r.u16();
-    for (let k = 0; k < n && r.ok; k++) e.runningAdapters.push(r.str());
+    for (let k = 0; k < n && r.ok; k++) { adapterOff.push(r.str()); adapterLen.push(r.lastLen); }
+    unchecked(snap.runCount[i] = n);
     n = <i32>r.u16();
-    for (let k = 0; k < n && r.ok; k++) e.waitingAdapters.push(r.str());
-    e.cacheBlockSize = r.u32();
-    e.cacheNumBlocks = r.u32();
+    for (let k = 0; k < n && r.ok; k++) { adapterOff.push(r.str()); adapterLen.push(r.lastLen); }
+    unchecked(snap.waitCount[i] = n);
+    const blockSize = r.u32();
+    const numBlocks = r.u32();
     if (!r.ok) return null;
-    unchecked(endpoints[i] = e);
+    if (!usableAddress(base, ao, al)) flags |= FLAG_UNUSABLE;
+    if (!isFinite(kv) || kv < 0) kv = 0;
+    if (kv > 1) kv = 1;
+    unchecked(snap.addrOff[i] = ao);
+    unchecked(snap.addrLen[i] = al);
+    unchecked(snap.addrHash[i] = fnv1a32(base + <usize>ao, al));
+    unchecked(snap.engineOff[i] = eo);
+    unchecked(snap.engineLen[i] = el);
+    unchecked(snap.flags[i] = flags);
+    unchecked(snap.queued[i] = (flags & FLAG_QUEUE) != 0 ? <f64>queued : 0);
+    unchecked(snap.running[i] = (flags & FLAG_RUNNING) != 0 ? <f64>running : 0);
+    unchecked(snap.kv[i] = kv);
+    unchecked(snap.ageMs[i] = age);
+    unchecked(snap.loraMax[i] = <i32>loraMax);
+    unchecked(snap.cacheBlockSize[i] = blockSize);
+    unchecked(snap.cacheNumBlocks[i] = numBlocks);
   }
-  snap.endpoints = endpoints;
+  const total = adapterOff.length;
+  snap.adapterOff = new StaticArray<i32>(total);
+  snap.adapterLen = new StaticArray<i32>(total);
+  snap.adapterHash = new StaticArray<u32>(total);
+  for (let k = 0; k < total; k++) {
+    unchecked(snap.adapterOff[k] = adapterOff[k]);
+    unchecked(snap.adapterLen[k] = adapterLen[k]);
+    unchecked(snap.adapterHash[k] = fnv1a32(base + <usize>adapterOff[k], adapterLen[k]));
+  }
+  for (let i = 0; i < count; i++) if ((unchecked(snap.flags[i]) & FLAG_LORA) != 0) snap.anyLora = true;
+  snap.buildIndex();
   lastError = "";
   return snap;
 }

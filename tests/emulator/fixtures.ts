@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { parse, stringify } from "yaml";
 import { encodeSnapshot, DEFAULT_PROFILE } from "../../companion/snapshot";
 import { SharedDataView } from "../../envoy/emulator/host";
+import { publishSnapshot } from "../helpers/filter-contract";
 
 export interface Upstream { name: string; port: number; address: string; hits: number; close(): Promise<void> }
 
@@ -59,9 +60,12 @@ export function tempBootstrap(opts: { fallbackPorts: number[]; companionPort: nu
   l.address.socket_address = { address: "127.0.0.1", port_value: 0 };
   const hcm = l.filter_chains[0].filters[0].typed_config;
   if (opts.withFilter === false) hcm.http_filters = hcm.http_filters.filter((f: Y) => f.name !== "envoy.filters.http.wasm");
-  else if (opts.configuration) {
+  else {
+    // These tests exercise the gateway: unless told otherwise the filter fails open (no snapshot -> the
+    // fallback route) and a delivered snapshot never goes stale during a long test.
     const wasm = hcm.http_filters.find((f: Y) => f.name === "envoy.filters.http.wasm");
-    wasm.typed_config.config.configuration.value = JSON.stringify(opts.configuration);
+    const shipped = JSON.parse(wasm.typed_config.config.configuration.value);
+    wasm.typed_config.config.configuration.value = JSON.stringify(opts.configuration ?? { ...shipped, failureMode: "FailOpen", stalenessLimitMs: 3_600_000 });
   }
   for (const c of doc.static_resources.clusters) {
     const ports = c.name === "inference-pool-fallback" ? opts.fallbackPorts : c.name === "endpoint-picker-companion" ? [opts.companionPort] : null;
@@ -76,7 +80,7 @@ export function tempBootstrap(opts: { fallbackPorts: number[]; companionPort: nu
   return file;
 }
 
-/** Writes a snapshot listing `addresses` into shared data: blob first, then its version (contract 2). */
+/** Writes a snapshot listing `addresses` into shared data as the filter's fetcher would. */
 export function deliverSnapshot(shared: SharedDataView, addresses: string[], version = 1n): void {
   const blob = encodeSnapshot({
     version, generatedAtMs: Date.now(), profile: { ...DEFAULT_PROFILE },
@@ -84,10 +88,7 @@ export function deliverSnapshot(shared: SharedDataView, addresses: string[], ver
       address, engine: "vllm", stale: false, error: false, queued: 0, running: 0, kvUsage: 0.1, ageMs: 10, lora: null, cache: null,
     })),
   });
-  shared.set("endpoint-picker.snapshot", new Uint8Array(blob));
-  const v = new Uint8Array(8);
-  new DataView(v.buffer).setBigUint64(0, version, true);
-  shared.set("endpoint-picker.snapshot.version", v);
+  publishSnapshot(shared, new Uint8Array(blob), Date.now());
 }
 
 /** A port nothing listens on. */

@@ -22,11 +22,33 @@ export class TestEndpoint {
   waitingAdapters: string[] = [];
 }
 
+export class TestProfile {
+  queue: f32 = 2;
+  kv: f32 = 2;
+  prefix: f32 = 3;
+  lora: f32 = 1;
+  running: f32 = 0;
+  picker: u8 = 0;
+  fallbacks: u8 = 0;
+  blockChars: u16 = 64;
+  maxBlocks: u16 = 256;
+  lruPerEndpoint: u16 = 1000;
+  satQueue: f32 = 5;
+  satKv: f32 = 0.8;
+}
+
 export function buildBlob(version: u64, endpoints: TestEndpoint[], picker: u8 = 0): ArrayBuffer {
+  const p = new TestProfile();
+  p.picker = picker;
+  return buildBlobWith(version, endpoints, p);
+}
+
+export function buildBlobWith(version: u64, endpoints: TestEndpoint[], p: TestProfile): ArrayBuffer {
   const w = new BlobWriter();
   w.u8(0x45).u8(0x50).u8(0x53).u8(0x31).u16(1).u16(32).u64(version).u64(1700000000000).u32(0).u32(0);
   const profileStart = w.bytes.length;
-  w.u16(0).f32(2).f32(2).f32(3).f32(1).f32(0).u8(picker).u8(0).u16(64).u16(256).u16(1000).f32(5).f32(0.8);
+  w.u16(0).f32(p.queue).f32(p.kv).f32(p.prefix).f32(p.lora).f32(p.running).u8(p.picker).u8(p.fallbacks)
+    .u16(p.blockChars).u16(p.maxBlocks).u16(p.lruPerEndpoint).f32(p.satQueue).f32(p.satKv);
   const profileSize = w.bytes.length - profileStart;
   w.bytes[profileStart] = <u8>profileSize;
   w.u32(endpoints.length);

@@ -1,18 +1,40 @@
-import { parseConfig } from "../../filter/config";
+import { parseConfig, FAIL_OPEN, FAIL_CLOSE } from "../../filter/config";
+import { jsonSyntaxError } from "../../filter/json-check";
 
 describe("plugin configuration", () => {
   it("uses the defaults for an empty configuration", () => {
-    const r = parseConfig("");
+    const r = parseConfig("  ");
     expect(r.config).not.toBeNull();
-    expect(r.config!.destinationHeader).toBe("x-gateway-destination-endpoint");
+    const c = r.config!;
+    expect(c.destinationHeader).toBe("x-gateway-destination-endpoint");
+    expect(c.fallbackHeader).toBe("x-gateway-destination-endpoint-fallback");
+    expect(c.servedHeader).toBe("x-gateway-destination-endpoint-served");
+    expect(c.failureMode).toBe(FAIL_CLOSE);
+    expect(c.stalenessLimitMs).toBe(5000);
+    expect(c.fetchSnapshots).toBe(true);
   });
 
-  it("reads the fields it knows", () => {
-    const r = parseConfig('{"companionCluster":"epp","pollTimeoutMs":2500,"destinationHeader":"X-Dest"}');
+  it("reads every field it knows", () => {
+    const r = parseConfig('{"companionCluster":"epp","companionAuthority":"epp.ns","snapshotPath":"/snap","pollTimeoutMs":2500,' +
+      '"apiToken":"t0k","destinationHeader":"X-Dest","fallbackHeader":"x-fb","servedHeader":"","failureMode":"FailOpen",' +
+      '"stalenessLimitMs":900,"maxBodyBytes":1024,"fetchSnapshots":false,"objectivePriorities":{"batch":-1,"chat":10}}');
     expect(r.error).toBe("");
-    expect(r.config!.companionCluster).toBe("epp");
-    expect(r.config!.pollTimeoutMs).toBe(2500);
-    expect(r.config!.destinationHeader).toBe("x-dest");
+    const c = r.config!;
+    expect(c.companionCluster).toBe("epp");
+    expect(c.companionAuthority).toBe("epp.ns");
+    expect(c.snapshotPath).toBe("/snap");
+    expect(c.pollTimeoutMs).toBe(2500);
+    expect(c.apiToken).toBe("t0k");
+    expect(c.destinationHeader).toBe("x-dest");
+    expect(c.fallbackHeader).toBe("x-fb");
+    expect(c.servedHeader).toBe("");
+    expect(c.failureMode).toBe(FAIL_OPEN);
+    expect(c.stalenessLimitMs).toBe(900);
+    expect(c.maxBodyBytes).toBe(1024);
+    expect(c.fetchSnapshots).toBe(false);
+    expect(c.priorityOf("batch")).toBe(-1);
+    expect(c.priorityOf("chat")).toBe(10);
+    expect(c.priorityOf("unknown")).toBe(0);
   });
 
   it("names the field of every error", () => {
@@ -20,5 +42,36 @@ describe("plugin configuration", () => {
     expect(parseConfig('{"pollTimeoutMs":5}').error).toBe("configuration.pollTimeoutMs: 5 is outside 100..600000");
     expect(parseConfig('{"companionClustr":"x"}').error).toBe("configuration.companionClustr: unknown field");
     expect(parseConfig('[1,2]').error).toBe("configuration: must be a JSON object");
+    expect(parseConfig('{"failureMode":"FailSoft"}').error).toBe('configuration.failureMode: "FailSoft" is not FailClose or FailOpen');
+    expect(parseConfig('{"destinationHeader":"bad header"}').error).toBe('configuration.destinationHeader: "bad header" is not a valid header name');
+    expect(parseConfig('{"snapshotPath":"v1/snapshot"}').error).toBe('configuration.snapshotPath: "v1/snapshot" must be a path starting with / and without a query');
+    expect(parseConfig('{"fetchSnapshots":1}').error).toBe("configuration.fetchSnapshots: must be true or false");
+    expect(parseConfig('{"objectivePriorities":{"batch":"low"}}').error).toBe("configuration.objectivePriorities.batch: must be an integer");
+    expect(parseConfig('{"fallbackHeader":"x-gateway-destination-endpoint"}').error).toBe("configuration.fallbackHeader: must differ from destinationHeader");
+    expect(parseConfig('{"maxBodyBytes":-1}').error).toBe("configuration.maxBodyBytes: -1 is outside 0..16777216");
+  });
+
+  it("turns malformed JSON into an error message instead of a trap", () => {
+    expect(parseConfig('{"pollTimeoutMs": }').error).toBe("configuration: not valid JSON: expected a value at byte 18");
+    expect(parseConfig('{"a": tru}').error).toBe("configuration: not valid JSON: invalid literal at byte 9");
+    expect(parseConfig('{"a": 1').error).toBe("configuration: not valid JSON: unexpected end of JSON");
+    expect(parseConfig('{"a": "x\\q"}').error).toBe("configuration: not valid JSON: bad escape at byte 9");
+  });
+});
+
+describe("JSON syntax check", () => {
+  it("accepts what RFC 8259 allows", () => {
+    expect(jsonSyntaxError('{"a":[1,-0.5e+3,true,false,null,"\\u00e9\\n"],"b":{}}')).toBe("");
+    expect(jsonSyntaxError(" 12 ")).toBe("");
+  });
+  it("refuses what it does not", () => {
+    expect(jsonSyntaxError("{a:1}")).toBe("expected a key at byte 1");
+    expect(jsonSyntaxError("[1,]")).toBe("expected a value at byte 3");
+    expect(jsonSyntaxError("01")).toBe("unexpected text after the value at byte 1");
+    expect(jsonSyntaxError("1.")).toBe("unexpected end of JSON");
+    expect(jsonSyntaxError('{"a":1}}')).toBe("unexpected text after the value at byte 7");
+    let deep = "";
+    for (let i = 0; i < 100; i++) deep += "[";
+    expect(jsonSyntaxError(deep)).toBe("nesting too deep at byte 65");
   });
 });

@@ -1,0 +1,112 @@
+// Delivery of snapshots into shared data: the worker VM holding the lease long-polls the companion
+// (GET <snapshotPath>?after=<version>) with proxy_http_call and writes each new snapshot, then its meta key,
+// into shared data. On errors it backs off and the last snapshot stays. Every VM reads the result (pool.ts).
+import { WasmResultValues, BufferTypeValues, HeaderPair } from "@solo-io/proxy-runtime/assembly";
+import { PluginConfig } from "./config";
+import { Pool, Meta, readMeta, encodeMeta, SNAPSHOT_KEY, META_KEY, LEASE_KEY } from "./pool";
+import { decodeSnapshot, lastError, Snapshot } from "./snapshot";
+import { shouldTakeLease, encodeLease, LEASE_TTL_MS } from "./lease";
+import { getShared, setShared, lastCas, httpCall, httpCallHeader, getBuffer, serializePairs, encode, logAt } from "./host";
+import { Metrics } from "./metrics";
+
+const BACKOFF_MIN_MS: u32 = 100;
+const BACKOFF_MAX_MS: u32 = 5000;
+const STATUS = encode(":status");
+const LOG_WARN = 3;
+const LOG_INFO = 2;
+
+export class Fetcher {
+  leader: bool = false;
+  private token: u32 = 0;
+  private nextPollMs: u64 = 0;
+  private backoffMs: u32 = 0;
+  private failing: bool = false;
+  private cluster: ArrayBuffer;
+  private meta: Meta = new Meta();
+
+  constructor(private cfg: PluginConfig, private vm: u32, private pool: Pool, private metrics: Metrics) {
+    this.cluster = encode(cfg.companionCluster);
+  }
+
+  /** Called on every tick: take or renew the lease, and poll when leading and idle. */
+  tick(nowMs: u64): void {
+    const lease = getShared(LEASE_KEY);
+    const cas = lastCas;
+    if (shouldTakeLease(lease, this.vm, nowMs)) {
+      const wasLeader = this.leader;
+      this.leader = setShared(LEASE_KEY, encodeLease(this.vm, nowMs + LEASE_TTL_MS), lease == null ? 0 : cas) == WasmResultValues.Ok;
+      if (this.leader && !wasLeader) logAt(LOG_INFO, "endpoint-picker: this worker now fetches snapshots from " + this.cfg.companionCluster);
+    } else {
+      this.leader = false;
+    }
+    if (this.leader && this.token == 0 && nowMs >= this.nextPollMs) this.poll(nowMs);
+  }
+
+  private poll(nowMs: u64): void {
+    const known = readMeta(this.meta) ? this.meta.version : 0;
+    const path = known > 0 ? this.cfg.snapshotPath + "?after=" + known.toString() : this.cfg.snapshotPath;
+    const headers = [
+      pair(":method", "GET"),
+      pair(":path", path),
+      pair(":authority", this.cfg.companionAuthority),
+      pair("accept", "application/vnd.endpoint-picker.snapshot"),
+    ];
+    if (this.cfg.apiToken.length > 0) headers.push(pair("authorization", "Bearer " + this.cfg.apiToken));
+    this.token = httpCall(this.cluster, serializePairs(headers), this.cfg.pollTimeoutMs);
+    if (this.token == 0) this.failed(nowMs, "the host refused the call to cluster " + this.cfg.companionCluster + " (is it defined?)");
+  }
+
+  /** The root context's http-call callback; returns false for a token that is not ours. */
+  onResponse(token: u32, headers: u32, bodySize: u32, nowMs: u64): bool {
+    if (token != this.token || token == 0) return false;
+    this.token = 0;
+    const status: ArrayBuffer | null = headers == 0 ? null : httpCallHeader(STATUS);
+    const code = status == null ? "" : String.UTF8.decode(status!);
+    if (code == "200") {
+      const body = getBuffer(BufferTypeValues.HttpCallResponseBody, 0, bodySize);
+      const decoded: Snapshot | null = body == null ? null : decodeSnapshot(body!);
+      if (decoded == null) {
+        this.failed(nowMs, "the companion sent a snapshot that does not decode: " + (body == null ? "no body" : lastError));
+        return true;
+      }
+      const known = readMeta(this.meta) ? this.meta.version : 0;
+      if (decoded.version >= known) { // another fetcher may have written a newer one meanwhile
+        setShared(SNAPSHOT_KEY, body!);
+        setShared(META_KEY, encodeMeta(decoded.version, nowMs));
+        this.pool.adopt(decoded);
+        this.pool.contactMs = nowMs;
+      }
+      this.metrics.count(this.metrics.fetchOk);
+      this.succeeded(nowMs);
+    } else if (code == "304") {
+      if (readMeta(this.meta)) setShared(META_KEY, encodeMeta(this.meta.version, nowMs));
+      this.pool.contactMs = nowMs;
+      this.metrics.count(this.metrics.fetchNotModified);
+      this.succeeded(nowMs);
+    } else {
+      this.failed(nowMs, code.length == 0 ? "the call to the companion failed (connection reset or refused)" :
+        "the companion answered " + code + (code == "401" || code == "403" ? " (check apiToken)" : ""));
+    }
+    return true;
+  }
+
+  private succeeded(nowMs: u64): void {
+    if (this.failing) logAt(LOG_INFO, "endpoint-picker: snapshots flow again from " + this.cfg.companionCluster);
+    this.failing = false;
+    this.backoffMs = 0;
+    this.nextPollMs = nowMs;
+    if (this.leader) this.poll(nowMs); // the next long poll at once: the companion holds it until something changes
+  }
+
+  private failed(nowMs: u64, why: string): void {
+    this.metrics.count(this.metrics.fetchError);
+    if (!this.failing) logAt(LOG_WARN, "endpoint-picker: " + why + "; keeping the last snapshot and retrying with backoff");
+    this.failing = true;
+    this.backoffMs = this.backoffMs == 0 ? BACKOFF_MIN_MS : min(this.backoffMs * 2, BACKOFF_MAX_MS);
+    this.nextPollMs = nowMs + <u64>this.backoffMs;
+  }
+}
+
+function pair(key: string, value: string): HeaderPair {
+  return new HeaderPair(String.UTF8.encode(key), String.UTF8.encode(value));
+}

@@ -1,0 +1,157 @@
+// Thin wrappers over the proxy-wasm host calls the filter makes on its hot paths. Unlike the runtime's
+// helpers they never trap on a non-OK result (the runtime's CHECK_RESULT throws, which kills the VM) and
+// they take pre-encoded keys, so a request does not re-encode the same strings every time.
+import * as abi from "@solo-io/proxy-runtime/assembly/imports";
+import { free } from "@solo-io/proxy-runtime/assembly/malloc";
+import { WasmResultValues, HeaderMapTypeValues, BufferTypeValues, Headers } from "@solo-io/proxy-runtime/assembly";
+
+// Out-parameters for the host: it writes a pointer and a size (or a CAS / a time) here.
+const outPtr = memory.data(8);
+const outSize = memory.data(8);
+const outU32 = memory.data(8);
+const outU64 = memory.data(8);
+
+/** Result of the last `getShared` call. */
+export let lastCas: u32 = 0;
+export let lastResult: u32 = 0;
+
+/** Takes over a buffer the host allocated through malloc (pinned): unpins it so the GC owns it. */
+function adopt(): ArrayBuffer {
+  const ptr = load<usize>(outPtr);
+  const size = load<usize>(outSize);
+  store<usize>(outPtr, 0);
+  if (ptr == 0) return new ArrayBuffer(0);
+  free(ptr);
+  if (size == 0) return new ArrayBuffer(0);
+  return changetype<ArrayBuffer>(ptr);
+}
+
+export function encode(s: string): ArrayBuffer { return String.UTF8.encode(s); }
+
+export function nowNs(): u64 {
+  if (abi.proxy_get_current_time_nanoseconds(outU64) != WasmResultValues.Ok) return 0;
+  return load<u64>(outU64);
+}
+
+export function nowMs(): u64 { return nowNs() / 1000000; }
+
+/** Shared data value, or null (NOT_FOUND or any error; `lastResult` says which). Sets `lastCas`. */
+export function getShared(key: ArrayBuffer): ArrayBuffer | null {
+  store<usize>(outPtr, 0);
+  store<usize>(outSize, 0);
+  lastResult = abi.proxy_get_shared_data(changetype<usize>(key), key.byteLength, outPtr, outSize, outU32);
+  if (lastResult != WasmResultValues.Ok) { lastCas = 0; adopt(); return null; }
+  lastCas = load<u32>(outU32);
+  return adopt();
+}
+
+/** Sets shared data; `cas` 0 sets unconditionally. Returns the WasmResult (8 = CAS mismatch). */
+export function setShared(key: ArrayBuffer, value: ArrayBuffer, cas: u32 = 0): u32 {
+  return abi.proxy_set_shared_data(changetype<usize>(key), key.byteLength, changetype<usize>(value), value.byteLength, cas);
+}
+
+/** Bytes [start, start + length) of a host buffer (request body, http-call body, configuration), or null. */
+export function getBuffer(kind: BufferTypeValues, start: u32, length: u32): ArrayBuffer | null {
+  store<usize>(outPtr, 0);
+  store<usize>(outSize, 0);
+  const r = abi.proxy_get_buffer_bytes(kind, start, length, outPtr, outSize);
+  if (r != WasmResultValues.Ok) { adopt(); return null; }
+  return adopt();
+}
+
+/** A request/response header value, or null when absent or the map is not available. */
+export function getHeader(map: HeaderMapTypeValues, key: ArrayBuffer): ArrayBuffer | null {
+  store<usize>(outPtr, 0);
+  store<usize>(outSize, 0);
+  const r = abi.proxy_get_header_map_value(map, changetype<usize>(key), key.byteLength, outPtr, outSize);
+  if (r != WasmResultValues.Ok) { adopt(); return null; }
+  return adopt();
+}
+
+export function removeHeader(map: HeaderMapTypeValues, key: ArrayBuffer): u32 {
+  return abi.proxy_remove_header_map_value(map, changetype<usize>(key), key.byteLength);
+}
+
+export function replaceHeader(map: HeaderMapTypeValues, key: ArrayBuffer, valuePtr: usize, valueLen: i32): u32 {
+  return abi.proxy_replace_header_map_value(map, changetype<usize>(key), key.byteLength, valuePtr, valueLen);
+}
+
+export function addHeader(map: HeaderMapTypeValues, key: ArrayBuffer, valuePtr: usize, valueLen: i32): u32 {
+  return abi.proxy_add_header_map_value(map, changetype<usize>(key), key.byteLength, valuePtr, valueLen);
+}
+
+export function continueRequest(): u32 { return abi.proxy_continue_stream(0); }
+
+/** A local reply with a plain-text body; `details` shows in Envoy's access log as %RESPONSE_CODE_DETAILS%. */
+export function localReply(status: u32, details: string, body: string): u32 {
+  const d = String.UTF8.encode(details);
+  const b = String.UTF8.encode(body);
+  // Serialised header pairs: count, then sizes, then NUL-terminated bytes (one pair: content-type).
+  const key = "content-type", value = "text/plain";
+  const pairs = new ArrayBuffer(4 + 8 + key.length + 1 + value.length + 1);
+  const p = changetype<usize>(pairs);
+  store<u32>(p, 1);
+  store<u32>(p, key.length, 4);
+  store<u32>(p, value.length, 8);
+  for (let i = 0; i < key.length; i++) store<u8>(p + 12 + <usize>i, <u8>key.charCodeAt(i));
+  store<u8>(p + 12 + <usize>key.length, 0);
+  const v = p + 12 + <usize>key.length + 1;
+  for (let i = 0; i < value.length; i++) store<u8>(v + <usize>i, <u8>value.charCodeAt(i));
+  store<u8>(v + <usize>value.length, 0);
+  return abi.proxy_send_local_response(status, changetype<usize>(d), d.byteLength, changetype<usize>(b), b.byteLength,
+    p, pairs.byteLength, -1);
+}
+
+/** Serialises header pairs for proxy_http_call (the runtime's own serialiser is private). */
+export function serializePairs(headers: Headers): ArrayBuffer {
+  let size = 4;
+  for (let i = 0; i < headers.length; i++) size += 8 + headers[i].key.byteLength + 1 + headers[i].value.byteLength + 1;
+  const out = new ArrayBuffer(size);
+  const p = changetype<usize>(out);
+  store<u32>(p, headers.length);
+  let w = p + 4 + <usize>(8 * headers.length);
+  for (let i = 0; i < headers.length; i++) {
+    const k = headers[i].key, v = headers[i].value;
+    store<u32>(p + 4 + <usize>(8 * i), k.byteLength);
+    store<u32>(p + 8 + <usize>(8 * i), v.byteLength);
+    memory.copy(w, changetype<usize>(k), k.byteLength);
+    w += <usize>k.byteLength;
+    store<u8>(w++, 0);
+    memory.copy(w, changetype<usize>(v), v.byteLength);
+    w += <usize>v.byteLength;
+    store<u8>(w++, 0);
+  }
+  return out;
+}
+
+/** Dispatches an HTTP call; returns the token, or 0 when the host refused (the result is in `lastResult`). */
+export function httpCall(cluster: ArrayBuffer, headers: ArrayBuffer, timeoutMs: u32): u32 {
+  const empty = new ArrayBuffer(0);
+  const noTrailers = new ArrayBuffer(4);
+  lastResult = abi.proxy_http_call(changetype<usize>(cluster), cluster.byteLength, changetype<usize>(headers), headers.byteLength,
+    changetype<usize>(empty), 0, changetype<usize>(noTrailers), 4, timeoutMs, outU32);
+  return lastResult == WasmResultValues.Ok ? load<u32>(outU32) : 0;
+}
+
+/** The first value of a header of the http-call response (e.g. ":status"), or null. */
+export function httpCallHeader(key: ArrayBuffer): ArrayBuffer | null {
+  return getHeader(HeaderMapTypeValues.HttpCallResponseHeaders, key);
+}
+
+export function setTickPeriod(ms: u32): void { abi.proxy_set_tick_period_milliseconds(ms); }
+
+// Metrics: ids are defined once per VM; every call ignores the result (a metric is never worth a trap).
+// Envoy's first counter id is 0, so "undefined" is NO_METRIC.
+export const NO_METRIC: u32 = 0xffffffff;
+export function defineMetric(kind: i32, name: string): u32 {
+  const n = String.UTF8.encode(name);
+  if (abi.proxy_define_metric(kind, changetype<usize>(n), n.byteLength, outU32) != WasmResultValues.Ok) return NO_METRIC;
+  return load<u32>(outU32);
+}
+export function incrementMetric(id: u32, by: i64): void { if (id != NO_METRIC) abi.proxy_increment_metric(id, by); }
+export function recordMetric(id: u32, value: u64): void { if (id != NO_METRIC) abi.proxy_record_metric(id, value); }
+
+export function logAt(level: i32, message: string): void {
+  const b = String.UTF8.encode(message);
+  abi.proxy_log(level, changetype<usize>(b), b.byteLength);
+}

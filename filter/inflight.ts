@@ -1,0 +1,208 @@
+// Requests this proxy has sent to each endpoint and not yet finished. Scraped metrics lag (the companion
+// scrapes every 50 ms and vLLM's own gauges trail by seconds), so between scrapes a burst would all land on
+// the pod that looked idle; the in-flight counts close that gap.
+//
+// Each worker VM counts its own streams exactly (no shared-data write per request) and publishes them as its
+// section of one shared table on every tick (compare-and-swap); each VM adds the other sections (at most a
+// tick old) to its own counts. One key, so reading every VM's counts is one shared-data read.
+// Counts are keyed by the endpoint's address hash, so they survive snapshot changes; the arrays used for
+// scoring are aligned with the current snapshot's endpoint order.
+import { Snapshot } from "./snapshot";
+
+/** A published table older than this belongs to a VM that stopped ticking (crashed or torn down). */
+export const REMOTE_MAX_AGE_MS: u64 = 2000;
+const TABLE_MAGIC: u32 = 0x32464c49; // "ILF2"
+
+export class InFlight {
+  /** This VM's counts, aligned with `snap`. */
+  local: StaticArray<i32> = new StaticArray<i32>(0);
+  /** Other VMs' counts as last read, aligned with `snap`. */
+  remote: StaticArray<i32> = new StaticArray<i32>(0);
+  private snap: Snapshot | null = null;
+  /** Local counts of endpoints that left the snapshot while requests were still out: hash, count. */
+  private orphanHash: u32[] = [];
+  private orphanCount: i32[] = [];
+  changed: bool = true;
+
+  /** Re-aligns the counts with a new snapshot (endpoints are matched by address hash). */
+  rebase(next: Snapshot): void {
+    const local = new StaticArray<i32>(next.count);
+    const remote = new StaticArray<i32>(next.count);
+    const prev = this.snap;
+    if (prev != null) {
+      for (let i = 0; i < prev.count; i++) {
+        const n = unchecked(this.local[i]);
+        if (n > 0) this.carry(next, local, unchecked(prev.addrHash[i]), n);
+        const r = unchecked(this.remote[i]);
+        if (r > 0) {
+          const j = next.indexOfHash(unchecked(prev.addrHash[i]));
+          if (j >= 0) unchecked(remote[j] += r);
+        }
+      }
+    }
+    // Endpoints that come back (a pod flapping Ready) get their counts back.
+    for (let k = this.orphanHash.length - 1; k >= 0; k--) {
+      const j = next.indexOfHash(unchecked(this.orphanHash[k]));
+      if (j >= 0) {
+        unchecked(local[j] += this.orphanCount[k]);
+        this.orphanHash.splice(k, 1);
+        this.orphanCount.splice(k, 1);
+      }
+    }
+    this.local = local;
+    this.remote = remote;
+    this.snap = next;
+    this.changed = true;
+  }
+
+  private carry(next: Snapshot, local: StaticArray<i32>, hash: u32, n: i32): void {
+    const j = next.indexOfHash(hash);
+    if (j >= 0) { unchecked(local[j] += n); return; }
+    this.orphanHash.push(hash);
+    this.orphanCount.push(n);
+  }
+
+  total(i: i32): i32 { return unchecked(this.local[i]) + unchecked(this.remote[i]); }
+
+  /** A stream was sent to endpoint `i` of the current snapshot. */
+  started(i: i32): void {
+    if (i < 0 || i >= this.local.length) return;
+    unchecked(this.local[i]++);
+    this.changed = true;
+  }
+
+  /** A stream sent to the endpoint with address hash `hash` finished. */
+  finished(hash: u32): void {
+    this.changed = true;
+    const s = this.snap;
+    if (s != null) {
+      const j = s.indexOfHash(hash);
+      if (j >= 0 && j < this.local.length && unchecked(this.local[j]) > 0) { unchecked(this.local[j]--); return; }
+    }
+    for (let k = 0; k < this.orphanHash.length; k++) {
+      if (unchecked(this.orphanHash[k]) == hash) {
+        if (--this.orphanCount[k] <= 0) { this.orphanHash.splice(k, 1); this.orphanCount.splice(k, 1); }
+        return;
+      }
+    }
+  }
+
+  /** Bytes of this VM's section: u32 vmId, u32 pairs, u64 publishedAtMs, then pairs of (u32 hash, u32 count). */
+  private sectionSize(): i32 {
+    const s = this.snap;
+    let pairs = this.orphanHash.length;
+    if (s != null) for (let i = 0; i < s.count; i++) if (unchecked(this.local[i]) > 0) pairs++;
+    return SECTION_HEADER + 8 * pairs;
+  }
+
+  private writeSection(at: usize, vm: u32, nowMs: u64): void {
+    const s = this.snap;
+    let w = at + SECTION_HEADER;
+    if (s != null) {
+      for (let i = 0; i < s.count; i++) {
+        const n = unchecked(this.local[i]);
+        if (n <= 0) continue;
+        store<u32>(w, unchecked(s.addrHash[i]));
+        store<u32>(w, <u32>n, 4);
+        w += 8;
+      }
+    }
+    for (let k = 0; k < this.orphanHash.length; k++) {
+      store<u32>(w, unchecked(this.orphanHash[k]));
+      store<u32>(w, <u32>unchecked(this.orphanCount[k]), 4);
+      w += 8;
+    }
+    store<u32>(at, vm);
+    store<u32>(at, <u32>((w - at - SECTION_HEADER) / 8), 4);
+    store<u64>(at, nowMs, 8);
+  }
+
+  /**
+   * The shared table after this VM publishes: `old` (may be null or malformed) with this VM's section
+   * replaced and sections of VMs that stopped publishing dropped.
+   */
+  publish(old: ArrayBuffer | null, vm: u32, nowMs: u64): ArrayBuffer {
+    const keepAt = new Array<i32>();
+    const keepSize = new Array<i32>();
+    let total = TABLE_HEADER + this.sectionSize();
+    const walker = new SectionWalker(old);
+    while (walker.next()) {
+      if (walker.vm == vm || !fresh(walker.publishedAtMs, nowMs)) continue;
+      keepAt.push(walker.at);
+      keepSize.push(walker.size);
+      total += walker.size;
+    }
+    const out = new ArrayBuffer(total);
+    const o = changetype<usize>(out);
+    store<u32>(o, TABLE_MAGIC);
+    store<u32>(o, <u32>(keepAt.length + 1), 4);
+    let w = o + TABLE_HEADER;
+    for (let k = 0; k < keepAt.length; k++) {
+      memory.copy(w, changetype<usize>(old) + <usize>keepAt[k], <usize>keepSize[k]);
+      w += <usize>keepSize[k];
+    }
+    this.writeSection(w, vm, nowMs);
+    this.changed = false;
+    return out;
+  }
+
+  /** Replaces `remote` with the sum of the other VMs' fresh sections of the shared table. */
+  readOthers(table: ArrayBuffer | null, vm: u32, nowMs: u64): void {
+    for (let i = 0; i < this.remote.length; i++) unchecked(this.remote[i] = 0);
+    const s = this.snap;
+    if (s == null) return;
+    const walker = new SectionWalker(table);
+    while (walker.next()) {
+      if (walker.vm == vm || !fresh(walker.publishedAtMs, nowMs)) continue;
+      const base = changetype<usize>(table) + <usize>walker.at + SECTION_HEADER;
+      for (let k = 0; k < walker.pairs; k++) {
+        const j = s.indexOfHash(load<u32>(base + <usize>(8 * k)));
+        const n = load<u32>(base + <usize>(8 * k), 4);
+        if (j >= 0 && n < 0x100000) unchecked(this.remote[j] += <i32>n);
+      }
+    }
+  }
+}
+
+const TABLE_HEADER: i32 = 8;
+const SECTION_HEADER: i32 = 16;
+
+function fresh(publishedAtMs: u64, nowMs: u64): bool {
+  return publishedAtMs >= nowMs || nowMs - publishedAtMs <= REMOTE_MAX_AGE_MS;
+}
+
+/** Walks the sections of a shared in-flight table, stopping at the first malformed byte. */
+class SectionWalker {
+  at: i32 = 0;
+  size: i32 = 0;
+  vm: u32 = 0;
+  pairs: i32 = 0;
+  publishedAtMs: u64 = 0;
+  private left: i32 = 0;
+  private len: i32 = 0;
+  private ptr: usize = 0;
+
+  constructor(table: ArrayBuffer | null) {
+    if (table != null && table.byteLength >= TABLE_HEADER && load<u32>(changetype<usize>(table)) == TABLE_MAGIC) {
+      this.ptr = changetype<usize>(table);
+      this.len = table.byteLength;
+      this.left = <i32>load<u32>(this.ptr, 4);
+      this.at = TABLE_HEADER;
+    }
+  }
+
+  next(): bool {
+    if (this.left <= 0) return false;
+    if (this.size > 0) this.at += this.size;
+    if (this.at > this.len - SECTION_HEADER) { this.left = 0; return false; }
+    const p = this.ptr + <usize>this.at;
+    const pairs = <i32>load<u32>(p, 4);
+    if (pairs < 0 || pairs > (this.len - this.at - SECTION_HEADER) / 8) { this.left = 0; return false; }
+    this.vm = load<u32>(p);
+    this.pairs = pairs;
+    this.publishedAtMs = load<u64>(p, 8);
+    this.size = SECTION_HEADER + 8 * pairs;
+    this.left--;
+    return true;
+  }
+}

@@ -1,0 +1,33 @@
+// The fetcher lease: one worker VM per Envoy process long-polls the companion. The lease lives in shared
+// data (12 bytes: u32 owner, u64 expiresAtMs); a VM takes or renews it with compare-and-swap, so two VMs
+// racing for an expired lease cannot both win, and a VM that stops ticking (crashed, torn down) loses it
+// when it expires.
+
+export const LEASE_TTL_MS: u64 = 1000;
+
+export function encodeLease(owner: u32, expiresAtMs: u64): ArrayBuffer {
+  const out = new ArrayBuffer(12);
+  store<u32>(changetype<usize>(out), owner);
+  store<u64>(changetype<usize>(out), expiresAtMs, 4);
+  return out;
+}
+
+export function leaseOwner(value: ArrayBuffer | null): u32 {
+  if (value == null || value.byteLength != 12) return 0;
+  return load<u32>(changetype<usize>(value));
+}
+
+export function leaseExpiry(value: ArrayBuffer | null): u64 {
+  if (value == null || value.byteLength != 12) return 0;
+  return load<u64>(changetype<usize>(value), 4);
+}
+
+/**
+ * Whether VM `me` should write the lease now: it holds it (renewal), or the lease is absent, malformed or
+ * expired. The write itself must use the CAS read with `value`, so only one contender succeeds.
+ */
+export function shouldTakeLease(value: ArrayBuffer | null, me: u32, nowMs: u64): bool {
+  const owner = leaseOwner(value);
+  if (owner == 0 || owner == me) return true;
+  return nowMs >= leaseExpiry(value);
+}

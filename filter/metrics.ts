@@ -1,0 +1,57 @@
+// The filter's proxy-wasm metrics. Envoy shows them under `wasmcustom.` in /stats (docs/FILTER.md lists
+// them). Ids are per VM; Envoy aggregates counters and histograms of the same name across workers.
+import { defineMetric, incrementMetric, recordMetric, NO_METRIC } from "./host";
+import { OUTCOME_PICKED, OUTCOME_SHED } from "./scoring";
+
+const COUNTER = 0, GAUGE = 1, HISTOGRAM = 2;
+
+export class Metrics {
+  picked: u32 = NO_METRIC;
+  shed: u32 = NO_METRIC;
+  noEndpoint: u32 = NO_METRIC;
+  failOpen: u32 = NO_METRIC;
+  failClose: u32 = NO_METRIC;
+  decisionUs: u32 = NO_METRIC;
+  snapshotAgeMs: u32 = NO_METRIC;
+  endpoints: u32 = NO_METRIC;
+  fetchOk: u32 = NO_METRIC;
+  fetchNotModified: u32 = NO_METRIC;
+  fetchError: u32 = NO_METRIC;
+  prefixHits: u32 = NO_METRIC;
+  /** Pick counters per endpoint, keyed by address hash (defined on first use). */
+  private pickIds: Map<u32, u32> = new Map();
+
+  define(): void {
+    this.picked = defineMetric(COUNTER, "endpoint_picker.decisions.picked");
+    this.shed = defineMetric(COUNTER, "endpoint_picker.decisions.shed");
+    this.noEndpoint = defineMetric(COUNTER, "endpoint_picker.decisions.no_endpoint");
+    this.failOpen = defineMetric(COUNTER, "endpoint_picker.decisions.fail_open");
+    this.failClose = defineMetric(COUNTER, "endpoint_picker.decisions.fail_close");
+    this.decisionUs = defineMetric(HISTOGRAM, "endpoint_picker.decision_us");
+    this.snapshotAgeMs = defineMetric(GAUGE, "endpoint_picker.snapshot_age_ms");
+    this.endpoints = defineMetric(GAUGE, "endpoint_picker.endpoints");
+    this.fetchOk = defineMetric(COUNTER, "endpoint_picker.fetch.ok");
+    this.fetchNotModified = defineMetric(COUNTER, "endpoint_picker.fetch.not_modified");
+    this.fetchError = defineMetric(COUNTER, "endpoint_picker.fetch.error");
+    this.prefixHits = defineMetric(COUNTER, "endpoint_picker.prefix_hits");
+  }
+
+  outcome(outcome: i32): void {
+    incrementMetric(outcome == OUTCOME_PICKED ? this.picked : outcome == OUTCOME_SHED ? this.shed : this.noEndpoint, 1);
+  }
+
+  /** Counts a pick of the endpoint with this address (stat name: dots and colons become underscores). */
+  pick(hash: u32, address: string): void {
+    let id = NO_METRIC;
+    if (this.pickIds.has(hash)) {
+      id = this.pickIds.get(hash);
+    } else if (this.pickIds.size < 4096) { // bound the stats a churning pool can create
+      id = defineMetric(COUNTER, "endpoint_picker.picks." + address.replaceAll(".", "_").replaceAll(":", "_").replaceAll("[", "").replaceAll("]", ""));
+      this.pickIds.set(hash, id);
+    }
+    incrementMetric(id, 1);
+  }
+
+  record(id: u32, value: u64): void { recordMetric(id, value); }
+  count(id: u32): void { incrementMetric(id, 1); }
+}

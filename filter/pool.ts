@@ -1,0 +1,73 @@
+// This worker VM's view of the pool: the decoded snapshot, how fresh it is, the in-flight counts aligned
+// with it, and the shared-data keys every VM of the plugin uses (docs/FILTER.md lists them).
+import { decodeSnapshot, Snapshot, lastError } from "./snapshot";
+import { InFlight } from "./inflight";
+import { getShared, encode, logAt } from "./host";
+
+export const SNAPSHOT_KEY = encode("endpoint-picker.snapshot");
+/** 16 bytes: u64 version, u64 proxy-clock ms of the last contact with the companion. */
+export const META_KEY = encode("endpoint-picker.snapshot.meta");
+export const LEASE_KEY = encode("endpoint-picker.lease");
+/** Every worker VM's in-flight counts, one section per VM (filter/inflight.ts). */
+export const INFLIGHT_KEY = encode("endpoint-picker.inflight");
+
+export class Meta {
+  version: u64 = 0;
+  contactMs: u64 = 0;
+}
+
+export function readMeta(out: Meta): bool {
+  const v = getShared(META_KEY);
+  if (v == null || v.byteLength != 16) return false;
+  out.version = load<u64>(changetype<usize>(v));
+  out.contactMs = load<u64>(changetype<usize>(v), 8);
+  return true;
+}
+
+export function encodeMeta(version: u64, contactMs: u64): ArrayBuffer {
+  const out = new ArrayBuffer(16);
+  store<u64>(changetype<usize>(out), version);
+  store<u64>(changetype<usize>(out), contactMs, 8);
+  return out;
+}
+
+export class Pool {
+  snapshot: Snapshot | null = null;
+  inflight: InFlight = new InFlight();
+  /** Proxy-clock ms of the last contact with the companion, as the fetcher recorded it. */
+  contactMs: u64 = 0;
+  private meta: Meta = new Meta();
+  /** Version whose blob failed to decode (logged once, not retried until the version changes). */
+  private badVersion: u64 = 0;
+
+  /**
+   * Brings the view up to date: reads the small meta key and decodes the snapshot only when its version
+   * changed. Returns false when no snapshot has ever been delivered.
+   */
+  refresh(): bool {
+    if (!readMeta(this.meta)) return this.snapshot != null;
+    this.contactMs = this.meta.contactMs;
+    const current = this.snapshot;
+    if ((current != null && current.version == this.meta.version) || (this.badVersion != 0 && this.meta.version == this.badVersion)) return current != null;
+    const blob = getShared(SNAPSHOT_KEY);
+    if (blob == null) return current != null;
+    const decoded = decodeSnapshot(blob);
+    if (decoded == null) {
+      this.badVersion = this.meta.version;
+      logAt(3, "endpoint-picker: ignoring snapshot " + this.meta.version.toString() + ": " + lastError);
+      return current != null;
+    }
+    this.adopt(decoded);
+    return true;
+  }
+
+  /** Takes a snapshot this VM decoded itself (the fetcher's own copy). */
+  adopt(decoded: Snapshot): void {
+    this.snapshot = decoded;
+    this.inflight.rebase(decoded);
+  }
+
+  isStale(nowMs: u64, limitMs: u64): bool {
+    return this.snapshot == null || (nowMs > this.contactMs && nowMs - this.contactMs > limitMs);
+  }
+}
