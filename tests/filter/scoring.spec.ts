@@ -1,0 +1,204 @@
+import { decodeSnapshot, Snapshot, PICKER_RANDOM, PICKER_WEIGHTED_RANDOM } from "../../filter/snapshot";
+import { InFlight } from "../../filter/inflight";
+import { Scorer, RequestFacts, loraScore, OUTCOME_PICKED, OUTCOME_SHED, OUTCOME_NO_ENDPOINT } from "../../filter/scoring";
+import { fnv1a32 } from "../../filter/hash";
+import { seedRandom } from "../../filter/rng";
+import { buildBlobWith, TestEndpoint, TestProfile } from "./blob";
+
+const STALE: u8 = 1, ERROR: u8 = 2, Q: u8 = 4, R: u8 = 8, KV: u8 = 16, LORA: u8 = 32;
+
+function ep(address: string, queued: u32, kv: f32, flags: u8 = Q | R | KV): TestEndpoint {
+  return new TestEndpoint(address, flags, queued, kv);
+}
+
+function only(p: TestProfile, queue: f32, kv: f32, prefix: f32, lora: f32, running: f32): TestProfile {
+  p.queue = queue; p.kv = kv; p.prefix = prefix; p.lora = lora; p.running = running;
+  return p;
+}
+
+function snapOf(eps: TestEndpoint[], p: TestProfile = new TestProfile()): Snapshot {
+  return decodeSnapshot(buildBlobWith(1, eps, p))!;
+}
+
+function flight(s: Snapshot): InFlight {
+  const f = new InFlight();
+  f.rebase(s);
+  return f;
+}
+
+function modelFacts(name: string): RequestFacts {
+  const f = new RequestFacts();
+  const b = String.UTF8.encode(name);
+  f.modelPtr = changetype<usize>(b);
+  f.modelLen = b.byteLength;
+  f.modelHash = fnv1a32(f.modelPtr, f.modelLen);
+  keep = b;
+  return f;
+}
+let keep: ArrayBuffer = new ArrayBuffer(0); // keeps the model bytes alive while a spec uses them
+
+describe("scorers", () => {
+  beforeEach(() => { seedRandom(42, 1); });
+
+  it("queue-scorer: min-max over waiting requests, equal queues all score 1", () => {
+    const s = snapOf([ep("10.0.0.1:1", 0, 0), ep("10.0.0.2:1", 4, 0), ep("10.0.0.3:1", 2, 0)], only(new TestProfile(), 1, 0, 0, 0, 0));
+    const sc = new Scorer();
+    expect(sc.decide(s, flight(s), new RequestFacts())).toBe(OUTCOME_PICKED);
+    expect(sc.scores[0]).toBe(1.0);
+    expect(sc.scores[1]).toBe(0.0);
+    expect(sc.scores[2]).toBe(0.5);
+    expect(sc.primary).toBe(0);
+    const same = snapOf([ep("10.0.0.1:1", 3, 0), ep("10.0.0.2:1", 3, 0)], only(new TestProfile(), 1, 0, 0, 0, 0));
+    sc.decide(same, flight(same), new RequestFacts());
+    expect(sc.scores[0]).toBe(1.0);
+    expect(sc.scores[1]).toBe(1.0);
+  });
+
+  it("kv-cache-utilization-scorer: 1 - usage; an engine without the metric counts as half full", () => {
+    const s = snapOf([ep("10.0.0.1:1", 0, 0.25), ep("10.0.0.2:1", 0, 0.9), ep("10.0.0.3:1", 0, 0, Q | R)], only(new TestProfile(), 0, 1, 0, 0, 0));
+    const sc = new Scorer();
+    sc.decide(s, flight(s), new RequestFacts());
+    expect(sc.scores[0]).toBe(0.75);
+    expect(sc.scores[1]).toBeCloseTo(0.1);
+    expect(sc.scores[2]).toBe(0.5);
+  });
+
+  it("running-requests-size-scorer: fewer running requests score higher", () => {
+    const a = ep("10.0.0.1:1", 0, 0), b = ep("10.0.0.2:1", 0, 0);
+    a.running = 8; b.running = 2;
+    const s = snapOf([a, b], only(new TestProfile(), 0, 0, 0, 0, 1));
+    const sc = new Scorer();
+    sc.decide(s, flight(s), new RequestFacts());
+    expect(sc.scores[0]).toBe(0.0);
+    expect(sc.scores[1]).toBe(1.0);
+  });
+
+  it("in-flight requests the metrics have not seen yet count as waiting", () => {
+    const s = snapOf([ep("10.0.0.1:1", 0, 0), ep("10.0.0.2:1", 1, 0)], only(new TestProfile(), 1, 0, 0, 0, 0));
+    const f = flight(s);
+    for (let i = 0; i < 5; i++) f.started(0); // a burst sent to the idle-looking pod
+    const sc = new Scorer();
+    sc.decide(s, f, new RequestFacts());
+    expect(sc.waiting[0]).toBe(5.0);
+    expect(sc.primary).toBe(1);
+  });
+
+  it("prefix-cache-scorer: matched blocks over the request's blocks", () => {
+    const s = snapOf([ep("10.0.0.1:1", 0, 0), ep("10.0.0.2:1", 0, 0)], only(new TestProfile(), 0, 0, 1, 0, 0));
+    const facts = new RequestFacts();
+    facts.chainBlocks = 8;
+    facts.matched = new StaticArray<i32>(2);
+    facts.matched[1] = 6;
+    const sc = new Scorer();
+    sc.decide(s, flight(s), facts);
+    expect(sc.scores[0]).toBe(0.0);
+    expect(sc.scores[1]).toBe(0.75);
+    expect(sc.primary).toBe(1);
+  });
+
+  it("lora-affinity-scorer: active 1.0, free slot 0.8, waiting 0.6, full 0, no LoRA data 0.8", () => {
+    const active = ep("10.0.0.1:1", 0, 0, Q | LORA); active.runningAdapters = ["sql-lora"]; active.loraMax = 1;
+    const free = ep("10.0.0.2:1", 0, 0, Q | LORA); free.runningAdapters = ["other"]; free.loraMax = 2;
+    const waiting = ep("10.0.0.3:1", 0, 0, Q | LORA); waiting.runningAdapters = ["other"]; waiting.waitingAdapters = ["sql-lora"]; waiting.loraMax = 2;
+    const full = ep("10.0.0.4:1", 0, 0, Q | LORA); full.runningAdapters = ["a", "b"]; full.loraMax = 2;
+    const none = ep("10.0.0.5:1", 0, 0, Q);
+    const s = snapOf([active, free, waiting, full, none], only(new TestProfile(), 0, 0, 0, 1, 0));
+    const facts = modelFacts("sql-lora");
+    expect(loraScore(s, 0, facts)).toBe(1.0);
+    expect(loraScore(s, 1, facts)).toBe(0.8);
+    expect(loraScore(s, 2, facts)).toBe(0.6);
+    expect(loraScore(s, 3, facts)).toBe(0.0);
+    expect(loraScore(s, 4, facts)).toBe(0.8);
+    const sc = new Scorer();
+    sc.decide(s, flight(s), facts);
+    expect(sc.primary).toBe(0);
+    expect(loraScore(s, 0, modelFacts("sql-loraX"))).toBe(0.0); // same prefix, other adapter: the slot is full
+  });
+
+  it("weights add up the scorers", () => {
+    const s = snapOf([ep("10.0.0.1:1", 0, 0.5), ep("10.0.0.2:1", 2, 0.0)]); // queue 2, kv 2, prefix 3, lora 1
+    const sc = new Scorer();
+    sc.decide(s, flight(s), new RequestFacts());
+    expect(sc.scores[0]).toBe(2.0 * 1 + 2.0 * 0.5);
+    expect(sc.scores[1]).toBe(2.0 * 0 + 2.0 * 1);
+  });
+});
+
+describe("candidates, saturation and outcomes", () => {
+  beforeEach(() => { seedRandom(7, 1); });
+
+  it("never picks an endpoint in error; no candidate at all is NO_ENDPOINT", () => {
+    const s = snapOf([ep("10.0.0.1:1", 0, 0, Q | ERROR), ep("10.0.0.2:1", 9, 0.7)]);
+    const sc = new Scorer();
+    for (let k = 0; k < 20; k++) { expect(sc.decide(s, flight(s), new RequestFacts())).toBe(OUTCOME_PICKED); expect(sc.primary).toBe(1); }
+    const none = snapOf([ep("10.0.0.1:1", 0, 0, Q | ERROR)]);
+    expect(sc.decide(none, flight(none), new RequestFacts())).toBe(OUTCOME_NO_ENDPOINT);
+    const empty = snapOf([]);
+    expect(sc.decide(empty, flight(empty), new RequestFacts())).toBe(OUTCOME_NO_ENDPOINT);
+  });
+
+  it("uses stale endpoints only when nothing is fresh", () => {
+    const s = snapOf([ep("10.0.0.1:1", 0, 0, Q | STALE), ep("10.0.0.2:1", 4, 0.7)]);
+    const sc = new Scorer();
+    sc.decide(s, flight(s), new RequestFacts());
+    expect(sc.primary).toBe(1);
+    const stale = snapOf([ep("10.0.0.1:1", 0, 0, Q | STALE)]);
+    expect(sc.decide(stale, flight(stale), new RequestFacts())).toBe(OUTCOME_PICKED);
+  });
+
+  it("sheds a sheddable request only when every endpoint is saturated (queue >= 5 or kv >= 0.8)", () => {
+    const sat = snapOf([ep("10.0.0.1:1", 5, 0), ep("10.0.0.2:1", 0, 0.85)]);
+    const sc = new Scorer();
+    const shed = new RequestFacts();
+    shed.sheddable = true;
+    expect(sc.decide(sat, flight(sat), shed)).toBe(OUTCOME_SHED);
+    expect(sc.decide(sat, flight(sat), new RequestFacts())).toBe(OUTCOME_PICKED);
+    const one = snapOf([ep("10.0.0.1:1", 5, 0), ep("10.0.0.2:1", 4, 0.79)]);
+    expect(sc.decide(one, flight(one), shed)).toBe(OUTCOME_PICKED);
+    expect(sc.primary).toBe(1);
+  });
+});
+
+describe("pickers", () => {
+  it("max-score breaks ties at random, over all tied endpoints", () => {
+    seedRandom(1, 1);
+    const s = snapOf([ep("10.0.0.1:1", 0, 0), ep("10.0.0.2:1", 0, 0), ep("10.0.0.3:1", 0, 0), ep("10.0.0.4:1", 9, 0)]);
+    const sc = new Scorer();
+    const seen = new StaticArray<i32>(4);
+    for (let k = 0; k < 300; k++) { sc.decide(s, flight(s), new RequestFacts()); seen[sc.primary]++; }
+    expect(seen[3]).toBe(0);
+    for (let i = 0; i < 3; i++) expect(seen[i]).toBeGreaterThan(60);
+  });
+
+  it("random picks every candidate, weighted-random follows the scores", () => {
+    seedRandom(2, 1);
+    const p = only(new TestProfile(), 1, 0, 0, 0, 0);
+    p.picker = PICKER_RANDOM;
+    const s = snapOf([ep("10.0.0.1:1", 0, 0), ep("10.0.0.2:1", 10, 0)], p);
+    const sc = new Scorer();
+    let second = 0;
+    for (let k = 0; k < 400; k++) { sc.decide(s, flight(s), new RequestFacts()); if (sc.primary == 1) second++; }
+    expect(second).toBeGreaterThan(150);
+    expect(second).toBeLessThan(250);
+    p.picker = PICKER_WEIGHTED_RANDOM;
+    const w = snapOf([ep("10.0.0.1:1", 0, 0), ep("10.0.0.2:1", 10, 0), ep("10.0.0.3:1", 5, 0)], p); // scores 1, 0, 0.5
+    const seen = new StaticArray<i32>(3);
+    for (let k = 0; k < 600; k++) { sc.decide(w, flight(w), new RequestFacts()); seen[sc.primary]++; }
+    expect(seen[1]).toBe(0);
+    expect(seen[0]).toBeGreaterThan(seen[2]);
+    expect(seen[2]).toBeGreaterThan(100);
+  });
+
+  it("lists the next best endpoints as fallbacks, best first", () => {
+    seedRandom(3, 1);
+    const p = only(new TestProfile(), 1, 0, 0, 0, 0);
+    p.fallbacks = 2;
+    const s = snapOf([ep("10.0.0.1:1", 8, 0), ep("10.0.0.2:1", 0, 0), ep("10.0.0.3:1", 4, 0), ep("10.0.0.4:1", 2, 0, Q | ERROR)], p);
+    const sc = new Scorer();
+    sc.decide(s, flight(s), new RequestFacts());
+    expect(sc.primary).toBe(1);
+    expect(sc.fallbacks.length).toBe(2);
+    expect(sc.fallbacks[0]).toBe(2);
+    expect(sc.fallbacks[1]).toBe(0);
+  });
+});
