@@ -11,6 +11,8 @@ import { Metrics } from "./metrics";
 
 const BACKOFF_MIN_MS: u32 = 100;
 const BACKOFF_MAX_MS: u32 = 5000;
+/** Polls start at least this far apart even when answers come at once (a companion ignoring `after`). */
+const MIN_POLL_GAP_MS: u64 = 20;
 const STATUS = encode(":status");
 const LOG_WARN = 3;
 const LOG_INFO = 2;
@@ -19,6 +21,7 @@ export class Fetcher {
   leader: bool = false;
   private token: u32 = 0;
   private nextPollMs: u64 = 0;
+  private lastPollMs: u64 = 0;
   private backoffMs: u32 = 0;
   private failing: bool = false;
   private cluster: ArrayBuffer;
@@ -43,6 +46,7 @@ export class Fetcher {
   }
 
   private poll(nowMs: u64): void {
+    this.lastPollMs = nowMs;
     const known = readMeta(this.meta) ? this.meta.version : 0;
     const path = known > 0 ? this.cfg.snapshotPath + "?after=" + known.toString() : this.cfg.snapshotPath;
     const headers = [
@@ -94,8 +98,9 @@ export class Fetcher {
     if (this.failing) logAt(LOG_INFO, "endpoint-picker: snapshots flow again from " + this.cfg.companionCluster);
     this.failing = false;
     this.backoffMs = 0;
-    this.nextPollMs = nowMs;
-    if (this.leader) this.poll(nowMs); // the next long poll at once: the companion holds it until something changes
+    this.nextPollMs = this.lastPollMs + MIN_POLL_GAP_MS;
+    // The next long poll at once (the companion holds it until something changes), else on a tick.
+    if (this.leader && nowMs >= this.nextPollMs) this.poll(nowMs);
   }
 
   private failed(nowMs: u64, why: string): void {

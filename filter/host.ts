@@ -82,6 +82,9 @@ export function addHeader(map: HeaderMapTypeValues, key: ArrayBuffer, valuePtr: 
 
 export function continueRequest(): u32 { return abi.proxy_continue_stream(0); }
 
+/** Makes later host calls of this VM call act on context `id` (e.g. a stream, from a tick). */
+export function setEffectiveContext(id: u32): u32 { return abi.proxy_set_effective_context(id); }
+
 /** A local reply with a plain-text body; `details` shows in Envoy's access log as %RESPONSE_CODE_DETAILS%. */
 export function localReply(status: u32, details: string, body: string): u32 {
   const d = String.UTF8.encode(details);

@@ -5,7 +5,7 @@ import {
   HeaderMapTypeValues, BufferTypeValues, WasmResultValues,
 } from "@solo-io/proxy-runtime/assembly";
 import { PluginConfig, parseConfig, FAIL_OPEN } from "./config";
-import { Pool, INFLIGHT_KEY } from "./pool";
+import { Pool, INFLIGHT_KEY, VM_COUNTER_KEY } from "./pool";
 import { Fetcher } from "./fetcher";
 import { Metrics } from "./metrics";
 import { Scorer, RequestFacts, OUTCOME_PICKED, OUTCOME_SHED } from "./scoring";
@@ -15,13 +15,21 @@ import { seedRandom, nextU64 } from "./rng";
 import { fnv1a32 } from "./hash";
 import {
   nowNs, getShared, setShared, lastCas, getHeader, removeHeader, replaceHeader, addHeader, getBuffer,
-  localReply, setTickPeriod, encode, logAt,
+  localReply, setTickPeriod, encode, logAt, setEffectiveContext, continueRequest,
 } from "./host";
 
 export const ROOT_ID = "endpoint-picker";
 const TICK_MS: u32 = 100;
 /** In-flight counts are republished at least this often even when unchanged (a heartbeat for the others). */
 const PUBLISH_EVERY_MS: u64 = 500;
+/**
+ * A request held in the headers callback whose body has not reached the filter after this long is decided
+ * without its body. If no held request of this VM ever saw its body, Envoy is running without
+ * allow_on_headers_stop_iteration (the body is held back until the filter continues): the VM then decides
+ * in the headers callback from then on instead of holding every request this long.
+ */
+const BODY_WATCHDOG_MS: u64 = 500;
+const LOG_WARN = 3;
 const PATH = encode(":path");
 const OBJECTIVE = encode("x-gateway-inference-objective");
 const LOG_ERROR = 4;
@@ -39,6 +47,12 @@ export class PickerRoot extends RootContext {
   fallbackKey: ArrayBuffer = new ArrayBuffer(0);
   servedKey: ArrayBuffer = new ArrayBuffer(0);
   private fetcher: Fetcher | null = null;
+  /** Streams held in their headers callback, waiting for their first body callback. */
+  held: PickerStream[] = [];
+  /** A held stream has received a body callback: the host delivers bodies to paused filters. */
+  bodiesArrive: bool = false;
+  /** Learnt: the host never delivers the body while headers are held, so decide in the headers callback. */
+  headersOnly: bool = false;
   private lastPublishMs: u64 = 0;
   private bucketKeys: Array<ArrayBuffer | null> = new Array<ArrayBuffer | null>(PREFIX_BUCKETS);
 
@@ -54,7 +68,8 @@ export class PickerRoot extends RootContext {
     this.fallbackKey = encode(this.cfg.fallbackHeader);
     this.servedKey = encode(this.cfg.servedHeader);
     seedRandom(nowNs(), this.context_id);
-    while (this.vm == 0) this.vm = <u32>(nextU64() >> 32);
+    this.vm = allocateVmId();
+    seedRandom(nowNs(), this.vm); // VMs started at the same instant still draw different numbers
     this.metrics.define();
     this.fetcher = this.cfg.fetchSnapshots ? new Fetcher(this.cfg, this.vm, this.pool, this.metrics) : null;
     setTickPeriod(TICK_MS);
@@ -67,6 +82,7 @@ export class PickerRoot extends RootContext {
     this.shareInFlight(now);
     const f = this.fetcher;
     if (f != null) f.tick(now);
+    this.watchHeld(now);
     if (this.pool.snapshot != null) {
       this.metrics.record(this.metrics.snapshotAgeMs, now > this.pool.contactMs ? now - this.pool.contactMs : 0);
       this.metrics.record(this.metrics.endpoints, <u64>this.pool.snapshot!.count);
@@ -85,6 +101,41 @@ export class PickerRoot extends RootContext {
     } else {
       inflight.changed = true; // another VM wrote first: publish again next tick
     }
+  }
+
+  /** Decides held streams whose body never came (see BODY_WATCHDOG_MS). */
+  private watchHeld(now: u64): void {
+    for (let k = this.held.length - 1; k >= 0; k--) {
+      if (k >= this.held.length) continue; // deciding may release several
+      const s = unchecked(this.held[k]);
+      if (now - s.heldAtMs < BODY_WATCHDOG_MS) continue;
+      if (!this.bodiesArrive && !this.headersOnly) {
+        this.headersOnly = true;
+        logAt(LOG_WARN, "endpoint-picker: request bodies do not reach the filter while it holds the headers; " +
+          "set allow_on_headers_stop_iteration: true (Envoy >= 1.36) to pick by model and prompt. Picking by load only.");
+      }
+      this.release(s);
+      setEffectiveContext(s.context_id);
+      s.decideWithoutBody();
+    }
+  }
+
+  hold(s: PickerStream, nowMs: u64): void {
+    s.heldAtMs = nowMs;
+    s.heldIndex = this.held.length;
+    this.held.push(s);
+  }
+
+  /** Stops watching a stream (its body came, it was decided, or it ended): swap-remove, O(1). */
+  release(s: PickerStream): void {
+    const i = s.heldIndex;
+    if (i < 0) return;
+    const last = this.held.pop();
+    if (last !== s) {
+      unchecked(this.held[i] = last);
+      last.heldIndex = i;
+    }
+    s.heldIndex = -1;
   }
 
   onHttpCallResponse(token: u32, headers: u32, body_size: u32, _trailers: u32): void {
@@ -106,7 +157,25 @@ export class PickerRoot extends RootContext {
   }
 }
 
-class PickerStream extends Context {
+/**
+ * A worker VM's identity: a number from a shared counter (unique when VMs start one after another) in the
+ * low bits, random bits above (unique when two VMs race for the same counter value on different threads).
+ */
+function allocateVmId(): u32 {
+  let n: u32 = 0;
+  for (let attempt = 0; attempt < 16; attempt++) {
+    const v = getShared(VM_COUNTER_KEY);
+    const cas = lastCas;
+    n = v != null && v.byteLength == 4 ? load<u32>(changetype<usize>(v)) + 1 : 1;
+    const next = new ArrayBuffer(4);
+    store<u32>(changetype<usize>(next), n);
+    if (setShared(VM_COUNTER_KEY, next, v == null ? 0 : cas) == WasmResultValues.Ok) break;
+  }
+  const id = (<u32>(nextU64() >> 32) & 0xffff0000) | (n & 0xffff);
+  return id == 0 ? 1 : id;
+}
+
+export class PickerStream extends Context {
   private scanner: BodyScanner | null = null;
   private kind: i32 = PROMPT_ANY;
   private sheddable: bool = false;
@@ -118,6 +187,9 @@ class PickerStream extends Context {
   /** The prefix bucket as read for the decision, and its CAS, so recording the pick needs no second read. */
   private bucket: ArrayBuffer | null = null;
   private bucketCas: u32 = 0;
+  /** Position in the root's list of streams held for their body (-1: not held). */
+  heldIndex: i32 = -1;
+  heldAtMs: u64 = 0;
 
   constructor(context_id: u32, public root: PickerRoot) {
     super(context_id, root);
@@ -134,9 +206,10 @@ class PickerStream extends Context {
     if (objective != null && root.cfg.objectiveNames.length > 0) {
       this.sheddable = root.cfg.priorityOf(String.UTF8.decode(objective)) < 0;
     }
-    if (end_of_stream || root.cfg.maxBodyBytes == 0) {
+    if (end_of_stream || root.cfg.maxBodyBytes == 0 || root.headersOnly) {
       return this.decide() ? FilterHeadersStatusValues.Continue : FilterHeadersStatusValues.StopIteration;
     }
+    root.hold(this, nowNs() / 1000000);
     const snap = root.pool.snapshot;
     const cap = snap == null ? 64 * 256 : snap.profile.prefixBlockChars * snap.profile.prefixMaxBlocks;
     this.scanner = new BodyScanner(this.kind, cap);
@@ -144,6 +217,7 @@ class PickerStream extends Context {
   }
 
   onRequestBody(body_buffer_length: usize, end_of_stream: bool): FilterDataStatusValues {
+    if (this.heldIndex >= 0) { this.root.release(this); this.root.bodiesArrive = true; }
     if (this.decided) return FilterDataStatusValues.Continue;
     const scanner = this.scanner!;
     const limit = <i32>min(<u64>body_buffer_length, <u64>this.root.cfg.maxBodyBytes);
@@ -155,6 +229,12 @@ class PickerStream extends Context {
       return FilterDataStatusValues.StopIterationAndBuffer;
     }
     return this.decide() ? FilterDataStatusValues.Continue : FilterDataStatusValues.StopIterationNoBuffer;
+  }
+
+  /** The watchdog's decision for a held stream whose body never came; resumes the stream. */
+  decideWithoutBody(): void {
+    if (this.decided) return;
+    if (this.decide()) continueRequest();
   }
 
   onRequestTrailers(_trailers: u32): FilterTrailersStatusValues {
@@ -172,6 +252,7 @@ class PickerStream extends Context {
   }
 
   onDelete(): void {
+    this.root.release(this);
     if (this.picked) {
       this.root.pool.inflight.finished(this.pickedHash);
       this.picked = false;

@@ -8,6 +8,8 @@ export const SNAPSHOT_KEY = encode("endpoint-picker.snapshot");
 /** 16 bytes: u64 version, u64 proxy-clock ms of the last contact with the companion. */
 export const META_KEY = encode("endpoint-picker.snapshot.meta");
 export const LEASE_KEY = encode("endpoint-picker.lease");
+/** u32 counter handing out worker VM numbers (part of each VM's identity). */
+export const VM_COUNTER_KEY = encode("endpoint-picker.vms");
 /** Every worker VM's in-flight counts, one section per VM (filter/inflight.ts). */
 export const INFLIGHT_KEY = encode("endpoint-picker.inflight");
 

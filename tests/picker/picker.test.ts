@@ -1,0 +1,197 @@
+// The real filter in the emulator's host (4 worker VMs where it matters): what reaches the upstream, which
+// endpoint is picked and why, and every failure answer.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { PickerHost, header, destination, completion } from "./harness";
+import { createHost } from "../../envoy/emulator/host";
+import { DESTINATION_HEADER, FALLBACK_HEADER, SERVED_HEADER } from "../helpers/filter-contract";
+
+const A = "10.0.0.1:8000", B = "10.0.0.2:8000", C = "10.0.0.3:8000";
+const LONG = "You are a meticulous assistant for the billing team. ".repeat(40); // ~2 KiB shared system prompt
+
+test("a client's destination and fallback headers never reach the upstream", () => {
+  const h = new PickerHost({ concurrency: 2, config: { failureMode: "FailOpen" } });
+  const forged: [string, string][] = [[DESTINATION_HEADER, "6.6.6.6:1"], [DESTINATION_HEADER, "7.7.7.7:1"], [FALLBACK_HEADER, "6.6.6.6:1"]];
+  // No snapshot yet, FailOpen: the request continues, without the forged headers.
+  let s = h.send({ headers: forged, body: completion("m", "hi") });
+  assert.ok(s.forwarded.requestHeaders, "forwarded");
+  assert.deepEqual(header(s.forwarded.requestHeaders, DESTINATION_HEADER), []);
+  assert.deepEqual(header(s.forwarded.requestHeaders, FALLBACK_HEADER), []);
+  h.publish([{ address: A }, { address: B }]);
+  for (let i = 0; i < 8; i++) {
+    s = h.send({ worker: i % 2, headers: forged, body: i % 2 ? completion("m", "hi") : "garbage" });
+    const dest = header(s.forwarded.requestHeaders, DESTINATION_HEADER);
+    assert.equal(dest.length, 1);
+    assert.ok([A, B].includes(dest[0]), dest[0]);
+    assert.deepEqual(header(s.forwarded.requestHeaders, FALLBACK_HEADER), []);
+  }
+  // A GET without a body is decided in the headers callback, forged header removed too.
+  s = h.send({ path: "/v1/models", headers: forged });
+  assert.ok([A, B].includes(destination(s)!));
+  assert.deepEqual(h.host.failedWorkers(), []);
+});
+
+test("picks the least loaded endpoint and never one in error", () => {
+  const h = new PickerHost();
+  h.publish([{ address: A, queued: 3, kvUsage: 0.5 }, { address: B, queued: 0, kvUsage: 0.1 }, { address: C, error: true }]);
+  for (let i = 0; i < 5; i++) {
+    const { stream, dest } = h.pick({ body: completion("m", `q${i}`) });
+    assert.equal(dest, B);
+    stream.finish();
+  }
+});
+
+test("requests sharing a long prefix go to the same endpoint, whichever worker VM decides", () => {
+  const h = new PickerHost({ concurrency: 4 });
+  h.publish([{ address: A }, { address: B }, { address: C }]);
+  const seen = new Set<string>();
+  for (let group = 0; group < 12; group++) {
+    const system = `group ${group}: ` + LONG;
+    const first = h.pick({ worker: group % 4, path: "/v1/chat/completions", body: JSON.stringify({ model: "m", messages: [{ role: "system", content: system }, { role: "user", content: "first question" }] }) });
+    first.stream.finish();
+    const second = h.pick({ worker: (group + 1) % 4, path: "/v1/chat/completions", body: JSON.stringify({ model: "m", messages: [{ role: "system", content: system }, { role: "user", content: "another question" }] }) });
+    second.stream.finish();
+    assert.equal(second.dest, first.dest, `group ${group}`);
+    seen.add(first.dest!);
+  }
+  assert.ok(seen.size >= 2, "different prefixes spread over endpoints");
+  assert.ok(h.counter("endpoint_picker.prefix_hits") >= 12);
+});
+
+test("the model in the body selects the endpoint with its LoRA adapter loaded", () => {
+  const h = new PickerHost({ concurrency: 2 });
+  h.publish([
+    { address: A, lora: { running: ["tweet-lora"], waiting: [], max: 1 } },
+    { address: B, lora: { running: ["sql-lora", "tweet-lora"], waiting: [], max: 4 } },
+    { address: C, lora: { running: ["x", "y"], waiting: [], max: 2 } },
+  ], { loraWeight: 1, prefixWeight: 0 });
+  for (let i = 0; i < 6; i++) {
+    const { stream, dest } = h.pick({ worker: i % 2, body: JSON.stringify({ prompt: `p${i}`, model: "sql-lora" }) });
+    assert.equal(dest, B);
+    stream.finish();
+  }
+  // An adapter loaded nowhere goes where a slot is free (B), never to the full pod (C); A has it loaded.
+  const picks = new Set<string>();
+  for (let i = 0; i < 10; i++) { const p = h.pick({ body: completion("tweet-lora", `t${i}`) }); picks.add(p.dest!); p.stream.finish(); }
+  assert.deepEqual([...picks].sort(), [A, B]);
+});
+
+test("in-flight requests spread a burst, and other worker VMs see them after a tick", () => {
+  const h = new PickerHost({ concurrency: 2, config: { maxBodyBytes: 0 } });
+  h.publish([{ address: A }, { address: B }]);
+  const counts = new Map<string, number>();
+  for (let i = 0; i < 10; i++) { const d = h.pick({ worker: 0 }).dest!; counts.set(d, (counts.get(d) ?? 0) + 1); }
+  assert.deepEqual([...counts.values()], [5, 5], "one VM alternates as its own requests pile up");
+  // Worker 0 sends a burst to A while A is the only endpoint; then B joins, idle by its metrics.
+  const g = new PickerHost({ concurrency: 2, config: { maxBodyBytes: 0 } });
+  g.publish([{ address: A }]);
+  for (let i = 0; i < 6; i++) assert.equal(g.pick({ worker: 0 }).dest, A);
+  g.publish([{ address: A }, { address: B }]);
+  g.advance(200); // ticks: worker 0 publishes its counts, worker 1 reads them
+  for (let i = 0; i < 5; i++) assert.equal(g.pick({ worker: 1 }).dest, B, "worker 1 avoids the endpoint worker 0 filled");
+});
+
+test("FailClose answers 503 without a snapshot and once it is older than stalenessLimitMs; FailOpen lets requests through", () => {
+  const close = new PickerHost({ config: { stalenessLimitMs: 2000 } });
+  let s = close.send({ body: completion("m", "x") });
+  assert.equal(s.localReply?.status, 503);
+  assert.equal(s.localReply?.details, "endpoint_picker_no_fresh_snapshot");
+  assert.equal(s.forwarded.requestHeaders, null, "nothing reaches an upstream");
+  close.publish([{ address: A }]);
+  assert.equal(close.pick({ body: completion("m", "x") }).dest, A);
+  close.advance(2001);
+  s = close.send({ body: completion("m", "x") });
+  assert.equal(s.localReply?.status, 503);
+  assert.match(Buffer.from(s.localReply!.body).toString(), /stale/);
+  assert.equal(close.counter("endpoint_picker.decisions.fail_close"), 2);
+
+  const open = new PickerHost({ config: { stalenessLimitMs: 2000, failureMode: "FailOpen" } });
+  open.publish([{ address: A }]);
+  open.advance(2001);
+  s = open.send({ body: completion("m", "x") });
+  assert.equal(s.localReply, null);
+  assert.ok(s.forwarded.requestHeaders);
+  assert.equal(destination(s), null, "no destination: Envoy routes by its normal cluster");
+  assert.equal(open.counter("endpoint_picker.decisions.fail_open"), 1);
+});
+
+test("no usable endpoint answers 503; a sheddable request answers 429 when every endpoint is saturated", () => {
+  const h = new PickerHost({ config: { objectivePriorities: { batch: -1, chat: 5 } } });
+  h.publish([]);
+  assert.equal(h.send({ body: completion("m", "x") }).localReply?.status, 503);
+  h.publish([{ address: A, error: true }, { address: "not-an-address with spaces" }]);
+  const s = h.send({ body: completion("m", "x") });
+  assert.equal(s.localReply?.status, 503);
+  assert.equal(s.localReply?.details, "endpoint_picker_no_endpoint");
+  h.publish([{ address: A, queued: 7 }, { address: B, kvUsage: 0.95 }]);
+  const batch: [string, string][] = [["x-gateway-inference-objective", "batch"]];
+  const shed = h.send({ headers: batch, body: completion("m", "x") });
+  assert.equal(shed.localReply?.status, 429);
+  assert.equal(shed.localReply?.details, "endpoint_picker_saturated");
+  assert.ok(h.pick({ headers: [["x-gateway-inference-objective", "chat"]], body: completion("m", "x") }).dest);
+  assert.ok(h.pick({ body: completion("m", "x") }).dest, "requests without an objective are never shed");
+  h.publish([{ address: A, queued: 7 }, { address: B, queued: 1 }]);
+  assert.equal(h.pick({ headers: batch, body: completion("m", "x") }).dest, B, "one endpoint with room: no shedding");
+  assert.equal(h.counter("endpoint_picker.decisions.shed"), 1);
+});
+
+test("the response names the endpoint that served it; fallbacks come best first in their own header", () => {
+  const h = new PickerHost();
+  h.publish([{ address: A, queued: 4 }, { address: B, queued: 0 }, { address: C, queued: 2 }], { fallbackCount: 2, prefixWeight: 0, kvWeight: 0 });
+  const { stream, dest } = h.pick({ body: completion("m", "x") });
+  assert.equal(dest, B);
+  assert.deepEqual(header(stream.forwarded.requestHeaders, FALLBACK_HEADER), [`${C},${A}`]);
+  stream.sendResponseHeaders([[":status", "200"]], true);
+  assert.deepEqual(header(stream.forwarded.responseHeaders, SERVED_HEADER), [B]);
+  stream.finish();
+  assert.equal(h.counter(`endpoint_picker.picks.10_0_0_2_8000`), 1);
+  assert.equal(h.host.metrics().histograms["wasmcustom.endpoint_picker.decision_us"]?.length, 1);
+});
+
+test("bad bodies are decided by load, passed on unchanged, and never trap the VM", () => {
+  const h = new PickerHost({ concurrency: 2, config: { maxBodyBytes: 4096 } });
+  h.publish([{ address: A }, { address: B }]);
+  const bodies = ["not json", "{\"model\": \"m\", \"prompt\": ", "[1,2,3]", "\u0000\u0001\u00ff{{{", "{}", JSON.stringify({ model: { nested: true }, prompt: 42 })];
+  for (const body of bodies) {
+    const s = h.send({ body });
+    assert.ok(destination(s), body);
+    assert.equal(Buffer.concat(s.forwarded.requestBody).toString(), body);
+  }
+  // Larger than maxBodyBytes, in many chunks: decided at the limit, every byte still forwarded.
+  const big = JSON.stringify({ prompt: "z".repeat(20000), model: "late" });
+  const chunks = big.match(/[\s\S]{1,1000}/g)!;
+  const s = h.send({ chunks });
+  assert.ok(destination(s));
+  assert.equal(Buffer.concat(s.forwarded.requestBody).toString(), big);
+  assert.deepEqual(h.host.failedWorkers(), []);
+});
+
+test("without allow_on_headers_stop_iteration the first held request is decided by a watchdog, later ones in the headers callback", () => {
+  const h = new PickerHost({ allowOnHeadersStopIteration: false });
+  h.publish([{ address: A }]);
+  const first = h.send({ body: completion("m", "x") });
+  assert.equal(first.forwarded.requestHeaders, null, "held: Envoy keeps the body from the filter");
+  h.advance(600);
+  assert.equal(destination(first), A);
+  assert.equal(Buffer.concat(first.forwarded.requestBody).toString(), completion("m", "x"));
+  assert.ok(h.logs.some((l) => /allow_on_headers_stop_iteration/.test(l)), "an operator is told why");
+  const second = h.send({ body: completion("m", "y") });
+  assert.equal(destination(second), A, "decided at once in the headers callback");
+});
+
+test("invalid configuration fails on_configure with a log line naming the field", () => {
+  for (const [config, message] of [
+    [{ failureMode: "Sometimes" }, 'configuration.failureMode: "Sometimes" is not FailClose or FailOpen'],
+    [{ pollTimeoutMs: 1 }, "configuration.pollTimeoutMs: 1 is outside 100..600000"],
+    [{ stalenessLimitMs: "soon" }, "configuration.stalenessLimitMs: must be an integer"],
+  ] as const) {
+    const logs: string[] = [];
+    assert.throws(() => createHost({
+      wasm: "build/filter.wasm", rootId: "endpoint-picker", configuration: JSON.stringify(config), onLog: (_l, m) => logs.push(m),
+    }), /on_configure/);
+    assert.ok(logs.includes(`endpoint-picker: ${message}`), logs.join("\n"));
+  }
+  const logs: string[] = [];
+  assert.throws(() => createHost({ wasm: "build/filter.wasm", rootId: "endpoint-picker", configuration: "{\"a\": ", onLog: (_l, m) => logs.push(m) }));
+  assert.ok(logs.some((l) => l.startsWith("endpoint-picker: configuration: not valid JSON")), logs.join("\n"));
+});
