@@ -18,11 +18,15 @@ node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
-build: deps build/filter.wasm build/filter.debug.wasm build/companion.mjs build/emulator.mjs build/tests/.stamp build/emulator-test-module.wasm
+build: deps build/filter.wasm build/filter.debug.wasm build/companion.mjs build/emulator.mjs build/tests/.stamp build/emulator-test-module.wasm build/passthrough.wasm
 
 # The emulator's own AssemblyScript test module (drives every host function in tests/emulator).
 build/emulator-test-module.wasm: tests/emulator/module/index.ts tests/emulator/asconfig.json node_modules/.package-lock.json
 	$(BIN)/asc --config tests/emulator/asconfig.json --target release
+
+# A do-nothing filter on the same runtime: the baseline of the filter benchmark.
+build/passthrough.wasm: tests/filter/passthrough/index.ts tests/filter/passthrough/asconfig.json node_modules/.package-lock.json
+	$(BIN)/asc --config tests/filter/passthrough/asconfig.json --target release
 
 build/filter.wasm: $(FILTER_SRC) node_modules/.package-lock.json
 	$(BIN)/asc --config asconfig.json --target release

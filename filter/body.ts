@@ -82,9 +82,11 @@ export class BodyScanner {
   private literal: bool = false;
   private modelOk: bool = false;
 
-  constructor(kind: i32, promptCap: i32) {
+  /** `expectedPrompt`: bytes to reserve for the prompt copy up front (grown as needed, never past promptCap). */
+  constructor(kind: i32, promptCap: i32, expectedPrompt: i32 = 256) {
     this.kind = kind;
     this.promptCap = promptCap < 0 ? 0 : promptCap;
+    this.prompt = new StaticArray<u8>(min(max(expectedPrompt, 0), this.promptCap));
   }
 
   /** True once model and enough prompt are known, or nothing more can be learnt. */
@@ -128,8 +130,8 @@ export class BodyScanner {
       } else if (this.at == AT_VALUE) {
         this.startValue(c);
         if (this.state != SCAN_NEED_MORE) break;
-        this.valueByte(c);
-        if (this.literal) continue;
+        if (this.literal) { p--; continue; } // the literal's first byte is scanned with the rest of it
+        if (this.role == ROLE_PROMPT) this.appendPrompt(ptr + <usize>(p - 1), 1);
         if (c == 0x22) this.inString = true; else this.depth = 1;
       } else { // AFTER_VALUE
         if (c == 0x7d) { this.state = SCAN_DONE; break; }
@@ -180,20 +182,21 @@ export class BodyScanner {
     this.at = IN_VALUE;
   }
 
-  /** Records one byte of the current value where its role wants it. */
-  @inline private valueByte(c: u32): void {
-    if (this.role == ROLE_PROMPT && this.promptLen < this.promptCap) this.pushPrompt(c);
-  }
-
-  private pushPrompt(c: u32): void {
-    if (this.promptLen >= this.prompt.length) {
-      let cap = this.prompt.length < 256 ? 256 : this.prompt.length * 2;
+  /** Appends up to `n` bytes at `src` to the prompt copy, within promptCap. */
+  private appendPrompt(src: usize, n: i32): void {
+    const take = min(n, this.promptCap - this.promptLen);
+    if (take <= 0) return;
+    const need = this.promptLen + take;
+    if (need > this.prompt.length) {
+      let cap = max(this.prompt.length * 2, 256);
+      while (cap < need) cap *= 2;
       if (cap > this.promptCap) cap = this.promptCap;
       const grown = new StaticArray<u8>(cap);
       memory.copy(changetype<usize>(grown), changetype<usize>(this.prompt), <usize>this.promptLen);
       this.prompt = grown;
     }
-    unchecked(this.prompt[this.promptLen++] = <u8>c);
+    memory.copy(changetype<usize>(this.prompt) + <usize>this.promptLen, src, <usize>take);
+    this.promptLen = need;
   }
 
   private endValue(): void {
@@ -204,53 +207,55 @@ export class BodyScanner {
     this.at = AFTER_VALUE;
   }
 
-  /** Skips value bytes from `p`; returns where it stopped (the value's end, or `len`). */
-  private skipValue(ptr: usize, len: i32, p: i32): i32 {
+  /**
+   * Skips value bytes from `p0`; returns where it stopped (the value's end, or `len`). The state lives in
+   * locals inside the loop, and the bytes the value's role wants are copied once per call, not per byte.
+   */
+  private skipValue(ptr: usize, len: i32, p0: i32): i32 {
+    let p = p0;
+    let ended = false;
+    let escaped = false; // the string value held an escape (a model with escapes counts as absent)
     if (this.literal) {
       while (p < len) {
         const c = <u32>load<u8>(ptr + <usize>p);
-        if (c == 0x2c || c == 0x7d || isWs(c)) { this.endValue(); return p; }
+        if (c == 0x2c || c == 0x7d || isWs(c)) { ended = true; break; }
         if (!isLiteralByte(c)) { this.state = SCAN_INVALID; return p; }
-        this.valueByte(c);
-        if (this.role == ROLE_MODEL) this.modelOk = false;
         p++;
       }
-      return p;
-    }
-    while (p < len) {
-      const c = <u32>load<u8>(ptr + <usize>p);
-      p++;
-      if (this.inString) {
-        if (this.escape) {
-          this.escape = false;
-        } else if (c == 0x5c) {
-          this.escape = true;
-          if (this.role == ROLE_MODEL) this.modelOk = false;
+      escaped = true;
+    } else {
+      let inString = this.inString, escape = this.escape, depth = this.depth;
+      while (p < len) {
+        const c = <u32>load<u8>(ptr + <usize>p);
+        p++;
+        if (inString) {
+          if (escape) escape = false;
+          else if (c == 0x5c) { escape = true; escaped = true; }
+          else if (c == 0x22) { inString = false; if (depth == 0) { ended = true; break; } }
         } else if (c == 0x22) {
-          this.inString = false;
-          if (this.depth == 0) {
-            this.valueByte(c);
-            this.endValue();
-            return p;
-          }
-        } else if (this.role == ROLE_MODEL && this.depth == 0 && this.modelOk) {
-          if (this.modelLen >= MAX_MODEL_BYTES) this.modelOk = false;
-          else unchecked(this.model[this.modelLen++] = <u8>c);
-        }
-      } else if (c == 0x22) {
-        this.inString = true;
-      } else if (c == 0x7b || c == 0x5b) {
-        this.depth++;
-      } else if (c == 0x7d || c == 0x5d) {
-        this.depth--;
-        if (this.depth == 0) {
-          this.valueByte(c);
-          this.endValue();
-          return p;
+          inString = true;
+        } else if (c == 0x7b || c == 0x5b) {
+          depth++;
+        } else if (c == 0x7d || c == 0x5d) {
+          if (--depth == 0) { ended = true; break; }
         }
       }
-      this.valueByte(c);
+      this.inString = inString;
+      this.escape = escape;
+      this.depth = depth;
     }
+    const n = p - p0;
+    if (this.role == ROLE_PROMPT) {
+      this.appendPrompt(ptr + <usize>p0, n);
+    } else if (this.role == ROLE_MODEL && this.modelOk) {
+      const body = ended ? n - 1 : n; // not the closing quote
+      if (escaped || this.modelLen + body > MAX_MODEL_BYTES) this.modelOk = false;
+      else {
+        memory.copy(changetype<usize>(this.model) + <usize>this.modelLen, ptr + <usize>p0, <usize>body);
+        this.modelLen += body;
+      }
+    }
+    if (ended) this.endValue();
     return p;
   }
 }

@@ -2,6 +2,7 @@
 // them). Ids are per VM; Envoy aggregates counters and histograms of the same name across workers.
 import { defineMetric, incrementMetric, recordMetric, NO_METRIC } from "./host";
 import { OUTCOME_PICKED, OUTCOME_SHED } from "./scoring";
+import { Snapshot } from "./snapshot";
 
 const COUNTER = 0, GAUGE = 1, HISTOGRAM = 2;
 
@@ -40,13 +41,14 @@ export class Metrics {
     incrementMetric(outcome == OUTCOME_PICKED ? this.picked : outcome == OUTCOME_SHED ? this.shed : this.noEndpoint, 1);
   }
 
-  /** Counts a pick of the endpoint with this address (stat name: dots and colons become underscores). */
-  pick(hash: u32, address: string): void {
+  /** Counts a pick of endpoint `i` (stat name: its address with dots and colons as underscores). */
+  pick(snap: Snapshot, i: i32): void {
+    const hash = snap.addrHash[i];
     let id = NO_METRIC;
     if (this.pickIds.has(hash)) {
       id = this.pickIds.get(hash);
     } else if (this.pickIds.size < 4096) { // bound the stats a churning pool can create
-      id = defineMetric(COUNTER, "endpoint_picker.picks." + address.replaceAll(".", "_").replaceAll(":", "_").replaceAll("[", "").replaceAll("]", ""));
+      id = defineMetric(COUNTER, "endpoint_picker.picks." + snap.address(i).replaceAll(".", "_").replaceAll(":", "_").replaceAll("[", "").replaceAll("]", ""));
       this.pickIds.set(hash, id);
     }
     incrementMetric(id, 1);

@@ -9,6 +9,7 @@ import { Pool, INFLIGHT_KEY, VM_COUNTER_KEY } from "./pool";
 import { Fetcher } from "./fetcher";
 import { Metrics } from "./metrics";
 import { Scorer, RequestFacts, OUTCOME_PICKED, OUTCOME_SHED } from "./scoring";
+import { Snapshot } from "./snapshot";
 import { BodyScanner, promptKindForPath, PROMPT_ANY, SCAN_NEED_MORE } from "./body";
 import { PrefixChain, PREFIX_BUCKETS, modelSeed, lookupBucket, insertIntoBucket, bucketBudget } from "./prefix";
 import { seedRandom, nextU64 } from "./rng";
@@ -32,6 +33,7 @@ const BODY_WATCHDOG_MS: u64 = 500;
 const LOG_WARN = 3;
 const PATH = encode(":path");
 const OBJECTIVE = encode("x-gateway-inference-objective");
+const CONTENT_LENGTH = encode("content-length");
 const LOG_ERROR = 4;
 
 export class PickerRoot extends RootContext {
@@ -180,10 +182,11 @@ export class PickerStream extends Context {
   private kind: i32 = PROMPT_ANY;
   private sheddable: bool = false;
   private decided: bool = false;
-  /** Address hash and text of the endpoint picked (for in-flight release and the served header). */
-  private pickedHash: u32 = 0;
+  /** The endpoint picked: its snapshot (immutable, so its address bytes stay valid), index and address hash. */
   private picked: bool = false;
-  private pickedAddress: string = "";
+  private pickedSnap: Snapshot | null = null;
+  private pickedIndex: i32 = -1;
+  private pickedHash: u32 = 0;
   /** The prefix bucket as read for the decision, and its CAS, so recording the pick needs no second read. */
   private bucket: ArrayBuffer | null = null;
   private bucketCas: u32 = 0;
@@ -212,7 +215,10 @@ export class PickerStream extends Context {
     root.hold(this, nowNs() / 1000000);
     const snap = root.pool.snapshot;
     const cap = snap == null ? 64 * 256 : snap.profile.prefixBlockChars * snap.profile.prefixMaxBlocks;
-    this.scanner = new BodyScanner(this.kind, cap);
+    // Size the prompt copy from content-length when given, so it is allocated once.
+    const length = getHeader(HeaderMapTypeValues.RequestHeaders, CONTENT_LENGTH);
+    const expected = length == null ? 0 : I32.parseInt(String.UTF8.decode(length));
+    this.scanner = new BodyScanner(this.kind, cap, isFinite(expected) && expected > 0 ? <i32>min(expected, cap) : 256);
     return FilterHeadersStatusValues.StopIteration; // decided in the body callback, which may still set headers
   }
 
@@ -244,9 +250,10 @@ export class PickerStream extends Context {
 
   onResponseHeaders(_headers: u32, _end_of_stream: bool): FilterHeadersStatusValues {
     const key = this.root.servedKey;
-    if (this.picked && key.byteLength > 0) {
-      const v = String.UTF8.encode(this.pickedAddress);
-      addHeader(HeaderMapTypeValues.ResponseHeaders, key, changetype<usize>(v), v.byteLength);
+    const snap = this.pickedSnap;
+    if (snap != null && key.byteLength > 0) {
+      const i = this.pickedIndex;
+      addHeader(HeaderMapTypeValues.ResponseHeaders, key, snap.base + <usize>snap.addrOff[i], snap.addrLen[i]);
     }
     return FilterHeadersStatusValues.Continue;
   }
@@ -299,10 +306,11 @@ export class PickerStream extends Context {
       replaceHeader(HeaderMapTypeValues.RequestHeaders, root.fallbackKey, changetype<usize>(v), v.byteLength);
     }
     this.picked = true;
+    this.pickedSnap = snap;
+    this.pickedIndex = i;
     this.pickedHash = snap.addrHash[i];
-    this.pickedAddress = snap.address(i);
     pool.inflight.started(i);
-    root.metrics.pick(this.pickedHash, this.pickedAddress);
+    root.metrics.pick(snap, i);
     if (facts.chainBlocks > 0) {
       if (facts.matched[i] > 0) root.metrics.count(root.metrics.prefixHits);
       this.remember(i, now);

@@ -23,22 +23,21 @@ const RECORD_HEADER: i32 = 12;
 /** A record is not rewritten just to refresh its use time more often than this. */
 export const TOUCH_INTERVAL_MS: u32 = 2000;
 
-/** Canonical stored levels, ascending; extended on demand. */
-const LEVELS = new Array<i32>();
-function extendLevels(upTo: i32): void {
-  let k = LEVELS.length > 0 ? LEVELS[LEVELS.length - 1] + 1 : 1;
-  for (; k <= upTo; k++) {
-    if (k <= 16) { LEVELS.push(k); continue; }
-    const step = 1 << (31 - clz(k) - 3);
-    if (k % step == 0) LEVELS.push(k);
+/** Canonical stored levels, ascending, for every chain length a u16 block count allows (about 110). */
+const LEVELS = buildLevels(65535);
+const LEVEL_COUNT = LEVELS.length;
+function buildLevels(upTo: i32): StaticArray<i32> {
+  const out = new Array<i32>();
+  for (let k = 1; k <= upTo; k++) {
+    if (k <= 16 || k % (1 << (31 - clz(k) - 3)) == 0) out.push(k);
   }
+  return StaticArray.fromArray(out);
 }
 
 /** Number of canonical levels strictly below `n`. */
 function levelsBelow(n: i32): i32 {
-  if (LEVELS.length == 0 || LEVELS[LEVELS.length - 1] < n) extendLevels(n);
   // Binary search: first index with LEVELS[i] >= n.
-  let lo = 0, hi = LEVELS.length;
+  let lo = 0, hi = LEVEL_COUNT;
   while (lo < hi) {
     const mid = (lo + hi) >>> 1;
     if (unchecked(LEVELS[mid]) < n) lo = mid + 1; else hi = mid;
@@ -76,11 +75,14 @@ export class PrefixChain {
       unchecked(this.hashes[k] = h);
     }
     this.count = n;
-    if (LEVELS.length == 0 || LEVELS[LEVELS.length - 1] < n) extendLevels(n);
   }
 
   bucket(): i32 { return this.count == 0 ? -1 : <i32>(unchecked(this.hashes[0]) & <u32>(PREFIX_BUCKETS - 1)); }
 }
+
+// Scratch lists of insertIntoBucket, reused so a request allocates only the bucket it writes.
+const KEEP = new Array<i32>();
+const ORDER = new Array<u64>();
 
 /** Byte budget of one bucket: the profile's blocks per endpoint, spread over the buckets, 4..32 KiB. */
 export function bucketBudget(lruPerEndpoint: i32, endpoints: i32): i32 {
@@ -159,7 +161,8 @@ export function insertIntoBucket(oldPtr: usize, oldLen: i32, chain: PrefixChain,
   let count = recordCount(oldPtr, oldLen);
   if (count < 0) count = 0;
   // Offsets of the records we keep; the covering record (if any) is refreshed in place.
-  const keep = new Array<i32>();
+  const keep = KEEP;
+  keep.length = 0;
   let p = HEADER;
   let covered = false;
   for (let r = 0; r < count; r++) {
@@ -186,7 +189,8 @@ export function insertIntoBucket(oldPtr: usize, oldLen: i32, chain: PrefixChain,
   let total = HEADER + newSize;
   for (let k = 0; k < keep.length; k++) total += recordSize(oldPtr, unchecked(keep[k]));
   if (total > budget && keep.length > 0) {
-    const order = new Array<u64>(keep.length);
+    const order = ORDER;
+    order.length = keep.length;
     for (let k = 0; k < keep.length; k++) {
       const at = unchecked(keep[k]);
       const rec = oldPtr + <usize>(at < 0 ? -at - 1 : at);
@@ -194,11 +198,15 @@ export function insertIntoBucket(oldPtr: usize, oldLen: i32, chain: PrefixChain,
       const age: u64 = at < 0 ? 0 : <u64>(nowMs - load<u32>(rec, 4));
       unchecked(order[k] = (gone << 62) | (age << 20) | <u64>k);
     }
-    order.sort((a: u64, b: u64): i32 => (a < b ? 1 : a > b ? -1 : 0));
-    for (let j = 0; j < order.length && total > budget; j++) {
-      const k = <i32>(unchecked(order[j]) & 0xfffff);
-      total -= recordSize(oldPtr, unchecked(keep[k]));
-      unchecked(keep[k] = 0); // 0 is never a record offset (the header is there)
+    // Usually one record has to go: pick the worst by a linear scan, again while the bucket is still too big.
+    while (total > budget) {
+      let worst = -1;
+      for (let k = 0; k < order.length; k++) {
+        if (unchecked(keep[k]) != 0 && (worst < 0 || unchecked(order[k]) > unchecked(order[worst]))) worst = k;
+      }
+      if (worst < 0) break;
+      total -= recordSize(oldPtr, unchecked(keep[worst]));
+      unchecked(keep[worst] = 0); // 0 is never a record offset (the header is there)
     }
   }
   const out = new ArrayBuffer(total);

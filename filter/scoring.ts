@@ -33,114 +33,141 @@ export class RequestFacts {
   sheddable: bool = false;
 }
 
+const MAX_CACHED_MODELS = 64;
+
 export class Scorer {
   /** Per endpoint of the current snapshot; valid after `decide`. */
   scores: StaticArray<f64> = new StaticArray<f64>(0);
   waiting: StaticArray<f64> = new StaticArray<f64>(0);
-  candidate: StaticArray<bool> = new StaticArray<bool>(0);
+  running: StaticArray<f64> = new StaticArray<f64>(0);
   /** The pick and the ordered fallbacks (endpoint indices). */
   primary: i32 = -1;
   fallbacks: i32[] = [];
 
-  private ensure(n: i32): void {
-    if (this.scores.length == n) return;
+  // Per snapshot (computed once per version): the candidates, and each one's KV term (static per snapshot).
+  private prepared: Snapshot | null = null;
+  private candidates: StaticArray<i32> = new StaticArray<i32>(0);
+  private candidateCount: i32 = 0;
+  private kvTerm: StaticArray<f64> = new StaticArray<f64>(0);
+  /** LoRA affinity per endpoint, by model hash, for the prepared snapshot (few models, many requests). */
+  private loraByModel: Map<u32, StaticArray<f64>> = new Map();
+
+  /** Candidates: never an endpoint in error or with an unusable address; stale ones only if nothing is fresh. */
+  private prepare(snap: Snapshot): void {
+    this.prepared = snap;
+    const n = snap.count;
     this.scores = new StaticArray<f64>(n);
     this.waiting = new StaticArray<f64>(n);
-    this.candidate = new StaticArray<bool>(n);
+    this.running = new StaticArray<f64>(n);
+    this.kvTerm = new StaticArray<f64>(n);
+    this.loraByModel.clear();
+    const list = new StaticArray<i32>(n);
+    let fresh = 0, usable = 0;
+    for (let i = 0; i < n; i++) {
+      const f = unchecked(snap.flags[i]);
+      if ((f & (FLAG_ERROR | FLAG_UNUSABLE)) != 0) continue;
+      usable++;
+      if ((f & FLAG_STALE) == 0) fresh++;
+    }
+    let count = 0;
+    for (let i = 0; i < n; i++) {
+      const f = unchecked(snap.flags[i]);
+      if ((f & (FLAG_ERROR | FLAG_UNUSABLE)) != 0) continue;
+      if (fresh > 0 && (f & FLAG_STALE) != 0) continue;
+      unchecked(list[count++] = i);
+      unchecked(this.kvTerm[i] = snap.profile.kvWeight * (1.0 - ((f & FLAG_KV) != 0 ? unchecked(snap.kv[i]) : KV_UNKNOWN)));
+    }
+    this.candidates = list;
+    this.candidateCount = usable == 0 ? 0 : count;
+  }
+
+  private loraScores(snap: Snapshot, req: RequestFacts): StaticArray<f64> {
+    if (this.loraByModel.has(req.modelHash)) return this.loraByModel.get(req.modelHash);
+    const out = new StaticArray<f64>(snap.count);
+    for (let k = 0; k < this.candidateCount; k++) {
+      const i = unchecked(this.candidates[k]);
+      unchecked(out[i] = snap.profile.loraWeight * loraScore(snap, i, req));
+    }
+    if (this.loraByModel.size >= MAX_CACHED_MODELS) this.loraByModel.clear();
+    this.loraByModel.set(req.modelHash, out);
+    return out;
   }
 
   /** Decides for one request; returns an OUTCOME_* and sets `primary`/`fallbacks` when PICKED. */
   decide(snap: Snapshot, inflight: InFlight, req: RequestFacts): i32 {
-    const n = snap.count;
-    this.ensure(n);
+    if (this.prepared !== snap) this.prepare(snap);
     this.primary = -1;
     this.fallbacks.length = 0;
     const p = snap.profile;
-
-    // Candidates: never an endpoint in error or with an unusable address; stale ones only if nothing is fresh.
-    let fresh = 0, usable = 0;
-    for (let i = 0; i < n; i++) {
-      const f = unchecked(snap.flags[i]);
-      const ok = (f & (FLAG_ERROR | FLAG_UNUSABLE)) == 0;
-      unchecked(this.candidate[i] = ok);
-      if (ok) { usable++; if ((f & FLAG_STALE) == 0) fresh++; }
-    }
-    if (usable == 0) return OUTCOME_NO_ENDPOINT;
-    if (fresh > 0 && fresh < usable) {
-      for (let i = 0; i < n; i++) if ((unchecked(snap.flags[i]) & FLAG_STALE) != 0) unchecked(this.candidate[i] = false);
-    }
+    const count = this.candidateCount;
+    if (count == 0) return OUTCOME_NO_ENDPOINT;
+    const list = this.candidates;
 
     // Waiting requests as best known: the scraped queue, or more if this proxy has sent more requests than
-    // the endpoint reported running and queued together (its metrics have not caught up yet).
+    // the endpoint reported running (its metrics have not caught up yet). Running likewise.
+    const local = inflight.local, remote = inflight.remote;
+    const flags = snap.flags, queuedCol = snap.queued, runningCol = snap.running, kvCol = snap.kv;
+    const waiting = this.waiting, running = this.running;
     let minW = f64.MAX_VALUE, maxW = -f64.MAX_VALUE, minR = f64.MAX_VALUE, maxR = -f64.MAX_VALUE;
-    let saturated = 0, candidates = 0;
-    for (let i = 0; i < n; i++) {
-      if (!unchecked(this.candidate[i])) continue;
-      candidates++;
-      const f = unchecked(snap.flags[i]);
-      const sent = <f64>inflight.total(i);
-      const running = (f & FLAG_RUNNING) != 0 ? unchecked(snap.running[i]) : 0;
-      const queued = (f & FLAG_QUEUE) != 0 ? unchecked(snap.queued[i]) : 0;
-      const w = max(queued, sent - running);
-      unchecked(this.waiting[i] = w);
-      const r = max(running, sent - queued);
-      if (w < minW) minW = w;
-      if (w > maxW) maxW = w;
-      if (r < minR) minR = r;
-      if (r > maxR) maxR = r;
-      const kv = unchecked(snap.kv[i]);
-      if ((f & FLAG_STALE) != 0 || w >= p.saturationQueue || ((f & FLAG_KV) != 0 && kv >= p.saturationKv)) saturated++;
+    let saturated = 0;
+    const satQ = p.saturationQueue, satKv = p.saturationKv;
+    for (let k = 0; k < count; k++) {
+      const i = unchecked(list[k]);
+      const sent = <f64>(unchecked(local[i]) + unchecked(remote[i]));
+      const run = unchecked(runningCol[i]); // the decoder zeroes counts whose metric is absent
+      const queued = unchecked(queuedCol[i]);
+      const w = max(queued, sent - run);
+      const r = max(run, sent - queued);
+      unchecked(waiting[i] = w);
+      unchecked(running[i] = r);
+      minW = min(minW, w);
+      maxW = max(maxW, w);
+      minR = min(minR, r);
+      maxR = max(maxR, r);
+      const f = unchecked(flags[i]);
+      if ((f & FLAG_STALE) != 0 || w >= satQ || ((f & FLAG_KV) != 0 && unchecked(kvCol[i]) >= satKv)) saturated++;
     }
-    if (req.sheddable && saturated == candidates) return OUTCOME_SHED;
+    if (req.sheddable && saturated == count) return OUTCOME_SHED;
 
-    const loraOn = p.loraWeight > 0 && snap.anyLora && req.modelLen > 0;
-    const prefixOn = p.prefixWeight > 0 && req.chainBlocks > 0 && req.matched.length == n;
-    for (let i = 0; i < n; i++) {
-      if (!unchecked(this.candidate[i])) continue;
-      const f = unchecked(snap.flags[i]);
-      let s: f64 = 0;
-      if (p.queueWeight > 0) {
-        const w = unchecked(this.waiting[i]);
-        s += p.queueWeight * (maxW == minW ? 1.0 : (maxW - w) / (maxW - minW));
+    const lora: StaticArray<f64> | null = p.loraWeight > 0 && snap.anyLora && req.modelLen > 0 ? this.loraScores(snap, req) : null;
+    const prefixOn = p.prefixWeight > 0 && req.chainBlocks > 0 && req.matched.length == snap.count;
+    const wq = p.queueWeight, wr = p.runningWeight;
+    // Min-max normalisation as GIE's scorers do; all equal scores 1.
+    const qScale = maxW == minW ? 0 : wq / (maxW - minW), qConst = maxW == minW ? wq : 0;
+    const rScale = maxR == minR ? 0 : wr / (maxR - minR), rConst = maxR == minR ? wr : 0;
+    const prefixScale = prefixOn ? p.prefixWeight / <f64>req.chainBlocks : 0;
+    const matched = req.matched, kvTerm = this.kvTerm, scores = this.scores;
+    const maxScore = p.picker != PICKER_RANDOM && p.picker != PICKER_WEIGHTED_RANDOM;
+    let best = -f64.MAX_VALUE, chosen = -1, ties = 0;
+    for (let k = 0; k < count; k++) {
+      const i = unchecked(list[k]);
+      let s = unchecked(kvTerm[i]) + qConst + rConst;
+      if (qScale != 0) s += qScale * (maxW - unchecked(waiting[i]));
+      if (rScale != 0) s += rScale * (maxR - unchecked(running[i]));
+      if (prefixOn) s += prefixScale * <f64>unchecked(matched[i]);
+      if (lora != null) s += unchecked(lora[i]);
+      unchecked(scores[i] = s);
+      if (maxScore) { // max-score, ties broken uniformly at random (reservoir over the tied)
+        if (s > best + 1e-9) { best = s; chosen = i; ties = 1; }
+        else if (s >= best - 1e-9) { ties++; if (nextBelow(ties) == 0) chosen = i; }
       }
-      if (p.kvWeight > 0) s += p.kvWeight * (1.0 - ((f & FLAG_KV) != 0 ? unchecked(snap.kv[i]) : KV_UNKNOWN));
-      if (p.runningWeight > 0) {
-        const sent = <f64>inflight.total(i);
-        const running = (f & FLAG_RUNNING) != 0 ? unchecked(snap.running[i]) : 0;
-        const queued = (f & FLAG_QUEUE) != 0 ? unchecked(snap.queued[i]) : 0;
-        const r = max(running, sent - queued);
-        s += p.runningWeight * (maxR == minR ? 1.0 : (maxR - r) / (maxR - minR));
-      }
-      if (prefixOn) s += p.prefixWeight * <f64>unchecked(req.matched[i]) / <f64>req.chainBlocks;
-      if (loraOn) s += p.loraWeight * loraScore(snap, i, req);
-      unchecked(this.scores[i] = s);
     }
-
-    this.primary = this.pick(snap, p.picker);
+    this.primary = maxScore ? chosen : this.pickRandomly(p.picker);
     if (this.primary < 0) return OUTCOME_NO_ENDPOINT;
-    if (p.fallbackCount > 0) this.rankFallbacks(n, p.fallbackCount);
+    if (p.fallbackCount > 0) this.rankFallbacks(p.fallbackCount);
     return OUTCOME_PICKED;
   }
 
-  private pick(snap: Snapshot, picker: u8): i32 {
-    const n = snap.count;
-    if (picker == PICKER_RANDOM) {
-      let seen = 0, chosen = -1;
-      for (let i = 0; i < n; i++) {
-        if (!unchecked(this.candidate[i])) continue;
-        seen++;
-        if (nextBelow(seen) == 0) chosen = i; // reservoir sampling: uniform over candidates
-      }
-      return chosen;
-    }
+  private pickRandomly(picker: u8): i32 {
+    const list = this.candidates, count = this.candidateCount;
     if (picker == PICKER_WEIGHTED_RANDOM) {
       let total: f64 = 0;
-      for (let i = 0; i < n; i++) if (unchecked(this.candidate[i])) total += max(unchecked(this.scores[i]), 0);
+      for (let k = 0; k < count; k++) total += max(unchecked(this.scores[unchecked(list[k])]), 0);
       if (total > 0) {
         let r = nextFloat() * total;
         let last = -1;
-        for (let i = 0; i < n; i++) {
-          if (!unchecked(this.candidate[i])) continue;
+        for (let k = 0; k < count; k++) {
+          const i = unchecked(list[k]);
           const s = max(unchecked(this.scores[i]), 0);
           if (s <= 0) continue;
           last = i;
@@ -149,25 +176,18 @@ export class Scorer {
         }
         return last; // rounding left r just above the last weight
       }
-      return this.pick(snap, PICKER_RANDOM);
     }
-    // max-score, ties broken uniformly at random.
-    let best = -f64.MAX_VALUE, chosen = -1, ties = 0;
-    for (let i = 0; i < n; i++) {
-      if (!unchecked(this.candidate[i])) continue;
-      const s = unchecked(this.scores[i]);
-      if (s > best + 1e-9) { best = s; chosen = i; ties = 1; }
-      else if (s >= best - 1e-9) { ties++; if (nextBelow(ties) == 0) chosen = i; }
-    }
-    return chosen;
+    return unchecked(list[nextBelow(count)]);
   }
 
   /** The next best candidates after the primary, best first (selection of k out of n). */
-  private rankFallbacks(n: i32, k: i32): void {
-    for (let round = 0; round < k; round++) {
+  private rankFallbacks(want: i32): void {
+    const list = this.candidates, count = this.candidateCount;
+    for (let round = 0; round < want; round++) {
       let best = -1;
-      for (let i = 0; i < n; i++) {
-        if (!unchecked(this.candidate[i]) || i == this.primary || this.fallbacks.includes(i)) continue;
+      for (let k = 0; k < count; k++) {
+        const i = unchecked(list[k]);
+        if (i == this.primary || this.fallbacks.includes(i)) continue;
         if (best < 0 || unchecked(this.scores[i]) > unchecked(this.scores[best])) best = i;
       }
       if (best < 0) return;

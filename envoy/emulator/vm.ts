@@ -175,7 +175,25 @@ export class WorkerVm {
   }
 
   // ---- memory helpers ----
-  private bytes(): Uint8Array { return new Uint8Array(this.memory.buffer); }
+  // Views of linear memory, rebuilt only when the memory grows (growth detaches the old buffer): host calls
+  // are the hot path of every request, and a fresh view per call cost more than the call itself.
+  private viewBuffer: ArrayBuffer | null = null;
+  private u8view = new Uint8Array(0);
+  private dataView = new DataView(new ArrayBuffer(0));
+  private bytes(): Uint8Array {
+    if (this.viewBuffer !== this.memory.buffer) this.refreshViews();
+    return this.u8view;
+  }
+  private view(): DataView {
+    if (this.viewBuffer !== this.memory.buffer) this.refreshViews();
+    return this.dataView;
+  }
+  private refreshViews(): void {
+    const b = this.memory.buffer;
+    this.viewBuffer = b;
+    this.u8view = new Uint8Array(b);
+    this.dataView = new DataView(b);
+  }
   private read(ptr: number, len: number): Uint8Array | null {
     ptr >>>= 0; len >>>= 0;
     const mem = this.bytes();
@@ -188,14 +206,16 @@ export class WorkerVm {
   }
   private setU32(ptr: number, v: number): boolean {
     ptr >>>= 0;
-    if (ptr + 4 > this.memory.buffer.byteLength) return false;
-    new DataView(this.memory.buffer).setUint32(ptr, v >>> 0, true);
+    const view = this.view();
+    if (ptr + 4 > view.byteLength) return false;
+    view.setUint32(ptr, v >>> 0, true);
     return true;
   }
   private setU64(ptr: number, v: bigint): boolean {
     ptr >>>= 0;
-    if (ptr + 8 > this.memory.buffer.byteLength) return false;
-    new DataView(this.memory.buffer).setBigUint64(ptr, BigInt.asUintN(64, v), true);
+    const view = this.view();
+    if (ptr + 8 > view.byteLength) return false;
+    view.setBigUint64(ptr, BigInt.asUintN(64, v), true);
     return true;
   }
   private alloc(size: number): number {
@@ -207,7 +227,7 @@ export class WorkerVm {
     let ptr = 0;
     if (data.length > 0) {
       ptr = this.alloc(data.length);
-      if (ptr === 0 || ptr + data.length > this.memory.buffer.byteLength) return false;
+      if (ptr === 0 || ptr + data.length > this.bytes().length) return false;
       this.bytes().set(data, ptr);
     }
     return this.setU32(ptrPtr, ptr) && this.setU32(sizePtr, data.length);

@@ -5,6 +5,7 @@ import { encodeSnapshot, DEFAULT_PROFILE, type SnapshotEndpoint, type Scheduling
 import { publishSnapshot, DESTINATION_HEADER } from "../helpers/filter-contract";
 
 export const START_MS = 1_700_000_000_000;
+const HR_START = process.hrtime.bigint();
 
 export interface PickerHostOptions {
   config?: Record<string, unknown>;
@@ -12,6 +13,8 @@ export interface PickerHostOptions {
   allowOnHeadersStopIteration?: boolean;
   httpCallHandler?: HttpCallHandler;
   wasm?: string;
+  /** The VMs' clock also runs in real time between advances (for benchmarks that time the filter). */
+  realTimeClock?: boolean;
 }
 
 export class PickerHost {
@@ -28,7 +31,9 @@ export class PickerHost {
       concurrency: opts.concurrency ?? 1,
       allowOnHeadersStopIteration: opts.allowOnHeadersStopIteration ?? true,
       manualTicks: true,
-      clock: () => BigInt(Math.round(this.nowMs * 1000)) * 1000n,
+      clock: opts.realTimeClock
+        ? () => BigInt(Math.round(this.nowMs * 1000)) * 1000n + (process.hrtime.bigint() - HR_START)
+        : () => BigInt(Math.round(this.nowMs * 1000)) * 1000n,
       logLevel: "info",
       onLog: (level, msg) => { this.logs.push(`${level} ${msg}`); },
       httpCallHandlers: opts.httpCallHandler ? { "endpoint-picker-companion": opts.httpCallHandler } : undefined,
