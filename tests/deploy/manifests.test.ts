@@ -71,7 +71,8 @@ test("WasmPlugin: root id, failStrategy (not in the 2.3.0 model's schema) and co
   assert.equal(wp.spec.pluginName, "endpoint-picker");
   assert.ok(["FAIL_CLOSE", "FAIL_OPEN"].includes(wp.spec.failStrategy));
   const known = ["companionCluster", "companionAuthority", "snapshotPath", "pollTimeoutMs", "apiToken",
-    "destinationHeader", "fallbackHeader", "servedHeader", "failureMode", "stalenessLimitMs", "maxBodyBytes", "fetchSnapshots"];
+    "destinationHeader", "fallbackHeader", "servedHeader", "failureMode", "stalenessLimitMs", "maxBodyBytes", "fetchSnapshots",
+    "objectivePriorities"];
   for (const k of Object.keys(wp.spec.pluginConfig)) assert.ok(known.includes(k), `unknown pluginConfig key ${k}`);
   assert.match(wp.spec.pluginConfig.companionCluster, /^outbound\|9002\|\|endpoint-picker-companion\./);
 });
