@@ -43,7 +43,8 @@ export class VirtualClock implements Clock {
       e.fn();
       n++;
     }
-    if (untilMs !== Infinity && untilMs > this.time) this.time = untilMs;
+    // Time moves to untilMs only if something is still scheduled after it (an idle clock stays put).
+    if (untilMs !== Infinity && untilMs > this.time && this.heap.length > 0) this.time = untilMs;
     return n;
   }
 

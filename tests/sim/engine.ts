@@ -179,9 +179,9 @@ export class Engine {
     return n;
   }
 
-  /** Remaining decode tokens of the running requests, smallest first (for the oracle). */
-  remainingDecodes(): number[] {
-    return this.running.map((s) => s.req.maxTokens - s.generated).sort((a, b) => a - b);
+  /** Each running request's remaining decode tokens and the KV blocks it holds (for the oracle). */
+  runningLoad(): { remaining: number; blocks: number }[] {
+    return this.running.map((s) => ({ remaining: s.req.maxTokens - s.generated, blocks: s.blocks.length }));
   }
 
   isAdapterResident(adapter: string): boolean { return this.lora.isReady(adapter); }
