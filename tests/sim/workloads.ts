@@ -72,8 +72,11 @@ export function atRate(w: Workload, ratePerSec: number): Workload {
   return { ...w, ratePerSec, requests: w.requests.map((r) => ({ ...r, arrivalMs: r.arrivalMs * factor })) };
 }
 
-/** Text of `tokens` tokens minus what the chat template adds around a message (~8 tokens). */
-const content = (rng: Rng, tokens: number) => synthText(rng, Math.max(1, tokens));
+/** The chat template's wrapper around one message (role header and end of turn, ~54 characters). */
+const MESSAGE_OVERHEAD_TOKENS = 14;
+
+/** Message text such that the message, template wrapper included, is `tokens` tokens long. */
+const content = (rng: Rng, tokens: number) => synthText(rng, Math.max(1, tokens - MESSAGE_OVERHEAD_TOKENS));
 
 function chatBody(model: string, messages: ChatMessage[], maxTokens: number): string {
   return JSON.stringify({ model, messages, max_tokens: maxTokens, ignore_eos: true, stream: true, stream_options: { include_usage: true } });
@@ -104,7 +107,7 @@ export function shareGpt(o: WorkloadOptions, adapters: string[] = []): Workload 
     const promptTokens = Math.min(1024, Math.max(4, Math.round(rng.logNormal(140, 1.0))));
     const outputTokens = Math.min(1024, Math.max(4, Math.round(rng.logNormal(120, 1.0))));
     const model = adapters.length > 0 ? pickAdapter() : o.model;
-    const messages = [{ role: "user", content: content(rng, promptTokens - 8) }];
+    const messages = [{ role: "user", content: content(rng, promptTokens) }];
     return { id: `${adapters.length > 0 ? "lora" : "sharegpt"}-${i}`, arrivalMs, api: "chat" as const, bodyText: chatBody(model, messages, outputTokens) };
   });
   return { name: adapters.length > 0 ? "multi-lora" : "sharegpt", requests, total: requests.length, adapters, ratePerSec: o.ratePerSec };
@@ -129,8 +132,8 @@ export const SCENARIO_C: SharedPrefixShape = { groups: 40, promptsPerGroup: 5, s
  */
 export function sharedPrefix(o: WorkloadOptions, shape: SharedPrefixShape, name: string): Workload {
   const rng = new Rng(`${name}:${o.seed ?? 1}`);
-  const systems = Array.from({ length: shape.groups }, () => content(rng, shape.systemTokens - 8));
-  const questions = systems.map(() => Array.from({ length: shape.promptsPerGroup }, () => content(rng, intNormal(rng, shape.question.mean, shape.question.sd, 4) - 8)));
+  const systems = Array.from({ length: shape.groups }, () => content(rng, shape.systemTokens));
+  const questions = systems.map(() => Array.from({ length: shape.promptsPerGroup }, () => content(rng, intNormal(rng, shape.question.mean, shape.question.sd, 4))));
   const outputs = systems.map(() => Array.from({ length: shape.promptsPerGroup }, () => intNormal(rng, shape.output.mean, shape.output.sd, 4)));
   const arrivals = poissonArrivals(new Rng(`${name}-arrivals:${o.seed ?? 1}`), o.count, o.ratePerSec);
   const requests = arrivals.map((arrivalMs, i) => {
@@ -153,12 +156,12 @@ export const MULTI_ROUND: MultiRoundShape = { rounds: 5, systemTokens: 1000, que
 export function multiRound(o: WorkloadOptions, shape: MultiRoundShape = MULTI_ROUND): Workload {
   const seed = o.seed ?? 1;
   const rng = new Rng(`multi-round:${seed}`);
-  const system = content(rng, shape.systemTokens - 8);
+  const system = content(rng, shape.systemTokens);
   const sessions = Math.max(1, Math.round(o.count / shape.rounds));
   const starts = poissonArrivals(new Rng(`multi-round-arrivals:${seed}`), sessions, o.ratePerSec / shape.rounds);
   const question = (session: number, round: number) => {
     const r = new Rng(`multi-round-q:${seed}:${session}:${round}`);
-    return content(r, intNormal(r, shape.question.mean, shape.question.sd, 4) - 8);
+    return content(r, intNormal(r, shape.question.mean, shape.question.sd, 4));
   };
   const make = (session: number, round: number, arrivalMs: number, messages: ChatMessage[]): WorkloadRequest => ({
     id: `chat-${session}-${round}`, arrivalMs, api: "chat", messages, session: { id: session, round },
