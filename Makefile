@@ -18,7 +18,7 @@ node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
-build: deps build/filter.wasm build/filter.debug.wasm build/companion.mjs build/emulator.mjs build/tests/.stamp build/emulator-test-module.wasm build/passthrough.wasm
+build: deps build/filter.wasm build/filter.debug.wasm build/companion.mjs build/emulator.mjs build/sim.mjs build/tests/.stamp build/emulator-test-module.wasm build/passthrough.wasm
 
 # The emulator's own AssemblyScript test module (drives every host function in tests/emulator).
 build/emulator-test-module.wasm: tests/emulator/module/index.ts tests/emulator/asconfig.json node_modules/.package-lock.json
@@ -39,6 +39,10 @@ build/companion.mjs: $(TS_SRC) node_modules/.package-lock.json
 
 build/emulator.mjs: $(TS_SRC) node_modules/.package-lock.json
 	@if [ -f envoy/emulator/cli.ts ]; then $(ESBUILD_NODE) envoy/emulator/cli.ts --outfile=$@; else echo "emulator: not yet"; fi
+
+# Simulated model-server pods (docs/SIMULATOR.md): node build/sim.mjs --pods N --engines vllm-v1,sglang ...
+build/sim.mjs: $(TS_SRC) node_modules/.package-lock.json
+	$(ESBUILD_NODE) tests/sim/cli.ts --outfile=$@
 
 # Node tests and benchmarks are TypeScript, bundled per file (npm packages stay external).
 build/tests/.stamp: $(TS_SRC) node_modules/.package-lock.json

@@ -1,0 +1,163 @@
+// The virtual-time fleet: N simulated pods on one discrete-event clock, a gateway that counts its active
+// requests per pod, a picker deciding every request, and a workload arriving open-loop (multi-round chat
+// sends each next round after the previous answer). Runs as fast as the CPU allows and is deterministic:
+// the same options and seed give the same records.
+import { VirtualClock } from "./clock";
+import { Engine } from "./engine";
+import { ApiError } from "./openai";
+import type { FleetPod, Pick, Picker, PickerContext, ScrapedMetrics } from "./pickers/picker";
+import { type EngineKind, type EngineProfile, makeProfile } from "./profile";
+import { type RequestRecord, type Summary, summarize } from "./results";
+import { Rng } from "./rng";
+import { type Workload, type WorkloadRequest, prepare } from "./workloads";
+
+export interface FleetOptions {
+  pods: number;
+  /** Engines assigned round-robin over the pods (default vllm-v1). */
+  engines?: EngineKind[];
+  profile: EngineProfile;
+  picker: Picker;
+  workload: Workload;
+  seed?: number;
+  /** Requests still running at this virtual time are counted as unfinished (default 2 h). */
+  maxVirtualMs?: number;
+  /**
+   * Closed loop instead of the arrival times: `concurrency` requests in flight at all times, the next one
+   * sent when one finishes (a session's next round first, without think time). For capacity calibration.
+   */
+  closedLoop?: { concurrency: number };
+}
+
+export interface FleetResult {
+  picker: string;
+  workload: string;
+  records: RequestRecord[];
+  summary: Summary;
+  pickerStats: Record<string, number | string | boolean>;
+  virtualMs: number;
+  wallMs: number;
+  /** Total queued requests over the pods, sampled every second of virtual time. */
+  queueSamples: number[];
+}
+
+/** The profile with the workload's LoRA adapters added (pods must know every adapter a request names). */
+export function profileFor(profile: EngineProfile, workload: Workload): EngineProfile {
+  if (workload.adapters.every((a) => profile.lora.adapters.includes(a))) return profile;
+  return makeProfile({ ...profile, lora: { ...profile.lora, adapters: [...new Set([...profile.lora.adapters, ...workload.adapters])] } });
+}
+
+/** Pod addresses in the fleet: 10.0.x.y:8000 (any literal IP:port works for the routers). */
+export const fleetAddress = (i: number): string => `10.0.${Math.floor(i / 250)}.${(i % 250) + 1}:8000`;
+
+export function runFleet(o: FleetOptions): FleetResult {
+  const wallStart = performance.now();
+  const clock = new VirtualClock();
+  const seed = o.seed ?? 1;
+  const profile = profileFor(o.profile, o.workload);
+  const engines = o.engines && o.engines.length > 0 ? o.engines : (["vllm-v1"] as EngineKind[]);
+  const pods: FleetPod[] = Array.from({ length: o.pods }, (_, i) => {
+    const kind = engines[i % engines.length];
+    return { index: i, name: `pod-${i}`, address: fleetAddress(i), kind, engine: new Engine(kind, profile, clock, `${seed}:${i}`), inFlight: 0 };
+  });
+
+  const records: RequestRecord[] = [];
+  const queueSamples: number[] = [];
+  const periodic: { interval: number; fn: (now: number) => void; next: number }[] = [];
+  let outstanding = o.workload.total;
+  let ticking = false;
+
+  const scrape = (): ScrapedMetrics[] => pods.map((p) => {
+    const g = p.engine.gauges();
+    return {
+      queued: g.waiting, running: g.running, kvUsage: g.kvUsage, loraRunning: g.loraRunning, loraWaiting: g.loraWaiting,
+      maxLora: profile.lora.adapters.length > 0 ? profile.lora.maxLoras : 0, blockSize: p.engine.blockSize, numBlocks: p.engine.numGpuBlocks,
+      scrapedAtMs: clock.now(),
+    };
+  });
+  const ctx: PickerContext = {
+    clock, pods, profile, rng: new Rng(`picker:${seed}`),
+    every(intervalMs, fn) { periodic.push({ interval: intervalMs, fn, next: clock.now() + intervalMs }); },
+    scrape,
+  };
+
+  // One ticker drives the periodic callbacks and the queue-depth samples while requests are outstanding.
+  let nextSample = 0;
+  const TICK = 10;
+  const tick = () => {
+    const now = clock.now();
+    for (const p of periodic) while (p.next <= now) { p.fn(now); p.next += p.interval; }
+    if (now >= nextSample) { queueSamples.push(pods.reduce((a, p) => a + p.engine.numWaiting, 0)); nextSample += 1000; }
+    if (outstanding > 0) clock.at(now + TICK, tick); else ticking = false;
+  };
+
+  const admit = (req: WorkloadRequest) => {
+    const record: RequestRecord = {
+      id: req.id, pod: -1, status: "unfinished", httpStatus: 0, arrivalMs: clock.now(), firstTokenMs: NaN, finishedMs: NaN,
+      promptTokens: 0, outputTokens: 0, cachedTokens: 0, fallback: false,
+    };
+    records.push(record);
+    const failed = () => {
+      outstanding -= 1 + (o.workload.followUps?.(req) ?? 0);
+      if (o.closedLoop) clock.at(clock.now(), admitNext);
+    };
+    let prepared;
+    try {
+      prepared = prepare(req, profile);
+    } catch (e) {
+      if (!(e instanceof ApiError)) throw e;
+      record.status = "error";
+      record.httpStatus = e.status;
+      failed();
+      return;
+    }
+    const pick: Pick = o.picker.pick(req, prepared, ctx);
+    if ("reject" in pick) {
+      record.status = "rejected";
+      record.httpStatus = pick.reject;
+      failed();
+      return;
+    }
+    const pod = pods[pick.pod];
+    record.pod = pick.pod;
+    record.fallback = pick.fallback === true;
+    pod.inFlight++;
+    const p = prepared.parsed;
+    pod.engine.submit({
+      id: req.id, seq: prepared.seq, maxTokens: p.outputTokens, finishReason: p.finishReason, adapter: p.adapter, maxTokensParam: p.maxTokensParam,
+      onFirstToken: (t) => { record.firstTokenMs = t; o.picker.responseStarted?.(pick, t); },
+      onFinish: (r) => {
+        pod.inFlight--;
+        record.finishedMs = r.finishedMs;
+        record.promptTokens = r.promptTokens;
+        record.outputTokens = r.generationTokens;
+        record.cachedTokens = r.cachedTokens;
+        record.status = "ok";
+        record.httpStatus = 200;
+        o.picker.responseEnded?.(pick, r.finishedMs, true);
+        const follow = o.workload.next?.(req, r.finishedMs, prepared.seq.answer);
+        outstanding--;
+        if (follow) clock.at(o.closedLoop ? r.finishedMs : follow.arrivalMs, () => admit(follow));
+        else if (o.closedLoop) admitNext();
+      },
+    });
+  };
+
+  let nextInitial = 0;
+  const admitNext = () => { if (nextInitial < o.workload.requests.length) admit(o.workload.requests[nextInitial++]); };
+
+  o.picker.start(ctx);
+  if (o.closedLoop) {
+    for (let i = 0; i < Math.min(o.closedLoop.concurrency, o.workload.requests.length); i++) clock.at(i, admitNext);
+  } else {
+    for (const req of o.workload.requests) clock.at(req.arrivalMs, () => admit(req));
+  }
+  if (!ticking) { ticking = true; clock.at(0, tick); }
+  const limit = o.maxVirtualMs ?? 2 * 3600_000;
+  clock.run(limit);
+  o.picker.close?.();
+  const stats = o.picker.stats?.() ?? {};
+  return {
+    picker: o.picker.name, workload: o.workload.name, records, summary: summarize(records, queueSamples), pickerStats: stats,
+    virtualMs: clock.now(), wallMs: performance.now() - wallStart, queueSamples,
+  };
+}

@@ -1,0 +1,118 @@
+// GIE's default scheduling profile, re-implemented from its sources (EPP config/loader/defaults.go and the
+// scorer plugins): queue-scorer weight 2 (min-max over waiting requests; all equal -> 1), kv-cache-
+// utilization-scorer weight 2 (1 - usage), prefix-cache-scorer weight 3 (matched / total blocks from the
+// approximate prefix index), max-score picker with a random tie-break. It sees only scraped metrics,
+// refreshed every 50 ms, which lag the pods by their metrics lag.
+//
+// The approximate prefix index (approximateprefix plugin, AutoTune on by default): block size = the first
+// endpoint's reported KV block size in tokens x 4 characters; at most 256 blocks; the user input is the JSON
+// of the chat messages (or the completion prompt), hashed in chained blocks seeded by the model name, the
+// last partial block included; after each pick the chosen pod's LRU (capacity = its reported number of GPU
+// blocks) records the request's blocks. Matching walks the blocks in order, crediting every server that
+// holds each block, and stops at the first block no server holds (as GIE does).
+import { hashString } from "../rng";
+import { chainHash } from "../text";
+import type { Picker, PickerContext, ScrapedMetrics } from "./picker";
+
+const WEIGHTS = { queue: 2, kv: 2, prefix: 3 };
+const DEFAULT_BLOCK_TOKENS = 16;
+const MAX_PREFIX_BLOCKS = 256;
+const DEFAULT_LRU_PER_SERVER = 31250;
+const REFRESH_MS = 50;
+
+/** The user input GIE hashes: json.Marshal of the chat messages, or the completion prompt. */
+function userInput(bodyText: string): { model: string; text: string } {
+  const body = JSON.parse(bodyText) as { model?: string; messages?: unknown; prompt?: unknown };
+  const text = body.messages !== undefined ? JSON.stringify(body.messages) : typeof body.prompt === "string" ? body.prompt : JSON.stringify(body.prompt ?? "");
+  return { model: body.model ?? "", text };
+}
+
+const hashCache = new Map<string, number[]>();
+
+export function giePromptHashes(bodyText: string, blockChars: number): number[] {
+  const key = `${blockChars}\u0000${bodyText}`;
+  const hit = hashCache.get(key);
+  if (hit) return hit;
+  const { model, text } = userInput(bodyText);
+  const out: number[] = [];
+  if (text.length >= blockChars) {
+    const input = text.slice(0, blockChars * MAX_PREFIX_BLOCKS);
+    let prev = hashString(model) * 4096 + 11;
+    for (let i = 0; i < input.length; i += blockChars) {
+      prev = chainHash(prev, input, i, Math.min(i + blockChars, input.length));
+      out.push(prev);
+    }
+  }
+  if (hashCache.size > 50_000) hashCache.clear();
+  hashCache.set(key, out);
+  return out;
+}
+
+/** Per-server LRU of block hashes plus the reverse index, as GIE's indexer keeps them. */
+class PrefixIndexer {
+  private readonly hashToPods = new Map<number, Set<number>>();
+  private readonly lrus = new Map<number, Map<number, true>>();
+
+  add(hashes: readonly number[], pod: number, capacity: number): void {
+    let lru = this.lrus.get(pod);
+    if (!lru) { lru = new Map(); this.lrus.set(pod, lru); }
+    for (const h of hashes) {
+      if (lru.has(h)) lru.delete(h);
+      lru.set(h, true);
+      if (lru.size > capacity) {
+        const oldest = lru.keys().next().value!;
+        lru.delete(oldest);
+        const pods = this.hashToPods.get(oldest);
+        if (pods) { pods.delete(pod); if (pods.size === 0) this.hashToPods.delete(oldest); }
+      }
+      let pods = this.hashToPods.get(h);
+      if (!pods) { pods = new Set(); this.hashToPods.set(h, pods); }
+      pods.add(pod);
+    }
+  }
+
+  matchLongestPrefix(hashes: readonly number[]): Map<number, number> {
+    const res = new Map<number, number>();
+    for (const h of hashes) {
+      const pods = this.hashToPods.get(h);
+      if (!pods || pods.size === 0) break;
+      for (const p of pods) res.set(p, (res.get(p) ?? 0) + 1);
+    }
+    return res;
+  }
+}
+
+export function giePicker(): Picker {
+  let view: ScrapedMetrics[] = [];
+  let indexer = new PrefixIndexer();
+  return {
+    name: "gie",
+    start(ctx: PickerContext) {
+      indexer = new PrefixIndexer();
+      view = ctx.scrape();
+      ctx.every(REFRESH_MS, () => { view = ctx.scrape(); });
+    },
+    pick(req, _prepared, ctx) {
+      const pods = ctx.pods;
+      const blockTokens = view[0]?.blockSize > 0 ? view[0].blockSize : DEFAULT_BLOCK_TOKENS;
+      const hashes = giePromptHashes(req.bodyText, blockTokens * 4);
+      const matches = indexer.matchLongestPrefix(hashes);
+      let minQ = Infinity, maxQ = -Infinity;
+      for (const m of view) { minQ = Math.min(minQ, m.queued); maxQ = Math.max(maxQ, m.queued); }
+      // Shuffle, then keep the first highest score: a uniformly random tie-break, as GIE's max-score picker.
+      const order = pods.map((p) => p.index);
+      for (let i = order.length - 1; i > 0; i--) { const j = ctx.rng.int(i + 1); [order[i], order[j]] = [order[j], order[i]]; }
+      let best = order[0], bestScore = -Infinity;
+      for (const i of order) {
+        const m = view[i];
+        const queue = maxQ === minQ ? 1 : (maxQ - m.queued) / (maxQ - minQ);
+        const kv = 1 - m.kvUsage;
+        const prefix = hashes.length > 0 ? (matches.get(i) ?? 0) / hashes.length : 0;
+        const score = WEIGHTS.queue * queue + WEIGHTS.kv * kv + WEIGHTS.prefix * prefix;
+        if (score > bestScore) { bestScore = score; best = i; }
+      }
+      indexer.add(hashes, best, view[best]?.numBlocks > 0 ? view[best].numBlocks : DEFAULT_LRU_PER_SERVER);
+      return { pod: best };
+    },
+  };
+}

@@ -1,0 +1,22 @@
+// The pickers the fleet and the routing benchmark compare, by name.
+import { leastRequestPicker, randomPicker, roundRobinPicker } from "./basic";
+import { type FilterPickerOptions, filterPicker } from "./filter";
+import { giePicker } from "./gie";
+import { oraclePicker } from "./oracle";
+import type { Picker } from "./picker";
+
+export const PICKER_NAMES = ["random", "round-robin", "least-request", "gie", "filter", "oracle"] as const;
+export type PickerName = (typeof PICKER_NAMES)[number];
+
+export function createPicker(name: PickerName, filter: FilterPickerOptions = {}): Picker {
+  switch (name) {
+    case "random": return randomPicker();
+    case "round-robin": return roundRobinPicker();
+    case "least-request": return leastRequestPicker();
+    case "gie": return giePicker();
+    case "filter": return filterPicker(filter);
+    case "oracle": return oraclePicker();
+  }
+}
+
+export type { Picker, PickerContext, Pick, FleetPod, ScrapedMetrics } from "./picker";
