@@ -73,7 +73,7 @@ export const FLAGS: ReadonlyArray<{ section: string; flags: FlagDoc[] }> = [
     { name: "max-page-bytes", arg: "BYTES", help: "refuse metric pages larger than this (suffixes Ki, Mi)", def: "8Mi" },
     { name: "staleness-threshold", arg: "DUR", alias: "metrics-staleness-threshold", help: "metrics older than this mark the endpoint stale", def: "2s" },
     { name: "model-server-metrics-port", arg: "PORT", help: "scrape this port instead of each endpoint's own (engines' metricsPort wins)" },
-    { name: "model-server-metrics-path", arg: "PATH", help: "metrics path when neither the engine nor metrics-data-source sets one", def: "/metrics" },
+    { name: "model-server-metrics-path", arg: "PATH", help: "metrics path for engines without their own metricsPath (overrides metrics-data-source's path)", def: "/metrics" },
   ] },
   { section: "Service", flags: [
     { name: "port", arg: "PORT", help: "HTTP port (0 = any free port)", def: "9002" },
