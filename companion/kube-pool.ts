@@ -92,8 +92,8 @@ class ResilientInformer<T extends KubernetesObject> {
       this.retryMs = opts.retryInitialMs;
       if (!this.listedOnce) {
         this.listedOnce = true;
-        // The informer fills its cache right after this resolves; report once it has.
-        queueMicrotask(() => { onChange(); this.resolveFirstList(); });
+        // The informer fills its cache in the continuation of this promise; report after that has run.
+        setImmediate(() => { onChange(); this.resolveFirstList(); });
       }
       return result;
     };
@@ -153,6 +153,7 @@ export class KubePool implements PoolSource {
   private onChange: (targets: PoolTarget[]) => void = () => {};
   private lastEmitted = "";
   private stopped = false;
+  private applying: Promise<void> = Promise.resolve();
   private readonly retryInitialMs: number;
   private readonly retryMaxMs: number;
 
@@ -185,15 +186,21 @@ export class KubePool implements PoolSource {
       undefined, fieldSelector, () => void this.poolChanged(), this.informerOpts(),
     );
     await this.poolInformer.start();
-    // The pool's first list is in; if it names a pool, wait for its pods too so the first target list is whole.
-    await this.poolChanged();
+    // The pool's first list is in (and queued a pool change); if it names a pool, its pods' first list too.
+    await this.applying;
   }
 
   private informerOpts() {
     return { log: this.opts.log, retryInitialMs: this.retryInitialMs, retryMaxMs: this.retryMaxMs, onRestart: this.opts.onWatchRestart };
   }
 
-  private async poolChanged(): Promise<void> {
+  /** Pool changes are applied one at a time, in order (each may restart the pod watch). */
+  private poolChanged(): Promise<void> {
+    this.applying = this.applying.then(() => this.applyPool());
+    return this.applying;
+  }
+
+  private async applyPool(): Promise<void> {
     if (this.stopped || this.opts.mode.kind !== "inference-pool") return;
     const mode = this.opts.mode;
     const pool = this.poolInformer?.list().find((p) => p.metadata?.name === mode.name);

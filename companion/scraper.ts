@@ -40,6 +40,15 @@ export interface ScrapeListener {
   (target: PoolTarget, outcome: ScrapeOutcome): void;
 }
 
+/**
+ * Wait before the next scrape: the interval while healthy, doubling per consecutive failure up to the
+ * maximum backoff; ± `jitter` of that, from `random` in [0, 1).
+ */
+export function nextDelayMs(intervalMs: number, maxBackoffMs: number, jitter: number, failures: number, random: number): number {
+  const base = failures === 0 ? intervalMs : Math.min(maxBackoffMs, intervalMs * 2 ** Math.min(failures, 30));
+  return Math.max(0, base * (1 + jitter * (2 * random - 1)));
+}
+
 class ScrapeFailure extends Error {
   constructor(readonly reason: ScrapeFailureReason, message: string) {
     super(message);
@@ -134,8 +143,7 @@ export class Scraper {
     if (loop.stopped) return;
     this.onOutcome(loop.target, outcome);
     loop.failures = outcome.ok ? 0 : loop.failures + 1;
-    const base = outcome.ok ? this.opts.intervalMs : Math.min(this.opts.maxBackoffMs, this.opts.intervalMs * 2 ** loop.failures);
-    this.schedule(loop, Math.max(0, base * (1 + this.jitter * (2 * Math.random() - 1))));
+    this.schedule(loop, nextDelayMs(this.opts.intervalMs, this.opts.maxBackoffMs, this.jitter, loop.failures, Math.random()));
   }
 
   /** One scrape of one endpoint (also what `--once` uses). Never throws. */
