@@ -99,10 +99,13 @@ test("watches recover: dropped connections resume, 410 Gone relists, failed list
   await until("resumed after drop", () => addresses().length === 2);
 
   await until("watch open", () => fake.watchCount === 1);
+  const lists = () => fake.requests.filter((r) => !r.watch).length;
+  const listsBefore = lists();
   fake.closeWatches();
-  fake.compact();
   fake.delete("v1", "Pod", "default", "a");
+  fake.compact(); // the re-watch comes from before the delete: 410 Gone
   await until("relisted after 410", () => addresses().join() === "10.0.0.2:8000");
+  assert.equal(lists(), listsBefore + 1, "one relist");
   fake.expireWatches();
   fake.put(pod({ name: "c", ip: "10.0.0.3", labels: { app: "x" } }));
   await until("after in-stream 410", () => addresses().length === 2);

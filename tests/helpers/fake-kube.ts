@@ -263,7 +263,10 @@ export class FakeKube {
     if (out) w.res.write(JSON.stringify(out) + "\n");
   }
 
-  /** Makes every resourceVersion up to now too old: watches resuming from one get 410 Gone. */
+  /**
+   * Drops the event history: a watch resuming from a resourceVersion older than the current one gets 410
+   * Gone (a watch from the current one is still fine, as with etcd compaction).
+   */
   compact(): void {
     this.compactedRv = this.rv;
   }
