@@ -113,7 +113,10 @@ class ResilientInformer<T extends KubernetesObject> {
     const delay = this.retryMs;
     this.retryMs = Math.min(this.opts.retryMaxMs, this.retryMs * 2);
     const e = err as { message?: string; statusCode?: number; code?: unknown };
-    this.opts.log.warn("kubernetes list/watch failed; restarting", { resource: this.resource, error: e?.message ?? String(err), status: e?.statusCode, retryInMs: delay });
+    const status = e?.statusCode ?? (typeof e?.code === "number" ? e.code : undefined);
+    const hint = status === 404 && this.resource === "inferencepools" ? "the cluster does not serve this InferencePool API version (CRD not installed? see --pool-group)"
+      : status === 401 || status === 403 ? "check the service account's RBAC (get, list, watch)" : undefined;
+    this.opts.log.warn("kubernetes list/watch failed; restarting", { resource: this.resource, error: e?.message ?? String(err), status, hint, retryInMs: delay });
     this.opts.onRestart?.(this.resource);
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
