@@ -75,6 +75,7 @@ export class Companion {
     this.publisher = new SnapshotPublisher((now) => ({ profile: this.config.profile, endpoints: this.store.snapshotEndpoints(now) }), {
       minIntervalMs: options.refreshIntervalMs,
       nextChangeAt: (now) => this.store.nextStaleAt(now),
+      onError: (e) => log.error("snapshot rebuild failed; serving the previous snapshot", { error: e.message }),
       onPublish: (s) => {
         this.metrics.snapshotVersion.set(Number(s.version));
         this.metrics.snapshotBytes.set(s.blob.length);
@@ -208,7 +209,8 @@ export class Companion {
   async stop(): Promise<void> {
     this.watcher?.stop();
     this.scraper.stop();
-    this.publisher.stop();
+    this.publisher.stop(); // held long polls are answered (304) ...
+    await new Promise((r) => setImmediate(r)); // ... and flushed before the connections close
     await this.pool.stop();
     await this.server?.close();
   }

@@ -57,6 +57,8 @@ function parseEntry(raw: unknown, path: string): EngineConfigEntry {
   onlyKeys(obj, path, ENTRY_KEYS);
   const name = optString(obj, "name", path);
   if (name === undefined || name.trim() === "") fail(join(path, "name"), "an engine needs a name", obj.name);
+  // Pods name their engine in a label, so an engine name must be a valid label value.
+  if (!/^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/.test(name)) fail(join(path, "name"), "must be a valid label value (letters, digits, - _ ., at most 63)", name);
   if (name === RESERVED_ENGINE_NAME) fail(join(path, "name"), `"${RESERVED_ENGINE_NAME}" is reserved (it names the mapping for pods without the engine label)`, name);
   const entry: EngineConfigEntry = { name };
   for (const field of ENGINE_SPEC_FIELDS) {

@@ -68,7 +68,18 @@ function meanUtilisation(page: ParsedPage, spec: MetricSpec | null): number | nu
   return total / samples.length;
 }
 
-const adapters = (csv: string | undefined): string[] => (csv ?? "").split(",").map((a) => a.trim()).filter((a) => a.length > 0);
+/** Bounds on what a page may put into the snapshot (its strings and lists have u16 lengths). */
+const MAX_ADAPTERS = 1024;
+const MAX_ADAPTER_NAME_BYTES = 1024;
+
+function adapters(spec: MetricSpec, label: string, csv: string | undefined): string[] {
+  const list = (csv ?? "").split(",").map((a) => a.trim()).filter((a) => a.length > 0);
+  if (list.length > MAX_ADAPTERS) throw new ExtractError(`${spec.name}: ${list.length} adapters in ${label} (more than ${MAX_ADAPTERS})`);
+  for (const a of list) {
+    if (Buffer.byteLength(a) > MAX_ADAPTER_NAME_BYTES) throw new ExtractError(`${spec.name}: an adapter name in ${label} is longer than ${MAX_ADAPTER_NAME_BYTES} bytes`);
+  }
+  return list;
+}
 
 function latestLora(page: ParsedPage, spec: MetricSpec | null): LoraState | null {
   if (!spec) return null;
@@ -85,7 +96,7 @@ function latestLora(page: ParsedPage, spec: MetricSpec | null): LoraState | null
     if (!/^\d+$/.test(maxText)) throw new ExtractError(`${used.name}: max_lora ${JSON.stringify(maxText)} is not a whole number`);
     max = Number(maxText);
   }
-  return { running: adapters(latest.labels.running_lora_adapters), waiting: adapters(latest.labels.waiting_lora_adapters), max };
+  return { running: adapters(used, "running_lora_adapters", latest.labels.running_lora_adapters), waiting: adapters(used, "waiting_lora_adapters", latest.labels.waiting_lora_adapters), max };
 }
 
 /** A whole number from a label, or null for values such as vLLM's "None" before the cache is profiled. */

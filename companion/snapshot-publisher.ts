@@ -29,6 +29,8 @@ export interface PublisherOptions {
   now?: () => number;
   /** Called when a version is published (metrics). */
   onPublish?: (snapshot: PublishedSnapshot) => void;
+  /** A rebuild failed (the previous snapshot stays current). */
+  onError?: (error: Error) => void;
   /** When the content will change by itself (the next endpoint turning stale); null = never. */
   nextChangeAt?: (now: number) => number | null;
 }
@@ -76,7 +78,7 @@ export class SnapshotPublisher {
     const wait = Math.max(0, this.lastBuildAt + this.opts.minIntervalMs - this.now());
     this.pending = setTimeout(() => {
       this.pending = null;
-      this.rebuild();
+      this.safeRebuild();
     }, wait);
   }
 
@@ -99,6 +101,15 @@ export class SnapshotPublisher {
     return true;
   }
 
+  /** Timer-driven rebuilds must not take the process down; the previous snapshot stays served. */
+  private safeRebuild(): void {
+    try {
+      this.rebuild();
+    } catch (e) {
+      this.opts.onError?.(e as Error);
+    }
+  }
+
   /** Staleness flips without any scrape: rebuild when the next endpoint turns stale. */
   private armExpiry(now: number): void {
     if (this.expiryTimer) clearTimeout(this.expiryTimer);
@@ -107,7 +118,7 @@ export class SnapshotPublisher {
     if (at === null || this.stopped) return;
     this.expiryTimer = setTimeout(() => {
       this.expiryTimer = null;
-      this.rebuild();
+      this.safeRebuild();
     }, Math.max(0, at - now));
     this.expiryTimer.unref();
   }

@@ -89,7 +89,10 @@ test("values that would be silently wrong are errors", () => {
     ['vllm:lora_requests_info{max_lora="four",running_lora_adapters="",waiting_lora_adapters=""} 1\n', 'vllm:lora_requests_info: max_lora "four" is not a whole number'],
     ['vllm:cache_config_info{block_size="16",engine="0"} 1\nvllm:cache_config_info{block_size="32",engine="1"} 1\n', "vllm:cache_config_info: ranks disagree on the cache block size (16 and 32)"],
   ];
-  for (const [text, message] of cases) assert.throws(() => read(text, vllm), { message }, text);
+  const many = Array.from({ length: 1025 }, (_, i) => `a${i}`).join(",");
+  cases.push([`vllm:lora_requests_info{max_lora="1",running_lora_adapters="${many}",waiting_lora_adapters=""} 1\n`, "vllm:lora_requests_info: 1025 adapters in running_lora_adapters (more than 1024)"]);
+  cases.push([`vllm:lora_requests_info{max_lora="1",running_lora_adapters="",waiting_lora_adapters="${"x".repeat(1025)}"} 1\n`, "vllm:lora_requests_info: an adapter name in waiting_lora_adapters is longer than 1024 bytes"]);
+  for (const [text, message] of cases) assert.throws(() => read(text, vllm), { message }, text.slice(0, 80));
   assert.equal(read("vllm:kv_cache_usage_perc 1.0000000001\n", vllm).kvUsage, 1, "float noise above 1 is clamped");
   assert.deepEqual(read('vllm:cache_config_info{block_size="16",num_gpu_blocks="None"} 1\n', vllm).cache, { blockSize: 16, numBlocks: 0 }, "vLLM's None = unknown");
 });

@@ -15,6 +15,7 @@ test("engine config errors name the field path and the value", () => {
       'plugins[0].parameters.defaultEngine: unknown engine (known: vllm, sglang, triton-tensorrt-llm, trtllm-serve), got "tgi"'],
     [metricsPlugin('engineConfigs:\n- name: x\n  kvUsageSpec: "kv{a!=b}"'),
       'plugins[0].parameters.engineConfigs[0].kvUsageSpec: invalid metric spec "kv{a!=b}": only "=" matchers are supported, label "a" uses "!="'],
+    [metricsPlugin("engineConfigs:\n- name: has space"), 'plugins[0].parameters.engineConfigs[0].name: must be a valid label value (letters, digits, - _ ., at most 63), got "has space"'],
     [metricsPlugin("engineConfigs:\n- name: x\n- name: x"), 'plugins[0].parameters.engineConfigs[1].name: engine defined twice, got "x"'],
     [metricsPlugin("engineConfigs:\n- queuedRequestsSpec: q"), "plugins[0].parameters.engineConfigs[0].name: an engine needs a name, got nothing"],
     [metricsPlugin("engineLabelkey: x"),
