@@ -27,7 +27,7 @@ export const IGNORED_PLUGIN_TYPES: Readonly<Record<string, string>> = {
 
 const TOP_LEVEL_KEYS = ["apiVersion", "kind", "featureGates", "plugins", "schedulingProfiles", "saturationDetector", "data", "flowControl", "parser"];
 /** Sections GIE reads that have no effect here. */
-const IGNORED_SECTIONS = ["data", "flowControl", "parser"];
+const IGNORED_SECTIONS = ["data", "flowControl", "parser", "featureGates"];
 
 export interface ScrapeSettings {
   scheme: "http" | "https";

@@ -1,6 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { FLAGS, helpText, parseCli, parseDuration, type CompanionOptions } from "../../companion/cli";
 
 const run = (args: string[], env: Record<string, string> = {}): CompanionOptions => {
@@ -52,10 +53,17 @@ test("bad flags are UsageErrors with a message", () => {
   for (const [args, message] of cases) assert.throws(() => parseCli(args, {}), { message }, args.join(" "));
 });
 
-test("--help documents every flag", () => {
+test("--help and docs/COMPANION.md document every flag", () => {
   assert.deepEqual(parseCli(["--help"], {}), { kind: "help" });
   const help = helpText();
-  for (const { flags } of FLAGS) for (const f of flags) assert.ok(help.includes(`--${f.name}`), f.name);
+  const doc = readFileSync("docs/COMPANION.md", "utf8");
+  for (const { flags } of FLAGS) {
+    for (const f of flags) {
+      assert.ok(help.includes(`--${f.name}`), f.name);
+      assert.ok(doc.includes(`| \`--${f.name}`), `docs/COMPANION.md lists --${f.name}`);
+      if (f.alias) assert.ok(doc.includes(`(\`--${f.alias}\`)`), `docs/COMPANION.md lists --${f.alias}`);
+    }
+  }
 });
 
 test("the bundled companion: exit 2 on bad flags, 1 on a bad config, 0 for --help", () => {
