@@ -42,30 +42,27 @@ function finite(spec: MetricSpec, v: number, what: string): number {
   return v;
 }
 
-function sumCounts(page: ParsedPage, spec: MetricSpec | null): number | null {
+/** The values of the series a spec selects, each finite and checked by `check` (null: no series). */
+function values(page: ParsedPage, spec: MetricSpec | null, what: string, check: (v: number) => string | null): number[] | null {
   if (!spec) return null;
   const { spec: used, samples } = select(page, spec);
   if (samples.length === 0) return null;
-  let total = 0;
-  for (const s of samples) {
-    const v = finite(used, s.value, "value");
-    if (v < 0) throw new ExtractError(`${used.name}: negative count ${v}`);
-    total += v;
-  }
-  return total;
+  return samples.map((s) => {
+    const v = finite(used, s.value, what);
+    const problem = check(v);
+    if (problem) throw new ExtractError(`${used.name}: ${problem}`);
+    return v;
+  });
+}
+
+function sumCounts(page: ParsedPage, spec: MetricSpec | null): number | null {
+  const vs = values(page, spec, "value", (v) => (v < 0 ? `negative count ${v}` : null));
+  return vs && vs.reduce((a, b) => a + b, 0);
 }
 
 function meanUtilisation(page: ParsedPage, spec: MetricSpec | null): number | null {
-  if (!spec) return null;
-  const { spec: used, samples } = select(page, spec);
-  if (samples.length === 0) return null;
-  let total = 0;
-  for (const s of samples) {
-    const v = finite(used, s.value, "utilisation");
-    if (v < 0 || v > 1 + KV_SLACK) throw new ExtractError(`${used.name}: utilisation ${v} is outside 0..1`);
-    total += Math.min(1, v);
-  }
-  return total / samples.length;
+  const vs = values(page, spec, "utilisation", (v) => (v < 0 || v > 1 + KV_SLACK ? `utilisation ${v} is outside 0..1` : null));
+  return vs && vs.reduce((a, b) => a + Math.min(1, b), 0) / vs.length;
 }
 
 /** Bounds on what a page may put into the snapshot (its strings and lists have u16 lengths). */
@@ -120,24 +117,12 @@ function cacheInfo(page: ParsedPage, mapping: EngineMapping): { found: boolean; 
       if (n !== null) numBlocks = (numBlocks ?? 0) + n;
     }
   }
-  if (mapping.cacheBlockSize) {
-    const { spec, samples } = select(page, mapping.cacheBlockSize);
-    for (const s of samples) {
-      found = true;
-      const v = finite(spec, s.value, "block size");
-      if (v < 0 || !Number.isInteger(v)) throw new ExtractError(`${spec.name}: block size ${v} is not a whole number`);
-      agreeOnBlockSize(spec.name, v);
-    }
-  }
-  if (mapping.cacheNumBlocks) {
-    const { spec, samples } = select(page, mapping.cacheNumBlocks);
-    for (const s of samples) {
-      found = true;
-      const v = finite(spec, s.value, "block count");
-      if (v < 0 || !Number.isInteger(v)) throw new ExtractError(`${spec.name}: block count ${v} is not a whole number`);
-      numBlocks = (numBlocks ?? 0) + v;
-    }
-  }
+  const whole = (what: string) => (v: number): string | null => (v < 0 || !Number.isInteger(v) ? `${what} ${v} is not a whole number` : null);
+  const sizes = values(page, mapping.cacheBlockSize, "block size", whole("block size"));
+  for (const v of sizes ?? []) agreeOnBlockSize(mapping.cacheBlockSize!.name, v);
+  const counts = values(page, mapping.cacheNumBlocks, "block count", whole("block count"));
+  for (const v of counts ?? []) numBlocks = (numBlocks ?? 0) + v;
+  found ||= sizes !== null || counts !== null;
   return { found, cache: blockSize === null && numBlocks === null ? null : { blockSize: blockSize ?? 0, numBlocks: numBlocks ?? 0 } };
 }
 

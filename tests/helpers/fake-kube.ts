@@ -271,34 +271,27 @@ export class FakeKube {
     this.compactedRv = this.rv;
   }
 
+  /** Ends every open watch with `end`; returns how many there were. */
+  private endWatches(end: (w: ActiveWatch) => void): number {
+    const open = [...this.watches];
+    this.watches.clear();
+    for (const w of open) end(w);
+    return open.length;
+  }
+
   /** Resets every open watch connection abruptly (no end of the chunked body). Returns how many. */
   dropWatches(): number {
-    const n = this.watches.size;
-    for (const w of [...this.watches]) {
-      this.watches.delete(w);
-      w.socket.destroy();
-    }
-    return n;
+    return this.endWatches((w) => w.socket.destroy());
   }
 
   /** Ends every open watch cleanly, as the apiserver does when a watch's timeout passes. */
   closeWatches(): number {
-    const n = this.watches.size;
-    for (const w of [...this.watches]) {
-      this.watches.delete(w);
-      w.res.end();
-    }
-    return n;
+    return this.endWatches((w) => w.res.end());
   }
 
   /** Sends an ERROR event (410 Gone, "too old resource version") to every open watch and ends them. */
   expireWatches(): number {
-    const n = this.watches.size;
-    for (const w of [...this.watches]) {
-      this.watches.delete(w);
-      w.res.end(JSON.stringify({ type: "ERROR", object: status(410, "Expired", "too old resource version") }) + "\n");
-    }
-    return n;
+    return this.endWatches((w) => w.res.end(JSON.stringify({ type: "ERROR", object: status(410, "Expired", "too old resource version") }) + "\n"));
   }
 
   /** Sends a BOOKMARK with the current resourceVersion to watches that asked for bookmarks. */
