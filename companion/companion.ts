@@ -200,6 +200,8 @@ export class Companion {
       clearTimeout(timer);
       await this.pool.stop();
     }
+    const problem = this.pool.problem?.() ?? null;
+    if (problem) throw new ConfigError(problem);
     this.store.setTargets(targets);
     await Promise.all(targets.map(async (t) => this.record(t, await this.scraper.scrape(t))));
     this.scraper.stop();

@@ -219,3 +219,27 @@ test("node build/companion.mjs --once --endpoints-file prints the states of a mi
   assert.equal(missing.status, 1);
   assert.match(missing.stderr, /configuration error: --endpoints-file .*nope\.yaml: ENOENT/);
 });
+
+test("--once with an InferencePool lists it through the API server; a missing pool is an error", async (t) => {
+  const ip = "127.0.0.2";
+  const port = await freePort([ip]);
+  const fake = await FakeKube.start();
+  const server = await modelServer(ip, port, page(sglangPage({ ranks: [{ waiting: 2, running: 1, kv: 0.5 }] })));
+  t.after(async () => { await server.close(); await fake.close(); });
+  fake.put(inferencePoolV1({ name: "once", matchLabels: { app: "once" }, ports: [port] }));
+  fake.put(pod({ name: "s", ip, labels: { app: "once", [ENGINE_LABEL]: "sglang" } }));
+  const run = (name: string) => new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+    const child = spawn(process.execPath, ["build/companion.mjs", "--once", "--pool-name", name, "--kubeconfig", fake.kubeconfigPath], { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "", stderr = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    child.on("exit", (status) => resolve({ status, stdout, stderr }));
+  });
+  const ok = await run("once");
+  assert.equal(ok.status, 0, ok.stderr);
+  const out = JSON.parse(ok.stdout) as { pool: string; endpoints: Array<{ address: string; engine: string; pod: string; queued: number; kvUsage: number }> };
+  assert.deepEqual(out.endpoints.map((e) => [e.address, e.engine, e.pod, e.queued, e.kvUsage]), [[`${ip}:${port}`, "sglang", "default/s", 2, 0.5]]);
+  const missing = await run("nope");
+  assert.equal(missing.status, 1);
+  assert.match(missing.stderr, /configuration error: InferencePool default\/nope not found/);
+});
