@@ -1,0 +1,162 @@
+// The normalised state of every endpoint in the pool: the last good metrics, when they were read, the last
+// error. Staleness is computed on read from the clock, so it never lags behind a timer.
+import type { EngineRegistry } from "./engines";
+import type { CacheState, EndpointMetrics, LoraState } from "./extract";
+import { byAddress, type PoolTarget } from "./pool";
+import type { SnapshotEndpoint } from "./snapshot";
+
+interface Entry {
+  target: PoolTarget;
+  engine: string;
+  metrics: EndpointMetrics | null;
+  /** Wall clock (ms) of the last successful scrape. */
+  updatedAt: number | null;
+  error: string | null;
+  /** A scrape has completed (successfully or not) since the endpoint joined. */
+  attempted: boolean;
+}
+
+/** What operators see (`GET /v1/endpoints`, `--once`). */
+export interface EndpointView {
+  address: string;
+  engine: string;
+  pod?: string;
+  queued: number | null;
+  running: number | null;
+  kvUsage: number | null;
+  lora: LoraState | null;
+  cache: CacheState | null;
+  updatedAt: string | null;
+  ageMs: number | null;
+  stale: boolean;
+  error: string | null;
+}
+
+export class EndpointStore {
+  private entries = new Map<string, Entry>();
+  private listeners: Array<() => void> = [];
+
+  constructor(private engines: EngineRegistry, private readonly stalenessMs: number) {}
+
+  /** Called after every change that can alter the snapshot. */
+  onChange(listener: () => void): void {
+    this.listeners.push(listener);
+  }
+
+  private changed(): void {
+    for (const l of this.listeners) l();
+  }
+
+  /** Replaces the pool. Known endpoints keep their metrics; a label change re-resolves the engine now. */
+  setTargets(targets: readonly PoolTarget[]): void {
+    const next = new Map<string, Entry>();
+    for (const t of targets) {
+      const old = this.entries.get(t.address);
+      const engine = this.engines.resolve(t.labels).mapping.name;
+      if (old && old.engine === engine) next.set(t.address, { ...old, target: t });
+      else next.set(t.address, { target: t, engine, metrics: null, updatedAt: null, error: null, attempted: false });
+    }
+    this.entries = next;
+    this.changed();
+  }
+
+  /** New engine definitions (config reload): engines are re-resolved, metrics of re-assigned endpoints dropped. */
+  setEngines(engines: EngineRegistry): void {
+    this.engines = engines;
+    this.setTargets([...this.entries.values()].map((e) => e.target));
+  }
+
+  has(address: string): boolean {
+    return this.entries.has(address);
+  }
+
+  recordSuccess(address: string, engine: string, metrics: EndpointMetrics, at: number): void {
+    const e = this.entries.get(address);
+    if (!e) return; // left the pool while the scrape was in flight
+    Object.assign(e, { engine, metrics, updatedAt: at, error: null, attempted: true });
+    this.changed();
+  }
+
+  recordFailure(address: string, engine: string, error: string): void {
+    const e = this.entries.get(address);
+    if (!e) return;
+    if (e.engine !== engine) Object.assign(e, { engine, metrics: null, updatedAt: null });
+    Object.assign(e, { error, attempted: true });
+    this.changed();
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** Every endpoint has been scraped at least once (the readiness condition). */
+  allAttempted(): boolean {
+    for (const e of this.entries.values()) if (!e.attempted) return false;
+    return true;
+  }
+
+  private isStale(e: Entry, now: number): boolean {
+    return e.updatedAt === null || now - e.updatedAt > this.stalenessMs;
+  }
+
+  staleCount(now: number): number {
+    let n = 0;
+    for (const e of this.entries.values()) if (this.isStale(e, now)) n++;
+    return n;
+  }
+
+  errorCount(): number {
+    let n = 0;
+    for (const e of this.entries.values()) if (e.error !== null) n++;
+    return n;
+  }
+
+  /** The next instant at which a fresh endpoint turns stale (null when none will). */
+  nextStaleAt(now: number): number | null {
+    let next: number | null = null;
+    for (const e of this.entries.values()) {
+      if (e.updatedAt === null || this.isStale(e, now)) continue;
+      const at = e.updatedAt + this.stalenessMs + 1;
+      if (next === null || at < next) next = at;
+    }
+    return next;
+  }
+
+  private sorted(): Entry[] {
+    return [...this.entries.values()].sort((a, b) => byAddress(a.target, b.target));
+  }
+
+  views(now: number): EndpointView[] {
+    return this.sorted().map((e) => ({
+      address: e.target.address,
+      engine: e.engine,
+      ...(e.target.pod ? { pod: e.target.pod } : {}),
+      queued: e.metrics?.queued ?? null,
+      running: e.metrics?.running ?? null,
+      kvUsage: e.metrics?.kvUsage ?? null,
+      lora: e.metrics?.lora ?? null,
+      cache: e.metrics?.cache ?? null,
+      updatedAt: e.updatedAt === null ? null : new Date(e.updatedAt).toISOString(),
+      ageMs: e.updatedAt === null ? null : now - e.updatedAt,
+      stale: this.isStale(e, now),
+      error: e.error,
+    }));
+  }
+
+  /** Snapshot records, sorted by address so equal pools encode to equal bytes. */
+  snapshotEndpoints(now: number): SnapshotEndpoint[] {
+    return this.sorted().map((e) => ({
+      address: e.target.address,
+      engine: e.engine,
+      stale: this.isStale(e, now),
+      error: e.error !== null,
+      queued: e.metrics?.queued ?? null,
+      running: e.metrics?.running ?? null,
+      kvUsage: e.metrics?.kvUsage ?? null,
+      // Never read: as old as the u32 field allows.
+      ageMs: e.updatedAt === null ? Number.MAX_SAFE_INTEGER : now - e.updatedAt,
+      lora: e.metrics?.lora ?? null,
+      cache: e.metrics?.cache ?? null,
+    }));
+  }
+}

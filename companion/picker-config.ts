@@ -1,0 +1,135 @@
+// EndpointPickerConfig (GIE's YAML, `--config-file` / `--config-text`) -> engines, scheduling profile and
+// scrape settings. One file drives both the companion and, through the snapshot, the filter.
+import YAML from "yaml";
+import { ConfigError, asObject, fail, join, onlyKeys, optArray, optBool, optString, isObject } from "./config-fields";
+import { METRICS_PLUGIN_TYPES, parseMetricsPluginParams, resolveEngines, type EngineFlags } from "./engine-config";
+import type { EngineRegistry } from "./engines";
+import { PICKER_TYPES, PREFIX_PRODUCER_TYPE, SATURATION_DETECTOR_TYPE, SCORER_WEIGHT_FIELDS, buildProfile, type PluginDecl } from "./profile-config";
+import type { SchedulingProfile } from "./snapshot";
+
+export const DATA_SOURCE_TYPE = "metrics-data-source";
+
+/**
+ * Plugin types that only matter inside GIE's own EPP and change nothing about what we scrape or how the
+ * filter picks. They are accepted (so a GIE config loads unchanged) and ignored.
+ */
+export const IGNORED_PLUGIN_TYPES: Readonly<Record<string, string>> = {
+  "single-profile-handler": "one profile is all the filter applies",
+  "openai-parser": "the filter parses OpenAI request bodies itself",
+  "inflight-load-producer": "the filter counts its own in-flight requests",
+  "fcfs-ordering-policy": "flow control (request queueing in the EPP) has no counterpart here",
+  "edf-ordering-policy": "flow control has no counterpart here",
+  "slo-deadline-ordering-policy": "flow control has no counterpart here",
+  "global-strict-fairness-policy": "flow control has no counterpart here",
+  "round-robin-fairness-policy": "flow control has no counterpart here",
+  "static-usage-limit-policy": "flow control has no counterpart here",
+};
+
+const TOP_LEVEL_KEYS = ["apiVersion", "kind", "featureGates", "plugins", "schedulingProfiles", "saturationDetector", "data", "flowControl", "parser"];
+/** Sections GIE reads that have no effect here. */
+const IGNORED_SECTIONS = ["data", "flowControl", "parser", "featureGates"];
+
+export interface ScrapeSettings {
+  scheme: "http" | "https";
+  /** Default metrics path for engines without their own `metricsPath`. */
+  path: string;
+  insecureSkipVerify: boolean;
+}
+
+export const DEFAULT_SCRAPE: ScrapeSettings = { scheme: "http", path: "/metrics", insecureSkipVerify: true };
+
+export interface PickerConfig {
+  engines: EngineRegistry;
+  profile: SchedulingProfile;
+  scrape: ScrapeSettings;
+  /** Notes for the log: ignored plugins and sections, precedence decisions. */
+  notes: string[];
+}
+
+function supportedTypes(): string[] {
+  return [...METRICS_PLUGIN_TYPES, DATA_SOURCE_TYPE, ...Object.keys(SCORER_WEIGHT_FIELDS), ...PICKER_TYPES, PREFIX_PRODUCER_TYPE, SATURATION_DETECTOR_TYPE, ...Object.keys(IGNORED_PLUGIN_TYPES)];
+}
+
+function parsePlugins(raw: unknown): Map<string, PluginDecl> {
+  const plugins = new Map<string, PluginDecl>();
+  if (raw === undefined || raw === null) return plugins;
+  if (!Array.isArray(raw)) fail("plugins", "must be a list", raw);
+  raw.forEach((item, i) => {
+    const path = `plugins[${i}]`;
+    const obj = asObject(item, path);
+    onlyKeys(obj, path, ["name", "type", "parameters"]);
+    const type = optString(obj, "type", path);
+    if (!type) fail(join(path, "type"), "a plugin needs a type", obj.type);
+    if (!supportedTypes().includes(type)) fail(join(path, "type"), `unsupported plugin type (supported: ${supportedTypes().join(", ")})`, type);
+    const name = optString(obj, "name", path) || type; // GIE: the name defaults to the type
+    if (plugins.has(name)) fail(join(path, "name"), `plugin name used twice (${plugins.get(name)!.path} has it too)`, name);
+    plugins.set(name, { name, type, parameters: obj.parameters, path });
+  });
+  return plugins;
+}
+
+function scrapeSettings(plugins: ReadonlyMap<string, PluginDecl>): ScrapeSettings {
+  const sources = [...plugins.values()].filter((p) => p.type === DATA_SOURCE_TYPE);
+  if (sources.length > 1) fail(join(sources[1].path, "type"), `only one ${DATA_SOURCE_TYPE} is supported`, sources[1].type);
+  const out = { ...DEFAULT_SCRAPE };
+  const src = sources[0];
+  if (!src || src.parameters == null) return out;
+  const path = join(src.path, "parameters");
+  const params = asObject(src.parameters, path);
+  onlyKeys(params, path, ["scheme", "path", "insecureSkipVerify"]);
+  const scheme = optString(params, "scheme", path);
+  if (scheme !== undefined && scheme !== "http" && scheme !== "https") fail(join(path, "scheme"), 'must be "http" or "https"', scheme);
+  if (scheme) out.scheme = scheme as "http" | "https";
+  const p = optString(params, "path", path);
+  if (p !== undefined && !p.startsWith("/")) fail(join(path, "path"), "must start with /", p);
+  if (p) out.path = p;
+  out.insecureSkipVerify = optBool(params, "insecureSkipVerify", path) ?? out.insecureSkipVerify;
+  return out;
+}
+
+/** Parses YAML text into an object; YAML errors become ConfigErrors with line and column. */
+export function parseConfigText(text: string): Record<string, unknown> | null {
+  let doc: unknown;
+  try {
+    doc = YAML.parse(text, { uniqueKeys: true, strict: true, prettyErrors: true });
+  } catch (e) {
+    throw new ConfigError(`not valid YAML: ${(e as Error).message.split("\n")[0]}`);
+  }
+  if (doc === null || doc === undefined) return null;
+  if (!isObject(doc)) fail("(document)", "an EndpointPickerConfig must be a mapping", doc);
+  return doc;
+}
+
+/**
+ * Loads a config (`text` null or empty = no config: built-ins and GIE's default profile) together with the
+ * engine flags. Throws ConfigError naming the field path and the value.
+ */
+export function loadPickerConfig(text: string | null, flags: EngineFlags = {}): PickerConfig {
+  const doc = text === null ? null : parseConfigText(text);
+  const cfg = doc ?? {};
+  onlyKeys(cfg, "", TOP_LEVEL_KEYS);
+  const kind = optString(cfg, "kind", "");
+  if (kind !== undefined && kind !== "EndpointPickerConfig") fail("kind", 'must be "EndpointPickerConfig"', kind);
+  const apiVersion = optString(cfg, "apiVersion", "");
+  if (apiVersion !== undefined && !/^inference\.networking\.(x-)?k8s\.io\/[a-z0-9]+$/.test(apiVersion)) {
+    fail("apiVersion", "must be an inference.networking API version such as inference.networking.x-k8s.io/v1alpha1", apiVersion);
+  }
+  const gates = optArray(cfg, "featureGates", "");
+  gates?.forEach((g, i) => { if (typeof g !== "string") fail(`featureGates[${i}]`, "must be a string", g); });
+
+  const notes: string[] = [];
+  const plugins = parsePlugins(cfg.plugins);
+  const metricsPlugins = [...plugins.values()].filter((p) => (METRICS_PLUGIN_TYPES as readonly string[]).includes(p.type));
+  if (metricsPlugins.length > 1) fail(join(metricsPlugins[1].path, "type"), `only one metrics plugin is supported (${metricsPlugins[0].path} is one)`, metricsPlugins[1].type);
+  const metricsPlugin = metricsPlugins[0];
+  const paramsPath = metricsPlugin ? join(metricsPlugin.path, "parameters") : "";
+  const params = metricsPlugin ? parseMetricsPluginParams(metricsPlugin.parameters, paramsPath) : null;
+  const { registry, warnings } = resolveEngines(params, flags, paramsPath);
+  notes.push(...warnings);
+  for (const p of plugins.values()) {
+    if (p.type in IGNORED_PLUGIN_TYPES) notes.push(`plugin ${p.name} (${p.type}) is accepted and ignored: ${IGNORED_PLUGIN_TYPES[p.type]}`);
+  }
+  for (const section of IGNORED_SECTIONS) if (cfg[section] !== undefined) notes.push(`section ${section} is accepted and ignored`);
+  const profile = buildProfile({ plugins, schedulingProfiles: cfg.schedulingProfiles, saturationDetector: cfg.saturationDetector });
+  return { engines: registry, profile, scrape: scrapeSettings(plugins), notes };
+}

@@ -1,0 +1,253 @@
+// Fast reader for Prometheus text (0.0.4) and OpenMetrics pages that extracts only the sample lines of the
+// families an engine's specs name. It walks the page as bytes: at each line start it compares the bytes
+// against the wanted names (dispatched on the first byte) and otherwise jumps to the next newline without
+// decoding anything. Only wanted lines are parsed (labels with escapes, value, optional timestamp and
+// exemplar) and turned into strings and numbers.
+//
+// Validation: every line must start like an exposition line (a metric name, `#`, `{` or blank), the first
+// sample line is parsed in full, the page must end with a newline (Prometheus text) or `# EOF` (OpenMetrics),
+// and nothing may follow `# EOF`. Lines of other families are not checked beyond their first byte.
+
+export interface Sample {
+  labels: Record<string, string>;
+  /** As written: NaN and ±Inf included; callers decide what they accept. */
+  value: number;
+}
+
+export interface ParsedPage {
+  /** Wanted family name -> its samples, in page order. Families absent from the page are absent here. */
+  samples: Map<string, Sample[]>;
+  sawEof: boolean;
+}
+
+export class PageError extends Error {}
+
+const LF = 10, CR = 13, SP = 32, TAB = 9, HASH = 35, LBRACE = 123, RBRACE = 125, QUOTE = 34, BSLASH = 92, EQ = 61, COMMA = 44;
+
+const NAME_START = new Uint8Array(256);
+const NAME_CHAR = new Uint8Array(256);
+const LABEL_START = new Uint8Array(256);
+const LABEL_CHAR = new Uint8Array(256);
+for (let c = 0; c < 256; c++) {
+  const ch = String.fromCharCode(c);
+  LABEL_START[c] = /[a-zA-Z_]/.test(ch) ? 1 : 0;
+  LABEL_CHAR[c] = /[a-zA-Z0-9_]/.test(ch) ? 1 : 0;
+  NAME_START[c] = /[a-zA-Z_:]/.test(ch) ? 1 : 0;
+  NAME_CHAR[c] = /[a-zA-Z0-9_:]/.test(ch) ? 1 : 0;
+}
+
+interface Wanted { name: string; bytes: Uint8Array }
+
+/** The set of family names to extract, compiled once per engine mapping. */
+export class FamilySelector {
+  readonly names: readonly string[];
+  /** First byte -> candidate names starting with it. */
+  readonly byFirstByte: Array<Wanted[] | undefined> = new Array(256);
+
+  constructor(names: Iterable<string>) {
+    this.names = [...new Set(names)];
+    for (const name of this.names) {
+      const bytes = Buffer.from(name, "latin1");
+      if (bytes.length === 0 || !NAME_START[bytes[0]] || !bytes.every((b) => NAME_CHAR[b])) throw new Error(`not a metric name: ${JSON.stringify(name)}`);
+      (this.byFirstByte[bytes[0]] ??= []).push({ name, bytes });
+    }
+  }
+}
+
+/** 1-based line number of byte offset `at` (only computed for error messages). */
+function lineOf(page: Uint8Array, at: number): number {
+  let line = 1;
+  for (let i = 0; i < at && i < page.length; i++) if (page[i] === LF) line++;
+  return line;
+}
+
+const NUMBER = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
+
+function parseNumber(text: string): number | null {
+  switch (text) {
+    case "NaN": return NaN;
+    case "+Inf": case "Inf": return Infinity;
+    case "-Inf": return -Infinity;
+  }
+  return NUMBER.test(text) ? Number(text) : null;
+}
+
+/** `# EOF` possibly followed by blanks/CR. */
+function isEofLine(page: Uint8Array, start: number, end: number): boolean {
+  if (end - start < 5 || page[start + 1] !== SP || page[start + 2] !== 69 || page[start + 3] !== 79 || page[start + 4] !== 70) return false;
+  for (let i = start + 5; i < end; i++) if (page[i] !== SP && page[i] !== TAB && page[i] !== CR) return false;
+  return true;
+}
+
+class LineParser {
+  constructor(private readonly page: Buffer, private readonly lineStart: number, private readonly end: number) {}
+
+  private fail(problem: string, at: number): never {
+    const p = this.page;
+    const shown = p.toString("utf8", this.lineStart, Math.min(this.end, this.lineStart + 200)).replace(/\r$/, "");
+    throw new PageError(`line ${lineOf(p, this.lineStart)}, column ${at - this.lineStart + 1}: ${problem} in ${JSON.stringify(shown)}`);
+  }
+
+  private skipBlanks(i: number): number {
+    const p = this.page;
+    while (i < this.end && (p[i] === SP || p[i] === TAB)) i++;
+    return i;
+  }
+
+  /** Parses `{...} value [timestamp] [# exemplar]` starting at `i` (just after the metric name). */
+  sample(i: number): Sample {
+    const p = this.page;
+    const labels: Record<string, string> = {};
+    const afterName = this.skipBlanks(i);
+    if (afterName < this.end && p[afterName] === LBRACE) {
+      i = this.skipBlanks(this.labels(afterName + 1, labels)); // blanks are optional around the label set
+    } else {
+      if (afterName === i) this.fail("expected a blank before the value", i);
+      i = afterName;
+    }
+    const valueStart = i;
+    while (i < this.end && p[i] !== SP && p[i] !== TAB && p[i] !== CR) i++;
+    const valueText = p.toString("latin1", valueStart, i);
+    const value = parseNumber(valueText);
+    if (value === null) this.fail(valueText ? `bad value ${JSON.stringify(valueText)}` : "missing value", valueStart);
+    i = this.skipBlanks(i);
+    if (i < this.end && p[i] !== HASH && p[i] !== CR) {
+      const tsStart = i;
+      while (i < this.end && p[i] !== SP && p[i] !== TAB && p[i] !== CR) i++;
+      const ts = p.toString("latin1", tsStart, i);
+      const tsValue = parseNumber(ts);
+      if (tsValue === null || !Number.isFinite(tsValue)) this.fail(`bad timestamp ${JSON.stringify(ts)}`, tsStart);
+      i = this.skipBlanks(i);
+    }
+    if (i < this.end && p[i] === HASH) {
+      // OpenMetrics exemplar: `# {labels} value [timestamp]`; checked for shape, not kept.
+      const j = this.skipBlanks(i + 1);
+      if (j >= this.end || p[j] !== LBRACE) this.fail("expected an exemplar label set after #", j);
+      this.labels(j + 1, {});
+      return { labels, value };
+    }
+    if (i < this.end && !(p[i] === CR && i === this.end - 1)) this.fail("unexpected text after the value", i);
+    return { labels, value };
+  }
+
+  /** Parses a label set after `{`; returns the index after `}`. */
+  private labels(i: number, out: Record<string, string>): number {
+    const p = this.page;
+    for (;;) {
+      i = this.skipBlanks(i);
+      if (i >= this.end) this.fail("unterminated label set", i);
+      if (p[i] === RBRACE) return i + 1;
+      if (!LABEL_START[p[i]]) this.fail("expected a label name", i);
+      const nameStart = i;
+      while (i < this.end && LABEL_CHAR[p[i]]) i++;
+      const name = p.toString("latin1", nameStart, i);
+      i = this.skipBlanks(i);
+      if (p[i] !== EQ) this.fail(`expected "=" after label ${name}`, i);
+      i = this.skipBlanks(i + 1);
+      if (p[i] !== QUOTE) this.fail(`expected a quoted value for label ${name}`, i);
+      i++;
+      const valueStart = i;
+      let escaped = false;
+      while (i < this.end && p[i] !== QUOTE) {
+        if (p[i] === BSLASH) { escaped = true; i++; }
+        i++;
+      }
+      if (i >= this.end) this.fail(`unterminated value of label ${name}`, valueStart);
+      out[name] = escaped ? this.unescape(valueStart, i) : p.toString("utf8", valueStart, i);
+      i = this.skipBlanks(i + 1);
+      if (p[i] === COMMA) { i++; continue; }
+      if (p[i] === RBRACE) return i + 1;
+      this.fail(`expected "," or "}" after the value of label ${name}`, i);
+    }
+  }
+
+  private unescape(start: number, end: number): string {
+    const p = this.page;
+    const parts: Buffer[] = [];
+    let from = start;
+    for (let i = start; i < end; i++) {
+      if (p[i] !== BSLASH) continue;
+      parts.push(p.subarray(from, i));
+      const e = p[i + 1];
+      if (e === BSLASH) parts.push(Buffer.from("\\"));
+      else if (e === QUOTE) parts.push(Buffer.from('"'));
+      else if (e === 110 /* n */) parts.push(Buffer.from("\n"));
+      else this.fail(`invalid escape \\${String.fromCharCode(e)}`, i);
+      i++;
+      from = i + 1;
+    }
+    parts.push(p.subarray(from, end));
+    return Buffer.concat(parts).toString("utf8");
+  }
+}
+
+/**
+ * Extracts the samples of the selector's families. `openMetrics` (from the response content type) makes
+ * `# EOF` mandatory. Throws PageError with a line number for pages that are not exposition text,
+ * truncated, or malformed on a line we read.
+ */
+export function parseSelectedFamilies(page: Buffer, selector: FamilySelector, openMetrics = false): ParsedPage {
+  const n = page.length;
+  if (n === 0) throw new PageError("empty page");
+  const samples = new Map<string, Sample[]>();
+  const table = selector.byFirstByte;
+  let pos = 0;
+  let sawEof = false;
+  let checkedFirstSample = false;
+  while (pos < n) {
+    let c = page[pos];
+    while (c === SP || c === TAB) c = page[++pos];
+    if (pos >= n) break;
+    if (c === LF) { pos++; continue; }
+    let eol = page.indexOf(LF, pos);
+    const lastLine = eol < 0;
+    if (lastLine) eol = n;
+    if (c === HASH) {
+      if (isEofLine(page, pos, eol)) {
+        for (let i = eol; i < n; i++) {
+          if (page[i] !== LF && page[i] !== CR && page[i] !== SP && page[i] !== TAB) throw new PageError(`line ${lineOf(page, i)}: content after # EOF`);
+        }
+        sawEof = true;
+        break;
+      }
+    } else if (NAME_START[c]) {
+      if (lastLine) throw new PageError(`page truncated: line ${lineOf(page, pos)} has no newline`);
+      const candidates = table[c];
+      let matched = false;
+      if (candidates !== undefined) {
+        for (let k = 0; k < candidates.length; k++) {
+          const w = candidates[k].bytes;
+          const len = w.length;
+          const after = page[pos + len];
+          if (pos + len >= eol || (after !== LBRACE && after !== SP && after !== TAB)) continue;
+          let j = len - 1;
+          while (j > 0 && page[pos + j] === w[j]) j--;
+          if (j !== 0) continue;
+          const s = new LineParser(page, pos, eol).sample(pos + len);
+          const list = samples.get(candidates[k].name);
+          if (list) list.push(s); else samples.set(candidates[k].name, [s]);
+          matched = true;
+          break;
+        }
+      }
+      if (!checkedFirstSample) {
+        // Parse the first sample line in full whatever its family, so non-exposition text that happens to
+        // start with a letter (an error message, say) is refused.
+        if (!matched) {
+          let i = pos;
+          while (i < eol && NAME_CHAR[page[i]]) i++;
+          new LineParser(page, pos, eol).sample(i);
+        }
+        checkedFirstSample = true;
+      }
+    } else if (c !== LBRACE) {
+      // `{` starts a line whose metric name is quoted (Prometheus 3 UTF-8 names): never one of ours.
+      const shown = page.toString("utf8", pos, Math.min(eol, pos + 60));
+      throw new PageError(`line ${lineOf(page, pos)}: not a metrics exposition line: ${JSON.stringify(shown)}`);
+    }
+    if (lastLine) throw new PageError(`page truncated: line ${lineOf(page, pos)} has no newline`);
+    pos = eol + 1;
+  }
+  if (openMetrics && !sawEof) throw new PageError("page truncated: OpenMetrics page without # EOF");
+  return { samples, sawEof };
+}

@@ -1,0 +1,63 @@
+// The companion's own Prometheus metrics (`GET /metrics`), on a private prom-client registry.
+import client from "prom-client";
+
+const PREFIX = "endpoint_picker_companion_";
+
+export class SelfMetrics {
+  readonly registry = new client.Registry();
+  readonly scrapeDuration = new client.Histogram({
+    name: `${PREFIX}scrape_duration_seconds`,
+    help: "Time to fetch and parse one endpoint's metrics page, successful or not.",
+    labelNames: ["result"] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [this.registry],
+  });
+  readonly scrapeErrors = new client.Counter({
+    name: `${PREFIX}scrape_errors_total`,
+    help: "Failed scrapes by endpoint and reason (timeout, connect, http_status, too_large, content_type, parse, metrics).",
+    labelNames: ["endpoint", "reason"] as const,
+    registers: [this.registry],
+  });
+  /** Pool gauges are computed when scraped, from the provider the companion installs. */
+  poolState: () => { endpoints: number; stale: number; errors: number } = () => ({ endpoints: 0, stale: 0, errors: 0 });
+
+  readonly snapshotVersion = new client.Gauge({ name: `${PREFIX}snapshot_version`, help: "Version of the current snapshot (Unix ms or above).", registers: [this.registry] });
+  readonly snapshotBytes = new client.Gauge({ name: `${PREFIX}snapshot_bytes`, help: "Size of the current encoded snapshot.", registers: [this.registry] });
+  readonly snapshotVersions = new client.Counter({ name: `${PREFIX}snapshot_versions_total`, help: "Snapshot versions published.", registers: [this.registry] });
+  readonly longPollWaiters = new client.Gauge({ name: `${PREFIX}long_poll_waiters`, help: "GET /v1/snapshot?after= requests being held.", registers: [this.registry] });
+  readonly configReloads = new client.Counter({
+    name: `${PREFIX}config_reloads_total`, help: "Reloads of --config-file by result.", labelNames: ["result"] as const, registers: [this.registry],
+  });
+  readonly watchRestarts = new client.Counter({
+    name: `${PREFIX}kube_watch_restarts_total`, help: "Kubernetes list/watch restarts after errors, by resource.", labelNames: ["resource"] as const, registers: [this.registry],
+  });
+  private reasonsByEndpoint = new Map<string, Set<string>>();
+
+  constructor() {
+    client.collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
+    this.poolGauge("pool_endpoints", "Endpoints in the pool.", (s) => s.endpoints);
+    this.poolGauge("stale_endpoints", "Endpoints whose metrics are older than the staleness threshold (or were never read).", (s) => s.stale);
+    this.poolGauge("error_endpoints", "Endpoints whose last scrape failed.", (s) => s.errors);
+  }
+
+  private poolGauge(name: string, help: string, pick: (s: ReturnType<SelfMetrics["poolState"]>) => number): void {
+    const state = () => this.poolState();
+    new client.Gauge({ name: `${PREFIX}${name}`, help, registers: [this.registry], collect() { this.set(pick(state())); } });
+  }
+
+  scrapeError(endpoint: string, reason: string): void {
+    this.scrapeErrors.inc({ endpoint, reason });
+    let reasons = this.reasonsByEndpoint.get(endpoint);
+    if (!reasons) this.reasonsByEndpoint.set(endpoint, (reasons = new Set()));
+    reasons.add(reason);
+  }
+
+  /** Drops the per-endpoint series of endpoints that left the pool, so label sets do not pile up. */
+  forgetEndpointsExcept(current: ReadonlySet<string>): void {
+    for (const [endpoint, reasons] of this.reasonsByEndpoint) {
+      if (current.has(endpoint)) continue;
+      for (const reason of reasons) this.scrapeErrors.remove({ endpoint, reason });
+      this.reasonsByEndpoint.delete(endpoint);
+    }
+  }
+}

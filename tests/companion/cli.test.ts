@@ -1,0 +1,80 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { FLAGS, helpText, parseCli, parseDuration, type CompanionOptions } from "../../companion/cli";
+
+const run = (args: string[], env: Record<string, string> = {}): CompanionOptions => {
+  const r = parseCli(args, env);
+  assert.equal(r.kind, "run");
+  return (r as { options: CompanionOptions }).options;
+};
+
+test("defaults", () => {
+  const o = run(["--endpoints", "10.0.0.1:8000,[fd00::1]:8001"]);
+  assert.deepEqual(o.pool, { kind: "static", file: undefined, endpoints: [
+    { ip: "10.0.0.1", port: 8000, address: "10.0.0.1:8000" }, { ip: "fd00::1", port: 8001, address: "[fd00::1]:8001" }] });
+  assert.deepEqual([o.port, o.host, o.refreshIntervalMs, o.stalenessThresholdMs, o.longPollTimeoutMs, o.scrapeTimeoutMs, o.maxBackoffMs, o.maxPageBytes, o.logLevel, o.once],
+    [9002, "0.0.0.0", 50, 2000, 3000, 1000, 5000, 8 * 1024 * 1024, "info", false]);
+  assert.deepEqual(o.engineFlags, {});
+  assert.equal(o.apiToken, undefined);
+});
+
+test("pool modes, GIE spellings, durations, token from the environment", () => {
+  assert.deepEqual(run(["--pool-name", "llama", "--pool-namespace", "ml", "--pool-group", "inference.networking.x-k8s.io"]).pool,
+    { kind: "inference-pool", name: "llama", namespace: "ml", group: "inference.networking.x-k8s.io" });
+  assert.deepEqual(run(["--endpoint-selector", "app=vllm,tier=gpu", "--endpoint-target-ports", "8000,8001,8000"]).pool,
+    { kind: "selector", selector: { app: "vllm", tier: "gpu" }, targetPorts: [8000, 8001], namespace: undefined });
+  const o = run(["--endpoints-file", "f.yaml", "--refresh-metrics-interval=100ms", "--metrics-staleness-threshold", "1.5s", "--long-poll-timeout", "4999", "--max-page-bytes", "512Ki"], { COMPANION_API_TOKEN: "s3cret" });
+  assert.deepEqual([o.refreshIntervalMs, o.stalenessThresholdMs, o.longPollTimeoutMs, o.maxPageBytes, o.apiToken], [100, 1500, 4999, 524288, "s3cret"]);
+  assert.equal(run(["--endpoints", "10.0.0.1:1", "--api-token", "flag"], { COMPANION_API_TOKEN: "env" }).apiToken, "flag");
+  assert.deepEqual(run(["--endpoints", "10.0.0.1:1", "--lora-info-metric=", "--model-server-type", "sglang"]).engineFlags, { modelServerType: "sglang", loraInfoMetric: "" });
+  assert.equal(parseDuration("1m", "x"), 60_000);
+});
+
+test("bad flags are UsageErrors with a message", () => {
+  const cases: Array<[string[], string]> = [
+    [[], "no pool: give --pool-name, --selector with --target-ports, or --endpoints/--endpoints-file"],
+    [["--pool-name", "a", "--endpoints", "10.0.0.1:1"], "give one pool mode: --pool-name, --selector or --endpoints/--endpoints-file"],
+    [["--selector", "app=x"], "--selector needs --target-ports"],
+    [["--endpoints", "example.com:80"], '--endpoints: "example.com:80": "example.com" is not an IP address (host names are not allowed: the destination header must be a literal IP)'],
+    [["--endpoints", "10.0.0.1:99999"], '--endpoints: "10.0.0.1:99999": port "99999" is not a number from 1 to 65535'],
+    [["--endpoints", "fd00::1:8000"], '--endpoints: "fd00::1:8000": write IPv6 addresses as [addr]:port'],
+    [["--endpoints", "10.0.0.1:1", "--refresh-interval", "fast"], '--refresh-interval: "fast" is not a duration (examples: 50ms, 2s, 1m)'],
+    [["--endpoints", "10.0.0.1:1", "--long-poll-timeout", "5s"], "--long-poll-timeout: must be less than the filter's 5000ms http-call timeout, got 5000ms"],
+    [["--endpoints", "10.0.0.1:1", "--model-server-type", "tgi"], '--model-server-type: "tgi" is not one of vllm, sglang, triton-tensorrt-llm, trtllm-serve'],
+    [["--endpoints", "10.0.0.1:1", "--kv-cache-usage-percentage-metric", "x{a=~b}"], '--kv-cache-usage-percentage-metric: invalid metric spec "x{a=~b}": only "=" matchers are supported, label "a" uses "=~"'],
+    [["--endpoints", "10.0.0.1:1", "--config-file", "a", "--config-text", "b"], "give --config-file or --config-text, not both"],
+    [["--endpoints", "10.0.0.1:1", "--bogus"], "Unknown option '--bogus'"],
+    [["--refresh-interval", "1s", "--refresh-metrics-interval", "2s", "--endpoints", "10.0.0.1:1"], "--refresh-interval and --refresh-metrics-interval are the same flag; give one"],
+    [["--endpoints", "10.0.0.1:1", "--log-level", "loud"], '--log-level: "loud" is not one of debug, info, warn, error'],
+    [["--endpoints", "10.0.0.1:1", "--target-ports", "8000"], "--target-ports only applies with --selector (an InferencePool names its own ports)"],
+  ];
+  for (const [args, message] of cases) assert.throws(() => parseCli(args, {}), { message }, args.join(" "));
+});
+
+test("--help and docs/COMPANION.md document every flag", () => {
+  assert.deepEqual(parseCli(["--help"], {}), { kind: "help" });
+  const help = helpText();
+  const doc = readFileSync("docs/COMPANION.md", "utf8");
+  for (const { flags } of FLAGS) {
+    for (const f of flags) {
+      assert.ok(help.includes(`--${f.name}`), f.name);
+      assert.ok(doc.includes(`| \`--${f.name}`), `docs/COMPANION.md lists --${f.name}`);
+      if (f.alias) assert.ok(doc.includes(`(\`--${f.alias}\`)`), `docs/COMPANION.md lists --${f.alias}`);
+    }
+  }
+});
+
+test("the bundled companion: exit 2 on bad flags, 1 on a bad config, 0 for --help", () => {
+  const node = (args: string[]) => spawnSync(process.execPath, ["build/companion.mjs", ...args], { encoding: "utf8" });
+  const bad = node(["--endpoints", "nope"]);
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /companion: --endpoints: "nope": expected IP:PORT/);
+  const config = node(["--endpoints", "127.0.0.1:1", "--once", "--config-text", "plugins:\n- type: nope\n"]);
+  assert.equal(config.status, 1);
+  assert.match(config.stderr, /companion: configuration error: --config-text: plugins\[0\]\.type: unsupported plugin type/);
+  const help = node(["--help"]);
+  assert.equal(help.status, 0);
+  assert.match(help.stdout, /--staleness-threshold DUR/);
+});

@@ -1,0 +1,124 @@
+// KubePool against the fake API server with the real client library: which pods count, selector and port
+// changes of the InferencePool, relabelling, reconnects.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { KubePool, defaultNamespace, loadKubeConfig, type KubePoolMode } from "../../companion/kube-pool";
+import { parseInferencePool, podTargets } from "../../companion/inference-pool";
+import { silentLogger } from "../../companion/log";
+import type { PoolTarget } from "../../companion/pool";
+import { FakeKube, inferencePoolV1, inferencePoolV1alpha2, pod } from "../helpers/fake-kube";
+
+async function until(what: string, check: () => boolean, timeoutMs = 3000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+async function startPool(fake: FakeKube, mode: KubePoolMode, t: { after(fn: () => unknown): void }) {
+  let targets: PoolTarget[] = [];
+  const restarts: string[] = [];
+  const pool = new KubePool({ kubeConfig: loadKubeConfig(fake.kubeconfigPath), namespace: "default", mode, log: silentLogger, retryInitialMs: 50, onWatchRestart: (r) => restarts.push(r) });
+  t.after(() => pool.stop());
+  await pool.start((next) => (targets = next));
+  return { pool, restarts, addresses: () => targets.map((x) => x.address), targets: () => targets };
+}
+
+test("pods: only Ready, not terminating, with an IP; each target port is an endpoint; active-ports annotation", () => {
+  const ports = [8000, 8001];
+  const t = (p: Parameters<typeof pod>[0]) => podTargets(pod(p) as never, ports).map((x) => x.address);
+  assert.deepEqual(t({ name: "a", ip: "10.0.0.1" }), ["10.0.0.1:8000", "10.0.0.1:8001"]);
+  assert.deepEqual(t({ name: "b", ip: "10.0.0.2", ready: false }), []);
+  assert.deepEqual(t({ name: "c", ip: "10.0.0.3", terminating: true }), []);
+  assert.deepEqual(t({ name: "d" }), []);
+  assert.deepEqual(t({ name: "e", ip: "fd00::5" }), ["[fd00::5]:8000", "[fd00::5]:8001"]);
+  assert.deepEqual(t({ name: "f", ip: "10.0.0.6", annotations: { "inference.networking.k8s.io/active-ports": "8001, 9999" } }), ["10.0.0.6:8001"]);
+  const [x] = podTargets(pod({ name: "g", namespace: "ml", ip: "10.0.0.7", labels: { app: "l" } }) as never, [8000]);
+  assert.deepEqual(x, { address: "10.0.0.7:8000", ip: "10.0.0.7", port: 8000, labels: { app: "l" }, pod: "ml/g" });
+});
+
+test("InferencePool specs: v1 and v1alpha2, errors name the field", () => {
+  assert.deepEqual(parseInferencePool(inferencePoolV1({ name: "p", matchLabels: { app: "a" }, ports: [8000, 8001, 8000] }), "v1"), { selector: { app: "a" }, targetPorts: [8000, 8001] });
+  assert.deepEqual(parseInferencePool(inferencePoolV1alpha2({ name: "p", selector: { app: "a" }, port: 8000 }), "v1alpha2"), { selector: { app: "a" }, targetPorts: [8000] });
+  assert.throws(() => parseInferencePool({ spec: { selector: { matchLabels: {} }, targetPorts: [{ number: 8000 }] } }, "v1"), { message: "spec.selector.matchLabels: empty selector (it would select every pod in the namespace)" });
+  assert.throws(() => parseInferencePool({ spec: { selector: { matchLabels: { a: "b" } }, targetPorts: [{ number: 0 }] } }, "v1"), { message: "spec.targetPorts[0].number: must be a port from 1 to 65535, got 0" });
+  assert.throws(() => parseInferencePool({ spec: { selector: { a: "b" } } }, "v1alpha2"), { message: "spec.targetPortNumber: must be a port from 1 to 65535, got undefined" });
+});
+
+test("InferencePool v1: pods are followed; selector and port changes of the pool take effect", async (t) => {
+  const fake = await FakeKube.start();
+  t.after(() => fake.close());
+  fake.put(inferencePoolV1({ name: "llama", matchLabels: { app: "llama" }, ports: [8000] }));
+  fake.put(pod({ name: "p1", ip: "10.0.0.1", labels: { app: "llama" } }));
+  fake.put(pod({ name: "p2", ip: "10.0.0.2", labels: { app: "llama" }, ready: false }));
+  fake.put(pod({ name: "q1", ip: "10.0.1.1", labels: { app: "qwen" } }));
+  const { addresses, targets, pool } = await startPool(fake, { kind: "inference-pool", name: "llama", group: "inference.networking.k8s.io" }, t);
+  assert.deepEqual(addresses(), ["10.0.0.1:8000"], "the first list is complete when start() resolves");
+  assert.equal(pool.problem(), null);
+
+  fake.update("v1", "Pod", "default", "p2", (p) => { (p.status as { conditions: Array<{ type: string; status: string }> }).conditions.find((c) => c.type === "Ready")!.status = "True"; });
+  await until("p2 ready", () => addresses().length === 2);
+  fake.update("v1", "Pod", "default", "p1", (p) => { p.metadata.labels!["inference.networking.k8s.io/engine-type"] = "sglang"; });
+  await until("relabel", () => targets().find((x) => x.address === "10.0.0.1:8000")?.labels["inference.networking.k8s.io/engine-type"] === "sglang");
+
+  fake.update("inference.networking.k8s.io/v1", "InferencePool", "default", "llama", (p) => { (p.spec as { targetPorts: unknown }).targetPorts = [{ number: 8000 }, { number: 8001 }]; });
+  await until("second port", () => addresses().length === 4);
+  fake.update("inference.networking.k8s.io/v1", "InferencePool", "default", "llama", (p) => { (p.spec as { selector: unknown }).selector = { matchLabels: { app: "qwen" } }; });
+  await until("new selector", () => addresses().join() === "10.0.1.1:8000,10.0.1.1:8001");
+
+  fake.delete("inference.networking.k8s.io/v1", "InferencePool", "default", "llama");
+  await until("pool gone", () => addresses().length === 0);
+  assert.equal(pool.problem(), "InferencePool default/llama not found");
+});
+
+test("InferencePool v1alpha2 and selector mode", async (t) => {
+  const fake = await FakeKube.start();
+  t.after(() => fake.close());
+  fake.put(inferencePoolV1alpha2({ name: "old", selector: { app: "m" }, port: 8080 }));
+  fake.put(pod({ name: "m1", ip: "10.0.0.1", labels: { app: "m" } }));
+  const alpha = await startPool(fake, { kind: "inference-pool", name: "old", group: "inference.networking.x-k8s.io" }, t);
+  assert.deepEqual(alpha.addresses(), ["10.0.0.1:8080"]);
+  const sel = await startPool(fake, { kind: "selector", selector: { app: "m" }, targetPorts: [9000, 9001] }, t);
+  assert.deepEqual(sel.addresses(), ["10.0.0.1:9000", "10.0.0.1:9001"]);
+  assert.ok(fake.requests.some((r) => r.path === "/apis/inference.networking.x-k8s.io/v1alpha2/namespaces/default/inferencepools" && r.query.fieldSelector === "metadata.name=old"));
+});
+
+test("watches recover: dropped connections resume, 410 Gone relists, failed lists are retried", async (t) => {
+  const fake = await FakeKube.start();
+  t.after(() => fake.close());
+  fake.failNext(/\/pods\?labelSelector=/, 500, 2); // the first two pod lists fail
+  fake.put(pod({ name: "a", ip: "10.0.0.1", labels: { app: "x" } }));
+  const { addresses, restarts } = await startPool(fake, { kind: "selector", selector: { app: "x" }, targetPorts: [8000] }, t);
+  assert.deepEqual(addresses(), ["10.0.0.1:8000"]);
+  assert.deepEqual(restarts, ["pods", "pods"]);
+
+  await until("watch open", () => fake.watchCount === 1);
+  fake.dropWatches();
+  fake.put(pod({ name: "b", ip: "10.0.0.2", labels: { app: "x" } })); // happens while disconnected
+  await until("resumed after drop", () => addresses().length === 2);
+
+  await until("watch open", () => fake.watchCount === 1);
+  const lists = () => fake.requests.filter((r) => !r.watch).length;
+  const listsBefore = lists();
+  fake.closeWatches();
+  fake.delete("v1", "Pod", "default", "a");
+  fake.compact(); // the re-watch comes from before the delete: 410 Gone
+  await until("relisted after 410", () => addresses().join() === "10.0.0.2:8000");
+  assert.equal(lists(), listsBefore + 1, "one relist");
+  fake.expireWatches();
+  fake.put(pod({ name: "c", ip: "10.0.0.3", labels: { app: "x" } }));
+  await until("after in-stream 410", () => addresses().length === 2);
+});
+
+test("kubeconfig and namespace resolution", async (t) => {
+  const fake = await FakeKube.start({ namespace: "models" });
+  t.after(() => fake.close());
+  const kc = loadKubeConfig(fake.kubeconfigPath);
+  assert.equal(kc.getCurrentCluster()!.server, fake.url);
+  assert.equal(defaultNamespace(kc, "flag", {}), "flag");
+  assert.equal(defaultNamespace(kc, undefined, { POD_NAMESPACE: "env" }), "env");
+  assert.equal(defaultNamespace(kc, undefined, {}), "models");
+  assert.throws(() => loadKubeConfig("/nonexistent/kubeconfig"), /kubeconfig \/nonexistent\/kubeconfig: /);
+  assert.throws(() => loadKubeConfig(undefined, { HOME: "/nonexistent" }), /no Kubernetes configuration/);
+});
