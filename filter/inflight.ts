@@ -23,6 +23,8 @@ export class InFlight {
   private orphanHash: u32[] = [];
   private orphanCount: i32[] = [];
   changed: bool = true;
+  /** Ids of the other VMs with a fresh section, as of the last `readOthers`. */
+  otherVms: Array<u32> = new Array<u32>();
 
   /** Re-aligns the counts with a new snapshot (endpoints are matched by address hash). */
   rebase(next: Snapshot): void {
@@ -149,11 +151,13 @@ export class InFlight {
   /** Replaces `remote` with the sum of the other VMs' fresh sections of the shared table. */
   readOthers(table: ArrayBuffer | null, vm: u32, nowMs: u64): void {
     for (let i = 0; i < this.remote.length; i++) unchecked(this.remote[i] = 0);
+    this.otherVms.length = 0;
     const s = this.snap;
-    if (s == null) return;
     const walker = new SectionWalker(table);
     while (walker.next()) {
       if (walker.vm == vm || !fresh(walker.publishedAtMs, nowMs)) continue;
+      this.otherVms.push(walker.vm);
+      if (s == null) continue;
       const base = changetype<usize>(table) + <usize>walker.at + SECTION_HEADER;
       for (let k = 0; k < walker.pairs; k++) {
         const j = s.indexOfHash(load<u32>(base + <usize>(8 * k)));

@@ -11,7 +11,8 @@ import { Metrics } from "./metrics";
 import { Scorer, RequestFacts, OUTCOME_PICKED, OUTCOME_SHED } from "./scoring";
 import { Snapshot } from "./snapshot";
 import { BodyScanner, promptKindForPath, PROMPT_ANY, SCAN_NEED_MORE } from "./body";
-import { PrefixChain, PREFIX_BUCKETS, modelSeed, lookupBucket, insertIntoBucket, bucketBudget } from "./prefix";
+import { PrefixChain, PrefixIndex, modelSeed, indexCapacity } from "./prefix";
+import { JournalWriter, JournalReader } from "./journal";
 import { seedRandom, nextU64 } from "./rng";
 import { fnv1a32 } from "./hash";
 import {
@@ -20,7 +21,7 @@ import {
 } from "./host";
 
 export const ROOT_ID = "endpoint-picker";
-const TICK_MS: u32 = 100;
+const TICK_MS: u32 = 20;
 /** In-flight counts are republished at least this often even when unchanged (a heartbeat for the others). */
 const PUBLISH_EVERY_MS: u64 = 500;
 /**
@@ -56,7 +57,11 @@ export class PickerRoot extends RootContext {
   /** Learnt: the host never delivers the body while headers are held, so decide in the headers callback. */
   headersOnly: bool = false;
   private lastPublishMs: u64 = 0;
-  private bucketKeys: Array<ArrayBuffer | null> = new Array<ArrayBuffer | null>(PREFIX_BUCKETS);
+  /** Prefix affinity: this VM's index, and the journals that share it with the other VMs. */
+  prefixIndex: PrefixIndex | null = null;
+  journal: JournalWriter = new JournalWriter();
+  private journals: JournalReader = new JournalReader();
+  private journalKey: ArrayBuffer = new ArrayBuffer(0);
 
   onConfigure(configuration_size: u32): bool {
     const raw = getBuffer(BufferTypeValues.PluginConfiguration, 0, configuration_size);
@@ -71,6 +76,7 @@ export class PickerRoot extends RootContext {
     this.servedKey = encode(this.cfg.servedHeader);
     seedRandom(nowNs(), this.context_id);
     this.vm = allocateVmId();
+    this.journalKey = journalKey(this.vm);
     seedRandom(nowNs(), this.vm); // VMs started at the same instant still draw different numbers
     this.metrics.define();
     this.fetcher = this.cfg.fetchSnapshots ? new Fetcher(this.cfg, this.vm, this.pool, this.metrics) : null;
@@ -82,6 +88,7 @@ export class PickerRoot extends RootContext {
     const now = nowNs() / 1000000;
     this.pool.refresh();
     this.shareInFlight(now);
+    this.sharePrefixes();
     const f = this.fetcher;
     if (f != null) f.tick(now);
     this.watchHeld(now);
@@ -145,13 +152,29 @@ export class PickerRoot extends RootContext {
     if (f != null) f.onResponse(token, headers, body_size, nowNs() / 1000000);
   }
 
-  bucketKey(bucket: i32): ArrayBuffer {
-    let k = this.bucketKeys[bucket];
-    if (k == null) {
-      k = encode("endpoint-picker.prefix." + bucket.toString());
-      this.bucketKeys[bucket] = k;
+  /** Publishes the chains this VM sent since its last tick; applies the other VMs' new ones. */
+  private sharePrefixes(): void {
+    const mine = this.journal.publish();
+    if (mine != null) setShared(this.journalKey, mine);
+    const snap = this.pool.snapshot;
+    if (snap == null || snap.profile.prefixWeight <= 0) return;
+    const index = this.indexFor(snap);
+    const others = this.pool.inflight.otherVms;
+    for (let k = 0; k < others.length; k++) {
+      const j = getShared(journalKey(unchecked(others[k])));
+      if (j != null) this.journals.apply(unchecked(others[k]), j, index);
     }
-    return k;
+  }
+
+  /** The prefix index sized for the snapshot's profile and pool (rebuilt when that size changes twofold). */
+  indexFor(snap: Snapshot): PrefixIndex {
+    const want = indexCapacity(snap.profile.prefixLruPerEndpoint, snap.count);
+    let index = this.prefixIndex;
+    if (index == null || want > index.capacity * 2 || want * 2 < index.capacity) {
+      index = new PrefixIndex(want);
+      this.prefixIndex = index;
+    }
+    return index;
   }
 
   createContext(context_id: u32): Context {
@@ -177,6 +200,8 @@ function allocateVmId(): u32 {
   return id == 0 ? 1 : id;
 }
 
+function journalKey(vm: u32): ArrayBuffer { return encode("endpoint-picker.prefix." + vm.toString()); }
+
 export class PickerStream extends Context {
   private scanner: BodyScanner | null = null;
   private kind: i32 = PROMPT_ANY;
@@ -187,9 +212,6 @@ export class PickerStream extends Context {
   private pickedSnap: Snapshot | null = null;
   private pickedIndex: i32 = -1;
   private pickedHash: u32 = 0;
-  /** The prefix bucket as read for the decision, and its CAS, so recording the pick needs no second read. */
-  private bucket: ArrayBuffer | null = null;
-  private bucketCas: u32 = 0;
   /** Position in the root's list of streams held for their body (-1: not held). */
   heldIndex: i32 = -1;
   heldAtMs: u64 = 0;
@@ -284,6 +306,7 @@ export class PickerStream extends Context {
     }
     const snap = pool.snapshot!;
     const facts = root.facts;
+    facts.nowMs = now;
     this.collectFacts(facts);
 
     const outcome = root.scorer.decide(snap, pool.inflight, facts);
@@ -310,10 +333,11 @@ export class PickerStream extends Context {
     this.pickedIndex = i;
     this.pickedHash = snap.addrHash[i];
     pool.inflight.started(i);
+    if (facts.modelLen > 0) pool.recentAdapters.note(i, facts.modelHash, now);
     root.metrics.pick(snap, i);
     if (facts.chainBlocks > 0) {
       if (facts.matched[i] > 0) root.metrics.count(root.metrics.prefixHits);
-      this.remember(i, now);
+      this.remember(i);
     }
     root.metrics.record(root.metrics.decisionUs, (nowNs() - started) / 1000);
     return true;
@@ -325,6 +349,7 @@ export class PickerStream extends Context {
     const snap = root.pool.snapshot!;
     const s = this.scanner;
     facts.sheddable = this.sheddable;
+    facts.recent = root.pool.recentAdapters;
     facts.chainBlocks = 0;
     facts.modelLen = 0;
     if (s == null) return;
@@ -342,29 +367,16 @@ export class PickerStream extends Context {
     if (chain.count == 0) return;
     if (facts.matched.length != snap.count) facts.matched = new StaticArray<i32>(snap.count);
     else for (let k = 0; k < snap.count; k++) unchecked(facts.matched[k] = 0);
-    const bucket = getShared(root.bucketKey(chain.bucket()));
-    this.bucket = bucket;
-    this.bucketCas = lastCas;
-    if (bucket != null) lookupBucket(changetype<usize>(bucket), bucket.byteLength, chain, snap, facts.matched);
+    root.indexFor(snap).lookup(chain, snap, facts.matched);
     facts.chainBlocks = chain.count;
   }
 
-  /** Records in the shared prefix table that endpoint `i` now holds this request's prefix. */
-  private remember(i: i32, nowMs: u64): void {
+  /** Records that endpoint `i` was sent this request's prefix: in this VM's index and its journal. */
+  private remember(i: i32): void {
     const root = this.root;
     const snap = root.pool.snapshot!;
-    const key = root.bucketKey(root.chain.bucket());
-    const budget = bucketBudget(snap.profile.prefixLruPerEndpoint, snap.count);
-    let old = this.bucket;
-    let cas = this.bucketCas;
-    this.bucket = null;
-    for (let attempt = 0; attempt < 2; attempt++) { // one retry when another VM wrote the bucket meanwhile
-      if (attempt > 0) { old = getShared(key); cas = lastCas; }
-      const oldPtr: usize = old == null ? 0 : changetype<usize>(old);
-      const oldLen = old == null ? 0 : old.byteLength;
-      const next = insertIntoBucket(oldPtr, oldLen, root.chain, snap.addrHash[i], <u32>nowMs, budget, snap);
-      if (next == null) return;
-      if (setShared(key, next, old == null ? 0 : cas) != WasmResultValues.CasMismatch) return;
-    }
+    const ep = snap.addrHash[i];
+    root.indexFor(snap).record(root.chain, ep);
+    root.journal.note(root.chain, ep);
   }
 }

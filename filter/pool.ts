@@ -2,6 +2,7 @@
 // with it, and the shared-data keys every VM of the plugin uses (docs/FILTER.md lists them).
 import { decodeSnapshot, Snapshot, lastError } from "./snapshot";
 import { InFlight } from "./inflight";
+import { RecentAdapters } from "./adapters";
 import { getShared, encode, logAt } from "./host";
 
 export const SNAPSHOT_KEY = encode("endpoint-picker.snapshot");
@@ -36,6 +37,7 @@ export function encodeMeta(version: u64, contactMs: u64): ArrayBuffer {
 export class Pool {
   snapshot: Snapshot | null = null;
   inflight: InFlight = new InFlight();
+  recentAdapters: RecentAdapters = new RecentAdapters();
   /** Proxy-clock ms of the last contact with the companion, as the fetcher recorded it. */
   contactMs: u64 = 0;
   private meta: Meta = new Meta();
@@ -67,6 +69,7 @@ export class Pool {
   adopt(decoded: Snapshot): void {
     this.snapshot = decoded;
     this.inflight.rebase(decoded);
+    this.recentAdapters.rebase(decoded);
   }
 
   isStale(nowMs: u64, limitMs: u64): bool {

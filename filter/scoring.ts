@@ -7,6 +7,7 @@ import {
 } from "./snapshot";
 import { InFlight } from "./inflight";
 import { nextFloat, nextBelow } from "./rng";
+import { RecentAdapters } from "./adapters";
 
 export const OUTCOME_PICKED: i32 = 0;
 export const OUTCOME_SHED: i32 = 1; // every endpoint saturated and the request is sheddable: 429
@@ -31,15 +32,23 @@ export class RequestFacts {
   chainBlocks: i32 = 0;
   matched: StaticArray<i32> = new StaticArray<i32>(0);
   sheddable: bool = false;
+  /** This VM's recent sends (LoRA residency the metrics do not show yet) and the time, when known. */
+  recent: RecentAdapters | null = null;
+  nowMs: u64 = 0;
 }
 
 const MAX_CACHED_MODELS = 64;
+/** Outstanding requests above the least busy endpoint that keep full prefix affinity: absolute + relative. */
+const PREFIX_SLACK_ABS: f64 = 2;
+const PREFIX_SLACK_REL: f64 = 0.25;
+const PREFIX_SLACK_PER_BLOCK: f64 = 0.15;
 
 export class Scorer {
   /** Per endpoint of the current snapshot; valid after `decide`. */
   scores: StaticArray<f64> = new StaticArray<f64>(0);
   waiting: StaticArray<f64> = new StaticArray<f64>(0);
   running: StaticArray<f64> = new StaticArray<f64>(0);
+  outstanding: StaticArray<f64> = new StaticArray<f64>(0);
   /** The pick and the ordered fallbacks (endpoint indices). */
   primary: i32 = -1;
   fallbacks: i32[] = [];
@@ -59,6 +68,7 @@ export class Scorer {
     this.scores = new StaticArray<f64>(n);
     this.waiting = new StaticArray<f64>(n);
     this.running = new StaticArray<f64>(n);
+    this.outstanding = new StaticArray<f64>(n);
     this.kvTerm = new StaticArray<f64>(n);
     this.loraByModel.clear();
     const list = new StaticArray<i32>(n);
@@ -107,7 +117,7 @@ export class Scorer {
     // the endpoint reported running (its metrics have not caught up yet). Running likewise.
     const local = inflight.local, remote = inflight.remote;
     const flags = snap.flags, queuedCol = snap.queued, runningCol = snap.running, kvCol = snap.kv;
-    const waiting = this.waiting, running = this.running;
+    const waiting = this.waiting, running = this.running, outstanding = this.outstanding;
     let minW = f64.MAX_VALUE, maxW = -f64.MAX_VALUE, minR = f64.MAX_VALUE, maxR = -f64.MAX_VALUE;
     let saturated = 0;
     const satQ = p.saturationQueue, satKv = p.saturationKv;
@@ -118,10 +128,12 @@ export class Scorer {
       const queued = unchecked(queuedCol[i]);
       const w = max(queued, sent - run);
       const r = max(run, sent - queued);
+      const load = sent + 0.5 * max(0.0, queued + run - sent);
       unchecked(waiting[i] = w);
       unchecked(running[i] = r);
-      minW = min(minW, w);
-      maxW = max(maxW, w);
+      unchecked(outstanding[i] = load);
+      minW = min(minW, load);
+      maxW = max(maxW, load);
       minR = min(minR, r);
       maxR = max(maxR, r);
       const f = unchecked(flags[i]);
@@ -129,7 +141,10 @@ export class Scorer {
     }
     if (req.sheddable && saturated == count) return OUTCOME_SHED;
 
-    const lora: StaticArray<f64> | null = p.loraWeight > 0 && snap.anyLora && req.modelLen > 0 ? this.loraScores(snap, req) : null;
+    // LoRA affinity for requests naming a known adapter (one some endpoint lists): the base model and
+    // unknown names are served by every endpoint alike, and GIE's slot rule would only add noise there.
+    const lora: StaticArray<f64> | null = p.loraWeight > 0 && snap.anyLora && req.modelLen > 0 && snap.isAdapter(req.modelHash)
+      ? this.loraScores(snap, req) : null;
     const prefixOn = p.prefixWeight > 0 && req.chainBlocks > 0 && req.matched.length == snap.count;
     const wq = p.queueWeight, wr = p.runningWeight;
     // Min-max normalisation as GIE's scorers do; all equal scores 1.
@@ -137,15 +152,27 @@ export class Scorer {
     const rScale = maxR == minR ? 0 : wr / (maxR - minR), rConst = maxR == minR ? wr : 0;
     const prefixScale = prefixOn ? p.prefixWeight / <f64>req.chainBlocks : 0;
     const matched = req.matched, kvTerm = this.kvTerm, scores = this.scores;
+    const recent = lora != null ? req.recent : null;
+    let minMatched = i32.MAX_VALUE;
+    if (prefixOn) for (let k = 0; k < count; k++) minMatched = min(minMatched, unchecked(matched[unchecked(list[k])]));
     const maxScore = p.picker != PICKER_RANDOM && p.picker != PICKER_WEIGHTED_RANDOM;
     let best = -f64.MAX_VALUE, chosen = -1, ties = 0;
     for (let k = 0; k < count; k++) {
       const i = unchecked(list[k]);
       let s = unchecked(kvTerm[i]) + qConst + rConst;
-      if (qScale != 0) s += qScale * (maxW - unchecked(waiting[i]));
+      if (qScale != 0) s += qScale * (maxW - unchecked(outstanding[i]));
       if (rScale != 0) s += rScale * (maxR - unchecked(running[i]));
-      if (prefixOn) s += prefixScale * <f64>unchecked(matched[i]);
-      if (lora != null) s += unchecked(lora[i]);
+      if (prefixOn) {
+        // Prefix affinity yields to load: an endpoint busier than the least busy one keeps its prefix credit
+        // only within a slack that grows with the load and with how much more of the prompt it holds than
+        // the least-matching candidate (a long cached prefix is worth more waiting than a short one).
+        const m = <f64>unchecked(matched[i]);
+        const excess = unchecked(outstanding[i]) - minW;
+        const allowed = PREFIX_SLACK_ABS + PREFIX_SLACK_REL * minW + PREFIX_SLACK_PER_BLOCK * (m - <f64>minMatched);
+        const damp = excess <= allowed ? 1.0 : max(0.0, 1.0 - (excess - allowed) / allowed);
+        s += prefixScale * m * damp;
+      }
+      if (lora != null) s += recent != null ? this.recentLora(snap, i, req, unchecked(lora[i])) : unchecked(lora[i]);
       unchecked(scores[i] = s);
       if (maxScore) { // max-score, ties broken uniformly at random (reservoir over the tied)
         if (s > best + 1e-9) { best = s; chosen = i; ties = 1; }
@@ -156,6 +183,18 @@ export class Scorer {
     if (this.primary < 0) return OUTCOME_NO_ENDPOINT;
     if (p.fallbackCount > 0) this.rankFallbacks(p.fallbackCount);
     return OUTCOME_PICKED;
+  }
+
+  /** The LoRA term corrected by this VM's recent sends: sent recently = active; unlisted recent adapters fill slots. */
+  private recentLora(snap: Snapshot, i: i32, req: RequestFacts, cached: f64): f64 {
+    if ((unchecked(snap.flags[i]) & FLAG_LORA) == 0) return cached;
+    const w = snap.profile.loraWeight;
+    const recent = req.recent!;
+    if (recent.isRecent(i, req.modelHash, req.nowMs)) return w * LORA_ACTIVE;
+    if (cached != w * LORA_FREE_SLOT) return cached;
+    const used = unchecked(snap.runCount[i]) + unchecked(snap.waitCount[i]) + recent.unlisted(i, snap, req.nowMs);
+    if (used < unchecked(snap.loraMax[i])) return cached;
+    return snap.listsAdapter(i, req.modelHash) ? w * LORA_WAITING : 0;
   }
 
   private pickRandomly(picker: u8): i32 {

@@ -64,6 +64,28 @@ export class Snapshot {
   adapterHash: StaticArray<u32> = new StaticArray<u32>(0);
   /** Some endpoint reports LoRA state (FLAG_LORA). */
   anyLora: bool = false;
+  /** Every adapter hash any endpoint lists, sorted, for `isAdapter`. */
+  adapterSet: StaticArray<u32> = new StaticArray<u32>(0);
+
+  /** Some endpoint lists the adapter with this hash (running or waiting). */
+  isAdapter(h: u32): bool {
+    let lo = 0, hi = this.adapterSet.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      const v = unchecked(this.adapterSet[mid]);
+      if (v == h) return true;
+      if (v < h) lo = mid + 1; else hi = mid;
+    }
+    return false;
+  }
+
+  /** Endpoint `i` lists the adapter with this hash (running or waiting). */
+  listsAdapter(i: i32, h: u32): bool {
+    const start = unchecked(this.runStart[i]);
+    const end = start + unchecked(this.runCount[i]) + unchecked(this.waitCount[i]);
+    for (let a = start; a < end; a++) if (unchecked(this.adapterHash[a]) == h) return true;
+    return false;
+  }
   cacheBlockSize: StaticArray<u32> = new StaticArray<u32>(0);
   cacheNumBlocks: StaticArray<u32> = new StaticArray<u32>(0);
   /** Open-addressed index addrHash -> endpoint index + 1 (0 = empty), for the shared tables keyed by address. */
@@ -300,6 +322,11 @@ export function decodeSnapshot(buf: ArrayBuffer): Snapshot | null {
     unchecked(snap.adapterHash[k] = fnv1a32(base + <usize>adapterOff[k], adapterLen[k]));
   }
   for (let i = 0; i < count; i++) if ((unchecked(snap.flags[i]) & FLAG_LORA) != 0) snap.anyLora = true;
+  const sorted = snap.adapterHash.slice<StaticArray<u32>>(0);
+  sorted.sort();
+  let unique = 0;
+  for (let k = 0; k < sorted.length; k++) if (k == 0 || unchecked(sorted[k]) != unchecked(sorted[k - 1])) unchecked(sorted[unique++] = sorted[k]);
+  snap.adapterSet = sorted.slice<StaticArray<u32>>(0, unique);
   snap.buildIndex();
   lastError = "";
   return snap;

@@ -1,7 +1,6 @@
 import { decodeSnapshot, Snapshot } from "../../filter/snapshot";
-import {
-  PrefixChain, modelSeed, lookupBucket, insertIntoBucket, storedCount, bucketBudget, PREFIX_BUCKETS, TOUCH_INTERVAL_MS,
-} from "../../filter/prefix";
+import { PrefixChain, PrefixIndex, modelSeed, storedCount, indexCapacity } from "../../filter/prefix";
+import { JournalWriter, JournalReader } from "../../filter/journal";
 import { buildBlob, TestEndpoint } from "./blob";
 
 function snapOf(n: i32): Snapshot {
@@ -18,16 +17,16 @@ function chainOf(model: string, prompt: string, blockChars: i32 = 8, maxBlocks: 
   return c;
 }
 
-function matchedBy(bucket: ArrayBuffer | null, chain: PrefixChain, snap: Snapshot): StaticArray<i32> {
+function matchedBy(index: PrefixIndex, chain: PrefixChain, snap: Snapshot): StaticArray<i32> {
   const m = new StaticArray<i32>(snap.count);
-  if (bucket != null) lookupBucket(changetype<usize>(bucket), bucket.byteLength, chain, snap, m);
+  index.lookup(chain, snap, m);
   return m;
 }
 
-function record(bucket: ArrayBuffer | null, chain: PrefixChain, snap: Snapshot, i: i32, now: u32, budget: i32 = 4096): ArrayBuffer | null {
-  const ptr: usize = bucket == null ? 0 : changetype<usize>(bucket);
-  const len = bucket == null ? 0 : bucket.byteLength;
-  return insertIntoBucket(ptr, len, chain, snap.addrHash[i], now, budget, snap);
+function blocks(tag: string, n: i32): string {
+  let s = "";
+  for (let k = 0; k < n; k++) s += (tag + "-" + k.toString() + "________").slice(0, 8);
+  return s;
 }
 
 describe("prefix chains", () => {
@@ -40,37 +39,29 @@ describe("prefix chains", () => {
     expect(a.hashes[0]).toBe(b.hashes[0]);
     expect(a.hashes[1]).toBe(b.hashes[1]);
     expect(a.hashes[2]).not.toBe(b.hashes[2]);
-    expect(a.bucket()).toBe(b.bucket());
-    expect(a.bucket()).toBeLessThan(PREFIX_BUCKETS);
   });
 
   it("are seeded with the model: the same prompt under another model shares nothing", () => {
-    const a = chainOf("llama", "aaaaaaaabbbbbbbb");
-    const b = chainOf("sql-lora", "aaaaaaaabbbbbbbb");
-    expect(a.hashes[0]).not.toBe(b.hashes[0]);
+    expect(chainOf("llama", "aaaaaaaabbbbbbbb").hashes[0]).not.toBe(chainOf("sql-lora", "aaaaaaaabbbbbbbb").hashes[0]);
   });
 
-  it("keep every level up to 16, then about 8 per doubling, and always the last", () => {
+  it("keep every level up to 16, then 8 per doubling, and always the last", () => {
     expect(storedCount(1)).toBe(1);
     expect(storedCount(16)).toBe(16);
     expect(storedCount(17)).toBe(17);
-    expect(storedCount(256)).toBeLessThan(60);
-    expect(storedCount(256)).toBeGreaterThan(40);
+    expect(storedCount(256)).toBe(48);
   });
 });
 
-describe("shared prefix buckets", () => {
-  it("find the longest prefix each endpoint served", () => {
+describe("prefix index", () => {
+  it("finds the longest prefix each endpoint was sent", () => {
     const snap = snapOf(3);
-    let text = "";
-    for (let k = 0; k < 40; k++) text += "block" + (k < 10 ? "00" : "0") + k.toString();
-    const full = chainOf("m", text);
-    expect(full.count).toBe(40);
-    let bucket = record(null, full, snap, 1, 1000);
-    const half = chainOf("m", text.slice(0, 8 * 20) + "X".repeat(8 * 20));
-    bucket = record(bucket, half, snap, 2, 1000);
-    const probe = chainOf("m", text.slice(0, 8 * 30) + "Y".repeat(8 * 10));
-    const m = matchedBy(bucket, probe, snap);
+    const text = blocks("sys", 40);
+    const index = new PrefixIndex(4096);
+    index.record(chainOf("m", text), snap.addrHash[1]);
+    index.record(chainOf("m", text.slice(0, 8 * 20) + blocks("other", 20)), snap.addrHash[2]);
+    const probe = chainOf("m", text.slice(0, 8 * 30) + blocks("new", 10));
+    const m = matchedBy(index, probe, snap);
     expect(m[0]).toBe(0);
     // Levels above 16 are sampled: a match is known to within 1/8 of its length, never over.
     expect(m[1]).toBeLessThanOrEqual(30);
@@ -78,57 +69,75 @@ describe("shared prefix buckets", () => {
     expect(m[2]).toBe(20);
   });
 
-  it("skip a write when the record already covers the chain and was used recently", () => {
-    const snap = snapOf(2);
-    const c = chainOf("m", "x".repeat(64));
-    const b = record(null, c, snap, 0, 1000);
-    expect(record(b, c, snap, 0, 1000 + TOUCH_INTERVAL_MS - 1)).toBeNull();
-    const touched = record(b, c, snap, 0, 1000 + TOUCH_INTERVAL_MS);
-    expect(touched).not.toBeNull();
-    expect(touched!.byteLength).toBe(b!.byteLength);
+  it("ignores endpoints no longer in the snapshot", () => {
+    const index = new PrefixIndex(4096);
+    const big = snapOf(5);
+    const c = chainOf("m", blocks("x", 10));
+    index.record(c, big.addrHash[4]);
+    const small = snapOf(2);
+    const m = matchedBy(index, c, small);
+    expect(m[0]).toBe(0);
+    expect(m[1]).toBe(0);
   });
 
-  it("replace a record its endpoint extended, instead of keeping both", () => {
+  it("evicts by generations: what was used recently stays, the oldest goes", () => {
+    const snap = snapOf(2);
+    const index = new PrefixIndex(64); // 64 pairs per generation
+    const keep = chainOf("m", blocks("keep", 8));
+    const old = chainOf("m", blocks("old", 8));
+    index.record(old, snap.addrHash[0]);
+    index.record(keep, snap.addrHash[1]);
+    for (let round = 0; round < 20; round++) {
+      index.record(chainOf("m", blocks("filler" + round.toString(), 8)), snap.addrHash[0]);
+      index.record(keep, snap.addrHash[1]); // used again: moves to the current generation
+    }
+    expect(matchedBy(index, keep, snap)[1]).toBe(8);
+    expect(matchedBy(index, old, snap)[0]).toBe(0);
+    expect(index.size).toBeLessThanOrEqual(128);
+  });
+
+  it("sizes itself from the profile's blocks per endpoint", () => {
+    expect(indexCapacity(100, 2)).toBe(4096);
+    expect(indexCapacity(31250, 8)).toBe(62500);
+    expect(indexCapacity(31250, 1024)).toBe(262144);
+  });
+});
+
+describe("prefix journals", () => {
+  it("carry one VM's records to another VM's index, each record once", () => {
+    const snap = snapOf(2);
+    const writer = new JournalWriter();
+    const reader = new JournalReader();
+    const theirs = new PrefixIndex(4096);
+    const c = chainOf("m", blocks("j", 12));
+    writer.note(c, snap.addrHash[1]);
+    const j1 = writer.publish()!;
+    expect(reader.apply(7, j1, theirs)).toBe(1);
+    expect(matchedBy(theirs, c, snap)[1]).toBe(12);
+    // The next journal repeats the previous tick's records: a reader does not apply them twice.
+    const c2 = chainOf("m", blocks("k", 4));
+    writer.note(c2, snap.addrHash[0]);
+    const j2 = writer.publish()!;
+    expect(reader.apply(7, j2, theirs)).toBe(1);
+    expect(matchedBy(theirs, c2, snap)[0]).toBe(4);
+    // A reader that missed j1 still gets it from j2.
+    const late = new JournalReader();
+    const lateIndex = new PrefixIndex(4096);
+    expect(late.apply(7, j2, lateIndex)).toBe(2);
+    expect(writer.publish()).not.toBeNull(); // the previous tick's records once more
+    expect(writer.publish()).toBeNull(); // then nothing new
+  });
+
+  it("stop at the first malformed record without trapping", () => {
     const snap = snapOf(1);
-    const short = chainOf("m", "s".repeat(32));
-    const long = chainOf("m", "s".repeat(64));
-    const b1 = record(null, short, snap, 0, 1000)!;
-    const b2 = record(b1, long, snap, 0, 1001)!;
-    expect(b2.byteLength - b1.byteLength).toBe(4 * (storedCount(8) - storedCount(4)));
-  });
-
-  it("stay within their byte budget, evicting endpoints gone from the snapshot first, then the least recently used", () => {
-    const snap = snapOf(4);
-    let bucket: ArrayBuffer | null = null;
-    const budget = 100; // three 4-block records (8 + 3 x 28 bytes)
-    const chains: PrefixChain[] = [];
-    for (let k = 0; k < 4; k++) chains.push(chainOf("m", "p".repeat(8) + k.toString().repeat(24)));
-    for (let k = 0; k < 4; k++) bucket = record(bucket, chains[k], snap, k, 1000 + k * 10, budget);
-    expect(bucket!.byteLength).toBeLessThanOrEqual(budget);
-    const m = matchedBy(bucket, chains[0], snap);
-    expect(m[0]).toBeLessThan(4); // the oldest full record was evicted (its first block may survive in others)
-    const newest = matchedBy(bucket, chains[3], snap);
-    expect(newest[3]).toBe(4);
-    // endpoint 3 leaves the snapshot: its record goes first even though it is the newest
-    const smaller = snapOf(3);
-    bucket = record(bucket, chainOf("m", "p".repeat(8) + "z".repeat(24)), smaller, 0, 2000, budget);
-    expect(matchedBy(bucket, chains[2], smaller)[2]).toBe(4);
-  });
-
-  it("treat a corrupt bucket as empty and never trap on it", () => {
-    const snap = snapOf(2);
-    const c = chainOf("m", "q".repeat(80));
-    const junk = new ArrayBuffer(64);
-    store<u32>(changetype<usize>(junk), 0x31585045);
-    store<u32>(changetype<usize>(junk), 9999, 4);
-    expect(matchedBy(junk, c, snap)[0]).toBe(0);
-    const rebuilt = record(junk, c, snap, 1, 5);
-    expect(matchedBy(rebuilt, c, snap)[1]).toBe(10);
-  });
-
-  it("size their budget from the profile's blocks per endpoint, within 4..32 KiB", () => {
-    expect(bucketBudget(100, 2)).toBe(4096);
-    expect(bucketBudget(31250, 1024)).toBe(32768);
-    expect(bucketBudget(31250, 64)).toBe(15625);
+    const writer = new JournalWriter();
+    writer.note(chainOf("m", blocks("a", 3)), snap.addrHash[0]);
+    writer.note(chainOf("m", blocks("b", 3)), snap.addrHash[0]);
+    const j = writer.publish()!;
+    store<u32>(changetype<usize>(j), 999, 8 + 16 + 12 + 12); // second record: a c that does not match its n
+    const index = new PrefixIndex(4096);
+    expect(new JournalReader().apply(1, j, index)).toBe(1);
+    expect(new JournalReader().apply(1, j.slice(0, 20), index)).toBe(0);
+    expect(new JournalReader().apply(1, new ArrayBuffer(3), index)).toBe(0);
   });
 });

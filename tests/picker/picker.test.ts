@@ -41,7 +41,7 @@ test("picks the least loaded endpoint and never one in error", () => {
   }
 });
 
-test("requests sharing a long prefix go to the same endpoint, whichever worker VM decides", () => {
+test("requests sharing a long prefix go to the same endpoint, whichever worker VM decides (after a tick)", () => {
   const h = new PickerHost({ concurrency: 4 });
   h.publish([{ address: A }, { address: B }, { address: C }]);
   const seen = new Set<string>();
@@ -49,6 +49,7 @@ test("requests sharing a long prefix go to the same endpoint, whichever worker V
     const system = `group ${group}: ` + LONG;
     const first = h.pick({ worker: group % 4, path: "/v1/chat/completions", body: JSON.stringify({ model: "m", messages: [{ role: "system", content: system }, { role: "user", content: "first question" }] }) });
     first.stream.finish();
+    h.advance(200); // the deciding VM's journal reaches the other VMs on their ticks
     const second = h.pick({ worker: (group + 1) % 4, path: "/v1/chat/completions", body: JSON.stringify({ model: "m", messages: [{ role: "system", content: system }, { role: "user", content: "another question" }] }) });
     second.stream.finish();
     assert.equal(second.dest, first.dest, `group ${group}`);

@@ -55,7 +55,6 @@ async function main(): Promise<void> {
   const png = await renderRoutingPng(rows.map((r) => ({ workload: r.workload, loadPct: r.load * 100, picker: r.picker, ttftP99Ms: r.summary.ttftP99Ms, outputTokPerSec: r.summary.outputTokPerSec })),
     `Routing quality, ${PODS} simulated vLLM pods (metrics lag ${profile.metricsLagMs} ms)`);
   writeFileSync("build/bench/routing.png", png);
-  if (filterStats?.configFallback) process.stdout.write("note: build/filter.wasm refused {fetchSnapshots, failureMode}; it ran with its default configuration\n");
   process.stdout.write(`wrote build/bench/routing.json and build/bench/routing.png (${rows.length} runs, ${wallS.toFixed(1)} s)\n`);
 }
 

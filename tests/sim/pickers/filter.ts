@@ -50,7 +50,7 @@ export function filterPicker(opts: FilterPickerOptions = {}): Picker {
   let version = 0n;
   let lastContent = "";
   let rr = 0;
-  const counters = { fallbacks: 0, rejected: 0, snapshots: 0, configFallback: false, logs: 0 };
+  const counters = { fallbacks: 0, rejected: 0, snapshots: 0, logs: 0 };
   const epochNs = (ctx: PickerContext) => BigInt(ctx.clock.epochMs) * 1_000_000n;
 
   const sync = (ctx: PickerContext) => {
@@ -69,13 +69,13 @@ export function filterPicker(opts: FilterPickerOptions = {}): Picker {
       };
     });
     const content = JSON.stringify(endpoints);
-    const nowMs = ctx.clock.now();
+    const nowMs = ctx.clock.epochMs + ctx.clock.now(); // the VMs' clock (epoch-based)
     sync(ctx);
     if (content !== lastContent) {
       lastContent = content;
       version++;
       counters.snapshots++;
-      publishSnapshot(host!.sharedData, encodeSnapshot({ version, generatedAtMs: ctx.clock.epochMs + nowMs, profile: DEFAULT_PROFILE, endpoints }), nowMs);
+      publishSnapshot(host!.sharedData, encodeSnapshot({ version, generatedAtMs: nowMs, profile: DEFAULT_PROFILE, endpoints }), nowMs);
     } else {
       host!.sharedData.set(SNAPSHOT_META_KEY, snapshotMeta(version, nowMs));
     }
@@ -106,15 +106,7 @@ export function filterPicker(opts: FilterPickerOptions = {}): Picker {
       version = 0n;
       lastContent = "";
       rr = 0;
-      const configuration = opts.configuration ?? FILTER_CONFIGURATION;
-      try {
-        host = makeHost(ctx, configuration);
-      } catch (e) {
-        // The walking-skeleton filter refuses fields it does not know yet; run it with its defaults.
-        if (!/configur|unknown field|proxy_on_configure/i.test((e as Error).message)) throw e;
-        counters.configFallback = true;
-        host = makeHost(ctx, "");
-      }
+      host = makeHost(ctx, opts.configuration ?? FILTER_CONFIGURATION);
       publish(ctx, ctx.scrape());
       ctx.every(SCRAPE_MS, () => publish(ctx, ctx.scrape()));
     },
