@@ -13,6 +13,9 @@ export class RecentAdapters {
   private snap: Snapshot | null = null;
   private models: StaticArray<u32> = new StaticArray<u32>(0);
   private until: StaticArray<u64> = new StaticArray<u64>(0);
+  /** Endpoints with an entry that may not have expired (so a request looks at these, not at every endpoint). */
+  touched: Array<i32> = new Array<i32>();
+  private isTouched: StaticArray<bool> = new StaticArray<bool>(0);
 
   /** Re-aligns with a new snapshot, keeping entries of endpoints still in it. */
   rebase(next: Snapshot): void {
@@ -30,6 +33,26 @@ export class RecentAdapters {
     this.models = models;
     this.until = until;
     this.snap = next;
+    this.isTouched = new StaticArray<bool>(next.count);
+    this.touched.length = 0;
+    for (let j = 0; j < next.count; j++) {
+      for (let k = j * SLOTS; k < (j + 1) * SLOTS; k++) {
+        if (unchecked(until[k]) > 0) { this.touched.push(j); unchecked(this.isTouched[j] = true); break; }
+      }
+    }
+  }
+
+  /** Drops endpoints whose entries have all expired from `touched`. */
+  prune(nowMs: u64): void {
+    let kept = 0;
+    for (let t = 0; t < this.touched.length; t++) {
+      const i = unchecked(this.touched[t]);
+      let live = false;
+      for (let k = i * SLOTS; k < (i + 1) * SLOTS; k++) if (unchecked(this.until[k]) > nowMs) { live = true; break; }
+      if (live) unchecked(this.touched[kept++] = i);
+      else unchecked(this.isTouched[i] = false);
+    }
+    this.touched.length = kept;
   }
 
   /** Endpoint `i` was sent `model` at `nowMs`. */
@@ -43,6 +66,7 @@ export class RecentAdapters {
     }
     unchecked(this.models[slot] = model);
     unchecked(this.until[slot] = nowMs + RECENT_MS);
+    if (!unchecked(this.isTouched[i])) { unchecked(this.isTouched[i] = true); this.touched.push(i); }
   }
 
   isRecent(i: i32, model: u32, nowMs: u64): bool {

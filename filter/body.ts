@@ -84,9 +84,32 @@ export class BodyScanner {
 
   /** `expectedPrompt`: bytes to reserve for the prompt copy up front (grown as needed, never past promptCap). */
   constructor(kind: i32, promptCap: i32, expectedPrompt: i32 = 256) {
+    this.reset(kind, promptCap, expectedPrompt);
+  }
+
+  /** Makes the scanner new again for another body, keeping its buffers (scanners are pooled per VM). */
+  reset(kind: i32, promptCap: i32, expectedPrompt: i32 = 256): void {
     this.kind = kind;
     this.promptCap = promptCap < 0 ? 0 : promptCap;
-    this.prompt = new StaticArray<u8>(min(max(expectedPrompt, 0), this.promptCap));
+    const want = min(max(expectedPrompt, 0), this.promptCap);
+    if (this.prompt.length < want) this.prompt = new StaticArray<u8>(want);
+    this.state = SCAN_NEED_MORE;
+    this.consumed = 0;
+    this.modelLen = 0;
+    this.hasModel = false;
+    this.promptLen = 0;
+    this.promptSeen = false;
+    this.promptComplete = false;
+    this.at = AT_START;
+    this.first = true;
+    this.keyLen = 0;
+    this.keyEscape = false;
+    this.role = ROLE_OTHER;
+    this.depth = 0;
+    this.inString = false;
+    this.escape = false;
+    this.literal = false;
+    this.modelOk = false;
   }
 
   /** True once model and enough prompt are known, or nothing more can be learnt. */

@@ -152,6 +152,18 @@ export class PickerRoot extends RootContext {
     if (f != null) f.onResponse(token, headers, body_size, nowNs() / 1000000);
   }
 
+  private scanners: BodyScanner[] = [];
+
+  /** A body scanner from this VM's pool (their buffers are reused: a request allocates none). */
+  takeScanner(kind: i32, cap: i32, expected: i32): BodyScanner {
+    if (this.scanners.length == 0) return new BodyScanner(kind, cap, expected);
+    const s = this.scanners.pop();
+    s.reset(kind, cap, expected);
+    return s;
+  }
+
+  giveBack(s: BodyScanner): void { if (this.scanners.length < 64) this.scanners.push(s); }
+
   /** Publishes the chains this VM sent since its last tick; applies the other VMs' new ones. */
   private sharePrefixes(): void {
     const mine = this.journal.publish();
@@ -240,7 +252,7 @@ export class PickerStream extends Context {
     // Size the prompt copy from content-length when given, so it is allocated once.
     const length = getHeader(HeaderMapTypeValues.RequestHeaders, CONTENT_LENGTH);
     const expected = length == null ? 0 : I32.parseInt(String.UTF8.decode(length));
-    this.scanner = new BodyScanner(this.kind, cap, isFinite(expected) && expected > 0 ? <i32>min(expected, cap) : 256);
+    this.scanner = root.takeScanner(this.kind, cap, isFinite(expected) && expected > 0 ? <i32>min(expected, cap) : 256);
     return FilterHeadersStatusValues.StopIteration; // decided in the body callback, which may still set headers
   }
 
@@ -282,6 +294,8 @@ export class PickerStream extends Context {
 
   onDelete(): void {
     this.root.release(this);
+    const s = this.scanner;
+    if (s != null) { this.root.giveBack(s); this.scanner = null; }
     if (this.picked) {
       this.root.pool.inflight.finished(this.pickedHash);
       this.picked = false;
@@ -290,6 +304,13 @@ export class PickerStream extends Context {
 
   /** Makes the decision; true to let the request continue, false when a local reply was sent. */
   private decide(): bool {
+    const result = this.decideOnce();
+    const s = this.scanner;
+    if (s != null) { this.root.giveBack(s); this.scanner = null; }
+    return result;
+  }
+
+  private decideOnce(): bool {
     this.decided = true;
     const root = this.root;
     const cfg = root.cfg;

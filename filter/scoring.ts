@@ -58,6 +58,8 @@ export class Scorer {
   private candidates: StaticArray<i32> = new StaticArray<i32>(0);
   private candidateCount: i32 = 0;
   private kvTerm: StaticArray<f64> = new StaticArray<f64>(0);
+  private tied: StaticArray<i32> = new StaticArray<i32>(0);
+  private loraNow: StaticArray<f64> = new StaticArray<f64>(0);
   /** LoRA affinity per endpoint, by model hash, for the prepared snapshot (few models, many requests). */
   private loraByModel: Map<u32, StaticArray<f64>> = new Map();
 
@@ -70,6 +72,8 @@ export class Scorer {
     this.running = new StaticArray<f64>(n);
     this.outstanding = new StaticArray<f64>(n);
     this.kvTerm = new StaticArray<f64>(n);
+    this.tied = new StaticArray<i32>(n);
+    this.loraNow = new StaticArray<f64>(n);
     this.loraByModel.clear();
     const list = new StaticArray<i32>(n);
     let fresh = 0, usable = 0;
@@ -152,11 +156,25 @@ export class Scorer {
     const rScale = maxR == minR ? 0 : wr / (maxR - minR), rConst = maxR == minR ? wr : 0;
     const prefixScale = prefixOn ? p.prefixWeight / <f64>req.chainBlocks : 0;
     const matched = req.matched, kvTerm = this.kvTerm, scores = this.scores;
+    // This VM's recent sends correct the (lagged) LoRA terms of the few endpoints they went to.
+    let loraNow = lora;
     const recent = lora != null ? req.recent : null;
+    if (lora != null && recent != null) {
+      recent.prune(req.nowMs);
+      if (recent.touched.length > 0) {
+        loraNow = this.loraNow;
+        memory.copy(changetype<usize>(loraNow), changetype<usize>(lora), <usize>(lora.length << 3));
+        for (let t = 0; t < recent.touched.length; t++) {
+          const i = unchecked(recent.touched[t]);
+          unchecked(loraNow[i] = this.recentLora(snap, i, req, unchecked(lora[i])));
+        }
+      }
+    }
     let minMatched = i32.MAX_VALUE;
     if (prefixOn) for (let k = 0; k < count; k++) minMatched = min(minMatched, unchecked(matched[unchecked(list[k])]));
     const maxScore = p.picker != PICKER_RANDOM && p.picker != PICKER_WEIGHTED_RANDOM;
-    let best = -f64.MAX_VALUE, chosen = -1, ties = 0;
+    let best = -f64.MAX_VALUE, ties = 0;
+    const tied = this.tied;
     for (let k = 0; k < count; k++) {
       const i = unchecked(list[k]);
       let s = unchecked(kvTerm[i]) + qConst + rConst;
@@ -172,14 +190,15 @@ export class Scorer {
         const damp = excess <= allowed ? 1.0 : max(0.0, 1.0 - (excess - allowed) / allowed);
         s += prefixScale * m * damp;
       }
-      if (lora != null) s += recent != null ? this.recentLora(snap, i, req, unchecked(lora[i])) : unchecked(lora[i]);
+      if (loraNow != null) s += unchecked(loraNow[i]);
       unchecked(scores[i] = s);
-      if (maxScore) { // max-score, ties broken uniformly at random (reservoir over the tied)
-        if (s > best + 1e-9) { best = s; chosen = i; ties = 1; }
-        else if (s >= best - 1e-9) { ties++; if (nextBelow(ties) == 0) chosen = i; }
+      if (maxScore) { // max-score: remember every endpoint tied with the best so far
+        if (s > best + 1e-9) { best = s; unchecked(tied[0] = i); ties = 1; }
+        else if (s >= best - 1e-9) unchecked(tied[ties++] = i);
       }
     }
-    this.primary = maxScore ? chosen : this.pickRandomly(p.picker);
+    // Ties are broken uniformly at random.
+    this.primary = maxScore ? (ties == 0 ? -1 : unchecked(tied[ties == 1 ? 0 : nextBelow(ties)])) : this.pickRandomly(p.picker);
     if (this.primary < 0) return OUTCOME_NO_ENDPOINT;
     if (p.fallbackCount > 0) this.rankFallbacks(p.fallbackCount);
     return OUTCOME_PICKED;

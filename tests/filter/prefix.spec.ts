@@ -45,11 +45,12 @@ describe("prefix chains", () => {
     expect(chainOf("llama", "aaaaaaaabbbbbbbb").hashes[0]).not.toBe(chainOf("sql-lora", "aaaaaaaabbbbbbbb").hashes[0]);
   });
 
-  it("keep every level up to 16, then 8 per doubling, and always the last", () => {
+  it("keep every level up to 8, then 4 per doubling, and always the last", () => {
     expect(storedCount(1)).toBe(1);
-    expect(storedCount(16)).toBe(16);
-    expect(storedCount(17)).toBe(17);
-    expect(storedCount(256)).toBe(48);
+    expect(storedCount(8)).toBe(8);
+    expect(storedCount(9)).toBe(9); // 1..8 and 9 itself
+    expect(storedCount(16)).toBe(12); // 1..8, 10, 12, 14, 16
+    expect(storedCount(256)).toBe(28);
   });
 });
 
@@ -63,9 +64,9 @@ describe("prefix index", () => {
     const probe = chainOf("m", text.slice(0, 8 * 30) + blocks("new", 10));
     const m = matchedBy(index, probe, snap);
     expect(m[0]).toBe(0);
-    // Levels above 16 are sampled: a match is known to within 1/8 of its length, never over.
+    // Levels above 8 are sampled: a match is known to within 1/4 of its length, never over.
     expect(m[1]).toBeLessThanOrEqual(30);
-    expect(m[1]).toBeGreaterThanOrEqual(28);
+    expect(m[1]).toBeGreaterThanOrEqual(24);
     expect(m[2]).toBe(20);
   });
 
