@@ -42,6 +42,7 @@ const MAX_CACHED_MODELS = 64;
 const PREFIX_SLACK_ABS: f64 = 2;
 const PREFIX_SLACK_REL: f64 = 0.25;
 const PREFIX_SLACK_PER_BLOCK: f64 = 0.15;
+const LOAD_SPAN_FLOOR: f64 = 4;
 
 export class Scorer {
   /** Per endpoint of the current snapshot; valid after `decide`. */
@@ -152,7 +153,11 @@ export class Scorer {
     const prefixOn = p.prefixWeight > 0 && req.chainBlocks > 0 && req.matched.length == snap.count;
     const wq = p.queueWeight, wr = p.runningWeight;
     // Min-max normalisation as GIE's scorers do; all equal scores 1.
-    const qScale = maxW == minW ? 0 : wq / (maxW - minW), qConst = maxW == minW ? wq : 0;
+    // The load score falls from 1 (least loaded) over the spread of loads, but never over less than
+    // LOAD_SPAN_FLOOR requests: between nearly idle endpoints half a request of difference is noise, and
+    // min-max alone would turn it into the whole weight and drown prefix and LoRA affinity.
+    const span = max(maxW - minW, LOAD_SPAN_FLOOR);
+    const qScale = wq / span, qConst = wq - qScale * (maxW - minW);
     const rScale = maxR == minR ? 0 : wr / (maxR - minR), rConst = maxR == minR ? wr : 0;
     const prefixScale = prefixOn ? p.prefixWeight / <f64>req.chainBlocks : 0;
     const matched = req.matched, kvTerm = this.kvTerm, scores = this.scores;

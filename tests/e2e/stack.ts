@@ -1,0 +1,139 @@
+// The whole system on one machine, over real sockets: simulated model-server pods (in this process, on
+// real time), the bundled companion and the emulator gateway serving envoy/envoy.yaml (child processes).
+// Used by the end-to-end tests and the demo.
+import http from "node:http";
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { stringify } from "yaml";
+import { RealClock } from "../sim/clock";
+import { SimPod } from "../sim/pod-server";
+import { DEFAULT_PROFILE, type EngineKind, type EngineProfile } from "../sim/profile";
+import { tempBootstrap } from "../emulator/fixtures";
+
+export const ENGINE_LABEL = "inference.networking.k8s.io/engine-type";
+/** The companion's engine name for each simulated engine. */
+export const COMPANION_ENGINE: Record<EngineKind, string> = {
+  "vllm-v1": "vllm", "vllm-v0": "vllm", sglang: "sglang", "triton-trtllm": "triton-tensorrt-llm", "trtllm-serve": "trtllm-serve",
+};
+
+export interface Proc {
+  child: ChildProcess;
+  /** HOST:PORT it printed when ready. */
+  address: string;
+  port: number;
+  output(): string;
+  stop(): Promise<void>;
+}
+
+/** Starts a bundled program and waits for its "... listening on HOST:PORT" line. */
+export async function startProc(script: string, args: string[], ready: RegExp, timeoutMs = 15_000): Promise<Proc> {
+  const child = spawn(process.execPath, [script, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  child.stdout!.on("data", (d) => (out += d));
+  child.stderr!.on("data", (d) => (out += d));
+  const address = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${script} not ready after ${timeoutMs} ms:\n${out}`)), timeoutMs);
+    child.stdout!.on("data", () => {
+      const m = ready.exec(out);
+      if (m) { clearTimeout(timer); resolve(m[1]); }
+    });
+    child.once("exit", (code) => { clearTimeout(timer); reject(new Error(`${script} exited ${code}:\n${out}`)); });
+  });
+  return {
+    child, address, port: Number(address.split(":").pop()), output: () => out,
+    stop: () => new Promise<void>((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) return resolve();
+      child.once("exit", () => resolve());
+      child.kill("SIGTERM");
+      setTimeout(() => child.kill("SIGKILL"), 3000).unref();
+    }),
+  };
+}
+
+export interface PodSpecs { engines: EngineKind[]; ips?: string[]; port?: number; profile?: EngineProfile; timeScale?: number }
+
+/** Simulated pods on one real-time clock; pod i on ips[i] (default 127.0.0.1) and `port` (default: free). */
+export async function startSimPods(spec: PodSpecs): Promise<{ pods: SimPod[]; clock: RealClock; close(): Promise<void> }> {
+  const clock = new RealClock(spec.timeScale ?? 1);
+  const pods: SimPod[] = [];
+  for (let i = 0; i < spec.engines.length; i++) {
+    const pod = new SimPod({ name: `pod-${i}`, kind: spec.engines[i], profile: spec.profile ?? DEFAULT_PROFILE, clock, host: spec.ips?.[i] ?? "127.0.0.1", port: spec.port ?? 0 });
+    pods.push(await pod.listen());
+  }
+  return { pods, clock, close: async () => { await Promise.all(pods.map((p) => p.close())); clock.stop(); } };
+}
+
+/** A static endpoints file for the companion: each pod's address and its engine label. */
+export function endpointsFile(pods: SimPod[]): string {
+  const dir = mkdtempSync(join(tmpdir(), "e2e-"));
+  const file = join(dir, "endpoints.yaml");
+  writeFileSync(file, stringify(pods.map((p) => ({ address: p.address, labels: { [ENGINE_LABEL]: COMPANION_ENGINE[p.kind] } }))));
+  return file;
+}
+
+export function tempFile(name: string, text: string): string {
+  const file = join(mkdtempSync(join(tmpdir(), "e2e-")), name);
+  writeFileSync(file, text);
+  return file;
+}
+
+export async function startCompanion(args: string[], port = 0): Promise<Proc> {
+  return startProc("build/companion.mjs", [...args, "--port", String(port), "--host", "127.0.0.1", "--log-level", "warn"], /companion listening on (\S+)\n/);
+}
+
+/**
+ * The emulator serving envoy/envoy.yaml with the companion cluster at `companionPort`, the FailOpen fallback
+ * cluster over `fallbackPorts` (127.0.0.1) and the filter `configuration` (the shipped one when omitted).
+ */
+export async function startGateway(opts: { companionPort: number; fallbackPorts: number[]; configuration?: object; concurrency?: number }): Promise<Proc> {
+  const file = tempBootstrap({ fallbackPorts: opts.fallbackPorts, companionPort: opts.companionPort, configuration: opts.configuration ?? {} });
+  return startProc("build/emulator.mjs", ["-c", file, "--concurrency", String(opts.concurrency ?? 2), "--log-level", "warn"], /emulator listening on (\S+)\n/);
+}
+
+export interface Reply { status: number; headers: http.IncomingHttpHeaders; body: string; ttftMs: number; totalMs: number }
+
+/** One HTTP request (a fresh connection unless `agent` is given); ttftMs is the time to the first body byte. */
+export function send(port: number, path: string, body: string | null, headers: Record<string, string | string[]> = {}, agent?: http.Agent, host = "127.0.0.1"): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    let first = 0;
+    const r = http.request({ host, port, path, method: body === null ? "GET" : "POST", agent: agent ?? false,
+      headers: { ...(body === null ? {} : { "content-type": "application/json", "content-length": Buffer.byteLength(body) }), ...headers } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => { if (first === 0) first = performance.now(); chunks.push(c); });
+      res.on("end", () => {
+        const now = performance.now();
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString(), ttftMs: (first || now) - started, totalMs: now - started });
+      });
+      res.on("error", reject);
+    });
+    r.on("error", reject);
+    if (body !== null) r.write(body);
+    r.end();
+  });
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `check` until it is true or `timeoutMs` passes (then throws with `what`). */
+export async function eventually(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 5000, everyMs = 25): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await sleep(everyMs);
+  }
+}
+
+/** The companion's normalised view of the pool (GET /v1/endpoints). */
+export async function companionEndpoints(port: number): Promise<Array<{ address: string; engine: string; queued: number | null; running: number | null; kvUsage: number | null; stale: boolean; error: string | null; lora: { running: string[] } | null }>> {
+  const r = await send(port, "/v1/endpoints", null);
+  const parsed = JSON.parse(r.body);
+  return Array.isArray(parsed) ? parsed : parsed.endpoints;
+}
+
+/** Waits until the gateway's filter picks (its fetcher has a snapshot): a request gets a served header. */
+export async function gatewayPicking(port: number, body: string, timeoutMs = 10_000): Promise<void> {
+  await eventually("the gateway to pick", async () => (await send(port, "/v1/completions", body)).headers["x-gateway-destination-endpoint-served"] !== undefined, timeoutMs, 50);
+}
