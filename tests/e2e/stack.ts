@@ -2,6 +2,7 @@
 // real time), the bundled companion and the emulator gateway serving envoy/envoy.yaml (child processes).
 // Used by the end-to-end tests and the demo.
 import http from "node:http";
+import net from "node:net";
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -19,7 +20,7 @@ export const COMPANION_ENGINE: Record<EngineKind, string> = {
 };
 
 export interface Proc {
-  child: ChildProcess;
+  readonly child: ChildProcess;
   /** HOST:PORT it printed when ready. */
   address: string;
   port: number;
@@ -29,27 +30,18 @@ export interface Proc {
 
 /** Starts a bundled program and waits for its "... listening on HOST:PORT" line. */
 export async function startProc(script: string, args: string[], ready: RegExp, timeoutMs = 15_000): Promise<Proc> {
-  const child = spawn(process.execPath, [script, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-  let out = "";
-  child.stdout!.on("data", (d) => (out += d));
-  child.stderr!.on("data", (d) => (out += d));
+  const proc = spawnProc(process.execPath, [script, ...args], "");
   const address = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${script} not ready after ${timeoutMs} ms:\n${out}`)), timeoutMs);
-    child.stdout!.on("data", () => {
-      const m = ready.exec(out);
+    const timer = setTimeout(() => reject(new Error(`${script} not ready after ${timeoutMs} ms:\n${proc.output()}`)), timeoutMs);
+    proc.child.stdout!.on("data", () => {
+      const m = ready.exec(proc.output());
       if (m) { clearTimeout(timer); resolve(m[1]); }
     });
-    child.once("exit", (code) => { clearTimeout(timer); reject(new Error(`${script} exited ${code}:\n${out}`)); });
+    proc.child.once("exit", (code) => { clearTimeout(timer); reject(new Error(`${script} exited ${code}:\n${proc.output()}`)); });
   });
-  return {
-    child, address, port: Number(address.split(":").pop()), output: () => out,
-    stop: () => new Promise<void>((resolve) => {
-      if (child.exitCode !== null || child.signalCode !== null) return resolve();
-      child.once("exit", () => resolve());
-      child.kill("SIGTERM");
-      setTimeout(() => child.kill("SIGKILL"), 3000).unref();
-    }),
-  };
+  proc.address = address;
+  proc.port = Number(address.split(":").pop());
+  return proc;
 }
 
 export interface PodSpecs { engines: EngineKind[]; ips?: string[]; port?: number; profile?: EngineProfile; timeScale?: number }
@@ -83,13 +75,74 @@ export async function startCompanion(args: string[], port = 0): Promise<Proc> {
   return startProc("build/companion.mjs", [...args, "--port", String(port), "--host", "127.0.0.1", "--log-level", "warn"], /companion listening on (\S+)\n/);
 }
 
+export interface GatewayOptions {
+  companionPort: number;
+  /** Ports (on 127.0.0.1) of the fallback cluster: where requests without a destination header go. */
+  fallbackPorts: number[];
+  /** The filter configuration (the shipped one when omitted); `withFilter: false` removes the filter. */
+  configuration?: object;
+  withFilter?: boolean;
+  /** lb_policy of the fallback cluster (the baselines of the demo). */
+  fallbackLbPolicy?: "ROUND_ROBIN" | "LEAST_REQUEST" | "RANDOM";
+  concurrency?: number;
+  /** Use this `envoy` binary instead of the emulator (the listener then needs a fixed `port`). */
+  envoy?: string;
+  port?: number;
+}
+
 /**
- * The emulator serving envoy/envoy.yaml with the companion cluster at `companionPort`, the FailOpen fallback
- * cluster over `fallbackPorts` (127.0.0.1) and the filter `configuration` (the shipped one when omitted).
+ * envoy/envoy.yaml rewired to loopback (companion, fallback cluster, listener port) and served by the
+ * emulator, or by a real Envoy when `envoy` names one.
  */
-export async function startGateway(opts: { companionPort: number; fallbackPorts: number[]; configuration?: object; concurrency?: number }): Promise<Proc> {
-  const file = tempBootstrap({ fallbackPorts: opts.fallbackPorts, companionPort: opts.companionPort, configuration: opts.configuration ?? {} });
-  return startProc("build/emulator.mjs", ["-c", file, "--concurrency", String(opts.concurrency ?? 2), "--log-level", "warn"], /emulator listening on (\S+)\n/);
+export async function startGateway(opts: GatewayOptions): Promise<Proc> {
+  const file = tempBootstrap({
+    fallbackPorts: opts.fallbackPorts, companionPort: opts.companionPort, withFilter: opts.withFilter, configuration: opts.configuration ?? {},
+    edit: (d) => {
+      d.static_resources.listeners[0].address.socket_address.port_value = opts.port ?? 0;
+      if (d.admin) d.admin.address.socket_address.port_value = 0;
+      const fallback = d.static_resources.clusters.find((c: { name: string }) => c.name === "inference-pool-fallback");
+      if (opts.fallbackLbPolicy) fallback.lb_policy = opts.fallbackLbPolicy;
+    },
+  });
+  if (!opts.envoy) {
+    return startProc("build/emulator.mjs", ["-c", file, "--concurrency", String(opts.concurrency ?? 2), "--log-level", "warn"], /emulator listening on (\S+)\n/);
+  }
+  if (!opts.port) throw new Error("a real Envoy needs a fixed listener port");
+  const proc = spawnProc(opts.envoy, ["-c", file, "--concurrency", String(opts.concurrency ?? 2), "-l", "warn"], `127.0.0.1:${opts.port}`);
+  await eventually("envoy to listen", () => canConnect(opts.port!), 20_000, 100);
+  return proc;
+}
+
+function spawnProc(command: string, args: string[], address: string): Proc {
+  const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  child.stdout!.on("data", (d) => (out += d));
+  child.stderr!.on("data", (d) => (out += d));
+  return {
+    child, address, port: Number(address.split(":").pop()), output: () => out,
+    stop: () => new Promise<void>((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) return resolve();
+      child.once("exit", () => resolve());
+      child.kill("SIGTERM");
+      setTimeout(() => child.kill("SIGKILL"), 3000).unref();
+    }),
+  };
+}
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, "127.0.0.1", () => { s.destroy(); resolve(true); });
+    s.on("error", () => resolve(false));
+  });
+}
+
+/** A port nothing listens on right now. */
+export async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
 }
 
 export interface Reply { status: number; headers: http.IncomingHttpHeaders; body: string; ttftMs: number; totalMs: number }
