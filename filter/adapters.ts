@@ -8,6 +8,7 @@ import { Snapshot } from "./snapshot";
 /** How long a send counts as the adapter being resident (above vLLM's gauge lag). */
 export const RECENT_MS: u64 = 3000;
 const SLOTS: i32 = 8;
+const UNLISTED_CACHE_MS: u64 = 100;
 
 export class RecentAdapters {
   private snap: Snapshot | null = null;
@@ -16,6 +17,8 @@ export class RecentAdapters {
   /** Endpoints with an entry that may not have expired (so a request looks at these, not at every endpoint). */
   touched: Array<i32> = new Array<i32>();
   private isTouched: StaticArray<bool> = new StaticArray<bool>(0);
+  private unlistedAt: StaticArray<u64> = new StaticArray<u64>(0);
+  private unlistedCount: StaticArray<i32> = new StaticArray<i32>(0);
 
   /** Re-aligns with a new snapshot, keeping entries of endpoints still in it. */
   rebase(next: Snapshot): void {
@@ -34,6 +37,8 @@ export class RecentAdapters {
     this.until = until;
     this.snap = next;
     this.isTouched = new StaticArray<bool>(next.count);
+    this.unlistedAt = new StaticArray<u64>(next.count);
+    this.unlistedCount = new StaticArray<i32>(next.count);
     this.touched.length = 0;
     for (let j = 0; j < next.count; j++) {
       for (let k = j * SLOTS; k < (j + 1) * SLOTS; k++) {
@@ -66,6 +71,7 @@ export class RecentAdapters {
     }
     unchecked(this.models[slot] = model);
     unchecked(this.until[slot] = nowMs + RECENT_MS);
+    unchecked(this.unlistedAt[i] = 0);
     if (!unchecked(this.isTouched[i])) { unchecked(this.isTouched[i] = true); this.touched.push(i); }
   }
 
@@ -78,10 +84,23 @@ export class RecentAdapters {
     return false;
   }
 
-  /** Recent models at endpoint `i` that are known adapters (some endpoint lists them) but `i` does not list. */
+  /**
+   * Recent models at endpoint `i` that are known adapters (some endpoint lists them) but `i` does not list.
+   * Cached per endpoint for UNLISTED_CACHE_MS: it changes with sends and snapshots, not per request.
+   */
   unlisted(i: i32, snap: Snapshot, nowMs: u64): i32 {
     const base = i * SLOTS;
     if (base + SLOTS > this.models.length) return 0;
+    const at = unchecked(this.unlistedAt[i]);
+    if (at != 0 && nowMs >= at && nowMs - at < UNLISTED_CACHE_MS) return unchecked(this.unlistedCount[i]);
+    const n = this.countUnlisted(i, snap, nowMs);
+    unchecked(this.unlistedAt[i] = nowMs == 0 ? 1 : nowMs);
+    unchecked(this.unlistedCount[i] = n);
+    return n;
+  }
+
+  private countUnlisted(i: i32, snap: Snapshot, nowMs: u64): i32 {
+    const base = i * SLOTS;
     let n = 0;
     for (let k = base; k < base + SLOTS; k++) {
       const m = unchecked(this.models[k]);

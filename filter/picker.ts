@@ -212,6 +212,19 @@ function allocateVmId(): u32 {
   return id == 0 ? 1 : id;
 }
 
+/** A header value of ASCII digits as a number (-1 if anything else or over 2^31). */
+function parseDecimal(b: ArrayBuffer): i64 {
+  const n = b.byteLength;
+  if (n == 0 || n > 10) return -1;
+  let v: i64 = 0;
+  for (let i = 0; i < n; i++) {
+    const c = <i32>load<u8>(changetype<usize>(b) + <usize>i) - 0x30;
+    if (c < 0 || c > 9) return -1;
+    v = v * 10 + c;
+  }
+  return v > 0x7fffffff ? -1 : v;
+}
+
 function journalKey(vm: u32): ArrayBuffer { return encode("endpoint-picker.prefix." + vm.toString()); }
 
 export class PickerStream extends Context {
@@ -251,8 +264,8 @@ export class PickerStream extends Context {
     const cap = snap == null ? 64 * 256 : snap.profile.prefixBlockChars * snap.profile.prefixMaxBlocks;
     // Size the prompt copy from content-length when given, so it is allocated once.
     const length = getHeader(HeaderMapTypeValues.RequestHeaders, CONTENT_LENGTH);
-    const expected = length == null ? 0 : I32.parseInt(String.UTF8.decode(length));
-    this.scanner = root.takeScanner(this.kind, cap, isFinite(expected) && expected > 0 ? <i32>min(expected, cap) : 256);
+    const expected = length == null ? 0 : parseDecimal(length);
+    this.scanner = root.takeScanner(this.kind, cap, expected > 0 ? <i32>min(expected, cap) : 256);
     return FilterHeadersStatusValues.StopIteration; // decided in the body callback, which may still set headers
   }
 
@@ -354,7 +367,7 @@ export class PickerStream extends Context {
     this.pickedIndex = i;
     this.pickedHash = snap.addrHash[i];
     pool.inflight.started(i);
-    if (facts.modelLen > 0) pool.recentAdapters.note(i, facts.modelHash, now);
+    if (facts.modelLen > 0 && snap.isAdapter(facts.modelHash)) pool.recentAdapters.note(i, facts.modelHash, now);
     root.metrics.pick(snap, i);
     if (facts.chainBlocks > 0) {
       if (facts.matched[i] > 0) root.metrics.count(root.metrics.prefixHits);
