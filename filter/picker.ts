@@ -410,7 +410,7 @@ export class PickerStream extends Context {
     const root = this.root;
     const snap = root.pool.snapshot!;
     const ep = snap.addrHash[i];
-    root.indexFor(snap).record(root.chain, ep);
+    root.indexFor(snap).record(root.chain, ep, root.facts.matched[i]);
     root.journal.note(root.chain, ep);
   }
 }

@@ -163,10 +163,16 @@ export class PrefixIndex {
     return best;
   }
 
-  /** Records that endpoint `ep` (address hash) was sent `chain`. */
-  record(chain: PrefixChain, ep: u32): void {
+  /**
+   * Records that endpoint `ep` (address hash) was sent `chain`. Levels up to `known` (what a lookup just
+   * found it holds) are skipped: inserting a popular prefix again would scan its long run of holders.
+   */
+  record(chain: PrefixChain, ep: u32, known: i32 = 0): void {
     const c = storedCount(chain.count);
-    for (let j = 0; j < c; j++) this.insert(chain.levelHash(j, c), ep);
+    for (let j = 0; j < c; j++) {
+      if (levelOf(j, c, chain.count) <= known) continue;
+      this.insert(chain.levelHash(j, c), ep);
+    }
   }
 
   /** Records one (level hash, endpoint) pair, e.g. from another VM's journal. */
