@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { decodeSnapshot, type Snapshot, type SnapshotEndpoint } from "../../companion/snapshot";
 import { FakeKube, inferencePoolV1, pod } from "../helpers/fake-kube";
 import { sglangPage, trtllmServePage, tritonPage, vllmPage } from "./fixtures/pages";
+import { freePortOn } from "../helpers/ports";
 
 const ENGINE_LABEL = "inference.networking.k8s.io/engine-type";
 
@@ -30,26 +31,6 @@ async function modelServer(ip: string, port: number, respond: ModelServer["respo
   return ms;
 }
 
-/** A port free on every address we need (tried on the first, checked on the rest). */
-async function freePort(ips: string[]): Promise<number> {
-  for (let attempt = 0; attempt < 20; attempt++) {
-    const port = 20000 + Math.floor(Math.random() * 30000);
-    const servers: http.Server[] = [];
-    try {
-      for (const ip of ips) {
-        const s = http.createServer();
-        await new Promise<void>((resolve, reject) => { s.once("error", reject); s.listen(port, ip, resolve); });
-        servers.push(s);
-      }
-      return port;
-    } catch {
-      // in use somewhere: try another
-    } finally {
-      await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-    }
-  }
-  throw new Error("no free port");
-}
 
 const page = (text: string) => (_req: http.IncomingMessage, res: http.ServerResponse) => res.writeHead(200, { "content-type": "text/plain; version=0.0.4" }).end(text);
 
@@ -93,7 +74,7 @@ const byAddress = (s: Snapshot, address: string): SnapshotEndpoint | undefined =
 
 test("InferencePool with mixed engines: adds, relabels, deletes within a second; bad pods are marked; watches recover", async (t) => {
   const ips = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6", "127.0.0.7", "127.0.0.8"];
-  const port = await freePort(ips);
+  const port = await freePortOn(ips);
   const fake = await FakeKube.start({ namespace: "models" });
   const servers: ModelServer[] = [];
   let companion: Running | null = null;
@@ -178,7 +159,7 @@ test("InferencePool with mixed engines: adds, relabels, deletes within a second;
 
 test("node build/companion.mjs --once --endpoints-file prints the states of a mixed pool", async (t) => {
   const ips = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"];
-  const port = await freePort(ips);
+  const port = await freePortOn(ips);
   const servers = [
     await modelServer(ips[0], port, page(vllmPage({ version: "v0", engines: [{ waiting: 4, running: 2, kv: 0.5 }], cache: { blockSize: 16, numGpuBlocks: 800 },
       lora: { maxLora: 2, history: [{ running: ["sql-lora"], waiting: [], timestamp: 1718309100 }, { running: ["sql-lora", "chat-lora"], waiting: ["x"], timestamp: 1718309200 }] } }))),
@@ -222,7 +203,7 @@ test("node build/companion.mjs --once --endpoints-file prints the states of a mi
 
 test("--once with an InferencePool lists it through the API server; a missing pool is an error", async (t) => {
   const ip = "127.0.0.2";
-  const port = await freePort([ip]);
+  const port = await freePortOn([ip]);
   const fake = await FakeKube.start();
   const server = await modelServer(ip, port, page(sglangPage({ ranks: [{ waiting: 2, running: 1, kv: 0.5 }] })));
   t.after(async () => { await server.close(); await fake.close(); });

@@ -3,12 +3,12 @@
 // port; the emulator gateway picks among what the pool holds as pods come, change and go.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import http from "node:http";
 import { startSimPods, startCompanion, startGateway, send, eventually, companionEndpoints, gatewayPicking, ENGINE_LABEL, COMPANION_ENGINE, type Proc } from "./stack";
 import { FakeKube, inferencePoolV1, pod } from "../helpers/fake-kube";
 import { makeProfile } from "../sim/profile";
 import type { SimPod } from "../sim/pod-server";
 import type { EngineKind } from "../sim/profile";
+import { freePortOn } from "../helpers/ports";
 
 const IPS = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6"];
 const ENGINES: EngineKind[] = ["vllm-v1", "sglang", "vllm-v1", "triton-trtllm", "vllm-v1"];
@@ -20,24 +20,6 @@ let closePods: () => Promise<void> = async () => {};
 let companion: Proc;
 let gateway: Proc;
 
-/** A port free on every address (tried until one binds everywhere). */
-async function freePort(ips: string[]): Promise<number> {
-  for (let attempt = 0; attempt < 20; attempt++) {
-    const port = 20000 + Math.floor(Math.random() * 30000);
-    const servers: http.Server[] = [];
-    try {
-      for (const ip of ips) {
-        const s = http.createServer();
-        await new Promise<void>((resolve, reject) => { s.once("error", reject); s.listen(port, ip, resolve); });
-        servers.push(s);
-      }
-      return port;
-    } catch { /* in use somewhere: another */ } finally {
-      await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-    }
-  }
-  throw new Error("no free port");
-}
 
 const putPod = (i: number, extra: Record<string, string> = {}) => fake.put(pod({
   name: `model-${i}`, namespace: "llm", ip: IPS[i], labels: { app: "llama", [ENGINE_LABEL]: COMPANION_ENGINE[ENGINES[i]], ...extra },
@@ -50,7 +32,7 @@ const ask = async (tag: string) => {
 const addresses = async () => (await companionEndpoints(companion.port)).map((e) => e.address).sort();
 
 before(async () => {
-  const port = await freePort(IPS);
+  const port = await freePortOn(IPS);
   const set = await startSimPods({ engines: ENGINES, ips: IPS, port, profile, timeScale: 10 });
   pods = set.pods;
   closePods = set.close;

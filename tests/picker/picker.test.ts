@@ -10,7 +10,7 @@ const A = "10.0.0.1:8000", B = "10.0.0.2:8000", C = "10.0.0.3:8000";
 const LONG = "You are a meticulous assistant for the billing team. ".repeat(40); // ~2 KiB shared system prompt
 
 test("a client's destination and fallback headers never reach the upstream", () => {
-  const h = new PickerHost({ concurrency: 2, config: { failureMode: "FailOpen" } });
+  const h = new PickerHost({ concurrency: 4, config: { failureMode: "FailOpen" } });
   const forged: [string, string][] = [[DESTINATION_HEADER, "6.6.6.6:1"], [DESTINATION_HEADER, "7.7.7.7:1"], [FALLBACK_HEADER, "6.6.6.6:1"]];
   // No snapshot yet, FailOpen: the request continues, without the forged headers.
   let s = h.send({ headers: forged, body: completion("m", "hi") });
@@ -19,7 +19,7 @@ test("a client's destination and fallback headers never reach the upstream", () 
   assert.deepEqual(header(s.forwarded.requestHeaders, FALLBACK_HEADER), []);
   h.publish([{ address: A }, { address: B }]);
   for (let i = 0; i < 8; i++) {
-    s = h.send({ worker: i % 2, headers: forged, body: i % 2 ? completion("m", "hi") : "garbage" });
+    s = h.send({ worker: i % 4, headers: forged, body: i % 2 ? completion("m", "hi") : "garbage" });
     const dest = header(s.forwarded.requestHeaders, DESTINATION_HEADER);
     assert.equal(dest.length, 1);
     assert.ok([A, B].includes(dest[0]), dest[0]);
@@ -60,14 +60,14 @@ test("requests sharing a long prefix go to the same endpoint, whichever worker V
 });
 
 test("the model in the body selects the endpoint with its LoRA adapter loaded", () => {
-  const h = new PickerHost({ concurrency: 2 });
+  const h = new PickerHost({ concurrency: 4 });
   h.publish([
     { address: A, lora: { running: ["tweet-lora"], waiting: [], max: 1 } },
     { address: B, lora: { running: ["sql-lora", "tweet-lora"], waiting: [], max: 4 } },
     { address: C, lora: { running: ["x", "y"], waiting: [], max: 2 } },
   ], { loraWeight: 1, prefixWeight: 0 });
   for (let i = 0; i < 6; i++) {
-    const { stream, dest } = h.pick({ worker: i % 2, body: JSON.stringify({ prompt: `p${i}`, model: "sql-lora" }) });
+    const { stream, dest } = h.pick({ worker: i % 4, body: JSON.stringify({ prompt: `p${i}`, model: "sql-lora" }) });
     assert.equal(dest, B);
     stream.finish();
   }
