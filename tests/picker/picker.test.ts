@@ -196,3 +196,25 @@ test("invalid configuration fails on_configure with a log line naming the field"
   assert.throws(() => createHost({ wasm: "build/filter.wasm", rootId: "endpoint-picker", configuration: "{\"a\": ", onLog: (_l, m) => logs.push(m) }));
   assert.ok(logs.some((l) => l.startsWith("endpoint-picker: configuration: not valid JSON")), logs.join("\n"));
 });
+
+test("random bodies, chunkings, paths and header values never trap a VM and always get an answer", () => {
+  const h = new PickerHost({ concurrency: 2, config: { maxBodyBytes: 2048 } });
+  h.publish([{ address: A }, { address: B, lora: { running: ["sql-lora"], waiting: [], max: 2 } }], { loraWeight: 1 });
+  let seed = 12345;
+  const rand = (n: number) => { seed = (Math.imul(seed, 1103515245) + 12345) >>> 0; return seed % n; };
+  const pieces = ['{', '}', '[', ']', '"', '\\', ':', ',', ' ', 'model', 'prompt', 'messages', 'input', '"model"', '"prompt"', '"sql-lora"', 'null', '1e99', '\u00e9', '\u0000', 'x'.repeat(300)];
+  for (let i = 0; i < 1500; i++) {
+    let body = "";
+    const parts = rand(40);
+    for (let k = 0; k < parts; k++) body += pieces[rand(pieces.length)];
+    const bytes = Buffer.from(body);
+    const chunks: Buffer[] = [];
+    for (let at = 0; at < bytes.length;) { const n = 1 + rand(64); chunks.push(bytes.subarray(at, at + n)); at += n; }
+    const paths = ["/v1/completions", "/v1/chat/completions", "/v1/embeddings", "/x?y=/v1/completions", "", "/" + "a".repeat(rand(100))];
+    const s = h.send({ worker: i % 2, path: paths[rand(paths.length)], headers: [["x-gateway-inference-objective", pieces[rand(pieces.length)]], ["content-length", String(rand(5) === 0 ? "garbage" : bytes.length)]],
+      chunks: chunks.length > 0 ? chunks : undefined, body: chunks.length > 0 ? undefined : "" });
+    assert.ok(s.forwarded.requestHeaders !== null || s.localReply !== null, `request ${i} got no answer: ${JSON.stringify(body)}`);
+    s.finish();
+  }
+  assert.deepEqual(h.host.failedWorkers(), []);
+});
