@@ -135,6 +135,5 @@ export function parseConfig(text: string): ConfigResult {
     if (err.error.length > 0) return err;
   }
   if (cfg.destinationHeader == cfg.fallbackHeader) return fail(".fallbackHeader: must differ from destinationHeader");
-  if (cfg.stalenessLimitMs <= 0) return fail(".stalenessLimitMs: must be positive");
   return ok;
 }

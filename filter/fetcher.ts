@@ -74,16 +74,22 @@ export class Fetcher {
         return true;
       }
       const known = readMeta(this.meta) ? this.meta.version : 0;
-      if (decoded.version >= known) { // another fetcher may have written a newer one meanwhile
+      // Only the lease holder writes (an answer to a poll sent before losing the lease is dropped), and
+      // never an older version over a newer one another fetcher wrote meanwhile.
+      if (this.leader && decoded.version >= known) {
         setShared(SNAPSHOT_KEY, body!);
         setShared(META_KEY, encodeMeta(decoded.version, nowMs));
-        this.pool.adopt(decoded);
+        this.pool.adoptPublished(decoded, decoded.version);
         this.pool.contactMs = nowMs;
       }
       this.metrics.count(this.metrics.fetchOk);
       this.succeeded(nowMs);
     } else if (code == "304") {
-      if (readMeta(this.meta)) setShared(META_KEY, encodeMeta(this.meta.version, nowMs));
+      // Refresh the contact time without racing a writer of a new version (compare-and-swap on the meta key).
+      const meta = getShared(META_KEY);
+      if (this.leader && meta != null && meta.byteLength == 16) {
+        setShared(META_KEY, encodeMeta(load<u64>(changetype<usize>(meta)), nowMs), lastCas);
+      }
       this.pool.contactMs = nowMs;
       this.metrics.count(this.metrics.fetchNotModified);
       this.succeeded(nowMs);

@@ -11,9 +11,8 @@ const outSize = memory.data(8);
 const outU32 = memory.data(8);
 const outU64 = memory.data(8);
 
-/** Result of the last `getShared` call. */
+/** CAS of the value the last `getShared` returned (0 when absent). */
 export let lastCas: u32 = 0;
-export let lastResult: u32 = 0;
 
 /** Takes over a buffer the host allocated through malloc (pinned): unpins it so the GC owns it. */
 function adopt(): ArrayBuffer {
@@ -33,14 +32,11 @@ export function nowNs(): u64 {
   return load<u64>(outU64);
 }
 
-export function nowMs(): u64 { return nowNs() / 1000000; }
-
-/** Shared data value, or null (NOT_FOUND or any error; `lastResult` says which). Sets `lastCas`. */
+/** Shared data value, or null (NOT_FOUND or any error). Sets `lastCas`. */
 export function getShared(key: ArrayBuffer): ArrayBuffer | null {
   store<usize>(outPtr, 0);
   store<usize>(outSize, 0);
-  lastResult = abi.proxy_get_shared_data(changetype<usize>(key), key.byteLength, outPtr, outSize, outU32);
-  if (lastResult != WasmResultValues.Ok) { lastCas = 0; adopt(); return null; }
+  if (abi.proxy_get_shared_data(changetype<usize>(key), key.byteLength, outPtr, outSize, outU32) != WasmResultValues.Ok) { lastCas = 0; adopt(); return null; }
   lastCas = load<u32>(outU32);
   return adopt();
 }
@@ -127,13 +123,13 @@ export function serializePairs(headers: Headers): ArrayBuffer {
   return out;
 }
 
-/** Dispatches an HTTP call; returns the token, or 0 when the host refused (the result is in `lastResult`). */
+/** Dispatches an HTTP call; returns the token, or 0 when the host refused it. */
 export function httpCall(cluster: ArrayBuffer, headers: ArrayBuffer, timeoutMs: u32): u32 {
   const empty = new ArrayBuffer(0);
   const noTrailers = new ArrayBuffer(4);
-  lastResult = abi.proxy_http_call(changetype<usize>(cluster), cluster.byteLength, changetype<usize>(headers), headers.byteLength,
+  const r = abi.proxy_http_call(changetype<usize>(cluster), cluster.byteLength, changetype<usize>(headers), headers.byteLength,
     changetype<usize>(empty), 0, changetype<usize>(noTrailers), 4, timeoutMs, outU32);
-  return lastResult == WasmResultValues.Ok ? load<u32>(outU32) : 0;
+  return r == WasmResultValues.Ok ? load<u32>(outU32) : 0;
 }
 
 /** The first value of a header of the http-call response (e.g. ":status"), or null. */

@@ -171,8 +171,9 @@ export class InFlight {
 const TABLE_HEADER: i32 = 8;
 const SECTION_HEADER: i32 = 16;
 
+/** Published within REMOTE_MAX_AGE_MS either way (a clock stepped back does not keep a dead VM fresh). */
 function fresh(publishedAtMs: u64, nowMs: u64): bool {
-  return publishedAtMs >= nowMs || nowMs - publishedAtMs <= REMOTE_MAX_AGE_MS;
+  return publishedAtMs >= nowMs ? publishedAtMs - nowMs <= REMOTE_MAX_AGE_MS : nowMs - publishedAtMs <= REMOTE_MAX_AGE_MS;
 }
 
 /** Walks the sections of a shared in-flight table, stopping at the first malformed byte. */

@@ -84,6 +84,4 @@ export class JournalReader {
     this.applied.set(vm, newest);
     return done;
   }
-
-  forget(vm: u32): void { if (this.applied.has(vm)) this.applied.delete(vm); }
 }

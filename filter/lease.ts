@@ -29,5 +29,7 @@ export function leaseExpiry(value: ArrayBuffer | null): u64 {
 export function shouldTakeLease(value: ArrayBuffer | null, me: u32, nowMs: u64): bool {
   const owner = leaseOwner(value);
   if (owner == 0 || owner == me) return true;
-  return nowMs >= leaseExpiry(value);
+  const expiry = leaseExpiry(value);
+  // An expiry further ahead than one TTL was written by a clock that has since stepped back: expired.
+  return nowMs >= expiry || expiry - nowMs > LEASE_TTL_MS;
 }

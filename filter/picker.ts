@@ -31,10 +31,15 @@ const PUBLISH_EVERY_MS: u64 = 500;
  * in the headers callback from then on instead of holding every request this long.
  */
 const BODY_WATCHDOG_MS: u64 = 500;
+/** How many such streams it takes (one slow client is not a misconfigured Envoy). */
+const BODILESS_HOLDS_TO_SWITCH: i32 = 3;
 const LOG_WARN = 3;
 const PATH = encode(":path");
 const OBJECTIVE = encode("x-gateway-inference-objective");
 const CONTENT_LENGTH = encode("content-length");
+/** Prompt bytes a request may hold at most, and reserve before its body arrives. */
+const PROMPT_CAP_MAX: i32 = 1 << 20;
+const PROMPT_RESERVE_MAX: i32 = 16384;
 const LOG_ERROR = 4;
 
 export class PickerRoot extends RootContext {
@@ -56,12 +61,17 @@ export class PickerRoot extends RootContext {
   bodiesArrive: bool = false;
   /** Learnt: the host never delivers the body while headers are held, so decide in the headers callback. */
   headersOnly: bool = false;
+  /** Held streams the watchdog had to decide while no held stream of this VM ever got its body. */
+  private bodilessHolds: i32 = 0;
   private lastPublishMs: u64 = 0;
   /** Prefix affinity: this VM's index, and the journals that share it with the other VMs. */
   prefixIndex: PrefixIndex | null = null;
   journal: JournalWriter = new JournalWriter();
   private journals: JournalReader = new JournalReader();
   private journalKey: ArrayBuffer = new ArrayBuffer(0);
+  /** Other VMs' journal keys and the CAS of the journal last applied (unchanged journals are skipped). */
+  private otherJournalKeys: Map<u32, ArrayBuffer> = new Map();
+  private otherJournalCas: Map<u32, u32> = new Map();
 
   onConfigure(configuration_size: u32): bool {
     const raw = getBuffer(BufferTypeValues.PluginConfiguration, 0, configuration_size);
@@ -117,8 +127,8 @@ export class PickerRoot extends RootContext {
     for (let k = this.held.length - 1; k >= 0; k--) {
       if (k >= this.held.length) continue; // deciding may release several
       const s = unchecked(this.held[k]);
-      if (now - s.heldAtMs < BODY_WATCHDOG_MS) continue;
-      if (!this.bodiesArrive && !this.headersOnly) {
+      if (now <= s.heldAtMs || now - s.heldAtMs < BODY_WATCHDOG_MS) continue;
+      if (!this.bodiesArrive && ++this.bodilessHolds >= BODILESS_HOLDS_TO_SWITCH && !this.headersOnly) {
         this.headersOnly = true;
         logAt(LOG_WARN, "endpoint-picker: request bodies do not reach the filter while it holds the headers; " +
           "set allow_on_headers_stop_iteration: true (Envoy >= 1.36) to pick by model and prompt. Picking by load only.");
@@ -162,7 +172,8 @@ export class PickerRoot extends RootContext {
     return s;
   }
 
-  giveBack(s: BodyScanner): void { if (this.scanners.length < 64) this.scanners.push(s); }
+  /** Returns a scanner to the pool (a few, with small buffers: a rare huge prompt does not stay resident). */
+  giveBack(s: BodyScanner): void { if (this.scanners.length < 64 && s.prompt.length <= PROMPT_RESERVE_MAX) this.scanners.push(s); }
 
   /** Publishes the chains this VM sent since its last tick; applies the other VMs' new ones. */
   private sharePrefixes(): void {
@@ -173,9 +184,22 @@ export class PickerRoot extends RootContext {
     const index = this.indexFor(snap);
     const others = this.pool.inflight.otherVms;
     for (let k = 0; k < others.length; k++) {
-      const j = getShared(journalKey(unchecked(others[k])));
-      if (j != null) this.journals.apply(unchecked(others[k]), j, index);
+      const vm = unchecked(others[k]);
+      let key: ArrayBuffer;
+      if (this.otherJournalKeys.has(vm)) key = this.otherJournalKeys.get(vm);
+      else { key = journalKey(vm); this.otherJournalKeys.set(vm, key); }
+      const j = getShared(key);
+      if (j == null) continue;
+      if (this.otherJournalCas.has(vm) && this.otherJournalCas.get(vm) == lastCas) continue; // nothing new
+      this.otherJournalCas.set(vm, lastCas);
+      this.journals.apply(vm, j, index);
     }
+  }
+
+  /** The VM is going away: its journal is emptied, so readers stop copying it. */
+  onDone(): bool {
+    setShared(this.journalKey, new ArrayBuffer(0));
+    return super.onDone();
   }
 
   /** The prefix index sized for the snapshot's profile and pool (rebuilt when that size changes twofold). */
@@ -212,6 +236,12 @@ function allocateVmId(): u32 {
   return id == 0 ? 1 : id;
 }
 
+/** Prompt bytes worth keeping: what the prefix profile hashes, within maxBodyBytes and 1 MiB. */
+function promptCap(snap: Snapshot | null, maxBodyBytes: u32): i32 {
+  const want: i64 = snap == null ? 64 * 256 : <i64>snap.profile.prefixBlockChars * <i64>snap.profile.prefixMaxBlocks;
+  return <i32>min(want, min(<i64>maxBodyBytes, <i64>PROMPT_CAP_MAX));
+}
+
 /** A header value of ASCII digits as a number (-1 if anything else or over 2^31). */
 function parseDecimal(b: ArrayBuffer): i64 {
   const n = b.byteLength;
@@ -232,11 +262,10 @@ export class PickerStream extends Context {
   private kind: i32 = PROMPT_ANY;
   private sheddable: bool = false;
   private decided: bool = false;
-  /** The endpoint picked: its snapshot (immutable, so its address bytes stay valid), index and address hash. */
+  /** The endpoint picked: its address hash (in-flight release) and address bytes (the served header). */
   private picked: bool = false;
-  private pickedSnap: Snapshot | null = null;
-  private pickedIndex: i32 = -1;
   private pickedHash: u32 = 0;
+  private pickedAddress: ArrayBuffer | null = null;
   /** Position in the root's list of streams held for their body (-1: not held). */
   heldIndex: i32 = -1;
   heldAtMs: u64 = 0;
@@ -260,12 +289,13 @@ export class PickerStream extends Context {
       return this.decide() ? FilterHeadersStatusValues.Continue : FilterHeadersStatusValues.StopIteration;
     }
     root.hold(this, nowNs() / 1000000);
-    const snap = root.pool.snapshot;
-    const cap = snap == null ? 64 * 256 : snap.profile.prefixBlockChars * snap.profile.prefixMaxBlocks;
-    // Size the prompt copy from content-length when given, so it is allocated once.
+    root.pool.refresh();
+    const cap = promptCap(root.pool.snapshot, root.cfg.maxBodyBytes);
+    // Reserve the prompt copy from content-length, so it is allocated once, but never more than a small
+    // amount before the bytes arrive: the header is the client's word, not memory it has sent.
     const length = getHeader(HeaderMapTypeValues.RequestHeaders, CONTENT_LENGTH);
     const expected = length == null ? 0 : parseDecimal(length);
-    this.scanner = root.takeScanner(this.kind, cap, expected > 0 ? <i32>min(expected, cap) : 256);
+    this.scanner = root.takeScanner(this.kind, cap, expected > 0 ? <i32>min(expected, min(cap, PROMPT_RESERVE_MAX)) : 256);
     return FilterHeadersStatusValues.StopIteration; // decided in the body callback, which may still set headers
   }
 
@@ -297,10 +327,9 @@ export class PickerStream extends Context {
 
   onResponseHeaders(_headers: u32, _end_of_stream: bool): FilterHeadersStatusValues {
     const key = this.root.servedKey;
-    const snap = this.pickedSnap;
-    if (snap != null && key.byteLength > 0) {
-      const i = this.pickedIndex;
-      addHeader(HeaderMapTypeValues.ResponseHeaders, key, snap.base + <usize>snap.addrOff[i], snap.addrLen[i]);
+    const address = this.pickedAddress;
+    if (address != null && key.byteLength > 0) {
+      replaceHeader(HeaderMapTypeValues.ResponseHeaders, key, changetype<usize>(address), address.byteLength);
     }
     return FilterHeadersStatusValues.Continue;
   }
@@ -317,6 +346,7 @@ export class PickerStream extends Context {
 
   /** Makes the decision; true to let the request continue, false when a local reply was sent. */
   private decide(): bool {
+    this.root.release(this); // decided (e.g. in the trailers callback): the watchdog has nothing left to do
     const result = this.decideOnce();
     const s = this.scanner;
     if (s != null) { this.root.giveBack(s); this.scanner = null; }
@@ -363,9 +393,8 @@ export class PickerStream extends Context {
       replaceHeader(HeaderMapTypeValues.RequestHeaders, root.fallbackKey, changetype<usize>(v), v.byteLength);
     }
     this.picked = true;
-    this.pickedSnap = snap;
-    this.pickedIndex = i;
     this.pickedHash = snap.addrHash[i];
+    if (root.servedKey.byteLength > 0) this.pickedAddress = snap.addressBytes(i);
     pool.inflight.started(i);
     if (facts.modelLen > 0 && snap.isAdapter(facts.modelHash)) pool.recentAdapters.note(i, facts.modelHash, now);
     root.metrics.pick(snap, i);
@@ -373,7 +402,8 @@ export class PickerStream extends Context {
       if (facts.matched[i] > 0) root.metrics.count(root.metrics.prefixHits);
       this.remember(i);
     }
-    root.metrics.record(root.metrics.decisionUs, (nowNs() - started) / 1000);
+    const ended = nowNs();
+    if (ended >= started) root.metrics.record(root.metrics.decisionUs, (ended - started) / 1000);
     return true;
   }
 
@@ -399,9 +429,14 @@ export class PickerStream extends Context {
     const chain = root.chain;
     chain.compute(modelSeed(modelPtr, facts.modelLen), changetype<usize>(s.prompt), s.promptLen, p.prefixBlockChars, p.prefixMaxBlocks);
     if (chain.count == 0) return;
-    if (facts.matched.length != snap.count) facts.matched = new StaticArray<i32>(snap.count);
-    else for (let k = 0; k < snap.count; k++) unchecked(facts.matched[k] = 0);
-    root.indexFor(snap).lookup(chain, snap, facts.matched);
+    if (facts.matched.length != snap.count) {
+      facts.matched = new StaticArray<i32>(snap.count);
+      facts.matchedCurrent = new StaticArray<i32>(snap.count);
+    } else {
+      memory.fill(changetype<usize>(facts.matched), 0, <usize>(snap.count << 2));
+      memory.fill(changetype<usize>(facts.matchedCurrent), 0, <usize>(snap.count << 2));
+    }
+    root.indexFor(snap).lookup(chain, snap, facts.matched, facts.matchedCurrent);
     facts.chainBlocks = chain.count;
   }
 
@@ -410,7 +445,7 @@ export class PickerStream extends Context {
     const root = this.root;
     const snap = root.pool.snapshot!;
     const ep = snap.addrHash[i];
-    root.indexFor(snap).record(root.chain, ep, root.facts.matched[i]);
+    root.indexFor(snap).record(root.chain, ep, root.facts.matchedCurrent[i]);
     root.journal.note(root.chain, ep);
   }
 }

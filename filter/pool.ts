@@ -43,6 +43,11 @@ export class Pool {
   private meta: Meta = new Meta();
   /** Version whose blob failed to decode (logged once, not retried until the version changes). */
   private badVersion: u64 = 0;
+  /**
+   * The meta version this VM last loaded the blob for. Compared with the meta key, not with the blob's own
+   * version: should two writers ever leave them different, a VM would otherwise decode on every request.
+   */
+  private loadedMeta: u64 = 0;
 
   /**
    * Brings the view up to date: reads the small meta key and decodes the snapshot only when its version
@@ -52,7 +57,7 @@ export class Pool {
     if (!readMeta(this.meta)) return this.snapshot != null;
     this.contactMs = this.meta.contactMs;
     const current = this.snapshot;
-    if ((current != null && current.version == this.meta.version) || (this.badVersion != 0 && this.meta.version == this.badVersion)) return current != null;
+    if ((current != null && this.loadedMeta == this.meta.version) || (this.badVersion != 0 && this.meta.version == this.badVersion)) return current != null;
     const blob = getShared(SNAPSHOT_KEY);
     if (blob == null) return current != null;
     const decoded = decodeSnapshot(blob);
@@ -62,16 +67,23 @@ export class Pool {
       return current != null;
     }
     this.adopt(decoded);
+    this.loadedMeta = this.meta.version;
     return true;
   }
 
-  /** Takes a snapshot this VM decoded itself (the fetcher's own copy). */
+  /** Takes a snapshot this VM decoded itself (the fetcher's own copy, published under `metaVersion`). */
+  adoptPublished(decoded: Snapshot, metaVersion: u64): void {
+    this.adopt(decoded);
+    this.loadedMeta = metaVersion;
+  }
+
   adopt(decoded: Snapshot): void {
     this.snapshot = decoded;
     this.inflight.rebase(decoded);
     this.recentAdapters.rebase(decoded);
   }
 
+  /** No snapshot, or no contact with the companion for longer than `limitMs` (a clock that went back counts as fresh). */
   isStale(nowMs: u64, limitMs: u64): bool {
     return this.snapshot == null || (nowMs > this.contactMs && nowMs - this.contactMs > limitMs);
   }

@@ -117,8 +117,11 @@ class Generation {
     this.used++;
   }
 
-  /** Marks in `matched` (indexed like `snap`) every endpoint holding `key` with `level`; returns how many. */
-  mark(key: u32, level: i32, snap: Snapshot, matched: StaticArray<i32>): i32 {
+  /**
+   * Marks in `matched` (indexed like `snap`) every endpoint holding `key` with `level`, and in `also` when
+   * given; returns how many.
+   */
+  mark(key: u32, level: i32, snap: Snapshot, matched: StaticArray<i32>, also: StaticArray<i32> | null): i32 {
     let s = this.slotOf(key);
     let found = 0;
     while (true) {
@@ -128,6 +131,7 @@ class Generation {
         const i = snap.indexOfHash(unchecked(this.eps[s]));
         if (i >= 0 && i < matched.length) {
           if (unchecked(matched[i]) < level) unchecked(matched[i] = level);
+          if (also != null && unchecked(also[i]) < level) unchecked(also[i] = level);
           found++;
         }
       }
@@ -148,16 +152,17 @@ export class PrefixIndex {
   }
 
   /**
-   * Sets, per endpoint of `snap`, the longest prefix of `chain` it was sent (in blocks, to `matched`, which
-   * the caller zeroes). Returns the longest match. Stops at the first level no endpoint has.
+   * Sets, per endpoint of `snap`, the longest prefix of `chain` it was sent (in blocks, to `matched`) and the
+   * longest the current generation holds (to `current`, what `record` may skip); the caller zeroes both.
+   * Returns the longest match. Stops at the first level no endpoint has.
    */
-  lookup(chain: PrefixChain, snap: Snapshot, matched: StaticArray<i32>): i32 {
+  lookup(chain: PrefixChain, snap: Snapshot, matched: StaticArray<i32>, current: StaticArray<i32>): i32 {
     const c = storedCount(chain.count);
     let best = 0;
     for (let j = 0; j < c; j++) {
       const key = chain.levelHash(j, c);
       const level = levelOf(j, c, chain.count);
-      if (this.cur.mark(key, level, snap, matched) + this.prev.mark(key, level, snap, matched) == 0) break;
+      if (this.cur.mark(key, level, snap, matched, current) + this.prev.mark(key, level, snap, matched, null) == 0) break;
       best = level;
     }
     return best;
@@ -165,7 +170,9 @@ export class PrefixIndex {
 
   /**
    * Records that endpoint `ep` (address hash) was sent `chain`. Levels up to `known` (what a lookup just
-   * found it holds) are skipped: inserting a popular prefix again would scan its long run of holders.
+   * found it holds in the current generation) are skipped: inserting a popular prefix again would scan its
+   * long run of holders. Levels found only in the older generation are inserted, which is what keeps a
+   * prefix in use from ageing out (least-recently-used).
    */
   record(chain: PrefixChain, ep: u32, known: i32 = 0): void {
     const c = storedCount(chain.count);

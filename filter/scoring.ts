@@ -31,6 +31,8 @@ export class RequestFacts {
   /** Prefix blocks of the request's prompt (0 = no prefix scoring) and, per endpoint, how many it matched. */
   chainBlocks: i32 = 0;
   matched: StaticArray<i32> = new StaticArray<i32>(0);
+  /** Per endpoint, the prefix blocks the prefix index's current generation holds (what recording may skip). */
+  matchedCurrent: StaticArray<i32> = new StaticArray<i32>(0);
   sheddable: bool = false;
   /** This VM's recent sends (LoRA residency the metrics do not show yet) and the time, when known. */
   recent: RecentAdapters | null = null;
@@ -61,6 +63,7 @@ export class Scorer {
   private kvTerm: StaticArray<f64> = new StaticArray<f64>(0);
   private tied: StaticArray<i32> = new StaticArray<i32>(0);
   private loraNow: StaticArray<f64> = new StaticArray<f64>(0);
+  private taken: StaticArray<bool> = new StaticArray<bool>(0);
   /** LoRA affinity per endpoint, by model hash, for the prepared snapshot (few models, many requests). */
   private loraByModel: Map<u32, StaticArray<f64>> = new Map();
 
@@ -75,15 +78,11 @@ export class Scorer {
     this.kvTerm = new StaticArray<f64>(n);
     this.tied = new StaticArray<i32>(n);
     this.loraNow = new StaticArray<f64>(n);
+    this.taken = new StaticArray<bool>(n);
     this.loraByModel.clear();
     const list = new StaticArray<i32>(n);
-    let fresh = 0, usable = 0;
-    for (let i = 0; i < n; i++) {
-      const f = unchecked(snap.flags[i]);
-      if ((f & (FLAG_ERROR | FLAG_UNUSABLE)) != 0) continue;
-      usable++;
-      if ((f & FLAG_STALE) == 0) fresh++;
-    }
+    let fresh = 0;
+    for (let i = 0; i < n; i++) if ((unchecked(snap.flags[i]) & (FLAG_ERROR | FLAG_UNUSABLE | FLAG_STALE)) == 0) fresh++;
     let count = 0;
     for (let i = 0; i < n; i++) {
       const f = unchecked(snap.flags[i]);
@@ -93,7 +92,7 @@ export class Scorer {
       unchecked(this.kvTerm[i] = snap.profile.kvWeight * (1.0 - ((f & FLAG_KV) != 0 ? unchecked(snap.kv[i]) : KV_UNKNOWN)));
     }
     this.candidates = list;
-    this.candidateCount = usable == 0 ? 0 : count;
+    this.candidateCount = count;
   }
 
   private loraScores(snap: Snapshot, req: RequestFacts): StaticArray<f64> {
@@ -243,19 +242,23 @@ export class Scorer {
     return unchecked(list[nextBelow(count)]);
   }
 
-  /** The next best candidates after the primary, best first (selection of k out of n). */
+  /** The next best candidates after the primary, best first (selection of k out of n, one pass each). */
   private rankFallbacks(want: i32): void {
-    const list = this.candidates, count = this.candidateCount;
+    const list = this.candidates, count = this.candidateCount, taken = this.taken, scores = this.scores;
+    unchecked(taken[this.primary] = true);
     for (let round = 0; round < want; round++) {
       let best = -1;
       for (let k = 0; k < count; k++) {
         const i = unchecked(list[k]);
-        if (i == this.primary || this.fallbacks.includes(i)) continue;
-        if (best < 0 || unchecked(this.scores[i]) > unchecked(this.scores[best])) best = i;
+        if (unchecked(taken[i])) continue;
+        if (best < 0 || unchecked(scores[i]) > unchecked(scores[best])) best = i;
       }
-      if (best < 0) return;
+      if (best < 0) break;
+      unchecked(taken[best] = true);
       this.fallbacks.push(best);
     }
+    unchecked(taken[this.primary] = false);
+    for (let k = 0; k < this.fallbacks.length; k++) unchecked(taken[unchecked(this.fallbacks[k])] = false);
   }
 }
 

@@ -94,6 +94,13 @@ export class Snapshot {
   get base(): usize { return changetype<usize>(this.blob); }
   has(i: i32, flag: u8): bool { return (unchecked(this.flags[i]) & flag) != 0; }
   address(i: i32): string { return this.text(this.addrOff[i], this.addrLen[i]); }
+  /** A copy of endpoint i's address bytes (at most 255), independent of this snapshot's lifetime. */
+  addressBytes(i: i32): ArrayBuffer {
+    const n = this.addrLen[i];
+    const out = new ArrayBuffer(n);
+    memory.copy(changetype<usize>(out), this.base + <usize>this.addrOff[i], <usize>n);
+    return out;
+  }
   engine(i: i32): string { return this.text(this.engineOff[i], this.engineLen[i]); }
   runningAdapter(i: i32, k: i32): string {
     const a = this.runStart[i] + k;
@@ -119,26 +126,29 @@ export class Snapshot {
     return -1;
   }
 
+  /**
+   * Builds the address-hash index. A later endpoint with the same address (or a 32-bit hash collision) is
+   * marked unusable: counts and prefix records are keyed by address hash, so two endpoints may not share one.
+   */
   buildIndex(): void {
     let size = 16;
     while (size < this.count * 2) size <<= 1;
     const t = new StaticArray<i32>(size);
     const mask = size - 1;
     for (let i = 0; i < this.count; i++) {
-      let s = <i32>(unchecked(this.addrHash[i]) & <u32>mask);
+      const h = unchecked(this.addrHash[i]);
+      let s = <i32>(h & <u32>mask);
+      let duplicate = false;
       while (unchecked(t[s]) != 0) {
-        if (unchecked(this.addrHash[unchecked(t[s]) - 1]) == unchecked(this.addrHash[i])) break; // duplicate address: keep the first
+        if (unchecked(this.addrHash[unchecked(t[s]) - 1]) == h) { duplicate = true; break; }
         s = (s + 1) & mask;
       }
-      if (unchecked(t[s]) == 0) unchecked(t[s] = i + 1);
+      if (duplicate) unchecked(this.flags[i] |= FLAG_UNUSABLE);
+      else unchecked(t[s] = i + 1);
     }
     this.byHash = t;
   }
-}
 
-export function fnv1a(data: Uint8Array, start: i32, end: i32): u32 {
-  if (start < 0 || end > data.length || start >= end) return 0x811c9dc5;
-  return fnv1a32(data.dataStart + <usize>start, end - start);
 }
 
 /** Reads the version without decoding or checking the rest. */

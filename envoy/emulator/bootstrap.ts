@@ -39,6 +39,8 @@ export interface Listener {
   statPrefix: string;
   virtualHosts: VirtualHost[];
   wasm: WasmFilterConfig | null;
+  /** Request headers removed by header_mutation filters placed before the wasm filter. */
+  removeRequestHeaders: string[];
 }
 
 export type LbPolicy = "ROUND_ROBIN" | "LEAST_REQUEST" | "RANDOM" | "CLUSTER_PROVIDED";
@@ -103,6 +105,7 @@ function only(o: Obj, path: string, known: string[], ignored: string[] = []): vo
 
 const HCM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 const WASM_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+const HEADER_MUTATION_TYPE = "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation";
 const ROUTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
 const STRING_VALUE = "type.googleapis.com/google.protobuf.StringValue";
 
@@ -234,6 +237,7 @@ function listener(v: unknown, path: string): Listener {
   });
   const hf = arr(hcm.http_filters, `${hp}.http_filters`);
   let wasm: WasmFilterConfig | null = null;
+  const removeRequestHeaders: string[] = [];
   hf.forEach((x, i) => {
     const p = `${hp}.http_filters[${i}]`;
     const o = obj(x, p);
@@ -250,7 +254,13 @@ function listener(v: unknown, path: string): Listener {
       wasm = wasmFilter(o.typed_config, `${p}.typed_config`);
       return;
     }
-    fail(`${p}.name`, `HTTP filter ${name} is not supported (only envoy.filters.http.wasm and envoy.filters.http.router)`);
+    if (name === "envoy.filters.http.header_mutation" || t === HEADER_MUTATION_TYPE) {
+      if (t !== HEADER_MUTATION_TYPE) fail(`${p}.typed_config.@type`, `must be ${HEADER_MUTATION_TYPE}`);
+      if (wasm) fail(p, "header_mutation is supported before the wasm filter only");
+      removeRequestHeaders.push(...headerRemovals(o.typed_config, `${p}.typed_config`));
+      return;
+    }
+    fail(`${p}.name`, `HTTP filter ${name} is not supported (only envoy.filters.http.header_mutation, envoy.filters.http.wasm and envoy.filters.http.router)`);
   });
   const last = hf.length ? obj(hf[hf.length - 1], `${hp}.http_filters[${hf.length - 1}]`).name : undefined;
   if (last !== "envoy.filters.http.router") fail(`${hp}.http_filters`, "must end with envoy.filters.http.router");
@@ -260,7 +270,22 @@ function listener(v: unknown, path: string): Listener {
     statPrefix: str(hcm.stat_prefix, `${hp}.stat_prefix`),
     virtualHosts: vhosts,
     wasm,
+    removeRequestHeaders,
   };
+}
+
+/** The header names a header_mutation filter removes from requests (the only mutation supported). */
+function headerRemovals(v: unknown, path: string): string[] {
+  const o = obj(v, path);
+  only(o, path, ["@type", "mutations"]);
+  const m = obj(o.mutations, `${path}.mutations`);
+  only(m, `${path}.mutations`, ["request_mutations"]);
+  return arr(m.request_mutations, `${path}.mutations.request_mutations`).map((x, i) => {
+    const rp = `${path}.mutations.request_mutations[${i}]`;
+    const r = obj(x, rp);
+    only(r, rp, ["remove"]);
+    return str(r.remove, `${rp}.remove`).toLowerCase();
+  });
 }
 
 function cluster(v: unknown, path: string): Cluster {

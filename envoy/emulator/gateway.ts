@@ -123,7 +123,8 @@ export class Gateway {
     const headers: Pairs = [[":method", req.method ?? "GET"], [":path", req.url ?? "/"], [":authority", req.headers.host ?? ""], [":scheme", "http"]];
     for (let i = 0; i < req.rawHeaders.length; i += 2) {
       const k = req.rawHeaders[i].toLowerCase();
-      if (!HOP_BY_HOP.has(k)) headers.push([k, req.rawHeaders[i + 1]]);
+      // header_mutation filters before the wasm filter remove what the client may not set.
+      if (!HOP_BY_HOP.has(k) && !l.removeRequestHeaders.includes(k)) headers.push([k, req.rawHeaders[i + 1]]);
     }
     // Envoy's connection manager adds these before any filter runs.
     if (!req.headers["x-request-id"]) headers.push(["x-request-id", randomUUID()]);

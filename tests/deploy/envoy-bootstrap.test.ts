@@ -17,8 +17,8 @@ test("envoy/envoy.yaml: a misspelt field or wrong type anywhere fails", () => {
     (b) => { b.static_resources.clusters[1].original_dst_lb_config.use_http_headers = true; },
     (b) => { b.static_resources.clusters[1].lb_policy = "CLUSTER_PROVIDE"; },
     (b) => { b.static_resources.listeners[0].address.socket_address.port_value = "10000"; },
-    (b) => { b.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[0].typed_config.config.vm_config.vmid = "x"; },
-    (b) => { b.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[0].typed_config.config.rootid = "x"; },
+    (b) => { b.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[1].typed_config.config.vm_config.vmid = "x"; },
+    (b) => { b.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[1].typed_config.config.rootid = "x"; },
   ];
   for (const [i, m] of mutations.entries()) {
     const b = bootstrap(); m(b);

@@ -10,6 +10,7 @@ const ajv = new Ajv({ allErrors: true, strict: false });
 ajv.addSchema(JSON.parse(readFileSync("tests/deploy/fixtures/envoy-bootstrap-subset.schema.json", "utf8")));
 const wasm = ajv.getSchema("envoy-subset#/$defs/wasmFilter")!;
 const cluster = ajv.getSchema("envoy-subset#/$defs/cluster")!;
+const headerMutation = ajv.getSchema("envoy-subset#/$defs/headerMutationFilter")!;
 const ok = (v: typeof wasm, x: unknown) => { if (!v(x)) throw new Error(ajv.errorsText(v.errors)); };
 const load = (f: string) => parseManifests(readFileSync(f, "utf8"), f) as any[];
 
@@ -20,7 +21,12 @@ test("ECDS EnvoyFilter: the wasm extension is valid Envoy config and follows con
   const cfg = ext.typed_config.config;
   assert.equal(cfg.root_id, "endpoint-picker");
   assert.equal(cfg.allow_on_headers_stop_iteration, true);
-  assert.equal(ef.spec.configPatches[1].patch.value.name, ext.name, "HTTP filter must reference the ECDS name");
+  const httpFilters = ef.spec.configPatches.filter((p: any) => p.applyTo === "HTTP_FILTER").map((p: any) => p.patch.value);
+  assert.equal(httpFilters[1].name, ext.name, "HTTP filter must reference the ECDS name");
+  // Before it (patches apply in order, each INSERT_BEFORE the router): the client's headers are stripped.
+  ok(headerMutation, httpFilters[0].typed_config);
+  assert.deepEqual(httpFilters[0].typed_config.mutations.request_mutations.map((m: any) => m.remove),
+    ["x-gateway-destination-endpoint", "x-gateway-destination-endpoint-fallback"]);
   const pc = JSON.parse(cfg.configuration.value);
   assert.match(pc.companionCluster, /^outbound\|9002\|\|endpoint-picker-companion\./);
   const bad = structuredClone(ext.typed_config); bad.config.allow_on_header_stop_iteration = true;

@@ -59,7 +59,8 @@ export function tempBootstrap(opts: { fallbackPorts: number[]; companionPort: nu
   const l = doc.static_resources.listeners[0];
   l.address.socket_address = { address: "127.0.0.1", port_value: 0 };
   const hcm = l.filter_chains[0].filters[0].typed_config;
-  if (opts.withFilter === false) hcm.http_filters = hcm.http_filters.filter((f: Y) => f.name !== "envoy.filters.http.wasm");
+  // Without the filter: a plain gateway (the header_mutation that guards the filter's headers goes too).
+  if (opts.withFilter === false) hcm.http_filters = hcm.http_filters.filter((f: Y) => f.name === "envoy.filters.http.router");
   else {
     // These tests exercise the gateway: unless told otherwise the filter fails open (no snapshot -> the
     // fallback route) and a delivered snapshot never goes stale during a long test.

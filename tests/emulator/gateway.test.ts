@@ -43,8 +43,8 @@ test("unsupported configuration is a startup error naming the field path", () =>
   const edits: [(d: any) => void, RegExp][] = [ // eslint-disable-line @typescript-eslint/no-explicit-any
     [(d) => { d.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[0].routes[0].match.safe_regex = { regex: "x" }; },
       /virtual_hosts\[0\]\.routes\[0\]\.match\.safe_regex: not supported/],
-    [(d) => { d.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[0].typed_config.config.vm_config.runtime = "envoy.wasm.runtime.wamr"; },
-      /http_filters\[0\]\.typed_config\.config\.vm_config\.runtime: only envoy\.wasm\.runtime\.v8/],
+    [(d) => { d.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[1].typed_config.config.vm_config.runtime = "envoy.wasm.runtime.wamr"; },
+      /http_filters\[1\]\.typed_config\.config\.vm_config\.runtime: only envoy\.wasm\.runtime\.v8/],
     [(d) => { d.static_resources.clusters[1].lb_policy = "ROUND_ROBIN"; }, /clusters\[1\]\.lb_policy: ORIGINAL_DST clusters need lb_policy CLUSTER_PROVIDED/],
     [(d) => { d.static_resources.clusters[0].type = "EDS"; }, /clusters\[0\]\.type: EDS is not supported/],
     [(d) => { d.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters.unshift({ name: "envoy.filters.http.lua" }); },
@@ -202,4 +202,29 @@ test("CLI: prints the listening line, serves, exits cleanly on SIGTERM; bad conf
   });
   assert.notEqual(res.code, 0);
   assert.match(res.err, /static_resources\.clusters\[0\]\.lb_policy: MAGLEV is not supported/);
+});
+
+test("header_mutation before the wasm filter strips the client's destination headers, even past a failed fail-open VM", async () => {
+  const decoy = await upstream("decoy");
+  const fallback = await upstream("fallback");
+  const file = tempBootstrap({
+    fallbackPorts: [fallback.port], companionPort: await deadPort(),
+    edit: (d) => {
+      const wasm = d.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters.find((f: { name: string }) => f.name === "envoy.filters.http.wasm");
+      wasm.typed_config.config.failure_policy = "FAIL_OPEN";
+    },
+  });
+  const { g, port } = await gateway(file);
+  for (const w of g.listeners[0].wasmHost!.workers) w.failed = true; // every VM trapped: Envoy skips the filter
+  for (let i = 0; i < 4; i++) {
+    const r = await get(port, "/v1/completions", { "x-gateway-destination-endpoint": decoy.address, "x-gateway-destination-endpoint-fallback": decoy.address });
+    assert.equal(r.status, 200);
+    assert.equal(JSON.parse(r.body).upstream, "fallback");
+  }
+  assert.equal(decoy.hits, 0, "the client's address was never used");
+  // Only request removals, and only before the wasm filter, are in the emulator's subset.
+  const doc = parse(readFileSync("envoy/envoy.yaml", "utf8"));
+  const filters = doc.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters;
+  filters.splice(1, 0, filters.splice(0, 1)[0]); // after the wasm filter
+  assert.throws(() => parseBootstrap(stringify(doc)), /http_filters\[1\]: header_mutation is supported before the wasm filter only/);
 });

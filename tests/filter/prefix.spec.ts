@@ -19,7 +19,7 @@ function chainOf(model: string, prompt: string, blockChars: i32 = 8, maxBlocks: 
 
 function matchedBy(index: PrefixIndex, chain: PrefixChain, snap: Snapshot): StaticArray<i32> {
   const m = new StaticArray<i32>(snap.count);
-  index.lookup(chain, snap, m);
+  index.lookup(chain, snap, m, new StaticArray<i32>(snap.count));
   return m;
 }
 
@@ -95,6 +95,20 @@ describe("prefix index", () => {
     expect(matchedBy(index, keep, snap)[1]).toBe(8);
     expect(matchedBy(index, old, snap)[0]).toBe(0);
     expect(index.size).toBeLessThanOrEqual(128);
+  });
+
+  it("keeps a prefix in use: levels found only in the older generation are recorded again", () => {
+    const snap = snapOf(2);
+    const index = new PrefixIndex(64);
+    const keep = chainOf("m", blocks("hot", 8));
+    for (let round = 0; round < 40; round++) {
+      // What the filter does per request: look up, then record what the current generation lacks.
+      const m = new StaticArray<i32>(2), cur = new StaticArray<i32>(2);
+      index.lookup(keep, snap, m, cur);
+      if (round > 0) expect(m[1]).toBe(8);
+      index.record(keep, snap.addrHash[1], cur[1]);
+      for (let f = 0; f < 3; f++) index.record(chainOf("m", blocks("cold" + round.toString() + "-" + f.toString(), 8)), snap.addrHash[0]);
+    }
   });
 
   it("sizes itself from the profile's blocks per endpoint", () => {

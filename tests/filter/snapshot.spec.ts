@@ -50,6 +50,14 @@ describe("snapshot decoding", () => {
     expect(s.kv[1]).toBe(0.0);
   });
 
+  it("marks a second endpoint with the same address unusable (counts are keyed by address)", () => {
+    const s = decodeSnapshot(buildBlob(1, [new TestEndpoint("10.0.0.1:80"), new TestEndpoint("10.0.0.2:80"), new TestEndpoint("10.0.0.1:80")]))!;
+    expect(s.has(0, FLAG_UNUSABLE)).toBe(false);
+    expect(s.has(1, FLAG_UNUSABLE)).toBe(false);
+    expect(s.has(2, FLAG_UNUSABLE)).toBe(true);
+    expect(s.indexOfHash(s.addrHash[2])).toBe(0);
+  });
+
   it("marks addresses that cannot go into a header as unusable", () => {
     const s = decodeSnapshot(buildBlob(1, [new TestEndpoint("10.0.0.1:80\r\nx: y"), new TestEndpoint(""), new TestEndpoint("a,b:1"), new TestEndpoint("10.0.0.9:80")]))!;
     expect(s.has(0, FLAG_UNUSABLE)).toBe(true);

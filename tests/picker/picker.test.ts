@@ -167,17 +167,33 @@ test("bad bodies are decided by load, passed on unchanged, and never trap the VM
   assert.deepEqual(h.host.failedWorkers(), []);
 });
 
-test("without allow_on_headers_stop_iteration the first held request is decided by a watchdog, later ones in the headers callback", () => {
+test("without allow_on_headers_stop_iteration held requests are decided by a watchdog; after a few, the VM decides in the headers callback", () => {
   const h = new PickerHost({ allowOnHeadersStopIteration: false });
   h.publish([{ address: A }]);
-  const first = h.send({ body: completion("m", "x") });
-  assert.equal(first.forwarded.requestHeaders, null, "held: Envoy keeps the body from the filter");
+  const held = [0, 1, 2].map((i) => h.send({ body: completion("m", `x${i}`) }));
+  for (const s of held) assert.equal(s.forwarded.requestHeaders, null, "held: Envoy keeps the body from the filter");
   h.advance(600);
-  assert.equal(destination(first), A);
-  assert.equal(Buffer.concat(first.forwarded.requestBody).toString(), completion("m", "x"));
+  for (const [i, s] of held.entries()) {
+    assert.equal(destination(s), A);
+    assert.equal(Buffer.concat(s.forwarded.requestBody).toString(), completion("m", `x${i}`));
+  }
   assert.ok(h.logs.some((l) => /allow_on_headers_stop_iteration/.test(l)), "an operator is told why");
-  const second = h.send({ body: completion("m", "y") });
-  assert.equal(destination(second), A, "decided at once in the headers callback");
+  const next = h.send({ body: completion("m", "y") });
+  assert.equal(destination(next), A, "decided at once in the headers callback");
+});
+
+test("one slow client does not switch a VM to deciding without bodies", () => {
+  const h = new PickerHost();
+  h.publish([{ address: A }]);
+  const slow = h.host.openStream();
+  slow.sendRequestHeaders([[":method", "POST"], [":path", "/v1/completions"], [":authority", "gw"]], false);
+  h.advance(600); // its body has not come: the watchdog decides it by load
+  assert.equal(destination(slow), A);
+  slow.sendRequestData(completion("m", "late"), true);
+  assert.equal(Buffer.concat(slow.forwarded.requestBody).toString(), completion("m", "late"));
+  const s = h.send({ body: completion("m", "z") });
+  assert.equal(destination(s), A);
+  assert.ok(!h.logs.some((l) => /allow_on_headers_stop_iteration/.test(l)), "no switch on one slow body");
 });
 
 test("invalid configuration fails on_configure with a log line naming the field", () => {
