@@ -61,7 +61,8 @@ async function runPhase(phase: Phase, requests: WorkloadRequest[], timeScale: nu
   const port = await freePort();
   const gateway = await startGateway({
     companionPort: companion?.port ?? (await freePort()), fallbackPorts: set.pods.map((p) => p.port), withFilter: phase.withFilter,
-    configuration: { failureMode: "FailOpen" }, fallbackLbPolicy: phase.lb, envoy, port, concurrency: 2,
+    // FailClose: a request the picker cannot place fails visibly instead of going round-robin in its column.
+    configuration: { failureMode: "FailClose" }, fallbackLbPolicy: phase.lb, envoy, port, concurrency: 2,
   });
   running.push(gateway);
   if (phase.withFilter) await gatewayPicking(gateway.port, JSON.stringify({ model: profile.model, prompt: "warm up", max_tokens: 1 }));

@@ -12,6 +12,7 @@ import { RealClock } from "../sim/clock";
 import { SimPod } from "../sim/pod-server";
 import { DEFAULT_PROFILE, type EngineKind, type EngineProfile } from "../sim/profile";
 import { tempBootstrap } from "../emulator/fixtures";
+import { freePortOn } from "../helpers/ports";
 
 export const ENGINE_LABEL = "inference.networking.k8s.io/engine-type";
 /** The companion's engine name for each simulated engine. */
@@ -32,7 +33,7 @@ export interface Proc {
 export async function startProc(script: string, args: string[], ready: RegExp, timeoutMs = 15_000): Promise<Proc> {
   const proc = spawnProc(process.execPath, [script, ...args], "");
   const address = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${script} not ready after ${timeoutMs} ms:\n${proc.output()}`)), timeoutMs);
+    const timer = setTimeout(() => { void proc.stop(); reject(new Error(`${script} not ready after ${timeoutMs} ms:\n${proc.output()}`)); }, timeoutMs);
     proc.child.stdout!.on("data", () => {
       const m = ready.exec(proc.output());
       if (m) { clearTimeout(timer); resolve(m[1]); }
@@ -136,14 +137,9 @@ function canConnect(port: number): Promise<boolean> {
   });
 }
 
-/** A port nothing listens on right now. */
-export async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
+
+/** A port free on loopback right now. */
+export const freePort = (): Promise<number> => freePortOn(["127.0.0.1"]);
 
 export interface Reply { status: number; headers: http.IncomingHttpHeaders; body: string; ttftMs: number; totalMs: number }
 

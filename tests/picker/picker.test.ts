@@ -234,3 +234,20 @@ test("random bodies, chunkings, paths and header values never trap a VM and alwa
   }
   assert.deepEqual(h.host.failedWorkers(), []);
 });
+
+test("a client's content-length never sizes memory: huge values with small bodies, many held at once, trap nothing", () => {
+  const h = new PickerHost({ concurrency: 2 });
+  // A profile allowing a 2 GiB prompt, and a snapshot every VM has decoded.
+  h.publish([{ address: A }, { address: B }], { prefixBlockChars: 32768, prefixMaxBlocks: 65535 });
+  for (let w = 0; w < 2; w++) assert.ok(h.pick({ worker: w, body: completion("m", "load the snapshot") }).dest);
+  const held = [];
+  for (let i = 0; i < 300; i++) {
+    const s = h.host.openStream({ worker: i % 2 });
+    s.sendRequestHeaders([[":method", "POST"], [":path", "/v1/completions"], [":authority", "gw"], ["content-length", i % 2 ? "2000000000" : "16777216"]], false);
+    held.push(s);
+  }
+  for (const s of held) s.sendRequestData(completion("m", "small"), true);
+  for (const s of held) assert.ok(destination(s));
+  assert.deepEqual(h.host.failedWorkers(), []);
+  assert.ok(Math.max(...h.host.memoryPages()) < 1024, `wasm memory stays small: ${h.host.memoryPages()} pages`);
+});
