@@ -13,14 +13,7 @@ import { ConfigFileWatcher } from "../../companion/config-watcher";
 import { silentLogger } from "../../companion/log";
 import { decodeSnapshot } from "../../companion/snapshot";
 import { parseEndpointsFile } from "../../companion/static-pool";
-
-async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 3000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+import { until } from "../helpers/until";
 
 async function metricsServer(t: { after(fn: () => unknown): void }, body: () => string) {
   const s = http.createServer((_q, res) => res.end(body()));

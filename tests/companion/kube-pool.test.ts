@@ -7,14 +7,7 @@ import { parseInferencePool, podTargets } from "../../companion/inference-pool";
 import { silentLogger } from "../../companion/log";
 import type { PoolTarget } from "../../companion/pool";
 import { FakeKube, inferencePoolV1, inferencePoolV1alpha2, pod } from "../helpers/fake-kube";
-
-async function until(what: string, check: () => boolean, timeoutMs = 3000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+import { until } from "../helpers/until";
 
 async function startPool(fake: FakeKube, mode: KubePoolMode, t: { after(fn: () => unknown): void }) {
   let targets: PoolTarget[] = [];
