@@ -2,7 +2,7 @@
 // helpers they never trap on a non-OK result (the runtime's CHECK_RESULT throws, which kills the VM) and
 // they take pre-encoded keys, so a request does not re-encode the same strings every time.
 import * as abi from "@solo-io/proxy-runtime/assembly/imports";
-import { free } from "@solo-io/proxy-runtime/assembly/malloc";
+import { free, malloc as pinnedBuffer } from "@solo-io/proxy-runtime/assembly/malloc";
 import { WasmResultValues, HeaderMapTypeValues, BufferTypeValues, Headers } from "@solo-io/proxy-runtime/assembly";
 
 // Out-parameters for the host: it writes a pointer and a size (or a CAS / a time) here.
@@ -26,6 +26,66 @@ function adopt(): ArrayBuffer {
 }
 
 export function encode(s: string): ArrayBuffer { return String.UTF8.encode(s); }
+
+// Scratch reads. Most host copies a request needs are read once and dropped: body chunks, the snapshot
+// meta, the :path and content-length headers. As GC objects they came to ~3 KB a request, which kept the
+// incremental collector busy and billed its steps to the next allocation, often one in the decision. The
+// host allocates every copy through the module's `malloc`, so a read that arms this reused buffer (outside
+// the GC heap) first gets its copy there; everything else still gets a pinned ArrayBuffer.
+
+/** Bytes a scratch read can hold; a larger copy falls back to a GC buffer and is reported as too large. */
+export const SCRATCH_BYTES: i32 = 16384;
+/** Where a scratch read leaves its bytes (valid until the next scratch read). */
+export const scratch: usize = heap.alloc(<usize>SCRATCH_BYTES);
+/** A scratch read of a value that exists but did not fit. */
+export const SCRATCH_TOO_LARGE: i32 = -2;
+let scratchArmed = false;
+
+/** The module's `malloc` export (filter/index.ts): the armed scratch buffer once, else a pinned ArrayBuffer. */
+export function malloc(size: i32): usize {
+  if (scratchArmed) {
+    scratchArmed = false;
+    if (size >= 0 && size <= SCRATCH_BYTES) return scratch;
+  }
+  return pinnedBuffer(size);
+}
+
+/** After a scratch-armed call: bytes now in `scratch`, -1 when the host gave nothing, or SCRATCH_TOO_LARGE. */
+function scratchResult(ok: bool): i32 {
+  scratchArmed = false; // an empty value is passed without an allocation
+  const ptr = load<usize>(outPtr);
+  const size = <i32>load<usize>(outSize);
+  store<usize>(outPtr, 0);
+  if (ptr != 0 && ptr != scratch) { free(ptr); return SCRATCH_TOO_LARGE; } // the GC takes the fallback buffer
+  if (!ok) return -1;
+  return ptr == 0 ? 0 : size;
+}
+
+/** Shared data value into `scratch`: its size, -1 when absent, SCRATCH_TOO_LARGE. Sets `lastCas`. */
+export function readSharedToScratch(key: ArrayBuffer): i32 {
+  store<usize>(outPtr, 0);
+  store<usize>(outSize, 0);
+  scratchArmed = true;
+  const ok = abi.proxy_get_shared_data(changetype<usize>(key), key.byteLength, outPtr, outSize, outU32) == WasmResultValues.Ok;
+  lastCas = ok ? load<u32>(outU32) : 0;
+  return scratchResult(ok);
+}
+
+/** Bytes [start, start + length) of a host buffer into `scratch` (length at most SCRATCH_BYTES): the count, or -1. */
+export function readBufferToScratch(kind: BufferTypeValues, start: u32, length: u32): i32 {
+  store<usize>(outPtr, 0);
+  store<usize>(outSize, 0);
+  scratchArmed = true;
+  return scratchResult(abi.proxy_get_buffer_bytes(kind, start, min(length, <u32>SCRATCH_BYTES), outPtr, outSize) == WasmResultValues.Ok);
+}
+
+/** A header value into `scratch`: its length, -1 when absent, SCRATCH_TOO_LARGE. */
+export function readHeaderToScratch(map: HeaderMapTypeValues, key: ArrayBuffer): i32 {
+  store<usize>(outPtr, 0);
+  store<usize>(outSize, 0);
+  scratchArmed = true;
+  return scratchResult(abi.proxy_get_header_map_value(map, changetype<usize>(key), key.byteLength, outPtr, outSize) == WasmResultValues.Ok);
+}
 
 export function nowNs(): u64 {
   if (abi.proxy_get_current_time_nanoseconds(outU64) != WasmResultValues.Ok) return 0;

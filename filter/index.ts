@@ -1,5 +1,8 @@
-// Entry point of the filter module: the runtime's exports (proxy_on_*, malloc) and our root context.
-export * from "@solo-io/proxy-runtime/assembly/proxy";
+// Entry point of the filter module: the runtime's exports (proxy_on_*), the allocator the host copies data
+// in through, and our root context.
+export * from "@solo-io/proxy-runtime/assembly/exports";
+export { free } from "@solo-io/proxy-runtime/assembly/malloc";
+export { malloc } from "./host";
 import { registerRootContext } from "@solo-io/proxy-runtime/assembly";
 import { PickerRoot, ROOT_ID } from "./picker";
 

@@ -16,8 +16,9 @@ import { JournalWriter, JournalReader } from "./journal";
 import { seedRandom, nextU64 } from "./rng";
 import { fnv1a32 } from "./hash";
 import {
-  nowNs, getShared, setShared, lastCas, getHeader, removeHeader, replaceHeader, addHeader, getBuffer,
+  nowNs, getShared, setShared, lastCas, getHeader, removeHeader, replaceHeader, getBuffer,
   localReply, setTickPeriod, encode, logAt, setEffectiveContext, continueRequest,
+  scratch, readHeaderToScratch, readBufferToScratch,
 } from "./host";
 
 export const ROOT_ID = "endpoint-picker";
@@ -97,6 +98,7 @@ export class PickerRoot extends RootContext {
   onTick(): void {
     const now = nowNs() / 1000000;
     this.pool.refresh();
+    this.pool.recentAdapters.prune(now);
     this.shareInFlight(now);
     this.sharePrefixes();
     const f = this.fetcher;
@@ -242,13 +244,12 @@ function promptCap(snap: Snapshot | null, maxBodyBytes: u32): i32 {
   return <i32>min(want, min(<i64>maxBodyBytes, <i64>PROMPT_CAP_MAX));
 }
 
-/** A header value of ASCII digits as a number (-1 if anything else or over 2^31). */
-function parseDecimal(b: ArrayBuffer): i64 {
-  const n = b.byteLength;
-  if (n == 0 || n > 10) return -1;
+/** `n` bytes of ASCII digits at `ptr` as a number (-1 if anything else or over 2^31). */
+function parseDecimal(ptr: usize, n: i32): i64 {
+  if (n <= 0 || n > 10) return -1;
   let v: i64 = 0;
   for (let i = 0; i < n; i++) {
-    const c = <i32>load<u8>(changetype<usize>(b) + <usize>i) - 0x30;
+    const c = <i32>load<u8>(ptr + <usize>i) - 0x30;
     if (c < 0 || c > 9) return -1;
     v = v * 10 + c;
   }
@@ -262,10 +263,11 @@ export class PickerStream extends Context {
   private kind: i32 = PROMPT_ANY;
   private sheddable: bool = false;
   private decided: bool = false;
-  /** The endpoint picked: its address hash (in-flight release) and address bytes (the served header). */
+  /** The endpoint picked: its address hash (in-flight release), and its snapshot and index (the served header). */
   private picked: bool = false;
   private pickedHash: u32 = 0;
-  private pickedAddress: ArrayBuffer | null = null;
+  private pickedSnapshot: Snapshot | null = null;
+  private pickedIndex: i32 = 0;
   /** Position in the root's list of streams held for their body (-1: not held). */
   heldIndex: i32 = -1;
   heldAtMs: u64 = 0;
@@ -279,11 +281,11 @@ export class PickerStream extends Context {
     // A client must never choose the upstream: drop whatever it sent before anything else.
     removeHeader(HeaderMapTypeValues.RequestHeaders, root.destKey);
     removeHeader(HeaderMapTypeValues.RequestHeaders, root.fallbackKey);
-    const path = getHeader(HeaderMapTypeValues.RequestHeaders, PATH);
-    if (path != null) this.kind = promptKindForPath(changetype<usize>(path), path.byteLength);
-    const objective = getHeader(HeaderMapTypeValues.RequestHeaders, OBJECTIVE);
-    if (objective != null && root.cfg.objectiveNames.length > 0) {
-      this.sheddable = root.cfg.priorityOf(String.UTF8.decode(objective)) < 0;
+    const pathLen = readHeaderToScratch(HeaderMapTypeValues.RequestHeaders, PATH);
+    if (pathLen > 0) this.kind = promptKindForPath(scratch, pathLen);
+    if (root.cfg.objectiveNames.length > 0) {
+      const objective = getHeader(HeaderMapTypeValues.RequestHeaders, OBJECTIVE);
+      if (objective != null) this.sheddable = root.cfg.priorityOf(String.UTF8.decode(objective)) < 0;
     }
     if (end_of_stream || root.cfg.maxBodyBytes == 0 || root.headersOnly) {
       return this.decide() ? FilterHeadersStatusValues.Continue : FilterHeadersStatusValues.StopIteration;
@@ -293,8 +295,7 @@ export class PickerStream extends Context {
     const cap = promptCap(root.pool.snapshot, root.cfg.maxBodyBytes);
     // Reserve the prompt copy from content-length, so it is allocated once, but never more than a small
     // amount before the bytes arrive: the header is the client's word, not memory it has sent.
-    const length = getHeader(HeaderMapTypeValues.RequestHeaders, CONTENT_LENGTH);
-    const expected = length == null ? 0 : parseDecimal(length);
+    const expected = parseDecimal(scratch, readHeaderToScratch(HeaderMapTypeValues.RequestHeaders, CONTENT_LENGTH));
     this.scanner = root.takeScanner(this.kind, cap, expected > 0 ? <i32>min(expected, min(cap, PROMPT_RESERVE_MAX)) : 256);
     return FilterHeadersStatusValues.StopIteration; // decided in the body callback, which may still set headers
   }
@@ -304,9 +305,10 @@ export class PickerStream extends Context {
     if (this.decided) return FilterDataStatusValues.Continue;
     const scanner = this.scanner!;
     const limit = <i32>min(<u64>body_buffer_length, <u64>this.root.cfg.maxBodyBytes);
-    if (limit > scanner.consumed) {
-      const bytes = getBuffer(BufferTypeValues.HttpRequestBody, <u32>scanner.consumed, <u32>(limit - scanner.consumed));
-      if (bytes != null && bytes.byteLength > 0) scanner.feed(changetype<usize>(bytes), bytes.byteLength);
+    while (limit > scanner.consumed && !scanner.settled) {
+      const n = readBufferToScratch(BufferTypeValues.HttpRequestBody, <u32>scanner.consumed, <u32>(limit - scanner.consumed));
+      if (n <= 0) break;
+      scanner.feed(scratch, n);
     }
     if (!scanner.settled && !end_of_stream && limit < <i32>this.root.cfg.maxBodyBytes) {
       return FilterDataStatusValues.StopIterationAndBuffer;
@@ -327,9 +329,10 @@ export class PickerStream extends Context {
 
   onResponseHeaders(_headers: u32, _end_of_stream: bool): FilterHeadersStatusValues {
     const key = this.root.servedKey;
-    const address = this.pickedAddress;
-    if (address != null && key.byteLength > 0) {
-      replaceHeader(HeaderMapTypeValues.ResponseHeaders, key, changetype<usize>(address), address.byteLength);
+    const snap = this.pickedSnapshot;
+    if (snap != null && key.byteLength > 0) {
+      const i = this.pickedIndex;
+      replaceHeader(HeaderMapTypeValues.ResponseHeaders, key, snap.base + <usize>snap.addrOff[i], snap.addrLen[i]);
     }
     return FilterHeadersStatusValues.Continue;
   }
@@ -341,6 +344,7 @@ export class PickerStream extends Context {
     if (this.picked) {
       this.root.pool.inflight.finished(this.pickedHash);
       this.picked = false;
+      this.pickedSnapshot = null;
     }
   }
 
@@ -394,7 +398,8 @@ export class PickerStream extends Context {
     }
     this.picked = true;
     this.pickedHash = snap.addrHash[i];
-    if (root.servedKey.byteLength > 0) this.pickedAddress = snap.addressBytes(i);
+    this.pickedSnapshot = snap; // kept alive by this stream until its response headers
+    this.pickedIndex = i;
     pool.inflight.started(i);
     if (facts.modelLen > 0 && snap.isAdapter(facts.modelHash)) pool.recentAdapters.note(i, facts.modelHash, now);
     root.metrics.pick(snap, i);

@@ -3,7 +3,7 @@
 import { decodeSnapshot, Snapshot, lastError } from "./snapshot";
 import { InFlight } from "./inflight";
 import { RecentAdapters } from "./adapters";
-import { getShared, encode, logAt } from "./host";
+import { getShared, encode, logAt, scratch, readSharedToScratch } from "./host";
 
 export const SNAPSHOT_KEY = encode("endpoint-picker.snapshot");
 /** 16 bytes: u64 version, u64 proxy-clock ms of the last contact with the companion. */
@@ -20,10 +20,9 @@ export class Meta {
 }
 
 export function readMeta(out: Meta): bool {
-  const v = getShared(META_KEY);
-  if (v == null || v.byteLength != 16) return false;
-  out.version = load<u64>(changetype<usize>(v));
-  out.contactMs = load<u64>(changetype<usize>(v), 8);
+  if (readSharedToScratch(META_KEY) != 16) return false; // read per request: no allocation
+  out.version = load<u64>(scratch);
+  out.contactMs = load<u64>(scratch, 8);
   return true;
 }
 

@@ -3,14 +3,14 @@
 //
 // Chain: h_0 = hash(model), h_k = hash(h_{k-1}, block k). Equal h_k means an equal first k blocks (up to
 // 32-bit collisions), so an index of (h_k, endpoint) pairs answers "how long a prefix of this prompt was
-// each endpoint sent" by walking the levels of the chain until no endpoint has one.
+// each endpoint sent" from the deepest level anyone holds downwards (PrefixIndex.lookup).
 //
 // Levels: every k <= 8, then four per doubling (k divisible by 2^(floor(log2 k) - 2)), and the chain's
 // last level: a 256-block chain costs 28 entries, and a match is known to within 1/4 of its length (a
 // prefix score off by a few percent, for half the lookups of denser sampling).
 //
-// Index: per worker VM, in wasm memory, like GIE's in-process index: an open-addressed table of
-// (h_k, endpoint hash) pairs in two generations. Inserts go to the current one; when it is full the older
+// Index: per worker VM, in wasm memory, like GIE's in-process index: (h_k, endpoint hash) pairs, listed by
+// h_k, in two generations. Inserts go to the current one; when it is full the older
 // generation is dropped and the current one becomes the older: least-recently-used eviction at the cost of
 // one pointer swap, and an entry used again moves to the current generation. Capacity follows the
 // profile's blocks per endpoint. Worker VMs exchange what they recorded through journals (journal.ts).
@@ -74,69 +74,126 @@ export class PrefixChain {
   @inline levelHash(i: i32, c: i32): u32 { return unchecked(this.hashes[levelOf(i, c, this.count) - 1]); }
 }
 
-/** One generation: open addressing with linear probing over (key, endpoint) pairs; key 0 = empty. */
+/**
+ * One generation: a table of distinct keys, each heading a list of the endpoints recorded with it, and a set
+ * of pair fingerprints for "is this pair here already". A popular prefix has hundreds of holders; keeping
+ * them in one linear-probing table put them in one run per key, the runs of neighbouring keys merged, and
+ * finding one key's holders meant scanning thousands of others' slots. Here a key's holders are its list.
+ */
 class Generation {
+  /**
+   * Distinct keys, each slot two words: the key (0 = empty) and the head of its holder list (an index into
+   * the entries). Side by side, so finding a key and its list costs one cache miss, not two.
+   */
   keys: StaticArray<u32>;
+  keyMask: i32;
+  /** Holder entries: endpoint hash and the next entry of the same key (-1 ends the list). */
   eps: StaticArray<u32>;
+  next: StaticArray<i32>;
   used: i32 = 0;
-  mask: i32;
   limit: i32;
+  /**
+   * Fingerprints of the (key, endpoint) pairs present (0 = empty). Two pairs with the same 32-bit
+   * fingerprint make the second one look present and go unrecorded: one in billions of inserts.
+   */
+  pairs: StaticArray<u32>;
+  pairMask: i32;
 
   constructor(capacity: i32) {
     let size = 16;
     while (size < capacity * 2) size <<= 1; // at most half full: short probe runs
-    this.keys = new StaticArray<u32>(size);
-    this.eps = new StaticArray<u32>(size);
-    this.mask = size - 1;
+    this.keys = new StaticArray<u32>(size * 2);
+    this.keyMask = size - 1;
+    this.pairs = new StaticArray<u32>(size);
+    this.pairMask = size - 1;
+    this.eps = new StaticArray<u32>(capacity);
+    this.next = new StaticArray<i32>(capacity);
     this.limit = capacity;
   }
 
   clear(): void {
     memory.fill(changetype<usize>(this.keys), 0, <usize>(this.keys.length << 2));
+    memory.fill(changetype<usize>(this.pairs), 0, <usize>(this.pairs.length << 2));
     this.used = 0;
   }
 
-  @inline slotOf(key: u32): i32 { return <i32>((key ^ (key >> 16)) * 0x45d9f3b) & this.mask; }
+  @inline private static mix(h: u32): u32 {
+    h ^= h >> 16;
+    h *= 0x45d9f3b;
+    return h ^ (h >> 16);
+  }
+
+  @inline private static fingerprint(key: u32, ep: u32): u32 {
+    const f = Generation.mix(key ^ Generation.mix(ep + 0x9e3779b9));
+    return f == 0 ? 1 : f;
+  }
+
+  // Probe loops use raw pointers: managed references used in a loop are spilled to the GC's shadow stack.
+
+  /** The head of the key's holder list, or -1 when no endpoint was recorded with it. */
+  private headOf(key: u32): i32 {
+    const keys = changetype<usize>(this.keys), mask = <usize>this.keyMask;
+    let s = <usize>Generation.mix(key) & mask;
+    while (true) {
+      const k = load<u32>(keys + (s << 3));
+      if (k == key) return load<i32>(keys + (s << 3), 4);
+      if (k == 0) return -1;
+      s = (s + 1) & mask;
+    }
+  }
+
+  /** Some endpoint was recorded with `key`. */
+  holds(key: u32): bool { return this.headOf(key) >= 0; }
 
   has(key: u32, ep: u32): bool {
-    let s = this.slotOf(key);
+    const f = Generation.fingerprint(key, ep);
+    const pairs = changetype<usize>(this.pairs), mask = <usize>this.pairMask;
+    let s = <usize>f & mask;
     while (true) {
-      const k = unchecked(this.keys[s]);
+      const k = load<u32>(pairs + (s << 2));
+      if (k == f) return true;
       if (k == 0) return false;
-      if (k == key && unchecked(this.eps[s]) == ep) return true;
-      s = (s + 1) & this.mask;
+      s = (s + 1) & mask;
     }
   }
 
   /** Adds the pair (the caller checked it is absent and that the generation is not full). */
   add(key: u32, ep: u32): void {
-    let s = this.slotOf(key);
-    while (unchecked(this.keys[s]) != 0) s = (s + 1) & this.mask;
-    unchecked(this.keys[s] = key);
-    unchecked(this.eps[s] = ep);
-    this.used++;
+    const f = Generation.fingerprint(key, ep);
+    let p = <i32>f & this.pairMask;
+    while (unchecked(this.pairs[p]) != 0) p = (p + 1) & this.pairMask;
+    unchecked(this.pairs[p] = f);
+    let s = <i32>Generation.mix(key) & this.keyMask;
+    let head = -1;
+    while (true) {
+      const k = unchecked(this.keys[s << 1]);
+      if (k == key) { head = <i32>unchecked(this.keys[(s << 1) + 1]); break; }
+      if (k == 0) { unchecked(this.keys[s << 1] = key); break; }
+      s = (s + 1) & this.keyMask;
+    }
+    const e = this.used++;
+    unchecked(this.eps[e] = ep);
+    unchecked(this.next[e] = head);
+    unchecked(this.keys[(s << 1) + 1] = <u32>e);
   }
 
   /**
-   * Marks in `matched` (indexed like `snap`) every endpoint holding `key` with `level`, and in `also` when
-   * given; returns how many.
+   * Raises to `level`, in `matched` (indexed like `snap`) and in `also` when given, every endpoint recorded
+   * with `key`; returns how many of them had a match of exactly `floor` in `matched` before.
    */
-  mark(key: u32, level: i32, snap: Snapshot, matched: StaticArray<i32>, also: StaticArray<i32> | null): i32 {
-    let s = this.slotOf(key);
-    let found = 0;
-    while (true) {
-      const k = unchecked(this.keys[s]);
-      if (k == 0) return found;
-      if (k == key) {
-        const i = snap.indexOfHash(unchecked(this.eps[s]));
-        if (i >= 0 && i < matched.length) {
-          if (unchecked(matched[i]) < level) unchecked(matched[i] = level);
-          if (also != null && unchecked(also[i]) < level) unchecked(also[i] = level);
-          found++;
-        }
-      }
-      s = (s + 1) & this.mask;
+  mark(key: u32, level: i32, floor: i32, snap: Snapshot, matched: StaticArray<i32>, also: StaticArray<i32> | null): i32 {
+    let raised = 0;
+    const eps = changetype<usize>(this.eps), next = changetype<usize>(this.next);
+    const matchedP = changetype<usize>(matched), alsoP = changetype<usize>(also), n = matched.length;
+    for (let e = this.headOf(key); e >= 0; e = load<i32>(next + (<usize>e << 2))) {
+      const i = snap.indexOfHash(load<u32>(eps + (<usize>e << 2)));
+      if (i < 0 || i >= n) continue;
+      const at = <usize>i << 2;
+      const m = load<i32>(matchedP + at);
+      if (m < level) { if (m == floor) raised++; store<i32>(matchedP + at, level); }
+      if (alsoP != 0 && load<i32>(alsoP + at) < level) store<i32>(alsoP + at, level);
     }
+    return raised;
   }
 }
 
@@ -154,25 +211,40 @@ export class PrefixIndex {
   /**
    * Sets, per endpoint of `snap`, the longest prefix of `chain` it was sent (in blocks, to `matched`) and the
    * longest the current generation holds (to `current`, what `record` may skip); the caller zeroes both.
-   * Returns the longest match. Stops at the first level no endpoint has.
+   * Returns the longest match.
+   *
+   * Levels are nested (whoever was sent k blocks was sent every level below k), so: a binary search finds
+   * the deepest level anyone holds; the first level's holders are every endpoint with a match; then the
+   * levels are walked downwards from the deepest, each endpoint taking the first (deepest) level it appears
+   * at, until every first-level holder has its level. Prompts that only a few endpoints share cost a level
+   * or two instead of the whole chain.
    */
   lookup(chain: PrefixChain, snap: Snapshot, matched: StaticArray<i32>, current: StaticArray<i32>): i32 {
     const c = storedCount(chain.count);
-    let best = 0;
-    for (let j = 0; j < c; j++) {
+    // The deepest entry with a holder, assuming every entry above it has one (as the nesting says).
+    let lo = 0, hi = c; // entries below lo have a holder; entries from hi on have none
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      const key = chain.levelHash(mid, c);
+      if (this.cur.holds(key) || this.prev.holds(key)) lo = mid + 1; else hi = mid;
+    }
+    if (lo == 0) return 0;
+    const first = levelOf(0, c, chain.count);
+    const key0 = chain.levelHash(0, c);
+    let unsettled = this.cur.mark(key0, first, 0, snap, matched, current) + this.prev.mark(key0, first, 0, snap, matched, null);
+    for (let j = lo - 1; j > 0 && unsettled > 0; j--) {
       const key = chain.levelHash(j, c);
       const level = levelOf(j, c, chain.count);
-      if (this.cur.mark(key, level, snap, matched, current) + this.prev.mark(key, level, snap, matched, null) == 0) break;
-      best = level;
+      unsettled -= this.cur.mark(key, level, first, snap, matched, current);
+      unsettled -= this.prev.mark(key, level, first, snap, matched, null);
     }
-    return best;
+    return levelOf(lo - 1, c, chain.count);
   }
 
   /**
    * Records that endpoint `ep` (address hash) was sent `chain`. Levels up to `known` (what a lookup just
-   * found it holds in the current generation) are skipped: inserting a popular prefix again would scan its
-   * long run of holders. Levels found only in the older generation are inserted, which is what keeps a
-   * prefix in use from ageing out (least-recently-used).
+   * found it holds in the current generation) are skipped. Levels found only in the older generation are
+   * inserted, which is what keeps a prefix in use from ageing out (least-recently-used).
    */
   record(chain: PrefixChain, ep: u32, known: i32 = 0): void {
     const c = storedCount(chain.count);

@@ -119,29 +119,34 @@ export class Scorer {
 
     // Waiting requests as best known: the scraped queue, or more if this proxy has sent more requests than
     // the endpoint reported running (its metrics have not caught up yet). Running likewise.
-    const local = inflight.local, remote = inflight.remote;
-    const flags = snap.flags, queuedCol = snap.queued, runningCol = snap.running, kvCol = snap.kv;
-    const waiting = this.waiting, running = this.running, outstanding = this.outstanding;
+    // The loops over every candidate read and write columns through raw pointers: a managed reference used
+    // in a loop is spilled to the GC's shadow stack at every use, which cost more than the arithmetic.
+    const listP = changetype<usize>(list);
+    const localP = changetype<usize>(inflight.local), remoteP = changetype<usize>(inflight.remote);
+    const flagsP = changetype<usize>(snap.flags), queuedP = changetype<usize>(snap.queued);
+    const runningColP = changetype<usize>(snap.running), kvP = changetype<usize>(snap.kv);
+    const waitingP = changetype<usize>(this.waiting), runningP = changetype<usize>(this.running);
+    const outstandingP = changetype<usize>(this.outstanding);
     let minW = f64.MAX_VALUE, maxW = -f64.MAX_VALUE, minR = f64.MAX_VALUE, maxR = -f64.MAX_VALUE;
     let saturated = 0;
     const satQ = p.saturationQueue, satKv = p.saturationKv;
     for (let k = 0; k < count; k++) {
-      const i = unchecked(list[k]);
-      const sent = <f64>(unchecked(local[i]) + unchecked(remote[i]));
-      const run = unchecked(runningCol[i]); // the decoder zeroes counts whose metric is absent
-      const queued = unchecked(queuedCol[i]);
+      const i = <usize>load<i32>(listP + (<usize>k << 2));
+      const sent = <f64>(load<i32>(localP + (i << 2)) + load<i32>(remoteP + (i << 2)));
+      const run = load<f64>(runningColP + (i << 3)); // the decoder zeroes counts whose metric is absent
+      const queued = load<f64>(queuedP + (i << 3));
       const w = max(queued, sent - run);
       const r = max(run, sent - queued);
-      const load = sent + 0.5 * max(0.0, queued + run - sent);
-      unchecked(waiting[i] = w);
-      unchecked(running[i] = r);
-      unchecked(outstanding[i] = load);
-      minW = min(minW, load);
-      maxW = max(maxW, load);
+      const load_ = sent + 0.5 * max(0.0, queued + run - sent);
+      store<f64>(waitingP + (i << 3), w);
+      store<f64>(runningP + (i << 3), r);
+      store<f64>(outstandingP + (i << 3), load_);
+      minW = min(minW, load_);
+      maxW = max(maxW, load_);
       minR = min(minR, r);
       maxR = max(maxR, r);
-      const f = unchecked(flags[i]);
-      if ((f & FLAG_STALE) != 0 || w >= satQ || ((f & FLAG_KV) != 0 && unchecked(kvCol[i]) >= satKv)) saturated++;
+      const f = load<u8>(flagsP + i);
+      if ((f & FLAG_STALE) != 0 || w >= satQ || ((f & FLAG_KV) != 0 && load<f64>(kvP + (i << 3)) >= satKv)) saturated++;
     }
     if (req.sheddable && saturated == count) return OUTCOME_SHED;
 
@@ -164,7 +169,7 @@ export class Scorer {
     let loraNow = lora;
     const recent = lora != null ? req.recent : null;
     if (lora != null && recent != null) {
-      recent.prune(req.nowMs);
+      // `touched` is pruned on the tick: an expired entry left in it only costs a look (recentLora checks times).
       if (recent.touched.length > 0) {
         loraNow = this.loraNow;
         memory.copy(changetype<usize>(loraNow), changetype<usize>(lora), <usize>(lora.length << 3));
@@ -174,33 +179,37 @@ export class Scorer {
         }
       }
     }
+    const matchedP = changetype<usize>(matched), kvTermP = changetype<usize>(kvTerm), scoresP = changetype<usize>(scores);
+    const loraP = changetype<usize>(loraNow), tiedP = changetype<usize>(this.tied);
     let minMatched = i32.MAX_VALUE;
-    if (prefixOn) for (let k = 0; k < count; k++) minMatched = min(minMatched, unchecked(matched[unchecked(list[k])]));
+    if (prefixOn) for (let k = 0; k < count; k++) minMatched = min(minMatched, load<i32>(matchedP + (<usize>load<i32>(listP + (<usize>k << 2)) << 2)));
     const maxScore = p.picker != PICKER_RANDOM && p.picker != PICKER_WEIGHTED_RANDOM;
     let best = -f64.MAX_VALUE, ties = 0;
-    const tied = this.tied;
     for (let k = 0; k < count; k++) {
-      const i = unchecked(list[k]);
-      let s = unchecked(kvTerm[i]) + qConst + rConst;
-      if (qScale != 0) s += qScale * (maxW - unchecked(outstanding[i]));
-      if (rScale != 0) s += rScale * (maxR - unchecked(running[i]));
+      const i = load<i32>(listP + (<usize>k << 2));
+      const at = <usize>i << 3;
+      const busy = load<f64>(outstandingP + at);
+      let s = load<f64>(kvTermP + at) + qConst + rConst;
+      if (qScale != 0) s += qScale * (maxW - busy);
+      if (rScale != 0) s += rScale * (maxR - load<f64>(runningP + at));
       if (prefixOn) {
         // Prefix affinity yields to load: an endpoint busier than the least busy one keeps its prefix credit
         // only within a slack that grows with the load and with how much more of the prompt it holds than
         // the least-matching candidate (a long cached prefix is worth more waiting than a short one).
-        const m = <f64>unchecked(matched[i]);
-        const excess = unchecked(outstanding[i]) - minW;
+        const m = <f64>load<i32>(matchedP + (<usize>i << 2));
+        const excess = busy - minW;
         const allowed = PREFIX_SLACK_ABS + PREFIX_SLACK_REL * minW + PREFIX_SLACK_PER_BLOCK * (m - <f64>minMatched);
         const damp = excess <= allowed ? 1.0 : max(0.0, 1.0 - (excess - allowed) / allowed);
         s += prefixScale * m * damp;
       }
-      if (loraNow != null) s += unchecked(loraNow[i]);
-      unchecked(scores[i] = s);
+      if (loraP != 0) s += load<f64>(loraP + at);
+      store<f64>(scoresP + at, s);
       if (maxScore) { // max-score: remember every endpoint tied with the best so far
-        if (s > best + 1e-9) { best = s; unchecked(tied[0] = i); ties = 1; }
-        else if (s >= best - 1e-9) unchecked(tied[ties++] = i);
+        if (s > best + 1e-9) { best = s; store<i32>(tiedP, i); ties = 1; }
+        else if (s >= best - 1e-9) store<i32>(tiedP + (<usize>(ties++) << 2), i);
       }
     }
+    const tied = this.tied;
     // Ties are broken uniformly at random.
     this.primary = maxScore ? (ties == 0 ? -1 : unchecked(tied[ties == 1 ? 0 : nextBelow(ties)])) : this.pickRandomly(p.picker);
     if (this.primary < 0) return OUTCOME_NO_ENDPOINT;

@@ -94,13 +94,6 @@ export class Snapshot {
   get base(): usize { return changetype<usize>(this.blob); }
   has(i: i32, flag: u8): bool { return (unchecked(this.flags[i]) & flag) != 0; }
   address(i: i32): string { return this.text(this.addrOff[i], this.addrLen[i]); }
-  /** A copy of endpoint i's address bytes (at most 255), independent of this snapshot's lifetime. */
-  addressBytes(i: i32): ArrayBuffer {
-    const n = this.addrLen[i];
-    const out = new ArrayBuffer(n);
-    memory.copy(changetype<usize>(out), this.base + <usize>this.addrOff[i], <usize>n);
-    return out;
-  }
   engine(i: i32): string { return this.text(this.engineOff[i], this.engineLen[i]); }
   runningAdapter(i: i32, k: i32): string {
     const a = this.runStart[i] + k;
@@ -116,11 +109,13 @@ export class Snapshot {
   indexOfHash(h: u32): i32 {
     const mask = this.byHash.length - 1;
     if (mask < 0) return -1;
+    // Raw pointers in the probe loop: managed references used in a loop are spilled to the GC's shadow stack.
+    const byHash = changetype<usize>(this.byHash), addrHash = changetype<usize>(this.addrHash);
     let s = <i32>(h & <u32>mask);
     for (let n = 0; n <= mask; n++) {
-      const v = unchecked(this.byHash[s]);
+      const v = load<i32>(byHash + (<usize>s << 2));
       if (v == 0) return -1;
-      if (unchecked(this.addrHash[v - 1]) == h) return v - 1;
+      if (load<u32>(addrHash + (<usize>(v - 1) << 2)) == h) return v - 1;
       s = (s + 1) & mask;
     }
     return -1;

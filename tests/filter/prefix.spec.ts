@@ -70,6 +70,36 @@ describe("prefix index", () => {
     expect(m[2]).toBe(20);
   });
 
+  it("gives every endpoint its own depth when the whole pool shares the first blocks", () => {
+    const snap = snapOf(6);
+    const text = blocks("shared", 64);
+    const index = new PrefixIndex(4096);
+    // Endpoint e was sent the probe's first depths[e] blocks, then something of its own.
+    const depths: i32[] = [0, 1, 3, 8, 16, 64];
+    for (let e = 1; e < 6; e++) {
+      index.record(chainOf("m", text.slice(0, 8 * depths[e]) + blocks("own" + e.toString(), 8)), snap.addrHash[e]);
+    }
+    const m = matchedBy(index, chainOf("m", text), snap);
+    for (let e = 0; e < 6; e++) expect(m[e]).toBe(depths[e]); // all of these depths are stored levels
+  });
+
+  it("records a pair once, and finds a match kept only in the older generation", () => {
+    const snap = snapOf(2);
+    const index = new PrefixIndex(64);
+    const hot = chainOf("m", blocks("hot", 16));
+    index.record(hot, snap.addrHash[1]);
+    const size = index.size;
+    index.record(hot, snap.addrHash[1]);
+    expect(index.size).toBe(size);
+    // Fill the current generation with others until it rolls over: "hot" is now only in the older one.
+    let f = 0;
+    while (index.size < 64 + size) index.record(chainOf("m", blocks("fill" + (f++).toString(), 8)), snap.addrHash[0]);
+    const m = new StaticArray<i32>(2), cur = new StaticArray<i32>(2);
+    index.lookup(hot, snap, m, cur);
+    expect(m[1]).toBe(16);
+    expect(cur[1]).toBe(0); // so the pick records it again, into the current generation
+  });
+
   it("ignores endpoints no longer in the snapshot", () => {
     const index = new PrefixIndex(4096);
     const big = snapOf(5);

@@ -77,6 +77,24 @@ test("the model in the body selects the endpoint with its LoRA adapter loaded", 
   assert.deepEqual([...picks].sort(), [A, B]);
 });
 
+test("a model named after a long prompt is found: the body is read in as many pieces as it takes", () => {
+  const h = new PickerHost({ concurrency: 2 });
+  // By load alone A wins; with the model known, B (adapter loaded) does.
+  h.publish([
+    { address: A, lora: { running: ["x"], waiting: [], max: 1 } },
+    { address: B, queued: 1, lora: { running: ["sql-lora"], waiting: [], max: 4 } },
+  ], { loraWeight: 1, prefixWeight: 0 });
+  const prompt = "q".repeat(50_000); // over three of the filter's 16 KiB reads before `model`
+  const anonymous = h.pick({ body: JSON.stringify({ prompt }) });
+  assert.equal(anonymous.dest, A);
+  anonymous.stream.finish();
+  for (let i = 0; i < 4; i++) {
+    const late = h.pick({ worker: i % 2, body: JSON.stringify({ prompt, model: "sql-lora" }) });
+    assert.equal(late.dest, B);
+    late.stream.finish();
+  }
+});
+
 test("in-flight requests spread a burst, and other worker VMs see them after a tick", () => {
   const h = new PickerHost({ concurrency: 2, config: { maxBodyBytes: 0 } });
   h.publish([{ address: A }, { address: B }]);
