@@ -2,6 +2,7 @@
 // shared-data/queue store per "process", streams driven synchronously without sockets, ticks on real or
 // virtual time, http calls over loopback or to an in-process handler, metrics and logs readable from JS.
 import { readFileSync } from "node:fs";
+import { setFlagsFromString } from "node:v8";
 import { WasmResult, LOG_LEVEL_NAMES, parseLogLevel } from "./abi";
 import { checkLinkable } from "./wasm-imports";
 import { SharedStore, SharedDataView } from "./shared-store";
@@ -11,7 +12,21 @@ import { WorkerVm, VmEnv, HttpCallOutcome, HttpCallRequest } from "./vm";
 import { HttpStream, StreamSink, PropertyValue } from "./stream";
 import { Endpoint, sendHttpCall, TIMEOUT_REPLY, NO_HEALTHY_UPSTREAM } from "./http-call";
 
+/**
+ * Compile wasm as Envoy's V8 does: proxy-wasm-cpp-host turns Liftoff (V8's baseline compiler) off, so every
+ * function is optimised by TurboFan before it first runs. Node's default is Liftoff first, then tier-up of
+ * hot functions partway through a run, which would make the filter's timings here neither Envoy's nor stable.
+ * The flag is process-wide and only affects modules compiled after it is set.
+ */
+let tiersSet = false;
+function useEnvoyWasmTiers(): void {
+  if (tiersSet) return;
+  tiersSet = true;
+  setFlagsFromString("--no-liftoff");
+}
+
 /** One Envoy process: shared data, queues and stats shared by every host created with it. */
+
 export class EnvoyProcess {
   readonly store = new SharedStore();
   readonly stats = new Stats();
@@ -87,6 +102,7 @@ export class Host {
     if (options.httpCallHandler) options = { ...options, httpCallHandlers: { "*": options.httpCallHandler, ...options.httpCallHandlers } };
     this.options = options;
     const bytes = typeof options.wasm === "string" ? new Uint8Array(readFileSync(options.wasm)) : options.wasm;
+    useEnvoyWasmTiers();
     const module = new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>);
     checkLinkable(bytes, module);
     this.process = options.process ?? new EnvoyProcess();
