@@ -72,7 +72,7 @@ export class Companion {
     this.config = loadConfig(configText, options);
     for (const note of this.config.notes) log.info(note);
     this.store = new EndpointStore(this.config.engines, options.stalenessThresholdMs);
-    this.publisher = new SnapshotPublisher((now) => ({ profile: this.config.profile, endpoints: this.store.snapshotEndpoints(now) }), {
+    this.publisher = new SnapshotPublisher((now) => ({ profile: this.config.profile, endpoints: this.store.snapshotEndpoints(now), baseModels: this.store.baseModels() }), {
       minIntervalMs: options.refreshIntervalMs,
       nextChangeAt: (now) => this.store.nextStaleAt(now),
       onError: (e) => log.error("snapshot rebuild failed; serving the previous snapshot", { error: e.message }),

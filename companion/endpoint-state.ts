@@ -26,6 +26,8 @@ export interface EndpointView {
   kvUsage: number | null;
   lora: LoraState | null;
   cache: CacheState | null;
+  /** Base models the endpoint serves, from its metrics' `model_name` labels. */
+  models: string[];
   updatedAt: string | null;
   ageMs: number | null;
   stale: boolean;
@@ -136,11 +138,19 @@ export class EndpointStore {
       kvUsage: e.metrics?.kvUsage ?? null,
       lora: e.metrics?.lora ?? null,
       cache: e.metrics?.cache ?? null,
+      models: e.metrics?.models ?? [],
       updatedAt: e.updatedAt === null ? null : new Date(e.updatedAt).toISOString(),
       ageMs: e.updatedAt === null ? null : now - e.updatedAt,
       stale: this.isStale(e, now),
       error: e.error,
     }));
+  }
+
+  /** The base models the pool's endpoints serve (what a request naming anything else asks of a LoRA adapter), sorted. */
+  baseModels(): string[] {
+    const names = new Set<string>();
+    for (const e of this.entries.values()) for (const m of e.metrics?.models ?? []) names.add(m);
+    return [...names].sort();
   }
 
   /** Snapshot records, sorted by address so equal pools encode to equal bytes. */

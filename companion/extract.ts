@@ -6,7 +6,9 @@
 // (vLLM's DP coordinator) places a new request on a free rank, so the mean is the fraction of the pod's
 // cache in use, while the max would call a pod full because one of its ranks is. LoRA info: the series with
 // the largest value (its last-update timestamp) is current. Cache info: block sizes must agree; block counts
-// are summed over ranks.
+// are summed over ranks. Served models: the `model_name` label (vLLM, SGLang, trtllm-serve) of the load
+// series, the base model(s) the pod serves, so the filter can tell a request for a LoRA adapter nobody runs
+// yet from one for the base model.
 import type { EngineMapping } from "./engines";
 import type { MetricSpec } from "./metric-spec";
 import { specMatches } from "./metric-spec";
@@ -21,6 +23,8 @@ export interface EndpointMetrics {
   kvUsage: number | null;
   lora: LoraState | null;
   cache: CacheState | null;
+  /** Base models the endpoint serves (`model_name` labels of its load series), sorted. */
+  models: string[];
 }
 
 export class ExtractError extends Error {}
@@ -68,6 +72,22 @@ function meanUtilisation(page: ParsedPage, spec: MetricSpec | null): number | nu
 /** Bounds on what a page may put into the snapshot (its strings and lists have u16 lengths). */
 const MAX_ADAPTERS = 1024;
 const MAX_ADAPTER_NAME_BYTES = 1024;
+const MAX_MODELS = 16;
+const MODEL_LABEL = "model_name";
+
+/** The distinct `model_name` values of the series the load specs select. */
+function servedModels(page: ParsedPage, specs: (MetricSpec | null)[]): string[] {
+  const names = new Set<string>();
+  for (const spec of specs) {
+    if (!spec) continue;
+    for (const s of select(page, spec).samples) {
+      const m = s.labels[MODEL_LABEL];
+      if (m !== undefined && m !== "" && Buffer.byteLength(m) <= MAX_ADAPTER_NAME_BYTES) names.add(m);
+    }
+  }
+  if (names.size > MAX_MODELS) throw new ExtractError(`${names.size} different ${MODEL_LABEL} labels (more than ${MAX_MODELS})`);
+  return [...names].sort();
+}
 
 function adapters(spec: MetricSpec, label: string, csv: string | undefined): string[] {
   const list = (csv ?? "").split(",").map((a) => a.trim()).filter((a) => a.length > 0);
@@ -140,5 +160,5 @@ export function extractMetrics(page: ParsedPage, mapping: EngineMapping): Endpoi
   if (enabled.length > 0 && queued === null && running === null && kvUsage === null && lora === null && !cacheFound) {
     throw new ExtractError(`none of engine ${mapping.name}'s metrics are on the page (looked for ${enabled.map((s) => s.name).filter((n, i, a) => a.indexOf(n) === i).join(", ")})`);
   }
-  return { queued, running, kvUsage, lora, cache };
+  return { queued, running, kvUsage, lora, cache, models: servedModels(page, [mapping.queued, mapping.running, mapping.kvUsage]) };
 }

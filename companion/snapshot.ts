@@ -35,7 +35,12 @@ export interface Snapshot {
   generatedAtMs: number;
   profile: SchedulingProfile;
   endpoints: SnapshotEndpoint[];
+  /** Base models the pool serves; a request naming another model is for a LoRA adapter (none: unknown). */
+  baseModels?: string[];
 }
+
+/** Base model names a snapshot carries at most. */
+export const MAX_BASE_MODELS = 64;
 
 /** GIE's default profile: queue 2, kv 2, prefix 3, max-score picker. */
 export const DEFAULT_PROFILE: SchedulingProfile = {
@@ -146,6 +151,10 @@ export function encodeSnapshot(s: Snapshot): Buffer {
     w.u32(clampU32(e.cache?.blockSize ?? 0));
     w.u32(clampU32(e.cache?.numBlocks ?? 0));
   }
+  // Base models: a trailing section, which decoders that predate it never read.
+  const bases = (s.baseModels ?? []).slice(0, MAX_BASE_MODELS);
+  w.u16(bases.length);
+  for (const m of bases) w.str(m);
   const out = w.finish();
   out.writeUInt32LE(out.length, 24);
   out.writeUInt32LE(fnv1a(out, HEADER_SIZE, out.length), 28);
@@ -211,5 +220,7 @@ export function decodeSnapshot(buf: Uint8Array): Snapshot {
       cache: blockSize || numBlocks ? { blockSize, numBlocks } : null,
     });
   }
-  return { version, generatedAtMs, profile, endpoints };
+  const baseModels: string[] = [];
+  if (at < b.length) for (let n = u16(); n > 0; n--) baseModels.push(str());
+  return { version, generatedAtMs, profile, endpoints, baseModels };
 }

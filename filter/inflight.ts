@@ -6,12 +6,14 @@
 // section of one shared table on every tick (compare-and-swap); each VM adds the other sections (at most a
 // tick old) to its own counts. One key, so reading every VM's counts is one shared-data read.
 // Counts are keyed by the endpoint's address hash, so they survive snapshot changes; the arrays used for
-// scoring are aligned with the current snapshot's endpoint order.
+// scoring are aligned with the current snapshot's endpoint order. Each section also carries the VM's
+// requests per (endpoint, LoRA adapter) (adapters.ts).
 import { Snapshot } from "./snapshot";
+import { AdapterLoad } from "./adapters";
 
 /** A published table older than this belongs to a VM that stopped ticking (crashed or torn down). */
 export const REMOTE_MAX_AGE_MS: u64 = 2000;
-const TABLE_MAGIC: u32 = 0x32464c49; // "ILF2"
+const TABLE_MAGIC: u32 = 0x33464c49; // "ILF3"
 
 export class InFlight {
   /** This VM's counts, aligned with `snap`. */
@@ -25,6 +27,8 @@ export class InFlight {
   changed: bool = true;
   /** Ids of the other VMs with a fresh section, as of the last `readOthers`. */
   otherVms: Array<u32> = new Array<u32>();
+  /** Requests in flight per (endpoint, adapter), this VM's and the others'. */
+  adapters: AdapterLoad = new AdapterLoad();
 
   /** Re-aligns the counts with a new snapshot (endpoints are matched by address hash). */
   rebase(next: Snapshot): void {
@@ -54,6 +58,7 @@ export class InFlight {
     this.local = local;
     this.remote = remote;
     this.snap = next;
+    this.adapters.rebase(next);
     this.changed = true;
   }
 
@@ -89,12 +94,15 @@ export class InFlight {
     }
   }
 
-  /** Bytes of this VM's section: u32 vmId, u32 pairs, u64 publishedAtMs, then pairs of (u32 hash, u32 count). */
+  /**
+   * Bytes of this VM's section: u32 vmId, u32 pairs, u32 triples, u32 0, u64 publishedAtMs, then pairs of
+   * (u32 address hash, u32 count), then triples of (u32 address hash, u32 adapter hash, u32 count).
+   */
   private sectionSize(): i32 {
     const s = this.snap;
     let pairs = this.orphanHash.length;
     if (s != null) for (let i = 0; i < s.count; i++) if (unchecked(this.local[i]) > 0) pairs++;
-    return SECTION_HEADER + 8 * pairs;
+    return SECTION_HEADER + 8 * pairs + 12 * this.adapters.localEntries();
   }
 
   private writeSection(at: usize, vm: u32, nowMs: u64): void {
@@ -114,9 +122,13 @@ export class InFlight {
       store<u32>(w, <u32>unchecked(this.orphanCount[k]), 4);
       w += 8;
     }
+    const pairsEnd = w;
+    w = this.adapters.writeEntries(w);
     store<u32>(at, vm);
-    store<u32>(at, <u32>((w - at - SECTION_HEADER) / 8), 4);
-    store<u64>(at, nowMs, 8);
+    store<u32>(at, <u32>((pairsEnd - at - SECTION_HEADER) / 8), 4);
+    store<u32>(at, <u32>((w - pairsEnd) / 12), 8);
+    store<u32>(at, 0, 12);
+    store<u64>(at, nowMs, 16);
   }
 
   /**
@@ -148,9 +160,10 @@ export class InFlight {
     return out;
   }
 
-  /** Replaces `remote` with the sum of the other VMs' fresh sections of the shared table. */
+  /** Replaces `remote` (and the adapters' remote counts) with the sums of the other VMs' fresh sections. */
   readOthers(table: ArrayBuffer | null, vm: u32, nowMs: u64): void {
     for (let i = 0; i < this.remote.length; i++) unchecked(this.remote[i] = 0);
+    this.adapters.clearRemote();
     this.otherVms.length = 0;
     const s = this.snap;
     const walker = new SectionWalker(table);
@@ -164,12 +177,18 @@ export class InFlight {
         const n = load<u32>(base + <usize>(8 * k), 4);
         if (j >= 0 && n < 0x100000) unchecked(this.remote[j] += <i32>n);
       }
+      const triples = base + <usize>(8 * walker.pairs);
+      for (let k = 0; k < walker.triples; k++) {
+        const n = load<u32>(triples + <usize>(12 * k), 8);
+        if (n < 0x100000) this.adapters.addRemote(load<u32>(triples + <usize>(12 * k)), load<u32>(triples + <usize>(12 * k), 4), <i32>n);
+      }
     }
+    this.adapters.retouch();
   }
 }
 
 const TABLE_HEADER: i32 = 8;
-const SECTION_HEADER: i32 = 16;
+const SECTION_HEADER: i32 = 24;
 
 /** Published within REMOTE_MAX_AGE_MS either way (a clock stepped back does not keep a dead VM fresh). */
 function fresh(publishedAtMs: u64, nowMs: u64): bool {
@@ -182,6 +201,7 @@ class SectionWalker {
   size: i32 = 0;
   vm: u32 = 0;
   pairs: i32 = 0;
+  triples: i32 = 0;
   publishedAtMs: u64 = 0;
   private left: i32 = 0;
   private len: i32 = 0;
@@ -202,11 +222,15 @@ class SectionWalker {
     if (this.at > this.len - SECTION_HEADER) { this.left = 0; return false; }
     const p = this.ptr + <usize>this.at;
     const pairs = <i32>load<u32>(p, 4);
-    if (pairs < 0 || pairs > (this.len - this.at - SECTION_HEADER) / 8) { this.left = 0; return false; }
+    const room = this.len - this.at - SECTION_HEADER;
+    if (pairs < 0 || pairs > room / 8) { this.left = 0; return false; }
+    const triples = <i32>load<u32>(p, 8);
+    if (triples < 0 || triples > (room - 8 * pairs) / 12) { this.left = 0; return false; }
     this.vm = load<u32>(p);
     this.pairs = pairs;
-    this.publishedAtMs = load<u64>(p, 8);
-    this.size = SECTION_HEADER + 8 * pairs;
+    this.triples = triples;
+    this.publishedAtMs = load<u64>(p, 16);
+    this.size = SECTION_HEADER + 8 * pairs + 12 * triples;
     this.left--;
     return true;
   }

@@ -98,7 +98,6 @@ export class PickerRoot extends RootContext {
   onTick(): void {
     const now = nowNs() / 1000000;
     this.pool.refresh();
-    this.pool.recentAdapters.prune(now);
     this.shareInFlight(now);
     this.sharePrefixes();
     const f = this.fetcher;
@@ -268,6 +267,8 @@ export class PickerStream extends Context {
   private pickedHash: u32 = 0;
   private pickedSnapshot: Snapshot | null = null;
   private pickedIndex: i32 = 0;
+  /** The LoRA adapter (model hash) of the request, when it names one the pool knows; 0 otherwise. */
+  private pickedAdapter: u32 = 0;
   /** Position in the root's list of streams held for their body (-1: not held). */
   heldIndex: i32 = -1;
   heldAtMs: u64 = 0;
@@ -343,6 +344,7 @@ export class PickerStream extends Context {
     if (s != null) { this.root.giveBack(s); this.scanner = null; }
     if (this.picked) {
       this.root.pool.inflight.finished(this.pickedHash);
+      this.root.pool.inflight.adapters.finished(this.pickedHash, this.pickedAdapter);
       this.picked = false;
       this.pickedSnapshot = null;
     }
@@ -401,7 +403,10 @@ export class PickerStream extends Context {
     this.pickedSnapshot = snap; // kept alive by this stream until its response headers
     this.pickedIndex = i;
     pool.inflight.started(i);
-    if (facts.modelLen > 0 && snap.isAdapter(facts.modelHash)) pool.recentAdapters.note(i, facts.modelHash, now);
+    if (facts.modelLen > 0 && snap.namesAdapter(facts.modelHash)) {
+      this.pickedAdapter = facts.modelHash;
+      pool.inflight.adapters.started(i, facts.modelHash);
+    }
     root.metrics.pick(snap, i);
     if (facts.chainBlocks > 0) {
       if (facts.matched[i] > 0) root.metrics.count(root.metrics.prefixHits);
@@ -418,7 +423,7 @@ export class PickerStream extends Context {
     const snap = root.pool.snapshot!;
     const s = this.scanner;
     facts.sheddable = this.sheddable;
-    facts.recent = root.pool.recentAdapters;
+    facts.adapters = root.pool.inflight.adapters;
     facts.chainBlocks = 0;
     facts.modelLen = 0;
     if (s == null) return;

@@ -2,7 +2,6 @@
 // with it, and the shared-data keys every VM of the plugin uses (docs/FILTER.md lists them).
 import { decodeSnapshot, Snapshot, lastError } from "./snapshot";
 import { InFlight } from "./inflight";
-import { RecentAdapters } from "./adapters";
 import { getShared, encode, logAt, scratch, readSharedToScratch } from "./host";
 
 export const SNAPSHOT_KEY = encode("endpoint-picker.snapshot");
@@ -36,7 +35,6 @@ export function encodeMeta(version: u64, contactMs: u64): ArrayBuffer {
 export class Pool {
   snapshot: Snapshot | null = null;
   inflight: InFlight = new InFlight();
-  recentAdapters: RecentAdapters = new RecentAdapters();
   /** Proxy-clock ms of the last contact with the companion, as the fetcher recorded it. */
   contactMs: u64 = 0;
   private meta: Meta = new Meta();
@@ -79,7 +77,6 @@ export class Pool {
   adopt(decoded: Snapshot): void {
     this.snapshot = decoded;
     this.inflight.rebase(decoded);
-    this.recentAdapters.rebase(decoded);
   }
 
   /** No snapshot, or no contact with the companion for longer than `limitMs` (a clock that went back counts as fresh). */

@@ -7,7 +7,7 @@ import {
 } from "./snapshot";
 import { InFlight } from "./inflight";
 import { nextFloat, nextBelow } from "./rng";
-import { RecentAdapters } from "./adapters";
+import { AdapterLoad } from "./adapters";
 
 export const OUTCOME_PICKED: i32 = 0;
 export const OUTCOME_SHED: i32 = 1; // every endpoint saturated and the request is sheddable: 429
@@ -34,8 +34,8 @@ export class RequestFacts {
   /** Per endpoint, the prefix blocks the prefix index's current generation holds (what recording may skip). */
   matchedCurrent: StaticArray<i32> = new StaticArray<i32>(0);
   sheddable: bool = false;
-  /** This VM's recent sends (LoRA residency the metrics do not show yet) and the time, when known. */
-  recent: RecentAdapters | null = null;
+  /** The proxy's requests in flight per (endpoint, adapter): slot use the metrics do not show yet. */
+  adapters: AdapterLoad | null = null;
   nowMs: u64 = 0;
 }
 
@@ -45,6 +45,11 @@ const PREFIX_SLACK_ABS: f64 = 2;
 const PREFIX_SLACK_REL: f64 = 0.25;
 const PREFIX_SLACK_PER_BLOCK: f64 = 0.15;
 const LOAD_SPAN_FLOOR: f64 = 4;
+/** Outstanding requests above the least busy endpoint within which an endpoint running the adapter comes first. */
+const LORA_SLACK_ABS: f64 = 8;
+const LORA_SLACK_REL: f64 = 0.25;
+/** The score of an endpoint a LoRA filter excludes (never picked while another is admitted). */
+const EXCLUDED: f64 = -f64.MAX_VALUE;
 
 export class Scorer {
   /** Per endpoint of the current snapshot; valid after `decide`. */
@@ -150,9 +155,9 @@ export class Scorer {
     }
     if (req.sheddable && saturated == count) return OUTCOME_SHED;
 
-    // LoRA affinity for requests naming a known adapter (one some endpoint lists): the base model and
-    // unknown names are served by every endpoint alike, and GIE's slot rule would only add noise there.
-    const lora: StaticArray<f64> | null = p.loraWeight > 0 && snap.anyLora && req.modelLen > 0 && snap.isAdapter(req.modelHash)
+    // LoRA affinity for requests naming an adapter (Snapshot.namesAdapter): the base model is served by
+    // every endpoint alike, and GIE's slot rule would only add noise there.
+    const lora: StaticArray<f64> | null = p.loraWeight > 0 && snap.anyLora && req.modelLen > 0 && snap.namesAdapter(req.modelHash)
       ? this.loraScores(snap, req) : null;
     const prefixOn = p.prefixWeight > 0 && req.chainBlocks > 0 && req.matched.length == snap.count;
     const wq = p.queueWeight, wr = p.runningWeight;
@@ -165,18 +170,31 @@ export class Scorer {
     const rScale = maxR == minR ? 0 : wr / (maxR - minR), rConst = maxR == minR ? wr : 0;
     const prefixScale = prefixOn ? p.prefixWeight / <f64>req.chainBlocks : 0;
     const matched = req.matched, kvTerm = this.kvTerm, scores = this.scores;
-    // This VM's recent sends correct the (lagged) LoRA terms of the few endpoints they went to.
+    // The proxy's own adapter requests in flight correct the (lagged) LoRA terms of the endpoints they went to.
     let loraNow = lora;
-    const recent = lora != null ? req.recent : null;
-    if (lora != null && recent != null) {
-      // `touched` is pruned on the tick: an expired entry left in it only costs a look (recentLora checks times).
-      if (recent.touched.length > 0) {
-        loraNow = this.loraNow;
-        memory.copy(changetype<usize>(loraNow), changetype<usize>(lora), <usize>(lora.length << 3));
-        for (let t = 0; t < recent.touched.length; t++) {
-          const i = unchecked(recent.touched[t]);
-          unchecked(loraNow[i] = this.recentLora(snap, i, req, unchecked(lora[i])));
-        }
+    const adapters = lora != null ? req.adapters : null;
+    if (lora != null && adapters != null && adapters.touched.length > 0) {
+      loraNow = this.loraNow;
+      memory.copy(changetype<usize>(loraNow), changetype<usize>(lora), <usize>(lora.length << 3));
+      for (let t = 0; t < adapters.touched.length; t++) {
+        const i = unchecked(adapters.touched[t]);
+        if (i < loraNow.length) unchecked(loraNow[i] = this.currentLora(snap, i, req, unchecked(lora[i])));
+      }
+    }
+    // LoRA filters, before scoring (as GIE's LoRA affinity filter did): an endpoint where the adapter would
+    // wait for a slot (every slot held by other adapters in use) is no choice while another can run it, and
+    // endpoints already running it, within a load slack of the least busy, come before any that would have
+    // to load it. Weights alone let load spread an adapter over every free slot until none is left for the
+    // next one, whose requests then wait for a busy adapter to drain.
+    let admitRunning = false, admitLoadable = false;
+    const activeScore = p.loraWeight * LORA_ACTIVE;
+    const loraSlack = LORA_SLACK_ABS + LORA_SLACK_REL * minW;
+    if (loraNow != null) {
+      for (let k = 0; k < count; k++) {
+        const i = unchecked(list[k]);
+        const l = unchecked(loraNow[i]);
+        if (l > 0) admitLoadable = true;
+        if (l >= activeScore && unchecked(this.outstanding[i]) - minW <= loraSlack) { admitRunning = true; break; }
       }
     }
     const matchedP = changetype<usize>(matched), kvTermP = changetype<usize>(kvTerm), scoresP = changetype<usize>(scores);
@@ -189,6 +207,10 @@ export class Scorer {
       const i = load<i32>(listP + (<usize>k << 2));
       const at = <usize>i << 3;
       const busy = load<f64>(outstandingP + at);
+      if (admitLoadable) {
+        const l = load<f64>(loraP + at);
+        if (admitRunning ? l < activeScore || busy - minW > loraSlack : l <= 0) { store<f64>(scoresP + at, EXCLUDED); continue; }
+      }
       let s = load<f64>(kvTermP + at) + qConst + rConst;
       if (qScale != 0) s += qScale * (maxW - busy);
       if (rScale != 0) s += rScale * (maxR - load<f64>(runningP + at));
@@ -217,14 +239,17 @@ export class Scorer {
     return OUTCOME_PICKED;
   }
 
-  /** The LoRA term corrected by this VM's recent sends: sent recently = active; unlisted recent adapters fill slots. */
-  private recentLora(snap: Snapshot, i: i32, req: RequestFacts, cached: f64): f64 {
+  /**
+   * The LoRA term corrected by the proxy's requests in flight: the adapter in flight there = active;
+   * other adapters in flight there that the metrics do not list yet hold slots too.
+   */
+  private currentLora(snap: Snapshot, i: i32, req: RequestFacts, cached: f64): f64 {
     if ((unchecked(snap.flags[i]) & FLAG_LORA) == 0) return cached;
     const w = snap.profile.loraWeight;
-    const recent = req.recent!;
-    if (recent.isRecent(i, req.modelHash, req.nowMs)) return w * LORA_ACTIVE;
+    const adapters = req.adapters!;
+    if (adapters.busy(i, req.modelHash)) return w * LORA_ACTIVE;
     if (cached != w * LORA_FREE_SLOT) return cached;
-    const used = unchecked(snap.runCount[i]) + unchecked(snap.waitCount[i]) + recent.unlisted(i, snap, req.nowMs);
+    const used = unchecked(snap.runCount[i]) + unchecked(snap.waitCount[i]) + adapters.unlisted(i, snap);
     if (used < unchecked(snap.loraMax[i])) return cached;
     return snap.listsAdapter(i, req.modelHash) ? w * LORA_WAITING : 0;
   }
@@ -248,7 +273,16 @@ export class Scorer {
         return last; // rounding left r just above the last weight
       }
     }
-    return unchecked(list[nextBelow(count)]);
+    // Uniform over the endpoints no LoRA filter excluded.
+    let admitted = 0;
+    for (let k = 0; k < count; k++) if (unchecked(this.scores[unchecked(list[k])]) != EXCLUDED) admitted++;
+    if (admitted == 0) return -1;
+    let r = nextBelow(admitted);
+    for (let k = 0; k < count; k++) {
+      const i = unchecked(list[k]);
+      if (unchecked(this.scores[i]) != EXCLUDED && r-- == 0) return i;
+    }
+    return -1;
   }
 
   /** The next best candidates after the primary, best first (selection of k out of n, one pass each). */

@@ -66,17 +66,18 @@ export class Snapshot {
   anyLora: bool = false;
   /** Every adapter hash any endpoint lists, sorted, for `isAdapter`. */
   adapterSet: StaticArray<u32> = new StaticArray<u32>(0);
+  /** Hashes of the base models the pool serves (the snapshot's trailing section), sorted; empty when unknown. */
+  baseSet: StaticArray<u32> = new StaticArray<u32>(0);
 
   /** Some endpoint lists the adapter with this hash (running or waiting). */
-  isAdapter(h: u32): bool {
-    let lo = 0, hi = this.adapterSet.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      const v = unchecked(this.adapterSet[mid]);
-      if (v == h) return true;
-      if (v < h) lo = mid + 1; else hi = mid;
-    }
-    return false;
+  isAdapter(h: u32): bool { return sortedHas(this.adapterSet, h); }
+
+  /**
+   * A request naming this model asks for a LoRA adapter: some endpoint lists it, or the pool reports LoRA
+   * state and knows its base models and this is none of them (an adapter no endpoint runs yet).
+   */
+  namesAdapter(h: u32): bool {
+    return this.isAdapter(h) || (this.anyLora && this.baseSet.length > 0 && !sortedHas(this.baseSet, h));
   }
 
   /** Endpoint `i` lists the adapter with this hash (running or waiting). */
@@ -327,12 +328,39 @@ export function decodeSnapshot(buf: ArrayBuffer): Snapshot | null {
     unchecked(snap.adapterHash[k] = fnv1a32(base + <usize>adapterOff[k], adapterLen[k]));
   }
   for (let i = 0; i < count; i++) if ((unchecked(snap.flags[i]) & FLAG_LORA) != 0) snap.anyLora = true;
-  const sorted = snap.adapterHash.slice<StaticArray<u32>>(0);
-  sorted.sort();
-  let unique = 0;
-  for (let k = 0; k < sorted.length; k++) if (k == 0 || unchecked(sorted[k]) != unchecked(sorted[k - 1])) unchecked(sorted[unique++] = sorted[k]);
-  snap.adapterSet = sorted.slice<StaticArray<u32>>(0, unique);
+  snap.adapterSet = sortedUnique(snap.adapterHash);
+  // Base models: an optional trailing section (u16 count, then strings); blobs from older companions end here.
+  if (r.pos < len) {
+    const n = <i32>r.u16();
+    const bases = new StaticArray<u32>(max(n, 0));
+    for (let k = 0; k < n && r.ok; k++) {
+      const off = r.str();
+      if (r.ok) unchecked(bases[k] = fnv1a32(base + <usize>off, r.lastLen));
+    }
+    if (!r.ok) return null;
+    snap.baseSet = sortedUnique(bases);
+  }
   snap.buildIndex();
   lastError = "";
   return snap;
+}
+
+/** The distinct values of `hashes`, sorted (for `sortedHas`). */
+function sortedUnique(hashes: StaticArray<u32>): StaticArray<u32> {
+  const sorted = hashes.slice<StaticArray<u32>>(0);
+  sorted.sort();
+  let unique = 0;
+  for (let k = 0; k < sorted.length; k++) if (k == 0 || unchecked(sorted[k]) != unchecked(sorted[k - 1])) unchecked(sorted[unique++] = sorted[k]);
+  return sorted.slice<StaticArray<u32>>(0, unique);
+}
+
+function sortedHas(set: StaticArray<u32>, h: u32): bool {
+  let lo = 0, hi = set.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    const v = unchecked(set[mid]);
+    if (v == h) return true;
+    if (v < h) lo = mid + 1; else hi = mid;
+  }
+  return false;
 }

@@ -21,11 +21,12 @@ test("vLLM V1 data-parallel: counts summed over engines, KV cache the mean, cach
   assert.ok(Math.abs(m.kvUsage! - 0.4) < 1e-12, `mean of 0.25, 0.75, 0.2 is 0.4, got ${m.kvUsage}`);
   assert.deepEqual(m.cache, { blockSize: 16, numBlocks: 27000 });
   assert.equal(m.lora, null, "no LoRA family on the page -> null");
+  assert.deepEqual(m.models, ["meta-llama/Llama-3.1-8B-Instruct"], "the served model, once for all ranks");
 });
 
 test("vLLM V0: the KV cache falls back to vllm:gpu_cache_usage_perc; V1 pages use the V1 name", () => {
   const v0 = read(vllmPage({ version: "v0", engines: [{ waiting: 2, running: 9, kv: 0.5 }], cache: { blockSize: 32, numGpuBlocks: 2000 } }), engine("vllm"));
-  assert.deepEqual(v0, { queued: 2, running: 9, kvUsage: 0.5, lora: null, cache: { blockSize: 32, numBlocks: 2000 } });
+  assert.deepEqual(v0, { queued: 2, running: 9, kvUsage: 0.5, lora: null, cache: { blockSize: 32, numBlocks: 2000 }, models: ["meta-llama/Llama-3.1-8B-Instruct"] });
   // A V1 page carries both names; the V1 gauge wins even where the deprecated one says otherwise.
   const v1 = vllmPage({ version: "v1", engines: [{ waiting: 0, running: 0, kv: 0.3 }] }).replace(/^(vllm:gpu_cache_usage_perc\{[^}]*\}) .*$/m, "$1 0.9");
   assert.equal(read(v1, engine("vllm")).kvUsage, 0.3);
@@ -62,11 +63,12 @@ test("Triton TensorRT-LLM: request_type and kv_cache_block_type series, gauge-st
   assert.equal(m.running, 7);
   assert.ok(Math.abs(m.kvUsage! - 0.5) < 1e-12);
   assert.deepEqual(m.cache, { blockSize: 64, numBlocks: 10000 });
+  assert.deepEqual(m.models, [], "Triton's `model` label names its own model repository entries, not what clients send");
 });
 
 test("trtllm-serve", () => {
   const m = read(trtllmServePage({ load: { waiting: 5, running: 8, kv: 0.6 }, tokensPerBlock: 32, maxBlocks: 4000 }), engine("trtllm-serve"));
-  assert.deepEqual(m, { queued: 5, running: 8, kvUsage: 0.6, lora: null, cache: { blockSize: 32, numBlocks: 4000 } });
+  assert.deepEqual(m, { queued: 5, running: 8, kvUsage: 0.6, lora: null, cache: { blockSize: 32, numBlocks: 4000 }, models: ["meta-llama/Llama-3.1-8B-Instruct"] });
 });
 
 test("disabled or absent metrics are null; a page without any of the engine's metrics is an error", () => {

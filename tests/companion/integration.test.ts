@@ -188,9 +188,9 @@ test("node build/companion.mjs --once --endpoints-file prints the states of a mi
   assert.deepEqual({ ...v, updatedAt: typeof v.updatedAt, ageMs: typeof v.ageMs }, {
     address: `${ips[0]}:${port}`, engine: "vllm", queued: 4, running: 2, kvUsage: 0.5,
     lora: { running: ["sql-lora", "chat-lora"], waiting: ["x"], max: 2 }, cache: { blockSize: 16, numBlocks: 800 },
-    updatedAt: "string", ageMs: "number", stale: false, error: null,
+    models: ["meta-llama/Llama-3.1-8B-Instruct"], updatedAt: "string", ageMs: "number", stale: false, error: null,
   });
-  assert.deepEqual([s.engine, s.queued, s.running, s.kvUsage, s.cache], ["sglang", 3, 4, 0.30000000000000004, { blockSize: 1, numBlocks: 2000 }]);
+  assert.deepEqual([s.engine, s.queued, s.running, s.kvUsage, s.cache, s.models], ["sglang", 3, 4, 0.30000000000000004, { blockSize: 1, numBlocks: 2000 }, ["Qwen/Qwen2.5-7B-Instruct"]]);
   assert.deepEqual([bad.engine, bad.stale, bad.queued], ["triton-tensorrt-llm", true, null]);
   assert.match(String(bad.error), /^bad metrics page: line 1, column 5: bad value "metrics"/);
   assert.deepEqual([dead.engine, dead.stale], ["vllm", true]);

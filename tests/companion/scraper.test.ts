@@ -40,7 +40,7 @@ test("a good page: metrics read over one kept-alive connection", async (t) => {
   for (let i = 0; i < 3; i++) {
     const o = await s.scrape(srv.target());
     assert.ok(o.ok, JSON.stringify(o));
-    assert.deepEqual(o.metrics, { queued: 4, running: 12, kvUsage: 0.5, lora: null, cache: { blockSize: 16, numBlocks: 200 } });
+    assert.deepEqual(o.metrics, { queued: 4, running: 12, kvUsage: 0.5, lora: null, cache: { blockSize: 16, numBlocks: 200 }, models: ["meta-llama/Llama-3.1-8B-Instruct"] });
     assert.equal(o.engine, "vllm");
   }
   assert.equal(srv.connections.count, 1, "keep-alive: one connection for all scrapes");

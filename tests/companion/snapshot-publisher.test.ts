@@ -12,7 +12,7 @@ const target = (address: string, labels: Record<string, string> = {}): PoolTarge
   const [ip, port] = address.split(":");
   return { address, ip, port: Number(port), labels };
 };
-const metrics = (queued: number) => ({ queued, running: 1, kvUsage: 0.5, lora: null, cache: null });
+const metrics = (queued: number, models: string[] = []) => ({ queued, running: 1, kvUsage: 0.5, lora: null, cache: null, models });
 
 test("staleness: never scraped and older than the threshold are stale; errors keep the last metrics", () => {
   const store = new EndpointStore(engines, 2000);
@@ -32,6 +32,17 @@ test("staleness: never scraped and older than the threshold are stale; errors ke
   assert.equal(store.views(1600)[0].error, null, "a good scrape clears the error");
   store.recordSuccess("10.0.0.9:8000", "vllm", metrics(1), 1600); // left the pool mid-scrape: ignored
   assert.equal(store.size, 2);
+});
+
+test("the pool's base models are the union of the endpoints' served models", () => {
+  const store = new EndpointStore(engines, 2000);
+  store.setTargets([target("10.0.0.1:8000"), target("10.0.0.2:8000"), target("10.0.0.3:8000")]);
+  assert.deepEqual(store.baseModels(), []);
+  store.recordSuccess("10.0.0.1:8000", "vllm", metrics(0, ["llama"]), 1000);
+  store.recordSuccess("10.0.0.2:8000", "vllm", metrics(0, ["qwen", "llama"]), 1000);
+  store.recordSuccess("10.0.0.3:8000", "vllm", metrics(0), 1000);
+  assert.deepEqual(store.baseModels(), ["llama", "qwen"]);
+  assert.deepEqual(store.views(1000).map((v) => v.models), [["llama"], ["qwen", "llama"], []]);
 });
 
 test("relabelling to another engine re-resolves at once and drops the other engine's metrics", () => {

@@ -43,7 +43,8 @@ export function buildBlob(version: u64, endpoints: TestEndpoint[], picker: u8 = 
   return buildBlobWith(version, endpoints, p);
 }
 
-export function buildBlobWith(version: u64, endpoints: TestEndpoint[], p: TestProfile): ArrayBuffer {
+/** `baseModels` null: a blob without the trailing base-model section (what older companions send). */
+export function buildBlobWith(version: u64, endpoints: TestEndpoint[], p: TestProfile, baseModels: string[] | null = null): ArrayBuffer {
   const w = new BlobWriter();
   w.u8(0x45).u8(0x50).u8(0x53).u8(0x31).u16(1).u16(32).u64(version).u64(1700000000000).u32(0).u32(0);
   const profileStart = w.bytes.length;
@@ -60,6 +61,10 @@ export function buildBlobWith(version: u64, endpoints: TestEndpoint[], p: TestPr
     w.u16(<u16>e.waitingAdapters.length);
     for (let k = 0; k < e.waitingAdapters.length; k++) w.str(e.waitingAdapters[k]);
     w.u32(16).u32(1000);
+  }
+  if (baseModels != null) {
+    w.u16(<u16>baseModels.length);
+    for (let k = 0; k < baseModels.length; k++) w.str(baseModels[k]);
   }
   const out = new Uint8Array(w.bytes.length);
   for (let i = 0; i < w.bytes.length; i++) out[i] = w.bytes[i];

@@ -135,6 +135,99 @@ describe("scorers", () => {
   });
 });
 
+function loraEp(address: string, queued: u32, running: string[], max: u16): TestEndpoint {
+  const e = ep(address, queued, 0, Q | LORA);
+  e.runningAdapters = running;
+  e.loraMax = max;
+  return e;
+}
+/** Queue weight 2 and LoRA weight 1: by weights alone load would win. */
+function loraProfile(): TestProfile { return only(new TestProfile(), 2, 0, 0, 1, 0); }
+function withAdapters(f: RequestFacts, s: Snapshot, inflight: InFlight): RequestFacts {
+  f.adapters = inflight.adapters;
+  return f;
+}
+
+describe("LoRA filters", () => {
+  beforeEach(() => { seedRandom(11, 1); });
+
+  it("an endpoint whose slots other adapters hold is no choice while another can load the adapter", () => {
+    const full = loraEp("10.0.0.1:1", 0, ["a", "b"], 2);
+    const roomy = loraEp("10.0.0.2:1", 3, ["x"], 2);
+    const s = decodeSnapshot(buildBlobWith(1, [full, roomy], loraProfile(), ["base"]))!;
+    const sc = new Scorer();
+    const f = flight(s);
+    expect(sc.decide(s, f, withAdapters(modelFacts("sql-lora"), s, f))).toBe(OUTCOME_PICKED);
+    expect(sc.primary).toBe(1);
+    expect(sc.scores[0]).toBe(-f64.MAX_VALUE);
+    // The base model is no adapter: by load.
+    expect(sc.decide(s, f, withAdapters(modelFacts("base"), s, f))).toBe(OUTCOME_PICKED);
+    expect(sc.primary).toBe(0);
+  });
+
+  it("without the pool's base models, only a name some endpoint lists is an adapter", () => {
+    const full = loraEp("10.0.0.1:1", 0, ["a", "b"], 2);
+    const roomy = loraEp("10.0.0.2:1", 3, ["x"], 2);
+    const s = decodeSnapshot(buildBlobWith(1, [full, roomy], loraProfile()))!;
+    expect(s.namesAdapter(fnv1a32(changetype<usize>(String.UTF8.encode("x")), 1))).toBe(true);
+    const sc = new Scorer();
+    const f = flight(s);
+    sc.decide(s, f, withAdapters(modelFacts("sql-lora"), s, f));
+    expect(sc.primary).toBe(0); // unknown name: by load
+  });
+
+  it("endpoints running the adapter come first while within a load slack of the least busy", () => {
+    const running = loraEp("10.0.0.1:1", 0, ["sql-lora"], 4);
+    const idle = loraEp("10.0.0.2:1", 0, [], 4);
+    const s = decodeSnapshot(buildBlobWith(1, [running, idle], loraProfile(), ["base"]))!;
+    const sc = new Scorer();
+    const f = flight(s);
+    for (let k = 0; k < 8; k++) f.started(0); // 8 requests more than the idle one: within the slack
+    sc.decide(s, f, withAdapters(modelFacts("sql-lora"), s, f));
+    expect(sc.primary).toBe(0);
+    expect(sc.scores[1]).toBe(-f64.MAX_VALUE);
+    for (let k = 0; k < 4; k++) f.started(0); // 12 more: beyond it, both compete on score
+    sc.decide(s, f, withAdapters(modelFacts("sql-lora"), s, f));
+    expect(sc.primary).toBe(1);
+    expect(sc.scores[0]).toBeGreaterThan(-1.0);
+  });
+
+  it("the proxy's own adapter requests in flight count before the metrics show them", () => {
+    const a = loraEp("10.0.0.1:1", 0, [], 1);
+    const b = loraEp("10.0.0.2:1", 0, [], 1);
+    const s = decodeSnapshot(buildBlobWith(1, [a, b], loraProfile(), ["base"]))!;
+    const sc = new Scorer();
+    const f = flight(s);
+    const one = modelFacts("adapter-1");
+    f.started(0); f.adapters.started(0, one.modelHash); // in flight at endpoint 0, no scrape shows it yet
+    sc.decide(s, f, withAdapters(one, s, f));
+    expect(sc.primary).toBe(0); // running there: first, though endpoint 0 is busier
+    const two = modelFacts("adapter-2");
+    sc.decide(s, f, withAdapters(two, s, f));
+    expect(sc.primary).toBe(1); // endpoint 0's only slot is held by adapter-1
+    expect(sc.scores[0]).toBe(-f64.MAX_VALUE);
+    // Drained: the slot is free again.
+    f.finished(s.addrHash[0]); f.adapters.finished(s.addrHash[0], one.modelHash);
+    f.adapters.retouch();
+    sc.decide(s, f, withAdapters(two, s, f));
+    expect(sc.scores[0]).toBeGreaterThan(-1.0);
+  });
+
+  it("random pickers never draw an excluded endpoint", () => {
+    const full = loraEp("10.0.0.1:1", 0, ["a"], 1);
+    const roomy = loraEp("10.0.0.2:1", 0, [], 1);
+    const p = loraProfile();
+    p.picker = PICKER_RANDOM;
+    const s = decodeSnapshot(buildBlobWith(1, [full, roomy], p, ["base"]))!;
+    const sc = new Scorer();
+    const f = flight(s);
+    for (let k = 0; k < 50; k++) {
+      sc.decide(s, f, withAdapters(modelFacts("sql-lora"), s, f));
+      expect(sc.primary).toBe(1);
+    }
+  });
+});
+
 describe("candidates, saturation and outcomes", () => {
   beforeEach(() => { seedRandom(7, 1); });
 

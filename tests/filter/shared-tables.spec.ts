@@ -74,6 +74,33 @@ describe("in-flight accounting", () => {
     expect(vmB.total(0)).toBe(0); // A's section was dropped as too old by C's rewrite
   });
 
+  it("carries each VM's requests per (endpoint, adapter) to the other VMs", () => {
+    const s = snapOf(["10.0.0.1:1", "10.0.0.2:1"]);
+    const vmA = new InFlight(), vmB = new InFlight();
+    vmA.rebase(s); vmB.rebase(s);
+    vmA.started(1); vmA.adapters.started(1, 0xabc);
+    vmA.started(1); vmA.adapters.started(1, 0xabc);
+    vmA.started(0); vmA.adapters.started(0, 0xdef);
+    let table = vmA.publish(null, 1, 1000);
+    vmB.readOthers(table, 2, 1000);
+    expect(vmB.adapters.busy(1, 0xabc)).toBe(true);
+    expect(vmB.adapters.busy(0, 0xdef)).toBe(true);
+    expect(vmB.adapters.busy(0, 0xabc)).toBe(false);
+    expect(vmB.adapters.touched.length).toBe(2);
+    // Both of A's requests for 0xabc at endpoint 1 finish: after A republishes, B sees the adapter drained.
+    vmA.finished(s.addrHash[1]); vmA.adapters.finished(s.addrHash[1], 0xabc);
+    vmA.finished(s.addrHash[1]); vmA.adapters.finished(s.addrHash[1], 0xabc);
+    table = vmA.publish(table, 1, 1020);
+    vmB.readOthers(table, 2, 1020);
+    expect(vmB.adapters.busy(1, 0xabc)).toBe(false);
+    expect(vmB.adapters.busy(0, 0xdef)).toBe(true);
+    expect(vmB.adapters.touched.length).toBe(1);
+    // A section claiming more triples than the table holds is dropped without a trap.
+    store<u32>(changetype<usize>(table), 1000, 8 + 8);
+    vmB.readOthers(table, 2, 1020);
+    expect(vmB.adapters.busy(0, 0xdef)).toBe(false);
+  });
+
   it("ignores malformed tables", () => {
     const s = snapOf(["10.0.0.1:1"]);
     const f = new InFlight();

@@ -47,11 +47,11 @@ export class PickerHost {
   advance(ms: number): void { this.host.advance(ms); }
 
   /** Publishes a snapshot of `endpoints` (defaults filled in) as the fetcher would. */
-  publish(endpoints: Partial<SnapshotEndpoint>[], profile: Partial<SchedulingProfile> = {}): Uint8Array {
+  publish(endpoints: Partial<SnapshotEndpoint>[], profile: Partial<SchedulingProfile> = {}, baseModels: string[] = []): Uint8Array {
     this.version += 1n;
     const blob = new Uint8Array(encodeSnapshot({
       version: this.version, generatedAtMs: this.nowMs, profile: { ...DEFAULT_PROFILE, ...profile },
-      endpoints: endpoints.map((e) => ({ ...endpoint(e.address ?? "10.0.0.1:8000"), ...e })),
+      endpoints: endpoints.map((e) => ({ ...endpoint(e.address ?? "10.0.0.1:8000"), ...e })), baseModels,
     }));
     publishSnapshot(this.host.sharedData, blob, this.nowMs);
     return blob;

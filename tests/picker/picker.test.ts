@@ -77,6 +77,33 @@ test("the model in the body selects the endpoint with its LoRA adapter loaded", 
   assert.deepEqual([...picks].sort(), [A, B]);
 });
 
+test("LoRA: a new adapter's burst shares one slot across worker VMs; another adapter is kept off a pod whose slots are held", () => {
+  const h = new PickerHost({ concurrency: 2 });
+  const free = { running: [], waiting: [], max: 1 };
+  h.publish([{ address: A, lora: free }, { address: B, lora: free }], { loraWeight: 1, prefixWeight: 0 }, ["base"]);
+  const open: ReturnType<PickerHost["pick"]>[] = [];
+  for (let i = 0; i < 4; i++) {
+    open.push(h.pick({ worker: i % 2, body: completion("ad-1", `p${i}`) }));
+    h.advance(25); // a tick: each VM publishes its adapter requests to the other
+  }
+  const home = open[0].dest!;
+  assert.deepEqual(open.map((p) => p.dest), [home, home, home, home], "no scrape shows ad-1 yet; the proxy's own requests do");
+  const other = home === A ? B : A;
+  const second = h.pick({ worker: 1, body: completion("ad-2", "q") });
+  assert.equal(second.dest, other, "the home pod's only slot is held by ad-1");
+  h.advance(25);
+  // ad-1 drains: its pod can load another adapter again, while ad-2 still holds the other one's slot.
+  for (const p of open) p.stream.finish();
+  h.advance(50); // two ticks: each VM has published its drain and read the other's
+  for (let i = 0; i < 2; i++) {
+    const third = h.pick({ worker: i, body: completion("ad-3", `r${i}`) });
+    assert.equal(third.dest, home, `ad-3 on worker ${i}`);
+    third.stream.finish();
+  }
+  second.stream.finish();
+  assert.deepEqual(h.host.failedWorkers(), []);
+});
+
 test("a model named after a long prompt is found: the body is read in as many pieces as it takes", () => {
   const h = new PickerHost({ concurrency: 2 });
   // By load alone A wins; with the model known, B (adapter loaded) does.

@@ -2,6 +2,8 @@
 // workload, comparing random, round-robin, least-request, GIE's default profile, the real filter and the
 // oracle. Prints a table, writes build/bench/routing.json and build/bench/routing.png.
 // Capacity per workload: closed-loop saturation throughput under least-request (tests/sim/capacity.ts).
+// Profiles: GIE's default (queue 2, kv 2, prefix 3) for GIE and the filter; on the multi-LoRA workload both add
+// lora-affinity-scorer with weight 1, as a deployment serving adapters configures it.
 // Environment: SIM_BENCH_REQUESTS (default 2000 per run), SIM_BENCH_PODS (8), SIM_BENCH_WORKLOADS,
 // SIM_BENCH_PICKERS (comma lists) to run a subset.
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -16,6 +18,8 @@ import { WORKLOAD_KINDS, type WorkloadKind, atRate, clearPrepared, makeWorkload 
 const REQUESTS = Number(process.env.SIM_BENCH_REQUESTS ?? 2000);
 const PODS = Number(process.env.SIM_BENCH_PODS ?? 8);
 const LOADS = [0.5, 0.8, 0.95];
+/** lora-affinity-scorer weight added to the GIE and filter profiles on workloads with adapters. */
+const LORA_WEIGHT = 1;
 const list = <T extends string>(env: string | undefined, all: readonly T[]): T[] => (env ? env.split(",").filter((x): x is T => (all as readonly string[]).includes(x)) : [...all]);
 const WORKLOADS = list<WorkloadKind>(process.env.SIM_BENCH_WORKLOADS, WORKLOAD_KINDS);
 const PICKERS = list<PickerName>(process.env.SIM_BENCH_PICKERS, PICKER_NAMES);
@@ -32,12 +36,13 @@ async function main(): Promise<void> {
   for (const kind of WORKLOADS) {
     clearPrepared();
     const workload = makeWorkload(kind, { count: REQUESTS, ratePerSec: 1, model: profile.model, seed: 7 });
+    const loraWeight = workload.adapters.length > 0 ? LORA_WEIGHT : 0;
     const capacity = measureCapacity({ pods: PODS, profile, workload, seed: 7 });
     capacities[kind] = capacity.requestsPerSec;
     for (const load of LOADS) {
       const rate = load * capacity.requestsPerSec;
       for (const name of PICKERS) {
-        const r = runFleet({ pods: PODS, profile, picker: createPicker(name), workload: atRate(workload, rate), seed: 7 });
+        const r = runFleet({ pods: PODS, profile, picker: createPicker(name, {}, loraWeight), workload: atRate(workload, rate), seed: 7 });
         rows.push({ workload: kind, load, ratePerSec: rate, picker: name, summary: r.summary, pickerStats: r.pickerStats, virtualS: r.virtualMs / 1000, wallMs: r.wallMs });
       }
     }
@@ -49,7 +54,7 @@ async function main(): Promise<void> {
   const filterStats = rows.find((r) => r.picker === "filter")?.pickerStats ?? null;
   writeFileSync("build/bench/routing.json", JSON.stringify({
     generatedAt: new Date().toISOString(),
-    config: { pods: PODS, requestsPerRun: REQUESTS, loads: LOADS, profile, seed: 7, capacityMethod: "closed-loop saturation under least-request, 25th-75th percentile of completions" },
+    config: { pods: PODS, requestsPerRun: REQUESTS, loads: LOADS, profile, seed: 7, loraWeightOnAdapterWorkloads: LORA_WEIGHT, capacityMethod: "closed-loop saturation under least-request, 25th-75th percentile of completions" },
     capacities, filter: filterStats, wallSeconds: wallS, rows,
   }, null, 2));
   const png = await renderRoutingPng(rows.map((r) => ({ workload: r.workload, loadPct: r.load * 100, picker: r.picker, ttftP99Ms: r.summary.ttftP99Ms, outputTokPerSec: r.summary.outputTokPerSec })),

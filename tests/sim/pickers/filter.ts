@@ -9,7 +9,7 @@
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { DEFAULT_PROFILE, type SnapshotEndpoint, encodeSnapshot } from "../../../companion/snapshot";
+import { DEFAULT_PROFILE, type SchedulingProfile, type SnapshotEndpoint, encodeSnapshot } from "../../../companion/snapshot";
 import { createHost, type Host } from "../../../envoy/emulator/host";
 import type { HttpStream } from "../../../envoy/emulator/stream";
 import { DESTINATION_HEADER, SNAPSHOT_META_KEY, publishSnapshot, snapshotMeta } from "../../helpers/filter-contract";
@@ -40,6 +40,8 @@ export interface FilterPickerOptions {
   concurrency?: number;
   configuration?: string;
   logLevel?: string;
+  /** The scheduling profile the simulated companion ships (default: GIE's default profile). */
+  profile?: Partial<SchedulingProfile>;
 }
 
 interface Ticket { stream: HttpStream }
@@ -51,6 +53,7 @@ export function filterPicker(opts: FilterPickerOptions = {}): Picker {
   let lastContent = "";
   let rr = 0;
   const counters = { fallbacks: 0, rejected: 0, snapshots: 0, logs: 0 };
+  const schedulingProfile: SchedulingProfile = { ...DEFAULT_PROFILE, ...opts.profile };
   const epochNs = (ctx: PickerContext) => BigInt(ctx.clock.epochMs) * 1_000_000n;
 
   const sync = (ctx: PickerContext) => {
@@ -75,7 +78,7 @@ export function filterPicker(opts: FilterPickerOptions = {}): Picker {
       lastContent = content;
       version++;
       counters.snapshots++;
-      publishSnapshot(host!.sharedData, encodeSnapshot({ version, generatedAtMs: nowMs, profile: DEFAULT_PROFILE, endpoints }), nowMs);
+      publishSnapshot(host!.sharedData, encodeSnapshot({ version, generatedAtMs: nowMs, profile: schedulingProfile, endpoints, baseModels: [ctx.profile.model] }), nowMs);
     } else {
       host!.sharedData.set(SNAPSHOT_META_KEY, snapshotMeta(version, nowMs));
     }

@@ -10,6 +10,10 @@
 // last partial block included; after each pick the chosen pod's LRU (capacity = its reported number of GPU
 // blocks) records the request's blocks. Matching walks the blocks in order, crediting every server that
 // holds each block, and stops at the first block no server holds (as GIE does).
+//
+// With `loraWeight` > 0 the profile also has lora-affinity-scorer: for a request naming an adapter, 1.0 where
+// the (scraped) running list has it, 0.8 where running + waiting adapters leave a slot free, 0.6 where it is
+// waiting, else 0.
 import { hashString } from "../rng";
 import { chainHash } from "../text";
 import type { Picker, PickerContext, ScrapedMetrics } from "./picker";
@@ -82,9 +86,17 @@ class PrefixIndexer {
   }
 }
 
-export function giePicker(): Picker {
+function loraAffinity(m: ScrapedMetrics, adapter: string): number {
+  if (m.loraRunning.includes(adapter)) return 1;
+  if (m.loraRunning.length + m.loraWaiting.length < m.maxLora) return 0.8;
+  if (m.loraWaiting.includes(adapter)) return 0.6;
+  return 0;
+}
+
+export function giePicker(opts: { loraWeight?: number } = {}): Picker {
   let view: ScrapedMetrics[] = [];
   let indexer = new PrefixIndexer();
+  const loraWeight = opts.loraWeight ?? 0;
   return {
     name: "gie",
     start(ctx: PickerContext) {
@@ -92,7 +104,8 @@ export function giePicker(): Picker {
       view = ctx.scrape();
       ctx.every(REFRESH_MS, () => { view = ctx.scrape(); });
     },
-    pick(req, _prepared, ctx) {
+    pick(req, prepared, ctx) {
+      const adapter = loraWeight > 0 ? prepared.parsed.adapter : null;
       const pods = ctx.pods;
       const blockTokens = view[0]?.blockSize > 0 ? view[0].blockSize : DEFAULT_BLOCK_TOKENS;
       const hashes = giePromptHashes(req.bodyText, blockTokens * 4);
@@ -108,7 +121,8 @@ export function giePicker(): Picker {
         const queue = maxQ === minQ ? 1 : (maxQ - m.queued) / (maxQ - minQ);
         const kv = 1 - m.kvUsage;
         const prefix = hashes.length > 0 ? (matches.get(i) ?? 0) / hashes.length : 0;
-        const score = WEIGHTS.queue * queue + WEIGHTS.kv * kv + WEIGHTS.prefix * prefix;
+        const lora = adapter !== null ? loraWeight * loraAffinity(m, adapter) : 0;
+        const score = WEIGHTS.queue * queue + WEIGHTS.kv * kv + WEIGHTS.prefix * prefix + lora;
         if (score > bestScore) { bestScore = score; best = i; }
       }
       indexer.add(hashes, best, view[best]?.numBlocks > 0 ? view[best].numBlocks : DEFAULT_LRU_PER_SERVER);

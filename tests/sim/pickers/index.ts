@@ -8,13 +8,14 @@ import type { Picker } from "./picker";
 export const PICKER_NAMES = ["random", "round-robin", "least-request", "gie", "filter", "oracle"] as const;
 export type PickerName = (typeof PICKER_NAMES)[number];
 
-export function createPicker(name: PickerName, filter: FilterPickerOptions = {}): Picker {
+/** `loraWeight`: the lora-affinity-scorer weight the GIE and filter pickers' profile adds (0: GIE's default profile). */
+export function createPicker(name: PickerName, filter: FilterPickerOptions = {}, loraWeight = 0): Picker {
   switch (name) {
     case "random": return randomPicker();
     case "round-robin": return roundRobinPicker();
     case "least-request": return leastRequestPicker();
-    case "gie": return giePicker();
-    case "filter": return filterPicker(filter);
+    case "gie": return giePicker({ loraWeight });
+    case "filter": return filterPicker({ ...filter, profile: { ...filter.profile, ...(loraWeight > 0 ? { loraWeight } : {}) } });
     case "oracle": return oraclePicker();
   }
 }
