@@ -241,6 +241,9 @@ export function parseCli(argv: readonly string[], env: Readonly<Record<string, s
   if (maxBackoffMs < refreshIntervalMs) throw new UsageError("--max-backoff: must be at least --refresh-interval");
   const stalenessThresholdMs = duration("staleness-threshold", "2s");
   if (stalenessThresholdMs < 1) throw new UsageError("--staleness-threshold: must be at least 1ms");
+  if (stalenessThresholdMs < refreshIntervalMs) {
+    throw new UsageError(`--staleness-threshold (${stalenessThresholdMs}ms) must be at least --refresh-interval (${refreshIntervalMs}ms): with a shorter threshold every endpoint turns stale between its scrapes`);
+  }
   const maxPageBytes = parseByteSize(str("max-page-bytes") ?? "8Mi", "max-page-bytes");
   if (maxPageBytes < 1024) throw new UsageError("--max-page-bytes: must be at least 1024");
   const longPollTimeoutMs = duration("long-poll-timeout", "3000ms");

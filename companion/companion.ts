@@ -104,12 +104,12 @@ export class Companion {
 
   private record(target: PoolTarget, outcome: ScrapeOutcome): void {
     this.metrics.scrapeDuration.observe({ result: outcome.ok ? "ok" : "error" }, outcome.durationMs / 1000);
-    if (outcome.ok) {
-      this.store.recordSuccess(target.address, outcome.engine, outcome.metrics, Date.now());
-    } else {
-      this.store.recordFailure(target.address, outcome.engine, outcome.error);
-      this.metrics.scrapeError(target.address, outcome.reason);
-    }
+    const current = outcome.ok
+      ? this.store.recordSuccess(target.address, outcome.engine, outcome.metrics, Date.now())
+      : this.store.recordFailure(target.address, outcome.engine, outcome.error);
+    // An outcome for an engine the endpoint no longer has (relabelled or reloaded mid-scrape) is dropped.
+    if (!current) return;
+    if (!outcome.ok) this.metrics.scrapeError(target.address, outcome.reason);
     // Log transitions only: a failing endpoint scraped every few seconds must not flood the log.
     const status = outcome.ok ? "ok" : outcome.error;
     const before = this.lastStatus.get(target.address);

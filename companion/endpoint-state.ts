@@ -72,19 +72,33 @@ export class EndpointStore {
     return this.entries.has(address);
   }
 
-  recordSuccess(address: string, engine: string, metrics: EndpointMetrics, at: number): void {
+  /**
+   * The entry a scrape outcome may update, or null for an outcome that is out of date: the endpoint left the
+   * pool, or its engine changed (relabel, config reload) while the scrape was in flight. The store and the
+   * scraper resolve engines from the same registry, so a different engine can only be such a stale result;
+   * applying it would bring the old engine (and its metrics) back until the next scrape.
+   */
+  private current(address: string, engine: string): Entry | null {
     const e = this.entries.get(address);
-    if (!e) return; // left the pool while the scrape was in flight
-    Object.assign(e, { engine, metrics, updatedAt: at, error: null, attempted: true });
-    this.changed();
+    return e !== undefined && e.engine === engine ? e : null;
   }
 
-  recordFailure(address: string, engine: string, error: string): void {
-    const e = this.entries.get(address);
-    if (!e) return;
-    if (e.engine !== engine) Object.assign(e, { engine, metrics: null, updatedAt: null });
+  /** Applies a successful scrape; false (nothing changed) when the outcome is out of date. */
+  recordSuccess(address: string, engine: string, metrics: EndpointMetrics, at: number): boolean {
+    const e = this.current(address, engine);
+    if (!e) return false;
+    Object.assign(e, { metrics, updatedAt: at, error: null, attempted: true });
+    this.changed();
+    return true;
+  }
+
+  /** Applies a failed scrape (the last good metrics are kept); false when the outcome is out of date. */
+  recordFailure(address: string, engine: string, error: string): boolean {
+    const e = this.current(address, engine);
+    if (!e) return false;
     Object.assign(e, { error, attempted: true });
     this.changed();
+    return true;
   }
 
   get size(): number {

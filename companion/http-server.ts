@@ -29,11 +29,13 @@ export interface ApiOptions {
   apiToken: string | undefined;
 }
 
+/** `Bearer TOKEN`; the scheme is case-insensitive and may be followed by several spaces (RFC 7235 section 2.1). */
 function authorised(req: http.IncomingMessage, token: string | undefined): boolean {
   if (token === undefined) return true;
-  const header = req.headers.authorization ?? "";
-  const expected = Buffer.from(`Bearer ${token}`);
-  const given = Buffer.from(header);
+  const m = /^bearer +(.*)$/is.exec(req.headers.authorization ?? "");
+  if (!m) return false;
+  const expected = Buffer.from(token);
+  const given = Buffer.from(m[1]);
   return given.length === expected.length && timingSafeEqual(given, expected);
 }
 

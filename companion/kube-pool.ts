@@ -5,6 +5,11 @@
 // client-node's ListWatch relists by itself after 410 Gone and re-watches when a stream ends cleanly, but
 // after any other error (connection refused, a dropped stream, a failed list) it stops and only reports
 // the error. We restart it then, with exponential backoff, resuming from its last resourceVersion.
+// client-node's Watch prepares a request's credentials (kc.applyToFetchOptions: exec plugins, token files)
+// outside its error handling, so a credential failure rejects the watch call instead of reporting an error:
+// ListWatch.start() then rejects, and a re-watch after a clean end rejects a promise nobody holds. Both are
+// turned into the same restart (SafeWatch and the catch on start()); an unhandled rejection would end the
+// process.
 import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
@@ -65,6 +70,18 @@ export interface KubePoolOptions {
   retryMaxMs?: number;
 }
 
+/** A Watch whose failures before the request (credentials) reach `done` like any other watch error. */
+class SafeWatch extends Watch {
+  override async watch(...[path, queryParams, callback, done]: Parameters<Watch["watch"]>): Promise<AbortController> {
+    try {
+      return await super.watch(path, queryParams, callback, done);
+    } catch (e) {
+      done(e);
+      return new AbortController();
+    }
+  }
+}
+
 /** One ListWatch kept alive across errors. */
 class ResilientInformer<T extends KubernetesObject> {
   private informer: ListWatch<T>;
@@ -97,7 +114,7 @@ class ResilientInformer<T extends KubernetesObject> {
       }
       return result;
     };
-    this.informer = new ListWatch<T>(path, new Watch(kc), listAndMark, false, labelSelector, fieldSelector);
+    this.informer = new ListWatch<T>(path, new SafeWatch(kc), listAndMark, false, labelSelector, fieldSelector);
     const changed = () => {
       this.retryMs = opts.retryInitialMs;
       onChange();
@@ -120,13 +137,17 @@ class ResilientInformer<T extends KubernetesObject> {
     this.opts.onRestart?.(this.resource);
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
-      if (!this.stopped) void this.informer.start();
+      if (!this.stopped) this.startInformer();
     }, delay);
+  }
+
+  private startInformer(): void {
+    this.informer.start().catch((e: unknown) => this.restartLater(e));
   }
 
   /** Starts listing and watching; resolves after the first successful list (retrying until then). */
   async start(): Promise<void> {
-    void this.informer.start();
+    this.startInformer();
     await this.firstList;
   }
 
@@ -153,6 +174,8 @@ export class KubePool implements PoolSource {
   private poolInformer: ResilientInformer<KubernetesObject> | null = null;
   private podInformer: ResilientInformer<KubernetesObject> | null = null;
   private spec: PoolSpec | null = null;
+  /** Why the InferencePool's current spec is not usable (null when it is, or when there is no pool). */
+  private specError: string | null = null;
   private onChange: (targets: PoolTarget[]) => void = () => {};
   private lastEmitted = "";
   private stopped = false;
@@ -210,6 +233,7 @@ export class KubePool implements PoolSource {
     if (!pool) {
       if (this.spec) this.opts.log.warn("InferencePool not found; the pool is empty until it exists", { pool: `${this.opts.namespace}/${mode.name}` });
       this.spec = null;
+      this.specError = null;
       this.stopPods();
       this.emit();
       return;
@@ -218,9 +242,12 @@ export class KubePool implements PoolSource {
     try {
       spec = parseInferencePool(pool, POOL_GROUPS[mode.group]);
     } catch (e) {
-      this.opts.log.error("InferencePool spec is not usable; keeping the previous one", { pool: `${this.opts.namespace}/${mode.name}`, error: (e as Error).message });
+      this.specError = (e as Error).message;
+      this.opts.log.error(this.spec ? "InferencePool spec is not usable; keeping the previous one" : "InferencePool spec is not usable; the pool is empty until it is fixed",
+        { pool: `${this.opts.namespace}/${mode.name}`, error: this.specError });
       return;
     }
+    this.specError = null;
     const selectorChanged = !this.spec || selectorString(this.spec.selector) !== selectorString(spec.selector);
     this.spec = spec;
     if (selectorChanged) {
@@ -251,7 +278,8 @@ export class KubePool implements PoolSource {
 
   problem(): string | null {
     if (this.opts.mode.kind === "inference-pool" && this.poolInformer?.synced && this.spec === null) {
-      return `InferencePool ${this.opts.namespace}/${this.opts.mode.name} not found`;
+      const pool = `InferencePool ${this.opts.namespace}/${this.opts.mode.name}`;
+      return this.specError !== null ? `${pool} has an unusable spec: ${this.specError}` : `${pool} not found`;
     }
     return null;
   }

@@ -4,9 +4,10 @@
 // decoding anything. Only wanted lines are parsed (labels with escapes, value, optional timestamp and
 // exemplar) and turned into strings and numbers.
 //
-// Validation: every line must start like an exposition line (a metric name, `#`, `{` or blank), the first
-// sample line is parsed in full, the page must end with a newline (Prometheus text) or `# EOF` (OpenMetrics),
-// and nothing may follow `# EOF`. Lines of other families are not checked beyond their first byte.
+// Validation: every line must start like an exposition line (a metric name, `#`, `{` or blank; blank lines
+// may end in CR), the first sample line is parsed in full, the page must end with a newline (Prometheus
+// text) or `# EOF` (OpenMetrics), and nothing may follow `# EOF`. Lines of other families are not checked
+// beyond their first byte.
 
 export interface Sample {
   labels: Record<string, string>;
@@ -63,13 +64,15 @@ function lineOf(page: Uint8Array, at: number): number {
 
 const NUMBER = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
 
+/** Go's strconv.ParseFloat, as Prometheus uses it: decimal numbers, and NaN / [+-]Inf / [+-]Infinity in any case. */
 function parseNumber(text: string): number | null {
-  switch (text) {
-    case "NaN": return NaN;
-    case "+Inf": case "Inf": return Infinity;
-    case "-Inf": return -Infinity;
+  if (NUMBER.test(text)) return Number(text);
+  switch (text.length > 9 ? "" : text.toLowerCase()) {
+    case "nan": return NaN;
+    case "inf": case "+inf": case "infinity": case "+infinity": return Infinity;
+    case "-inf": case "-infinity": return -Infinity;
   }
-  return NUMBER.test(text) ? Number(text) : null;
+  return null;
 }
 
 /** `# EOF` possibly followed by blanks/CR. */
@@ -199,6 +202,7 @@ export function parseSelectedFamilies(page: Buffer, selector: FamilySelector, op
     while (c === SP || c === TAB) c = page[++pos];
     if (pos >= n) break;
     if (c === LF) { pos++; continue; }
+    if (c === CR && page[pos + 1] === LF) { pos += 2; continue; } // a blank line of a CRLF page
     let eol = page.indexOf(LF, pos);
     const lastLine = eol < 0;
     if (lastLine) eol = n;

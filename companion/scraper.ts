@@ -63,6 +63,8 @@ interface Loop {
   failures: number;
   timer: NodeJS.Timeout | null;
   request: http.ClientRequest | null;
+  /** Ports this loop has connected to (the endpoint's own, or a metrics port): its kept-alive sockets. */
+  ports: Set<number>;
 }
 
 export class Scraper {
@@ -70,7 +72,8 @@ export class Scraper {
   private readonly httpsAgents = new Map<boolean, https.Agent>();
   private loops = new Map<string, Loop>();
   private selectors = new WeakMap<EngineMapping, FamilySelector>();
-  private warnedLabels = new Set<string>();
+  /** Address -> unknown engine labels already warned about (pruned when the endpoint leaves). */
+  private warnedLabels = new Map<string, Set<string>>();
   private readonly jitter: number;
 
   constructor(
@@ -106,14 +109,41 @@ export class Scraper {
         loop.target = t;
         next.set(t.address, loop);
       } else {
-        const fresh: Loop = { target: t, stopped: false, failures: 0, timer: null, request: null };
+        const fresh: Loop = { target: t, stopped: false, failures: 0, timer: null, request: null, ports: new Set() };
         next.set(t.address, fresh);
         // A random first delay spreads the first round over one interval instead of one burst.
         this.schedule(fresh, Math.random() * Math.min(this.opts.intervalMs, 1000));
       }
     }
-    for (const [address, loop] of this.loops) if (!next.has(address)) this.stopLoop(loop);
+    const removed = [...this.loops.values()].filter((loop) => !next.has(loop.target.address));
     this.loops = next;
+    for (const loop of removed) this.stopLoop(loop);
+    for (const address of this.warnedLabels.keys()) if (!next.has(address)) this.warnedLabels.delete(address);
+    if (removed.length > 0) this.closeIdleSockets(removed);
+  }
+
+  /**
+   * Closes the kept-alive idle connections to endpoints that left the pool (a pod that is gone would
+   * otherwise hold a socket until its server or the kernel gives up), except those a remaining endpoint
+   * uses too (two target ports of one pod scraped on one metrics port).
+   */
+  private closeIdleSockets(removed: readonly Loop[]): void {
+    const inUse = new Set<string>();
+    for (const loop of this.loops.values()) for (const port of loop.ports) inUse.add(`${loop.target.ip}:${port}:`);
+    const prefixes: string[] = [];
+    for (const loop of removed) {
+      for (const port of loop.ports) {
+        const prefix = `${loop.target.ip}:${port}:`; // how node:http's Agent names a host's pool (getName)
+        if (!inUse.has(prefix)) prefixes.push(prefix);
+      }
+    }
+    if (prefixes.length === 0) return;
+    for (const agent of [this.httpAgent, ...this.httpsAgents.values()]) {
+      for (const [name, sockets] of Object.entries(agent.freeSockets)) {
+        if (!prefixes.some((p) => name.startsWith(p))) continue;
+        for (const socket of sockets ?? []) socket.destroy();
+      }
+    }
   }
 
   private stopLoop(loop: Loop): void {
@@ -138,7 +168,10 @@ export class Scraper {
 
   private async runOnce(loop: Loop): Promise<void> {
     if (loop.stopped) return;
-    const outcome = await this.scrape(loop.target, (req) => (loop.request = req));
+    const outcome = await this.scrape(loop.target, (req, port) => {
+      loop.request = req;
+      loop.ports.add(port);
+    });
     loop.request = null;
     if (loop.stopped) return;
     this.onOutcome(loop.target, outcome);
@@ -147,11 +180,13 @@ export class Scraper {
   }
 
   /** One scrape of one endpoint (also what `--once` uses). Never throws. */
-  async scrape(target: PoolTarget, onRequest: (req: http.ClientRequest) => void = () => {}): Promise<ScrapeOutcome> {
+  async scrape(target: PoolTarget, onRequest: (req: http.ClientRequest, port: number) => void = () => {}): Promise<ScrapeOutcome> {
     const started = performance.now();
     const { mapping, unknownLabel } = this.config.engines().resolve(target.labels);
-    if (unknownLabel !== null && !this.warnedLabels.has(`${target.address}\0${unknownLabel}`)) {
-      this.warnedLabels.add(`${target.address}\0${unknownLabel}`);
+    if (unknownLabel !== null && !this.warnedLabels.get(target.address)?.has(unknownLabel)) {
+      let warned = this.warnedLabels.get(target.address);
+      if (!warned) this.warnedLabels.set(target.address, (warned = new Set()));
+      warned.add(unknownLabel);
       this.log.warn("engine label names no configured engine; using the default engine's metrics", { endpoint: target.address, pod: target.pod, label: unknownLabel, engine: mapping.name });
     }
     try {
@@ -166,7 +201,7 @@ export class Scraper {
     }
   }
 
-  private fetchPage(target: PoolTarget, mapping: EngineMapping, onRequest: (req: http.ClientRequest) => void): Promise<{ body: Buffer; openMetrics: boolean }> {
+  private fetchPage(target: PoolTarget, mapping: EngineMapping, onRequest: (req: http.ClientRequest, port: number) => void): Promise<{ body: Buffer; openMetrics: boolean }> {
     const settings = this.config.scrape();
     const port = mapping.metricsPort ?? this.opts.metricsPort ?? target.port;
     const path = mapping.metricsPath ?? this.opts.metricsPath ?? settings.path;
@@ -223,7 +258,7 @@ export class Scraper {
           });
         });
       });
-      onRequest(req);
+      onRequest(req, port);
       const timer = setTimeout(() => done(new ScrapeFailure("timeout", `no complete page within ${this.opts.timeoutMs}ms`)), this.opts.timeoutMs);
       req.on("error", (err) => done(new ScrapeFailure("connect", `GET ${path}: ${err.message}`)));
       req.end();

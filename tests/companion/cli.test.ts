@@ -30,6 +30,8 @@ test("pool modes, GIE spellings, durations, token from the environment", () => {
   assert.equal(run(["--endpoints", "10.0.0.1:1", "--api-token", "flag"], { COMPANION_API_TOKEN: "env" }).apiToken, "flag");
   assert.deepEqual(run(["--endpoints", "10.0.0.1:1", "--lora-info-metric=", "--model-server-type", "sglang"]).engineFlags, { modelServerType: "sglang", loraInfoMetric: "" });
   assert.equal(parseDuration("1m", "x"), 60_000);
+  const equal = run(["--endpoints", "10.0.0.1:1", "--refresh-interval", "1s", "--staleness-threshold", "1s"]);
+  assert.deepEqual([equal.refreshIntervalMs, equal.stalenessThresholdMs], [1000, 1000], "a threshold equal to the interval is allowed");
 });
 
 test("bad flags are UsageErrors with a message", () => {
@@ -49,6 +51,8 @@ test("bad flags are UsageErrors with a message", () => {
     [["--refresh-interval", "1s", "--refresh-metrics-interval", "2s", "--endpoints", "10.0.0.1:1"], "--refresh-interval and --refresh-metrics-interval are the same flag; give one"],
     [["--endpoints", "10.0.0.1:1", "--log-level", "loud"], '--log-level: "loud" is not one of debug, info, warn, error'],
     [["--endpoints", "10.0.0.1:1", "--target-ports", "8000"], "--target-ports only applies with --selector (an InferencePool names its own ports)"],
+    [["--endpoints", "10.0.0.1:1", "--refresh-interval", "5s"], "--staleness-threshold (2000ms) must be at least --refresh-interval (5000ms): with a shorter threshold every endpoint turns stale between its scrapes"],
+    [["--endpoints", "10.0.0.1:1", "--refresh-metrics-interval", "1s", "--metrics-staleness-threshold", "500ms"], "--staleness-threshold (500ms) must be at least --refresh-interval (1000ms): with a shorter threshold every endpoint turns stale between its scrapes"],
   ];
   for (const [args, message] of cases) assert.throws(() => parseCli(args, {}), { message }, args.join(" "));
 });

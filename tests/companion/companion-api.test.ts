@@ -95,6 +95,12 @@ test("bearer token on /v1/*, probes and metrics stay open", async (t) => {
   assert.equal((await fetch(`${base}/v1/snapshot`)).status, 401);
   assert.equal((await fetch(`${base}/v1/endpoints`, { headers: { authorization: "Bearer wrong" } })).status, 401);
   assert.equal((await fetch(`${base}/v1/snapshot`, { headers: { authorization: "Bearer s3cret" } })).status, 200);
+  for (const header of ["bearer s3cret", "BEARER s3cret", "Bearer   s3cret"]) {
+    assert.equal((await fetch(`${base}/v1/snapshot`, { headers: { authorization: header } })).status, 200, `the scheme is case-insensitive (RFC 7235): ${header}`);
+  }
+  for (const header of ["Bearer S3CRET", "Bearers3cret", "Basic s3cret", "s3cret", "Bearer s3cret2"]) {
+    assert.equal((await fetch(`${base}/v1/snapshot`, { headers: { authorization: header } })).status, 401, header);
+  }
   assert.equal((await fetch(`${base}/healthz`)).status, 200);
   assert.equal((await fetch(`${base}/metrics`)).status, 200);
 });

@@ -201,7 +201,7 @@ test("node build/companion.mjs --once --endpoints-file prints the states of a mi
   assert.match(missing.stderr, /configuration error: --endpoints-file .*nope\.yaml: ENOENT/);
 });
 
-test("--once with an InferencePool lists it through the API server; a missing pool is an error", async (t) => {
+test("--once with an InferencePool lists it through the API server; a missing pool or an unusable spec is an error", async (t) => {
   const ip = "127.0.0.2";
   const port = await freePortOn([ip]);
   const fake = await FakeKube.start();
@@ -223,4 +223,8 @@ test("--once with an InferencePool lists it through the API server; a missing po
   const missing = await run("nope");
   assert.equal(missing.status, 1);
   assert.match(missing.stderr, /configuration error: InferencePool default\/nope not found/);
+  fake.put({ ...inferencePoolV1({ name: "broken", matchLabels: { app: "once" }, ports: [port] }), spec: { selector: { matchLabels: { app: "once" } }, targetPorts: [{ number: 0 }] } });
+  const broken = await run("broken");
+  assert.equal(broken.status, 1);
+  assert.match(broken.stderr, /configuration error: InferencePool default\/broken has an unusable spec: spec\.targetPorts\[0\]\.number: must be a port from 1 to 65535, got 0\n/);
 });

@@ -2,17 +2,21 @@
 // changes of the InferencePool, relabelling, reconnects.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { KubePool, defaultNamespace, loadKubeConfig, type KubePoolMode } from "../../companion/kube-pool";
 import { parseInferencePool, podTargets } from "../../companion/inference-pool";
-import { silentLogger } from "../../companion/log";
+import { silentLogger, type LogFields, type Logger } from "../../companion/log";
 import type { PoolTarget } from "../../companion/pool";
 import { FakeKube, inferencePoolV1, inferencePoolV1alpha2, pod } from "../helpers/fake-kube";
 import { until } from "../helpers/until";
 
-async function startPool(fake: FakeKube, mode: KubePoolMode, t: { after(fn: () => unknown): void }) {
+async function startPool(fake: FakeKube, mode: KubePoolMode, t: { after(fn: () => unknown): void }, opts: { kubeconfig?: string; log?: Logger; retryMaxMs?: number } = {}) {
   let targets: PoolTarget[] = [];
   const restarts: string[] = [];
-  const pool = new KubePool({ kubeConfig: loadKubeConfig(fake.kubeconfigPath), namespace: "default", mode, log: silentLogger, retryInitialMs: 50, onWatchRestart: (r) => restarts.push(r) });
+  const pool = new KubePool({ kubeConfig: loadKubeConfig(opts.kubeconfig ?? fake.kubeconfigPath), namespace: "default", mode, log: opts.log ?? silentLogger,
+    retryInitialMs: 50, retryMaxMs: opts.retryMaxMs, onWatchRestart: (r) => restarts.push(r) });
   t.after(() => pool.stop());
   await pool.start((next) => (targets = next));
   return { pool, restarts, addresses: () => targets.map((x) => x.address), targets: () => targets };
@@ -114,4 +118,81 @@ test("kubeconfig and namespace resolution", async (t) => {
   assert.equal(defaultNamespace(kc, undefined, {}), "models");
   assert.throws(() => loadKubeConfig("/nonexistent/kubeconfig"), /kubeconfig \/nonexistent\/kubeconfig: /);
   assert.throws(() => loadKubeConfig(undefined, { HOME: "/nonexistent" }), /no Kubernetes configuration/);
+});
+
+/** A logger that keeps what it is told. */
+function recordingLogger(): Logger & { lines: Array<{ level: string; msg: string } & LogFields> } {
+  const lines: Array<{ level: string; msg: string } & LogFields> = [];
+  const keep = (level: string) => (msg: string, fields?: LogFields) => void lines.push({ level, msg, ...fields });
+  return { lines, debug: keep("debug"), info: keep("info"), warn: keep("warn"), error: keep("error") };
+}
+
+test("failing credentials (an exec plugin that stops working) are logged and retried, never an unhandled rejection", async (t) => {
+  const fake = await FakeKube.start();
+  const dir = mkdtempSync(join(tmpdir(), "exec-plugin-"));
+  const rejections: unknown[] = [];
+  const onRejection = (e: unknown) => void rejections.push(e);
+  process.on("unhandledRejection", onRejection);
+  t.after(async () => { process.off("unhandledRejection", onRejection); await fake.close(); rmSync(dir, { recursive: true, force: true }); });
+  // Succeeds the first time, then fails while the file `broken` exists (client-node runs it for every request:
+  // without an expirationTimestamp nothing is cached).
+  const broken = join(dir, "broken");
+  writeFileSync(join(dir, "credential.json"), fake.execCredential());
+  writeFileSync(join(dir, "plugin.sh"), [
+    'dir=$(dirname "$0")', 'n=$(cat "$dir/count" 2>/dev/null || echo 0); n=$((n + 1)); echo "$n" > "$dir/count"',
+    'if [ "$n" -gt 1 ] && [ -e "$dir/broken" ]; then echo "token service unavailable" >&2; exit 1; fi', 'cat "$dir/credential.json"', "",
+  ].join("\n"));
+  writeFileSync(broken, "");
+  fake.put(pod({ name: "a", ip: "10.0.0.1", labels: { app: "x" } }));
+  const log = recordingLogger();
+  const kubeconfig = fake.writeExecKubeconfig("/bin/sh", [join(dir, "plugin.sh")]);
+  // The first list authenticates; the watch after it (inside ListWatch.start()) does not.
+  const { addresses, restarts } = await startPool(fake, { kind: "selector", selector: { app: "x" }, targetPorts: [8000] }, t, { kubeconfig, log, retryMaxMs: 100 });
+  assert.deepEqual(addresses(), ["10.0.0.1:8000"]);
+  await until("retried", () => restarts.length >= 2);
+  const warning = log.lines.find((l) => l.msg === "kubernetes list/watch failed; restarting");
+  assert.ok(warning, "logged");
+  assert.match(String(warning.error), /token service unavailable/);
+  assert.equal(warning.resource, "pods");
+  assert.equal(fake.watchCount, 0);
+
+  rmSync(broken);
+  await until("watching", () => fake.watchCount === 1);
+  fake.put(pod({ name: "b", ip: "10.0.0.2", labels: { app: "x" } }));
+  await until("pod b", () => addresses().length === 2);
+
+  // A re-watch after a clean end (the apiserver's watch timeout) whose credentials fail: same recovery.
+  writeFileSync(broken, "");
+  const before = restarts.length;
+  fake.closeWatches();
+  await until("re-watch failed and is retried", () => restarts.length >= before + 2);
+  rmSync(broken);
+  await until("watching again", () => fake.watchCount === 1);
+  fake.put(pod({ name: "c", ip: "10.0.0.3", labels: { app: "x" } }));
+  await until("pod c", () => addresses().length === 3);
+  assert.ok(!existsSync(broken));
+  assert.deepEqual(rejections, [], "no unhandled rejection");
+});
+
+test("an InferencePool that exists with an unusable spec is reported with its error, not as missing", async (t) => {
+  const fake = await FakeKube.start();
+  t.after(() => fake.close());
+  fake.put({ ...inferencePoolV1({ name: "bad", matchLabels: { app: "m" }, ports: [8000] }), spec: { selector: { matchLabels: { app: "m" } }, targetPorts: [] } });
+  fake.put(pod({ name: "m1", ip: "10.0.0.1", labels: { app: "m" } }));
+  const log = recordingLogger();
+  const { pool, addresses } = await startPool(fake, { kind: "inference-pool", name: "bad", group: "inference.networking.k8s.io" }, t, { log });
+  assert.deepEqual(addresses(), []);
+  assert.equal(pool.synced, true);
+  assert.equal(pool.problem(), "InferencePool default/bad has an unusable spec: spec.targetPorts: must list at least one port, got []");
+
+  fake.update("inference.networking.k8s.io/v1", "InferencePool", "default", "bad", (p) => { (p.spec as { targetPorts: unknown }).targetPorts = [{ number: 8000 }]; });
+  await until("fixed", () => addresses().length === 1);
+  assert.equal(pool.problem(), null);
+  // Broken again: the previous spec is kept and served, so the pool has no problem.
+  fake.update("inference.networking.k8s.io/v1", "InferencePool", "default", "bad", (p) => { (p.spec as { selector: unknown }).selector = { matchLabels: {} }; });
+  await until("refused", () => log.lines.some((l) => l.msg === "InferencePool spec is not usable; keeping the previous one"));
+  assert.deepEqual([addresses(), pool.problem()], [["10.0.0.1:8000"], null]);
+  fake.delete("inference.networking.k8s.io/v1", "InferencePool", "default", "bad");
+  await until("deleted", () => addresses().length === 0);
+  assert.equal(pool.problem(), "InferencePool default/bad not found");
 });

@@ -76,6 +76,33 @@ test("text format quirks: CRLF, blank lines, blanks around labels, trailing comm
   assert.deepEqual(values(parsed, "sglang:token_usage"), [[{ model_name: "m" }, 0.125], [{ model_name: "n" }, Infinity]], "prefix-sharing names and comments are not samples");
 });
 
+test("CRLF pages: blank lines (empty, or blanks then CR) are skipped", () => {
+  const sel = select("vllm:num_requests_waiting", "vllm:gpu_cache_usage_perc");
+  const pages = [
+    '# TYPE vllm:num_requests_waiting gauge\r\nvllm:num_requests_waiting{model_name="m"} 1.0\r\n\r\nvllm:gpu_cache_usage_perc{model_name="m"} 0.3\r\n',
+    '# TYPE vllm:num_requests_waiting gauge\r\nvllm:num_requests_waiting{model_name="m"} 1.0\r\n \t \r\nvllm:gpu_cache_usage_perc{model_name="m"} 0.3\r\n',
+    '\r\nvllm:num_requests_waiting{model_name="m"} 1.0\r\n\r\n\r\nvllm:gpu_cache_usage_perc{model_name="m"} 0.3\r\n\r\n',
+  ];
+  for (const text of pages) {
+    const parsed = parseSelectedFamilies(page(text), sel);
+    assert.deepEqual(values(parsed, "vllm:num_requests_waiting"), [[{ model_name: "m" }, 1]], JSON.stringify(text));
+    assert.deepEqual(values(parsed, "vllm:gpu_cache_usage_perc"), [[{ model_name: "m" }, 0.3]], JSON.stringify(text));
+  }
+  // A CR that does not end a line is still not an exposition line.
+  assert.throws(() => parseSelectedFamilies(page("vllm:num_requests_waiting 1\n\rx\n"), sel), { message: 'line 2: not a metrics exposition line: "\\rx"' });
+});
+
+test("special values in any case, as Go's ParseFloat (and so Prometheus) reads them", () => {
+  const sel = select("a");
+  const read = (v: string) => parseSelectedFamilies(page(`a ${v}\n`), sel).samples.get("a")![0].value;
+  for (const v of ["NaN", "nan", "NAN", "nAn"]) assert.ok(Number.isNaN(read(v)), v);
+  for (const v of ["+Inf", "Inf", "inf", "+inf", "INF", "infinity", "+Infinity"]) assert.equal(read(v), Infinity, v);
+  for (const v of ["-Inf", "-inf", "-INF", "-infinity"]) assert.equal(read(v), -Infinity, v);
+  for (const v of ["-nan", "+nan", "infin", "nann", "in"]) {
+    assert.throws(() => read(v), { message: `line 1, column 3: bad value ${JSON.stringify(v)} in ${JSON.stringify(`a ${v}`)}` }, v);
+  }
+});
+
 test("bad pages give a clear error, never a crash", () => {
   const sel = select("vllm:num_requests_waiting");
   const cases: Array<[string, string]> = [

@@ -4,30 +4,37 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
 import { gzipSync } from "node:zlib";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import { Scraper, nextDelayMs, type ScrapeOutcome } from "../../companion/scraper";
 import { DEFAULT_SCRAPE, loadPickerConfig } from "../../companion/picker-config";
-import { silentLogger } from "../../companion/log";
+import { silentLogger, type Logger } from "../../companion/log";
+import { EndpointStore } from "../../companion/endpoint-state";
 import type { PoolTarget } from "../../companion/pool";
 import { vllmPage } from "./fixtures/pages";
+import { until } from "../helpers/until";
 
 type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => void;
 
 async function server(t: { after(fn: () => unknown): void }, handler: Handler) {
   const connections = { count: 0 };
+  const open = new Set<Socket>();
   const paths: string[] = [];
   const s = http.createServer((req, res) => { paths.push(req.url ?? ""); handler(req, res); });
-  s.on("connection", () => connections.count++);
+  s.on("connection", (socket: Socket) => {
+    connections.count++;
+    open.add(socket);
+    socket.on("close", () => open.delete(socket));
+  });
   await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
   t.after(() => new Promise<void>((r) => { s.closeAllConnections(); s.close(() => r()); }));
   const port = (s.address() as AddressInfo).port;
-  return { port, connections, paths, target: (labels: Record<string, string> = {}): PoolTarget => ({ address: `127.0.0.1:${port}`, ip: "127.0.0.1", port, labels }) };
+  return { port, connections, open, paths, target: (labels: Record<string, string> = {}): PoolTarget => ({ address: `127.0.0.1:${port}`, ip: "127.0.0.1", port, labels }) };
 }
 
-function scraper(t: { after(fn: () => unknown): void }, opts: Partial<ConstructorParameters<typeof Scraper>[0]> = {}, onOutcome: (o: ScrapeOutcome) => void = () => {}, flags = {}) {
+function scraper(t: { after(fn: () => unknown): void }, opts: Partial<ConstructorParameters<typeof Scraper>[0]> = {}, onOutcome: (o: ScrapeOutcome) => void = () => {}, flags = {}, log: Logger = silentLogger) {
   const config = loadPickerConfig(null, flags);
   const s = new Scraper({ intervalMs: 20, timeoutMs: 300, maxBackoffMs: 200, maxPageBytes: 1024 * 1024, ...opts },
-    { engines: () => config.engines, scrape: () => DEFAULT_SCRAPE }, (_t, o) => onOutcome(o), silentLogger);
+    { engines: () => config.engines, scrape: () => DEFAULT_SCRAPE }, (_t, o) => onOutcome(o), log);
   t.after(() => s.stop());
   return s;
 }
@@ -113,4 +120,54 @@ test("backoff schedule: interval while healthy, doubling per failure up to the m
   assert.deepEqual([1, 2, 3, 6, 7, 40].map((f) => nextDelayMs(50, 5000, 0.1, f, 0.5)), [100, 200, 400, 3200, 5000, 5000]);
   assert.equal(nextDelayMs(50, 5000, 0.1, 0, 0), 45);
   assert.equal(Math.round(nextDelayMs(50, 5000, 0.1, 0, 0.999999)), 55);
+});
+
+test("removed endpoints: their idle kept-alive connections are closed at once, others kept", async (t) => {
+  const page = (_q: http.IncomingMessage, res: http.ServerResponse) => res.writeHead(200).end("vllm:num_requests_waiting 1\n");
+  const leaving = await server(t, page);
+  const staying = await server(t, page);
+  const outcomes: ScrapeOutcome[] = [];
+  // A long interval, so the removal finds the connection idle (removal destroys a request in flight anyway).
+  const s = scraper(t, { intervalMs: 150, maxBackoffMs: 150 }, (o) => outcomes.push(o));
+  s.setTargets([leaving.target(), staying.target()]);
+  await until("both scraped over kept-alive connections", () => leaving.paths.length >= 2 && staying.paths.length >= 2 && leaving.open.size === 1 && staying.open.size === 1);
+  await new Promise((r) => setTimeout(r, 10));
+  s.setTargets([staying.target()]);
+  await until("the removed endpoint's connection closed", () => leaving.open.size === 0, 1000);
+  const before = outcomes.length;
+  await until("still scraping the other", () => outcomes.length >= before + 3);
+  assert.equal(staying.connections.count, 1, "the remaining endpoint keeps its connection");
+});
+
+test("the unknown-engine-label warning is given once per endpoint, and forgotten when the endpoint leaves", async (t) => {
+  const srv = await server(t, (_q, res) => res.writeHead(200).end("vllm:num_requests_waiting 1\n"));
+  const warnings: unknown[] = [];
+  const log: Logger = { ...silentLogger, warn: (msg, fields) => void warnings.push([msg, fields?.label]) };
+  const s = scraper(t, {}, () => {}, {}, log);
+  const target = srv.target({ "inference.networking.k8s.io/engine-type": "tgi" });
+  await s.scrape(target);
+  await s.scrape(target);
+  assert.deepEqual(warnings, [["engine label names no configured engine; using the default engine's metrics", "tgi"]]);
+  s.setTargets([]); // the endpoint left (its state is pruned); if it comes back, it is warned about again
+  await s.scrape(target);
+  assert.equal(warnings.length, 2);
+});
+
+test("a scrape in flight across a relabel does not bring the old engine back", async (t) => {
+  let release: () => void = () => {};
+  const srv = await server(t, (_q, res) => { release = () => res.writeHead(200).end("vllm:num_requests_waiting 4\n"); });
+  const config = loadPickerConfig(null);
+  const store = new EndpointStore(config.engines, 60_000);
+  const s = scraper(t);
+  const vllm = srv.target();
+  store.setTargets([vllm]);
+  const inFlight = s.scrape(vllm); // resolves the engine (vllm) now
+  await until("request received", () => srv.paths.length === 1);
+  const sglang = srv.target({ "inference.networking.k8s.io/engine-type": "sglang" });
+  store.setTargets([sglang]);
+  release();
+  const o = await inFlight;
+  assert.ok(o.ok && o.engine === "vllm");
+  assert.equal(store.recordSuccess(sglang.address, o.engine, o.metrics, 1000), false);
+  assert.deepEqual(store.views(1000).map((v) => [v.engine, v.queued, v.updatedAt]), [["sglang", null, null]]);
 });

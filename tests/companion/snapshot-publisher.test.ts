@@ -55,6 +55,33 @@ test("relabelling to another engine re-resolves at once and drops the other engi
   assert.deepEqual([store.views(1000)[0].engine, store.views(1000)[0].queued], ["sglang", null]);
 });
 
+test("a scrape outcome for the engine an endpoint had before a relabel or reload is ignored", () => {
+  const store = new EndpointStore(engines, 2000);
+  const sglang = { "inference.networking.k8s.io/engine-type": "sglang" };
+  let changes = 0;
+  store.onChange(() => changes++);
+  store.setTargets([target("10.0.0.1:8000"), target("10.0.0.2:8000")]);
+  store.recordSuccess("10.0.0.2:8000", "vllm", metrics(5), 900);
+  // Both scrapes started as vllm; the pods were relabelled to sglang while they were in flight.
+  store.setTargets([target("10.0.0.1:8000", sglang), target("10.0.0.2:8000", sglang)]);
+  changes = 0;
+  assert.equal(store.recordSuccess("10.0.0.1:8000", "vllm", metrics(3), 1000), false);
+  assert.equal(store.recordFailure("10.0.0.2:8000", "vllm", "vllm:num_requests_waiting missing"), false);
+  assert.equal(changes, 0, "nothing changed");
+  assert.deepEqual(store.views(1000).map((v) => [v.engine, v.queued, v.updatedAt, v.error]), [["sglang", null, null, null], ["sglang", null, null, null]]);
+  assert.equal(store.allAttempted(), false, "a stale outcome does not count as a scrape of the current engine");
+  assert.equal(store.recordSuccess("10.0.0.1:8000", "sglang", metrics(4), 1100), true);
+  assert.deepEqual([store.views(1100)[0].engine, store.views(1100)[0].queued], ["sglang", 4]);
+
+  // A config reload that moves unlabelled pods to another default engine: the same.
+  const reloaded = loadPickerConfig(null, { modelServerType: "sglang" }).engines;
+  const plain = new EndpointStore(engines, 2000);
+  plain.setTargets([target("10.0.0.3:8000")]);
+  plain.setEngines(reloaded);
+  assert.equal(plain.recordSuccess("10.0.0.3:8000", "vllm", metrics(7), 1000), false);
+  assert.deepEqual([plain.views(1000)[0].engine, plain.views(1000)[0].queued], ["sglang", null]);
+});
+
 function publisherWith(store: EndpointStore, clock: { now: number }) {
   const published: bigint[] = [];
   const pub = new SnapshotPublisher((now) => ({ profile: DEFAULT_PROFILE, endpoints: store.snapshotEndpoints(now) }), {

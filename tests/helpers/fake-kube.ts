@@ -165,16 +165,34 @@ export class FakeKube {
     return fake;
   }
 
-  /** A kubeconfig for this server (what `kubeconfigPath` holds). */
-  kubeconfigYaml(): string {
+  /** A kubeconfig for this server (what `kubeconfigPath` holds); `user` replaces the token lines of its user. */
+  kubeconfigYaml(user: string[] = [`    token: ${this.token}`]): string {
     return [
       "apiVersion: v1", "kind: Config", "current-context: fake",
       // client-node 1.4 refuses plain http:// servers unless TLS verification is explicitly off.
       "clusters:", "- name: fake", "  cluster:", `    server: ${this.url}`, "    insecure-skip-tls-verify: true",
-      "users:", "- name: fake", "  user:", `    token: ${this.token}`,
+      "users:", "- name: fake", "  user:", ...user,
       "contexts:", "- name: fake", "  context:", "    cluster: fake", "    user: fake", `    namespace: ${this.opts.namespace ?? "default"}`,
       "",
     ].join("\n");
+  }
+
+  /**
+   * Writes a kubeconfig whose user gets its credentials from an exec plugin (client.authentication.k8s.io/v1beta1):
+   * `command args...` must print an ExecCredential (see `execCredential`). Returns its path (removed by close()).
+   */
+  writeExecKubeconfig(command: string, args: string[] = []): string {
+    const path = join(this.dir, `kubeconfig-exec-${Math.random().toString(36).slice(2)}.yaml`);
+    writeFileSync(path, this.kubeconfigYaml([
+      "    exec:", "      apiVersion: client.authentication.k8s.io/v1beta1", `      command: ${JSON.stringify(command)}`,
+      `      args: ${JSON.stringify(args)}`, "      interactiveMode: Never",
+    ]));
+    return path;
+  }
+
+  /** The ExecCredential JSON an exec plugin prints to authenticate to this server. */
+  execCredential(): string {
+    return JSON.stringify({ apiVersion: "client.authentication.k8s.io/v1beta1", kind: "ExecCredential", status: { token: this.token } });
   }
 
   /** The current resourceVersion (etcd revision). */
