@@ -85,12 +85,25 @@ export function hostImports(abi: AbiVersion): Map<string, string> {
   return out;
 }
 
-/** The ABI version a module declares through its `proxy_abi_version_*` export, or null. */
-export function declaredAbi(module: WebAssembly.Module): AbiVersion | null {
-  const names = new Set(WebAssembly.Module.exports(module).map((e) => e.name));
-  if (names.has("proxy_abi_version_0_2_1")) return "0.2.1";
-  if (names.has("proxy_abi_version_0_2_0")) return "0.2.0";
+/**
+ * The ABI version a module declares, taken as cpp-host's BytecodeUtil::getAbiVersion takes it: the first
+ * function export, in export-section order, named proxy_abi_version_0_1_0, _0_2_0 or _0_2_1 (a module
+ * exporting two of them gets the first one's ABI). null when there is none.
+ */
+export function abiVersionExport(module: WebAssembly.Module): "0.1.0" | AbiVersion | null {
+  for (const e of WebAssembly.Module.exports(module)) {
+    if (e.kind !== "function") continue;
+    if (e.name === "proxy_abi_version_0_1_0") return "0.1.0";
+    if (e.name === "proxy_abi_version_0_2_0") return "0.2.0";
+    if (e.name === "proxy_abi_version_0_2_1") return "0.2.1";
+  }
   return null;
+}
+
+/** The ABI 0.2.x version a module declares (see abiVersionExport), or null (none, or 0.1.0). */
+export function declaredAbi(module: WebAssembly.Module): AbiVersion | null {
+  const v = abiVersionExport(module);
+  return v === "0.1.0" ? null : v;
 }
 
 /** Imports of `module` that Envoy would refuse; empty when the module links. */

@@ -57,7 +57,7 @@ export class Fetcher {
     ];
     if (this.cfg.apiToken.length > 0) headers.push(pair("authorization", "Bearer " + this.cfg.apiToken));
     this.token = httpCall(this.cluster, serializePairs(headers), this.cfg.pollTimeoutMs);
-    if (this.token == 0) this.failed(nowMs, "the host refused the call to cluster " + this.cfg.companionCluster + " (is it defined?)");
+    if (this.token == 0) this.failed(nowMs, "the host refused the call to cluster " + this.cfg.companionCluster + " (is it defined, with a reachable host?)");
   }
 
   /** The root context's http-call callback; returns false for a token that is not ours. */

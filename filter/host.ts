@@ -200,7 +200,8 @@ export function httpCallHeader(key: ArrayBuffer): ArrayBuffer | null {
 export function setTickPeriod(ms: u32): void { abi.proxy_set_tick_period_milliseconds(ms); }
 
 // Metrics: ids are defined once per VM; every call ignores the result (a metric is never worth a trap).
-// Envoy's first counter id is 0, so "undefined" is NO_METRIC.
+// Envoy's ids start at 4, 5, 6 (counter, gauge, histogram) and step by 4, the low 2 bits being the type,
+// so 0xffffffff (type bits 3: no type) is never an id and "undefined" is NO_METRIC.
 export const NO_METRIC: u32 = 0xffffffff;
 export function defineMetric(kind: i32, name: string): u32 {
   const n = String.UTF8.encode(name);

@@ -20,6 +20,8 @@ export interface GatewayOptions {
   wasmFile?: string;
 }
 
+const CONNECT_REFUSED = "remote connection failure, transport failure reason: delayed connect error: Connection refused";
+
 const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "host"]);
 
 /** The parts of a stream the gateway drives; the filter stream or a pass-through without a filter. */
@@ -165,6 +167,9 @@ export class Gateway {
         const picked = picker.pick(h);
         if (!picked) return localReply(503, "no healthy upstream");
         release = picked.done;
+        // An ORIGINAL_DST host with port 0 exists for Envoy; connecting to it is refused. (Node would
+        // silently take port 0 as the default port 80, so it never reaches http.request.)
+        if (picked.host.port === 0) return localReply(503, `upstream connect error or disconnect/reset before headers. reset reason: ${CONNECT_REFUSED}`);
         const out: Record<string, string | string[]> = {};
         let method = "GET", path = "/", authority = "";
         for (const [k, v] of h) {
@@ -207,7 +212,7 @@ export class Gateway {
         up.on("error", (e: NodeJS.ErrnoException) => {
           if (upstream !== up) return;
           if (responseStarted) { res.destroy(); finish(); return; }
-          const reason = e.code === "ECONNREFUSED" ? "remote connection failure, transport failure reason: delayed connect error: Connection refused"
+          const reason = e.code === "ECONNREFUSED" ? CONNECT_REFUSED
             : e.code === "ETIMEDOUT" ? "connection timeout" : "connection termination";
           localReply(503, `upstream connect error or disconnect/reset before headers. reset reason: ${reason}`);
         });

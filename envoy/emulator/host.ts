@@ -10,7 +10,7 @@ import { Stats, MetricsSnapshot } from "./stats";
 import { RealScheduler, VirtualScheduler, Scheduler } from "./scheduler";
 import { WorkerVm, VmEnv, HttpCallOutcome, HttpCallRequest } from "./vm";
 import { HttpStream, StreamSink, PropertyValue } from "./stream";
-import { Endpoint, sendHttpCall, TIMEOUT_REPLY, NO_HEALTHY_UPSTREAM } from "./http-call";
+import { Endpoint, sendHttpCall, TIMEOUT_REPLY, PendingHttpCall } from "./http-call";
 
 /**
  * Compile wasm as Envoy's V8 does: proxy-wasm-cpp-host turns Liftoff (V8's baseline compiler) off, so every
@@ -204,10 +204,18 @@ export class Host {
 
   private startHttpCall(req: HttpCallRequest, worker: number, deliver: (o: HttpCallOutcome) => void): number {
     if (this.closed) return WasmResult.InternalFailure;
+    const handlers = this.options.httpCallHandlers ?? {};
+    const handler = handlers[req.cluster] ?? (req.cluster in this.clusters ? undefined : handlers["*"]);
+    const eps = this.clusters[req.cluster]?.endpoints ?? [];
+    // A cluster without hosts: Envoy's router sends its 503 "no healthy upstream" local reply inline,
+    // inside AsyncClient::send, which then returns nullptr (async_client_impl.cc internalStartRequest);
+    // Context::httpCall answers InternalFailure, drops the token, and the deferred callback finds no
+    // handler, so the plugin never hears of this call again.
+    if (!handler && eps.length === 0) return WasmResult.InternalFailure;
     let settled = false;
     let timer: { cancel(): void } | null = null;
-    let cancelIo: (() => void) | null = null;
-    const cancelAll = () => { settled = true; timer?.cancel(); cancelIo?.(); };
+    let io: PendingHttpCall | null = null;
+    const cancelAll = () => { settled = true; timer?.cancel(); io?.cancel(); };
     const finish = (o: HttpCallOutcome) => {
       if (settled || this.closed) return;
       settled = true;
@@ -217,10 +225,16 @@ export class Host {
       this.deferred.push(() => deliver(o));
       if (this.depth === 0) this.drain();
     };
-    if (req.timeoutMs > 0) timer = this.scheduler.after(req.timeoutMs, () => { cancelIo?.(); finish(TIMEOUT_REPLY()); });
+    if (req.timeoutMs > 0) {
+      timer = this.scheduler.after(req.timeoutMs, () => {
+        // Envoy's router on the global timeout: a 504 local reply while the response headers are awaited;
+        // once they arrived it can only reset, and the AsyncClient reports a failure (onHttpCallFailure).
+        const started = io?.responseStarted() ?? false;
+        io?.cancel();
+        finish(started ? { failure: "reset" } : TIMEOUT_REPLY());
+      });
+    }
     this.pendingCancels.add(cancelAll);
-    const handlers = this.options.httpCallHandlers ?? {};
-    const handler = handlers[req.cluster] ?? (req.cluster in this.clusters ? undefined : handlers["*"]);
     if (handler) {
       const got = handler({ ...req, worker, respond: finish });
       if (got && typeof (got as Promise<HttpCallOutcome>).then === "function") {
@@ -230,11 +244,9 @@ export class Host {
       }
       return WasmResult.Ok;
     }
-    const eps = this.clusters[req.cluster]?.endpoints ?? [];
-    if (eps.length === 0) { finish(NO_HEALTHY_UPSTREAM()); return WasmResult.Ok; }
     const i = this.rr.get(req.cluster) ?? 0;
     this.rr.set(req.cluster, (i + 1) % eps.length);
-    cancelIo = sendHttpCall(eps[i % eps.length], req, finish);
+    io = sendHttpCall(eps[i % eps.length], req, finish);
     return WasmResult.Ok;
   }
 }

@@ -1,9 +1,11 @@
 // proxy_http_call over real HTTP/1.1 to a cluster endpoint, reported the way Envoy's AsyncClient does:
 // - a response (any status) -> headers (with :status), whole body, trailers;
-// - no answer within the timeout -> a local 504 "upstream request timeout";
+// - no response headers within the timeout -> a local 504 "upstream request timeout";
+// - the timeout after the response headers arrived -> failure (the router resets a started response);
 // - connect failure -> a local 503 "upstream connect error or disconnect/reset before headers...";
-// - no endpoint -> a local 503 "no healthy upstream";
 // - a reset after the response started -> failure (0 headers; get_status says BrokenConnection "reset").
+// A cluster without endpoints never gets here: Envoy's router answers it inline, so the call is refused
+// (host.ts).
 import http from "node:http";
 import { Pairs } from "./pairs";
 import { HttpCallOutcome, HttpCallRequest } from "./vm";
@@ -17,14 +19,16 @@ export function localReplyOutcome(status: number, text: string): HttpCallOutcome
   };
 }
 export const TIMEOUT_REPLY = () => localReplyOutcome(504, "upstream request timeout");
-export const NO_HEALTHY_UPSTREAM = () => localReplyOutcome(503, "no healthy upstream");
 export const CONNECT_FAILURE = (reason: string) =>
   localReplyOutcome(503, `upstream connect error or disconnect/reset before headers. reset reason: remote connection failure, transport failure reason: ${reason}`);
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 
-/** Sends `req` to `ep`; returns a cancel function. Timeouts are handled by the caller. */
-export function sendHttpCall(ep: Endpoint, req: HttpCallRequest, done: (o: HttpCallOutcome) => void): () => void {
+/** An http call under way: `responseStarted` once the upstream's response headers arrived. */
+export interface PendingHttpCall { cancel(): void; responseStarted(): boolean }
+
+/** Sends `req` to `ep`. Timeouts are handled by the caller. */
+export function sendHttpCall(ep: Endpoint, req: HttpCallRequest, done: (o: HttpCallOutcome) => void): PendingHttpCall {
   const headers: Record<string, string> = {};
   let method = "GET", path = "/", authority = "";
   for (const [k, v] of req.headers) {
@@ -36,8 +40,10 @@ export function sendHttpCall(ep: Endpoint, req: HttpCallRequest, done: (o: HttpC
   headers.host = authority;
   if (req.body.length > 0) headers["content-length"] = String(req.body.length);
   let finished = false;
+  let started = false;
   const finish = (o: HttpCallOutcome) => { if (!finished) { finished = true; done(o); } };
   const r = http.request({ host: ep.host, port: ep.port, method, path, headers, agent }, (res) => {
+    started = true;
     const chunks: Buffer[] = [];
     res.on("data", (c: Buffer) => chunks.push(c));
     res.on("end", () => {
@@ -59,5 +65,5 @@ export function sendHttpCall(ep: Endpoint, req: HttpCallRequest, done: (o: HttpC
   });
   if (req.body.length > 0) r.write(req.body);
   r.end();
-  return () => { finished = true; r.destroy(); };
+  return { cancel: () => { finished = true; r.destroy(); }, responseStarted: () => started };
 }

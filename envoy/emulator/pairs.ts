@@ -26,24 +26,33 @@ export function serializePairs(pairs: Pairs): Uint8Array {
   return out;
 }
 
-/** Like cpp-host's PairsUtil::toPairs: a malformed buffer yields no pairs rather than an error. */
+/** cpp-host limits.h: PROXY_WASM_HOST_PAIRS_MAX_BYTES and PROXY_WASM_HOST_PAIRS_MAX_COUNT. */
+export const PAIRS_MAX_BYTES = 1024 * 1024;
+export const PAIRS_MAX_COUNT = 1024;
+
+/**
+ * Like cpp-host's PairsUtil::toPairs (src/pairs_util.cc): anything malformed yields no pairs rather than an
+ * error: a buffer over 1 MiB, more than 1024 pairs, a size table or string running past the end, a key or
+ * value not followed by its NUL, or bytes left over after the last value.
+ */
 export function parsePairs(bytes: Uint8Array): Pairs {
-  if (bytes.length < 4) return [];
+  if (bytes.length < 4 || bytes.length > PAIRS_MAX_BYTES) return [];
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const count = view.getUint32(0, true);
-  if (4 + count * 8 > bytes.length) return [];
+  if (count > PAIRS_MAX_COUNT || 4 + count * 8 > bytes.length) return [];
   const sizes: number[] = [];
   for (let i = 0; i < count; i++) sizes.push(view.getUint32(4 + i * 8, true), view.getUint32(8 + i * 8, true));
   let at = 4 + count * 8;
   const out: Pairs = [];
   for (let i = 0; i < count; i++) {
     const kl = sizes[2 * i], vl = sizes[2 * i + 1];
-    if (at + kl + 1 + vl + 1 > bytes.length) return [];
+    if (at + kl + 1 > bytes.length || bytes[at + kl] !== 0) return [];
     const k = dec.decode(bytes.subarray(at, at + kl)); at += kl + 1;
+    if (at + vl + 1 > bytes.length || bytes[at + vl] !== 0) return [];
     const v = dec.decode(bytes.subarray(at, at + vl)); at += vl + 1;
     out.push([k, v]);
   }
-  return out;
+  return at === bytes.length ? out : [];
 }
 
 // Header map operations with Envoy's semantics: keys are lower-cased, pseudo-headers stay in front,

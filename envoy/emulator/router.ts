@@ -45,14 +45,30 @@ export function matchRoute(vhosts: VirtualHost[], headers: Pairs): Route | null 
   return null;
 }
 
-/** Envoy's parse of an ORIGINAL_DST header: a literal IPv4 "a.b.c.d:port" or "[v6]:port", nothing else. */
+/**
+ * Envoy's parse of an ORIGINAL_DST header (Network::Utility::parseInternetAddressAndPortNoThrow): "[v6]:port"
+ * split at the last "]:", else "v4:port" split at the last ":"; the address must be a literal IP (inet_pton,
+ * no names, no surrounding spaces); the port goes through absl::SimpleAtoi into a uint64 (ASCII whitespace
+ * around it and a leading "+" are accepted, leading zeros too) and must be <= 65535. Port 0 parses: such a
+ * host exists and the connection to it fails.
+ */
 export function parseIpPort(value: string): SocketAddress | null {
-  const m = /^\[([0-9a-fA-F:.]+)\]:(\d{1,5})$/.exec(value) ?? /^(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})$/.exec(value);
+  let ip: string, portText: string, family: 4 | 6;
+  if (value.startsWith("[")) {
+    const at = value.lastIndexOf("]:");
+    if (at < 0) return null;
+    ip = value.slice(1, at); portText = value.slice(at + 2); family = 6;
+  } else {
+    const at = value.lastIndexOf(":");
+    if (at < 0) return null;
+    ip = value.slice(0, at); portText = value.slice(at + 1); family = 4;
+  }
+  const m = /^[ \t\n\v\f\r]*\+?(\d+)[ \t\n\v\f\r]*$/.exec(portText);
   if (!m) return null;
-  const port = Number(m[2]);
-  if (port < 1 || port > 65535) return null;
-  if (isIP(m[1]) === 0) return null;
-  return { address: m[1], port };
+  const port = Number(m[1]);
+  if (port > 65535) return null;
+  if (isIP(ip) !== family) return null;
+  return { address: ip, port };
 }
 
 /** A cluster's host picker; `done` must be called when the request to the host ends (LEAST_REQUEST). */
@@ -66,9 +82,9 @@ export class ClusterPicker {
   pick(headers: Pairs): { host: SocketAddress; done: () => void } | null {
     const c = this.cluster;
     if (c.type === "ORIGINAL_DST") {
-      // Only the first value counts; anything but a literal IP:port means no host.
+      // Only the first value counts, as it is (no trimming); anything but a literal IP:port means no host.
       const v = firstValue(headers, c.originalDstHeader!);
-      const host = v === undefined ? null : parseIpPort(v.trim());
+      const host = v === undefined ? null : parseIpPort(v);
       return host ? { host, done: () => {} } : null;
     }
     const n = c.endpoints.length;

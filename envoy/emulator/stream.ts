@@ -2,15 +2,19 @@
 // headers -> body chunks -> trailers on the request path, then the same on the response path.
 // Rules from Envoy's wasm Context and proxy-wasm-cpp-host:
 // - proxy_on_context_create runs when request headers arrive;
-// - a headers callback returning Continue forwards the headers and the header map becomes unavailable
-//   (later get/mutation -> BAD_ARGUMENT); returning StopIteration is turned into
+// - a headers callback returning Continue forwards the headers and Envoy drops its pointer to the map
+//   (later get/mutation -> BAD_ARGUMENT); otherwise the pointer stays through later callbacks (a body
+//   callback returning Continue does not drop it) until continue_stream, which drops the request maps
+//   whichever direction it continues; returning StopIteration is turned into
 //   StopAllIterationAndWatermark (nothing further reaches the filter until continue_stream) unless the
 //   plugin config sets allow_on_headers_stop_iteration, in which case body chunks still reach the filter
 //   and it may change the held headers there (the only way to change headers from the body callback);
 // - a body callback returning StopIterationAndBuffer buffers, and the next callback sees all buffered bytes;
 // - continue_stream and send_local_response take effect after the VM call returns;
-// - a trap fails the VM: fail-closed streams get a 503 local reply (details wasm_fail_stream), fail-open
-//   streams pass through untouched, now and for every later stream of that worker.
+// - a trap fails the VM: fail-closed streams get a 503 local reply (details wasm_fail_stream) at their next
+//   filter callback (headers, body or trailers: cpp-host's CHECK_FAIL_HTTP runs before and after each call),
+//   including streams held when another stream trapped; fail-open streams pass through untouched, now and
+//   for every later stream of that worker.
 import { FilterDataStatus, FilterHeadersStatus, HeaderMapType, BufferType, StreamType, WasmResult } from "./abi";
 import { Pairs, headerGet } from "./pairs";
 import { Ctx, HostBuffer, StreamHooks, WorkerVm, concat } from "./vm";
@@ -231,11 +235,10 @@ export class HttpStream implements StreamHooks {
     if (d.iter === "done") return;
     d.endStream = eos;
     if (d.iter === "stopAll" || d.trailersHeld) { d.pending.push(chunk); return; }
-    if (!this.created || this.vm.failed || (d === this.response && this.failureReplySent)) {
-      if (this.vm.failed && !this.owner.failOpen) return;
-      this.emitData(d, chunk, eos);
-      return;
-    }
+    // Envoy encodeData: after the failure reply the filter passes the rest through.
+    if (!this.created || (d === this.response && this.failureReplySent)) { this.emitData(d, chunk, eos); return; }
+    // A VM that failed meanwhile (this stream's or another's trap) is answered inside bodyCallback:
+    // CHECK_FAIL_HTTP fails the stream (fail-closed) or continues (fail-open) without running the plugin.
     this.bodyCallback(d, chunk, eos);
   }
 
@@ -253,10 +256,12 @@ export class HttpStream implements StreamHooks {
     }
     if (this.stopped() && d === this.request) { d.iter = "done"; return; }
     if (r === FilterDataStatus.Continue && !this.vm.stopNextIteration) {
+      // Envoy decodeData/encodeData drop only the body buffer here: header maps still held from a stopped
+      // headers callback stay readable and writable in later callbacks (until continue_stream).
       d.body = null;
       d.buffering = false;
       d.pending = [];
-      if (!d.headersForwarded) { d.headersLive = false; this.forwardHeaders(d, false); }
+      if (!d.headersForwarded) this.forwardHeaders(d, false);
       d.iter = "continue";
       this.emitData(d, out, eos && !d.trailers);
     } else {
@@ -276,11 +281,9 @@ export class HttpStream implements StreamHooks {
   }
 
   private trailersCallback(d: Direction): void {
-    if (!this.created || this.vm.failed) {
-      if (this.vm.failed && !this.owner.failOpen) return;
-      this.flushPending(d); this.emitTrailers(d); return;
-    }
+    if (!this.created || (d === this.response && this.failureReplySent)) { this.flushPending(d); this.emitTrailers(d); return; }
     d.trailersLive = true;
+    // On a failed VM this runs nothing and failedVm() below answers as CHECK_FAIL_HTTP does.
     const r = this.callVm(d.names.trailers, this.ctx!.id, d.trailers!.length);
     if (this.failedVm()) { d.trailersLive = false; if (this.owner.failOpen) { this.flushPending(d); this.emitTrailers(d); } return; }
     if (this.stopped() && d === this.request) { d.iter = "done"; return; }
@@ -306,7 +309,7 @@ export class HttpStream implements StreamHooks {
       const dataEnd = d.endStream && d.trailers === null;
       this.forwardHeaders(d, dataEnd && unseen.length === 0);
       if (unseen.length > 0) {
-        if (this.created && !this.vm.failed) this.bodyCallback(d, unseen, dataEnd);
+        if (this.created) this.bodyCallback(d, unseen, dataEnd); // a failed VM: CHECK_FAIL_HTTP there
         else this.emitData(d, unseen, dataEnd);
       }
       if (d.trailers && !d.buffering && d.iter === "continue") this.trailersCallback(d);
@@ -409,7 +412,9 @@ export class HttpStream implements StreamHooks {
   getMap(type: number, write: boolean): Pairs | null {
     const pick = (d: Direction, trailersType: boolean): Pairs | null => {
       if (this.accessLogPhase) {
-        if (write) return null;
+        // Envoy: reads in on_log see the access log's copies (getConstMap); mutations still go through
+        // the filter's own pointers (getMap), which are set only if never dropped.
+        if (write) return trailersType ? (d.trailersLive ? d.trailers : null) : (d.headersLive ? d.headers : null);
         return trailersType ? d.trailers : (d.headersForwarded || d.headersLive ? d.headers : null);
       }
       if (!trailersType) return d.headersLive ? d.headers : null;
@@ -443,9 +448,10 @@ export class HttpStream implements StreamHooks {
   continueStream(type: number): number {
     if (type === StreamType.Request || type === StreamType.Response) {
       const d = type === StreamType.Request ? this.request : this.response;
-      // Envoy drops its pointers to the request maps at once and continues after the VM call.
-      d.headersLive = false;
-      d.trailersLive = false;
+      // Envoy Context::continueStream drops its pointers to the *request* header and trailer maps at once,
+      // for either direction (the response maps stay), and continues after the VM call.
+      this.request.headersLive = false;
+      this.request.trailersLive = false;
       this.owner.defer(() => this.run(() => this.resume(d)));
       return WasmResult.Ok;
     }
@@ -474,6 +480,8 @@ export class HttpStream implements StreamHooks {
     this.owner.defer(() => this.run(() => this.deliverLocalReply(reply)));
   }
 
+  inAccessLog(): boolean { return this.accessLogPhase; }
+
   setProperty(path: string, value: Uint8Array): void {
     this.properties.set(path, Uint8Array.from(value));
   }
@@ -482,8 +490,9 @@ export class HttpStream implements StreamHooks {
     const key = parts.join(".");
     const own = this.properties.get(key);
     if (own !== undefined) return encodeProperty(own);
-    // Envoy reads header-derived attributes from the live header map: after the headers callback
-    // continued, request.path & co. are NOT_FOUND until the access-log phase (on_log) brings them back.
+    // Envoy reads header-derived attributes through the same pointer as the header-map calls
+    // (request_headers_, else the access log's copy in on_log): once the headers callback returned
+    // Continue or continue_stream ran, request.path & co. are NOT_FOUND until on_log brings them back.
     const reqLive = this.request.headersLive || this.accessLogPhase;
     const respLive = this.response.headersLive || this.accessLogPhase;
     const req = reqLive ? this.request.headers : [];

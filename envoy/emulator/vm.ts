@@ -30,6 +30,8 @@ export interface StreamHooks {
   sendLocalResponse(status: number, body: Uint8Array, headers: Pairs, grpcStatus: number, details: string): void;
   getProperty(path: string[]): Uint8Array | undefined;
   setProperty(path: string, value: Uint8Array): void;
+  /** True during proxy_on_log (Envoy's access_log_phase_). */
+  inAccessLog(): boolean;
 }
 
 export interface HttpCallRequest {
@@ -99,7 +101,12 @@ export class WorkerVm {
   private counterIds = new Map<number, string>();
   private gaugeIds = new Map<number, string>();
   private histogramIds = new Map<number, string>();
-  private nextMetricId = [MetricType.Counter, MetricType.Gauge, MetricType.Histogram];
+  // cpp-host wasm.h: each type's counter starts at the type's own value and is pre-incremented by
+  // kMetricIdIncrement (4) for every definition, so the first counter, gauge and histogram ids of a VM are
+  // 4, 5 and 6, and the type is the id's low 2 bits. No id is ever 0.
+  private lastMetricId = [MetricType.Counter, MetricType.Gauge, MetricType.Histogram];
+  /** The module's allocator for host-to-VM copies (malloc, else proxy_on_memory_allocate). */
+  private readonly allocFn: Fn;
   private configuring = false;
   /** Set by send_local_response: the current callback's result becomes "stop" (cpp-host stopNextIteration). */
   stopNextIteration = false;
@@ -110,9 +117,13 @@ export class WorkerVm {
     const mem = this.instance.exports.memory;
     if (!(mem instanceof WebAssembly.Memory)) throw new Error("module does not export its memory as \"memory\"");
     this.memory = mem;
-    if (!this.ex.proxy_on_memory_allocate && !this.ex.malloc) {
-      throw new Error("module exports neither proxy_on_memory_allocate nor malloc, which Envoy needs to pass data in");
+    // cpp-host WasmBase::getFunctions: `malloc` first, `proxy_on_memory_allocate` only when the module has
+    // no `malloc`; neither is a load failure ("Wasm module is missing malloc function").
+    const allocFn = this.ex.malloc ?? this.ex.proxy_on_memory_allocate;
+    if (!allocFn) {
+      throw new Error("module exports neither malloc nor proxy_on_memory_allocate, which Envoy needs to pass data in");
     }
+    this.allocFn = allocFn;
     // cpp-host: _initialize (reactor) or _start (command), then the VM context (id 0), then the root context.
     const vmCtx: Ctx = { id: 0, parentId: 0 };
     this.contexts.set(0, vmCtx);
@@ -219,8 +230,7 @@ export class WorkerVm {
     return true;
   }
   private alloc(size: number): number {
-    const f = this.ex.proxy_on_memory_allocate ?? this.ex.malloc!;
-    return f(size) >>> 0;
+    return this.allocFn(size) >>> 0;
   }
   /** cpp-host copyToPointerSize: an empty value is passed as (0, 0) without allocating. */
   private copyOut(data: Uint8Array, ptrPtr: number, sizePtr: number): boolean {
@@ -358,7 +368,9 @@ export class WorkerVm {
       const key = this.readStr(kp, ks);
       if (key === null) return R.InvalidMemoryAccess;
       const map = this.constMap(type);
-      if (!map) return R.BadArgument;
+      // Envoy getHeaderMapValue: a map that is absent in the access-log phase (proxy_on_log) is NOT_FOUND
+      // for ABI 0.2.x; elsewhere an unavailable map is BAD_ARGUMENT.
+      if (!map) return this.ctx().stream?.inAccessLog() ? R.NotFound : R.BadArgument;
       const v = headerGet(map, key);
       if (v === undefined) return R.NotFound;
       return this.copyOut(enc.encode(v), vpp, vsp) ? R.Ok : R.InvalidMemoryAccess;
@@ -417,8 +429,9 @@ export class WorkerVm {
       if (type >>> 0 > BUFFER_MAX) return R.BadArgument;
       const b = this.buffer(type >>> 0);
       if (!b) return R.NotFound;
+      // cpp-host checks `start > start + length` on its 64-bit Word, which two 32-bit values can never
+      // overflow, so any length is clamped to the rest of the buffer (length 0xFFFFFFFF = "all of it").
       start >>>= 0; length >>>= 0;
-      if (start + length > 0xffffffff) return R.BadArgument; // u32 overflow, as cpp-host checks
       const size = b.bytes.length;
       if (start > size) length = 0;
       else if (start + length > size) length = size - start;
@@ -433,7 +446,11 @@ export class WorkerVm {
       if (data === null) return R.InvalidMemoryAccess;
       if (!b.mutable) return R.BadArgument; // configuration and call responses are read-only
       start >>>= 0; length >>>= 0;
-      // Envoy Buffer::copyFrom: start 0 drains `length` bytes and prepends; start >= size appends.
+      // Envoy Buffer::copyFrom (source/extensions/common/wasm/context.cc) on a body: start 0 drains `length`
+      // bytes (Buffer::drain stops at the end, so length >= size replaces everything, 0 prepends) and
+      // prepends the data; start >= size appends; any other start is BAD_ARGUMENT. Envoy 1.17 (2021)
+      // accepted only length 0 or length >= size at start 0; the Envoy sources of 2024-2025 replace the
+      // first `length` bytes, which is what this does (proxy-wasm/test-framework issue #24 saw the same).
       let next: Uint8Array;
       if (start === 0) next = concat(data, b.bytes.subarray(Math.min(length, b.bytes.length)));
       else if (start >= b.bytes.length) next = concat(b.bytes, data);
@@ -476,8 +493,8 @@ export class WorkerVm {
       if (type > MetricType.Histogram) return R.BadArgument;
       const name = this.readStr(np, ns);
       if (name === null) return R.InvalidMemoryAccess;
-      const id = this.nextMetricId[type];
-      this.nextMetricId[type] += METRIC_ID_INCREMENT;
+      this.lastMetricId[type] += METRIC_ID_INCREMENT;
+      const id = this.lastMetricId[type];
       const full = Stats.fullName(name);
       const st = this.env.stats;
       if (type === MetricType.Counter) { this.counterIds.set(id, full); if (!st.counters.has(full)) st.counters.set(full, 0n); }
@@ -615,18 +632,21 @@ export class WorkerVm {
 
   private deliverHttpCall(root: Ctx, token: number, o: HttpCallOutcome): void {
     if (this.failed) return;
+    const status = root.status ?? (root.status = { code: 0, message: "" });
     if ("failure" in o) {
-      // Envoy onHttpCallFailure: status BrokenConnection "reset", no headers, body or trailers.
-      root.status = { code: WasmResult.BrokenConnection, message: "reset" };
+      // Envoy onHttpCallFailure: status BrokenConnection "reset", no headers, body or trailers. After the
+      // call only the message is cleared: the code stays 11 until something else sets it (onHttpCallSuccess
+      // never touches the status), so get_status in a later successful response still answers 11 and "".
+      status.code = WasmResult.BrokenConnection;
+      status.message = "reset";
       root.callResponse = null;
       this.call(root, "proxy_on_http_call_response", root.id, token, 0, 0, 0);
-      root.status = { code: 0, message: "" };
+      status.message = "";
       return;
     }
     const body = typeof o.body === "string" ? enc.encode(o.body) : o.body ?? new Uint8Array(0);
     const trailers = o.trailers ?? [];
     root.callResponse = { headers: o.headers.map(([k, v]) => [k.toLowerCase(), v]), body, trailers };
-    root.status = { code: 0, message: "" };
     this.call(root, "proxy_on_http_call_response", root.id, token, o.headers.length, body.length, trailers.length);
     root.callResponse = null;
   }

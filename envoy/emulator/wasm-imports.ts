@@ -1,6 +1,6 @@
 // Reads the import section of a wasm binary with each function import's signature. Node 20 has no
 // WebAssembly type reflection, and cpp-host refuses an import whose signature differs, so we parse it.
-import { hostImports, declaredAbi } from "../host-abi";
+import { hostImports, abiVersionExport } from "../host-abi";
 
 export interface FunctionImport { module: string; name: string; sig: string }
 
@@ -76,8 +76,9 @@ function describe(sig: string): string {
  * differs, any non-function import other than memory/table. Returns the declared ABI version.
  */
 export function checkLinkable(bytes: Uint8Array, module: WebAssembly.Module): "0.2.0" | "0.2.1" {
-  const abi = declaredAbi(module);
+  const abi = abiVersionExport(module);
   if (!abi) throw new Error("module exports neither proxy_abi_version_0_2_0 nor proxy_abi_version_0_2_1, which Envoy requires");
+  if (abi === "0.1.0") throw new Error("module declares Proxy-Wasm ABI 0.1.0 (its first proxy_abi_version_* export), which the emulator does not implement");
   const allowed = hostImports(abi);
   for (const imp of functionImports(bytes)) {
     const key = `${imp.module}.${imp.name}`;

@@ -8,6 +8,7 @@ import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { parseBootstrap, loadBootstrap } from "../../envoy/emulator/bootstrap";
 import { startGateway, Gateway } from "../../envoy/emulator/gateway";
+import { ClusterPicker, parseIpPort } from "../../envoy/emulator/router";
 import { startUpstream, tempBootstrap, deliverSnapshot, deadPort, get, Upstream } from "./fixtures";
 import { parse, stringify } from "yaml";
 
@@ -85,15 +86,35 @@ test("ORIGINAL_DST: only the first header value counts, it must be a literal IP:
   const { port } = await gateway(file);
   let r = await get(port, "/", { "x-gateway-destination-endpoint": a.address });
   assert.equal(JSON.parse(r.body).upstream, "a");
-  for (const bad of ["localhost:80", "127.0.0.1", "127.0.0.1:0", "999.1.1.1:80", "not an address"]) {
+  for (const bad of ["localhost:80", "127.0.0.1", "127.0.0.1:65536", "999.1.1.1:80", "not an address"]) {
     r = await get(port, "/", { "x-gateway-destination-endpoint": bad });
     assert.equal(r.status, 503, bad);
     assert.equal(r.body, "no healthy upstream");
   }
+  // Port 0 parses (Envoy's parseInternetAddressAndPort): the host exists and the connection is refused.
+  r = await get(port, "/", { "x-gateway-destination-endpoint": "127.0.0.1:0" });
+  assert.equal(r.status, 503);
+  assert.match(r.body, /^upstream connect error or disconnect\/reset before headers\. reset reason: remote connection failure, .*Connection refused$/);
   r = await get(port, "/", { "x-gateway-destination-endpoint": ["not-an-ip:1", a.address] });
   assert.equal(r.status, 503, "a second, valid value does not help");
   r = await get(port, "/", { "x-gateway-destination-endpoint": [a.address, "garbage"] });
   assert.equal(r.status, 200);
+});
+
+test("ORIGINAL_DST values parse as Envoy's parseInternetAddressAndPort: the value as is, absl::SimpleAtoi ports", () => {
+  assert.deepEqual(parseIpPort("10.0.0.1:8000"), { address: "10.0.0.1", port: 8000 });
+  assert.deepEqual(parseIpPort("[::1]:8000"), { address: "::1", port: 8000 });
+  assert.deepEqual(parseIpPort("10.0.0.1:0"), { address: "10.0.0.1", port: 0 });
+  assert.deepEqual(parseIpPort("10.0.0.1:0008000"), { address: "10.0.0.1", port: 8000 });
+  assert.deepEqual(parseIpPort("10.0.0.1:+80"), { address: "10.0.0.1", port: 80 });
+  assert.deepEqual(parseIpPort("10.0.0.1:80 "), { address: "10.0.0.1", port: 80 }, "SimpleAtoi skips spaces around the port");
+  for (const bad of [" 10.0.0.1:80", "10.0.0.1 :80", "10.0.0.1:", "10.0.0.1:-1", "10.0.0.1:65536", "[::1]8000", "::1:80", "[10.0.0.1]:80", "01.0.0.1:80"]) {
+    assert.equal(parseIpPort(bad), null, bad);
+  }
+  // The picker takes the header's first value untrimmed (a filter can set one with spaces; Envoy's parse fails).
+  const picker = new ClusterPicker({ name: "od", type: "ORIGINAL_DST", lbPolicy: "CLUSTER_PROVIDED", connectTimeoutMs: 1000, endpoints: [], originalDstHeader: "x-dst" });
+  assert.equal(picker.pick([["x-dst", " 10.0.0.1:80"]]), null);
+  assert.deepEqual(picker.pick([["x-dst", "10.0.0.1:80"]])?.host, { address: "10.0.0.1", port: 80 });
 });
 
 test("SSE streams through: the first event arrives before the upstream finishes", async () => {

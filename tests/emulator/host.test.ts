@@ -115,6 +115,12 @@ test("ticks fire in every worker's own root context, on virtual time", () => {
   assert.equal(host.metrics().counters["wasmcustom.ticks"], 9, "one counter for all workers, Envoy-prefixed");
 });
 
+test("metric ids as cpp-host hands them out: first counter 4, gauge 5, histogram 6, then +4 per type", () => {
+  const { host, last } = makeHost();
+  op(host, "metric_ids");
+  assert.equal(last("metric_ids"), "metric_ids configure_counter=4 counter=8 gauge=5 histogram=6");
+});
+
 test("metrics: counter up only, gauge up/down, histogram not readable, bad type / unknown id", () => {
   const { host, last } = makeHost();
   op(host, "metric", { "x-a": "c", "x-b": "0", "x-c": "5" });
@@ -145,6 +151,7 @@ test("shared queues: register, resolve, EMPTY, enqueue notifies the registrant, 
 test("http call: success, timeout (504), connection failure (503), reset (0 headers, BrokenConnection), unknown cluster", async () => {
   const server = http.createServer((req, res) => {
     if (req.url === "/slow") return; // never answers
+    if (req.url === "/stall") { res.writeHead(200, { "content-length": "100" }); res.write("part"); return; } // headers, then nothing
     if (req.url === "/reset") { res.writeHead(200, { "content-length": "100" }); res.write("part"); setTimeout(() => res.destroy(), 5); return; }
     res.writeHead(201, { "x-up": "1" }); res.end("hello");
   });
@@ -175,9 +182,20 @@ test("http call: success, timeout (504), connection failure (503), reset (0 head
     op(host, "http_call", { "x-a": "up", "x-b": "2000", "x-c": "/reset" });
     await waitFor(4);
     assert.match(last("http_response"), /headers=0 body= status=none get_status=11:reset$/);
-    op(host, "http_call", { "x-a": "empty", "x-b": "2000", "x-c": "/" });
+    // The timeout after the response headers arrived: the router can only reset, the plugin gets a failure.
+    op(host, "http_call", { "x-a": "up", "x-b": "100", "x-c": "/stall" });
     await waitFor(5);
-    assert.match(last("http_response"), /body=no healthy upstream status=503/);
+    assert.match(last("http_response"), /headers=0 body= status=none get_status=11:reset$/);
+    // After a failure Envoy clears only the status message: a later success still reads code 11.
+    op(host, "http_call", { "x-a": "up", "x-b": "2000", "x-c": "/ok" });
+    await waitFor(6);
+    assert.match(last("http_response"), /headers=\d+ body=hello status=201 get_status=11:$/);
+    // No hosts: Envoy's router replies inline, AsyncClient::send returns nullptr, httpCall answers
+    // InternalFailure (10) with token 0, and no callback ever comes.
+    op(host, "http_call", { "x-a": "empty", "x-b": "2000", "x-c": "/" });
+    assert.equal(last("http_call"), "http_call rc=10 token=0");
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(logs.filter((l) => l.includes("http_response")).length, 6);
     op(host, "http_call", { "x-a": "nope", "x-b": "2000", "x-c": "/" });
     assert.match(last("http_call"), /^http_call rc=2 /);
     op(host, "http_call_no_path", { "x-a": "up" });
@@ -266,6 +284,20 @@ test("body buffering (StopIterationAndBuffer) accumulates chunks; set_buffer_byt
   s.sendRequestData("original", true);
   assert.equal(last("rewrite"), "rewrite rc=0");
   assert.equal(Buffer.concat(s.forwarded.requestBody).toString(), "REWRITTEN");
+  // Current Envoy at start 0: drain `length` bytes, then prepend (a partial replace of the front).
+  s = host.openStream();
+  s.sendRequestHeaders([...base, ["x-op", "pause"], ["x-a", "prefix"]], false);
+  s.sendRequestData("original", true);
+  assert.equal(last("prefix"), "prefix rc=0");
+  assert.equal(Buffer.concat(s.forwarded.requestBody).toString(), "XYginal");
+});
+
+test("get_buffer_bytes clamps any length to the rest of the buffer (cpp-host's 64-bit Word never overflows)", () => {
+  const { host, last } = makeHost({ allowOnHeadersStopIteration: true });
+  const s = host.openStream();
+  s.sendRequestHeaders([...base, ["x-op", "pause"], ["x-a", "rest"]], false);
+  s.sendRequestData("hello", true);
+  assert.equal(last("rest"), "rest rc=0 bytes=llo");
 });
 
 test("send_local_response: reply with headers, body, details; goes through the response callback", () => {
@@ -280,6 +312,34 @@ test("send_local_response: reply with headers, body, details; goes through the r
   assert.equal(h["content-type"], "text/plain");
   assert.equal(h["x-test-module"], "seen");
   assert.equal(Buffer.concat(s.forwarded.responseBody).toString(), "slow down");
+});
+
+test("a trap fails streams held at the time: their next body or trailers get the 503 (fail-closed) or pass (fail-open)", () => {
+  for (const failOpen of [false, true]) {
+    const { host } = makeHost({ failOpen, allowOnHeadersStopIteration: true });
+    const held = host.openStream({ worker: 0 });
+    held.sendRequestHeaders([...base, ["x-op", "pause"]], false);
+    const heldT = host.openStream({ worker: 0 });
+    heldT.sendRequestHeaders([...base, ["x-op", "pause"]], false);
+    assert.equal(held.requestPaused, true);
+    op(host, "trap", {}, 0); // another stream traps the worker's VM
+    assert.deepEqual(host.failedWorkers(), [0]);
+    held.sendRequestData("body", true);
+    heldT.sendRequestTrailers([["x-t", "1"]]);
+    for (const x of [held, heldT]) {
+      if (failOpen) {
+        assert.equal(x.localReply, null);
+        assert.ok(x.forwarded.requestHeaders);
+        assert.equal(x.forwarded.requestEnd, true);
+      } else {
+        assert.equal(x.localReply?.status, 503);
+        assert.equal(x.localReply!.details, "wasm_fail_stream");
+        assert.equal(x.forwarded.requestHeaders, null);
+        assert.equal(Object.fromEntries(x.forwarded.responseHeaders!)[":status"], "503");
+      }
+    }
+    if (failOpen) assert.equal(Buffer.concat(held.forwarded.requestBody).toString(), "body");
+  }
 });
 
 test("a trap fails the worker: 503 fail-closed, pass-through fail-open, for later streams too", () => {
@@ -315,7 +375,8 @@ test("stream end: on_log (maps readable, not writable), on_done, on_delete in En
   s.finish();
   const tail = logs.slice(-3).map((l) => l.split("|")[1].split(" ")[0]);
   assert.deepEqual(tail, ["on_log", "on_done", "on_delete"]);
-  assert.match(logs.at(-3)!, /add_rc=2 path=\/p\?q=1/);
+  // A map absent in the access-log phase (request trailers always are) is NOT_FOUND there, not BAD_ARGUMENT.
+  assert.match(logs.at(-3)!, /add_rc=2 path=\/p\?q=1 trailers_rc=1$/);
 });
 
 test("properties: plugin ids, request attributes from headers, per-stream values", () => {
@@ -347,6 +408,47 @@ test("header-derived properties are NOT_FOUND once the headers continued (as Env
   assert.equal(last("body_property"), "body_property rc=1");
 });
 
+test("request headers held by the headers callback stay live after a body callback returns Continue", () => {
+  const { host, last } = makeHost({ allowOnHeadersStopIteration: true });
+  const s = host.openStream();
+  s.sendRequestHeaders([...base, ["x-op", "pause"], ["x-a", "prop"]], false);
+  s.sendRequestData("a", false); // the body callback returns Continue: headers and "a" go on
+  assert.ok(s.forwarded.requestHeaders);
+  s.sendRequestData("b", true);
+  // Envoy's decodeData drops only the body buffer; request_headers_ (and the attributes read through it) stay.
+  assert.equal(last("body "), "body size=1 eos=1 body=b set_header rc=0");
+  assert.equal(last("body_property"), "body_property rc=0 value=/p?q=1");
+});
+
+test("continue_stream(Response) drops the request maps, not the response ones (Envoy's continueStream)", () => {
+  const { host, last } = makeHost({ allowOnHeadersStopIteration: true, configuration: "tick=10" });
+  const s = host.openStream();
+  // Request headers held, then continued by the body callback: the request map is still live.
+  s.sendRequestHeaders([...base, ["x-op", "pause"], ["x-b", "resp_pause"]], false);
+  s.sendRequestData("x", true);
+  s.sendResponseHeaders([[":status", "200"]], true);
+  assert.equal(s.responsePaused, true);
+  host.advance(10);
+  assert.equal(last("resp_resume"), "resp_resume rc=0 req_before=0 req_after=2 resp_after=0");
+  assert.equal(s.responsePaused, false);
+  assert.equal(Object.fromEntries(s.forwarded.responseHeaders!)[":status"], "200");
+});
+
+test("malformed header pairs are no pairs at all (cpp-host toPairs): missing NUL or bytes left over", () => {
+  const { host, last } = makeHost();
+  for (const bad of ["trailing", "nonul"]) {
+    const s = op(host, "set_pairs_bad", { "x-c": bad });
+    assert.equal(last("set_pairs_bad"), "set_pairs_bad rc=0");
+    assert.deepEqual(s.forwarded.requestHeaders, [], bad); // set_header_map_pairs with no pairs empties the map
+  }
+});
+
+test("the host copies data in through the module's malloc when it exports both allocators (cpp-host)", () => {
+  const { host, last } = makeHost();
+  op(host, "alloc_counts");
+  assert.equal(last("alloc_counts"), "alloc_counts malloc=1 proxy_on_memory_allocate=0");
+});
+
 test("virtual clock drives get_current_time_nanoseconds when given", () => {
   let now = 1_700_000_000_000_000_000n;
   const { host, last } = makeHost({ clock: () => now });
@@ -364,6 +466,11 @@ test("loading refuses imports Envoy lacks or with another signature, naming them
   assert.throws(() => createHost({ wasm: sig, rootId: "r" }), /env\.proxy_log with signature \(i32, i32\) -> i32, but Envoy provides \(i32, i32, i32\) -> i32/);
   const noAbi = buildModule([{ module: "env", name: "proxy_log", sig: "iii:i" }], []);
   assert.throws(() => createHost({ wasm: noAbi, rootId: "r" }), /proxy_abi_version/);
+  // cpp-host takes the first proxy_abi_version_* export: 0.2.0 here, so get_log_level (0.2.1 only) is missing.
+  const both = buildModule([{ module: "env", name: "proxy_get_log_level", sig: "i:i" }], ["proxy_abi_version_0_2_0", "proxy_abi_version_0_2_1"]);
+  assert.throws(() => createHost({ wasm: both, rootId: "r" }), /env\.proxy_get_log_level, which Envoy does not provide \(ABI 0\.2\.0\)/);
+  const old = buildModule([{ module: "env", name: "proxy_log", sig: "iii:i" }], ["proxy_abi_version_0_1_0", "proxy_abi_version_0_2_1"]);
+  assert.throws(() => createHost({ wasm: old, rootId: "r" }), /ABI 0\.1\.0/);
   assert.throws(() => makeHost({ configuration: "refuse" }), /proxy_on_configure returned false/);
   assert.ok(readFileSync(MODULE).length > 0);
 });

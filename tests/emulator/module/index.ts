@@ -37,7 +37,11 @@
 @global export function test_abort(message: string | null, file: string | null, line: u32, col: u32): void { proc_exit(255); }
 
 export function proxy_abi_version_0_2_1(): void {}
-export function proxy_on_memory_allocate(size: usize): usize { return heap.alloc(size); }
+// Both allocators, counted: cpp-host takes `malloc` whenever the module exports it.
+let mallocCalls: u32 = 0;
+let allocateCalls: u32 = 0;
+export function proxy_on_memory_allocate(size: usize): usize { allocateCalls++; return heap.alloc(size); }
+export function malloc(size: usize): usize { mallocCalls++; return heap.alloc(size); }
 
 // ---- helpers ----
 const out = memory.data(16); // two words for (ptr, size) results, plus scratch
@@ -105,6 +109,8 @@ let counterId: u32 = 0;
 let pausedContext: u32 = 0;
 let bodyOp: string = "";
 let queueToken: u32 = 0;
+let respPauseNext = false;
+let respPausedContext: u32 = 0;
 
 export function proxy_on_context_create(id: u32, parent: u32): void {
   if (parent == 0) rootId = id;
@@ -135,6 +141,21 @@ export function proxy_on_tick(id: u32): void {
     const rc2 = proxy_add_header_map_value(0, changetype<usize>(k), k.byteLength, changetype<usize>(v), v.byteLength);
     const rc3 = proxy_continue_stream(0);
     log("resume rc=" + rc1.toString() + "," + rc2.toString() + "," + rc3.toString());
+  }
+  if (respPausedContext != 0) {
+    // continue_stream(Response) from the tick: which maps does the stream context still reach?
+    const ctx = respPausedContext;
+    respPausedContext = 0;
+    proxy_set_effective_context(ctx);
+    const before = header(0, ":path") != null ? "0" : "gone";
+    const rc = proxy_continue_stream(1);
+    const k = utf8(":path");
+    const reqAfter = proxy_get_header_map_value(0, changetype<usize>(k), k.byteLength, out, out + 4);
+    if (reqAfter == 0) heap.free(load<usize>(out));
+    const s = utf8(":status");
+    const respAfter = proxy_get_header_map_value(2, changetype<usize>(s), s.byteLength, out, out + 4);
+    if (respAfter == 0) heap.free(load<usize>(out));
+    log("resp_resume rc=" + rc.toString() + " req_before=" + before + " req_after=" + reqAfter.toString() + " resp_after=" + respAfter.toString());
   }
 }
 
@@ -192,6 +213,7 @@ export function proxy_on_request_headers(id: u32, headers: u32, eos: u32): u32 {
     return 0;
   } else if (op == "pause") {
     bodyOp = a; // what to do in the body callback
+    if (b == "resp_pause") respPauseNext = true; // and hold the response headers until the next tick
     return 1;
   } else if (op == "pause_until_tick") {
     pausedContext = id;
@@ -241,6 +263,28 @@ export function proxy_on_request_headers(id: u32, headers: u32, eos: u32): u32 {
     const size = load<u32>(out + 4);
     const rc5 = proxy_set_buffer_bytes(6, 0, 0, changetype<usize>(ka), ka.byteLength);
     log("buffers rc=" + rc1.toString() + "," + rc2.toString() + "," + rc3.toString() + "," + rc4.toString() + "," + rc5.toString() + " size=" + size.toString());
+  } else if (op == "set_pairs_bad") {
+    // x-c: "trailing" (one byte after the last NUL) or "nonul" (the key's NUL overwritten)
+    const good = pairsBytes("k=v");
+    const n = good.byteLength + (arg("x-c") == "trailing" ? 1 : 0);
+    const buf = new ArrayBuffer(n);
+    memory.copy(changetype<usize>(buf), changetype<usize>(good), good.byteLength);
+    if (arg("x-c") == "nonul") store<u8>(changetype<usize>(buf) + 4 + 8 + 1, 0x78);
+    rc = proxy_set_header_map_pairs(0, changetype<usize>(buf), n);
+    log("set_pairs_bad rc=" + rc.toString());
+  } else if (op == "metric_ids") {
+    const c = utf8("mc"), g = utf8("mg"), h = utf8("mh");
+    proxy_define_metric(0, changetype<usize>(c), c.byteLength, out);
+    const cid = load<u32>(out);
+    proxy_define_metric(1, changetype<usize>(g), g.byteLength, out);
+    const gid = load<u32>(out);
+    proxy_define_metric(2, changetype<usize>(h), h.byteLength, out);
+    const hid = load<u32>(out);
+    log("metric_ids configure_counter=" + counterId.toString() + " counter=" + cid.toString() + " gauge=" + gid.toString() + " histogram=" + hid.toString());
+  } else if (op == "alloc_counts") {
+    mallocCalls = 0; allocateCalls = 0;
+    header(0, ":path"); // the host copies the value in through the module's allocator
+    log("alloc_counts malloc=" + mallocCalls.toString() + " proxy_on_memory_allocate=" + allocateCalls.toString());
   } else if (op == "time") {
     proxy_get_current_time_nanoseconds(out);
     log("time ns=" + load<u64>(out).toString());
@@ -266,12 +310,28 @@ export function proxy_on_request_body(id: u32, size: u32, eos: u32): u32 {
     const rc2 = proxy_set_buffer_bytes(0, 0, size, changetype<usize>(nb), nb.byteLength);
     log("rewrite rc=" + rc2.toString());
   }
+  if (bodyOp == "prefix") {
+    // start 0, length 3 < size: Envoy drains the first 3 bytes and prepends the data
+    const nb = utf8("XY");
+    const rc2 = proxy_set_buffer_bytes(0, 0, 3, changetype<usize>(nb), nb.byteLength);
+    log("prefix rc=" + rc2.toString());
+  }
+  if (bodyOp == "rest") {
+    // the "rest of the buffer" idiom: start 2, length 0xFFFFFFFF
+    const rc2 = proxy_get_buffer_bytes(0, 2, 0xffffffff, out, out + 4);
+    log("rest rc=" + rc2.toString() + " bytes=" + (rc2 == 0 ? takeString() : ""));
+  }
   return 0;
 }
 
 export function proxy_on_response_headers(id: u32, headers: u32, eos: u32): u32 {
   const k = utf8("x-test-module"), v = utf8("seen");
   proxy_add_header_map_value(2, changetype<usize>(k), k.byteLength, changetype<usize>(v), v.byteLength);
+  if (respPauseNext) {
+    respPauseNext = false;
+    respPausedContext = id;
+    return 1;
+  }
   return 0;
 }
 
@@ -295,7 +355,9 @@ export function proxy_on_log(id: u32): void {
   const k = utf8("x-op");
   const rc = proxy_add_header_map_value(0, changetype<usize>(k), k.byteLength, changetype<usize>(k), k.byteLength);
   const v = header(0, ":path");
-  log("on_log ctx=" + id.toString() + " add_rc=" + rc.toString() + " path=" + (v == null ? "none" : v!));
+  const t = utf8("x-t");
+  const trc = proxy_get_header_map_value(1, changetype<usize>(t), t.byteLength, out, out + 4); // request trailers: none in on_log
+  log("on_log ctx=" + id.toString() + " add_rc=" + rc.toString() + " path=" + (v == null ? "none" : v!) + " trailers_rc=" + trc.toString());
 }
 export function proxy_on_done(id: u32): u32 { log("on_done ctx=" + id.toString()); return 1; }
 export function proxy_on_delete(id: u32): void { log("on_delete ctx=" + id.toString()); }
