@@ -1,7 +1,8 @@
 // Renders the small Go-template subset the chart in envoy/chart uses (no helm binary in Debian):
 // {{ .path }}, {{- / -}} trimming, if/else/end, range/end (rebinds "."), and the functions
-// quote, default, toYaml, nindent, printf (%s %v). Anything else throws, so the chart cannot
-// silently drift outside what this renderer understands.
+// quote, default, toYaml, nindent, printf (%s %v), not, fail, and sprig's kindIs, regexMatch and
+// regexReplaceAll (Go RE2 syntax; lookarounds and backreferences, which RE2 lacks, are refused).
+// Anything else throws, so the chart cannot silently drift outside what this renderer understands.
 import { stringify } from "yaml";
 
 type Node = { kind: "text"; text: string } | { kind: "expr"; pipe: string }
@@ -69,8 +70,43 @@ function arg(w: string, root: unknown, dot: unknown): unknown {
 }
 
 const str = (v: unknown) => (v === undefined || v === null ? "" : String(v));
+
+/** Go's reflect.Kind name of a value decoded from YAML values (sprig kindOf/kindIs). */
+function kindOf(v: unknown): string {
+  if (v === undefined || v === null) return "invalid";
+  if (Array.isArray(v)) return "slice";
+  switch (typeof v) {
+    case "object": return "map";
+    case "string": return "string";
+    case "boolean": return "bool";
+    case "number": return "float64"; // Helm decodes numbers of values files as float64
+    default: throw new Error(`template: kindIs: unsupported value ${String(v)}`);
+  }
+}
+
+/** A Go RE2 pattern as a JS RegExp; refuses what RE2 does not have (so the chart stays valid in Helm). */
+function re2(pattern: string, flags = ""): RegExp {
+  if (/\(\?[=!<]|\\[1-9]/.test(pattern)) throw new Error(`template: not RE2 syntax: ${pattern}`);
+  return new RegExp(pattern, flags);
+}
+
+/** Go's Regexp.Expand template: $1, ${1}, $$ (a named or unknown group expands to ""). */
+function expand(template: string, groups: string[]): string {
+  return template.replace(/\$\$|\$\{(\w+)\}|\$(\w+)/g, (m, braced, bare) => {
+    if (m === "$$") return "$";
+    const name = braced ?? bare;
+    return /^\d+$/.test(name) ? (groups[Number(name)] ?? "") : "";
+  });
+}
+
 function call(fn: string, args: unknown[]): unknown {
   switch (fn) {
+    case "not": return !truthy(args[0]);
+    case "fail": throw new Error(`template: fail: ${str(args[0])}`);
+    case "kindIs": return kindOf(args[1]) === str(args[0]);
+    case "regexMatch": return re2(str(args[0])).test(str(args[1]));
+    case "regexReplaceAll":
+      return str(args[1]).replace(re2(str(args[0]), "g"), (...m) => expand(str(args[2]), m.slice(0, -2).map(str)));
     case "quote": return JSON.stringify(str(args[0]));
     case "default": return args[1] === undefined || args[1] === null || args[1] === "" ? args[0] : args[1];
     case "toYaml": return stringify(args[0]).replace(/\n$/, "");
@@ -93,8 +129,9 @@ function evalPipe(pipe: string, root: unknown, dot: unknown): unknown {
   return value;
 }
 
+// Go template truth: false, 0, nil and empty strings, slices and maps are false.
 const truthy = (v: unknown) => !(v === undefined || v === null || v === false || v === 0 || v === "" ||
-  (Array.isArray(v) && v.length === 0));
+  (Array.isArray(v) && v.length === 0) || (typeof v === "object" && Object.keys(v as object).length === 0));
 
 function run(nodes: Node[], root: unknown, dot: unknown): string {
   return nodes.map((n) => {

@@ -1,7 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, readdirSync } from "node:fs";
-import { parseManifests, validateManifest } from "./validate";
+import { parse } from "yaml";
+import { parseManifests, validateManifest, WASM_FAIL_STRATEGIES } from "./validate";
 
 const files = ["envoy/kubernetes", "envoy/istio", "envoy/examples"].flatMap((dir) =>
   readdirSync(dir).filter((f) => f.endsWith(".yaml")).map((f) => `${dir}/${f}`));
@@ -26,6 +27,7 @@ function mutate(d: Record<string, any>): Record<string, any> {
     case "EnvoyFilter": m.spec.configPatches[0].applyTo = "CLUSTERS"; break;
     case "DestinationRule": m.spec.host = 5; break;
     case "VirtualService": m.spec.http[0].timeout = 0; break;
+    case "Gateway": m.spec.servers[0].port.number = "80"; break;
     case "InferencePool": m.spec.targetPort = m.spec.targetPorts; break;
     default: throw new Error(`no mutation for ${d.kind}`);
   }
@@ -69,10 +71,84 @@ test("companion Deployment: hardened pod, probes and the config file flag", () =
 test("WasmPlugin: root id, failStrategy (not in the 2.3.0 model's schema) and contract-3 config keys", () => {
   const [wp] = parseManifests(readFileSync("envoy/istio/wasmplugin.yaml", "utf8"), "wasmplugin") as any[];
   assert.equal(wp.spec.pluginName, "endpoint-picker");
-  assert.ok(["FAIL_CLOSE", "FAIL_OPEN"].includes(wp.spec.failStrategy));
+  assert.ok(WASM_FAIL_STRATEGIES.includes(wp.spec.failStrategy));
   const known = ["companionCluster", "companionAuthority", "snapshotPath", "pollTimeoutMs", "apiToken",
     "destinationHeader", "fallbackHeader", "servedHeader", "failureMode", "stalenessLimitMs", "maxBodyBytes", "fetchSnapshots",
     "objectivePriorities"];
   for (const k of Object.keys(wp.spec.pluginConfig)) assert.ok(known.includes(k), `unknown pluginConfig key ${k}`);
   assert.match(wp.spec.pluginConfig.companionCluster, /^outbound\|9002\|\|endpoint-picker-companion\./);
+  // FAIL_RELOAD is a valid istio/api FailStrategy; a made-up one is not.
+  for (const fs of WASM_FAIL_STRATEGIES) validateManifest({ ...wp, spec: { ...wp.spec, failStrategy: fs } });
+  assert.throws(() => validateManifest({ ...wp, spec: { ...wp.spec, failStrategy: "FAIL_SOMETIMES" } }), /failStrategy/);
+});
+
+// istio/api PluginPhase: AUTHZ inserts the plugin BEFORE Istio's authorization filters; STATS is the first
+// phase after them (and before the router).
+test("WasmPlugin: phase STATS, picks only for authorized requests", () => {
+  const [wp] = parseManifests(readFileSync("envoy/istio/wasmplugin.yaml", "utf8"), "wasmplugin") as any[];
+  assert.equal(wp.spec.phase, "STATS");
+  assert.doesNotMatch(readFileSync("envoy/istio/wasmplugin.yaml", "utf8"), /AUTHZ runs after/);
+});
+
+// The filter's default is 262144 (filter/config.ts); 16 KiB cut OpenAI requests whose messages precede model.
+test("WasmPlugin: maxBodyBytes at the filter's default", () => {
+  const [wp] = parseManifests(readFileSync("envoy/istio/wasmplugin.yaml", "utf8"), "wasmplugin") as any[];
+  const def = Number(/maxBodyBytes: u32 = (\d+)/.exec(readFileSync("filter/config.ts", "utf8"))![1]);
+  assert.equal(def, 262144);
+  assert.equal(wp.spec.pluginConfig.maxBodyBytes ?? def, def);
+});
+
+test("WasmPlugin file: comes with the header-stripping EnvoyFilter, and claims no per-plugin vm_id", () => {
+  const text = readFileSync("envoy/istio/wasmplugin.yaml", "utf8");
+  const docs = parseManifests(text, "wasmplugin") as any[];
+  const [wp, ef] = docs;
+  assert.equal(ef.kind, "EnvoyFilter");
+  assert.deepEqual(ef.spec.workloadSelector.labels, wp.spec.selector.matchLabels);
+  const [p] = ef.spec.configPatches;
+  assert.equal(p.patch.operation, "INSERT_FIRST");
+  assert.ok(p.match.listener.portNumber > 0);
+  assert.deepEqual(p.patch.value.typed_config.mutations.request_mutations.map((m: any) => m.remove),
+    ["x-gateway-destination-endpoint", "x-gateway-destination-endpoint-fallback"]);
+  assert.doesNotMatch(text, /Istio builds the vm_id|derives? (the )?vm_id/i);
+});
+
+// Point 6: the example must ship everything the routes need, and say how to get the gated model.
+test("example pool: ships the Service the VirtualService routes to, and the gated model's HF token", () => {
+  const ex = parseManifests(readFileSync("envoy/examples/vllm-pool.yaml", "utf8"), "example") as any[];
+  const svc = ex.find((d) => d.kind === "Service");
+  const dep = ex.find((d) => d.kind === "Deployment");
+  const pool = ex.find((d) => d.kind === "InferencePool");
+  assert.ok(svc, "the example must ship the model Service");
+  assert.deepEqual(svc.spec.selector, pool.spec.selector.matchLabels);
+  assert.deepEqual(svc.spec.selector, dep.spec.selector.matchLabels);
+  assert.deepEqual(svc.spec.ports.map((p: any) => p.targetPort), pool.spec.targetPorts.map((p: any) => p.number));
+  const vs = parseManifests(readFileSync("envoy/istio/original-dst.yaml", "utf8"), "original-dst").find((d: any) => d.kind === "VirtualService") as any;
+  for (const r of vs.spec.http) {
+    assert.equal(r.route[0].destination.host, `${svc.metadata.name}.default.svc.cluster.local`);
+    assert.ok(svc.spec.ports.some((p: any) => p.port === r.route[0].destination.port.number));
+  }
+  const c = dep.spec.template.spec.containers[0];
+  if ((c.args as string[]).some((a) => a.startsWith("meta-llama/"))) {
+    const tok = c.env?.find((e: any) => e.name === "HF_TOKEN" || e.name === "HUGGING_FACE_HUB_TOKEN");
+    assert.deepEqual(tok?.valueFrom?.secretKeyRef, { name: "hf-token", key: "token" });
+  }
+  // The chart path applies only the model servers (the chart renders its own InferencePool).
+  assert.deepEqual(ex.filter((d) => d.metadata.labels?.example === "model-servers").map((d) => d.kind).sort(), ["Deployment", "Service"]);
+});
+
+test("Gateway: the one the VirtualService binds to, on the pods the EnvoyFilters patch", () => {
+  const [gw] = parseManifests(readFileSync("envoy/istio/gateway.yaml", "utf8"), "gateway") as any[];
+  const ref = `${gw.metadata.namespace}/${gw.metadata.name}`;
+  const vs = parseManifests(readFileSync("envoy/istio/original-dst.yaml", "utf8"), "original-dst").find((d: any) => d.kind === "VirtualService") as any;
+  assert.deepEqual(vs.spec.gateways, [ref]);
+  const chart = parse(readFileSync("envoy/chart/values.yaml", "utf8"));
+  assert.equal(chart.istio.gateway, ref);
+  for (const f of ["envoy/istio/endpoint-picker-ecds.yaml", "envoy/istio/original-dst.yaml", "envoy/istio/wasmplugin.yaml"]) {
+    for (const d of parseManifests(readFileSync(f, "utf8"), f) as any[]) {
+      if (d.kind !== "EnvoyFilter") continue;
+      assert.equal(d.metadata.namespace, gw.metadata.namespace, f);
+      assert.deepEqual(d.spec.workloadSelector.labels, gw.spec.selector, f);
+    }
+  }
+  assert.ok(gw.spec.servers.some((s: any) => s.port.protocol === "HTTP"));
 });

@@ -4,12 +4,13 @@ import { ConfigMap, Service, ServiceAccount } from "kubernetes-models/v1";
 import { Role, RoleBinding } from "kubernetes-models/rbac.authorization.k8s.io/v1";
 import { WasmPlugin } from "@kubernetes-models/istio/extensions.istio.io/v1alpha1";
 import { DestinationRule, EnvoyFilter, ServiceEntry } from "@kubernetes-models/istio/networking.istio.io/v1alpha3";
-import { DestinationRule as DestinationRuleB, ServiceEntry as ServiceEntryB, VirtualService } from "@kubernetes-models/istio/networking.istio.io/v1beta1";
+import { DestinationRule as DestinationRuleB, Gateway, ServiceEntry as ServiceEntryB, VirtualService } from "@kubernetes-models/istio/networking.istio.io/v1beta1";
 import { Ajv } from "ajv";
 import { readFileSync } from "node:fs";
 import { parseAllDocuments } from "yaml";
 
 type Obj = Record<string, unknown>;
+export const WASM_FAIL_STRATEGIES = ["FAIL_CLOSE", "FAIL_OPEN", "FAIL_RELOAD"];
 const models: Record<string, new (o: Obj) => { validate(): void }> = {
   "apps/v1/Deployment": Deployment as never,
   "v1/ConfigMap": ConfigMap as never,
@@ -24,6 +25,7 @@ const models: Record<string, new (o: Obj) => { validate(): void }> = {
   "networking.istio.io/v1beta1/DestinationRule": DestinationRuleB as never,
   "networking.istio.io/v1beta1/ServiceEntry": ServiceEntryB as never,
   "networking.istio.io/v1beta1/VirtualService": VirtualService as never,
+  "networking.istio.io/v1beta1/Gateway": Gateway as never,
 };
 
 const ajv = new Ajv({ allErrors: true, strict: false });
@@ -45,9 +47,12 @@ export function validateManifest(obj: Obj): void {
     return;
   }
   // The 2.3.0 WasmPlugin model predates failStrategy (Istio 1.20+); check it here so it cannot be misspelt.
+  // Values: istio/api extensions/v1alpha1/wasm.proto FailStrategy.
   if (obj.kind === "WasmPlugin") {
     const fs = (obj.spec as Obj | undefined)?.failStrategy;
-    if (fs !== undefined && fs !== "FAIL_CLOSE" && fs !== "FAIL_OPEN") throw new Error(`WasmPlugin ${name}: failStrategy ${String(fs)} is not FAIL_CLOSE|FAIL_OPEN`);
+    if (fs !== undefined && !WASM_FAIL_STRATEGIES.includes(fs as string)) {
+      throw new Error(`WasmPlugin ${name}: failStrategy ${String(fs)} is not ${WASM_FAIL_STRATEGIES.join("|")}`);
+    }
   }
   const Model = models[key];
   if (!Model) throw new Error(`no schema for ${key} (${name})`);
