@@ -1,7 +1,7 @@
 // The normalised state of every endpoint in the pool: the last good metrics, when they were read, the last
 // error. Staleness is computed on read from the clock, so it never lags behind a timer.
 import type { EngineRegistry } from "./engines";
-import type { CacheState, EndpointMetrics, LoraState } from "./extract";
+import type { EndpointMetrics } from "./extract";
 import { byAddress, type PoolTarget } from "./pool";
 import type { SnapshotEndpoint } from "./snapshot";
 
@@ -16,18 +16,11 @@ interface Entry {
   attempted: boolean;
 }
 
-/** What operators see (`GET /v1/endpoints`, `--once`). */
-export interface EndpointView {
+/** What operators see (`GET /v1/endpoints`, `--once`): the last good metrics and where they stand. */
+export interface EndpointView extends EndpointMetrics {
   address: string;
   engine: string;
   pod?: string;
-  queued: number | null;
-  running: number | null;
-  kvUsage: number | null;
-  lora: LoraState | null;
-  cache: CacheState | null;
-  /** Base models the endpoint serves, from its metrics' `model_name` labels. */
-  models: string[];
   updatedAt: string | null;
   ageMs: number | null;
   stale: boolean;
