@@ -2,6 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { loadPickerConfig } from "../../companion/picker-config";
 import { DEFAULT_PROFILE } from "../../companion/snapshot";
+import { readFileSync } from "node:fs";
 
 const HEAD = "apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\n";
 const metricsPlugin = (params: string): string =>
@@ -154,4 +155,9 @@ test("metrics-data-source: scheme, path and insecureSkipVerify", () => {
   assert.deepEqual(cfg.scrape, { scheme: "https", path: "/m", insecureSkipVerify: false });
   assert.throws(() => loadPickerConfig(`${HEAD}plugins:\n- type: metrics-data-source\n  parameters: {scheme: ftp}\n`),
     { message: 'plugins[0].parameters.scheme: must be "http" or "https", got "ftp"' });
+});
+
+test("envoy/examples/lora-profile.yaml: GIE's default profile plus lora-affinity-scorer weight 1", () => {
+  const cfg = loadPickerConfig(readFileSync("envoy/examples/lora-profile.yaml", "utf8"));
+  assert.deepEqual(cfg.profile, { ...DEFAULT_PROFILE, loraWeight: 1 });
 });

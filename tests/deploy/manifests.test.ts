@@ -29,6 +29,7 @@ function mutate(d: Record<string, any>): Record<string, any> {
     case "VirtualService": m.spec.http[0].timeout = 0; break;
     case "Gateway": m.spec.servers[0].port.number = "80"; break;
     case "InferencePool": m.spec.targetPort = m.spec.targetPorts; break;
+    case "EndpointPickerConfig": m.plugins[0].type = "queue-scorrer"; break;
     default: throw new Error(`no mutation for ${d.kind}`);
   }
   return m;
@@ -45,7 +46,7 @@ for (const file of files) {
     const docs = parseManifests(readFileSync(file, "utf8"), file);
     for (const d of docs) {
       const typo = mutate(d);
-      assert.throws(() => validateManifest(typo as never), `${d.kind} ${JSON.stringify((d.metadata as { name: string }).name)} accepted a mutation`);
+      assert.throws(() => validateManifest(typo as never), `${d.kind} ${JSON.stringify((d.metadata as { name: string } | undefined)?.name)} accepted a mutation`);
     }
   });
 }

@@ -7,7 +7,8 @@ import { DestinationRule, EnvoyFilter, ServiceEntry } from "@kubernetes-models/i
 import { DestinationRule as DestinationRuleB, Gateway, ServiceEntry as ServiceEntryB, VirtualService } from "@kubernetes-models/istio/networking.istio.io/v1beta1";
 import { Ajv } from "ajv";
 import { readFileSync } from "node:fs";
-import { parseAllDocuments } from "yaml";
+import { parseAllDocuments, stringify } from "yaml";
+import { loadPickerConfig } from "../../companion/picker-config";
 
 type Obj = Record<string, unknown>;
 export const WASM_FAIL_STRATEGIES = ["FAIL_CLOSE", "FAIL_OPEN", "FAIL_RELOAD"];
@@ -42,6 +43,11 @@ export function parseManifests(text: string, source: string): Obj[] {
 export function validateManifest(obj: Obj): void {
   const key = `${obj.apiVersion}/${obj.kind}`;
   const name = (obj.metadata as Obj | undefined)?.name;
+  // The companion's own loader is the schema of an EndpointPickerConfig (it refuses unknown fields and types).
+  if (obj.kind === "EndpointPickerConfig") {
+    loadPickerConfig(stringify(obj));
+    return;
+  }
   if (key === "inference.networking.k8s.io/v1/InferencePool") {
     if (!inferencePool(obj)) throw new Error(`${key} ${name}: ${ajv.errorsText(inferencePool.errors)}`);
     return;
