@@ -94,14 +94,19 @@ export class AdapterLoad {
     return k >= 0 && unchecked(this.local[k]) + unchecked(this.remote[k]) > 0;
   }
 
-  /** Adapters in flight at endpoint `i` that its metrics do not list yet (each holds a slot the metrics do not show). */
+  /**
+   * Adapters in flight at endpoint `i` that its metrics do not list yet (each holds a slot the metrics do
+   * not show). Only names some endpoint lists count: a name never listed anywhere may be an alias of the
+   * base model, which holds no slot.
+   */
   unlisted(i: i32, snap: Snapshot): i32 {
     const base = i * SLOTS;
     if (i < 0 || base + SLOTS > this.models.length) return 0;
     let n = 0;
     for (let k = base; k < base + SLOTS; k++) {
       if (unchecked(this.local[k]) + unchecked(this.remote[k]) <= 0) continue;
-      if (!snap.listsAdapter(i, unchecked(this.models[k]))) n++;
+      const model = unchecked(this.models[k]);
+      if (snap.isAdapter(model) && !snap.listsAdapter(i, model)) n++;
     }
     return n;
   }

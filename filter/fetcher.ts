@@ -37,7 +37,10 @@ export class Fetcher {
     const cas = lastCas;
     if (shouldTakeLease(lease, this.vm, nowMs)) {
       const wasLeader = this.leader;
-      this.leader = setShared(LEASE_KEY, encodeLease(this.vm, nowMs + LEASE_TTL_MS), lease == null ? 0 : cas) == WasmResultValues.Ok;
+      // Writing an absent key cannot be compared-and-swapped (cas 0 sets unconditionally), so every VM of a
+      // new vm_id would win: that write only claims; the last claimer renews with a real CAS next tick.
+      const ok = setShared(LEASE_KEY, encodeLease(this.vm, nowMs + LEASE_TTL_MS), lease == null ? 0 : cas) == WasmResultValues.Ok;
+      this.leader = ok && lease != null;
       if (this.leader && !wasLeader) logAt(LOG_INFO, "endpoint-picker: this worker now fetches snapshots from " + this.cfg.companionCluster);
     } else {
       this.leader = false;

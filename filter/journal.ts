@@ -27,9 +27,22 @@ export class JournalWriter {
     for (let j = 0; j < c; j++) this.pending.push(chain.levelHash(j, c));
   }
 
-  /** The journal to publish at this tick, or null when there is nothing new since the last one. */
+  /** The last journal published held records (readers still copy it every tick until it is emptied). */
+  private holding: bool = false;
+
+  /**
+   * The journal to publish at this tick, or null when there is nothing new since the last one. Once idle,
+   * an empty journal is published one time, so the other VMs stop copying the last one on every tick.
+   */
   publish(): ArrayBuffer | null {
-    if (this.pending.length == 0 && this.previous.length == 0) return null;
+    if (this.pending.length == 0 && this.previous.length == 0) {
+      if (!this.holding) return null;
+      this.holding = false;
+      const empty = new ArrayBuffer(8);
+      store<u32>(changetype<usize>(empty), MAGIC);
+      return empty;
+    }
+    this.holding = true;
     const words = this.previous.length + this.pending.length;
     const out = new ArrayBuffer(8 + 4 * words);
     const p = changetype<usize>(out);

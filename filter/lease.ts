@@ -1,7 +1,8 @@
 // The fetcher lease: one worker VM per Envoy process long-polls the companion. The lease lives in shared
 // data (12 bytes: u32 owner, u64 expiresAtMs); a VM takes or renews it with compare-and-swap, so two VMs
 // racing for an expired lease cannot both win, and a VM that stops ticking (crashed, torn down) loses it
-// when it expires.
+// when it expires. An absent key cannot be compared (cas 0 always sets), so writing one only claims the
+// lease: the VM leads once it renews its own claim with a real CAS on the next tick (fetcher.ts).
 
 export const LEASE_TTL_MS: u64 = 1000;
 

@@ -34,6 +34,11 @@ const PUBLISH_EVERY_MS: u64 = 500;
 const BODY_WATCHDOG_MS: u64 = 500;
 /** How many such streams it takes (one slow client is not a misconfigured Envoy). */
 const BODILESS_HOLDS_TO_SWITCH: i32 = 3;
+/**
+ * While deciding in the headers callback, one request this often is still held as a probe: slow uploads,
+ * not the host, may have caused the switch, and a probe whose body arrives switches the VM back.
+ */
+const HEADERS_ONLY_PROBE_MS: u64 = 10000;
 const LOG_WARN = 3;
 const PATH = encode(":path");
 const OBJECTIVE = encode("x-gateway-inference-objective");
@@ -64,6 +69,8 @@ export class PickerRoot extends RootContext {
   headersOnly: bool = false;
   /** Held streams the watchdog had to decide while no held stream of this VM ever got its body. */
   private bodilessHolds: i32 = 0;
+  /** Proxy-clock ms of the last probe held while deciding in the headers callback. */
+  lastProbeMs: u64 = 0;
   private lastPublishMs: u64 = 0;
   /** Prefix affinity: this VM's index, and the journals that share it with the other VMs. */
   prefixIndex: PrefixIndex | null = null;
@@ -116,10 +123,12 @@ export class PickerRoot extends RootContext {
     const inflight = this.pool.inflight;
     inflight.readOthers(table, this.vm, now);
     if (!inflight.changed && now - this.lastPublishMs < PUBLISH_EVERY_MS) return;
-    if (setShared(INFLIGHT_KEY, inflight.publish(table, this.vm, now), table == null ? 0 : cas) == WasmResultValues.Ok) {
+    if (setShared(INFLIGHT_KEY, inflight.publish(table, this.vm, now), table == null ? 0 : cas) == WasmResultValues.Ok && table != null) {
       this.lastPublishMs = now;
     } else {
-      inflight.changed = true; // another VM wrote first: publish again next tick
+      // Another VM wrote first, or the key was absent (cas 0 sets unconditionally, so a VM writing at the
+      // same moment may have replaced our section): publish again next tick, with a real CAS.
+      inflight.changed = true;
     }
   }
 
@@ -131,6 +140,7 @@ export class PickerRoot extends RootContext {
       if (now <= s.heldAtMs || now - s.heldAtMs < BODY_WATCHDOG_MS) continue;
       if (!this.bodiesArrive && ++this.bodilessHolds >= BODILESS_HOLDS_TO_SWITCH && !this.headersOnly) {
         this.headersOnly = true;
+        this.lastProbeMs = now;
         logAt(LOG_WARN, "endpoint-picker: request bodies do not reach the filter while it holds the headers; " +
           "set allow_on_headers_stop_iteration: true (Envoy >= 1.36) to pick by model and prompt. Picking by load only.");
       }
@@ -138,6 +148,23 @@ export class PickerRoot extends RootContext {
       setEffectiveContext(s.context_id);
       s.decideWithoutBody();
     }
+  }
+
+  /** A held stream got its body: the host delivers bodies to paused filters (again, after a switch). */
+  bodyArrived(): void {
+    this.bodiesArrive = true;
+    this.bodilessHolds = 0;
+    if (this.headersOnly) {
+      this.headersOnly = false;
+      logAt(LOG_WARN, "endpoint-picker: request bodies reach the filter while it holds the headers again; picking by model and prompt.");
+    }
+  }
+
+  /** In headers-only mode: whether this request should be held anyway, as the probe of its period. */
+  probeDue(nowMs: u64): bool {
+    if (nowMs < this.lastProbeMs || nowMs - this.lastProbeMs < HEADERS_ONLY_PROBE_MS) return false;
+    this.lastProbeMs = nowMs;
+    return true;
   }
 
   hold(s: PickerStream, nowMs: u64): void {
@@ -288,7 +315,7 @@ export class PickerStream extends Context {
       const objective = getHeader(HeaderMapTypeValues.RequestHeaders, OBJECTIVE);
       if (objective != null) this.sheddable = root.cfg.priorityOf(String.UTF8.decode(objective)) < 0;
     }
-    if (end_of_stream || root.cfg.maxBodyBytes == 0 || root.headersOnly) {
+    if (end_of_stream || root.cfg.maxBodyBytes == 0 || (root.headersOnly && !root.probeDue(nowNs() / 1000000))) {
       return this.decide() ? FilterHeadersStatusValues.Continue : FilterHeadersStatusValues.StopIteration;
     }
     root.hold(this, nowNs() / 1000000);
@@ -302,7 +329,7 @@ export class PickerStream extends Context {
   }
 
   onRequestBody(body_buffer_length: usize, end_of_stream: bool): FilterDataStatusValues {
-    if (this.heldIndex >= 0) { this.root.release(this); this.root.bodiesArrive = true; }
+    if (this.heldIndex >= 0) { this.root.release(this); this.root.bodyArrived(); }
     if (this.decided) return FilterDataStatusValues.Continue;
     const scanner = this.scanner!;
     const limit = <i32>min(<u64>body_buffer_length, <u64>this.root.cfg.maxBodyBytes);

@@ -93,8 +93,10 @@ class Generation {
   used: i32 = 0;
   limit: i32;
   /**
-   * Fingerprints of the (key, endpoint) pairs present (0 = empty). Two pairs with the same 32-bit
-   * fingerprint make the second one look present and go unrecorded: one in billions of inserts.
+   * Fingerprints of the (key, endpoint) pairs present (0 = empty). A new pair whose 32-bit fingerprint
+   * equals one present looks present and goes unrecorded: about used / 2^32 of inserts (1 in 16,000 in a
+   * full 262,144-pair generation). It costs that endpoint one level of one prompt until the pair is
+   * recorded again after the next swap; the lookup still finds the levels around it.
    */
   pairs: StaticArray<u32>;
   pairMask: i32;
@@ -248,6 +250,9 @@ export class PrefixIndex {
    */
   record(chain: PrefixChain, ep: u32, known: i32 = 0): void {
     const c = storedCount(chain.count);
+    // A chain goes into one generation: split across a swap, its first levels would age out with the older
+    // generation while its deepest, found in the current one, keep `known` from recording them again.
+    if (this.cur.used + c > this.cur.limit) { this.swap(); known = 0; }
     for (let j = 0; j < c; j++) {
       if (levelOf(j, c, chain.count) <= known) continue;
       this.insert(chain.levelHash(j, c), ep);
@@ -257,13 +262,16 @@ export class PrefixIndex {
   /** Records one (level hash, endpoint) pair, e.g. from another VM's journal. */
   insert(key: u32, ep: u32): void {
     if (key == 0 || this.cur.has(key, ep)) return;
-    if (this.cur.used >= this.cur.limit) {
-      const old = this.prev;
-      this.prev = this.cur;
-      old.clear();
-      this.cur = old;
-    }
+    if (this.cur.used >= this.cur.limit) this.swap();
     this.cur.add(key, ep);
+  }
+
+  /** The current generation becomes the older one; the older one is dropped and reused as the current. */
+  private swap(): void {
+    const old = this.prev;
+    this.prev = this.cur;
+    old.clear();
+    this.cur = old;
   }
 
   get size(): i32 { return this.cur.used + this.prev.used; }

@@ -186,15 +186,19 @@ export class Scorer {
     // endpoints already running it, within a load slack of the least busy, come before any that would have
     // to load it. Weights alone let load spread an adapter over every free slot until none is left for the
     // next one, whose requests then wait for a busy adapter to drain.
+    // Running-first applies to adapters some endpoint lists; a name known only as "not a base model" may be
+    // an alias of the base model (vLLM labels its metrics with the first --served-model-name only), and
+    // concentrating those requests would only pile them onto one pod.
     let admitRunning = false, admitLoadable = false;
     const activeScore = p.loraWeight * LORA_ACTIVE;
     const loraSlack = LORA_SLACK_ABS + LORA_SLACK_REL * minW;
+    const listed = loraNow != null && snap.isAdapter(req.modelHash);
     if (loraNow != null) {
       for (let k = 0; k < count; k++) {
         const i = unchecked(list[k]);
         const l = unchecked(loraNow[i]);
         if (l > 0) admitLoadable = true;
-        if (l >= activeScore && unchecked(this.outstanding[i]) - minW <= loraSlack) { admitRunning = true; break; }
+        if (listed && l >= activeScore && unchecked(this.outstanding[i]) - minW <= loraSlack) { admitRunning = true; break; }
       }
     }
     const matchedP = changetype<usize>(matched), kvTermP = changetype<usize>(kvTerm), scoresP = changetype<usize>(scores);
@@ -248,6 +252,7 @@ export class Scorer {
     const w = snap.profile.loraWeight;
     const adapters = req.adapters!;
     if (adapters.busy(i, req.modelHash)) return w * LORA_ACTIVE;
+    if (unchecked(snap.loraMax[i]) <= 0) return cached; // slots unknown: nothing to count them against
     if (cached != w * LORA_FREE_SLOT) return cached;
     const used = unchecked(snap.runCount[i]) + unchecked(snap.waitCount[i]) + adapters.unlisted(i, snap);
     if (used < unchecked(snap.loraMax[i])) return cached;
@@ -293,7 +298,7 @@ export class Scorer {
       let best = -1;
       for (let k = 0; k < count; k++) {
         const i = unchecked(list[k]);
-        if (unchecked(taken[i])) continue;
+        if (unchecked(taken[i]) || unchecked(scores[i]) == EXCLUDED) continue;
         if (best < 0 || unchecked(scores[i]) > unchecked(scores[best])) best = i;
       }
       if (best < 0) break;
@@ -312,7 +317,9 @@ export function loraScore(snap: Snapshot, i: i32, req: RequestFacts): f64 {
   const running = unchecked(snap.runCount[i]);
   const waiting = unchecked(snap.waitCount[i]);
   for (let a = start; a < start + running; a++) if (adapterIs(snap, a, req)) return LORA_ACTIVE;
-  if (running + waiting < unchecked(snap.loraMax[i])) return LORA_FREE_SLOT;
+  const slots = unchecked(snap.loraMax[i]);
+  if (slots <= 0) return LORA_UNKNOWN; // no max_lora label: whether a slot is free is unknown
+  if (running + waiting < slots) return LORA_FREE_SLOT;
   for (let a = start + running; a < start + running + waiting; a++) if (adapterIs(snap, a, req)) return LORA_WAITING;
   return 0;
 }

@@ -100,6 +100,20 @@ describe("prefix index", () => {
     expect(cur[1]).toBe(0); // so the pick records it again, into the current generation
   });
 
+  it("keeps a long chain in one generation, so a prefix in use never ages out in parts", () => {
+    const snap = snapOf(2);
+    const index = new PrefixIndex(40);
+    for (let f = 0; f < 30; f++) index.insert(<u32>(1000 + f), snap.addrHash[0]); // 30 of 40 pairs used
+    const long = chainOf("m", blocks("long", 256)); // 28 levels: does not fit in the 10 left
+    for (let round = 0; round < 6; round++) {
+      const m = new StaticArray<i32>(2), cur = new StaticArray<i32>(2);
+      index.lookup(long, snap, m, cur);
+      if (round > 0) expect(m[1]).toBe(256);
+      index.record(long, snap.addrHash[1], cur[1]);
+      for (let f = 0; f < 12; f++) index.insert(<u32>(5000 + round * 100 + f), snap.addrHash[0]); // other traffic
+    }
+  });
+
   it("ignores endpoints no longer in the snapshot", () => {
     const index = new PrefixIndex(4096);
     const big = snapOf(5);
@@ -170,6 +184,9 @@ describe("prefix journals", () => {
     const lateIndex = new PrefixIndex(4096);
     expect(late.apply(7, j2, lateIndex)).toBe(2);
     expect(writer.publish()).not.toBeNull(); // the previous tick's records once more
+    const emptied = writer.publish()!; // then, once, an empty journal (readers stop copying the last one)
+    expect(emptied.byteLength).toBe(8);
+    expect(new JournalReader().apply(7, emptied, lateIndex)).toBe(0);
     expect(writer.publish()).toBeNull(); // then nothing new
   });
 

@@ -193,13 +193,16 @@ describe("LoRA filters", () => {
   });
 
   it("the proxy's own adapter requests in flight count before the metrics show them", () => {
+    // adapter-1 is known (the busy third endpoint lists it waiting); no scrape shows it at endpoint 0 yet.
     const a = loraEp("10.0.0.1:1", 0, [], 1);
     const b = loraEp("10.0.0.2:1", 0, [], 1);
-    const s = decodeSnapshot(buildBlobWith(1, [a, b], loraProfile(), ["base"]))!;
+    const c = loraEp("10.0.0.3:1", 60, ["x"], 4);
+    c.waitingAdapters = ["adapter-1"];
+    const s = decodeSnapshot(buildBlobWith(1, [a, b, c], loraProfile(), ["base"]))!;
     const sc = new Scorer();
     const f = flight(s);
     const one = modelFacts("adapter-1");
-    f.started(0); f.adapters.started(0, one.modelHash); // in flight at endpoint 0, no scrape shows it yet
+    f.started(0); f.adapters.started(0, one.modelHash);
     sc.decide(s, f, withAdapters(one, s, f));
     expect(sc.primary).toBe(0); // running there: first, though endpoint 0 is busier
     const two = modelFacts("adapter-2");
@@ -211,6 +214,34 @@ describe("LoRA filters", () => {
     f.adapters.retouch();
     sc.decide(s, f, withAdapters(two, s, f));
     expect(sc.scores[0]).toBeGreaterThan(-1.0);
+  });
+
+  it("a name no endpoint lists (an adapter not yet running, or a base-model alias) is not concentrated and holds no slot", () => {
+    const a = loraEp("10.0.0.1:1", 0, [], 1);
+    const b = loraEp("10.0.0.2:1", 0, [], 1);
+    const s = decodeSnapshot(buildBlobWith(1, [a, b], loraProfile(), ["base"]))!;
+    const sc = new Scorer();
+    const f = flight(s);
+    const alias = modelFacts("base-alias");
+    for (let k = 0; k < 3; k++) { f.started(0); f.adapters.started(0, alias.modelHash); }
+    sc.decide(s, f, withAdapters(alias, s, f));
+    expect(sc.primary).toBe(1); // by load: not held on endpoint 0 by running-first
+    sc.decide(s, f, withAdapters(modelFacts("other"), s, f));
+    expect(sc.scores[0]).toBeGreaterThan(-1.0); // the alias in flight at endpoint 0 holds no adapter slot there
+  });
+
+  it("an engine without max_lora: slots unknown, nobody excluded for want of one", () => {
+    const running = loraEp("10.0.0.1:1", 0, ["x"], 0);
+    const other = loraEp("10.0.0.2:1", 0, ["y"], 0);
+    const s = decodeSnapshot(buildBlobWith(1, [running, other], loraProfile(), ["base"]))!;
+    const facts = modelFacts("x");
+    expect(loraScore(s, 0, facts)).toBe(1.0);
+    expect(loraScore(s, 1, facts)).toBe(0.8);
+    const sc = new Scorer();
+    const f = flight(s);
+    for (let k = 0; k < 12; k++) f.started(0); // beyond the running-first slack: both compete
+    sc.decide(s, f, withAdapters(facts, s, f));
+    expect(sc.primary).toBe(1);
   });
 
   it("random pickers never draw an excluded endpoint", () => {

@@ -38,7 +38,11 @@ function meta(h: PickerHost): { version: bigint; contactMs: number } | null {
 test("one worker VM per process polls; each new snapshot is delivered to every VM and the next poll asks for a newer one", () => {
   const companion = new FakeCompanion();
   const h = new PickerHost({ concurrency: 4, httpCallHandler: companion.handler, config: { fetchSnapshots: true, apiToken: "s3cret" } });
-  h.advance(300);
+  h.advance(25);
+  // Writing the absent lease key cannot be a compare-and-swap (in Envoy every worker may do it at once):
+  // it only claims; the claimer leads after renewing with a real CAS on its next tick.
+  assert.equal(companion.calls.length, 0, "a claim of the absent lease is not leadership yet");
+  h.advance(275);
   assert.equal(companion.calls.length, 1, "exactly one fetcher");
   const first = companion.calls[0];
   assert.equal(companion.path(first), "/v1/snapshot");
