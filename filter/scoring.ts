@@ -142,12 +142,12 @@ export class Scorer {
       const queued = load<f64>(queuedP + (i << 3));
       const w = max(queued, sent - run);
       const r = max(run, sent - queued);
-      const load_ = sent + 0.5 * max(0.0, queued + run - sent);
+      const outstandingNow = sent + 0.5 * max(0.0, queued + run - sent);
       store<f64>(waitingP + (i << 3), w);
       store<f64>(runningP + (i << 3), r);
-      store<f64>(outstandingP + (i << 3), load_);
-      minW = min(minW, load_);
-      maxW = max(maxW, load_);
+      store<f64>(outstandingP + (i << 3), outstandingNow);
+      minW = min(minW, outstandingNow);
+      maxW = max(maxW, outstandingNow);
       minR = min(minR, r);
       maxR = max(maxR, r);
       const f = load<u8>(flagsP + i);
