@@ -50,6 +50,13 @@ export function malloc(size: i32): usize {
   return pinnedBuffer(size);
 }
 
+/** Clears the out-parameters and arms the scratch buffer for the next host allocation. */
+function armScratch(): void {
+  store<usize>(outPtr, 0);
+  store<usize>(outSize, 0);
+  scratchArmed = true;
+}
+
 /** After a scratch-armed call: bytes now in `scratch`, -1 when the host gave nothing, or SCRATCH_TOO_LARGE. */
 function scratchResult(ok: bool): i32 {
   scratchArmed = false; // an empty value is passed without an allocation
@@ -63,9 +70,7 @@ function scratchResult(ok: bool): i32 {
 
 /** Shared data value into `scratch`: its size, -1 when absent, SCRATCH_TOO_LARGE. Sets `lastCas`. */
 export function readSharedToScratch(key: ArrayBuffer): i32 {
-  store<usize>(outPtr, 0);
-  store<usize>(outSize, 0);
-  scratchArmed = true;
+  armScratch();
   const ok = abi.proxy_get_shared_data(changetype<usize>(key), key.byteLength, outPtr, outSize, outU32) == WasmResultValues.Ok;
   lastCas = ok ? load<u32>(outU32) : 0;
   return scratchResult(ok);
@@ -73,17 +78,13 @@ export function readSharedToScratch(key: ArrayBuffer): i32 {
 
 /** Bytes [start, start + length) of a host buffer into `scratch` (length at most SCRATCH_BYTES): the count, or -1. */
 export function readBufferToScratch(kind: BufferTypeValues, start: u32, length: u32): i32 {
-  store<usize>(outPtr, 0);
-  store<usize>(outSize, 0);
-  scratchArmed = true;
+  armScratch();
   return scratchResult(abi.proxy_get_buffer_bytes(kind, start, min(length, <u32>SCRATCH_BYTES), outPtr, outSize) == WasmResultValues.Ok);
 }
 
 /** A header value into `scratch`: its length, -1 when absent, SCRATCH_TOO_LARGE. */
 export function readHeaderToScratch(map: HeaderMapTypeValues, key: ArrayBuffer): i32 {
-  store<usize>(outPtr, 0);
-  store<usize>(outSize, 0);
-  scratchArmed = true;
+  armScratch();
   return scratchResult(abi.proxy_get_header_map_value(map, changetype<usize>(key), key.byteLength, outPtr, outSize) == WasmResultValues.Ok);
 }
 
@@ -130,10 +131,6 @@ export function removeHeader(map: HeaderMapTypeValues, key: ArrayBuffer): u32 {
 
 export function replaceHeader(map: HeaderMapTypeValues, key: ArrayBuffer, valuePtr: usize, valueLen: i32): u32 {
   return abi.proxy_replace_header_map_value(map, changetype<usize>(key), key.byteLength, valuePtr, valueLen);
-}
-
-export function addHeader(map: HeaderMapTypeValues, key: ArrayBuffer, valuePtr: usize, valueLen: i32): u32 {
-  return abi.proxy_add_header_map_value(map, changetype<usize>(key), key.byteLength, valuePtr, valueLen);
 }
 
 export function continueRequest(): u32 { return abi.proxy_continue_stream(0); }
