@@ -1,9 +1,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, readFileSync, readdirSync } from "node:fs";
+import { readFileSync, readdirSync } from "node:fs";
 import { parse } from "yaml";
 import { renderTemplate, setValue } from "./helm-subset";
 import { parseManifests, validateManifest } from "./validate";
+import { codeBlocks, referenceExcerpt } from "../helpers/reference-doc";
 import { Ajv } from "ajv";
 
 const ajv = new Ajv({ allErrors: true, strict: false });
@@ -41,8 +42,9 @@ const patches = (docs: any[], applyTo: string) => docs.filter((d) => d.kind === 
   .flatMap((d) => d.spec.configPatches).filter((p: any) => p.applyTo === applyTo);
 
 // The flags blocks of the reference document (supported-model-servers.md, "Triton with TensorRT-LLM
-// Backend" and "SGLang"), copied verbatim, comment included. Parsed as YAML they are lists of plain
-// scalars: each two-line entry folds into ONE string "name=X value=\"Y\"", not a {name, value} map.
+// Backend" and "SGLang"; excerpt in tests/fixtures/), copied verbatim, comment included. Parsed as YAML they
+// are lists of plain scalars: each two-line entry folds into ONE string "name=X value=\"Y\"", not a
+// {name, value} map.
 const REFERENCE_TRITON_FLAGS = `- name=total-queued-requests-metric
   value="nv_trt_llm_request_metrics{request_type=waiting}"
 - name=kv-cache-usage-percentage-metric
@@ -202,12 +204,12 @@ test("chart: the reference document's Triton and SGLang flags blocks, verbatim",
   }
 });
 
-test("chart: the blocks in this test are the reference document's, character for character", (t) => {
-  const ref = "/work/shared/reference/supported-model-servers.md";
-  if (!existsSync(ref)) return t.skip(`${ref} not present`);
-  const text = readFileSync(ref, "utf8");
-  assert.ok(text.includes("```\n" + REFERENCE_TRITON_FLAGS + "```"));
-  assert.ok(text.includes("```\n" + REFERENCE_SGLANG_FLAGS + "```"));
+// The excerpt is compared with the live ../shared copy in tests/companion/reference-config.test.ts.
+test("chart: the blocks in this test are the reference document's, character for character", () => {
+  // The excerpt's level-2 sections by heading line.
+  const sections = new Map(referenceExcerpt().split(/^(?=## )/m).map((s) => [s.slice(0, s.indexOf("\n")), s]));
+  assert.deepEqual(codeBlocks(sections.get("## Triton with TensorRT-LLM Backend") ?? ""), [REFERENCE_TRITON_FLAGS]);
+  assert.deepEqual(codeBlocks(sections.get("## SGLang") ?? ""), [REFERENCE_SGLANG_FLAGS]);
 });
 
 test("chart: {name, value} map flags, numbers with %v, and a malformed entry fails the install", () => {
