@@ -1,14 +1,7 @@
 // Endpoint addresses: literal `IP:PORT`, IPv6 as `[addr]:port`. Envoy's ORIGINAL_DST header only accepts
 // literal IPs, so host names are refused here rather than at routing time.
 import { isIPv4, isIPv6 } from "node:net";
-
-export interface EndpointAddress {
-  /** The IP without brackets, as node:http wants it. */
-  ip: string;
-  port: number;
-  /** Canonical `IP:PORT` / `[IPv6]:PORT`: what goes into the snapshot and the destination header. */
-  address: string;
-}
+import type { EndpointAddress } from "./types";
 
 export function formatAddress(ip: string, port: number): string {
   return isIPv6(ip) ? `[${canonicalIPv6(ip)}]:${port}` : `${ip}:${port}`;

@@ -1,16 +1,14 @@
 // Command line: flag definitions, `--help`, and validation into CompanionOptions. Bad flags are UsageErrors
 // (exit 2); problems in files the flags point to are reported later as configuration errors (exit 1).
 import { parseArgs } from "node:util";
-import { parseEndpointAddress, parsePort, type EndpointAddress } from "./address";
+import { parseEndpointAddress, parsePort } from "./address";
 import { ENGINE_FLAG_NAMES, type EngineFlags } from "./engine-config";
 import { MODEL_SERVER_TYPES, type ModelServerType } from "./engines";
 import { LOG_LEVELS, type LogLevel } from "./log";
 import { MetricSpecError, parseMetricSpec } from "./metric-spec";
+import { POOL_GROUPS, type EndpointAddress, type PoolGroup } from "./types";
 
 export class UsageError extends Error {}
-
-export const POOL_GROUPS = { "inference.networking.k8s.io": "v1", "inference.networking.x-k8s.io": "v1alpha2" } as const;
-export type PoolGroup = keyof typeof POOL_GROUPS;
 
 export type PoolOptions =
   | { kind: "inference-pool"; name: string; namespace: string | undefined; group: PoolGroup }
@@ -38,9 +36,16 @@ export interface CompanionOptions {
   logLevel: LogLevel;
 }
 
-/** The filter's dispatch_http_call timeout; a held long poll must answer before it. */
-export const FILTER_HTTP_CALL_TIMEOUT_MS = 5000;
-export const API_TOKEN_ENV = "COMPANION_API_TOKEN";
+/**
+ * The filter's `pollTimeoutMs` (filter/config.ts), the timeout of its long-poll call: its default and its
+ * largest value. A held long poll must be answered before it, so `--long-poll-timeout` must stay below the
+ * filter's setting.
+ */
+const FILTER_DEFAULT_POLL_TIMEOUT_MS = 5000;
+const FILTER_MAX_POLL_TIMEOUT_MS = 600_000;
+/** The filter's default `stalenessLimitMs`: a 304 to a long poll is its only contact on a quiet pool. */
+const FILTER_DEFAULT_STALENESS_LIMIT_MS = 5000;
+const API_TOKEN_ENV = "COMPANION_API_TOKEN";
 
 interface FlagDoc { name: string; arg?: string; help: string; def?: string; alias?: string; boolean?: boolean }
 
@@ -78,7 +83,7 @@ export const FLAGS: ReadonlyArray<{ section: string; flags: FlagDoc[] }> = [
   { section: "Service", flags: [
     { name: "port", arg: "PORT", help: "HTTP port (0 = any free port)", def: "9002" },
     { name: "host", arg: "ADDR", help: "address to listen on", def: "0.0.0.0" },
-    { name: "long-poll-timeout", arg: "DUR", help: `how long GET /v1/snapshot?after=V waits before 304; must be under the filter's ${FILTER_HTTP_CALL_TIMEOUT_MS}ms call timeout`, def: "3000ms" },
+    { name: "long-poll-timeout", arg: "DUR", help: `how long GET /v1/snapshot?after=V is held before 304, less than ${FILTER_MAX_POLL_TIMEOUT_MS}ms; must stay below the filter's pollTimeoutMs (default ${FILTER_DEFAULT_POLL_TIMEOUT_MS}ms): from ${FILTER_DEFAULT_POLL_TIMEOUT_MS}ms on, raise the filter's pollTimeoutMs and stalenessLimitMs above it (a warning is logged at start)`, def: "3000ms" },
     { name: "api-token", arg: "TOKEN", help: `require "authorization: Bearer TOKEN" on /v1/* (or set $${API_TOKEN_ENV})` },
     { name: "log-level", arg: "LEVEL", help: LOG_LEVELS.join(" | "), def: "info" },
     { name: "once", boolean: true, help: "resolve the pool, scrape once, print the endpoint states as JSON, exit" },
@@ -114,7 +119,7 @@ export function parseDuration(text: string, flag: string): number {
   return ms;
 }
 
-export function parseByteSize(text: string, flag: string): number {
+function parseByteSize(text: string, flag: string): number {
   const m = /^(\d+)(Ki|Mi|Gi|K|M|G)?$/.exec(text.trim());
   if (!m) throw new UsageError(`--${flag}: "${text}" is not a byte count (examples: 1048576, 512Ki, 8Mi)`);
   const unit = { Ki: 1024, K: 1000, Mi: 1024 ** 2, M: 1000 ** 2, Gi: 1024 ** 3, G: 1000 ** 3 }[m[2] ?? ""] ?? 1;
@@ -140,6 +145,17 @@ function parsePorts(text: string, flag: string): number[] {
   });
   if (ports.length === 0) throw new UsageError(`--${flag}: give at least one port`);
   return [...new Set(ports)];
+}
+
+/**
+ * The warning logged at start when `--long-poll-timeout` is not below the filter's default pollTimeoutMs
+ * (then the filter must be configured with a larger one), else null.
+ */
+export function longPollTimeoutWarning(longPollTimeoutMs: number): string | null {
+  if (longPollTimeoutMs < FILTER_DEFAULT_POLL_TIMEOUT_MS) return null;
+  return `--long-poll-timeout ${longPollTimeoutMs}ms is not below the filter's default pollTimeoutMs (${FILTER_DEFAULT_POLL_TIMEOUT_MS}ms): `
+    + `the filter's pollTimeoutMs must be raised above ${longPollTimeoutMs}ms, or its long polls time out before the companion answers them; `
+    + `raise its stalenessLimitMs (default ${FILTER_DEFAULT_STALENESS_LIMIT_MS}ms) above it too, since an unchanged pool is confirmed only once per long poll`;
 }
 
 export type CliResult = { kind: "help" } | { kind: "run"; options: CompanionOptions };
@@ -247,7 +263,9 @@ export function parseCli(argv: readonly string[], env: Readonly<Record<string, s
   const maxPageBytes = parseByteSize(str("max-page-bytes") ?? "8Mi", "max-page-bytes");
   if (maxPageBytes < 1024) throw new UsageError("--max-page-bytes: must be at least 1024");
   const longPollTimeoutMs = duration("long-poll-timeout", "3000ms");
-  if (longPollTimeoutMs >= FILTER_HTTP_CALL_TIMEOUT_MS) throw new UsageError(`--long-poll-timeout: must be less than the filter's ${FILTER_HTTP_CALL_TIMEOUT_MS}ms http-call timeout, got ${longPollTimeoutMs}ms`);
+  if (longPollTimeoutMs >= FILTER_MAX_POLL_TIMEOUT_MS) {
+    throw new UsageError(`--long-poll-timeout: must be less than ${FILTER_MAX_POLL_TIMEOUT_MS}ms, the filter's largest pollTimeoutMs (a held request must be answered before the filter's call times out), got ${longPollTimeoutMs}ms`);
+  }
 
   const portText = str("port") ?? "9002";
   const port = portText === "0" ? 0 : parsePort(portText);

@@ -1,23 +1,23 @@
-// Wires discovery, configuration, scraping, endpoint state, snapshots and the HTTP API into one service
-// (and the one-shot `--once` run). main.ts only handles the process around it.
+// The service around the scrape -> endpoint store -> snapshot path (pipeline.ts): configuration and its
+// live reload, pool discovery, the HTTP API's lifecycle, readiness, and the one-shot `--once` run. main.ts
+// only handles the process around it.
 import { readFile } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
-import type { CompanionOptions } from "./cli";
+import { longPollTimeoutWarning, type CompanionOptions } from "./cli";
 import { ConfigError } from "./config-fields";
 import { ConfigFileWatcher } from "./config-watcher";
-import { EndpointStore, type EndpointView } from "./endpoint-state";
+import type { EndpointView } from "./endpoint-state";
 import { ApiServer } from "./http-server";
 import { KubePool, defaultNamespace, loadKubeConfig } from "./kube-pool";
 import type { Logger } from "./log";
 import { loadPickerConfig, type PickerConfig } from "./picker-config";
-import type { PoolSource, PoolTarget } from "./pool";
-import { Scraper, type ScrapeOutcome } from "./scraper";
+import { ScrapeToSnapshotPipeline } from "./pipeline";
 import { SelfMetrics } from "./self-metrics";
-import { SnapshotPublisher } from "./snapshot-publisher";
 import { StaticPool } from "./static-pool";
+import type { PoolSource, PoolTarget } from "./types";
 
 /** How long `--once` waits for a Kubernetes pool to be listed. */
-export const ONCE_SYNC_TIMEOUT_MS = 30_000;
+const ONCE_SYNC_TIMEOUT_MS = 30_000;
 
 async function readConfigText(options: CompanionOptions): Promise<string | null> {
   if (options.configText !== undefined) return options.configText;
@@ -43,7 +43,7 @@ function loadConfig(text: string | null, options: CompanionOptions): PickerConfi
   }
 }
 
-export function createPoolSource(options: CompanionOptions, log: Logger, metrics?: SelfMetrics): PoolSource {
+function createPoolSource(options: CompanionOptions, log: Logger, metrics: SelfMetrics): PoolSource {
   const pool = options.pool;
   if (pool.kind === "static") return new StaticPool(pool.endpoints, pool.file);
   const kubeConfig = loadKubeConfig(options.kubeconfig);
@@ -51,45 +51,23 @@ export function createPoolSource(options: CompanionOptions, log: Logger, metrics
   return new KubePool({
     kubeConfig, namespace, log,
     mode: pool.kind === "inference-pool" ? { kind: "inference-pool", name: pool.name, group: pool.group } : { kind: "selector", selector: pool.selector, targetPorts: pool.targetPorts },
-    onWatchRestart: (resource) => metrics?.watchRestarts.inc({ resource }),
+    onWatchRestart: (resource) => metrics.watchRestarts.inc({ resource }),
   });
 }
 
 export class Companion {
   private config: PickerConfig;
-  readonly metrics = new SelfMetrics();
-  readonly store: EndpointStore;
-  readonly publisher: SnapshotPublisher;
-  private readonly scraper: Scraper;
+  private readonly metrics = new SelfMetrics();
+  /** Scrapes the pool into the endpoint store and publishes its snapshots. */
+  readonly pipeline: ScrapeToSnapshotPipeline;
   private readonly pool: PoolSource;
   private server: ApiServer | null = null;
   private watcher: ConfigFileWatcher | null = null;
-  private poolSynced = false;
-  private firstRoundDone = false;
-  private lastStatus = new Map<string, string>();
 
   private constructor(private readonly options: CompanionOptions, private readonly log: Logger, private readonly configText: string | null) {
     this.config = loadConfig(configText, options);
     for (const note of this.config.notes) log.info(note);
-    this.store = new EndpointStore(this.config.engines, options.stalenessThresholdMs);
-    this.publisher = new SnapshotPublisher((now) => ({ profile: this.config.profile, endpoints: this.store.snapshotEndpoints(now), baseModels: this.store.baseModels() }), {
-      minIntervalMs: options.refreshIntervalMs,
-      nextChangeAt: (now) => this.store.nextStaleAt(now),
-      onError: (e) => log.error("snapshot rebuild failed; serving the previous snapshot", { error: e.message }),
-      onPublish: (s) => {
-        this.metrics.snapshotVersion.set(Number(s.version));
-        this.metrics.snapshotBytes.set(s.blob.length);
-        this.metrics.snapshotVersions.inc();
-      },
-    });
-    this.store.onChange(() => this.publisher.requestUpdate());
-    this.metrics.poolState = () => ({ endpoints: this.store.size, stale: this.store.staleCount(Date.now()), errors: this.store.errorCount() });
-    this.scraper = new Scraper(
-      { intervalMs: options.refreshIntervalMs, timeoutMs: options.scrapeTimeoutMs, maxBackoffMs: options.maxBackoffMs, maxPageBytes: options.maxPageBytes, metricsPort: options.metricsPort, metricsPath: options.metricsPath },
-      { engines: () => this.config.engines, scrape: () => this.config.scrape },
-      (target, outcome) => this.record(target, outcome),
-      log,
-    );
+    this.pipeline = new ScrapeToSnapshotPipeline(options, () => this.config, this.metrics, log);
     this.pool = createPoolSource(options, log, this.metrics);
   }
 
@@ -98,52 +76,12 @@ export class Companion {
     return new Companion(options, log, await readConfigText(options));
   }
 
-  get profile() {
-    return this.config.profile;
-  }
-
-  private record(target: PoolTarget, outcome: ScrapeOutcome): void {
-    this.metrics.scrapeDuration.observe({ result: outcome.ok ? "ok" : "error" }, outcome.durationMs / 1000);
-    const current = outcome.ok
-      ? this.store.recordSuccess(target.address, outcome.engine, outcome.metrics, Date.now())
-      : this.store.recordFailure(target.address, outcome.engine, outcome.error);
-    // An outcome for an engine the endpoint no longer has (relabelled or reloaded mid-scrape) is dropped.
-    if (!current) return;
-    if (!outcome.ok) this.metrics.scrapeError(target.address, outcome.reason);
-    // Log transitions only: a failing endpoint scraped every few seconds must not flood the log.
-    const status = outcome.ok ? "ok" : outcome.error;
-    const before = this.lastStatus.get(target.address);
-    if (status !== before) {
-      this.lastStatus.set(target.address, status);
-      if (!outcome.ok) this.log.warn("scrape failed", { endpoint: target.address, pod: target.pod, engine: outcome.engine, reason: outcome.reason, error: outcome.error });
-      else if (before !== undefined) this.log.info("scrape recovered", { endpoint: target.address, pod: target.pod, engine: outcome.engine });
-    }
-    this.checkFirstRound();
-  }
-
-  private checkFirstRound(): void {
-    if (!this.firstRoundDone && this.poolSynced && this.store.allAttempted()) {
-      this.firstRoundDone = true;
-      this.log.info("first scrape round done", { endpoints: this.store.size });
-    }
-  }
-
   notReadyReason(): string | null {
-    if (!this.poolSynced) return "pool not listed yet";
+    if (!this.pipeline.poolListed) return "pool not listed yet";
     const problem = this.pool.problem?.() ?? null;
     if (problem) return problem;
-    if (!this.firstRoundDone) return "first scrape round not finished";
+    if (!this.pipeline.firstRoundDone) return "first scrape round not finished";
     return null;
-  }
-
-  private setTargets(targets: PoolTarget[]): void {
-    this.store.setTargets(targets);
-    this.scraper.setTargets(targets);
-    const addresses = new Set(targets.map((t) => t.address));
-    this.metrics.forgetEndpointsExcept(addresses);
-    for (const a of this.lastStatus.keys()) if (!addresses.has(a)) this.lastStatus.delete(a);
-    this.log.info("pool changed", { endpoints: targets.length });
-    this.checkFirstRound();
   }
 
   /** Applies a new config file text; a broken one is logged and the running config kept. */
@@ -158,7 +96,7 @@ export class Companion {
     }
     this.config = next;
     for (const note of next.notes) this.log.info(note);
-    this.store.setEngines(next.engines); // requests a snapshot rebuild (the profile is part of it)
+    this.pipeline.setEngines(next.engines); // requests a snapshot rebuild (the profile is part of it)
     this.metrics.configReloads.inc({ result: "success" });
     this.log.info("config reloaded", { defaultEngine: next.engines.defaultEngine, engines: [...next.engines.engines.keys()], profile: next.profile });
   }
@@ -166,10 +104,12 @@ export class Companion {
   /** Serves the API, then discovers the pool and scrapes it until stop(). */
   async start(): Promise<AddressInfo> {
     this.server = new ApiServer({
-      publisher: this.publisher, metrics: this.metrics, views: () => this.store.views(Date.now()), profile: () => this.config.profile,
+      publisher: this.pipeline.publisher, metrics: this.metrics, views: () => this.pipeline.views(Date.now()), profile: () => this.config.profile,
       notReadyReason: () => this.notReadyReason(), pool: this.pool.description,
     }, { host: this.options.host, port: this.options.port, longPollTimeoutMs: this.options.longPollTimeoutMs, apiToken: this.options.apiToken }, this.log);
     const address = await this.server.listen();
+    const warning = longPollTimeoutWarning(this.options.longPollTimeoutMs);
+    if (warning !== null) this.log.warn(warning, { longPollTimeoutMs: this.options.longPollTimeoutMs });
     if (this.options.configFile !== undefined) {
       this.watcher = new ConfigFileWatcher(this.options.configFile, this.configText ?? "", (text) => this.reload(text), this.log);
       this.watcher.start();
@@ -180,11 +120,9 @@ export class Companion {
 
   /** Resolves once the pool is listed; rejects on a configuration error (e.g. a bad --endpoints-file). */
   async discover(): Promise<void> {
-    await this.pool.start((targets) => this.setTargets(targets));
-    this.poolSynced = true;
-    this.log.info("pool listed", { pool: this.pool.description, endpoints: this.store.size });
-    this.checkFirstRound();
-    this.publisher.requestUpdate();
+    await this.pool.start((targets) => this.pipeline.setTargets(targets));
+    this.log.info("pool listed", { pool: this.pool.description, endpoints: this.pipeline.size });
+    this.pipeline.markPoolListed();
   }
 
   /** `--once`: list the pool, scrape every endpoint once, return the states. */
@@ -202,16 +140,13 @@ export class Companion {
     }
     const problem = this.pool.problem?.() ?? null;
     if (problem) throw new ConfigError(problem);
-    this.store.setTargets(targets);
-    await Promise.all(targets.map(async (t) => this.record(t, await this.scraper.scrape(t))));
-    this.scraper.stop();
-    return { pool: this.pool.description, profile: this.config.profile, endpoints: this.store.views(Date.now()) };
+    const endpoints = await this.pipeline.scrapeOnce(targets);
+    return { pool: this.pool.description, profile: this.config.profile, endpoints };
   }
 
   async stop(): Promise<void> {
     this.watcher?.stop();
-    this.scraper.stop();
-    this.publisher.stop(); // held long polls are answered (304) ...
+    this.pipeline.stop(); // scrapers stopped, held long polls answered (304) ...
     await new Promise((r) => setImmediate(r)); // ... and flushed before the connections close
     await this.pool.stop();
     await this.server?.close();

@@ -3,7 +3,7 @@
 //   inference.networking.x-k8s.io/v1alpha2: spec.selector (a label map), spec.targetPortNumber
 import { formatAddress } from "./address";
 import { ConfigError, isObject } from "./config-fields";
-import type { PoolTarget } from "./pool";
+import type { PoolTarget } from "./types";
 
 export interface PoolSpec {
   selector: Record<string, string>;
@@ -11,7 +11,7 @@ export interface PoolSpec {
 }
 
 /** GIE's annotation restricting which of the pool's target ports a pod serves on. */
-export const ACTIVE_PORTS_ANNOTATION = "inference.networking.k8s.io/active-ports";
+const ACTIVE_PORTS_ANNOTATION = "inference.networking.k8s.io/active-ports";
 
 const isPort = (v: unknown): v is number => typeof v === "number" && Number.isInteger(v) && v >= 1 && v <= 65535;
 

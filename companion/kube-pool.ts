@@ -15,10 +15,9 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import { CoreV1Api, CustomObjectsApi, KubeConfig, ListWatch, Watch, type KubernetesListObject, type KubernetesObject } from "@kubernetes/client-node";
 import { ConfigError } from "./config-fields";
-import { POOL_GROUPS, type PoolGroup } from "./cli";
 import { parseInferencePool, podTargets, selectorString, type PodLike, type PoolSpec } from "./inference-pool";
 import type { Logger } from "./log";
-import { byAddress, type PoolSource, type PoolTarget } from "./pool";
+import { POOL_GROUPS, byAddress, type PoolGroup, type PoolSource, type PoolTarget } from "./types";
 
 const IN_CLUSTER_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 

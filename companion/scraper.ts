@@ -9,8 +9,8 @@ import { familiesOf } from "./engines";
 import { ExtractError, extractMetrics, type EndpointMetrics } from "./extract";
 import type { Logger } from "./log";
 import type { ScrapeSettings } from "./picker-config";
-import type { PoolTarget } from "./pool";
 import { FamilySelector, PageError, parseSelectedFamilies } from "./prom-parser";
+import type { PoolTarget } from "./types";
 
 export interface ScraperOptions {
   intervalMs: number;

@@ -1,9 +1,9 @@
 // Static pools: `--endpoints IP:PORT,...` and `--endpoints-file FILE` (YAML list of {address, labels}).
 import { readFile } from "node:fs/promises";
 import YAML from "yaml";
-import { parseEndpointAddress, type EndpointAddress } from "./address";
+import { parseEndpointAddress } from "./address";
 import { ConfigError, asObject, fail, onlyKeys } from "./config-fields";
-import { byAddress, type PoolSource, type PoolTarget } from "./pool";
+import { byAddress, type EndpointAddress, type PoolSource, type PoolTarget } from "./types";
 
 /** Parses an endpoints file's text; errors name the entry and field. */
 export function parseEndpointsFile(text: string, source: string): PoolTarget[] {

@@ -1,8 +1,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { FLAGS, helpText, parseCli, parseDuration, type CompanionOptions } from "../../companion/cli";
+import { FLAGS, helpText, longPollTimeoutWarning, parseCli, parseDuration, type CompanionOptions } from "../../companion/cli";
+import { until } from "../helpers/until";
 
 const run = (args: string[], env: Record<string, string> = {}): CompanionOptions => {
   const r = parseCli(args, env);
@@ -43,7 +44,7 @@ test("bad flags are UsageErrors with a message", () => {
     [["--endpoints", "10.0.0.1:99999"], '--endpoints: "10.0.0.1:99999": port "99999" is not a number from 1 to 65535'],
     [["--endpoints", "fd00::1:8000"], '--endpoints: "fd00::1:8000": write IPv6 addresses as [addr]:port'],
     [["--endpoints", "10.0.0.1:1", "--refresh-interval", "fast"], '--refresh-interval: "fast" is not a duration (examples: 50ms, 2s, 1m)'],
-    [["--endpoints", "10.0.0.1:1", "--long-poll-timeout", "5s"], "--long-poll-timeout: must be less than the filter's 5000ms http-call timeout, got 5000ms"],
+    [["--endpoints", "10.0.0.1:1", "--long-poll-timeout", "10m"], "--long-poll-timeout: must be less than 600000ms, the filter's largest pollTimeoutMs (a held request must be answered before the filter's call times out), got 600000ms"],
     [["--endpoints", "10.0.0.1:1", "--model-server-type", "tgi"], '--model-server-type: "tgi" is not one of vllm, sglang, triton-tensorrt-llm, trtllm-serve'],
     [["--endpoints", "10.0.0.1:1", "--kv-cache-usage-percentage-metric", "x{a=~b}"], '--kv-cache-usage-percentage-metric: invalid metric spec "x{a=~b}": only "=" matchers are supported, label "a" uses "=~"'],
     [["--endpoints", "10.0.0.1:1", "--config-file", "a", "--config-text", "b"], "give --config-file or --config-text, not both"],
@@ -81,4 +82,48 @@ test("the bundled companion: exit 2 on bad flags, 1 on a bad config, 0 for --hel
   const help = node(["--help"]);
   assert.equal(help.status, 0);
   assert.match(help.stdout, /--staleness-threshold DUR/);
+});
+
+test("--long-poll-timeout: anything below the filter's largest pollTimeoutMs, a warning from its default on", () => {
+  // The filter's pollTimeoutMs is configurable up to 600000 ms (filter/config.ts); its default is 5000 ms.
+  for (const [text, ms] of [["4999", 4999], ["5s", 5000], ["15s", 15_000], ["9m", 540_000], ["599999", 599_999]] as const) {
+    assert.equal(run(["--endpoints", "10.0.0.1:1", "--long-poll-timeout", text]).longPollTimeoutMs, ms, text);
+  }
+  for (const text of ["600000", "10m", "3600s"]) assert.throws(() => parseCli(["--endpoints", "10.0.0.1:1", "--long-poll-timeout", text], {}), /--long-poll-timeout/, text);
+
+  assert.equal(longPollTimeoutWarning(3000), null);
+  assert.equal(longPollTimeoutWarning(4999), null);
+  for (const ms of [5000, 15_000]) {
+    const warning = longPollTimeoutWarning(ms);
+    assert.ok(warning !== null, `${ms}ms is not below the filter's default pollTimeoutMs`);
+    assert.ok(warning.startsWith(`--long-poll-timeout ${ms}ms is not below the filter's default pollTimeoutMs (5000ms)`), warning);
+    assert.ok(warning.includes(`the filter's pollTimeoutMs must be raised above ${ms}ms`), warning);
+    assert.ok(warning.includes("stalenessLimitMs"), warning);
+  }
+  assert.match(helpText(), /--long-poll-timeout DUR +.*less than 600000ms.*pollTimeoutMs \(default 5000ms\)/);
+});
+
+/** Starts the bundled companion, waits for its "companion started" log line, and returns the JSON log lines so far. */
+async function startupLog(args: string[]): Promise<Array<{ level: string; msg: string; [k: string]: unknown }>> {
+  const child = spawn(process.execPath, ["build/companion.mjs", "--endpoints", "127.0.0.1:1", "--port", "0", "--host", "127.0.0.1", ...args], { stdio: ["ignore", "ignore", "pipe"] });
+  let stderr = "";
+  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+  try {
+    await until("companion started", () => stderr.includes('"msg":"companion started"') || child.exitCode !== null, 10_000);
+    assert.equal(child.exitCode, null, `the companion exited: ${stderr}`);
+    return stderr.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
+  } finally {
+    child.kill();
+  }
+}
+
+test("the bundled companion serves with a long poll over 5s and warns at start that the filter's pollTimeoutMs must be raised", async () => {
+  const lines = await startupLog(["--long-poll-timeout", "20s"]);
+  const warnings = lines.filter((l) => l.level === "warn" && l.msg.includes("pollTimeoutMs"));
+  assert.equal(warnings.length, 1, JSON.stringify(lines));
+  assert.match(warnings[0].msg, /^--long-poll-timeout 20000ms is not below the filter's default pollTimeoutMs \(5000ms\): the filter's pollTimeoutMs must be raised above 20000ms/);
+  assert.equal(warnings[0].longPollTimeoutMs, 20_000);
+
+  const quiet = await startupLog(["--long-poll-timeout", "4999ms"]);
+  assert.deepEqual(quiet.filter((l) => l.msg.includes("pollTimeoutMs")), [], "no warning below the filter's default");
 });

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { KubePool, defaultNamespace, loadKubeConfig, type KubePoolMode } from "../../companion/kube-pool";
 import { parseInferencePool, podTargets } from "../../companion/inference-pool";
 import { silentLogger, type LogFields, type Logger } from "../../companion/log";
-import type { PoolTarget } from "../../companion/pool";
+import type { PoolTarget } from "../../companion/types";
 import { FakeKube, inferencePoolV1, inferencePoolV1alpha2, pod } from "../helpers/fake-kube";
 import { until } from "../helpers/until";
 

@@ -9,7 +9,7 @@ import { Scraper, nextDelayMs, type ScrapeOutcome } from "../../companion/scrape
 import { DEFAULT_SCRAPE, loadPickerConfig } from "../../companion/picker-config";
 import { silentLogger, type Logger } from "../../companion/log";
 import { EndpointStore } from "../../companion/endpoint-state";
-import type { PoolTarget } from "../../companion/pool";
+import type { PoolTarget } from "../../companion/types";
 import { vllmPage } from "./fixtures/pages";
 import { until } from "../helpers/until";
 
