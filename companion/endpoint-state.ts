@@ -2,7 +2,7 @@
 // error. Staleness is computed on read from the clock, so it never lags behind a timer.
 import type { EngineRegistry } from "./engines";
 import type { EndpointMetrics } from "./extract";
-import { byAddress, type PoolTarget } from "./pool";
+import { byAddress, type PoolTarget } from "./types";
 import type { SnapshotEndpoint } from "./snapshot";
 
 interface Entry {
@@ -59,10 +59,6 @@ export class EndpointStore {
   setEngines(engines: EngineRegistry): void {
     this.engines = engines;
     this.setTargets([...this.entries.values()].map((e) => e.target));
-  }
-
-  has(address: string): boolean {
-    return this.entries.has(address);
   }
 
   /**
@@ -164,16 +160,12 @@ export class EndpointStore {
   snapshotEndpoints(now: number): SnapshotEndpoint[] {
     return this.sorted().map((e) => ({
       address: e.target.address,
-      engine: e.engine,
       stale: this.isStale(e, now),
       error: e.error !== null,
       queued: e.metrics?.queued ?? null,
       running: e.metrics?.running ?? null,
       kvUsage: e.metrics?.kvUsage ?? null,
-      // Never read: as old as the u32 field allows.
-      ageMs: e.updatedAt === null ? Number.MAX_SAFE_INTEGER : now - e.updatedAt,
       lora: e.metrics?.lora ?? null,
-      cache: e.metrics?.cache ?? null,
     }));
   }
 }

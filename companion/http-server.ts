@@ -6,11 +6,20 @@ import type { AddressInfo } from "node:net";
 import type { EndpointView } from "./endpoint-state";
 import type { Logger } from "./log";
 import type { SelfMetrics } from "./self-metrics";
-import type { SnapshotPublisher } from "./snapshot-publisher";
+import type { PublishedSnapshot, SnapshotPublisher } from "./snapshot-publisher";
 import type { SchedulingProfile } from "./snapshot";
 
-export const SNAPSHOT_CONTENT_TYPE = "application/vnd.endpoint-picker.snapshot";
-export const VERSION_HEADER = "x-snapshot-version";
+const SNAPSHOT_CONTENT_TYPE = "application/vnd.endpoint-picker.snapshot";
+const VERSION_HEADER = "x-snapshot-version";
+
+/** `accept` naming the snapshot media type with no `format` parameter: a filter released before format 2. */
+export function isFormat1Request(accept: string | undefined): boolean {
+  if (!accept) return false;
+  return accept.split(",").some((range) => {
+    const [type, ...params] = range.split(";").map((p) => p.trim().toLowerCase());
+    return type === SNAPSHOT_CONTENT_TYPE && !params.some((p) => p.startsWith("format="));
+  });
+}
 
 export interface ApiState {
   publisher: SnapshotPublisher;
@@ -86,7 +95,7 @@ export class ApiServer {
       return text(res, 401, "missing or wrong bearer token\n", { "www-authenticate": 'Bearer realm="endpoint-picker-companion"' });
     }
     switch (path) {
-      case "/v1/snapshot": return this.snapshot(url, res);
+      case "/v1/snapshot": return this.snapshot(url, req, res);
       case "/v1/endpoints": return this.endpoints(res);
       case "/healthz": return text(res, 200, "ok\n");
       case "/readyz": {
@@ -104,9 +113,12 @@ export class ApiServer {
     }
   }
 
-  private snapshot(url: URL, res: http.ServerResponse): void {
-    const send = (s: { version: bigint; blob: Buffer }): void => {
-      res.writeHead(200, { "content-type": SNAPSHOT_CONTENT_TYPE, [VERSION_HEADER]: String(s.version), "content-length": s.blob.length, "cache-control": "no-store" }).end(s.blob);
+  private snapshot(url: URL, req: http.IncomingMessage, res: http.ServerResponse): void {
+    // Filters that predate format 2 ask for the media type without a format: they get format 1.
+    const format1 = isFormat1Request(req.headers.accept);
+    const send = (s: PublishedSnapshot): void => {
+      const blob = format1 ? s.format1() : s.blob;
+      res.writeHead(200, { "content-type": format1 ? SNAPSHOT_CONTENT_TYPE : `${SNAPSHOT_CONTENT_TYPE}; format=2`, [VERSION_HEADER]: String(s.version), "content-length": blob.length, "cache-control": "no-store" }).end(blob);
     };
     const afterText = url.searchParams.get("after");
     if (afterText === null) return send(this.state.publisher.current);

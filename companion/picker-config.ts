@@ -4,7 +4,8 @@ import YAML from "yaml";
 import { ConfigError, asObject, fail, join, onlyKeys, optArray, optBool, optString, isObject } from "./config-fields";
 import { METRICS_PLUGIN_TYPES, parseMetricsPluginParams, resolveEngines, type EngineFlags } from "./engine-config";
 import type { EngineRegistry } from "./engines";
-import { PICKER_TYPES, PREFIX_PRODUCER_TYPE, SATURATION_DETECTOR_TYPE, SCORER_WEIGHT_FIELDS, buildProfile, type PluginDecl } from "./profile-config";
+import { PREFIX_PRODUCER_TYPE, SATURATION_DETECTOR_TYPE, buildProfile, type PluginDecl } from "./profile-config";
+import { PROFILE_PLUGIN_TYPES } from "./profile-plugins";
 import type { SchedulingProfile } from "./snapshot";
 
 export const DATA_SOURCE_TYPE = "metrics-data-source";
@@ -47,7 +48,7 @@ export interface PickerConfig {
 }
 
 function supportedTypes(): string[] {
-  return [...METRICS_PLUGIN_TYPES, DATA_SOURCE_TYPE, ...Object.keys(SCORER_WEIGHT_FIELDS), ...PICKER_TYPES, PREFIX_PRODUCER_TYPE, SATURATION_DETECTOR_TYPE, ...Object.keys(IGNORED_PLUGIN_TYPES)];
+  return [...METRICS_PLUGIN_TYPES, DATA_SOURCE_TYPE, ...Object.keys(PROFILE_PLUGIN_TYPES), PREFIX_PRODUCER_TYPE, SATURATION_DETECTOR_TYPE, ...Object.keys(IGNORED_PLUGIN_TYPES)];
 }
 
 function parsePlugins(raw: unknown): Map<string, PluginDecl> {

@@ -1,27 +1,38 @@
 // `schedulingProfiles` (+ the scorer, picker, prefix and saturation plugins) of an EndpointPickerConfig, mapped
-// to the SchedulingProfile the filter applies. GIE's semantics: a scorer referenced without a weight weighs 1;
-// a profile without a picker gets max-score-picker; with no `schedulingProfiles` the profile holds every
-// scorer and picker plugin defined. Where the config defines no scorer at all we use GIE's default profile
-// (queue 2, kv 2, prefix 3) rather than GIE's literal result for such a file (no scorers, random ties).
-import { DEFAULT_PROFILE, type PickerKind, type SchedulingProfile } from "./snapshot";
+// to the SchedulingProfile the filter applies: a list of plugins with resolved parameters. GIE's semantics: a
+// scorer referenced without a weight weighs 1; a profile without a picker gets max-score-picker; with no
+// `schedulingProfiles` the profile holds every scorer and picker plugin defined. Where the config defines no
+// scorer at all we use GIE's default profile (queue 2, kv 2, prefix 3) rather than GIE's literal result for
+// such a file (no scorers, random ties).
+import type { ProfilePlugin, SchedulingProfile } from "./snapshot";
+import { PROFILE_PLUGIN_TYPES, roleOf } from "./profile-plugins";
 import { asObject, fail, join, onlyKeys, optArray, optBool, optNumber, optString, type Fields } from "./config-fields";
 
-export const SCORER_WEIGHT_FIELDS = {
-  "queue-scorer": "queueWeight",
-  "kv-cache-utilization-scorer": "kvWeight",
-  "prefix-cache-scorer": "prefixWeight",
-  "lora-affinity-scorer": "loraWeight",
-  "running-requests-size-scorer": "runningWeight",
-} as const;
-export type ScorerType = keyof typeof SCORER_WEIGHT_FIELDS;
-export const PICKER_TYPES: readonly PickerKind[] = ["max-score-picker", "random-picker", "weighted-random-picker"];
+export const PREFIX_SCORER_TYPE = "prefix-cache-scorer";
 export const PREFIX_PRODUCER_TYPE = "approx-prefix-cache-producer";
 export const SATURATION_DETECTOR_TYPE = "utilization-detector";
+export const DEFAULT_PICKER_TYPE = "max-score-picker";
 
 /** GIE's estimate of characters per token, used to turn token block sizes into prompt characters. */
 const CHARS_PER_TOKEN = 4;
-const U16_MAX = 0xffff;
-const U8_MAX = 0xff;
+
+/** GIE's defaults (prefix-cache-scorer and utilization-detector), resolved as the filter applies them. */
+export const DEFAULT_PREFIX = { blockSizeChars: 64, maxPrefixBlocksToMatch: 256, lruCapacityPerServer: 31250 };
+export const DEFAULT_SATURATION = { queueDepthThreshold: 5, kvCacheUtilThreshold: 0.8 };
+
+const scorerEntry = (type: string, weight: number): ProfilePlugin =>
+  ({ role: "scorer", type, weight, parameters: type === PREFIX_SCORER_TYPE ? { ...DEFAULT_PREFIX } : {} });
+
+/** GIE's default profile: queue 2, kv 2, prefix 3, max-score picker, utilization detector. */
+export const DEFAULT_PROFILE: SchedulingProfile = {
+  plugins: [
+    scorerEntry("queue-scorer", 2),
+    scorerEntry("kv-cache-utilization-scorer", 2),
+    scorerEntry(PREFIX_SCORER_TYPE, 3),
+    { role: "picker", type: DEFAULT_PICKER_TYPE, weight: 0, parameters: { maxNumOfEndpoints: 1 } },
+    { role: "saturation-detector", type: SATURATION_DETECTOR_TYPE, weight: 0, parameters: { ...DEFAULT_SATURATION } },
+  ],
+};
 
 export interface PluginDecl {
   name: string;
@@ -39,8 +50,8 @@ export interface ProfileInput {
   saturationDetector: unknown;
 }
 
-const isScorer = (type: string): type is ScorerType => type in SCORER_WEIGHT_FIELDS;
-const isPicker = (type: string): type is PickerKind => (PICKER_TYPES as readonly string[]).includes(type);
+const isScorer = (type: string): boolean => roleOf(type) === "scorer";
+const isPicker = (type: string): boolean => roleOf(type) === "picker";
 
 interface Ref { plugin: PluginDecl; weight: number | undefined; path: string }
 
@@ -80,16 +91,11 @@ function profileRefs(input: ProfileInput): Ref[] | null {
   });
 }
 
-function pickerSettings(plugin: PluginDecl): Pick<SchedulingProfile, "picker" | "fallbackCount"> {
+/** A plugin's own parameters, resolved by its type's resolver (validates them). */
+function ownParameters(plugin: PluginDecl): ProfilePlugin["parameters"] {
   const path = join(plugin.path, "parameters");
-  let maxNumOfEndpoints = 1;
-  if (plugin.parameters !== undefined && plugin.parameters !== null) {
-    const params = asObject(plugin.parameters, path);
-    onlyKeys(params, path, ["maxNumOfEndpoints"]);
-    maxNumOfEndpoints = optNumber(params, "maxNumOfEndpoints", path, { integer: true, min: 1 }) ?? 1;
-  }
-  // The picked endpoint plus `maxNumOfEndpoints - 1` fallbacks; the snapshot carries the count as a u8.
-  return { picker: plugin.type as PickerKind, fallbackCount: Math.min(U8_MAX, maxNumOfEndpoints - 1) };
+  const params = plugin.parameters === undefined || plugin.parameters === null ? undefined : asObject(plugin.parameters, path);
+  return PROFILE_PLUGIN_TYPES[plugin.type].resolve(params, path);
 }
 
 const PREFIX_KEYS = ["autoTune", "blockSizeTokens", "blockSize", "hashBlockSize", "maxPrefixBlocksToMatch", "maxPrefixTokensToMatch", "lruCapacityPerServer"];
@@ -97,12 +103,11 @@ const PREFIX_KEYS = ["autoTune", "blockSizeTokens", "blockSize", "hashBlockSize"
 /**
  * Prefix-cache parameters, from `prefix-cache-scorer` (GIE up to v1.5) or `approx-prefix-cache-producer`
  * (later GIE). `blockSizeTokens` is in tokens (x4 characters); the legacy `blockSize` (v1.1-v1.3) and
- * `hashBlockSize` (v1.0) were already in characters. `autoTune` is accepted and has no effect here: the
- * snapshot carries each endpoint's own cache block size for the filter.
+ * `hashBlockSize` (v1.0) were already in characters. `autoTune` is accepted and has no effect here.
  */
-function prefixSettings(plugins: ReadonlyMap<string, PluginDecl>): Pick<SchedulingProfile, "prefixBlockChars" | "prefixMaxBlocks" | "prefixLruPerEndpoint"> {
-  const sources = [...plugins.values()].filter((p) => (p.type === "prefix-cache-scorer" || p.type === PREFIX_PRODUCER_TYPE) && p.parameters != null);
-  const out = { prefixBlockChars: DEFAULT_PROFILE.prefixBlockChars, prefixMaxBlocks: DEFAULT_PROFILE.prefixMaxBlocks, prefixLruPerEndpoint: DEFAULT_PROFILE.prefixLruPerEndpoint };
+function prefixSettings(plugins: ReadonlyMap<string, PluginDecl>): typeof DEFAULT_PREFIX {
+  const sources = [...plugins.values()].filter((p) => (p.type === PREFIX_SCORER_TYPE || p.type === PREFIX_PRODUCER_TYPE) && p.parameters != null);
+  const out = { ...DEFAULT_PREFIX };
   if (sources.length === 0) return out;
   if (sources.length > 1) fail(join(sources[1].path, "parameters"), `prefix-cache parameters are already given by ${sources[0].path} (${sources[0].name})`, sources[1].parameters);
   const src = sources[0];
@@ -112,24 +117,27 @@ function prefixSettings(plugins: ReadonlyMap<string, PluginDecl>): Pick<Scheduli
   optBool(params, "autoTune", path);
   const tokens = optNumber(params, "blockSizeTokens", path, { integer: true, min: 1 });
   const chars = optNumber(params, "blockSize", path, { integer: true, min: 1 }) ?? optNumber(params, "hashBlockSize", path, { integer: true, min: 1 });
-  const blockChars = tokens !== undefined ? tokens * CHARS_PER_TOKEN : chars ?? out.prefixBlockChars;
-  if (blockChars > U16_MAX) fail(join(path, tokens !== undefined ? "blockSizeTokens" : "blockSize"), `block of ${blockChars} characters is more than the snapshot carries (${U16_MAX})`, tokens ?? chars);
-  out.prefixBlockChars = blockChars;
-  const maxBlocks = optNumber(params, "maxPrefixBlocksToMatch", path, { integer: true, min: 1, max: U16_MAX });
+  const blockChars = tokens !== undefined ? tokens * CHARS_PER_TOKEN : chars ?? out.blockSizeChars;
+  if (blockChars > MAX_BLOCK_CHARS) fail(join(path, tokens !== undefined ? "blockSizeTokens" : "blockSize"), `a block of ${blockChars} characters is more than the filter hashes (${MAX_BLOCK_CHARS})`, tokens ?? chars);
+  out.blockSizeChars = blockChars;
+  const maxBlocks = optNumber(params, "maxPrefixBlocksToMatch", path, { integer: true, min: 1, max: MAX_BLOCKS });
   const maxTokens = optNumber(params, "maxPrefixTokensToMatch", path, { integer: true, min: 0 });
   if (maxTokens !== undefined && maxTokens > 0) {
     const blocks = Math.max(1, Math.floor(maxTokens / ((tokens ?? blockChars / CHARS_PER_TOKEN) || 1)));
-    if (blocks > U16_MAX) fail(join(path, "maxPrefixTokensToMatch"), `${blocks} blocks is more than the snapshot carries (${U16_MAX})`, maxTokens);
-    out.prefixMaxBlocks = blocks;
+    if (blocks > MAX_BLOCKS) fail(join(path, "maxPrefixTokensToMatch"), `${blocks} blocks is more than the filter matches (${MAX_BLOCKS})`, maxTokens);
+    out.maxPrefixBlocksToMatch = blocks;
   } else if (maxBlocks !== undefined) {
-    out.prefixMaxBlocks = maxBlocks;
+    out.maxPrefixBlocksToMatch = maxBlocks;
   }
-  const lru = optNumber(params, "lruCapacityPerServer", path, { integer: true, min: 1, max: U16_MAX });
-  if (lru !== undefined) out.prefixLruPerEndpoint = lru;
+  const lru = optNumber(params, "lruCapacityPerServer", path, { integer: true, min: 1, max: MAX_LRU });
+  if (lru !== undefined) out.lruCapacityPerServer = lru;
   return out;
 }
 
-function saturationSettings(input: ProfileInput): Pick<SchedulingProfile, "saturationQueue" | "saturationKv"> {
+/** Limits the filter applies to the prefix parameters (docs/FILTER.md). */
+const MAX_BLOCK_CHARS = 0xffff, MAX_BLOCKS = 0xffff, MAX_LRU = 0xffff;
+
+function saturationSettings(input: ProfileInput): typeof DEFAULT_SATURATION {
   let ref = SATURATION_DETECTOR_TYPE;
   if (input.saturationDetector !== undefined && input.saturationDetector !== null) {
     const sd = asObject(input.saturationDetector, "saturationDetector");
@@ -139,47 +147,57 @@ function saturationSettings(input: ProfileInput): Pick<SchedulingProfile, "satur
     if (!plugin && ref !== SATURATION_DETECTOR_TYPE) fail("saturationDetector.pluginRef", "no plugin of that name in plugins", ref);
     if (plugin && plugin.type !== SATURATION_DETECTOR_TYPE) fail("saturationDetector.pluginRef", `plugin "${ref}" has type ${plugin.type}; only ${SATURATION_DETECTOR_TYPE} is supported`, ref);
   }
-  const out = { saturationQueue: DEFAULT_PROFILE.saturationQueue, saturationKv: DEFAULT_PROFILE.saturationKv };
+  const out = { ...DEFAULT_SATURATION };
   const plugin = input.plugins.get(ref);
   if (!plugin || plugin.type !== SATURATION_DETECTOR_TYPE || plugin.parameters == null) return out;
   const path = join(plugin.path, "parameters");
   const params = asObject(plugin.parameters, path);
   // metricsStalenessThreshold and headroom are accepted; staleness is the companion's --staleness-threshold.
   onlyKeys(params, path, ["queueDepthThreshold", "kvCacheUtilThreshold", "metricsStalenessThreshold", "headroom"]);
-  out.saturationQueue = optNumber(params, "queueDepthThreshold", path, { integer: true, min: 1 }) ?? out.saturationQueue;
-  out.saturationKv = optNumber(params, "kvCacheUtilThreshold", path, { minExclusive: 0, max: 1 }) ?? out.saturationKv;
+  out.queueDepthThreshold = optNumber(params, "queueDepthThreshold", path, { integer: true, min: 1 }) ?? out.queueDepthThreshold;
+  out.kvCacheUtilThreshold = optNumber(params, "kvCacheUtilThreshold", path, { minExclusive: 0, max: 1 }) ?? out.kvCacheUtilThreshold;
   const staleness = params.metricsStalenessThreshold;
   if (staleness !== undefined && typeof staleness !== "string") fail(join(path, "metricsStalenessThreshold"), "must be a duration string such as \"200ms\"", staleness);
   optNumber(params, "headroom", path, { min: 0 });
   return out;
 }
 
-/** Validates scorer plugins that take no parameters. */
-function checkParameterlessScorer(plugin: PluginDecl): void {
-  if (plugin.type === "prefix-cache-scorer" || plugin.parameters == null) return;
-  const path = join(plugin.path, "parameters");
-  onlyKeys(asObject(plugin.parameters, path), path, []);
-}
-
 export function buildProfile(input: ProfileInput): SchedulingProfile {
-  for (const p of input.plugins.values()) {
-    if (isScorer(p.type)) checkParameterlessScorer(p);
-    if (isPicker(p.type)) pickerSettings(p); // validate even when unreferenced
-  }
+  const resolved = new Map<string, ProfilePlugin["parameters"]>();
+  for (const p of input.plugins.values()) if (roleOf(p.type)) resolved.set(p.name, ownParameters(p)); // validate even when unreferenced
+  const prefix = prefixSettings(input.plugins);
   const refs = profileRefs(input);
-  const weights: Pick<SchedulingProfile, "queueWeight" | "kvWeight" | "prefixWeight" | "loraWeight" | "runningWeight"> = refs
-    ? { queueWeight: 0, kvWeight: 0, prefixWeight: 0, loraWeight: 0, runningWeight: 0 }
-    : { queueWeight: DEFAULT_PROFILE.queueWeight, kvWeight: DEFAULT_PROFILE.kvWeight, prefixWeight: DEFAULT_PROFILE.prefixWeight, loraWeight: DEFAULT_PROFILE.loraWeight, runningWeight: DEFAULT_PROFILE.runningWeight };
-  let picker: Pick<SchedulingProfile, "picker" | "fallbackCount"> = { picker: DEFAULT_PROFILE.picker, fallbackCount: DEFAULT_PROFILE.fallbackCount };
+  if (!refs) {
+    const plugins = DEFAULT_PROFILE.plugins.filter((p) => p.role === "scorer").map((p) => (p.type === PREFIX_SCORER_TYPE ? { ...p, parameters: { ...prefix } } : p));
+    return { plugins: [...plugins, ...pickerAndDetector(DEFAULT_PROFILE.plugins.find((p) => p.role === "picker")!, input)] };
+  }
+  // Scorers in reference order; a scorer referenced twice adds its weights (one entry per type).
+  const scorers = new Map<string, ProfilePlugin>();
+  let picker: ProfilePlugin | null = null;
   let pickerRef: Ref | null = null;
-  for (const ref of refs ?? []) {
-    if (isScorer(ref.plugin.type)) {
-      weights[SCORER_WEIGHT_FIELDS[ref.plugin.type]] += ref.weight ?? 1; // GIE: a scorer without a weight weighs 1
+  for (const ref of refs) {
+    const type = ref.plugin.type;
+    if (isScorer(type)) {
+      const weight = ref.weight ?? 1; // GIE: a scorer without a weight weighs 1
+      const entry = scorers.get(type);
+      if (entry) entry.weight += weight;
+      else scorers.set(type, { role: "scorer", type, weight, parameters: type === PREFIX_SCORER_TYPE ? { ...prefix } : resolved.get(ref.plugin.name)! });
     } else {
       if (pickerRef) fail(ref.path, `a profile takes one picker; ${pickerRef.plugin.name} is already its picker`, ref.plugin.name);
       pickerRef = ref;
-      picker = pickerSettings(ref.plugin);
+      picker = { role: "picker", type, weight: 0, parameters: resolved.get(ref.plugin.name)! };
     }
   }
-  return { ...DEFAULT_PROFILE, ...weights, ...picker, ...prefixSettings(input.plugins), ...saturationSettings(input) };
+  return { plugins: [...scorers.values(), ...pickerAndDetector(picker ?? DEFAULT_PROFILE.plugins.find((p) => p.role === "picker")!, input)] };
+}
+
+function pickerAndDetector(picker: ProfilePlugin, input: ProfileInput): ProfilePlugin[] {
+  return [picker, { role: "saturation-detector", type: SATURATION_DETECTOR_TYPE, weight: 0, parameters: { ...saturationSettings(input) } }];
+}
+
+/** The weight of each scorer type in a profile (0 when absent): for logs, tests and tools. */
+export function scorerWeights(profile: SchedulingProfile): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const p of profile.plugins) if (p.role === "scorer") out[p.type] = (out[p.type] ?? 0) + p.weight;
+  return out;
 }

@@ -1,21 +1,20 @@
 // Builds EPS1 snapshots and decides their versions; holds long-poll requests until a newer version exists.
 //
-// A new version is published only when the encoded content changes, ignoring `ageMs` and `generatedAtMs`
-// (which change on every build). Versions are `max(previous + 1, Date.now())`: strictly increasing within a
-// process, and comparable across a restart or between two replicas behind one Service, since both follow
-// the wall clock. Rebuilds are coalesced to at most one per `minIntervalMs` (the refresh interval), so a pool
+// A new version is published only when the encoded content (profile, endpoints, base models) changes.
+// Versions are `max(previous + 1, Date.now())`: strictly increasing within a process, and comparable across a
+// restart or between two replicas behind one Service, since both follow the wall clock. Rebuilds are coalesced to at most one per `minIntervalMs` (the refresh interval), so a pool
 // of many endpoints scraped at different instants yields one version per interval, not one per scrape.
-import { encodeSnapshot, type SchedulingProfile, type SnapshotEndpoint } from "./snapshot";
+import { encodeSnapshot, type SnapshotContent } from "./snapshot";
+import { encodeFormat1 } from "./snapshot-format1";
 
-export interface SnapshotContent {
-  profile: SchedulingProfile;
-  endpoints: SnapshotEndpoint[];
-}
+export type { SnapshotContent };
 
 export interface PublishedSnapshot {
   version: bigint;
   blob: Buffer;
   builtAtMs: number;
+  /** The same snapshot in format 1, for filters that predate format 2 (made on their first request). */
+  format1(): Buffer;
 }
 
 interface Waiter {
@@ -63,13 +62,15 @@ export class SnapshotPublisher {
     return this.waiters.size;
   }
 
-  /** Encoding with the volatile fields zeroed: equal keys mean nothing a picker uses has changed. */
+  /** The whole content encoded with the volatile fields zeroed: equal keys mean nothing a picker uses changed. */
   private keyOf(content: SnapshotContent): Buffer {
-    return encodeSnapshot({ version: 0n, generatedAtMs: 0, profile: content.profile, endpoints: content.endpoints.map((e) => ({ ...e, ageMs: 0 })) });
+    return encodeSnapshot({ ...content, version: 0n, generatedAtMs: 0 });
   }
 
   private encode(version: bigint, content: SnapshotContent, now: number): PublishedSnapshot {
-    return { version, blob: encodeSnapshot({ version, generatedAtMs: now, ...content }), builtAtMs: now };
+    const snapshot = { version, generatedAtMs: now, ...content };
+    let format1: Buffer | null = null;
+    return { version, blob: encodeSnapshot(snapshot), builtAtMs: now, format1: () => (format1 ??= encodeFormat1(snapshot)) };
   }
 
   /** Something changed: rebuild now, or at the end of the current coalescing window. */

@@ -1,68 +1,71 @@
-// EPS1 snapshot encoding (docs/SNAPSHOT.md): the one contract between the companion and the filter.
+// The snapshot wire format (docs/SNAPSHOT.md): the one contract between the companion and the filter.
+// Encoder, and a reference decoder for tests and tools; the filter has its own decoder in AssemblyScript.
+// Both are pinned by the golden sample in tests/fixtures/snapshot/.
 
-export type PickerKind = "max-score-picker" | "random-picker" | "weighted-random-picker";
+/** What a profile plugin does in the decision (GIE's plugin kinds; the saturation detector is GIE's too). */
+export type PluginRole = "filter" | "scorer" | "picker" | "saturation-detector";
+export type ParamValue = number | string;
+
+/** One plugin of the scheduling profile, with every parameter resolved (the filter has no defaults). */
+export interface ProfilePlugin {
+  role: PluginRole;
+  /** GIE's type name (`queue-scorer`, `max-score-picker`...); a filter ignores types it does not know. */
+  type: string;
+  /** Scorer weight (0 for other roles). */
+  weight: number;
+  parameters: Record<string, ParamValue>;
+}
 
 export interface SchedulingProfile {
-  queueWeight: number;
-  kvWeight: number;
-  prefixWeight: number;
-  loraWeight: number;
-  runningWeight: number;
-  picker: PickerKind;
-  fallbackCount: number;
-  prefixBlockChars: number;
-  prefixMaxBlocks: number;
-  prefixLruPerEndpoint: number;
-  saturationQueue: number;
-  saturationKv: number;
+  plugins: ProfilePlugin[];
 }
 
 export interface SnapshotEndpoint {
   address: string;
-  engine: string;
   stale: boolean;
   error: boolean;
   queued: number | null;
   running: number | null;
   kvUsage: number | null;
-  ageMs: number;
   lora: { running: string[]; waiting: string[]; max: number } | null;
-  cache: { blockSize: number; numBlocks: number } | null;
 }
 
-export interface Snapshot {
-  version: bigint;
-  generatedAtMs: number;
+/** Everything a snapshot says apart from its version and build time: what the content key compares. */
+export interface SnapshotContent {
   profile: SchedulingProfile;
   endpoints: SnapshotEndpoint[];
-  /** Base models the pool serves; a request naming another model is for a LoRA adapter (none: unknown). */
-  baseModels?: string[];
+  /** Base models the pool serves; a request naming another model is for a LoRA adapter (empty: unknown). */
+  baseModels: string[];
+}
+
+export interface Snapshot extends SnapshotContent {
+  version: bigint;
+  generatedAtMs: number;
+}
+
+/**
+ * What a later revision of format 2 may add, and decoders of this revision must skip: `tail` appended to
+ * every plugin entry, every endpoint record and every section, and a whole section of an unknown id.
+ * Only tests write it (tests/fixtures/snapshot/golden-later.bin).
+ */
+export interface LaterRevision {
+  tail: Buffer;
+  sectionId: number;
 }
 
 /** Base model names a snapshot carries at most. */
 export const MAX_BASE_MODELS = 64;
 
-/** GIE's default profile: queue 2, kv 2, prefix 3, max-score picker. */
-export const DEFAULT_PROFILE: SchedulingProfile = {
-  queueWeight: 2,
-  kvWeight: 2,
-  prefixWeight: 3,
-  loraWeight: 0,
-  runningWeight: 0,
-  picker: "max-score-picker",
-  fallbackCount: 0,
-  prefixBlockChars: 64,
-  prefixMaxBlocks: 256,
-  prefixLruPerEndpoint: 31250,
-  saturationQueue: 5,
-  saturationKv: 0.8,
-};
-
 export const MAGIC = "EPS1";
-export const FORMAT = 1;
+export const FORMAT = 2;
 export const HEADER_SIZE = 32;
-const PICKERS: PickerKind[] = ["max-score-picker", "random-picker", "weighted-random-picker"];
 
+export const SECTION_PROFILE = 1;
+export const SECTION_ENDPOINTS = 2;
+export const SECTION_BASE_MODELS = 3;
+
+const ROLES: readonly PluginRole[] = ["filter", "scorer", "picker", "saturation-detector"]; // wire 1..4
+const PARAM_NUMBER = 0, PARAM_STRING = 1;
 const FLAG_STALE = 1, FLAG_ERROR = 2, FLAG_QUEUE = 4, FLAG_RUNNING = 8, FLAG_KV = 16, FLAG_LORA = 32;
 
 export function fnv1a(bytes: Uint8Array, start: number, end: number): number {
@@ -88,6 +91,8 @@ class Writer {
   u32(v: number): void { this.ensure(4); this.buf.writeUInt32LE(v >>> 0, this.len); this.len += 4; }
   u64(v: bigint): void { this.ensure(8); this.buf.writeBigUInt64LE(v, this.len); this.len += 8; }
   f32(v: number): void { this.ensure(4); this.buf.writeFloatLE(v, this.len); this.len += 4; }
+  f64(v: number): void { this.ensure(8); this.buf.writeDoubleLE(v, this.len); this.len += 8; }
+  bytes(b: Uint8Array): void { this.ensure(b.length); this.buf.set(b, this.len); this.len += b.length; }
   str(s: string): void {
     const bytes = Buffer.from(s, "utf8");
     if (bytes.length > 0xffff) throw new Error(`snapshot string too long (${bytes.length} bytes)`);
@@ -96,15 +101,69 @@ class Writer {
     bytes.copy(this.buf, this.len);
     this.len += bytes.length;
   }
-  patchU16(at: number, v: number): void { this.buf.writeUInt16LE(v, at); }
-  patchU32(at: number, v: number): void { this.buf.writeUInt32LE(v >>> 0, at); }
+  /** Writes a u32 length placeholder; `end` patches it with the number of bytes written after it. */
+  start(): number { const at = this.len; this.u32(0); return at; }
+  end(at: number): void { this.buf.writeUInt32LE(this.len - at - 4, at); }
   finish(): Buffer { return this.buf.subarray(0, this.len); }
 }
 
 const clampU32 = (v: number | null): number => (v === null || !Number.isFinite(v) ? 0 : Math.min(0xffffffff, Math.max(0, Math.round(v))));
 const clampU16 = (v: number): number => Math.min(0xffff, Math.max(0, Math.round(v)));
 
-export function encodeSnapshot(s: Snapshot): Buffer {
+function section(w: Writer, id: number, later: LaterRevision | undefined, body: () => void): void {
+  w.u16(id);
+  const at = w.start();
+  body();
+  if (later) w.bytes(later.tail);
+  w.end(at);
+}
+
+function writeProfile(w: Writer, p: SchedulingProfile, later: LaterRevision | undefined): void {
+  if (p.plugins.length > 0xffff) throw new Error("snapshot: too many profile plugins");
+  w.u16(p.plugins.length);
+  for (const plugin of p.plugins) {
+    const at = w.start();
+    const role = ROLES.indexOf(plugin.role);
+    if (role < 0) throw new Error(`snapshot: unknown plugin role ${plugin.role}`);
+    w.u8(role + 1);
+    w.str(plugin.type);
+    w.f32(plugin.weight);
+    const params = Object.entries(plugin.parameters);
+    w.u16(params.length);
+    for (const [name, value] of params) {
+      w.str(name);
+      if (typeof value === "number") { w.u8(PARAM_NUMBER); w.f64(value); }
+      else { w.u8(PARAM_STRING); w.str(value); }
+    }
+    if (later) w.bytes(later.tail);
+    w.end(at);
+  }
+}
+
+function writeEndpoint(w: Writer, e: SnapshotEndpoint, later: LaterRevision | undefined): void {
+  const at = w.start();
+  let flags = 0;
+  if (e.stale) flags |= FLAG_STALE;
+  if (e.error) flags |= FLAG_ERROR;
+  if (e.queued !== null) flags |= FLAG_QUEUE;
+  if (e.running !== null) flags |= FLAG_RUNNING;
+  if (e.kvUsage !== null) flags |= FLAG_KV;
+  if (e.lora !== null) flags |= FLAG_LORA;
+  w.u8(flags);
+  w.u32(clampU32(e.queued));
+  w.u32(clampU32(e.running));
+  w.f32(e.kvUsage === null || !Number.isFinite(e.kvUsage) ? 0 : Math.min(1, Math.max(0, e.kvUsage)));
+  w.u16(clampU16(e.lora?.max ?? 0));
+  w.str(e.address);
+  const running = e.lora?.running ?? [];
+  const waiting = e.lora?.waiting ?? [];
+  w.u16(running.length); for (const a of running) w.str(a);
+  w.u16(waiting.length); for (const a of waiting) w.str(a);
+  if (later) w.bytes(later.tail);
+  w.end(at);
+}
+
+export function encodeSnapshot(s: Snapshot, later?: LaterRevision): Buffer {
   const w = new Writer();
   for (const c of MAGIC) w.u8(c.charCodeAt(0));
   w.u16(FORMAT);
@@ -113,62 +172,86 @@ export function encodeSnapshot(s: Snapshot): Buffer {
   w.u64(BigInt(Math.floor(s.generatedAtMs)));
   w.u32(0); // totalSize, patched below
   w.u32(0); // checksum, patched below
-
-  const p = s.profile;
-  const profileStart = w.len;
-  w.u16(0);
-  w.f32(p.queueWeight); w.f32(p.kvWeight); w.f32(p.prefixWeight); w.f32(p.loraWeight); w.f32(p.runningWeight);
-  w.u8(PICKERS.indexOf(p.picker));
-  w.u8(clampU16(p.fallbackCount) & 0xff);
-  w.u16(clampU16(p.prefixBlockChars));
-  w.u16(clampU16(p.prefixMaxBlocks));
-  w.u16(clampU16(p.prefixLruPerEndpoint));
-  w.f32(p.saturationQueue);
-  w.f32(p.saturationKv);
-  w.patchU16(profileStart, w.len - profileStart);
-
-  w.u32(s.endpoints.length);
-  for (const e of s.endpoints) {
-    w.str(e.address);
-    w.str(e.engine);
-    let flags = 0;
-    if (e.stale) flags |= FLAG_STALE;
-    if (e.error) flags |= FLAG_ERROR;
-    if (e.queued !== null) flags |= FLAG_QUEUE;
-    if (e.running !== null) flags |= FLAG_RUNNING;
-    if (e.kvUsage !== null) flags |= FLAG_KV;
-    if (e.lora !== null) flags |= FLAG_LORA;
-    w.u8(flags);
-    w.u32(clampU32(e.queued));
-    w.u32(clampU32(e.running));
-    w.f32(e.kvUsage === null || !Number.isFinite(e.kvUsage) ? 0 : Math.min(1, Math.max(0, e.kvUsage)));
-    w.u32(clampU32(e.ageMs));
-    w.u16(clampU16(e.lora?.max ?? 0));
-    const running = e.lora?.running ?? [];
-    const waiting = e.lora?.waiting ?? [];
-    w.u16(running.length); for (const a of running) w.str(a);
-    w.u16(waiting.length); for (const a of waiting) w.str(a);
-    w.u32(clampU32(e.cache?.blockSize ?? 0));
-    w.u32(clampU32(e.cache?.numBlocks ?? 0));
-  }
-  // Base models: a trailing section, which decoders that predate it never read.
-  const bases = (s.baseModels ?? []).slice(0, MAX_BASE_MODELS);
-  w.u16(bases.length);
-  for (const m of bases) w.str(m);
+  section(w, SECTION_PROFILE, later, () => writeProfile(w, s.profile, later));
+  section(w, SECTION_ENDPOINTS, later, () => {
+    w.u32(s.endpoints.length);
+    for (const e of s.endpoints) writeEndpoint(w, e, later);
+  });
+  const bases = s.baseModels.slice(0, MAX_BASE_MODELS);
+  if (bases.length > 0) section(w, SECTION_BASE_MODELS, later, () => { w.u16(bases.length); for (const m of bases) w.str(m); });
+  if (later) section(w, later.sectionId, undefined, () => w.bytes(later.tail));
   const out = w.finish();
   out.writeUInt32LE(out.length, 24);
   out.writeUInt32LE(fnv1a(out, HEADER_SIZE, out.length), 28);
   return out;
 }
 
-/** Reference decoder (tests and the companion's JSON view); the filter has its own in AssemblyScript. */
+/** A cursor over `[at, end)` that throws on any read past `end`. */
+class Reader {
+  constructor(private readonly b: Buffer, public at: number, public end: number) {}
+  private need(n: number): void {
+    if (this.at + n > this.end) throw new Error(`snapshot truncated at byte ${this.at} (need ${n}, have ${this.end - this.at})`);
+  }
+  u8(): number { this.need(1); return this.b.readUInt8(this.at++); }
+  u16(): number { this.need(2); const v = this.b.readUInt16LE(this.at); this.at += 2; return v; }
+  u32(): number { this.need(4); const v = this.b.readUInt32LE(this.at); this.at += 4; return v; }
+  f32(): number { this.need(4); const v = this.b.readFloatLE(this.at); this.at += 4; return v; }
+  f64(): number { this.need(8); const v = this.b.readDoubleLE(this.at); this.at += 8; return v; }
+  str(): string { const n = this.u16(); this.need(n); const v = this.b.toString("utf8", this.at, this.at + n); this.at += n; return v; }
+  /** A u32 length, then a reader over exactly that many bytes (this one skips past them). */
+  sized(): Reader {
+    const start = this.at;
+    const n = this.u32();
+    if (n > this.end - this.at) throw new Error(`snapshot: length ${n} at byte ${start} runs past its container`);
+    const inner = new Reader(this.b, this.at, this.at + n);
+    this.at += n;
+    return inner;
+  }
+}
+
+function readProfile(r: Reader): SchedulingProfile {
+  const plugins: ProfilePlugin[] = [];
+  for (let n = r.u16(); n > 0; n--) {
+    const e = r.sized();
+    const role = ROLES[e.u8() - 1];
+    const type = e.str();
+    const weight = e.f32();
+    const parameters: Record<string, ParamValue> = {};
+    for (let k = e.u16(); k > 0; k--) {
+      const name = e.str();
+      const kind = e.u8();
+      if (kind === PARAM_NUMBER) parameters[name] = e.f64();
+      else if (kind === PARAM_STRING) parameters[name] = e.str();
+      else throw new Error(`snapshot: plugin ${type}: unknown parameter kind ${kind}`); // its size is unknown
+    }
+    if (role) plugins.push({ role, type, weight, parameters }); // an unknown role: a plugin for a newer filter
+  }
+  return { plugins };
+}
+
+function readEndpoint(r: Reader): SnapshotEndpoint {
+  const flags = r.u8();
+  const queued = r.u32(), running = r.u32(), kvUsage = r.f32(), loraMax = r.u16();
+  const address = r.str();
+  const runningAdapters: string[] = [];
+  for (let n = r.u16(); n > 0; n--) runningAdapters.push(r.str());
+  const waitingAdapters: string[] = [];
+  for (let n = r.u16(); n > 0; n--) waitingAdapters.push(r.str());
+  return {
+    address,
+    stale: (flags & FLAG_STALE) !== 0,
+    error: (flags & FLAG_ERROR) !== 0,
+    queued: flags & FLAG_QUEUE ? queued : null,
+    running: flags & FLAG_RUNNING ? running : null,
+    kvUsage: flags & FLAG_KV ? kvUsage : null,
+    lora: flags & FLAG_LORA ? { running: runningAdapters, waiting: waitingAdapters, max: loraMax } : null,
+  };
+}
+
+/** Reference decoder: throws with a reason on anything the filter would refuse. */
 export function decodeSnapshot(buf: Uint8Array): Snapshot {
   const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
-  let at = 0;
-  const need = (n: number): void => {
-    if (at + n > b.length) throw new Error(`snapshot truncated at byte ${at} (need ${n}, have ${b.length - at})`);
-  };
-  need(HEADER_SIZE);
+  if (b.length < HEADER_SIZE) throw new Error(`snapshot truncated at byte 0 (need ${HEADER_SIZE}, have ${b.length})`);
   if (b.toString("latin1", 0, 4) !== MAGIC) throw new Error("snapshot: bad magic");
   const format = b.readUInt16LE(4);
   if (format !== FORMAT) throw new Error(`snapshot: unsupported format ${format}`);
@@ -179,48 +262,22 @@ export function decodeSnapshot(buf: Uint8Array): Snapshot {
   if (totalSize !== b.length) throw new Error(`snapshot: totalSize ${totalSize} but ${b.length} bytes`);
   if (headerSize < HEADER_SIZE || headerSize > b.length) throw new Error(`snapshot: bad headerSize ${headerSize}`);
   if (fnv1a(b, headerSize, b.length) !== b.readUInt32LE(28)) throw new Error("snapshot: checksum mismatch");
-  at = headerSize;
-  const u8 = (): number => { need(1); return b.readUInt8(at++); };
-  const u16 = (): number => { need(2); const v = b.readUInt16LE(at); at += 2; return v; };
-  const u32 = (): number => { need(4); const v = b.readUInt32LE(at); at += 4; return v; };
-  const f32 = (): number => { need(4); const v = b.readFloatLE(at); at += 4; return v; };
-  const str = (): string => { const n = u16(); need(n); const v = b.toString("utf8", at, at + n); at += n; return v; };
-
-  const profileStart = at;
-  const profileSize = u16();
-  const profile: SchedulingProfile = {
-    queueWeight: f32(), kvWeight: f32(), prefixWeight: f32(), loraWeight: f32(), runningWeight: f32(),
-    picker: PICKERS[u8()] ?? "max-score-picker",
-    fallbackCount: u8(),
-    prefixBlockChars: u16(), prefixMaxBlocks: u16(), prefixLruPerEndpoint: u16(),
-    saturationQueue: f32(), saturationKv: f32(),
-  };
-  at = profileStart + profileSize;
-  const count = u32();
-  const endpoints: SnapshotEndpoint[] = [];
-  for (let i = 0; i < count; i++) {
-    const address = str();
-    const engine = str();
-    const flags = u8();
-    const queued = u32(), running = u32(), kvUsage = f32(), ageMs = u32(), loraMax = u16();
-    const runningAdapters: string[] = [];
-    for (let n = u16(); n > 0; n--) runningAdapters.push(str());
-    const waitingAdapters: string[] = [];
-    for (let n = u16(); n > 0; n--) waitingAdapters.push(str());
-    const blockSize = u32(), numBlocks = u32();
-    endpoints.push({
-      address, engine,
-      stale: (flags & FLAG_STALE) !== 0,
-      error: (flags & FLAG_ERROR) !== 0,
-      queued: flags & FLAG_QUEUE ? queued : null,
-      running: flags & FLAG_RUNNING ? running : null,
-      kvUsage: flags & FLAG_KV ? kvUsage : null,
-      ageMs,
-      lora: flags & FLAG_LORA ? { running: runningAdapters, waiting: waitingAdapters, max: loraMax } : null,
-      cache: blockSize || numBlocks ? { blockSize, numBlocks } : null,
-    });
-  }
+  const r = new Reader(b, headerSize, b.length);
+  let profile: SchedulingProfile | null = null;
+  let endpoints: SnapshotEndpoint[] | null = null;
   const baseModels: string[] = [];
-  if (at < b.length) for (let n = u16(); n > 0; n--) baseModels.push(str());
+  while (r.at < r.end) {
+    const id = r.u16();
+    const body = r.sized();
+    if (id === SECTION_PROFILE) profile = readProfile(body);
+    else if (id === SECTION_ENDPOINTS) {
+      endpoints = [];
+      for (let n = body.u32(); n > 0; n--) endpoints.push(readEndpoint(body.sized()));
+    } else if (id === SECTION_BASE_MODELS) {
+      for (let n = body.u16(); n > 0; n--) baseModels.push(body.str());
+    } // other ids: sections of a newer format revision, skipped
+  }
+  if (!profile) throw new Error("snapshot: no profile section");
+  if (!endpoints) throw new Error("snapshot: no endpoints section");
   return { version, generatedAtMs, profile, endpoints, baseModels };
 }

@@ -6,7 +6,7 @@ import { PluginConfig } from "./config";
 import { Pool, Meta, readMeta, encodeMeta, SNAPSHOT_KEY, META_KEY, LEASE_KEY } from "./pool";
 import { decodeSnapshot, lastError, Snapshot } from "./snapshot";
 import { shouldTakeLease, encodeLease, LEASE_TTL_MS } from "./lease";
-import { getShared, setShared, lastCas, httpCall, httpCallHeader, getBuffer, serializePairs, encode, logAt } from "./host";
+import { getShared, setShared, lastCas, httpCall, httpCallHeader, getBuffer, serializePairs, encode, logInfo, logWarn } from "./host";
 import { Metrics } from "./metrics";
 
 const BACKOFF_MIN_MS: u32 = 100;
@@ -14,8 +14,6 @@ const BACKOFF_MAX_MS: u32 = 5000;
 /** Polls start at least this far apart even when answers come at once (a companion ignoring `after`). */
 const MIN_POLL_GAP_MS: u64 = 20;
 const STATUS = encode(":status");
-const LOG_WARN = 3;
-const LOG_INFO = 2;
 
 export class Fetcher {
   leader: bool = false;
@@ -41,7 +39,7 @@ export class Fetcher {
       // new vm_id would win: that write only claims; the last claimer renews with a real CAS next tick.
       const ok = setShared(LEASE_KEY, encodeLease(this.vm, nowMs + LEASE_TTL_MS), lease == null ? 0 : cas) == WasmResultValues.Ok;
       this.leader = ok && lease != null;
-      if (this.leader && !wasLeader) logAt(LOG_INFO, "endpoint-picker: this worker now fetches snapshots from " + this.cfg.companionCluster);
+      if (this.leader && !wasLeader) logInfo("this worker now fetches snapshots from " + this.cfg.companionCluster);
     } else {
       this.leader = false;
     }
@@ -56,7 +54,7 @@ export class Fetcher {
       pair(":method", "GET"),
       pair(":path", path),
       pair(":authority", this.cfg.companionAuthority),
-      pair("accept", "application/vnd.endpoint-picker.snapshot"),
+      pair("accept", "application/vnd.endpoint-picker.snapshot; format=2"),
     ];
     if (this.cfg.apiToken.length > 0) headers.push(pair("authorization", "Bearer " + this.cfg.apiToken));
     this.token = httpCall(this.cluster, serializePairs(headers), this.cfg.pollTimeoutMs);
@@ -104,7 +102,7 @@ export class Fetcher {
   }
 
   private succeeded(nowMs: u64): void {
-    if (this.failing) logAt(LOG_INFO, "endpoint-picker: snapshots flow again from " + this.cfg.companionCluster);
+    if (this.failing) logInfo("snapshots flow again from " + this.cfg.companionCluster);
     this.failing = false;
     this.backoffMs = 0;
     this.nextPollMs = this.lastPollMs + MIN_POLL_GAP_MS;
@@ -114,7 +112,7 @@ export class Fetcher {
 
   private failed(nowMs: u64, why: string): void {
     this.metrics.count(this.metrics.fetchError);
-    if (!this.failing) logAt(LOG_WARN, "endpoint-picker: " + why + "; keeping the last snapshot and retrying with backoff");
+    if (!this.failing) logWarn("" + why + "; keeping the last snapshot and retrying with backoff");
     this.failing = true;
     this.backoffMs = this.backoffMs == 0 ? BACKOFF_MIN_MS : min(this.backoffMs * 2, BACKOFF_MAX_MS);
     this.nextPollMs = nowMs + <u64>this.backoffMs;

@@ -212,3 +212,8 @@ export function logAt(level: i32, message: string): void {
   const b = String.UTF8.encode(message);
   abi.proxy_log(level, changetype<usize>(b), b.byteLength);
 }
+
+// The filter's log lines, at proxy-wasm's levels, each prefixed with the plugin's name.
+export function logInfo(message: string): void { logAt(2, "endpoint-picker: " + message); }
+export function logWarn(message: string): void { logAt(3, "endpoint-picker: " + message); }
+export function logError(message: string): void { logAt(4, "endpoint-picker: " + message); }

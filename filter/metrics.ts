@@ -1,7 +1,7 @@
 // The filter's proxy-wasm metrics. Envoy shows them under `wasmcustom.` in /stats (docs/FILTER.md lists
 // them). Ids are per VM; Envoy aggregates counters and histograms of the same name across workers.
 import { defineMetric, incrementMetric, recordMetric, NO_METRIC } from "./host";
-import { OUTCOME_PICKED, OUTCOME_SHED } from "./scoring";
+import { OUTCOME_PICKED, OUTCOME_SHED } from "./scoring/decision";
 import { Snapshot } from "./snapshot";
 
 const COUNTER = 0, GAUGE = 1, HISTOGRAM = 2;

@@ -1,91 +1,59 @@
-// Root and HTTP contexts of the endpoint picker: the root context (one per worker VM) configures, ticks,
-// fetches snapshots and keeps the shared tables; the HTTP context makes the per-request decision.
+// Root and HTTP contexts of the endpoint picker. The root context (one per worker VM) holds the
+// configuration and runs the tick: the snapshot fetcher (filter/fetcher.ts), the exchange with the other
+// worker VMs (filter/vm-exchange.ts) and the body watchdog (filter/body-watchdog.ts). The HTTP context
+// makes the per-request decision (filter/scoring/) with the VM's request scratch (filter/request-scratch.ts).
 import {
   RootContext, Context, FilterHeadersStatusValues, FilterDataStatusValues, FilterTrailersStatusValues,
-  HeaderMapTypeValues, BufferTypeValues, WasmResultValues,
+  HeaderMapTypeValues, BufferTypeValues,
 } from "@solo-io/proxy-runtime/assembly";
 import { PluginConfig, parseConfig, FAIL_OPEN } from "./config";
-import { Pool, INFLIGHT_KEY, VM_COUNTER_KEY } from "./pool";
+import { Pool } from "./pool";
 import { Fetcher } from "./fetcher";
 import { Metrics } from "./metrics";
-import { Scorer, RequestFacts, OUTCOME_PICKED, OUTCOME_SHED } from "./scoring";
+import { Decision, OUTCOME_PICKED, OUTCOME_SHED } from "./scoring/decision";
+import { RequestFacts } from "./scoring/plugin";
 import { Snapshot } from "./snapshot";
 import { BodyScanner, promptKindForPath, PROMPT_ANY, SCAN_NEED_MORE } from "./body";
-import { PrefixChain, PrefixIndex, modelSeed, indexCapacity } from "./prefix";
-import { JournalWriter, JournalReader } from "./journal";
-import { seedRandom, nextU64 } from "./rng";
+import { PrefixIndex, modelSeed, indexCapacity } from "./prefix";
+import { VmExchange } from "./vm-exchange";
+import { BodyWatchdog } from "./body-watchdog";
+import { RequestScratch, PROMPT_RESERVE_MAX } from "./request-scratch";
+import { seedRandom } from "./rng";
 import { fnv1a32 } from "./hash";
 import {
-  nowNs, getShared, setShared, lastCas, getHeader, removeHeader, replaceHeader, getBuffer,
-  localReply, setTickPeriod, encode, logAt, setEffectiveContext, continueRequest,
-  scratch, readHeaderToScratch, readBufferToScratch,
+  nowNs, getHeader, removeHeader, replaceHeader, getBuffer, localReply, setTickPeriod, encode, logError,
+  continueRequest, scratch, readHeaderToScratch, readBufferToScratch,
 } from "./host";
 
 export const ROOT_ID = "endpoint-picker";
 const TICK_MS: u32 = 20;
-/** In-flight counts are republished at least this often even when unchanged (a heartbeat for the others). */
-const PUBLISH_EVERY_MS: u64 = 500;
-/**
- * A request held in the headers callback whose body has not reached the filter after this long is decided
- * without its body. If no held request of this VM ever saw its body, Envoy is running without
- * allow_on_headers_stop_iteration (the body is held back until the filter continues): the VM then decides
- * in the headers callback from then on instead of holding every request this long.
- */
-const BODY_WATCHDOG_MS: u64 = 500;
-/** How many such streams it takes (one slow client is not a misconfigured Envoy). */
-const BODILESS_HOLDS_TO_SWITCH: i32 = 3;
-/**
- * While deciding in the headers callback, one request this often is still held as a probe: slow uploads,
- * not the host, may have caused the switch, and a probe whose body arrives switches the VM back.
- */
-const HEADERS_ONLY_PROBE_MS: u64 = 10000;
-const LOG_WARN = 3;
 const PATH = encode(":path");
 const OBJECTIVE = encode("x-gateway-inference-objective");
 const CONTENT_LENGTH = encode("content-length");
-/** Prompt bytes a request may hold at most, and reserve before its body arrives. */
+/** Prompt bytes a request may hold at most. */
 const PROMPT_CAP_MAX: i32 = 1 << 20;
-const PROMPT_RESERVE_MAX: i32 = 16384;
-const LOG_ERROR = 4;
 
 export class PickerRoot extends RootContext {
   cfg: PluginConfig = new PluginConfig();
   pool: Pool = new Pool();
   metrics: Metrics = new Metrics();
-  scorer: Scorer = new Scorer();
-  facts: RequestFacts = new RequestFacts();
-  chain: PrefixChain = new PrefixChain();
-  /** This VM's identity in the lease and the in-flight table (random, never 0). */
-  vm: u32 = 0;
+  decision: Decision = new Decision();
+  scratch: RequestScratch = new RequestScratch();
+  watchdog: BodyWatchdog = new BodyWatchdog();
+  /** Set in onConfigure (the VM's identity draws from shared data). */
+  exchange: VmExchange | null = null;
   destKey: ArrayBuffer = new ArrayBuffer(0);
   fallbackKey: ArrayBuffer = new ArrayBuffer(0);
   servedKey: ArrayBuffer = new ArrayBuffer(0);
   private fetcher: Fetcher | null = null;
-  /** Streams held in their headers callback, waiting for their first body callback. */
-  held: PickerStream[] = [];
-  /** A held stream has received a body callback: the host delivers bodies to paused filters. */
-  bodiesArrive: bool = false;
-  /** Learnt: the host never delivers the body while headers are held, so decide in the headers callback. */
-  headersOnly: bool = false;
-  /** Held streams the watchdog had to decide while no held stream of this VM ever got its body. */
-  private bodilessHolds: i32 = 0;
-  /** Proxy-clock ms of the last probe held while deciding in the headers callback. */
-  lastProbeMs: u64 = 0;
-  private lastPublishMs: u64 = 0;
-  /** Prefix affinity: this VM's index, and the journals that share it with the other VMs. */
+  /** Prefix affinity: this VM's index of what was sent where (fed by this VM's picks and the others' journals). */
   prefixIndex: PrefixIndex | null = null;
-  journal: JournalWriter = new JournalWriter();
-  private journals: JournalReader = new JournalReader();
-  private journalKey: ArrayBuffer = new ArrayBuffer(0);
-  /** Other VMs' journal keys and the CAS of the journal last applied (unchanged journals are skipped). */
-  private otherJournalKeys: Map<u32, ArrayBuffer> = new Map();
-  private otherJournalCas: Map<u32, u32> = new Map();
 
   onConfigure(configuration_size: u32): bool {
     const raw = getBuffer(BufferTypeValues.PluginConfiguration, 0, configuration_size);
     const parsed = parseConfig(raw == null ? "" : String.UTF8.decode(raw));
     if (parsed.config == null) {
-      logAt(LOG_ERROR, "endpoint-picker: " + parsed.error);
+      logError(parsed.error);
       return false;
     }
     this.cfg = parsed.config!;
@@ -93,11 +61,11 @@ export class PickerRoot extends RootContext {
     this.fallbackKey = encode(this.cfg.fallbackHeader);
     this.servedKey = encode(this.cfg.servedHeader);
     seedRandom(nowNs(), this.context_id);
-    this.vm = allocateVmId();
-    this.journalKey = journalKey(this.vm);
-    seedRandom(nowNs(), this.vm); // VMs started at the same instant still draw different numbers
+    const exchange = new VmExchange();
+    this.exchange = exchange;
+    seedRandom(nowNs(), exchange.vm); // VMs started at the same instant still draw different numbers
     this.metrics.define();
-    this.fetcher = this.cfg.fetchSnapshots ? new Fetcher(this.cfg, this.vm, this.pool, this.metrics) : null;
+    this.fetcher = this.cfg.fetchSnapshots ? new Fetcher(this.cfg, exchange.vm, this.pool, this.metrics) : null;
     setTickPeriod(TICK_MS);
     return true;
   }
@@ -105,84 +73,19 @@ export class PickerRoot extends RootContext {
   onTick(): void {
     const now = nowNs() / 1000000;
     this.pool.refresh();
-    this.shareInFlight(now);
-    this.sharePrefixes();
+    const exchange = this.exchange;
+    if (exchange != null) {
+      exchange.shareInFlight(this.pool, now);
+      const snap = this.pool.snapshot;
+      exchange.sharePrefixes(this.pool, snap != null && snap.profile.prefixWeight > 0 ? this.indexFor(snap) : null);
+    }
     const f = this.fetcher;
     if (f != null) f.tick(now);
-    this.watchHeld(now);
+    this.watchdog.watch(now);
     if (this.pool.snapshot != null) {
       this.metrics.record(this.metrics.snapshotAgeMs, now > this.pool.contactMs ? now - this.pool.contactMs : 0);
       this.metrics.record(this.metrics.endpoints, <u64>this.pool.snapshot!.count);
     }
-  }
-
-  /** Publishes this VM's in-flight counts and reads the other VMs' (one shared key, CAS). */
-  private shareInFlight(now: u64): void {
-    const table = getShared(INFLIGHT_KEY);
-    const cas = lastCas;
-    const inflight = this.pool.inflight;
-    inflight.readOthers(table, this.vm, now);
-    if (!inflight.changed && now - this.lastPublishMs < PUBLISH_EVERY_MS) return;
-    if (setShared(INFLIGHT_KEY, inflight.publish(table, this.vm, now), table == null ? 0 : cas) == WasmResultValues.Ok && table != null) {
-      this.lastPublishMs = now;
-    } else {
-      // Another VM wrote first, or the key was absent (cas 0 sets unconditionally, so a VM writing at the
-      // same moment may have replaced our section): publish again next tick, with a real CAS.
-      inflight.changed = true;
-    }
-  }
-
-  /** Decides held streams whose body never came (see BODY_WATCHDOG_MS). */
-  private watchHeld(now: u64): void {
-    for (let k = this.held.length - 1; k >= 0; k--) {
-      if (k >= this.held.length) continue; // deciding may release several
-      const s = unchecked(this.held[k]);
-      if (now <= s.heldAtMs || now - s.heldAtMs < BODY_WATCHDOG_MS) continue;
-      if (!this.bodiesArrive && ++this.bodilessHolds >= BODILESS_HOLDS_TO_SWITCH && !this.headersOnly) {
-        this.headersOnly = true;
-        this.lastProbeMs = now;
-        logAt(LOG_WARN, "endpoint-picker: request bodies do not reach the filter while it holds the headers; " +
-          "set allow_on_headers_stop_iteration: true (Envoy >= 1.36) to pick by model and prompt. Picking by load only.");
-      }
-      this.release(s);
-      setEffectiveContext(s.context_id);
-      s.decideWithoutBody();
-    }
-  }
-
-  /** A held stream got its body: the host delivers bodies to paused filters (again, after a switch). */
-  bodyArrived(): void {
-    this.bodiesArrive = true;
-    this.bodilessHolds = 0;
-    if (this.headersOnly) {
-      this.headersOnly = false;
-      logAt(LOG_WARN, "endpoint-picker: request bodies reach the filter while it holds the headers again; picking by model and prompt.");
-    }
-  }
-
-  /** In headers-only mode: whether this request should be held anyway, as the probe of its period. */
-  probeDue(nowMs: u64): bool {
-    if (nowMs < this.lastProbeMs || nowMs - this.lastProbeMs < HEADERS_ONLY_PROBE_MS) return false;
-    this.lastProbeMs = nowMs;
-    return true;
-  }
-
-  hold(s: PickerStream, nowMs: u64): void {
-    s.heldAtMs = nowMs;
-    s.heldIndex = this.held.length;
-    this.held.push(s);
-  }
-
-  /** Stops watching a stream (its body came, it was decided, or it ended): swap-remove, O(1). */
-  release(s: PickerStream): void {
-    const i = s.heldIndex;
-    if (i < 0) return;
-    const last = this.held.pop();
-    if (last !== s) {
-      unchecked(this.held[i] = last);
-      last.heldIndex = i;
-    }
-    s.heldIndex = -1;
   }
 
   onHttpCallResponse(token: u32, headers: u32, body_size: u32, _trailers: u32): void {
@@ -190,43 +93,10 @@ export class PickerRoot extends RootContext {
     if (f != null) f.onResponse(token, headers, body_size, nowNs() / 1000000);
   }
 
-  private scanners: BodyScanner[] = [];
-
-  /** A body scanner from this VM's pool (their buffers are reused: a request allocates none). */
-  takeScanner(kind: i32, cap: i32, expected: i32): BodyScanner {
-    if (this.scanners.length == 0) return new BodyScanner(kind, cap, expected);
-    const s = this.scanners.pop();
-    s.reset(kind, cap, expected);
-    return s;
-  }
-
-  /** Returns a scanner to the pool (a few, with small buffers: a rare huge prompt does not stay resident). */
-  giveBack(s: BodyScanner): void { if (this.scanners.length < 64 && s.prompt.length <= PROMPT_RESERVE_MAX) this.scanners.push(s); }
-
-  /** Publishes the chains this VM sent since its last tick; applies the other VMs' new ones. */
-  private sharePrefixes(): void {
-    const mine = this.journal.publish();
-    if (mine != null) setShared(this.journalKey, mine);
-    const snap = this.pool.snapshot;
-    if (snap == null || snap.profile.prefixWeight <= 0) return;
-    const index = this.indexFor(snap);
-    const others = this.pool.inflight.otherVms;
-    for (let k = 0; k < others.length; k++) {
-      const vm = unchecked(others[k]);
-      let key: ArrayBuffer;
-      if (this.otherJournalKeys.has(vm)) key = this.otherJournalKeys.get(vm);
-      else { key = journalKey(vm); this.otherJournalKeys.set(vm, key); }
-      const j = getShared(key);
-      if (j == null) continue;
-      if (this.otherJournalCas.has(vm) && this.otherJournalCas.get(vm) == lastCas) continue; // nothing new
-      this.otherJournalCas.set(vm, lastCas);
-      this.journals.apply(vm, j, index);
-    }
-  }
-
-  /** The VM is going away: its journal is emptied, so readers stop copying it. */
+  /** The VM is going away: its journal is emptied, so the other VMs stop copying it. */
   onDone(): bool {
-    setShared(this.journalKey, new ArrayBuffer(0));
+    const exchange = this.exchange;
+    if (exchange != null) exchange.leave();
     return super.onDone();
   }
 
@@ -244,24 +114,6 @@ export class PickerRoot extends RootContext {
   createContext(context_id: u32): Context {
     return new PickerStream(context_id, this);
   }
-}
-
-/**
- * A worker VM's identity: a number from a shared counter (unique when VMs start one after another) in the
- * low bits, random bits above (unique when two VMs race for the same counter value on different threads).
- */
-function allocateVmId(): u32 {
-  let n: u32 = 0;
-  for (let attempt = 0; attempt < 16; attempt++) {
-    const v = getShared(VM_COUNTER_KEY);
-    const cas = lastCas;
-    n = v != null && v.byteLength == 4 ? load<u32>(changetype<usize>(v)) + 1 : 1;
-    const next = new ArrayBuffer(4);
-    store<u32>(changetype<usize>(next), n);
-    if (setShared(VM_COUNTER_KEY, next, v == null ? 0 : cas) == WasmResultValues.Ok) break;
-  }
-  const id = (<u32>(nextU64() >> 32) & 0xffff0000) | (n & 0xffff);
-  return id == 0 ? 1 : id;
 }
 
 /** Prompt bytes worth keeping: what the prefix profile hashes, within maxBodyBytes and 1 MiB. */
@@ -282,7 +134,6 @@ function parseDecimal(ptr: usize, n: i32): i64 {
   return v > 0x7fffffff ? -1 : v;
 }
 
-function journalKey(vm: u32): ArrayBuffer { return encode("endpoint-picker.prefix." + vm.toString()); }
 
 export class PickerStream extends Context {
   private scanner: BodyScanner | null = null;
@@ -315,21 +166,22 @@ export class PickerStream extends Context {
       const objective = getHeader(HeaderMapTypeValues.RequestHeaders, OBJECTIVE);
       if (objective != null) this.sheddable = root.cfg.priorityOf(String.UTF8.decode(objective)) < 0;
     }
-    if (end_of_stream || root.cfg.maxBodyBytes == 0 || (root.headersOnly && !root.probeDue(nowNs() / 1000000))) {
+    const watchdog = root.watchdog;
+    if (end_of_stream || root.cfg.maxBodyBytes == 0 || (watchdog.headersOnly && !watchdog.probeDue(nowNs() / 1000000))) {
       return this.decide() ? FilterHeadersStatusValues.Continue : FilterHeadersStatusValues.StopIteration;
     }
-    root.hold(this, nowNs() / 1000000);
+    watchdog.hold(this, nowNs() / 1000000);
     root.pool.refresh();
     const cap = promptCap(root.pool.snapshot, root.cfg.maxBodyBytes);
     // Reserve the prompt copy from content-length, so it is allocated once, but never more than a small
     // amount before the bytes arrive: the header is the client's word, not memory it has sent.
     const expected = parseDecimal(scratch, readHeaderToScratch(HeaderMapTypeValues.RequestHeaders, CONTENT_LENGTH));
-    this.scanner = root.takeScanner(this.kind, cap, expected > 0 ? <i32>min(expected, min(cap, PROMPT_RESERVE_MAX)) : 256);
+    this.scanner = root.scratch.takeScanner(this.kind, cap, expected > 0 ? <i32>min(expected, min(cap, PROMPT_RESERVE_MAX)) : 256);
     return FilterHeadersStatusValues.StopIteration; // decided in the body callback, which may still set headers
   }
 
   onRequestBody(body_buffer_length: usize, end_of_stream: bool): FilterDataStatusValues {
-    if (this.heldIndex >= 0) { this.root.release(this); this.root.bodyArrived(); }
+    if (this.heldIndex >= 0) { this.root.watchdog.release(this); this.root.watchdog.bodyArrived(); }
     if (this.decided) return FilterDataStatusValues.Continue;
     const scanner = this.scanner!;
     const limit = <i32>min(<u64>body_buffer_length, <u64>this.root.cfg.maxBodyBytes);
@@ -366,9 +218,9 @@ export class PickerStream extends Context {
   }
 
   onDelete(): void {
-    this.root.release(this);
+    this.root.watchdog.release(this);
     const s = this.scanner;
-    if (s != null) { this.root.giveBack(s); this.scanner = null; }
+    if (s != null) { this.root.scratch.giveBack(s); this.scanner = null; }
     if (this.picked) {
       this.root.pool.inflight.finished(this.pickedHash);
       this.root.pool.inflight.adapters.finished(this.pickedHash, this.pickedAdapter);
@@ -379,10 +231,10 @@ export class PickerStream extends Context {
 
   /** Makes the decision; true to let the request continue, false when a local reply was sent. */
   private decide(): bool {
-    this.root.release(this); // decided (e.g. in the trailers callback): the watchdog has nothing left to do
+    this.root.watchdog.release(this); // decided (e.g. in the trailers callback): the watchdog has nothing left to do
     const result = this.decideOnce();
     const s = this.scanner;
-    if (s != null) { this.root.giveBack(s); this.scanner = null; }
+    if (s != null) { this.root.scratch.giveBack(s); this.scanner = null; }
     return result;
   }
 
@@ -402,11 +254,11 @@ export class PickerStream extends Context {
       return false;
     }
     const snap = pool.snapshot!;
-    const facts = root.facts;
+    const facts = root.scratch.facts;
     facts.nowMs = now;
     this.collectFacts(facts);
 
-    const outcome = root.scorer.decide(snap, pool.inflight, facts);
+    const outcome = root.decision.decide(snap, snap.profile, pool.inflight, facts);
     root.metrics.outcome(outcome);
     if (outcome == OUTCOME_SHED) {
       localReply(429, "endpoint_picker_saturated", "endpoint picker: every endpoint is saturated and the request is sheddable\n");
@@ -416,9 +268,9 @@ export class PickerStream extends Context {
       localReply(503, "endpoint_picker_no_endpoint", "endpoint picker: no endpoint can serve the request\n");
       return false;
     }
-    const i = root.scorer.primary;
+    const i = root.decision.primary;
     replaceHeader(HeaderMapTypeValues.RequestHeaders, root.destKey, snap.base + <usize>snap.addrOff[i], snap.addrLen[i]);
-    const fallbacks = root.scorer.fallbacks;
+    const fallbacks = root.decision.fallbacks;
     if (fallbacks.length > 0) {
       let list = "";
       for (let k = 0; k < fallbacks.length; k++) list += (k > 0 ? "," : "") + snap.address(fallbacks[k]);
@@ -463,7 +315,7 @@ export class PickerStream extends Context {
     }
     const p = snap.profile;
     if (p.prefixWeight <= 0 || !s.promptSeen || s.promptLen == 0) return;
-    const chain = root.chain;
+    const chain = root.scratch.chain;
     chain.compute(modelSeed(modelPtr, facts.modelLen), changetype<usize>(s.prompt), s.promptLen, p.prefixBlockChars, p.prefixMaxBlocks);
     if (chain.count == 0) return;
     if (facts.matched.length != snap.count) {
@@ -482,7 +334,8 @@ export class PickerStream extends Context {
     const root = this.root;
     const snap = root.pool.snapshot!;
     const ep = snap.addrHash[i];
-    root.indexFor(snap).record(root.chain, ep, root.facts.matchedCurrent[i]);
-    root.journal.note(root.chain, ep);
+    const scratch = root.scratch;
+    root.indexFor(snap).record(scratch.chain, ep, scratch.facts.matchedCurrent[i]);
+    root.exchange!.journal.note(scratch.chain, ep);
   }
 }

@@ -2,7 +2,7 @@
 // with it, and the shared-data keys every VM of the plugin uses (docs/FILTER.md lists them).
 import { decodeSnapshot, Snapshot, lastError } from "./snapshot";
 import { InFlight } from "./inflight";
-import { getShared, encode, logAt, scratch, readSharedToScratch } from "./host";
+import { getShared, encode, logWarn, scratch, readSharedToScratch } from "./host";
 
 export const SNAPSHOT_KEY = encode("endpoint-picker.snapshot");
 /** 16 bytes: u64 version, u64 proxy-clock ms of the last contact with the companion. */
@@ -60,7 +60,7 @@ export class Pool {
     const decoded = decodeSnapshot(blob);
     if (decoded == null) {
       this.badVersion = this.meta.version;
-      logAt(3, "endpoint-picker: ignoring snapshot " + this.meta.version.toString() + ": " + lastError);
+      logWarn("ignoring snapshot " + this.meta.version.toString() + ": " + lastError);
       return current != null;
     }
     this.adopt(decoded);
@@ -75,8 +75,19 @@ export class Pool {
   }
 
   adopt(decoded: Snapshot): void {
+    this.reportProblems(decoded);
     this.snapshot = decoded;
     this.inflight.rebase(decoded);
+  }
+
+  /** Profile entries this filter cannot use, logged when they change (not on every version). */
+  private problems: string = "";
+
+  private reportProblems(snap: Snapshot): void {
+    const problems = snap.profile.problems.join("; ");
+    if (problems == this.problems) return;
+    this.problems = problems;
+    if (problems.length > 0) logWarn("snapshot profile: " + problems);
   }
 
   /** No snapshot, or no contact with the companion for longer than `limitMs` (a clock that went back counts as fresh). */

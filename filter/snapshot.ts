@@ -1,12 +1,18 @@
-// Decoder for the companion's EPS1 snapshot (docs/SNAPSHOT.md). Never traps: every read is bounds-checked
-// and a bad blob yields null with `lastError` set. The decoded form is column arrays that point into the
-// blob (no per-endpoint strings), so the per-request path can copy an address straight into a header and
-// compare adapter names with the request's model bytes without allocating.
+// Decoder for the companion's snapshot (docs/SNAPSHOT.md, format 2). Never traps: every read is
+// bounds-checked and a bad blob yields null with `lastError` set. The decoded form is column arrays that
+// point into the blob (no per-endpoint strings), so the per-request path can copy an address straight into a
+// header and compare adapter names with the request's model bytes without allocating. Sections, endpoint
+// records and plugin entries carry their length: what this decoder does not know, it skips.
 import { fnv1a32 } from "./hash";
+import { PluginEntry, Params, Profile } from "./scoring/plugin";
+import { buildProfile } from "./scoring/registry";
 
-export const PICKER_MAX_SCORE: u8 = 0;
-export const PICKER_RANDOM: u8 = 1;
-export const PICKER_WEIGHTED_RANDOM: u8 = 2;
+export const FORMAT: u16 = 2;
+const SECTION_PROFILE: u16 = 1;
+const SECTION_ENDPOINTS: u16 = 2;
+const SECTION_BASE_MODELS: u16 = 3;
+const PARAM_NUMBER: u8 = 0;
+const PARAM_STRING: u8 = 1;
 
 export const FLAG_STALE: u8 = 1;
 export const FLAG_ERROR: u8 = 2;
@@ -19,40 +25,25 @@ const KNOWN_FLAGS: u8 = 63;
 export const FLAG_UNUSABLE: u8 = 128;
 
 const HEADER_SIZE: i32 = 32;
-const MIN_RECORD: i32 = 33;
-
-export class Profile {
-  queueWeight: f64 = 2;
-  kvWeight: f64 = 2;
-  prefixWeight: f64 = 3;
-  loraWeight: f64 = 0;
-  runningWeight: f64 = 0;
-  picker: u8 = PICKER_MAX_SCORE;
-  fallbackCount: i32 = 0;
-  prefixBlockChars: i32 = 64;
-  prefixMaxBlocks: i32 = 256;
-  prefixLruPerEndpoint: i32 = 31250;
-  saturationQueue: f64 = 5;
-  saturationKv: f64 = 0.8;
-}
+/** The smallest endpoint record with its length field: flags, counts, kv, loraMax, an address, two lists. */
+const MIN_RECORD: i32 = 4 + 1 + 4 + 4 + 4 + 2 + 2 + 2 + 2;
 
 export class Snapshot {
   version: u64 = 0;
   generatedAtMs: u64 = 0;
+  /** The scheduling profile the snapshot carries, built from its plugin entries. */
   profile: Profile = new Profile();
+  entries: PluginEntry[] = [];
   count: i32 = 0;
   /** The blob as received; every offset below points into it. */
   blob: ArrayBuffer = new ArrayBuffer(0);
   addrOff: StaticArray<i32> = new StaticArray<i32>(0);
   addrLen: StaticArray<i32> = new StaticArray<i32>(0);
   addrHash: StaticArray<u32> = new StaticArray<u32>(0);
-  engineOff: StaticArray<i32> = new StaticArray<i32>(0);
-  engineLen: StaticArray<i32> = new StaticArray<i32>(0);
   flags: StaticArray<u8> = new StaticArray<u8>(0);
   queued: StaticArray<f64> = new StaticArray<f64>(0);
   running: StaticArray<f64> = new StaticArray<f64>(0);
   kv: StaticArray<f64> = new StaticArray<f64>(0);
-  ageMs: StaticArray<u32> = new StaticArray<u32>(0);
   loraMax: StaticArray<i32> = new StaticArray<i32>(0);
   /** Adapters of endpoint i: running ones at [runStart[i], runStart[i] + runCount[i]) of adapterOff/Len, waiting ones after them. */
   runStart: StaticArray<i32> = new StaticArray<i32>(0);
@@ -80,6 +71,9 @@ export class Snapshot {
     return this.isAdapter(h) || (this.anyLora && this.baseSet.length > 0 && !sortedHas(this.baseSet, h));
   }
 
+  /** The pool serves the base model with this hash (the snapshot's base-model section). */
+  isBaseModel(h: u32): bool { return sortedHas(this.baseSet, h); }
+
   /** Endpoint `i` lists the adapter with this hash (running or waiting). */
   listsAdapter(i: i32, h: u32): bool {
     const start = unchecked(this.runStart[i]);
@@ -87,15 +81,12 @@ export class Snapshot {
     for (let a = start; a < end; a++) if (unchecked(this.adapterHash[a]) == h) return true;
     return false;
   }
-  cacheBlockSize: StaticArray<u32> = new StaticArray<u32>(0);
-  cacheNumBlocks: StaticArray<u32> = new StaticArray<u32>(0);
   /** Open-addressed index addrHash -> endpoint index + 1 (0 = empty), for the shared tables keyed by address. */
   private byHash: StaticArray<i32> = new StaticArray<i32>(0);
 
   get base(): usize { return changetype<usize>(this.blob); }
   has(i: i32, flag: u8): bool { return (unchecked(this.flags[i]) & flag) != 0; }
   address(i: i32): string { return this.text(this.addrOff[i], this.addrLen[i]); }
-  engine(i: i32): string { return this.text(this.engineOff[i], this.engineLen[i]); }
   runningAdapter(i: i32, k: i32): string {
     const a = this.runStart[i] + k;
     return this.text(this.adapterOff[a], this.adapterLen[a]);
@@ -158,10 +149,10 @@ export let lastError: string = "";
 class Reader {
   pos: i32;
   ok: bool = true;
-  constructor(public base: usize, public len: i32, start: i32) { this.pos = start; }
+  constructor(public base: usize, public end: i32, start: i32) { this.pos = start; }
 
   need(n: i32): bool {
-    if (!this.ok || n < 0 || this.pos > this.len - n) {
+    if (!this.ok || n < 0 || this.pos > this.end - n) {
       if (this.ok) lastError = "truncated at byte " + this.pos.toString();
       this.ok = false;
       return false;
@@ -192,6 +183,12 @@ class Reader {
     this.pos += 4;
     return <f64>v;
   }
+  f64(): f64 {
+    if (!this.need(8)) return 0;
+    const v = load<f64>(this.base + <usize>this.pos);
+    this.pos += 8;
+    return v;
+  }
   /** Skips a `str`, returning its offset (its length is in `lastLen`). */
   lastLen: i32 = 0;
   str(): i32 {
@@ -202,10 +199,24 @@ class Reader {
     this.pos += n;
     return at;
   }
+  text(): string {
+    const at = this.str();
+    return this.ok ? String.UTF8.decodeUnsafe(this.base + <usize>at, <usize>this.lastLen) : "";
+  }
+  /** A u32 length, then the end of that many bytes (this reader is not moved past them). */
+  sized(): i32 {
+    const n = this.u32();
+    if (!this.ok) return this.pos;
+    if (n > <u32>(this.end - this.pos)) {
+      lastError = "length " + n.toString() + " at byte " + (this.pos - 4).toString() + " runs past its container";
+      this.ok = false;
+      return this.pos;
+    }
+    return this.pos + <i32>n;
+  }
+  /** A reader over [pos, end) of the same blob. */
+  sub(end: i32): Reader { return new Reader(this.base, end, this.pos); }
 }
-
-function finiteOr(v: f64, fallback: f64): f64 { return isFinite(v) ? v : fallback; }
-function weight(v: f64): f64 { return isFinite(v) && v > 0 ? v : 0; }
 
 /** An address goes into a header verbatim: refuse empty ones and bytes a header value cannot carry. */
 function usableAddress(base: usize, off: i32, len: i32): bool {
@@ -226,7 +237,10 @@ export function decodeSnapshot(buf: ArrayBuffer): Snapshot | null {
     lastError = "bad magic"; return null;
   }
   const format = load<u16>(base, 4);
-  if (format != 1) { lastError = "unsupported format " + format.toString(); return null; }
+  if (format != FORMAT) {
+    lastError = "unsupported format " + format.toString() + (format < FORMAT ? " (the companion is older than this filter: upgrade it)" : " (the companion is newer than this filter)");
+    return null;
+  }
   const headerSize = <i32>load<u16>(base, 6);
   const totalSize = load<u32>(base, 24);
   if (totalSize != <u32>len) { lastError = "size mismatch"; return null; }
@@ -238,85 +252,102 @@ export function decodeSnapshot(buf: ArrayBuffer): Snapshot | null {
   snap.version = load<u64>(base, 8);
   snap.generatedAtMs = load<u64>(base, 16);
   const r = new Reader(base, len, headerSize);
-  const profileStart = r.pos;
-  const profileSize = <i32>r.u16();
-  const p = snap.profile;
-  // Bad numbers in the profile fall back to something harmless (a NaN weight would poison every score).
-  p.queueWeight = weight(r.f32());
-  p.kvWeight = weight(r.f32());
-  p.prefixWeight = weight(r.f32());
-  p.loraWeight = weight(r.f32());
-  p.runningWeight = weight(r.f32());
-  const picker = r.u8();
-  p.picker = picker <= PICKER_WEIGHTED_RANDOM ? picker : PICKER_MAX_SCORE;
-  p.fallbackCount = <i32>r.u8();
-  p.prefixBlockChars = <i32>r.u16();
-  p.prefixMaxBlocks = <i32>r.u16();
-  p.prefixLruPerEndpoint = <i32>r.u16();
-  p.saturationQueue = finiteOr(r.f32(), 5);
-  p.saturationKv = finiteOr(r.f32(), 0.8);
+  let sawProfile = false, sawEndpoints = false;
+  while (r.ok && r.pos < len) {
+    const id = r.u16();
+    const end = r.sized();
+    if (!r.ok) return null;
+    const body = r.sub(end);
+    if (id == SECTION_PROFILE) { sawProfile = true; if (!readProfile(body, snap)) return null; }
+    else if (id == SECTION_ENDPOINTS) { sawEndpoints = true; if (!readEndpoints(body, snap)) return null; }
+    else if (id == SECTION_BASE_MODELS) { if (!readBaseModels(body, snap)) return null; }
+    r.pos = end; // a section of a later revision, or bytes a known section gained: skipped
+  }
   if (!r.ok) return null;
-  if (profileSize < r.pos - profileStart || profileSize > len - profileStart) { lastError = "bad profile size"; return null; }
-  r.pos = profileStart + profileSize;
+  if (!sawProfile) { lastError = "no profile section"; return null; }
+  if (!sawEndpoints) { lastError = "no endpoints section"; return null; }
+  for (let i = 0; i < snap.count; i++) if ((unchecked(snap.flags[i]) & FLAG_LORA) != 0) snap.anyLora = true;
+  snap.adapterSet = sortedUnique(snap.adapterHash);
+  snap.profile = buildProfile(snap.entries);
+  snap.buildIndex();
+  lastError = "";
+  return snap;
+}
 
+function readProfile(r: Reader, snap: Snapshot): bool {
+  const n = <i32>r.u16();
+  for (let k = 0; k < n && r.ok; k++) {
+    const end = r.sized();
+    if (!r.ok) break;
+    const e = r.sub(end);
+    const role = e.u8();
+    const type = e.text();
+    const weight = e.f32();
+    const params = new Params();
+    const count = <i32>e.u16();
+    for (let j = 0; j < count && e.ok; j++) {
+      params.names.push(e.text());
+      const kind = e.u8();
+      if (kind == PARAM_NUMBER) { params.numbers.push(e.f64()); params.strings.push(null); }
+      else if (kind == PARAM_STRING) { params.numbers.push(NaN); params.strings.push(e.text()); }
+      else { lastError = "plugin " + type + ": unknown parameter kind " + kind.toString(); return false; }
+    }
+    if (!e.ok) { r.ok = false; return false; }
+    snap.entries.push(new PluginEntry(role, type, weight, params));
+    r.pos = end;
+  }
+  return r.ok;
+}
+
+function readEndpoints(r: Reader, snap: Snapshot): bool {
   const count = <i32>r.u32();
-  if (!r.ok || count < 0 || count > (len - r.pos) / MIN_RECORD) { lastError = "bad endpoint count"; return null; }
+  if (!r.ok || count < 0 || count > (r.end - r.pos) / MIN_RECORD) { lastError = "bad endpoint count"; return false; }
+  const base = r.base;
   snap.count = count;
   snap.addrOff = new StaticArray<i32>(count);
   snap.addrLen = new StaticArray<i32>(count);
   snap.addrHash = new StaticArray<u32>(count);
-  snap.engineOff = new StaticArray<i32>(count);
-  snap.engineLen = new StaticArray<i32>(count);
   snap.flags = new StaticArray<u8>(count);
   snap.queued = new StaticArray<f64>(count);
   snap.running = new StaticArray<f64>(count);
   snap.kv = new StaticArray<f64>(count);
-  snap.ageMs = new StaticArray<u32>(count);
   snap.loraMax = new StaticArray<i32>(count);
   snap.runStart = new StaticArray<i32>(count);
   snap.runCount = new StaticArray<i32>(count);
   snap.waitCount = new StaticArray<i32>(count);
-  snap.cacheBlockSize = new StaticArray<u32>(count);
-  snap.cacheNumBlocks = new StaticArray<u32>(count);
   const adapterOff = new Array<i32>();
   const adapterLen = new Array<i32>();
   for (let i = 0; i < count; i++) {
-    const ao = r.str();
-    const al = r.lastLen;
-    const eo = r.str();
-    const el = r.lastLen;
-    let flags = r.u8() & KNOWN_FLAGS;
-    const queued = r.u32();
-    const running = r.u32();
-    let kv = r.f32();
-    const age = r.u32();
-    const loraMax = r.u16();
+    const end = r.sized();
+    if (!r.ok) return false;
+    const e = r.sub(end);
+    let flags = e.u8() & KNOWN_FLAGS;
+    const queued = e.u32();
+    const running = e.u32();
+    let kv = e.f32();
+    const loraMax = e.u16();
+    const ao = e.str();
+    const al = e.lastLen;
     unchecked(snap.runStart[i] = adapterOff.length);
-    let n = <i32>r.u16();
-    for (let k = 0; k < n && r.ok; k++) { adapterOff.push(r.str()); adapterLen.push(r.lastLen); }
+    let n = <i32>e.u16();
+    for (let k = 0; k < n && e.ok; k++) { adapterOff.push(e.str()); adapterLen.push(e.lastLen); }
     unchecked(snap.runCount[i] = n);
-    n = <i32>r.u16();
-    for (let k = 0; k < n && r.ok; k++) { adapterOff.push(r.str()); adapterLen.push(r.lastLen); }
+    n = <i32>e.u16();
+    for (let k = 0; k < n && e.ok; k++) { adapterOff.push(e.str()); adapterLen.push(e.lastLen); }
     unchecked(snap.waitCount[i] = n);
-    const blockSize = r.u32();
-    const numBlocks = r.u32();
-    if (!r.ok) return null;
+    if (!e.ok) { r.ok = false; return false; }
+    r.pos = end; // fields a later revision appended to the record: skipped
     if (!usableAddress(base, ao, al)) flags |= FLAG_UNUSABLE;
     if (!isFinite(kv) || kv < 0) kv = 0;
     if (kv > 1) kv = 1;
     unchecked(snap.addrOff[i] = ao);
     unchecked(snap.addrLen[i] = al);
     unchecked(snap.addrHash[i] = fnv1a32(base + <usize>ao, al));
-    unchecked(snap.engineOff[i] = eo);
-    unchecked(snap.engineLen[i] = el);
     unchecked(snap.flags[i] = flags);
     unchecked(snap.queued[i] = (flags & FLAG_QUEUE) != 0 ? <f64>queued : 0);
     unchecked(snap.running[i] = (flags & FLAG_RUNNING) != 0 ? <f64>running : 0);
     unchecked(snap.kv[i] = kv);
-    unchecked(snap.ageMs[i] = age);
     unchecked(snap.loraMax[i] = <i32>loraMax);
-    unchecked(snap.cacheBlockSize[i] = blockSize);
-    unchecked(snap.cacheNumBlocks[i] = numBlocks);
   }
   const total = adapterOff.length;
   snap.adapterOff = new StaticArray<i32>(total);
@@ -327,22 +358,19 @@ export function decodeSnapshot(buf: ArrayBuffer): Snapshot | null {
     unchecked(snap.adapterLen[k] = adapterLen[k]);
     unchecked(snap.adapterHash[k] = fnv1a32(base + <usize>adapterOff[k], adapterLen[k]));
   }
-  for (let i = 0; i < count; i++) if ((unchecked(snap.flags[i]) & FLAG_LORA) != 0) snap.anyLora = true;
-  snap.adapterSet = sortedUnique(snap.adapterHash);
-  // Base models: an optional trailing section (u16 count, then strings); blobs from older companions end here.
-  if (r.pos < len) {
-    const n = <i32>r.u16();
-    const bases = new StaticArray<u32>(max(n, 0));
-    for (let k = 0; k < n && r.ok; k++) {
-      const off = r.str();
-      if (r.ok) unchecked(bases[k] = fnv1a32(base + <usize>off, r.lastLen));
-    }
-    if (!r.ok) return null;
-    snap.baseSet = sortedUnique(bases);
+  return true;
+}
+
+function readBaseModels(r: Reader, snap: Snapshot): bool {
+  const n = <i32>r.u16();
+  const bases = new StaticArray<u32>(max(n, 0));
+  for (let k = 0; k < n && r.ok; k++) {
+    const off = r.str();
+    if (r.ok) unchecked(bases[k] = fnv1a32(r.base + <usize>off, r.lastLen));
   }
-  snap.buildIndex();
-  lastError = "";
-  return snap;
+  if (!r.ok) return false;
+  snap.baseSet = sortedUnique(bases);
+  return true;
 }
 
 /** The distinct values of `hashes`, sorted (for `sortedHas`). */

@@ -11,7 +11,8 @@ import { parseCli, type CompanionOptions } from "../../companion/cli";
 import { Companion } from "../../companion/companion";
 import { ConfigFileWatcher } from "../../companion/config-watcher";
 import { silentLogger } from "../../companion/log";
-import { decodeSnapshot } from "../../companion/snapshot";
+import { decodeSnapshot, type SchedulingProfile } from "../../companion/snapshot";
+import { flatOf } from "../helpers/profile";
 import { parseEndpointsFile } from "../../companion/static-pool";
 import { until } from "../helpers/until";
 
@@ -43,11 +44,13 @@ test("snapshot, long poll, endpoints view, probes and metrics", async (t) => {
   await until("ready", async () => (await fetch(`${base}/readyz`)).status === 200);
 
   const res = await fetch(`${base}/v1/snapshot`);
-  assert.equal(res.headers.get("content-type"), "application/vnd.endpoint-picker.snapshot");
+  assert.equal(res.headers.get("content-type"), "application/vnd.endpoint-picker.snapshot; format=2");
+  const legacy = await fetch(`${base}/v1/snapshot`, { headers: { accept: "application/vnd.endpoint-picker.snapshot" } });
+  assert.equal(Buffer.from(await legacy.arrayBuffer()).readUInt16LE(4), 1, "a filter that predates format 2 gets format 1");
   const v = BigInt(res.headers.get("x-snapshot-version")!);
   const snap = decodeSnapshot(new Uint8Array(await res.arrayBuffer()));
   assert.equal(snap.version, v);
-  assert.deepEqual(snap.endpoints.map((e) => [e.address, e.engine, e.queued, e.kvUsage, e.stale, e.error]), [[`127.0.0.1:${port}`, "vllm", 3, 0.5, false, false]]);
+  assert.deepEqual(snap.endpoints.map((e) => [e.address, e.queued, e.kvUsage, e.stale, e.error]), [[`127.0.0.1:${port}`, 3, 0.5, false, false]]);
 
   const held = await fetch(`${base}/v1/snapshot?after=${v}`);
   assert.equal(held.status, 304, "nothing changed within the long-poll timeout");
@@ -63,9 +66,9 @@ test("snapshot, long poll, endpoints view, probes and metrics", async (t) => {
   assert.equal((await fetch(`${base}/v1/snapshot?after=${v}`)).status, 200, "an old version is answered at once");
   assert.equal((await fetch(`${base}/v1/snapshot?after=abc`)).status, 400);
 
-  const view = await (await fetch(`${base}/v1/endpoints`)).json() as { ready: boolean; profile: { queueWeight: number }; endpoints: Array<{ address: string; queued: number; updatedAt: string }> };
+  const view = await (await fetch(`${base}/v1/endpoints`)).json() as { ready: boolean; profile: SchedulingProfile; endpoints: Array<{ address: string; queued: number; updatedAt: string }> };
   assert.equal(view.ready, true);
-  assert.equal(view.profile.queueWeight, 2);
+  assert.equal(flatOf(view.profile).queueWeight, 2);
   assert.equal(view.endpoints[0].queued, 7);
   assert.ok(!Number.isNaN(Date.parse(view.endpoints[0].updatedAt)));
   assert.equal((await fetch(`${base}/healthz`)).status, 200);
@@ -79,13 +82,13 @@ test("snapshot, long poll, endpoints view, probes and metrics", async (t) => {
 test("a held long poll is released when its client goes away", async (t) => {
   const port = await metricsServer(t, () => "vllm:num_requests_waiting 1\n");
   const { c, base } = await startCompanion(t, ["--endpoints", `127.0.0.1:${port}`, "--long-poll-timeout", "4s"]);
-  const v = c.publisher.current.version + 1_000_000n; // far ahead: held until timeout
+  const v = c.pipeline.publisher.current.version + 1_000_000n; // far ahead: held until timeout
   const controller = new AbortController();
   const req = fetch(`${base}/v1/snapshot?after=${v}`, { signal: controller.signal }).catch(() => null);
-  await until("held", () => c.publisher.waiting === 1);
+  await until("held", () => c.pipeline.publisher.waiting === 1);
   controller.abort();
   await req;
-  await until("released", () => c.publisher.waiting === 0);
+  await until("released", () => c.pipeline.publisher.waiting === 0);
   assert.match(await (await fetch(`${base}/metrics`)).text(), /endpoint_picker_companion_long_poll_waiters 0/);
 });
 
@@ -136,16 +139,17 @@ test("--config-file is reloaded live through a ConfigMap-style ..data symlink sw
   const port = await metricsServer(t, () => "vllm:num_requests_waiting 1\nsglang:num_queue_reqs 5\n");
   const { base } = await startCompanion(t, ["--endpoints", `127.0.0.1:${port}`, "--config-file", join(dir, "config.yaml")]);
   const profile = async () => decodeSnapshot(new Uint8Array(await (await fetch(`${base}/v1/snapshot`)).arrayBuffer()));
-  assert.deepEqual([(await profile()).profile.queueWeight, (await profile()).profile.prefixWeight], [1, 0]);
+  assert.deepEqual([flatOf((await profile()).profile).queueWeight, flatOf((await profile()).profile).prefixWeight], [1, 0]);
 
   publish("plugins:\n- type: prefix-cache-scorer\n- type: model-server-protocol-metrics\n  parameters: {defaultEngine: sglang}\n");
-  await until("reloaded", async () => (await profile()).profile.prefixWeight === 1);
+  await until("reloaded", async () => flatOf((await profile()).profile).prefixWeight === 1);
   await until("engine switched", async () => (await profile()).endpoints[0].queued === 5);
-  assert.equal((await profile()).endpoints[0].engine, "sglang");
+  const listed = (await (await fetch(`${base}/v1/endpoints`)).json()) as { endpoints: Array<{ engine: string }> };
+  assert.equal(listed.endpoints[0].engine, "sglang");
 
   publish("plugins:\n- type: no-such-plugin\n");
   await until("failure counted", async () => /config_reloads_total\{result="failure"\} 1/.test(await (await fetch(`${base}/metrics`)).text()));
-  assert.equal((await profile()).profile.prefixWeight, 1, "the previous config stays");
+  assert.equal(flatOf((await profile()).profile).prefixWeight, 1, "the previous config stays");
 });
 
 test("ConfigFileWatcher reads by path, only reports changed content", async (t) => {

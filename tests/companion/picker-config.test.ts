@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { loadPickerConfig } from "../../companion/picker-config";
-import { DEFAULT_PROFILE } from "../../companion/snapshot";
+import { DEFAULT_FLAT, flatOf } from "../helpers/profile";
 import { readFileSync } from "node:fs";
 
 const HEAD = "apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\n";
@@ -80,7 +80,7 @@ schedulingProfiles:
   - pluginRef: prefix-cache-scorer
     weight: 50
 `);
-  assert.deepEqual(cfg.profile, { ...DEFAULT_PROFILE, queueWeight: 0, kvWeight: 0, prefixWeight: 50, prefixBlockChars: 20, prefixMaxBlocks: 256, prefixLruPerEndpoint: 31250 });
+  assert.deepEqual(flatOf(cfg.profile), { ...DEFAULT_FLAT, queueWeight: 0, kvWeight: 0, prefixWeight: 50, prefixBlockChars: 20, prefixMaxBlocks: 256, prefixLruPerEndpoint: 31250 });
 });
 
 test("profile: every scorer and picker, named plugins, default weight 1, fallback from maxNumOfEndpoints", () => {
@@ -106,8 +106,8 @@ schedulingProfiles:
   - {pluginRef: run, weight: 0.5}
   - {pluginRef: pick}
 `);
-  assert.deepEqual(cfg.profile, {
-    ...DEFAULT_PROFILE, queueWeight: 1.5, kvWeight: 1, prefixWeight: 0, loraWeight: 4, runningWeight: 0.5,
+  assert.deepEqual(flatOf(cfg.profile), {
+    ...DEFAULT_FLAT, queueWeight: 1.5, kvWeight: 1, prefixWeight: 0, loraWeight: 4, runningWeight: 0.5,
     picker: "weighted-random-picker", fallbackCount: 2, saturationQueue: 8, saturationKv: 0.9,
   });
   assert.match(cfg.notes.join("\n"), /single-profile-handler\) is accepted and ignored/);
@@ -115,18 +115,18 @@ schedulingProfiles:
 
 test("profile: no schedulingProfiles -> every scorer defined, weight 1 (GIE); no scorers at all -> GIE's default", () => {
   const auto = loadPickerConfig(`${HEAD}plugins:\n- type: queue-scorer\n- type: kv-cache-utilization-scorer\n- type: random-picker\n`);
-  assert.deepEqual(auto.profile, { ...DEFAULT_PROFILE, queueWeight: 1, kvWeight: 1, prefixWeight: 0, picker: "random-picker" });
+  assert.deepEqual(flatOf(auto.profile), { ...DEFAULT_FLAT, queueWeight: 1, kvWeight: 1, prefixWeight: 0, picker: "random-picker" });
   const none = loadPickerConfig(`${HEAD}plugins:\n- type: model-server-protocol-metrics\n- type: utilization-detector\n  parameters: {queueDepthThreshold: 3}\n`);
-  assert.deepEqual(none.profile, { ...DEFAULT_PROFILE, saturationQueue: 3 });
+  assert.deepEqual(flatOf(none.profile), { ...DEFAULT_FLAT, saturationQueue: 3 });
 });
 
 test("profile: legacy prefix sizes in characters, token limits, the approx-prefix-cache-producer", () => {
   const legacy = loadPickerConfig(`${HEAD}plugins:\n- type: prefix-cache-scorer\n  parameters: {blockSize: 128, lruCapacityPerServer: 1000}\n`);
-  assert.deepEqual([legacy.profile.prefixBlockChars, legacy.profile.prefixLruPerEndpoint], [128, 1000]);
+  assert.deepEqual([flatOf(legacy.profile).prefixBlockChars, flatOf(legacy.profile).prefixLruPerEndpoint], [128, 1000]);
   const v10 = loadPickerConfig(`${HEAD}plugins:\n- type: prefix-cache-scorer\n  parameters: {hashBlockSize: 32}\n`);
-  assert.equal(v10.profile.prefixBlockChars, 32);
+  assert.equal(flatOf(v10.profile).prefixBlockChars, 32);
   const producer = loadPickerConfig(`${HEAD}plugins:\n- type: approx-prefix-cache-producer\n  parameters: {blockSizeTokens: 32, maxPrefixTokensToMatch: 2048, autoTune: false}\n- type: prefix-cache-scorer\n`);
-  assert.deepEqual([producer.profile.prefixBlockChars, producer.profile.prefixMaxBlocks, producer.profile.prefixWeight], [128, 64, 1]);
+  assert.deepEqual([flatOf(producer.profile).prefixBlockChars, flatOf(producer.profile).prefixMaxBlocks, flatOf(producer.profile).prefixWeight], [128, 64, 1]);
 });
 
 test("profile errors name the field path and the value", () => {
@@ -159,5 +159,5 @@ test("metrics-data-source: scheme, path and insecureSkipVerify", () => {
 
 test("envoy/examples/lora-profile.yaml: GIE's default profile plus lora-affinity-scorer weight 1", () => {
   const cfg = loadPickerConfig(readFileSync("envoy/examples/lora-profile.yaml", "utf8"));
-  assert.deepEqual(cfg.profile, { ...DEFAULT_PROFILE, loraWeight: 1 });
+  assert.deepEqual(flatOf(cfg.profile), { ...DEFAULT_FLAT, loraWeight: 1 });
 });

@@ -1,5 +1,5 @@
-// Every example of ../shared/reference/supported-model-servers.md, verbatim (fixtures/reference/), loads and
-// gives the engine mapping the document describes.
+// Every example of ../shared/reference/supported-model-servers.md, verbatim (fixtures/reference/, checked
+// against the excerpt committed in tests/fixtures/), loads and gives the engine mapping the document describes.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
@@ -8,7 +8,8 @@ import { parseCli } from "../../companion/cli";
 import { loadPickerConfig } from "../../companion/picker-config";
 import { formatMetricSpec } from "../../companion/metric-spec";
 import type { EngineMapping } from "../../companion/engines";
-import { DEFAULT_PROFILE } from "../../companion/snapshot";
+import { DEFAULT_PROFILE } from "../../companion/profile-config";
+import { REFERENCE_EXCERPT, REFERENCE_LIVE, SHARED_DIR, codeBlocks, referenceExcerpt } from "../helpers/reference-doc";
 
 const fixture = (name: string): string => readFileSync(`tests/companion/fixtures/reference/${name}`, "utf8");
 
@@ -51,11 +52,17 @@ function flagsOf(args: string[]) {
   return r.kind === "run" ? r.options.engineFlags : {};
 }
 
-test("the fixtures are the reference document's code blocks, verbatim", (t) => {
-  const doc = "../shared/reference/supported-model-servers.md";
-  if (!existsSync(doc)) return t.skip("reference document not next to this checkout");
-  const blocks = [...readFileSync(doc, "utf8").matchAll(/```\w*\n([\s\S]*?)```/g)].map((m) => m[1]);
-  assert.deepEqual(blocks, ["triton-flags.txt", "sglang-flags.txt", "pod-labels.yaml", "default-engine-sglang.yaml", "custom-engines.yaml"].map(fixture));
+const FIXTURES = ["triton-flags.txt", "sglang-flags.txt", "pod-labels.yaml", "default-engine-sglang.yaml", "custom-engines.yaml"];
+
+test("the fixtures are the reference document's code blocks, verbatim (committed excerpt)", () => {
+  assert.deepEqual(codeBlocks(referenceExcerpt()), FIXTURES.map(fixture));
+});
+
+test("the committed excerpt is the live reference document's text, and holds all its code blocks", (t) => {
+  if (!existsSync(SHARED_DIR)) return t.skip(`${SHARED_DIR} is not beside this checkout: the excerpt was not compared with ${REFERENCE_LIVE}`);
+  const live = readFileSync(REFERENCE_LIVE, "utf8");
+  assert.ok(live.includes(referenceExcerpt()), `${REFERENCE_EXCERPT} is no longer a verbatim slice of ${REFERENCE_LIVE}: copy it again`);
+  assert.deepEqual(codeBlocks(live), FIXTURES.map(fixture), `the code blocks of ${REFERENCE_LIVE} are no longer the fixtures`);
 });
 
 test("no configuration: vLLM is the default, all four engines built in, GIE's default profile", () => {

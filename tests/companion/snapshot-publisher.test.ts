@@ -4,8 +4,9 @@ import assert from "node:assert/strict";
 import { EndpointStore } from "../../companion/endpoint-state";
 import { loadPickerConfig } from "../../companion/picker-config";
 import { SnapshotPublisher } from "../../companion/snapshot-publisher";
-import { DEFAULT_PROFILE, decodeSnapshot } from "../../companion/snapshot";
-import type { PoolTarget } from "../../companion/pool";
+import { decodeSnapshot } from "../../companion/snapshot";
+import { DEFAULT_PROFILE } from "../../companion/profile-config";
+import type { PoolTarget } from "../../companion/types";
 
 const engines = loadPickerConfig(null).engines;
 const target = (address: string, labels: Record<string, string> = {}): PoolTarget => {
@@ -27,7 +28,7 @@ test("staleness: never scraped and older than the threshold are stale; errors ke
   const [v] = store.views(1500);
   assert.deepEqual([v.queued, v.error, v.ageMs, v.stale], [3, "timeout", 500, false]);
   const [e] = store.snapshotEndpoints(1500);
-  assert.deepEqual([e.error, e.queued, e.ageMs], [true, 3, 500]);
+  assert.deepEqual([e.error, e.queued], [true, 3]);
   store.recordSuccess("10.0.0.1:8000", "vllm", metrics(4), 1600);
   assert.equal(store.views(1600)[0].error, null, "a good scrape clears the error");
   store.recordSuccess("10.0.0.9:8000", "vllm", metrics(1), 1600); // left the pool mid-scrape: ignored
@@ -84,7 +85,7 @@ test("a scrape outcome for the engine an endpoint had before a relabel or reload
 
 function publisherWith(store: EndpointStore, clock: { now: number }) {
   const published: bigint[] = [];
-  const pub = new SnapshotPublisher((now) => ({ profile: DEFAULT_PROFILE, endpoints: store.snapshotEndpoints(now) }), {
+  const pub = new SnapshotPublisher((now) => ({ profile: DEFAULT_PROFILE, endpoints: store.snapshotEndpoints(now), baseModels: store.baseModels() }), {
     minIntervalMs: 50, now: () => clock.now, nextChangeAt: (now) => store.nextStaleAt(now), onPublish: (s) => published.push(s.version),
   });
   return { pub, published };
@@ -119,7 +120,7 @@ test("versions: new only when content changes (not age), strictly increasing, at
   clock.now += 2001;
   assert.equal(pub.rebuild(), true, "turning stale is a change");
   const snap = decodeSnapshot(pub.current.blob);
-  assert.deepEqual([snap.endpoints[0].stale, snap.endpoints[0].ageMs, snap.generatedAtMs], [true, 2001, clock.now]);
+  assert.deepEqual([snap.endpoints[0].stale, snap.generatedAtMs], [true, clock.now]);
   assert.equal(snap.version, pub.current.version);
 
   const restarted = publisherWith(store, { now: clock.now - 10 }).pub; // a restart with a clock slightly behind
@@ -127,11 +128,25 @@ test("versions: new only when content changes (not age), strictly increasing, at
   assert.ok(restarted.current.version < pub.current.version, "versions follow the wall clock, not a counter");
 });
 
+test("a change of base models alone is a new version (they are part of the content)", (t) => {
+  const clock = { now: 1_700_000_000_000 };
+  const store = new EndpointStore(engines, 60_000);
+  store.setTargets([target("10.0.0.1:8000")]);
+  store.recordSuccess("10.0.0.1:8000", "vllm", metrics(3, ["base-a"]), clock.now);
+  const { pub } = publisherWith(store, clock);
+  t.after(() => pub.stop());
+  assert.deepEqual(decodeSnapshot(pub.current.blob).baseModels, ["base-a"]);
+  clock.now += 100;
+  store.recordSuccess("10.0.0.1:8000", "vllm", metrics(3, ["base-a", "base-b"]), clock.now);
+  assert.equal(pub.rebuild(), true, "same load, new base model: a new version");
+  assert.deepEqual(decodeSnapshot(pub.current.blob).baseModels, ["base-a", "base-b"]);
+});
+
 test("staleness publishes by itself: the expiry timer rebuilds when an endpoint turns stale", async (t) => {
   const store = new EndpointStore(engines, 30);
   store.setTargets([target("10.0.0.1:8000")]);
   store.recordSuccess("10.0.0.1:8000", "vllm", metrics(1), Date.now());
-  const pub = new SnapshotPublisher((now) => ({ profile: DEFAULT_PROFILE, endpoints: store.snapshotEndpoints(now) }), { minIntervalMs: 10, nextChangeAt: (now) => store.nextStaleAt(now) });
+  const pub = new SnapshotPublisher((now) => ({ profile: DEFAULT_PROFILE, endpoints: store.snapshotEndpoints(now), baseModels: store.baseModels() }), { minIntervalMs: 10, nextChangeAt: (now) => store.nextStaleAt(now) });
   t.after(() => pub.stop());
   assert.equal(decodeSnapshot(pub.current.blob).endpoints[0].stale, false);
   const { result } = pub.waitForNewer(pub.current.version, 2000);
@@ -142,7 +157,7 @@ test("staleness publishes by itself: the expiry timer rebuilds when an endpoint 
 
 test("long poll: answered at once when newer, held until a change, null on timeout, cancellable; coalescing", async (t) => {
   const store = new EndpointStore(engines, 60_000);
-  const pub = new SnapshotPublisher((now) => ({ profile: DEFAULT_PROFILE, endpoints: store.snapshotEndpoints(now) }), { minIntervalMs: 40 });
+  const pub = new SnapshotPublisher((now) => ({ profile: DEFAULT_PROFILE, endpoints: store.snapshotEndpoints(now), baseModels: store.baseModels() }), { minIntervalMs: 40 });
   t.after(() => pub.stop());
   const v0 = pub.current.version;
   assert.equal(await pub.waitForNewer(v0 - 1n, 1000).result, pub.current, "older version: at once");

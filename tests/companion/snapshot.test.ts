@@ -1,42 +1,60 @@
+// The snapshot format against its golden sample (tests/fixtures/snapshot/): the encoder writes golden.bin
+// byte for byte, the reference decoder reads it (and golden-later.bin, with fields of a later revision) back
+// to golden.json. The filter's specs decode the same files (tests/filter/golden.spec.ts).
+// UPDATE_GOLDEN=1 rewrites the .bin files from golden.json (then review the diff).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { encodeSnapshot, decodeSnapshot, fnv1a, DEFAULT_PROFILE, HEADER_SIZE, type Snapshot } from "../../companion/snapshot";
+import { readFileSync, writeFileSync } from "node:fs";
+import { encodeSnapshot, decodeSnapshot, fnv1a, HEADER_SIZE, type Snapshot, type LaterRevision } from "../../companion/snapshot";
 
-const sample: Snapshot = {
-  version: 1234567890123n,
-  generatedAtMs: 1700000000000,
-  // f32 fields: use values that survive single precision so the round trip is exact.
-  profile: { ...DEFAULT_PROFILE, saturationKv: Math.fround(0.8), loraWeight: 1, fallbackCount: 2, picker: "weighted-random-picker" },
-  endpoints: [
-    { address: "10.0.0.1:8000", engine: "vllm", stale: false, error: false, queued: 3, running: 7, kvUsage: 0.5, ageMs: 40,
-      lora: { running: ["sql-lora"], waiting: ["tweet-lora"], max: 4 }, cache: { blockSize: 16, numBlocks: 9000 } },
-    { address: "[fd00::1]:8000", engine: "sglang", stale: true, error: false, queued: 0, running: null, kvUsage: null, ageMs: 2500,
-      lora: null, cache: null },
-  ],
-  baseModels: ["meta-llama/Llama-3.1-8B-Instruct", "Qwen/Qwen2.5-7B-Instruct"],
-};
+const DIR = "tests/fixtures/snapshot";
+const golden: Snapshot = (() => {
+  const raw = JSON.parse(readFileSync(`${DIR}/golden.json`, "utf8"));
+  return { ...raw, version: BigInt(raw.version) };
+})();
+/** What golden-later.bin adds: 5 unknown bytes in every entry, record and section, and a section 77. */
+const LATER: LaterRevision = { tail: Buffer.from([0xde, 0xad, 0xbe, 0xef, 0x01]), sectionId: 77 };
 
-test("a snapshot survives encode and decode", () => {
-  assert.deepEqual(decodeSnapshot(encodeSnapshot(sample)), sample);
+if (process.env.UPDATE_GOLDEN) {
+  writeFileSync(`${DIR}/golden.bin`, encodeSnapshot(golden));
+  writeFileSync(`${DIR}/golden-later.bin`, encodeSnapshot(golden, LATER));
+}
+
+test("golden: the encoder writes golden.bin byte for byte", () => {
+  assert.deepEqual(encodeSnapshot(golden), readFileSync(`${DIR}/golden.bin`));
 });
 
-test("the base-model section trails the endpoints: a blob without it decodes with none", () => {
-  const withNone = encodeSnapshot({ ...sample, baseModels: [] });
-  const withTwo = encodeSnapshot(sample);
-  assert.equal(withTwo.length - withNone.length, 2 * 2 + "meta-llama/Llama-3.1-8B-Instruct".length + "Qwen/Qwen2.5-7B-Instruct".length);
-  // What a companion without the section sent: the same blob two bytes shorter, size and checksum redone.
-  const old = Buffer.from(withNone.subarray(0, withNone.length - 2));
-  old.writeUInt32LE(old.length, 24);
-  old.writeUInt32LE(fnv1a(old, HEADER_SIZE, old.length), 28);
-  assert.deepEqual(decodeSnapshot(old).baseModels, []);
-  assert.deepEqual(decodeSnapshot(old).endpoints, sample.endpoints);
+test("golden: the reference decoder reads golden.bin back to golden.json", () => {
+  assert.deepEqual(decodeSnapshot(readFileSync(`${DIR}/golden.bin`)), golden);
 });
 
-test("a truncated or corrupted snapshot is refused with a reason", () => {
-  const blob = encodeSnapshot(sample);
+test("golden: fields and sections of a later revision are skipped, the known ones read intact", () => {
+  const later = readFileSync(`${DIR}/golden-later.bin`);
+  assert.deepEqual(later, encodeSnapshot(golden, LATER));
+  assert.ok(later.length > readFileSync(`${DIR}/golden.bin`).length + 5 * 10);
+  assert.deepEqual(decodeSnapshot(later), golden);
+});
+
+test("base models are optional: a snapshot without them has none", () => {
+  const none = encodeSnapshot({ ...golden, baseModels: [] });
+  assert.deepEqual(decodeSnapshot(none).baseModels, []);
+  assert.deepEqual(decodeSnapshot(none).endpoints, golden.endpoints);
+});
+
+test("a truncated, corrupted, older or inconsistent snapshot is refused with a reason", () => {
+  const blob = encodeSnapshot(golden);
   assert.throws(() => decodeSnapshot(blob.subarray(0, blob.length - 1)), /totalSize/);
   const corrupt = Buffer.from(blob);
   corrupt[corrupt.length - 5] ^= 0xff;
   assert.throws(() => decodeSnapshot(corrupt), /checksum/);
   assert.throws(() => decodeSnapshot(blob.subarray(0, 10)), /truncated/);
+  const format1 = Buffer.from(blob);
+  format1.writeUInt16LE(1, 4);
+  assert.throws(() => decodeSnapshot(format1), /unsupported format 1/);
+  // A record length running past its section: refused even though size and checksum agree.
+  const lying = Buffer.from(blob);
+  const firstRecord = lying.indexOf(Buffer.from("10.0.0.1:8000")) - 2 - 15 - 4; // str length, fixed fields, u32 size
+  lying.writeUInt32LE(0xffff, firstRecord);
+  lying.writeUInt32LE(fnv1a(lying, HEADER_SIZE, lying.length), 28);
+  assert.throws(() => decodeSnapshot(lying), /runs past its container/);
 });

@@ -6,7 +6,8 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse, stringify } from "yaml";
-import { encodeSnapshot, DEFAULT_PROFILE } from "../../companion/snapshot";
+import { encodeSnapshot } from "../../companion/snapshot";
+import { DEFAULT_PROFILE } from "../../companion/profile-config";
 import { SharedDataView } from "../../envoy/emulator/host";
 import { publishSnapshot } from "../helpers/filter-contract";
 
@@ -84,9 +85,9 @@ export function tempBootstrap(opts: { fallbackPorts: number[]; companionPort: nu
 /** Writes a snapshot listing `addresses` into shared data as the filter's fetcher would. */
 export function deliverSnapshot(shared: SharedDataView, addresses: string[], version = 1n): void {
   const blob = encodeSnapshot({
-    version, generatedAtMs: Date.now(), profile: { ...DEFAULT_PROFILE },
+    version, generatedAtMs: Date.now(), profile: DEFAULT_PROFILE, baseModels: [],
     endpoints: addresses.map((address) => ({
-      address, engine: "vllm", stale: false, error: false, queued: 0, running: 0, kvUsage: 0.1, ageMs: 10, lora: null, cache: null,
+      address, stale: false, error: false, queued: 0, running: 0, kvUsage: 0.1, lora: null,
     })),
   });
   publishSnapshot(shared, new Uint8Array(blob), Date.now());

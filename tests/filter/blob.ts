@@ -1,4 +1,5 @@
-// Builds EPS1 snapshot blobs for specs (docs/SNAPSHOT.md), so decoding is tested against the written format.
+// Builds snapshot blobs (format 2, docs/SNAPSHOT.md) for specs, so decoding and scoring are tested against
+// the written format. tests/filter/golden.spec.ts checks this writer against the companion's golden sample.
 export class BlobWriter {
   bytes: u8[] = [];
   u8(v: u8): BlobWriter { this.bytes.push(v); return this; }
@@ -6,11 +7,19 @@ export class BlobWriter {
   u32(v: u32): BlobWriter { this.u16(<u16>(v & 0xffff)); return this.u16(<u16>(v >> 16)); }
   u64(v: u64): BlobWriter { this.u32(<u32>(v & 0xffffffff)); return this.u32(<u32>(v >> 32)); }
   f32(v: f32): BlobWriter { return this.u32(reinterpret<u32>(v)); }
+  f64(v: f64): BlobWriter { return this.u64(reinterpret<u64>(v)); }
   str(s: string): BlobWriter {
     const b = Uint8Array.wrap(String.UTF8.encode(s));
     this.u16(<u16>b.length);
     for (let i = 0; i < b.length; i++) this.u8(b[i]);
     return this;
+  }
+  /** A u32 length placeholder; `end` fills in the bytes written after it. */
+  start(): i32 { const at = this.bytes.length; this.u32(0); return at; }
+  end(at: i32): void {
+    const n = <u32>(this.bytes.length - at - 4);
+    this.bytes[at] = <u8>(n & 0xff); this.bytes[at + 1] = <u8>((n >> 8) & 0xff);
+    this.bytes[at + 2] = <u8>((n >> 16) & 0xff); this.bytes[at + 3] = <u8>(n >> 24);
   }
 }
 
@@ -22,6 +31,19 @@ export class TestEndpoint {
   waitingAdapters: string[] = [];
 }
 
+/** A plugin entry (role: 1 filter, 2 scorer, 3 picker, 4 saturation detector) with its parameters. */
+export class TestEntry {
+  names: string[] = [];
+  values: f64[] = [];
+  texts: Array<string | null> = [];
+  constructor(public role: u8, public type: string, public weight: f32 = 0) {}
+  param(name: string, value: f64): TestEntry { this.names.push(name); this.values.push(value); this.texts.push(null); return this; }
+  text(name: string, value: string): TestEntry { this.names.push(name); this.values.push(0); this.texts.push(value); return this; }
+}
+
+export const PICKERS: string[] = ["max-score-picker", "random-picker", "weighted-random-picker"];
+
+/** GIE's scorers and settings as weights; `extra` entries follow them. */
 export class TestProfile {
   queue: f32 = 2;
   kv: f32 = 2;
@@ -35,6 +57,21 @@ export class TestProfile {
   lruPerEndpoint: u16 = 1000;
   satQueue: f32 = 5;
   satKv: f32 = 0.8;
+  extra: TestEntry[] = [];
+
+  entries(): TestEntry[] {
+    const out = new Array<TestEntry>();
+    if (this.queue > 0) out.push(new TestEntry(2, "queue-scorer", this.queue));
+    if (this.kv > 0) out.push(new TestEntry(2, "kv-cache-utilization-scorer", this.kv));
+    if (this.prefix > 0) out.push(new TestEntry(2, "prefix-cache-scorer", this.prefix).param("blockSizeChars", this.blockChars)
+      .param("maxPrefixBlocksToMatch", this.maxBlocks).param("lruCapacityPerServer", this.lruPerEndpoint));
+    if (this.lora > 0) out.push(new TestEntry(2, "lora-affinity-scorer", this.lora));
+    if (this.running > 0) out.push(new TestEntry(2, "running-requests-size-scorer", this.running));
+    out.push(new TestEntry(3, PICKERS[this.picker]).param("maxNumOfEndpoints", <f64>this.fallbacks + 1));
+    out.push(new TestEntry(4, "utilization-detector").param("queueDepthThreshold", this.satQueue).param("kvCacheUtilThreshold", this.satKv));
+    for (let k = 0; k < this.extra.length; k++) out.push(this.extra[k]);
+    return out;
+  }
 }
 
 export function buildBlob(version: u64, endpoints: TestEndpoint[], picker: u8 = 0): ArrayBuffer {
@@ -43,28 +80,46 @@ export function buildBlob(version: u64, endpoints: TestEndpoint[], picker: u8 = 
   return buildBlobWith(version, endpoints, p);
 }
 
-/** `baseModels` null: a blob without the trailing base-model section (what older companions send). */
+/** `baseModels` null or empty: no base-model section. */
 export function buildBlobWith(version: u64, endpoints: TestEndpoint[], p: TestProfile, baseModels: string[] | null = null): ArrayBuffer {
   const w = new BlobWriter();
-  w.u8(0x45).u8(0x50).u8(0x53).u8(0x31).u16(1).u16(32).u64(version).u64(1700000000000).u32(0).u32(0);
-  const profileStart = w.bytes.length;
-  w.u16(0).f32(p.queue).f32(p.kv).f32(p.prefix).f32(p.lora).f32(p.running).u8(p.picker).u8(p.fallbacks)
-    .u16(p.blockChars).u16(p.maxBlocks).u16(p.lruPerEndpoint).f32(p.satQueue).f32(p.satKv);
-  const profileSize = w.bytes.length - profileStart;
-  w.bytes[profileStart] = <u8>profileSize;
+  w.u8(0x45).u8(0x50).u8(0x53).u8(0x31).u16(2).u16(32).u64(version).u64(1700000000000).u32(0).u32(0);
+  w.u16(1);
+  let section = w.start();
+  const entries = p.entries();
+  w.u16(<u16>entries.length);
+  for (let k = 0; k < entries.length; k++) {
+    const e = entries[k];
+    const at = w.start();
+    w.u8(e.role).str(e.type).f32(e.weight).u16(<u16>e.names.length);
+    for (let j = 0; j < e.names.length; j++) {
+      const t = e.texts[j];
+      if (t != null) w.str(e.names[j]).u8(1).str(t);
+      else w.str(e.names[j]).u8(0).f64(e.values[j]);
+    }
+    w.end(at);
+  }
+  w.end(section);
+  w.u16(2);
+  section = w.start();
   w.u32(endpoints.length);
   for (let i = 0; i < endpoints.length; i++) {
     const e = endpoints[i];
-    w.str(e.address).str("vllm").u8(e.flags).u32(e.queued).u32(e.running).f32(e.kv).u32(10).u16(e.loraMax);
+    const at = w.start();
+    w.u8(e.flags).u32(e.queued).u32(e.running).f32(e.kv).u16(e.loraMax).str(e.address);
     w.u16(<u16>e.runningAdapters.length);
     for (let k = 0; k < e.runningAdapters.length; k++) w.str(e.runningAdapters[k]);
     w.u16(<u16>e.waitingAdapters.length);
     for (let k = 0; k < e.waitingAdapters.length; k++) w.str(e.waitingAdapters[k]);
-    w.u32(16).u32(1000);
+    w.end(at);
   }
-  if (baseModels != null) {
+  w.end(section);
+  if (baseModels != null && baseModels.length > 0) {
+    w.u16(3);
+    section = w.start();
     w.u16(<u16>baseModels.length);
     for (let k = 0; k < baseModels.length; k++) w.str(baseModels[k]);
+    w.end(section);
   }
   const out = new Uint8Array(w.bytes.length);
   for (let i = 0; i < w.bytes.length; i++) out[i] = w.bytes[i];

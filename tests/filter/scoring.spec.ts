@@ -1,6 +1,10 @@
-import { decodeSnapshot, Snapshot, PICKER_RANDOM, PICKER_WEIGHTED_RANDOM } from "../../filter/snapshot";
+import { decodeSnapshot, Snapshot } from "../../filter/snapshot";
 import { InFlight } from "../../filter/inflight";
-import { Scorer, RequestFacts, loraScore, OUTCOME_PICKED, OUTCOME_SHED, OUTCOME_NO_ENDPOINT } from "../../filter/scoring";
+import { Decision, OUTCOME_PICKED, OUTCOME_SHED, OUTCOME_NO_ENDPOINT } from "../../filter/scoring/decision";
+import { RequestFacts } from "../../filter/scoring/plugin";
+import { loraScore } from "../../filter/scoring/lora-affinity-scorer";
+
+const PICKER_RANDOM: u8 = 1, PICKER_WEIGHTED_RANDOM: u8 = 2;
 import { fnv1a32 } from "../../filter/hash";
 import { seedRandom } from "../../filter/rng";
 import { buildBlobWith, TestEndpoint, TestProfile } from "./blob";
@@ -44,11 +48,11 @@ describe("scorers", () => {
 
   it("queue-scorer: falls from 1 over the spread of loads, never over less than 4 requests; equal loads all score 1", () => {
     const s = snapOf([ep("10.0.0.1:1", 0, 0), ep("10.0.0.2:1", 4, 0), ep("10.0.0.3:1", 2, 0)], only(new TestProfile(), 1, 0, 0, 0, 0));
-    const sc = new Scorer();
+    const sc = new Decision();
     const f = flight(s);
     for (let k = 0; k < 16; k++) f.started(1); // requests of ours in flight count in full
     for (let k = 0; k < 8; k++) f.started(2);
-    expect(sc.decide(s, f, new RequestFacts())).toBe(OUTCOME_PICKED);
+    expect(sc.decide(s, s.profile, f, new RequestFacts())).toBe(OUTCOME_PICKED);
     expect(sc.scores[0]).toBe(1.0);
     expect(sc.scores[1]).toBe(0.0);
     expect(sc.scores[2]).toBe(0.5);
@@ -56,19 +60,19 @@ describe("scorers", () => {
     // Scraped queues the proxy did not send count half (they may be another gateway's, or stale); a spread
     // of loads under 4 requests moves the score by spread / 4 only.
     const small = snapOf([ep("10.0.0.1:1", 0, 0), ep("10.0.0.2:1", 2, 0)], only(new TestProfile(), 1, 0, 0, 0, 0));
-    sc.decide(small, flight(small), new RequestFacts());
+    sc.decide(small, small.profile, flight(small), new RequestFacts());
     expect(sc.scores[0]).toBe(1.0);
     expect(sc.scores[1]).toBe(0.75);
     const same = snapOf([ep("10.0.0.1:1", 3, 0), ep("10.0.0.2:1", 3, 0)], only(new TestProfile(), 1, 0, 0, 0, 0));
-    sc.decide(same, flight(same), new RequestFacts());
+    sc.decide(same, same.profile, flight(same), new RequestFacts());
     expect(sc.scores[0]).toBe(1.0);
     expect(sc.scores[1]).toBe(1.0);
   });
 
   it("kv-cache-utilization-scorer: 1 - usage; an engine without the metric counts as half full", () => {
     const s = snapOf([ep("10.0.0.1:1", 0, 0.25), ep("10.0.0.2:1", 0, 0.9), ep("10.0.0.3:1", 0, 0, Q | R)], only(new TestProfile(), 0, 1, 0, 0, 0));
-    const sc = new Scorer();
-    sc.decide(s, flight(s), new RequestFacts());
+    const sc = new Decision();
+    sc.decide(s, s.profile, flight(s), new RequestFacts());
     expect(sc.scores[0]).toBe(0.75);
     expect(sc.scores[1]).toBeCloseTo(0.1);
     expect(sc.scores[2]).toBe(0.5);
@@ -78,8 +82,8 @@ describe("scorers", () => {
     const a = ep("10.0.0.1:1", 0, 0), b = ep("10.0.0.2:1", 0, 0);
     a.running = 8; b.running = 2;
     const s = snapOf([a, b], only(new TestProfile(), 0, 0, 0, 0, 1));
-    const sc = new Scorer();
-    sc.decide(s, flight(s), new RequestFacts());
+    const sc = new Decision();
+    sc.decide(s, s.profile, flight(s), new RequestFacts());
     expect(sc.scores[0]).toBe(0.0);
     expect(sc.scores[1]).toBe(1.0);
   });
@@ -88,8 +92,8 @@ describe("scorers", () => {
     const s = snapOf([ep("10.0.0.1:1", 0, 0), ep("10.0.0.2:1", 1, 0)], only(new TestProfile(), 1, 0, 0, 0, 0));
     const f = flight(s);
     for (let i = 0; i < 5; i++) f.started(0); // a burst sent to the idle-looking pod
-    const sc = new Scorer();
-    sc.decide(s, f, new RequestFacts());
+    const sc = new Decision();
+    sc.decide(s, s.profile, f, new RequestFacts());
     expect(sc.waiting[0]).toBe(5.0);
     expect(sc.primary).toBe(1);
   });
@@ -100,8 +104,8 @@ describe("scorers", () => {
     facts.chainBlocks = 8;
     facts.matched = new StaticArray<i32>(2);
     facts.matched[1] = 6;
-    const sc = new Scorer();
-    sc.decide(s, flight(s), facts);
+    const sc = new Decision();
+    sc.decide(s, s.profile, flight(s), facts);
     expect(sc.scores[0]).toBe(0.0);
     expect(sc.scores[1]).toBe(0.75);
     expect(sc.primary).toBe(1);
@@ -120,16 +124,16 @@ describe("scorers", () => {
     expect(loraScore(s, 2, facts)).toBe(0.6);
     expect(loraScore(s, 3, facts)).toBe(0.0);
     expect(loraScore(s, 4, facts)).toBe(0.8);
-    const sc = new Scorer();
-    sc.decide(s, flight(s), facts);
+    const sc = new Decision();
+    sc.decide(s, s.profile, flight(s), facts);
     expect(sc.primary).toBe(0);
     expect(loraScore(s, 0, modelFacts("sql-loraX"))).toBe(0.0); // same prefix, other adapter: the slot is full
   });
 
   it("weights add up the scorers", () => {
     const s = snapOf([ep("10.0.0.1:1", 0, 0.5), ep("10.0.0.2:1", 2, 0.0)]); // queue 2, kv 2, prefix 3, lora 1
-    const sc = new Scorer();
-    sc.decide(s, flight(s), new RequestFacts());
+    const sc = new Decision();
+    sc.decide(s, s.profile, flight(s), new RequestFacts());
     expect(sc.scores[0]).toBe(2.0 * 1 + 2.0 * 0.5);
     expect(sc.scores[1]).toBe(2.0 * 0.75 + 2.0 * 1);
   });
@@ -155,13 +159,13 @@ describe("LoRA filters", () => {
     const full = loraEp("10.0.0.1:1", 0, ["a", "b"], 2);
     const roomy = loraEp("10.0.0.2:1", 3, ["x"], 2);
     const s = decodeSnapshot(buildBlobWith(1, [full, roomy], loraProfile(), ["base"]))!;
-    const sc = new Scorer();
+    const sc = new Decision();
     const f = flight(s);
-    expect(sc.decide(s, f, withAdapters(modelFacts("sql-lora"), s, f))).toBe(OUTCOME_PICKED);
+    expect(sc.decide(s, s.profile, f, withAdapters(modelFacts("sql-lora"), s, f))).toBe(OUTCOME_PICKED);
     expect(sc.primary).toBe(1);
     expect(sc.scores[0]).toBe(-f64.MAX_VALUE);
     // The base model is no adapter: by load.
-    expect(sc.decide(s, f, withAdapters(modelFacts("base"), s, f))).toBe(OUTCOME_PICKED);
+    expect(sc.decide(s, s.profile, f, withAdapters(modelFacts("base"), s, f))).toBe(OUTCOME_PICKED);
     expect(sc.primary).toBe(0);
   });
 
@@ -170,9 +174,9 @@ describe("LoRA filters", () => {
     const roomy = loraEp("10.0.0.2:1", 3, ["x"], 2);
     const s = decodeSnapshot(buildBlobWith(1, [full, roomy], loraProfile()))!;
     expect(s.namesAdapter(fnv1a32(changetype<usize>(String.UTF8.encode("x")), 1))).toBe(true);
-    const sc = new Scorer();
+    const sc = new Decision();
     const f = flight(s);
-    sc.decide(s, f, withAdapters(modelFacts("sql-lora"), s, f));
+    sc.decide(s, s.profile, f, withAdapters(modelFacts("sql-lora"), s, f));
     expect(sc.primary).toBe(0); // unknown name: by load
   });
 
@@ -180,14 +184,14 @@ describe("LoRA filters", () => {
     const running = loraEp("10.0.0.1:1", 0, ["sql-lora"], 4);
     const idle = loraEp("10.0.0.2:1", 0, [], 4);
     const s = decodeSnapshot(buildBlobWith(1, [running, idle], loraProfile(), ["base"]))!;
-    const sc = new Scorer();
+    const sc = new Decision();
     const f = flight(s);
     for (let k = 0; k < 8; k++) f.started(0); // 8 requests more than the idle one: within the slack
-    sc.decide(s, f, withAdapters(modelFacts("sql-lora"), s, f));
+    sc.decide(s, s.profile, f, withAdapters(modelFacts("sql-lora"), s, f));
     expect(sc.primary).toBe(0);
     expect(sc.scores[1]).toBe(-f64.MAX_VALUE);
     for (let k = 0; k < 4; k++) f.started(0); // 12 more: beyond it, both compete on score
-    sc.decide(s, f, withAdapters(modelFacts("sql-lora"), s, f));
+    sc.decide(s, s.profile, f, withAdapters(modelFacts("sql-lora"), s, f));
     expect(sc.primary).toBe(1);
     expect(sc.scores[0]).toBeGreaterThan(-1.0);
   });
@@ -199,20 +203,20 @@ describe("LoRA filters", () => {
     const c = loraEp("10.0.0.3:1", 60, ["x"], 4);
     c.waitingAdapters = ["adapter-1"];
     const s = decodeSnapshot(buildBlobWith(1, [a, b, c], loraProfile(), ["base"]))!;
-    const sc = new Scorer();
+    const sc = new Decision();
     const f = flight(s);
     const one = modelFacts("adapter-1");
     f.started(0); f.adapters.started(0, one.modelHash);
-    sc.decide(s, f, withAdapters(one, s, f));
+    sc.decide(s, s.profile, f, withAdapters(one, s, f));
     expect(sc.primary).toBe(0); // running there: first, though endpoint 0 is busier
     const two = modelFacts("adapter-2");
-    sc.decide(s, f, withAdapters(two, s, f));
+    sc.decide(s, s.profile, f, withAdapters(two, s, f));
     expect(sc.primary).toBe(1); // endpoint 0's only slot is held by adapter-1
     expect(sc.scores[0]).toBe(-f64.MAX_VALUE);
     // Drained: the slot is free again.
     f.finished(s.addrHash[0]); f.adapters.finished(s.addrHash[0], one.modelHash);
     f.adapters.retouch();
-    sc.decide(s, f, withAdapters(two, s, f));
+    sc.decide(s, s.profile, f, withAdapters(two, s, f));
     expect(sc.scores[0]).toBeGreaterThan(-1.0);
   });
 
@@ -220,13 +224,13 @@ describe("LoRA filters", () => {
     const a = loraEp("10.0.0.1:1", 0, [], 1);
     const b = loraEp("10.0.0.2:1", 0, [], 1);
     const s = decodeSnapshot(buildBlobWith(1, [a, b], loraProfile(), ["base"]))!;
-    const sc = new Scorer();
+    const sc = new Decision();
     const f = flight(s);
     const alias = modelFacts("base-alias");
     for (let k = 0; k < 3; k++) { f.started(0); f.adapters.started(0, alias.modelHash); }
-    sc.decide(s, f, withAdapters(alias, s, f));
+    sc.decide(s, s.profile, f, withAdapters(alias, s, f));
     expect(sc.primary).toBe(1); // by load: not held on endpoint 0 by running-first
-    sc.decide(s, f, withAdapters(modelFacts("other"), s, f));
+    sc.decide(s, s.profile, f, withAdapters(modelFacts("other"), s, f));
     expect(sc.scores[0]).toBeGreaterThan(-1.0); // the alias in flight at endpoint 0 holds no adapter slot there
   });
 
@@ -237,10 +241,10 @@ describe("LoRA filters", () => {
     const facts = modelFacts("x");
     expect(loraScore(s, 0, facts)).toBe(1.0);
     expect(loraScore(s, 1, facts)).toBe(0.8);
-    const sc = new Scorer();
+    const sc = new Decision();
     const f = flight(s);
     for (let k = 0; k < 12; k++) f.started(0); // beyond the running-first slack: both compete
-    sc.decide(s, f, withAdapters(facts, s, f));
+    sc.decide(s, s.profile, f, withAdapters(facts, s, f));
     expect(sc.primary).toBe(1);
   });
 
@@ -250,10 +254,10 @@ describe("LoRA filters", () => {
     const p = loraProfile();
     p.picker = PICKER_RANDOM;
     const s = decodeSnapshot(buildBlobWith(1, [full, roomy], p, ["base"]))!;
-    const sc = new Scorer();
+    const sc = new Decision();
     const f = flight(s);
     for (let k = 0; k < 50; k++) {
-      sc.decide(s, f, withAdapters(modelFacts("sql-lora"), s, f));
+      sc.decide(s, s.profile, f, withAdapters(modelFacts("sql-lora"), s, f));
       expect(sc.primary).toBe(1);
     }
   });
@@ -264,32 +268,32 @@ describe("candidates, saturation and outcomes", () => {
 
   it("never picks an endpoint in error; no candidate at all is NO_ENDPOINT", () => {
     const s = snapOf([ep("10.0.0.1:1", 0, 0, Q | ERROR), ep("10.0.0.2:1", 9, 0.7)]);
-    const sc = new Scorer();
-    for (let k = 0; k < 20; k++) { expect(sc.decide(s, flight(s), new RequestFacts())).toBe(OUTCOME_PICKED); expect(sc.primary).toBe(1); }
+    const sc = new Decision();
+    for (let k = 0; k < 20; k++) { expect(sc.decide(s, s.profile, flight(s), new RequestFacts())).toBe(OUTCOME_PICKED); expect(sc.primary).toBe(1); }
     const none = snapOf([ep("10.0.0.1:1", 0, 0, Q | ERROR)]);
-    expect(sc.decide(none, flight(none), new RequestFacts())).toBe(OUTCOME_NO_ENDPOINT);
+    expect(sc.decide(none, none.profile, flight(none), new RequestFacts())).toBe(OUTCOME_NO_ENDPOINT);
     const empty = snapOf([]);
-    expect(sc.decide(empty, flight(empty), new RequestFacts())).toBe(OUTCOME_NO_ENDPOINT);
+    expect(sc.decide(empty, empty.profile, flight(empty), new RequestFacts())).toBe(OUTCOME_NO_ENDPOINT);
   });
 
   it("uses stale endpoints only when nothing is fresh", () => {
     const s = snapOf([ep("10.0.0.1:1", 0, 0, Q | STALE), ep("10.0.0.2:1", 4, 0.7)]);
-    const sc = new Scorer();
-    sc.decide(s, flight(s), new RequestFacts());
+    const sc = new Decision();
+    sc.decide(s, s.profile, flight(s), new RequestFacts());
     expect(sc.primary).toBe(1);
     const stale = snapOf([ep("10.0.0.1:1", 0, 0, Q | STALE)]);
-    expect(sc.decide(stale, flight(stale), new RequestFacts())).toBe(OUTCOME_PICKED);
+    expect(sc.decide(stale, stale.profile, flight(stale), new RequestFacts())).toBe(OUTCOME_PICKED);
   });
 
   it("sheds a sheddable request only when every endpoint is saturated (queue >= 5 or kv >= 0.8)", () => {
     const sat = snapOf([ep("10.0.0.1:1", 5, 0), ep("10.0.0.2:1", 0, 0.85)]);
-    const sc = new Scorer();
+    const sc = new Decision();
     const shed = new RequestFacts();
     shed.sheddable = true;
-    expect(sc.decide(sat, flight(sat), shed)).toBe(OUTCOME_SHED);
-    expect(sc.decide(sat, flight(sat), new RequestFacts())).toBe(OUTCOME_PICKED);
+    expect(sc.decide(sat, sat.profile, flight(sat), shed)).toBe(OUTCOME_SHED);
+    expect(sc.decide(sat, sat.profile, flight(sat), new RequestFacts())).toBe(OUTCOME_PICKED);
     const one = snapOf([ep("10.0.0.1:1", 5, 0), ep("10.0.0.2:1", 4, 0.79)]);
-    expect(sc.decide(one, flight(one), shed)).toBe(OUTCOME_PICKED);
+    expect(sc.decide(one, one.profile, flight(one), shed)).toBe(OUTCOME_PICKED);
   });
 });
 
@@ -297,9 +301,9 @@ describe("pickers", () => {
   it("max-score breaks ties at random, over all tied endpoints", () => {
     seedRandom(1, 1);
     const s = snapOf([ep("10.0.0.1:1", 0, 0), ep("10.0.0.2:1", 0, 0), ep("10.0.0.3:1", 0, 0), ep("10.0.0.4:1", 9, 0)]);
-    const sc = new Scorer();
+    const sc = new Decision();
     const seen = new StaticArray<i32>(4);
-    for (let k = 0; k < 300; k++) { sc.decide(s, flight(s), new RequestFacts()); seen[sc.primary]++; }
+    for (let k = 0; k < 300; k++) { sc.decide(s, s.profile, flight(s), new RequestFacts()); seen[sc.primary]++; }
     expect(seen[3]).toBe(0);
     for (let i = 0; i < 3; i++) expect(seen[i]).toBeGreaterThan(60);
   });
@@ -309,15 +313,15 @@ describe("pickers", () => {
     const p = only(new TestProfile(), 1, 0, 0, 0, 0);
     p.picker = PICKER_RANDOM;
     const s = snapOf([ep("10.0.0.1:1", 0, 0), ep("10.0.0.2:1", 10, 0)], p);
-    const sc = new Scorer();
+    const sc = new Decision();
     let second = 0;
-    for (let k = 0; k < 400; k++) { sc.decide(s, flight(s), new RequestFacts()); if (sc.primary == 1) second++; }
+    for (let k = 0; k < 400; k++) { sc.decide(s, s.profile, flight(s), new RequestFacts()); if (sc.primary == 1) second++; }
     expect(second).toBeGreaterThan(150);
     expect(second).toBeLessThan(250);
     p.picker = PICKER_WEIGHTED_RANDOM;
     const w = snapOf([ep("10.0.0.1:1", 0, 0), ep("10.0.0.2:1", 10, 0), ep("10.0.0.3:1", 5, 0)], p); // scores 1, 0, 0.5
     const seen = new StaticArray<i32>(3);
-    for (let k = 0; k < 600; k++) { sc.decide(w, flight(w), new RequestFacts()); seen[sc.primary]++; }
+    for (let k = 0; k < 600; k++) { sc.decide(w, w.profile, flight(w), new RequestFacts()); seen[sc.primary]++; }
     expect(seen[1]).toBe(0);
     expect(seen[0]).toBeGreaterThan(seen[2]);
     expect(seen[2]).toBeGreaterThan(100);
@@ -328,8 +332,8 @@ describe("pickers", () => {
     const p = only(new TestProfile(), 1, 0, 0, 0, 0);
     p.fallbacks = 2;
     const s = snapOf([ep("10.0.0.1:1", 8, 0), ep("10.0.0.2:1", 0, 0), ep("10.0.0.3:1", 4, 0), ep("10.0.0.4:1", 2, 0, Q | ERROR)], p);
-    const sc = new Scorer();
-    sc.decide(s, flight(s), new RequestFacts());
+    const sc = new Decision();
+    sc.decide(s, s.profile, flight(s), new RequestFacts());
     expect(sc.primary).toBe(1);
     expect(sc.fallbacks.length).toBe(2);
     expect(sc.fallbacks[0]).toBe(2);

@@ -19,7 +19,6 @@ describe("snapshot decoding", () => {
     expect(s.profile.saturationKv).toBeCloseTo(0.8);
     expect(s.count).toBe(2);
     expect(s.address(0)).toBe("10.0.0.1:8000");
-    expect(s.engine(0)).toBe("vllm");
     expect(s.queued[0]).toBe(3.0);
     expect(s.running[0]).toBe(7.0);
     expect(s.kv[0]).toBe(0.25);
@@ -84,9 +83,12 @@ describe("snapshot decoding", () => {
   it("refuses a bad magic, an unknown format and a lying endpoint count", () => {
     const blob = buildBlob(7, [new TestEndpoint("10.0.0.1:8000")]);
     const bytes = Uint8Array.wrap(blob);
-    bytes[4] = 2;
+    bytes[4] = 1;
     expect(decodeSnapshot(blob)).toBeNull();
-    expect(lastError).toBe("unsupported format 2");
+    expect(lastError).toBe("unsupported format 1 (the companion is older than this filter: upgrade it)");
+    bytes[4] = 3;
+    expect(decodeSnapshot(blob)).toBeNull();
+    expect(lastError).toBe("unsupported format 3 (the companion is newer than this filter)");
     bytes[0] = 0x58;
     expect(decodeSnapshot(blob)).toBeNull();
     expect(lastError).toBe("bad magic");

@@ -4,13 +4,14 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { PickerHost, completion, endpoint } from "./harness";
 import { type HttpCallContext, type HttpCallOutcome } from "../../envoy/emulator/host";
-import { encodeSnapshot, DEFAULT_PROFILE } from "../../companion/snapshot";
+import { encodeSnapshot } from "../../companion/snapshot";
+import { DEFAULT_PROFILE } from "../../companion/profile-config";
 import { SNAPSHOT_META_KEY } from "../helpers/filter-contract";
 
 const A = "10.0.0.1:8000", B = "10.0.0.2:8000";
 
 function blob(version: bigint, addresses: string[]): Uint8Array {
-  return new Uint8Array(encodeSnapshot({ version, generatedAtMs: 0, profile: { ...DEFAULT_PROFILE }, endpoints: addresses.map(endpoint) }));
+  return new Uint8Array(encodeSnapshot({ version, generatedAtMs: 0, profile: DEFAULT_PROFILE, endpoints: addresses.map(endpoint), baseModels: [] }));
 }
 
 /** A companion on the other end of proxy_http_call: records calls, answers when the test says so. */

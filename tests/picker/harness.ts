@@ -1,7 +1,8 @@
 // Drives the real filter (build/filter.wasm) in the emulator's in-process host on virtual time, for the
 // filter's behaviour tests and benchmark.
 import { createHost, Host, HttpStream, type HttpCallHandler, type Pairs } from "../../envoy/emulator/host";
-import { encodeSnapshot, DEFAULT_PROFILE, type SnapshotEndpoint, type SchedulingProfile } from "../../companion/snapshot";
+import { encodeSnapshot, type SnapshotEndpoint } from "../../companion/snapshot";
+import { profileOf, type FlatProfile } from "../helpers/profile";
 import { publishSnapshot, DESTINATION_HEADER } from "../helpers/filter-contract";
 
 export const START_MS = 1_700_000_000_000;
@@ -47,10 +48,10 @@ export class PickerHost {
   advance(ms: number): void { this.host.advance(ms); }
 
   /** Publishes a snapshot of `endpoints` (defaults filled in) as the fetcher would. */
-  publish(endpoints: Partial<SnapshotEndpoint>[], profile: Partial<SchedulingProfile> = {}, baseModels: string[] = []): Uint8Array {
+  publish(endpoints: Partial<SnapshotEndpoint>[], profile: Partial<FlatProfile> = {}, baseModels: string[] = []): Uint8Array {
     this.version += 1n;
     const blob = new Uint8Array(encodeSnapshot({
-      version: this.version, generatedAtMs: this.nowMs, profile: { ...DEFAULT_PROFILE, ...profile },
+      version: this.version, generatedAtMs: this.nowMs, profile: profileOf(profile),
       endpoints: endpoints.map((e) => ({ ...endpoint(e.address ?? "10.0.0.1:8000"), ...e })), baseModels,
     }));
     publishSnapshot(this.host.sharedData, blob, this.nowMs);
@@ -77,7 +78,7 @@ export class PickerHost {
 }
 
 export function endpoint(address: string): SnapshotEndpoint {
-  return { address, engine: "vllm", stale: false, error: false, queued: 0, running: 0, kvUsage: 0.1, ageMs: 10, lora: null, cache: null };
+  return { address, stale: false, error: false, queued: 0, running: 0, kvUsage: 0.1, lora: null };
 }
 
 export function header(pairs: Pairs | null, name: string): string[] {

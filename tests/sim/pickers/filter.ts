@@ -9,7 +9,8 @@
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { DEFAULT_PROFILE, type SchedulingProfile, type SnapshotEndpoint, encodeSnapshot } from "../../../companion/snapshot";
+import { type SnapshotEndpoint, encodeSnapshot } from "../../../companion/snapshot";
+import { profileOf, type FlatProfile } from "../../helpers/profile";
 import { createHost, type Host } from "../../../envoy/emulator/host";
 import type { HttpStream } from "../../../envoy/emulator/stream";
 import { DESTINATION_HEADER, SNAPSHOT_META_KEY, publishSnapshot, snapshotMeta } from "../../helpers/filter-contract";
@@ -41,7 +42,7 @@ export interface FilterPickerOptions {
   configuration?: string;
   logLevel?: string;
   /** The scheduling profile the simulated companion ships (default: GIE's default profile). */
-  profile?: Partial<SchedulingProfile>;
+  profile?: Partial<FlatProfile>;
 }
 
 interface Ticket { stream: HttpStream }
@@ -53,7 +54,7 @@ export function filterPicker(opts: FilterPickerOptions = {}): Picker {
   let lastContent = "";
   let rr = 0;
   const counters = { fallbacks: 0, rejected: 0, snapshots: 0, logs: 0 };
-  const schedulingProfile: SchedulingProfile = { ...DEFAULT_PROFILE, ...opts.profile };
+  const schedulingProfile = profileOf(opts.profile);
   const epochNs = (ctx: PickerContext) => BigInt(ctx.clock.epochMs) * 1_000_000n;
 
   const sync = (ctx: PickerContext) => {
