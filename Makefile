@@ -59,6 +59,7 @@ test-node: build
 	$(NODE) --test --test-concurrency=2 $$(find build/tests -name '*.test.mjs' | sort)
 
 lint: deps
+	$(BIN)/prettier --check --log-level=warn .
 	$(BIN)/tsc -p tsconfig.json
 
 # Formats the tree with prettier (prettier.config.mjs, .prettierignore). Twice: prettier does not always

@@ -34,7 +34,10 @@ export function parseEndpointAddress(text: string): EndpointAddress {
     host = trimmed.slice(0, colon);
     portText = trimmed.slice(colon + 1);
     if (isIPv6(host)) throw new Error(`"${text}": write IPv6 addresses as [addr]:port`);
-    if (!isIPv4(host)) throw new Error(`"${text}": "${host}" is not an IP address (host names are not allowed: the destination header must be a literal IP)`);
+    if (!isIPv4(host))
+      throw new Error(
+        `"${text}": "${host}" is not an IP address (host names are not allowed: the destination header must be a literal IP)`,
+      );
   }
   const port = parsePort(portText);
   if (port === null) throw new Error(`"${text}": port "${portText}" is not a number from 1 to 65535`);

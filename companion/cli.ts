@@ -47,48 +47,165 @@ const FILTER_MAX_POLL_TIMEOUT_MS = 600_000;
 const FILTER_DEFAULT_STALENESS_LIMIT_MS = 5000;
 const API_TOKEN_ENV = "COMPANION_API_TOKEN";
 
-interface FlagDoc { name: string; arg?: string; help: string; def?: string; alias?: string; boolean?: boolean }
+interface FlagDoc {
+  name: string;
+  arg?: string;
+  help: string;
+  def?: string;
+  alias?: string;
+  boolean?: boolean;
+}
 
 /** Every flag, in the order `--help` lists them. GIE's spelling is accepted as an alias where it differs. */
 export const FLAGS: ReadonlyArray<{ section: string; flags: FlagDoc[] }> = [
-  { section: "Pool (exactly one of the three modes)", flags: [
-    { name: "pool-name", arg: "NAME", help: "follow the InferencePool NAME and the Ready pods it selects (list + watch)" },
-    { name: "pool-namespace", arg: "NS", help: "namespace of the pool / selected pods", def: "$POD_NAMESPACE, the in-cluster namespace, the kubeconfig context's, else default" },
-    { name: "pool-group", arg: "GROUP", help: "inference.networking.k8s.io (InferencePool v1) or inference.networking.x-k8s.io (v1alpha2)", def: "inference.networking.k8s.io" },
-    { name: "selector", arg: "K=V,...", alias: "endpoint-selector", help: "select pods by labels without the InferencePool CRD (with --target-ports)" },
-    { name: "target-ports", arg: "P[,P...]", alias: "endpoint-target-ports", help: "ports of each selected pod; each port is its own endpoint" },
-    { name: "endpoints", arg: "IP:PORT,...", help: "static endpoints, no Kubernetes (IPv6 as [addr]:port)" },
-    { name: "endpoints-file", arg: "FILE", help: "static endpoints from YAML: a list of {address, labels}, so engine labels work without a cluster" },
-    { name: "kubeconfig", arg: "FILE", help: "kubeconfig to use", def: "in-cluster service account, $KUBECONFIG or ~/.kube/config" },
-  ] },
-  { section: "Engines and scheduling (docs/COMPANION.md)", flags: [
-    { name: "config-file", arg: "FILE", help: "EndpointPickerConfig YAML; changes are picked up live (a broken new file is logged and the old config kept)" },
-    { name: "config-text", arg: "YAML", help: "EndpointPickerConfig given inline (instead of --config-file)" },
-    { name: "model-server-type", arg: "TYPE", help: `default engine for pods without the engine label when the config sets no defaultEngine: ${MODEL_SERVER_TYPES.join(" | ")}`, def: "vllm" },
-    { name: "total-queued-requests-metric", arg: "SPEC", help: 'queued-requests spec for pods without the engine label ("" disables)' },
-    { name: "total-running-requests-metric", arg: "SPEC", help: 'running-requests spec for pods without the engine label ("" disables)' },
-    { name: "kv-cache-usage-percentage-metric", arg: "SPEC", help: 'KV-cache utilisation (0..1) spec for pods without the engine label ("" disables)' },
-    { name: "lora-info-metric", arg: "SPEC", help: 'LoRA info spec for pods without the engine label ("" disables)' },
-    { name: "cache-info-metric", arg: "SPEC", help: 'cache info spec (labels block_size, num_gpu_blocks) for pods without the engine label ("" disables)' },
-  ] },
-  { section: "Scraping", flags: [
-    { name: "refresh-interval", arg: "DUR", alias: "refresh-metrics-interval", help: "scrape every endpoint this often (with jitter)", def: "50ms" },
-    { name: "scrape-timeout", arg: "DUR", help: "give up on one scrape after this long", def: "1s" },
-    { name: "max-backoff", arg: "DUR", help: "longest wait between scrapes of a failing endpoint (exponential backoff)", def: "5s" },
-    { name: "max-page-bytes", arg: "BYTES", help: "refuse metric pages larger than this (suffixes Ki, Mi)", def: "8Mi" },
-    { name: "staleness-threshold", arg: "DUR", alias: "metrics-staleness-threshold", help: "metrics older than this mark the endpoint stale", def: "2s" },
-    { name: "model-server-metrics-port", arg: "PORT", help: "scrape this port instead of each endpoint's own (engines' metricsPort wins)" },
-    { name: "model-server-metrics-path", arg: "PATH", help: "metrics path for engines without their own metricsPath (overrides metrics-data-source's path)", def: "/metrics" },
-  ] },
-  { section: "Service", flags: [
-    { name: "port", arg: "PORT", help: "HTTP port (0 = any free port)", def: "9002" },
-    { name: "host", arg: "ADDR", help: "address to listen on", def: "0.0.0.0" },
-    { name: "long-poll-timeout", arg: "DUR", help: `how long GET /v1/snapshot?after=V is held before 304, less than ${FILTER_MAX_POLL_TIMEOUT_MS}ms; must stay below the filter's pollTimeoutMs (default ${FILTER_DEFAULT_POLL_TIMEOUT_MS}ms): from ${FILTER_DEFAULT_POLL_TIMEOUT_MS}ms on, raise the filter's pollTimeoutMs and stalenessLimitMs above it (a warning is logged at start)`, def: "3000ms" },
-    { name: "api-token", arg: "TOKEN", help: `require "authorization: Bearer TOKEN" on /v1/* (or set $${API_TOKEN_ENV})` },
-    { name: "log-level", arg: "LEVEL", help: LOG_LEVELS.join(" | "), def: "info" },
-    { name: "once", boolean: true, help: "resolve the pool, scrape once, print the endpoint states as JSON, exit" },
-    { name: "help", boolean: true, help: "this text" },
-  ] },
+  {
+    section: "Pool (exactly one of the three modes)",
+    flags: [
+      {
+        name: "pool-name",
+        arg: "NAME",
+        help: "follow the InferencePool NAME and the Ready pods it selects (list + watch)",
+      },
+      {
+        name: "pool-namespace",
+        arg: "NS",
+        help: "namespace of the pool / selected pods",
+        def: "$POD_NAMESPACE, the in-cluster namespace, the kubeconfig context's, else default",
+      },
+      {
+        name: "pool-group",
+        arg: "GROUP",
+        help: "inference.networking.k8s.io (InferencePool v1) or inference.networking.x-k8s.io (v1alpha2)",
+        def: "inference.networking.k8s.io",
+      },
+      {
+        name: "selector",
+        arg: "K=V,...",
+        alias: "endpoint-selector",
+        help: "select pods by labels without the InferencePool CRD (with --target-ports)",
+      },
+      {
+        name: "target-ports",
+        arg: "P[,P...]",
+        alias: "endpoint-target-ports",
+        help: "ports of each selected pod; each port is its own endpoint",
+      },
+      { name: "endpoints", arg: "IP:PORT,...", help: "static endpoints, no Kubernetes (IPv6 as [addr]:port)" },
+      {
+        name: "endpoints-file",
+        arg: "FILE",
+        help: "static endpoints from YAML: a list of {address, labels}, so engine labels work without a cluster",
+      },
+      {
+        name: "kubeconfig",
+        arg: "FILE",
+        help: "kubeconfig to use",
+        def: "in-cluster service account, $KUBECONFIG or ~/.kube/config",
+      },
+    ],
+  },
+  {
+    section: "Engines and scheduling (docs/COMPANION.md)",
+    flags: [
+      {
+        name: "config-file",
+        arg: "FILE",
+        help: "EndpointPickerConfig YAML; changes are picked up live (a broken new file is logged and the old config kept)",
+      },
+      { name: "config-text", arg: "YAML", help: "EndpointPickerConfig given inline (instead of --config-file)" },
+      {
+        name: "model-server-type",
+        arg: "TYPE",
+        help: `default engine for pods without the engine label when the config sets no defaultEngine: ${MODEL_SERVER_TYPES.join(" | ")}`,
+        def: "vllm",
+      },
+      {
+        name: "total-queued-requests-metric",
+        arg: "SPEC",
+        help: 'queued-requests spec for pods without the engine label ("" disables)',
+      },
+      {
+        name: "total-running-requests-metric",
+        arg: "SPEC",
+        help: 'running-requests spec for pods without the engine label ("" disables)',
+      },
+      {
+        name: "kv-cache-usage-percentage-metric",
+        arg: "SPEC",
+        help: 'KV-cache utilisation (0..1) spec for pods without the engine label ("" disables)',
+      },
+      { name: "lora-info-metric", arg: "SPEC", help: 'LoRA info spec for pods without the engine label ("" disables)' },
+      {
+        name: "cache-info-metric",
+        arg: "SPEC",
+        help: 'cache info spec (labels block_size, num_gpu_blocks) for pods without the engine label ("" disables)',
+      },
+    ],
+  },
+  {
+    section: "Scraping",
+    flags: [
+      {
+        name: "refresh-interval",
+        arg: "DUR",
+        alias: "refresh-metrics-interval",
+        help: "scrape every endpoint this often (with jitter)",
+        def: "50ms",
+      },
+      { name: "scrape-timeout", arg: "DUR", help: "give up on one scrape after this long", def: "1s" },
+      {
+        name: "max-backoff",
+        arg: "DUR",
+        help: "longest wait between scrapes of a failing endpoint (exponential backoff)",
+        def: "5s",
+      },
+      {
+        name: "max-page-bytes",
+        arg: "BYTES",
+        help: "refuse metric pages larger than this (suffixes Ki, Mi)",
+        def: "8Mi",
+      },
+      {
+        name: "staleness-threshold",
+        arg: "DUR",
+        alias: "metrics-staleness-threshold",
+        help: "metrics older than this mark the endpoint stale",
+        def: "2s",
+      },
+      {
+        name: "model-server-metrics-port",
+        arg: "PORT",
+        help: "scrape this port instead of each endpoint's own (engines' metricsPort wins)",
+      },
+      {
+        name: "model-server-metrics-path",
+        arg: "PATH",
+        help: "metrics path for engines without their own metricsPath (overrides metrics-data-source's path)",
+        def: "/metrics",
+      },
+    ],
+  },
+  {
+    section: "Service",
+    flags: [
+      { name: "port", arg: "PORT", help: "HTTP port (0 = any free port)", def: "9002" },
+      { name: "host", arg: "ADDR", help: "address to listen on", def: "0.0.0.0" },
+      {
+        name: "long-poll-timeout",
+        arg: "DUR",
+        help: `how long GET /v1/snapshot?after=V is held before 304, less than ${FILTER_MAX_POLL_TIMEOUT_MS}ms; must stay below the filter's pollTimeoutMs (default ${FILTER_DEFAULT_POLL_TIMEOUT_MS}ms): from ${FILTER_DEFAULT_POLL_TIMEOUT_MS}ms on, raise the filter's pollTimeoutMs and stalenessLimitMs above it (a warning is logged at start)`,
+        def: "3000ms",
+      },
+      {
+        name: "api-token",
+        arg: "TOKEN",
+        help: `require "authorization: Bearer TOKEN" on /v1/* (or set $${API_TOKEN_ENV})`,
+      },
+      { name: "log-level", arg: "LEVEL", help: LOG_LEVELS.join(" | "), def: "info" },
+      { name: "once", boolean: true, help: "resolve the pool, scrape once, print the endpoint states as JSON, exit" },
+      { name: "help", boolean: true, help: "this text" },
+    ],
+  },
 ];
 
 export function helpText(): string {
@@ -102,7 +219,9 @@ export function helpText(): string {
     lines.push("", `${section}:`);
     for (const f of flags) {
       const head = `  --${f.name}${f.arg ? ` ${f.arg}` : ""}`;
-      const tail = [f.help, f.def ? `(default: ${f.def})` : "", f.alias ? `[also --${f.alias}]` : ""].filter(Boolean).join(" ");
+      const tail = [f.help, f.def ? `(default: ${f.def})` : "", f.alias ? `[also --${f.alias}]` : ""]
+        .filter(Boolean)
+        .join(" ");
       lines.push(head.length < 38 ? `${head.padEnd(38)}${tail}` : `${head}\n${" ".repeat(38)}${tail}`);
     }
   }
@@ -128,7 +247,10 @@ function parseByteSize(text: string, flag: string): number {
 
 function parseSelector(text: string, flag: string): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const part of text.split(",").map((s) => s.trim()).filter(Boolean)) {
+  for (const part of text
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const m = /^([A-Za-z0-9][-A-Za-z0-9_./]*)=([-A-Za-z0-9_.]*)$/.exec(part);
     if (!m) throw new UsageError(`--${flag}: "${part}" is not a label=value pair`);
     out[m[1]] = m[2];
@@ -138,11 +260,15 @@ function parseSelector(text: string, flag: string): Record<string, string> {
 }
 
 function parsePorts(text: string, flag: string): number[] {
-  const ports = text.split(",").map((s) => s.trim()).filter(Boolean).map((p) => {
-    const port = parsePort(p);
-    if (port === null) throw new UsageError(`--${flag}: "${p}" is not a port number from 1 to 65535`);
-    return port;
-  });
+  const ports = text
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((p) => {
+      const port = parsePort(p);
+      if (port === null) throw new UsageError(`--${flag}: "${p}" is not a port number from 1 to 65535`);
+      return port;
+    });
   if (ports.length === 0) throw new UsageError(`--${flag}: give at least one port`);
   return [...new Set(ports)];
 }
@@ -153,14 +279,19 @@ function parsePorts(text: string, flag: string): number[] {
  */
 export function longPollTimeoutWarning(longPollTimeoutMs: number): string | null {
   if (longPollTimeoutMs < FILTER_DEFAULT_POLL_TIMEOUT_MS) return null;
-  return `--long-poll-timeout ${longPollTimeoutMs}ms is not below the filter's default pollTimeoutMs (${FILTER_DEFAULT_POLL_TIMEOUT_MS}ms): `
-    + `the filter's pollTimeoutMs must be raised above ${longPollTimeoutMs}ms, or its long polls time out before the companion answers them; `
-    + `raise its stalenessLimitMs (default ${FILTER_DEFAULT_STALENESS_LIMIT_MS}ms) above it too, since an unchanged pool is confirmed only once per long poll`;
+  return (
+    `--long-poll-timeout ${longPollTimeoutMs}ms is not below the filter's default pollTimeoutMs (${FILTER_DEFAULT_POLL_TIMEOUT_MS}ms): ` +
+    `the filter's pollTimeoutMs must be raised above ${longPollTimeoutMs}ms, or its long polls time out before the companion answers them; ` +
+    `raise its stalenessLimitMs (default ${FILTER_DEFAULT_STALENESS_LIMIT_MS}ms) above it too, since an unchanged pool is confirmed only once per long poll`
+  );
 }
 
 export type CliResult = { kind: "help" } | { kind: "run"; options: CompanionOptions };
 
-export function parseCli(argv: readonly string[], env: Readonly<Record<string, string | undefined>> = process.env): CliResult {
+export function parseCli(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): CliResult {
   const options: Record<string, { type: "string" | "boolean" }> = {};
   for (const { flags } of FLAGS) {
     for (const f of flags) {
@@ -180,7 +311,8 @@ export function parseCli(argv: readonly string[], env: Readonly<Record<string, s
     const doc = FLAGS.flatMap((s) => s.flags).find((f) => f.name === name);
     const v = values[name] as string | undefined;
     const alias = doc?.alias ? (values[doc.alias] as string | undefined) : undefined;
-    if (v !== undefined && alias !== undefined) throw new UsageError(`--${name} and --${doc!.alias} are the same flag; give one`);
+    if (v !== undefined && alias !== undefined)
+      throw new UsageError(`--${name} and --${doc!.alias} are the same flag; give one`);
     return v ?? alias;
   };
   const duration = (name: string, def: string): number => parseDuration(str(name) ?? def, name);
@@ -189,46 +321,69 @@ export function parseCli(argv: readonly string[], env: Readonly<Record<string, s
   const selector = str("selector");
   const endpoints = str("endpoints");
   const endpointsFile = str("endpoints-file");
-  const modes = [poolName !== undefined, selector !== undefined, endpoints !== undefined || endpointsFile !== undefined].filter(Boolean).length;
-  if (modes === 0) throw new UsageError("no pool: give --pool-name, --selector with --target-ports, or --endpoints/--endpoints-file");
+  const modes = [
+    poolName !== undefined,
+    selector !== undefined,
+    endpoints !== undefined || endpointsFile !== undefined,
+  ].filter(Boolean).length;
+  if (modes === 0)
+    throw new UsageError("no pool: give --pool-name, --selector with --target-ports, or --endpoints/--endpoints-file");
   if (modes > 1) throw new UsageError("give one pool mode: --pool-name, --selector or --endpoints/--endpoints-file");
   const namespace = str("pool-namespace");
-  if (namespace !== undefined && !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(namespace)) throw new UsageError(`--pool-namespace: "${namespace}" is not a namespace name`);
+  if (namespace !== undefined && !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(namespace))
+    throw new UsageError(`--pool-namespace: "${namespace}" is not a namespace name`);
   const targetPorts = str("target-ports");
   const groupText = str("pool-group") ?? "inference.networking.k8s.io";
-  if (!(groupText in POOL_GROUPS)) throw new UsageError(`--pool-group: "${groupText}" is not one of ${Object.keys(POOL_GROUPS).join(", ")}`);
-  if (str("pool-group") !== undefined && poolName === undefined) throw new UsageError("--pool-group only applies with --pool-name");
-  if (targetPorts !== undefined && selector === undefined) throw new UsageError("--target-ports only applies with --selector (an InferencePool names its own ports)");
+  if (!(groupText in POOL_GROUPS))
+    throw new UsageError(`--pool-group: "${groupText}" is not one of ${Object.keys(POOL_GROUPS).join(", ")}`);
+  if (str("pool-group") !== undefined && poolName === undefined)
+    throw new UsageError("--pool-group only applies with --pool-name");
+  if (targetPorts !== undefined && selector === undefined)
+    throw new UsageError("--target-ports only applies with --selector (an InferencePool names its own ports)");
 
   let pool: PoolOptions;
   if (poolName !== undefined) {
-    if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(poolName)) throw new UsageError(`--pool-name: "${poolName}" is not a resource name`);
+    if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(poolName))
+      throw new UsageError(`--pool-name: "${poolName}" is not a resource name`);
     pool = { kind: "inference-pool", name: poolName, namespace, group: groupText as PoolGroup };
   } else if (selector !== undefined) {
     if (targetPorts === undefined) throw new UsageError("--selector needs --target-ports");
-    pool = { kind: "selector", selector: parseSelector(selector, "selector"), targetPorts: parsePorts(targetPorts, "target-ports"), namespace };
+    pool = {
+      kind: "selector",
+      selector: parseSelector(selector, "selector"),
+      targetPorts: parsePorts(targetPorts, "target-ports"),
+      namespace,
+    };
   } else {
     if (namespace !== undefined) throw new UsageError("--pool-namespace does not apply to static endpoints");
-    const list = (endpoints ?? "").split(",").map((s) => s.trim()).filter(Boolean).map((a) => {
-      try {
-        return parseEndpointAddress(a);
-      } catch (e) {
-        throw new UsageError(`--endpoints: ${(e as Error).message}`);
-      }
-    });
-    if (endpoints !== undefined && list.length === 0 && endpointsFile === undefined) throw new UsageError("--endpoints: the list is empty");
+    const list = (endpoints ?? "")
+      .split(",")
+      .map((s) => s.trim())
+      .filter(Boolean)
+      .map((a) => {
+        try {
+          return parseEndpointAddress(a);
+        } catch (e) {
+          throw new UsageError(`--endpoints: ${(e as Error).message}`);
+        }
+      });
+    if (endpoints !== undefined && list.length === 0 && endpointsFile === undefined)
+      throw new UsageError("--endpoints: the list is empty");
     pool = { kind: "static", endpoints: list, file: endpointsFile };
   }
-  if (str("kubeconfig") !== undefined && pool.kind === "static") throw new UsageError("--kubeconfig does not apply to static endpoints");
+  if (str("kubeconfig") !== undefined && pool.kind === "static")
+    throw new UsageError("--kubeconfig does not apply to static endpoints");
 
   const configFile = str("config-file");
   const configText = str("config-text");
-  if (configFile !== undefined && configText !== undefined) throw new UsageError("give --config-file or --config-text, not both");
+  if (configFile !== undefined && configText !== undefined)
+    throw new UsageError("give --config-file or --config-text, not both");
 
   const engineFlags: EngineFlags = {};
   const type = str("model-server-type");
   if (type !== undefined) {
-    if (!(MODEL_SERVER_TYPES as readonly string[]).includes(type)) throw new UsageError(`--model-server-type: "${type}" is not one of ${MODEL_SERVER_TYPES.join(", ")}`);
+    if (!(MODEL_SERVER_TYPES as readonly string[]).includes(type))
+      throw new UsageError(`--model-server-type: "${type}" is not one of ${MODEL_SERVER_TYPES.join(", ")}`);
     engineFlags.modelServerType = type as ModelServerType;
   }
   for (const [key, flag] of Object.entries(ENGINE_FLAG_NAMES) as Array<[keyof typeof ENGINE_FLAG_NAMES, string]>) {
@@ -245,9 +400,11 @@ export function parseCli(argv: readonly string[], env: Readonly<Record<string, s
 
   const metricsPortText = str("model-server-metrics-port");
   const metricsPort = metricsPortText === undefined ? undefined : parsePort(metricsPortText);
-  if (metricsPort === null) throw new UsageError(`--model-server-metrics-port: "${metricsPortText}" is not a port number from 1 to 65535`);
+  if (metricsPort === null)
+    throw new UsageError(`--model-server-metrics-port: "${metricsPortText}" is not a port number from 1 to 65535`);
   const metricsPath = str("model-server-metrics-path");
-  if (metricsPath !== undefined && !metricsPath.startsWith("/")) throw new UsageError(`--model-server-metrics-path: "${metricsPath}" must start with /`);
+  if (metricsPath !== undefined && !metricsPath.startsWith("/"))
+    throw new UsageError(`--model-server-metrics-path: "${metricsPath}" must start with /`);
 
   const refreshIntervalMs = duration("refresh-interval", "50ms");
   if (refreshIntervalMs < 1) throw new UsageError("--refresh-interval: must be at least 1ms");
@@ -258,29 +415,49 @@ export function parseCli(argv: readonly string[], env: Readonly<Record<string, s
   const stalenessThresholdMs = duration("staleness-threshold", "2s");
   if (stalenessThresholdMs < 1) throw new UsageError("--staleness-threshold: must be at least 1ms");
   if (stalenessThresholdMs < refreshIntervalMs) {
-    throw new UsageError(`--staleness-threshold (${stalenessThresholdMs}ms) must be at least --refresh-interval (${refreshIntervalMs}ms): with a shorter threshold every endpoint turns stale between its scrapes`);
+    throw new UsageError(
+      `--staleness-threshold (${stalenessThresholdMs}ms) must be at least --refresh-interval (${refreshIntervalMs}ms): with a shorter threshold every endpoint turns stale between its scrapes`,
+    );
   }
   const maxPageBytes = parseByteSize(str("max-page-bytes") ?? "8Mi", "max-page-bytes");
   if (maxPageBytes < 1024) throw new UsageError("--max-page-bytes: must be at least 1024");
   const longPollTimeoutMs = duration("long-poll-timeout", "3000ms");
   if (longPollTimeoutMs >= FILTER_MAX_POLL_TIMEOUT_MS) {
-    throw new UsageError(`--long-poll-timeout: must be less than ${FILTER_MAX_POLL_TIMEOUT_MS}ms, the filter's largest pollTimeoutMs (a held request must be answered before the filter's call times out), got ${longPollTimeoutMs}ms`);
+    throw new UsageError(
+      `--long-poll-timeout: must be less than ${FILTER_MAX_POLL_TIMEOUT_MS}ms, the filter's largest pollTimeoutMs (a held request must be answered before the filter's call times out), got ${longPollTimeoutMs}ms`,
+    );
   }
 
   const portText = str("port") ?? "9002";
   const port = portText === "0" ? 0 : parsePort(portText);
   if (port === null) throw new UsageError(`--port: "${portText}" is not a port number from 0 to 65535`);
   const logLevel = str("log-level") ?? "info";
-  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) throw new UsageError(`--log-level: "${logLevel}" is not one of ${LOG_LEVELS.join(", ")}`);
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel))
+    throw new UsageError(`--log-level: "${logLevel}" is not one of ${LOG_LEVELS.join(", ")}`);
   const apiToken = str("api-token") ?? env[API_TOKEN_ENV];
   if (apiToken !== undefined && apiToken.length === 0) throw new UsageError("--api-token: empty token");
 
   return {
     kind: "run",
     options: {
-      pool, kubeconfig: str("kubeconfig"), configFile, configText, engineFlags, metricsPort, metricsPath,
-      refreshIntervalMs, scrapeTimeoutMs, maxBackoffMs, maxPageBytes, stalenessThresholdMs,
-      port, host: str("host") ?? "0.0.0.0", longPollTimeoutMs, apiToken, once: values.once === true, logLevel: logLevel as LogLevel,
+      pool,
+      kubeconfig: str("kubeconfig"),
+      configFile,
+      configText,
+      engineFlags,
+      metricsPort,
+      metricsPath,
+      refreshIntervalMs,
+      scrapeTimeoutMs,
+      maxBackoffMs,
+      maxPageBytes,
+      stalenessThresholdMs,
+      port,
+      host: str("host") ?? "0.0.0.0",
+      longPollTimeoutMs,
+      apiToken,
+      once: values.once === true,
+      logLevel: logLevel as LogLevel,
     },
   };
 }

@@ -38,7 +38,8 @@ function loadConfig(text: string | null, options: CompanionOptions): PickerConfi
   try {
     return loadPickerConfig(text, options.engineFlags);
   } catch (e) {
-    if (e instanceof ConfigError && text !== null && !e.message.startsWith("--")) throw new ConfigError(`${configSource(options)}: ${e.message}`);
+    if (e instanceof ConfigError && text !== null && !e.message.startsWith("--"))
+      throw new ConfigError(`${configSource(options)}: ${e.message}`);
     throw e;
   }
 }
@@ -49,8 +50,13 @@ function createPoolSource(options: CompanionOptions, log: Logger, metrics: SelfM
   const kubeConfig = loadKubeConfig(options.kubeconfig);
   const namespace = defaultNamespace(kubeConfig, pool.namespace);
   return new KubePool({
-    kubeConfig, namespace, log,
-    mode: pool.kind === "inference-pool" ? { kind: "inference-pool", name: pool.name, group: pool.group } : { kind: "selector", selector: pool.selector, targetPorts: pool.targetPorts },
+    kubeConfig,
+    namespace,
+    log,
+    mode:
+      pool.kind === "inference-pool"
+        ? { kind: "inference-pool", name: pool.name, group: pool.group }
+        : { kind: "selector", selector: pool.selector, targetPorts: pool.targetPorts },
     onWatchRestart: (resource) => metrics.watchRestarts.inc({ resource }),
   });
 }
@@ -64,7 +70,11 @@ export class Companion {
   private server: ApiServer | null = null;
   private watcher: ConfigFileWatcher | null = null;
 
-  private constructor(private readonly options: CompanionOptions, private readonly log: Logger, private readonly configText: string | null) {
+  private constructor(
+    private readonly options: CompanionOptions,
+    private readonly log: Logger,
+    private readonly configText: string | null,
+  ) {
     this.config = loadConfig(configText, options);
     for (const note of this.config.notes) log.info(note);
     this.pipeline = new ScrapeToSnapshotPipeline(options, () => this.config, this.metrics, log);
@@ -98,23 +108,49 @@ export class Companion {
     for (const note of next.notes) this.log.info(note);
     this.pipeline.setEngines(next.engines); // requests a snapshot rebuild (the profile is part of it)
     this.metrics.configReloads.inc({ result: "success" });
-    this.log.info("config reloaded", { defaultEngine: next.engines.defaultEngine, engines: [...next.engines.engines.keys()], profile: next.profile });
+    this.log.info("config reloaded", {
+      defaultEngine: next.engines.defaultEngine,
+      engines: [...next.engines.engines.keys()],
+      profile: next.profile,
+    });
   }
 
   /** Serves the API, then discovers the pool and scrapes it until stop(). */
   async start(): Promise<AddressInfo> {
-    this.server = new ApiServer({
-      publisher: this.pipeline.publisher, metrics: this.metrics, views: () => this.pipeline.views(Date.now()), profile: () => this.config.profile,
-      notReadyReason: () => this.notReadyReason(), pool: this.pool.description,
-    }, { host: this.options.host, port: this.options.port, longPollTimeoutMs: this.options.longPollTimeoutMs, apiToken: this.options.apiToken }, this.log);
+    this.server = new ApiServer(
+      {
+        publisher: this.pipeline.publisher,
+        metrics: this.metrics,
+        views: () => this.pipeline.views(Date.now()),
+        profile: () => this.config.profile,
+        notReadyReason: () => this.notReadyReason(),
+        pool: this.pool.description,
+      },
+      {
+        host: this.options.host,
+        port: this.options.port,
+        longPollTimeoutMs: this.options.longPollTimeoutMs,
+        apiToken: this.options.apiToken,
+      },
+      this.log,
+    );
     const address = await this.server.listen();
     const warning = longPollTimeoutWarning(this.options.longPollTimeoutMs);
     if (warning !== null) this.log.warn(warning, { longPollTimeoutMs: this.options.longPollTimeoutMs });
     if (this.options.configFile !== undefined) {
-      this.watcher = new ConfigFileWatcher(this.options.configFile, this.configText ?? "", (text) => this.reload(text), this.log);
+      this.watcher = new ConfigFileWatcher(
+        this.options.configFile,
+        this.configText ?? "",
+        (text) => this.reload(text),
+        this.log,
+      );
       this.watcher.start();
     }
-    this.log.info("companion started", { pool: this.pool.description, defaultEngine: this.config.engines.defaultEngine, profile: this.config.profile });
+    this.log.info("companion started", {
+      pool: this.pool.description,
+      defaultEngine: this.config.engines.defaultEngine,
+      profile: this.config.profile,
+    });
     return address;
   }
 
@@ -130,7 +166,15 @@ export class Companion {
     let targets: PoolTarget[] = [];
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new ConfigError(`${this.pool.description}: not listed within ${ONCE_SYNC_TIMEOUT_MS / 1000}s (see the log for the errors)`)), ONCE_SYNC_TIMEOUT_MS);
+      timer = setTimeout(
+        () =>
+          reject(
+            new ConfigError(
+              `${this.pool.description}: not listed within ${ONCE_SYNC_TIMEOUT_MS / 1000}s (see the log for the errors)`,
+            ),
+          ),
+        ONCE_SYNC_TIMEOUT_MS,
+      );
     });
     try {
       await Promise.race([this.pool.start((t) => (targets = t)), deadline]);

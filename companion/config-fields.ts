@@ -29,7 +29,12 @@ export function asObject(value: unknown, path: string): Fields {
 /** Refuses keys not in `known` (typos otherwise go unnoticed). */
 export function onlyKeys(obj: Fields, path: string, known: readonly string[]): void {
   for (const key of Object.keys(obj)) {
-    if (!known.includes(key)) fail(join(path, key), known.length ? `unknown field (known fields: ${known.join(", ")})` : "unknown field (this takes no parameters)", obj[key]);
+    if (!known.includes(key))
+      fail(
+        join(path, key),
+        known.length ? `unknown field (known fields: ${known.join(", ")})` : "unknown field (this takes no parameters)",
+        obj[key],
+      );
   }
 }
 
@@ -47,14 +52,20 @@ export function optBool(obj: Fields, key: string, path: string): boolean | undef
   return v;
 }
 
-export function optNumber(obj: Fields, key: string, path: string, check: { min?: number; minExclusive?: number; max?: number; integer?: boolean } = {}): number | undefined {
+export function optNumber(
+  obj: Fields,
+  key: string,
+  path: string,
+  check: { min?: number; minExclusive?: number; max?: number; integer?: boolean } = {},
+): number | undefined {
   const v = obj[key];
   if (v === undefined || v === null) return undefined;
   const p = join(path, key);
   if (typeof v !== "number" || !Number.isFinite(v)) fail(p, "must be a number", v);
   if (check.integer && !Number.isInteger(v)) fail(p, "must be a whole number", v);
   if (check.min !== undefined && v < check.min) fail(p, `must be at least ${check.min}`, v);
-  if (check.minExclusive !== undefined && v <= check.minExclusive) fail(p, `must be greater than ${check.minExclusive}`, v);
+  if (check.minExclusive !== undefined && v <= check.minExclusive)
+    fail(p, `must be greater than ${check.minExclusive}`, v);
   if (check.max !== undefined && v > check.max) fail(p, `must be at most ${check.max}`, v);
   return v;
 }

@@ -31,7 +31,10 @@ export class ConfigFileWatcher {
         this.watcher = null;
       });
     } catch (e) {
-      this.log.warn("cannot watch the config directory; relying on polling", { file: this.path, error: (e as Error).message });
+      this.log.warn("cannot watch the config directory; relying on polling", {
+        file: this.path,
+        error: (e as Error).message,
+      });
     }
     this.poll = setInterval(() => void this.check(), this.opts.pollMs ?? 5000);
     this.poll.unref();
@@ -62,7 +65,10 @@ export class ConfigFileWatcher {
       }
     } catch (e) {
       // Mid-swap the path can briefly dangle; the next event or poll reads the new file.
-      this.log.warn("cannot read the config file; keeping the current config", { file: this.path, error: (e as Error).message });
+      this.log.warn("cannot read the config file; keeping the current config", {
+        file: this.path,
+        error: (e as Error).message,
+      });
     } finally {
       this.reading = false;
       if (this.again) {

@@ -31,7 +31,10 @@ export class EndpointStore {
   private entries = new Map<string, Entry>();
   private listeners: Array<() => void> = [];
 
-  constructor(private engines: EngineRegistry, private readonly stalenessMs: number) {}
+  constructor(
+    private engines: EngineRegistry,
+    private readonly stalenessMs: number,
+  ) {}
 
   /** Called after every change that can alter the snapshot. */
   onChange(listener: () => void): void {

@@ -8,10 +8,29 @@
 //      `--model-server-type`, else vllm. The file wins because the Helm chart always passes the flag.
 //   4. `--total-queued-requests-metric` & co. override the specs of the unlabelled-pod mapping only
 //      (a copy of the default engine's): pods that name their engine keep that engine's names.
-import { ConfigError, asObject, fail, join, onlyKeys, optArray, optNumber, optString, type Fields } from "./config-fields";
 import {
-  BUILTIN_ENGINES, DEFAULT_ENGINE, DEFAULT_ENGINE_LABEL_KEY, ENGINE_SPEC_FIELDS, EngineRegistry, RESERVED_ENGINE_NAME,
-  buildMapping, withVllmV0Fallback, type EngineConfigEntry, type EngineMapping, type ModelServerType,
+  ConfigError,
+  asObject,
+  fail,
+  join,
+  onlyKeys,
+  optArray,
+  optNumber,
+  optString,
+  type Fields,
+} from "./config-fields";
+import {
+  BUILTIN_ENGINES,
+  DEFAULT_ENGINE,
+  DEFAULT_ENGINE_LABEL_KEY,
+  ENGINE_SPEC_FIELDS,
+  EngineRegistry,
+  RESERVED_ENGINE_NAME,
+  buildMapping,
+  withVllmV0Fallback,
+  type EngineConfigEntry,
+  type EngineMapping,
+  type ModelServerType,
 } from "./engines";
 import { MetricSpecError, parseMetricSpec, type MetricSpec } from "./metric-spec";
 
@@ -41,7 +60,14 @@ export const ENGINE_FLAG_NAMES: Record<Exclude<keyof EngineFlags, "modelServerTy
   cacheInfoMetric: "--cache-info-metric",
 };
 
-const ENTRY_KEYS = ["name", ...ENGINE_SPEC_FIELDS, "cacheBlockSizeLabelName", "cacheNumBlocksLabelName", "metricsPath", "metricsPort"];
+const ENTRY_KEYS = [
+  "name",
+  ...ENGINE_SPEC_FIELDS,
+  "cacheBlockSizeLabelName",
+  "cacheNumBlocksLabelName",
+  "metricsPath",
+  "metricsPort",
+];
 
 function specAt(path: string, text: string): MetricSpec | null {
   try {
@@ -58,8 +84,14 @@ function parseEntry(raw: unknown, path: string): EngineConfigEntry {
   const name = optString(obj, "name", path);
   if (name === undefined || name.trim() === "") fail(join(path, "name"), "an engine needs a name", obj.name);
   // Pods name their engine in a label, so an engine name must be a valid label value.
-  if (!/^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/.test(name)) fail(join(path, "name"), "must be a valid label value (letters, digits, - _ ., at most 63)", name);
-  if (name === RESERVED_ENGINE_NAME) fail(join(path, "name"), `"${RESERVED_ENGINE_NAME}" is reserved (it names the mapping for pods without the engine label)`, name);
+  if (!/^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/.test(name))
+    fail(join(path, "name"), "must be a valid label value (letters, digits, - _ ., at most 63)", name);
+  if (name === RESERVED_ENGINE_NAME)
+    fail(
+      join(path, "name"),
+      `"${RESERVED_ENGINE_NAME}" is reserved (it names the mapping for pods without the engine label)`,
+      name,
+    );
   const entry: EngineConfigEntry = { name };
   for (const field of ENGINE_SPEC_FIELDS) {
     const text = optString(obj, field, path);
@@ -70,7 +102,8 @@ function parseEntry(raw: unknown, path: string): EngineConfigEntry {
   }
   for (const key of ["cacheBlockSizeLabelName", "cacheNumBlocksLabelName"] as const) {
     const label = optString(obj, key, path);
-    if (label !== undefined && label !== "" && !/^[a-zA-Z_][a-zA-Z0-9_]*$/.test(label)) fail(join(path, key), "must be a Prometheus label name", label);
+    if (label !== undefined && label !== "" && !/^[a-zA-Z_][a-zA-Z0-9_]*$/.test(label))
+      fail(join(path, key), "must be a Prometheus label name", label);
     if (label) entry[key] = label;
   }
   const metricsPath = optString(obj, "metricsPath", path);
@@ -101,7 +134,8 @@ export function parseMetricsPluginParams(raw: unknown, path: string): MetricsPlu
     const seen = new Set<string>();
     params.engineConfigs = list.map((item, i) => {
       const entry = parseEntry(item, join(join(path, "engineConfigs"), i));
-      if (seen.has(entry.name)) fail(join(join(join(path, "engineConfigs"), i), "name"), "engine defined twice", entry.name);
+      if (seen.has(entry.name))
+        fail(join(join(join(path, "engineConfigs"), i), "name"), "engine defined twice", entry.name);
       seen.add(entry.name);
       return entry;
     });
@@ -119,7 +153,11 @@ export interface ResolvedEngines {
  * Resolves built-ins, the plugin parameters (null when the config has no metrics plugin) and the flags.
  * `paramsPath` is where the parameters came from, for error messages.
  */
-export function resolveEngines(params: MetricsPluginParams | null, flags: EngineFlags, paramsPath = "plugins[?].parameters"): ResolvedEngines {
+export function resolveEngines(
+  params: MetricsPluginParams | null,
+  flags: EngineFlags,
+  paramsPath = "plugins[?].parameters",
+): ResolvedEngines {
   const warnings: string[] = [];
   const entries = new Map<string, EngineConfigEntry>();
   for (const builtin of BUILTIN_ENGINES) entries.set(builtin.name, builtin);
@@ -129,7 +167,9 @@ export function resolveEngines(params: MetricsPluginParams | null, flags: Engine
 
   let defaultEngine = params?.defaultEngine ?? flags.modelServerType ?? DEFAULT_ENGINE;
   if (params?.defaultEngine && flags.modelServerType && flags.modelServerType !== params.defaultEngine) {
-    warnings.push(`defaultEngine "${params.defaultEngine}" from the config file is used; --model-server-type=${flags.modelServerType} only sets the default when the file does not`);
+    warnings.push(
+      `defaultEngine "${params.defaultEngine}" from the config file is used; --model-server-type=${flags.modelServerType} only sets the default when the file does not`,
+    );
   }
   const base = engines.get(defaultEngine);
   if (!base) {
@@ -158,5 +198,13 @@ export function resolveEngines(params: MetricsPluginParams | null, flags: Engine
     unlabelled.cacheBlockSize = null;
     unlabelled.cacheNumBlocks = null;
   }
-  return { registry: new EngineRegistry(params?.engineLabelKey ?? DEFAULT_ENGINE_LABEL_KEY, defaultEngine, engines, unlabelled), warnings };
+  return {
+    registry: new EngineRegistry(
+      params?.engineLabelKey ?? DEFAULT_ENGINE_LABEL_KEY,
+      defaultEngine,
+      engines,
+      unlabelled,
+    ),
+    warnings,
+  };
 }

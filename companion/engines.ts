@@ -26,7 +26,13 @@ export interface EngineConfigEntry {
 }
 
 export const ENGINE_SPEC_FIELDS = [
-  "queuedRequestsSpec", "runningRequestsSpec", "kvUsageSpec", "loraSpec", "cacheInfoSpec", "cacheBlockSizeSpec", "cacheNumBlocksSpec",
+  "queuedRequestsSpec",
+  "runningRequestsSpec",
+  "kvUsageSpec",
+  "loraSpec",
+  "cacheInfoSpec",
+  "cacheBlockSizeSpec",
+  "cacheNumBlocksSpec",
 ] as const;
 export type EngineSpecField = (typeof ENGINE_SPEC_FIELDS)[number];
 
@@ -101,7 +107,10 @@ export function withVllmV0Fallback(spec: MetricSpec | null): MetricSpec | null {
  * Builds a mapping from an entry whose spec strings were already validated (parseMetricSpec throws
  * MetricSpecError otherwise; callers add the field path).
  */
-export function buildMapping(entry: EngineConfigEntry, parse: (field: EngineSpecField, text: string) => MetricSpec | null = (_f, t) => parseMetricSpec(t)): EngineMapping {
+export function buildMapping(
+  entry: EngineConfigEntry,
+  parse: (field: EngineSpecField, text: string) => MetricSpec | null = (_f, t) => parseMetricSpec(t),
+): EngineMapping {
   const spec = (field: EngineSpecField): MetricSpec | null => parse(field, entry[field] ?? "");
   return {
     name: entry.name,
@@ -122,7 +131,15 @@ export function buildMapping(entry: EngineConfigEntry, parse: (field: EngineSpec
 /** Every metric family name a mapping reads (fallbacks included): what the parser must extract. */
 export function familiesOf(mapping: EngineMapping): string[] {
   const names = new Set<string>();
-  for (const s of [mapping.queued, mapping.running, mapping.kvUsage, mapping.lora, mapping.cacheInfo, mapping.cacheBlockSize, mapping.cacheNumBlocks]) {
+  for (const s of [
+    mapping.queued,
+    mapping.running,
+    mapping.kvUsage,
+    mapping.lora,
+    mapping.cacheInfo,
+    mapping.cacheBlockSize,
+    mapping.cacheNumBlocks,
+  ]) {
     for (let x: MetricSpec | undefined = s ?? undefined; x; x = x.fallback) names.add(x.name);
   }
   return [...names];

@@ -14,8 +14,15 @@ import type { MetricSpec } from "./metric-spec";
 import { specMatches } from "./metric-spec";
 import type { ParsedPage, Sample } from "./prom-parser";
 
-export interface LoraState { running: string[]; waiting: string[]; max: number }
-export interface CacheState { blockSize: number; numBlocks: number }
+export interface LoraState {
+  running: string[];
+  waiting: string[];
+  max: number;
+}
+export interface CacheState {
+  blockSize: number;
+  numBlocks: number;
+}
 
 export interface EndpointMetrics {
   queued: number | null;
@@ -47,7 +54,12 @@ function finite(spec: MetricSpec, v: number, what: string): number {
 }
 
 /** The values of the series a spec selects, each finite and checked by `check` (null: no series). */
-function values(page: ParsedPage, spec: MetricSpec | null, what: string, check: (v: number) => string | null): number[] | null {
+function values(
+  page: ParsedPage,
+  spec: MetricSpec | null,
+  what: string,
+  check: (v: number) => string | null,
+): number[] | null {
   if (!spec) return null;
   const { spec: used, samples } = select(page, spec);
   if (samples.length === 0) return null;
@@ -65,7 +77,9 @@ function sumCounts(page: ParsedPage, spec: MetricSpec | null): number | null {
 }
 
 function meanUtilisation(page: ParsedPage, spec: MetricSpec | null): number | null {
-  const vs = values(page, spec, "utilisation", (v) => (v < 0 || v > 1 + KV_SLACK ? `utilisation ${v} is outside 0..1` : null));
+  const vs = values(page, spec, "utilisation", (v) =>
+    v < 0 || v > 1 + KV_SLACK ? `utilisation ${v} is outside 0..1` : null,
+  );
   return vs && vs.reduce((a, b) => a + Math.min(1, b), 0) / vs.length;
 }
 
@@ -85,15 +99,23 @@ function servedModels(page: ParsedPage, specs: (MetricSpec | null)[]): string[] 
       if (m !== undefined && m !== "" && Buffer.byteLength(m) <= MAX_ADAPTER_NAME_BYTES) names.add(m);
     }
   }
-  if (names.size > MAX_MODELS) throw new ExtractError(`${names.size} different ${MODEL_LABEL} labels (more than ${MAX_MODELS})`);
+  if (names.size > MAX_MODELS)
+    throw new ExtractError(`${names.size} different ${MODEL_LABEL} labels (more than ${MAX_MODELS})`);
   return [...names].sort();
 }
 
 function adapters(spec: MetricSpec, label: string, csv: string | undefined): string[] {
-  const list = (csv ?? "").split(",").map((a) => a.trim()).filter((a) => a.length > 0);
-  if (list.length > MAX_ADAPTERS) throw new ExtractError(`${spec.name}: ${list.length} adapters in ${label} (more than ${MAX_ADAPTERS})`);
+  const list = (csv ?? "")
+    .split(",")
+    .map((a) => a.trim())
+    .filter((a) => a.length > 0);
+  if (list.length > MAX_ADAPTERS)
+    throw new ExtractError(`${spec.name}: ${list.length} adapters in ${label} (more than ${MAX_ADAPTERS})`);
   for (const a of list) {
-    if (Buffer.byteLength(a) > MAX_ADAPTER_NAME_BYTES) throw new ExtractError(`${spec.name}: an adapter name in ${label} is longer than ${MAX_ADAPTER_NAME_BYTES} bytes`);
+    if (Buffer.byteLength(a) > MAX_ADAPTER_NAME_BYTES)
+      throw new ExtractError(
+        `${spec.name}: an adapter name in ${label} is longer than ${MAX_ADAPTER_NAME_BYTES} bytes`,
+      );
   }
   return list;
 }
@@ -110,21 +132,28 @@ function latestLora(page: ParsedPage, spec: MetricSpec | null): LoraState | null
   const maxText = latest.labels.max_lora ?? "";
   let max = 0;
   if (maxText !== "") {
-    if (!/^\d+$/.test(maxText)) throw new ExtractError(`${used.name}: max_lora ${JSON.stringify(maxText)} is not a whole number`);
+    if (!/^\d+$/.test(maxText))
+      throw new ExtractError(`${used.name}: max_lora ${JSON.stringify(maxText)} is not a whole number`);
     max = Number(maxText);
   }
-  return { running: adapters(used, "running_lora_adapters", latest.labels.running_lora_adapters), waiting: adapters(used, "waiting_lora_adapters", latest.labels.waiting_lora_adapters), max };
+  return {
+    running: adapters(used, "running_lora_adapters", latest.labels.running_lora_adapters),
+    waiting: adapters(used, "waiting_lora_adapters", latest.labels.waiting_lora_adapters),
+    max,
+  };
 }
 
 /** A whole number from a label, or null for values such as vLLM's "None" before the cache is profiled. */
-const wholeLabel = (text: string | undefined): number | null => (text !== undefined && /^\d+$/.test(text) ? Number(text) : null);
+const wholeLabel = (text: string | undefined): number | null =>
+  text !== undefined && /^\d+$/.test(text) ? Number(text) : null;
 
 function cacheInfo(page: ParsedPage, mapping: EngineMapping): { found: boolean; cache: CacheState | null } {
   let blockSize: number | null = null;
   let numBlocks: number | null = null;
   let found = false;
   const agreeOnBlockSize = (name: string, b: number): void => {
-    if (blockSize !== null && blockSize !== b) throw new ExtractError(`${name}: ranks disagree on the cache block size (${blockSize} and ${b})`);
+    if (blockSize !== null && blockSize !== b)
+      throw new ExtractError(`${name}: ranks disagree on the cache block size (${blockSize} and ${b})`);
     blockSize = b;
   };
   if (mapping.cacheInfo) {
@@ -137,13 +166,19 @@ function cacheInfo(page: ParsedPage, mapping: EngineMapping): { found: boolean; 
       if (n !== null) numBlocks = (numBlocks ?? 0) + n;
     }
   }
-  const whole = (what: string) => (v: number): string | null => (v < 0 || !Number.isInteger(v) ? `${what} ${v} is not a whole number` : null);
+  const whole =
+    (what: string) =>
+    (v: number): string | null =>
+      v < 0 || !Number.isInteger(v) ? `${what} ${v} is not a whole number` : null;
   const sizes = values(page, mapping.cacheBlockSize, "block size", whole("block size"));
   for (const v of sizes ?? []) agreeOnBlockSize(mapping.cacheBlockSize!.name, v);
   const counts = values(page, mapping.cacheNumBlocks, "block count", whole("block count"));
   for (const v of counts ?? []) numBlocks = (numBlocks ?? 0) + v;
   found ||= sizes !== null || counts !== null;
-  return { found, cache: blockSize === null && numBlocks === null ? null : { blockSize: blockSize ?? 0, numBlocks: numBlocks ?? 0 } };
+  return {
+    found,
+    cache: blockSize === null && numBlocks === null ? null : { blockSize: blockSize ?? 0, numBlocks: numBlocks ?? 0 },
+  };
 }
 
 /**
@@ -156,9 +191,29 @@ export function extractMetrics(page: ParsedPage, mapping: EngineMapping): Endpoi
   const kvUsage = meanUtilisation(page, mapping.kvUsage);
   const lora = latestLora(page, mapping.lora);
   const { found: cacheFound, cache } = cacheInfo(page, mapping);
-  const enabled = [mapping.queued, mapping.running, mapping.kvUsage, mapping.lora, mapping.cacheInfo, mapping.cacheBlockSize, mapping.cacheNumBlocks].filter((s): s is MetricSpec => s !== null);
+  const enabled = [
+    mapping.queued,
+    mapping.running,
+    mapping.kvUsage,
+    mapping.lora,
+    mapping.cacheInfo,
+    mapping.cacheBlockSize,
+    mapping.cacheNumBlocks,
+  ].filter((s): s is MetricSpec => s !== null);
   if (enabled.length > 0 && queued === null && running === null && kvUsage === null && lora === null && !cacheFound) {
-    throw new ExtractError(`none of engine ${mapping.name}'s metrics are on the page (looked for ${enabled.map((s) => s.name).filter((n, i, a) => a.indexOf(n) === i).join(", ")})`);
+    throw new ExtractError(
+      `none of engine ${mapping.name}'s metrics are on the page (looked for ${enabled
+        .map((s) => s.name)
+        .filter((n, i, a) => a.indexOf(n) === i)
+        .join(", ")})`,
+    );
   }
-  return { queued, running, kvUsage, lora, cache, models: servedModels(page, [mapping.queued, mapping.running, mapping.kvUsage]) };
+  return {
+    queued,
+    running,
+    kvUsage,
+    lora,
+    cache,
+    models: servedModels(page, [mapping.queued, mapping.running, mapping.kvUsage]),
+  };
 }

@@ -49,13 +49,19 @@ function authorised(req: http.IncomingMessage, token: string | undefined): boole
 }
 
 function text(res: http.ServerResponse, status: number, body: string, headers: http.OutgoingHttpHeaders = {}): void {
-  res.writeHead(status, { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store", ...headers }).end(body);
+  res
+    .writeHead(status, { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store", ...headers })
+    .end(body);
 }
 
 export class ApiServer {
   private readonly server: http.Server;
 
-  constructor(private readonly state: ApiState, private readonly opts: ApiOptions, log: Logger) {
+  constructor(
+    private readonly state: ApiState,
+    private readonly opts: ApiOptions,
+    log: Logger,
+  ) {
     this.server = http.createServer((req, res) => {
       try {
         this.handle(req, res);
@@ -92,12 +98,17 @@ export class ApiServer {
     const path = url.pathname;
     if (req.method !== "GET" && req.method !== "HEAD") return text(res, 405, "only GET\n", { allow: "GET, HEAD" });
     if (path.startsWith("/v1/") && !authorised(req, this.opts.apiToken)) {
-      return text(res, 401, "missing or wrong bearer token\n", { "www-authenticate": 'Bearer realm="endpoint-picker-companion"' });
+      return text(res, 401, "missing or wrong bearer token\n", {
+        "www-authenticate": 'Bearer realm="endpoint-picker-companion"',
+      });
     }
     switch (path) {
-      case "/v1/snapshot": return this.snapshot(url, req, res);
-      case "/v1/endpoints": return this.endpoints(res);
-      case "/healthz": return text(res, 200, "ok\n");
+      case "/v1/snapshot":
+        return this.snapshot(url, req, res);
+      case "/v1/endpoints":
+        return this.endpoints(res);
+      case "/healthz":
+        return text(res, 200, "ok\n");
       case "/readyz": {
         const reason = this.state.notReadyReason();
         return reason === null ? text(res, 200, "ready\n") : text(res, 503, `not ready: ${reason}\n`);
@@ -118,11 +129,19 @@ export class ApiServer {
     const format1 = isFormat1Request(req.headers.accept);
     const send = (s: PublishedSnapshot): void => {
       const blob = format1 ? s.format1() : s.blob;
-      res.writeHead(200, { "content-type": format1 ? SNAPSHOT_CONTENT_TYPE : `${SNAPSHOT_CONTENT_TYPE}; format=2`, [VERSION_HEADER]: String(s.version), "content-length": blob.length, "cache-control": "no-store" }).end(blob);
+      res
+        .writeHead(200, {
+          "content-type": format1 ? SNAPSHOT_CONTENT_TYPE : `${SNAPSHOT_CONTENT_TYPE}; format=2`,
+          [VERSION_HEADER]: String(s.version),
+          "content-length": blob.length,
+          "cache-control": "no-store",
+        })
+        .end(blob);
     };
     const afterText = url.searchParams.get("after");
     if (afterText === null) return send(this.state.publisher.current);
-    if (!/^\d{1,20}$/.test(afterText) || BigInt(afterText) > 0xffffffffffffffffn) return text(res, 400, `after: "${afterText}" is not a snapshot version\n`);
+    if (!/^\d{1,20}$/.test(afterText) || BigInt(afterText) > 0xffffffffffffffffn)
+      return text(res, 400, `after: "${afterText}" is not a snapshot version\n`);
     const wait = this.state.publisher.waitForNewer(BigInt(afterText), this.opts.longPollTimeoutMs);
     this.state.metrics.longPollWaiters.set(this.state.publisher.waiting);
     // The client giving up (Envoy's call timeout, a closed connection) frees the held request at once.
@@ -134,7 +153,13 @@ export class ApiServer {
       this.state.metrics.longPollWaiters.set(this.state.publisher.waiting);
       if (res.destroyed || res.writableEnded) return;
       if (s) send(s);
-      else res.writeHead(304, { [VERSION_HEADER]: String(this.state.publisher.current.version), "cache-control": "no-store" }).end();
+      else
+        res
+          .writeHead(304, {
+            [VERSION_HEADER]: String(this.state.publisher.current.version),
+            "cache-control": "no-store",
+          })
+          .end();
     });
   }
 
@@ -147,6 +172,8 @@ export class ApiServer {
       profile: this.state.profile(),
       endpoints: this.state.views(),
     };
-    res.writeHead(200, { "content-type": "application/json", "cache-control": "no-store" }).end(JSON.stringify(body, null, 2) + "\n");
+    res
+      .writeHead(200, { "content-type": "application/json", "cache-control": "no-store" })
+      .end(JSON.stringify(body, null, 2) + "\n");
   }
 }

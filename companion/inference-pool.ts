@@ -22,7 +22,8 @@ function labelMap(value: unknown, path: string): Record<string, string> {
     if (typeof v !== "string") throw new ConfigError(`${path}.${k}: must be a string, got ${JSON.stringify(v)}`);
     out[k] = v;
   }
-  if (Object.keys(out).length === 0) throw new ConfigError(`${path}: empty selector (it would select every pod in the namespace)`);
+  if (Object.keys(out).length === 0)
+    throw new ConfigError(`${path}: empty selector (it would select every pod in the namespace)`);
   return out;
 }
 
@@ -32,26 +33,40 @@ export function parseInferencePool(obj: unknown, version: "v1" | "v1alpha2"): Po
   if (version === "v1") {
     const selector = isObject(spec.selector) ? spec.selector.matchLabels : undefined;
     const ports = spec.targetPorts;
-    if (!Array.isArray(ports) || ports.length === 0) throw new ConfigError(`spec.targetPorts: must list at least one port, got ${JSON.stringify(ports)}`);
+    if (!Array.isArray(ports) || ports.length === 0)
+      throw new ConfigError(`spec.targetPorts: must list at least one port, got ${JSON.stringify(ports)}`);
     const targetPorts = ports.map((p, i) => {
       const n = isObject(p) ? p.number : undefined;
-      if (!isPort(n)) throw new ConfigError(`spec.targetPorts[${i}].number: must be a port from 1 to 65535, got ${JSON.stringify(n)}`);
+      if (!isPort(n))
+        throw new ConfigError(
+          `spec.targetPorts[${i}].number: must be a port from 1 to 65535, got ${JSON.stringify(n)}`,
+        );
       return n;
     });
     return { selector: labelMap(selector, "spec.selector.matchLabels"), targetPorts: [...new Set(targetPorts)] };
   }
   const port = spec.targetPortNumber;
-  if (!isPort(port)) throw new ConfigError(`spec.targetPortNumber: must be a port from 1 to 65535, got ${JSON.stringify(port)}`);
+  if (!isPort(port))
+    throw new ConfigError(`spec.targetPortNumber: must be a port from 1 to 65535, got ${JSON.stringify(port)}`);
   return { selector: labelMap(spec.selector, "spec.selector"), targetPorts: [port] };
 }
 
 /** `k=v,k2=v2`, the labelSelector query parameter for a label map. */
 export const selectorString = (labels: Readonly<Record<string, string>>): string =>
-  Object.entries(labels).sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, v]) => `${k}=${v}`).join(",");
+  Object.entries(labels)
+    .sort(([a], [b]) => (a < b ? -1 : 1))
+    .map(([k, v]) => `${k}=${v}`)
+    .join(",");
 
 /** The minimal pod shape we read (the client's V1Pod and raw watch JSON both fit). */
 export interface PodLike {
-  metadata?: { name?: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string>; deletionTimestamp?: unknown };
+  metadata?: {
+    name?: string;
+    namespace?: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    deletionTimestamp?: unknown;
+  };
   status?: { podIP?: string; conditions?: Array<{ type?: string; status?: string }> };
 }
 

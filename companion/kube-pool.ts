@@ -13,7 +13,15 @@
 import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
-import { CoreV1Api, CustomObjectsApi, KubeConfig, ListWatch, Watch, type KubernetesListObject, type KubernetesObject } from "@kubernetes/client-node";
+import {
+  CoreV1Api,
+  CustomObjectsApi,
+  KubeConfig,
+  ListWatch,
+  Watch,
+  type KubernetesListObject,
+  type KubernetesObject,
+} from "@kubernetes/client-node";
 import { ConfigError } from "./config-fields";
 import { parseInferencePool, podTargets, selectorString, type PodLike, type PoolSpec } from "./inference-pool";
 import type { Logger } from "./log";
@@ -30,7 +38,9 @@ export function loadKubeConfig(path: string | undefined, env: NodeJS.ProcessEnv 
     } else {
       const haveFile = Boolean(env.KUBECONFIG) || existsSync(join(homedir(), ".kube", "config"));
       if (!haveFile && !env.KUBERNETES_SERVICE_HOST) {
-        throw new ConfigError("no Kubernetes configuration: not in a cluster, no $KUBECONFIG, no ~/.kube/config (give --kubeconfig, or use --endpoints)");
+        throw new ConfigError(
+          "no Kubernetes configuration: not in a cluster, no $KUBECONFIG, no ~/.kube/config (give --kubeconfig, or use --endpoints)",
+        );
       }
       kc.loadFromDefault();
     }
@@ -43,7 +53,11 @@ export function loadKubeConfig(path: string | undefined, env: NodeJS.ProcessEnv 
 }
 
 /** --pool-namespace, else $POD_NAMESPACE, the in-cluster namespace, the kubeconfig context's, "default". */
-export function defaultNamespace(kc: KubeConfig, flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
+export function defaultNamespace(
+  kc: KubeConfig,
+  flag: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+): string {
   if (flag) return flag;
   if (env.POD_NAMESPACE) return env.POD_NAMESPACE;
   try {
@@ -99,7 +113,12 @@ class ResilientInformer<T extends KubernetesObject> {
     labelSelector: string | undefined,
     fieldSelector: string | undefined,
     onChange: () => void,
-    private readonly opts: { log: Logger; retryInitialMs: number; retryMaxMs: number; onRestart?: (resource: string) => void },
+    private readonly opts: {
+      log: Logger;
+      retryInitialMs: number;
+      retryMaxMs: number;
+      onRestart?: (resource: string) => void;
+    },
   ) {
     this.retryMs = opts.retryInitialMs;
     this.firstList = new Promise((resolve) => (this.resolveFirstList = resolve));
@@ -109,7 +128,10 @@ class ResilientInformer<T extends KubernetesObject> {
       if (!this.listedOnce) {
         this.listedOnce = true;
         // The informer fills its cache in the continuation of this promise; report after that has run.
-        setImmediate(() => { onChange(); this.resolveFirstList(); });
+        setImmediate(() => {
+          onChange();
+          this.resolveFirstList();
+        });
       }
       return result;
     };
@@ -130,9 +152,19 @@ class ResilientInformer<T extends KubernetesObject> {
     this.retryMs = Math.min(this.opts.retryMaxMs, this.retryMs * 2);
     const e = err as { message?: string; statusCode?: number; code?: unknown };
     const status = e?.statusCode ?? (typeof e?.code === "number" ? e.code : undefined);
-    const hint = status === 404 && this.resource === "inferencepools" ? "the cluster does not serve this InferencePool API version (CRD not installed? see --pool-group)"
-      : status === 401 || status === 403 ? "check the service account's RBAC (get, list, watch)" : undefined;
-    this.opts.log.warn("kubernetes list/watch failed; restarting", { resource: this.resource, error: e?.message ?? String(err), status, hint, retryInMs: delay });
+    const hint =
+      status === 404 && this.resource === "inferencepools"
+        ? "the cluster does not serve this InferencePool API version (CRD not installed? see --pool-group)"
+        : status === 401 || status === 403
+          ? "check the service account's RBAC (get, list, watch)"
+          : undefined;
+    this.opts.log.warn("kubernetes list/watch failed; restarting", {
+      resource: this.resource,
+      error: e?.message ?? String(err),
+      status,
+      hint,
+      retryInMs: delay,
+    });
     this.opts.onRestart?.(this.resource);
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
@@ -189,9 +221,10 @@ export class KubePool implements PoolSource {
     this.retryInitialMs = opts.retryInitialMs ?? 500;
     this.retryMaxMs = opts.retryMaxMs ?? 30_000;
     const m = opts.mode;
-    this.description = m.kind === "inference-pool"
-      ? `InferencePool ${opts.namespace}/${m.name} (${m.group}/${POOL_GROUPS[m.group]})`
-      : `pods ${selectorString(m.selector)} in ${opts.namespace}, ports ${m.targetPorts.join(",")}`;
+    this.description =
+      m.kind === "inference-pool"
+        ? `InferencePool ${opts.namespace}/${m.name} (${m.group}/${POOL_GROUPS[m.group]})`
+        : `pods ${selectorString(m.selector)} in ${opts.namespace}, ports ${m.targetPorts.join(",")}`;
   }
 
   async start(onChange: (targets: PoolTarget[]) => void): Promise<void> {
@@ -205,10 +238,21 @@ export class KubePool implements PoolSource {
     const version = POOL_GROUPS[m.group];
     const fieldSelector = `metadata.name=${m.name}`;
     this.poolInformer = new ResilientInformer<KubernetesObject>(
-      "inferencepools", this.opts.kubeConfig,
+      "inferencepools",
+      this.opts.kubeConfig,
       `/apis/${m.group}/${version}/namespaces/${this.opts.namespace}/inferencepools`,
-      () => this.custom.listNamespacedCustomObject({ group: m.group, version, namespace: this.opts.namespace, plural: "inferencepools", fieldSelector }),
-      undefined, fieldSelector, () => void this.poolChanged(), this.informerOpts(),
+      () =>
+        this.custom.listNamespacedCustomObject({
+          group: m.group,
+          version,
+          namespace: this.opts.namespace,
+          plural: "inferencepools",
+          fieldSelector,
+        }),
+      undefined,
+      fieldSelector,
+      () => void this.poolChanged(),
+      this.informerOpts(),
     );
     await this.poolInformer.start();
     // The pool's first list is in (and queued a pool change); if it names a pool, its pods' first list too.
@@ -216,7 +260,12 @@ export class KubePool implements PoolSource {
   }
 
   private informerOpts() {
-    return { log: this.opts.log, retryInitialMs: this.retryInitialMs, retryMaxMs: this.retryMaxMs, onRestart: this.opts.onWatchRestart };
+    return {
+      log: this.opts.log,
+      retryInitialMs: this.retryInitialMs,
+      retryMaxMs: this.retryMaxMs,
+      onRestart: this.opts.onWatchRestart,
+    };
   }
 
   /** Pool changes are applied one at a time, in order (each may restart the pod watch). */
@@ -230,7 +279,10 @@ export class KubePool implements PoolSource {
     const mode = this.opts.mode;
     const pool = this.poolInformer?.list().find((p) => p.metadata?.name === mode.name);
     if (!pool) {
-      if (this.spec) this.opts.log.warn("InferencePool not found; the pool is empty until it exists", { pool: `${this.opts.namespace}/${mode.name}` });
+      if (this.spec)
+        this.opts.log.warn("InferencePool not found; the pool is empty until it exists", {
+          pool: `${this.opts.namespace}/${mode.name}`,
+        });
       this.spec = null;
       this.specError = null;
       this.stopPods();
@@ -242,15 +294,22 @@ export class KubePool implements PoolSource {
       spec = parseInferencePool(pool, POOL_GROUPS[mode.group]);
     } catch (e) {
       this.specError = (e as Error).message;
-      this.opts.log.error(this.spec ? "InferencePool spec is not usable; keeping the previous one" : "InferencePool spec is not usable; the pool is empty until it is fixed",
-        { pool: `${this.opts.namespace}/${mode.name}`, error: this.specError });
+      this.opts.log.error(
+        this.spec
+          ? "InferencePool spec is not usable; keeping the previous one"
+          : "InferencePool spec is not usable; the pool is empty until it is fixed",
+        { pool: `${this.opts.namespace}/${mode.name}`, error: this.specError },
+      );
       return;
     }
     this.specError = null;
     const selectorChanged = !this.spec || selectorString(this.spec.selector) !== selectorString(spec.selector);
     this.spec = spec;
     if (selectorChanged) {
-      this.opts.log.info("InferencePool selects pods", { selector: selectorString(spec.selector), ports: spec.targetPorts });
+      this.opts.log.info("InferencePool selects pods", {
+        selector: selectorString(spec.selector),
+        ports: spec.targetPorts,
+      });
       await this.watchPods(spec.selector);
     } else {
       this.emit(); // ports may have changed
@@ -267,9 +326,19 @@ export class KubePool implements PoolSource {
     const labelSelector = selectorString(selector);
     const ns = this.opts.namespace;
     const informer = new ResilientInformer<KubernetesObject>(
-      "pods", this.opts.kubeConfig, `/api/v1/namespaces/${ns}/pods`,
-      () => this.core.listNamespacedPod({ namespace: ns, labelSelector }) as Promise<KubernetesListObject<KubernetesObject>>,
-      labelSelector, undefined, () => { if (this.podInformer === informer) this.emit(); }, this.informerOpts(),
+      "pods",
+      this.opts.kubeConfig,
+      `/api/v1/namespaces/${ns}/pods`,
+      () =>
+        this.core.listNamespacedPod({ namespace: ns, labelSelector }) as Promise<
+          KubernetesListObject<KubernetesObject>
+        >,
+      labelSelector,
+      undefined,
+      () => {
+        if (this.podInformer === informer) this.emit();
+      },
+      this.informerOpts(),
     );
     this.podInformer = informer;
     await informer.start();

@@ -48,7 +48,10 @@ async function main(): Promise<number> {
     if (stopping) return;
     stopping = true;
     log.info("stopping", { signal });
-    void companion.stop().then(() => process.exit(0), () => process.exit(0));
+    void companion.stop().then(
+      () => process.exit(0),
+      () => process.exit(0),
+    );
   };
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));
@@ -64,7 +67,9 @@ async function main(): Promise<number> {
 }
 
 main().then(
-  (code) => { if (code >= 0) process.exit(code); },
+  (code) => {
+    if (code >= 0) process.exit(code);
+  },
   (e: unknown) => {
     process.stderr.write(`companion: unexpected failure: ${(e as Error)?.stack ?? String(e)}\n`);
     process.exit(70);

@@ -19,7 +19,7 @@ const isNameChar = (c: string): boolean => /[a-zA-Z0-9_:]/.test(c);
 const isLabelStart = (c: string): boolean => /[a-zA-Z_]/.test(c);
 const isLabelChar = (c: string): boolean => /[a-zA-Z0-9_]/.test(c);
 const isBlank = (c: string): boolean => c === " " || c === "\t";
-const isBareValueChar = (c: string): boolean => !isBlank(c) && !",{}=\"\n\r".includes(c);
+const isBareValueChar = (c: string): boolean => !isBlank(c) && !',{}="\n\r'.includes(c);
 
 export class MetricSpecError extends Error {}
 
@@ -29,8 +29,11 @@ export function parseMetricSpec(spec: string): MetricSpec | null {
     throw new MetricSpecError(`invalid metric spec ${JSON.stringify(spec)}: ${problem}`);
   };
   let i = 0;
-  const skipBlanks = (): void => { while (i < spec.length && isBlank(spec[i])) i++; };
-  const describe = (at: number): string => (at < spec.length ? `${JSON.stringify(spec[at])} at offset ${at}` : "end of spec");
+  const skipBlanks = (): void => {
+    while (i < spec.length && isBlank(spec[i])) i++;
+  };
+  const describe = (at: number): string =>
+    at < spec.length ? `${JSON.stringify(spec[at])} at offset ${at}` : "end of spec";
 
   skipBlanks();
   if (i === spec.length) return null;
@@ -45,7 +48,10 @@ export function parseMetricSpec(spec: string): MetricSpec | null {
     for (;;) {
       skipBlanks();
       if (i >= spec.length) fail(`missing "}" at end of spec`);
-      if (spec[i] === "}") { i++; break; }
+      if (spec[i] === "}") {
+        i++;
+        break;
+      }
       if (!isLabelStart(spec[i])) fail(`expected a label name, found ${describe(i)}`);
       const labelStart = i;
       while (i < spec.length && isLabelChar(spec[i])) i++;
@@ -64,8 +70,14 @@ export function parseMetricSpec(spec: string): MetricSpec | null {
         let closed = false;
         while (i < spec.length) {
           const c = spec[i++];
-          if (c === '"') { closed = true; break; }
-          if (c !== "\\") { value += c; continue; }
+          if (c === '"') {
+            closed = true;
+            break;
+          }
+          if (c !== "\\") {
+            value += c;
+            continue;
+          }
           const e = spec[i++];
           if (e === "\\" || e === '"') value += e;
           else if (e === "n") value += "\n";
@@ -81,9 +93,19 @@ export function parseMetricSpec(spec: string): MetricSpec | null {
       if (labels.some(([l]) => l === label)) fail(`label "${label}" appears twice`);
       labels.push([label, value]);
       skipBlanks();
-      if (spec[i] === ",") { i++; continue; }
-      if (spec[i] === "}") { i++; break; }
-      fail(i >= spec.length ? `missing "}" at end of spec` : `expected "," or "}" after the value of label "${label}", found ${describe(i)}`);
+      if (spec[i] === ",") {
+        i++;
+        continue;
+      }
+      if (spec[i] === "}") {
+        i++;
+        break;
+      }
+      fail(
+        i >= spec.length
+          ? `missing "}" at end of spec`
+          : `expected "," or "}" after the value of label "${label}", found ${describe(i)}`,
+      );
     }
     skipBlanks();
   }

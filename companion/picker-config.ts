@@ -26,7 +26,17 @@ export const IGNORED_PLUGIN_TYPES: Readonly<Record<string, string>> = {
   "static-usage-limit-policy": "flow control has no counterpart here",
 };
 
-const TOP_LEVEL_KEYS = ["apiVersion", "kind", "featureGates", "plugins", "schedulingProfiles", "saturationDetector", "data", "flowControl", "parser"];
+const TOP_LEVEL_KEYS = [
+  "apiVersion",
+  "kind",
+  "featureGates",
+  "plugins",
+  "schedulingProfiles",
+  "saturationDetector",
+  "data",
+  "flowControl",
+  "parser",
+];
 /** Sections GIE reads that have no effect here. */
 const IGNORED_SECTIONS = ["data", "flowControl", "parser", "featureGates"];
 
@@ -48,7 +58,14 @@ export interface PickerConfig {
 }
 
 function supportedTypes(): string[] {
-  return [...METRICS_PLUGIN_TYPES, DATA_SOURCE_TYPE, ...Object.keys(PROFILE_PLUGIN_TYPES), PREFIX_PRODUCER_TYPE, SATURATION_DETECTOR_TYPE, ...Object.keys(IGNORED_PLUGIN_TYPES)];
+  return [
+    ...METRICS_PLUGIN_TYPES,
+    DATA_SOURCE_TYPE,
+    ...Object.keys(PROFILE_PLUGIN_TYPES),
+    PREFIX_PRODUCER_TYPE,
+    SATURATION_DETECTOR_TYPE,
+    ...Object.keys(IGNORED_PLUGIN_TYPES),
+  ];
 }
 
 function parsePlugins(raw: unknown): Map<string, PluginDecl> {
@@ -61,9 +78,11 @@ function parsePlugins(raw: unknown): Map<string, PluginDecl> {
     onlyKeys(obj, path, ["name", "type", "parameters"]);
     const type = optString(obj, "type", path);
     if (!type) fail(join(path, "type"), "a plugin needs a type", obj.type);
-    if (!supportedTypes().includes(type)) fail(join(path, "type"), `unsupported plugin type (supported: ${supportedTypes().join(", ")})`, type);
+    if (!supportedTypes().includes(type))
+      fail(join(path, "type"), `unsupported plugin type (supported: ${supportedTypes().join(", ")})`, type);
     const name = optString(obj, "name", path) || type; // GIE: the name defaults to the type
-    if (plugins.has(name)) fail(join(path, "name"), `plugin name used twice (${plugins.get(name)!.path} has it too)`, name);
+    if (plugins.has(name))
+      fail(join(path, "name"), `plugin name used twice (${plugins.get(name)!.path} has it too)`, name);
     plugins.set(name, { name, type, parameters: obj.parameters, path });
   });
   return plugins;
@@ -71,7 +90,8 @@ function parsePlugins(raw: unknown): Map<string, PluginDecl> {
 
 function scrapeSettings(plugins: ReadonlyMap<string, PluginDecl>): ScrapeSettings {
   const sources = [...plugins.values()].filter((p) => p.type === DATA_SOURCE_TYPE);
-  if (sources.length > 1) fail(join(sources[1].path, "type"), `only one ${DATA_SOURCE_TYPE} is supported`, sources[1].type);
+  if (sources.length > 1)
+    fail(join(sources[1].path, "type"), `only one ${DATA_SOURCE_TYPE} is supported`, sources[1].type);
   const out = { ...DEFAULT_SCRAPE };
   const src = sources[0];
   if (!src || src.parameters == null) return out;
@@ -79,7 +99,8 @@ function scrapeSettings(plugins: ReadonlyMap<string, PluginDecl>): ScrapeSetting
   const params = asObject(src.parameters, path);
   onlyKeys(params, path, ["scheme", "path", "insecureSkipVerify"]);
   const scheme = optString(params, "scheme", path);
-  if (scheme !== undefined && scheme !== "http" && scheme !== "https") fail(join(path, "scheme"), 'must be "http" or "https"', scheme);
+  if (scheme !== undefined && scheme !== "http" && scheme !== "https")
+    fail(join(path, "scheme"), 'must be "http" or "https"', scheme);
   if (scheme) out.scheme = scheme as "http" | "https";
   const p = optString(params, "path", path);
   if (p !== undefined && !p.startsWith("/")) fail(join(path, "path"), "must start with /", p);
@@ -113,24 +134,43 @@ export function loadPickerConfig(text: string | null, flags: EngineFlags = {}): 
   if (kind !== undefined && kind !== "EndpointPickerConfig") fail("kind", 'must be "EndpointPickerConfig"', kind);
   const apiVersion = optString(cfg, "apiVersion", "");
   if (apiVersion !== undefined && !/^inference\.networking\.(x-)?k8s\.io\/[a-z0-9]+$/.test(apiVersion)) {
-    fail("apiVersion", "must be an inference.networking API version such as inference.networking.x-k8s.io/v1alpha1", apiVersion);
+    fail(
+      "apiVersion",
+      "must be an inference.networking API version such as inference.networking.x-k8s.io/v1alpha1",
+      apiVersion,
+    );
   }
   const gates = optArray(cfg, "featureGates", "");
-  gates?.forEach((g, i) => { if (typeof g !== "string") fail(`featureGates[${i}]`, "must be a string", g); });
+  gates?.forEach((g, i) => {
+    if (typeof g !== "string") fail(`featureGates[${i}]`, "must be a string", g);
+  });
 
   const notes: string[] = [];
   const plugins = parsePlugins(cfg.plugins);
-  const metricsPlugins = [...plugins.values()].filter((p) => (METRICS_PLUGIN_TYPES as readonly string[]).includes(p.type));
-  if (metricsPlugins.length > 1) fail(join(metricsPlugins[1].path, "type"), `only one metrics plugin is supported (${metricsPlugins[0].path} is one)`, metricsPlugins[1].type);
+  const metricsPlugins = [...plugins.values()].filter((p) =>
+    (METRICS_PLUGIN_TYPES as readonly string[]).includes(p.type),
+  );
+  if (metricsPlugins.length > 1)
+    fail(
+      join(metricsPlugins[1].path, "type"),
+      `only one metrics plugin is supported (${metricsPlugins[0].path} is one)`,
+      metricsPlugins[1].type,
+    );
   const metricsPlugin = metricsPlugins[0];
   const paramsPath = metricsPlugin ? join(metricsPlugin.path, "parameters") : "";
   const params = metricsPlugin ? parseMetricsPluginParams(metricsPlugin.parameters, paramsPath) : null;
   const { registry, warnings } = resolveEngines(params, flags, paramsPath);
   notes.push(...warnings);
   for (const p of plugins.values()) {
-    if (p.type in IGNORED_PLUGIN_TYPES) notes.push(`plugin ${p.name} (${p.type}) is accepted and ignored: ${IGNORED_PLUGIN_TYPES[p.type]}`);
+    if (p.type in IGNORED_PLUGIN_TYPES)
+      notes.push(`plugin ${p.name} (${p.type}) is accepted and ignored: ${IGNORED_PLUGIN_TYPES[p.type]}`);
   }
-  for (const section of IGNORED_SECTIONS) if (cfg[section] !== undefined) notes.push(`section ${section} is accepted and ignored`);
-  const profile = buildProfile({ plugins, schedulingProfiles: cfg.schedulingProfiles, saturationDetector: cfg.saturationDetector });
+  for (const section of IGNORED_SECTIONS)
+    if (cfg[section] !== undefined) notes.push(`section ${section} is accepted and ignored`);
+  const profile = buildProfile({
+    plugins,
+    schedulingProfiles: cfg.schedulingProfiles,
+    saturationDetector: cfg.saturationDetector,
+  });
   return { engines: registry, profile, scrape: scrapeSettings(plugins), notes };
 }

@@ -18,8 +18,16 @@ import type { SelfMetrics } from "./self-metrics";
 import { SnapshotPublisher } from "./snapshot-publisher";
 import type { PoolTarget } from "./types";
 
-export type PipelineSettings = Pick<CompanionOptions,
-  "refreshIntervalMs" | "scrapeTimeoutMs" | "maxBackoffMs" | "maxPageBytes" | "metricsPort" | "metricsPath" | "stalenessThresholdMs">;
+export type PipelineSettings = Pick<
+  CompanionOptions,
+  | "refreshIntervalMs"
+  | "scrapeTimeoutMs"
+  | "maxBackoffMs"
+  | "maxPageBytes"
+  | "metricsPort"
+  | "metricsPath"
+  | "stalenessThresholdMs"
+>;
 
 export class ScrapeToSnapshotPipeline {
   private readonly store: EndpointStore;
@@ -31,22 +39,45 @@ export class ScrapeToSnapshotPipeline {
   private lastStatus = new Map<string, string>();
 
   /** `config` is read on every use: a reload swaps it (engines then go through setEngines()). */
-  constructor(settings: PipelineSettings, config: () => PickerConfig, private readonly metrics: SelfMetrics, private readonly log: Logger) {
+  constructor(
+    settings: PipelineSettings,
+    config: () => PickerConfig,
+    private readonly metrics: SelfMetrics,
+    private readonly log: Logger,
+  ) {
     this.store = new EndpointStore(config().engines, settings.stalenessThresholdMs);
-    this.publisher = new SnapshotPublisher((now) => ({ profile: config().profile, endpoints: this.store.snapshotEndpoints(now), baseModels: this.store.baseModels() }), {
-      minIntervalMs: settings.refreshIntervalMs,
-      nextChangeAt: (now) => this.store.nextStaleAt(now),
-      onError: (e) => log.error("snapshot rebuild failed; serving the previous snapshot", { error: e.message }),
-      onPublish: (s) => {
-        metrics.snapshotVersion.set(Number(s.version));
-        metrics.snapshotBytes.set(s.blob.length);
-        metrics.snapshotVersions.inc();
+    this.publisher = new SnapshotPublisher(
+      (now) => ({
+        profile: config().profile,
+        endpoints: this.store.snapshotEndpoints(now),
+        baseModels: this.store.baseModels(),
+      }),
+      {
+        minIntervalMs: settings.refreshIntervalMs,
+        nextChangeAt: (now) => this.store.nextStaleAt(now),
+        onError: (e) => log.error("snapshot rebuild failed; serving the previous snapshot", { error: e.message }),
+        onPublish: (s) => {
+          metrics.snapshotVersion.set(Number(s.version));
+          metrics.snapshotBytes.set(s.blob.length);
+          metrics.snapshotVersions.inc();
+        },
       },
-    });
+    );
     this.store.onChange(() => this.publisher.requestUpdate());
-    metrics.poolState = () => ({ endpoints: this.store.size, stale: this.store.staleCount(Date.now()), errors: this.store.errorCount() });
+    metrics.poolState = () => ({
+      endpoints: this.store.size,
+      stale: this.store.staleCount(Date.now()),
+      errors: this.store.errorCount(),
+    });
     this.scraper = new Scraper(
-      { intervalMs: settings.refreshIntervalMs, timeoutMs: settings.scrapeTimeoutMs, maxBackoffMs: settings.maxBackoffMs, maxPageBytes: settings.maxPageBytes, metricsPort: settings.metricsPort, metricsPath: settings.metricsPath },
+      {
+        intervalMs: settings.refreshIntervalMs,
+        timeoutMs: settings.scrapeTimeoutMs,
+        maxBackoffMs: settings.maxBackoffMs,
+        maxPageBytes: settings.maxPageBytes,
+        metricsPort: settings.metricsPort,
+        metricsPath: settings.metricsPath,
+      },
       { engines: () => config().engines, scrape: () => config().scrape },
       (target, outcome) => this.record(target, outcome),
       log,
@@ -117,8 +148,16 @@ export class ScrapeToSnapshotPipeline {
     const before = this.lastStatus.get(target.address);
     if (status !== before) {
       this.lastStatus.set(target.address, status);
-      if (!outcome.ok) this.log.warn("scrape failed", { endpoint: target.address, pod: target.pod, engine: outcome.engine, reason: outcome.reason, error: outcome.error });
-      else if (before !== undefined) this.log.info("scrape recovered", { endpoint: target.address, pod: target.pod, engine: outcome.engine });
+      if (!outcome.ok)
+        this.log.warn("scrape failed", {
+          endpoint: target.address,
+          pod: target.pod,
+          engine: outcome.engine,
+          reason: outcome.reason,
+          error: outcome.error,
+        });
+      else if (before !== undefined)
+        this.log.info("scrape recovered", { endpoint: target.address, pod: target.pod, engine: outcome.engine });
     }
     this.checkFirstRound();
   }

@@ -20,8 +20,12 @@ const CHARS_PER_TOKEN = 4;
 export const DEFAULT_PREFIX = { blockSizeChars: 64, maxPrefixBlocksToMatch: 256, lruCapacityPerServer: 31250 };
 export const DEFAULT_SATURATION = { queueDepthThreshold: 5, kvCacheUtilThreshold: 0.8 };
 
-const scorerEntry = (type: string, weight: number): ProfilePlugin =>
-  ({ role: "scorer", type, weight, parameters: type === PREFIX_SCORER_TYPE ? { ...DEFAULT_PREFIX } : {} });
+const scorerEntry = (type: string, weight: number): ProfilePlugin => ({
+  role: "scorer",
+  type,
+  weight,
+  parameters: type === PREFIX_SCORER_TYPE ? { ...DEFAULT_PREFIX } : {},
+});
 
 /** GIE's default profile: queue 2, kv 2, prefix 3, max-score picker, utilization detector. */
 export const DEFAULT_PROFILE: SchedulingProfile = {
@@ -53,7 +57,11 @@ export interface ProfileInput {
 const isScorer = (type: string): boolean => roleOf(type) === "scorer";
 const isPicker = (type: string): boolean => roleOf(type) === "picker";
 
-interface Ref { plugin: PluginDecl; weight: number | undefined; path: string }
+interface Ref {
+  plugin: PluginDecl;
+  weight: number | undefined;
+  path: string;
+}
 
 function profileRefs(input: ProfileInput): Ref[] | null {
   const raw = input.schedulingProfiles;
@@ -66,7 +74,11 @@ function profileRefs(input: ProfileInput): Ref[] | null {
   if (!Array.isArray(raw)) fail("schedulingProfiles", "must be a list", raw);
   if (raw.length > 1) {
     const names = raw.map((p) => (p && typeof p === "object" ? (p as Fields).name : p));
-    fail("schedulingProfiles", "only one scheduling profile is supported (the filter applies one profile to every request)", names);
+    fail(
+      "schedulingProfiles",
+      "only one scheduling profile is supported (the filter applies one profile to every request)",
+      names,
+    );
   }
   const path = "schedulingProfiles[0]";
   const profile = asObject(raw[0], path);
@@ -81,9 +93,18 @@ function profileRefs(input: ProfileInput): Ref[] | null {
     const pluginRef = optString(ref, "pluginRef", refPath);
     if (!pluginRef) fail(join(refPath, "pluginRef"), "missing plugin reference", ref.pluginRef);
     const plugin = input.plugins.get(pluginRef);
-    if (!plugin) fail(join(refPath, "pluginRef"), `no plugin of that name in plugins (defined: ${[...input.plugins.keys()].join(", ") || "none"})`, pluginRef);
+    if (!plugin)
+      fail(
+        join(refPath, "pluginRef"),
+        `no plugin of that name in plugins (defined: ${[...input.plugins.keys()].join(", ") || "none"})`,
+        pluginRef,
+      );
     if (!isScorer(plugin.type) && !isPicker(plugin.type)) {
-      fail(join(refPath, "pluginRef"), `plugin "${pluginRef}" has type ${plugin.type}, which is neither a scorer nor a picker`, pluginRef);
+      fail(
+        join(refPath, "pluginRef"),
+        `plugin "${pluginRef}" has type ${plugin.type}, which is neither a scorer nor a picker`,
+        pluginRef,
+      );
     }
     const weight = optNumber(ref, "weight", refPath, { min: 0 });
     if (weight !== undefined && isPicker(plugin.type)) fail(join(refPath, "weight"), "a picker has no weight", weight);
@@ -94,11 +115,20 @@ function profileRefs(input: ProfileInput): Ref[] | null {
 /** A plugin's own parameters, resolved by its type's resolver (validates them). */
 function ownParameters(plugin: PluginDecl): ProfilePlugin["parameters"] {
   const path = join(plugin.path, "parameters");
-  const params = plugin.parameters === undefined || plugin.parameters === null ? undefined : asObject(plugin.parameters, path);
+  const params =
+    plugin.parameters === undefined || plugin.parameters === null ? undefined : asObject(plugin.parameters, path);
   return PROFILE_PLUGIN_TYPES[plugin.type].resolve(params, path);
 }
 
-const PREFIX_KEYS = ["autoTune", "blockSizeTokens", "blockSize", "hashBlockSize", "maxPrefixBlocksToMatch", "maxPrefixTokensToMatch", "lruCapacityPerServer"];
+const PREFIX_KEYS = [
+  "autoTune",
+  "blockSizeTokens",
+  "blockSize",
+  "hashBlockSize",
+  "maxPrefixBlocksToMatch",
+  "maxPrefixTokensToMatch",
+  "lruCapacityPerServer",
+];
 
 /**
  * Prefix-cache parameters, from `prefix-cache-scorer` (GIE up to v1.5) or `approx-prefix-cache-producer`
@@ -106,25 +136,44 @@ const PREFIX_KEYS = ["autoTune", "blockSizeTokens", "blockSize", "hashBlockSize"
  * `hashBlockSize` (v1.0) were already in characters. `autoTune` is accepted and has no effect here.
  */
 function prefixSettings(plugins: ReadonlyMap<string, PluginDecl>): typeof DEFAULT_PREFIX {
-  const sources = [...plugins.values()].filter((p) => (p.type === PREFIX_SCORER_TYPE || p.type === PREFIX_PRODUCER_TYPE) && p.parameters != null);
+  const sources = [...plugins.values()].filter(
+    (p) => (p.type === PREFIX_SCORER_TYPE || p.type === PREFIX_PRODUCER_TYPE) && p.parameters != null,
+  );
   const out = { ...DEFAULT_PREFIX };
   if (sources.length === 0) return out;
-  if (sources.length > 1) fail(join(sources[1].path, "parameters"), `prefix-cache parameters are already given by ${sources[0].path} (${sources[0].name})`, sources[1].parameters);
+  if (sources.length > 1)
+    fail(
+      join(sources[1].path, "parameters"),
+      `prefix-cache parameters are already given by ${sources[0].path} (${sources[0].name})`,
+      sources[1].parameters,
+    );
   const src = sources[0];
   const path = join(src.path, "parameters");
   const params = asObject(src.parameters, path);
   onlyKeys(params, path, PREFIX_KEYS);
   optBool(params, "autoTune", path);
   const tokens = optNumber(params, "blockSizeTokens", path, { integer: true, min: 1 });
-  const chars = optNumber(params, "blockSize", path, { integer: true, min: 1 }) ?? optNumber(params, "hashBlockSize", path, { integer: true, min: 1 });
-  const blockChars = tokens !== undefined ? tokens * CHARS_PER_TOKEN : chars ?? out.blockSizeChars;
-  if (blockChars > MAX_BLOCK_CHARS) fail(join(path, tokens !== undefined ? "blockSizeTokens" : "blockSize"), `a block of ${blockChars} characters is more than the filter hashes (${MAX_BLOCK_CHARS})`, tokens ?? chars);
+  const chars =
+    optNumber(params, "blockSize", path, { integer: true, min: 1 }) ??
+    optNumber(params, "hashBlockSize", path, { integer: true, min: 1 });
+  const blockChars = tokens !== undefined ? tokens * CHARS_PER_TOKEN : (chars ?? out.blockSizeChars);
+  if (blockChars > MAX_BLOCK_CHARS)
+    fail(
+      join(path, tokens !== undefined ? "blockSizeTokens" : "blockSize"),
+      `a block of ${blockChars} characters is more than the filter hashes (${MAX_BLOCK_CHARS})`,
+      tokens ?? chars,
+    );
   out.blockSizeChars = blockChars;
   const maxBlocks = optNumber(params, "maxPrefixBlocksToMatch", path, { integer: true, min: 1, max: MAX_BLOCKS });
   const maxTokens = optNumber(params, "maxPrefixTokensToMatch", path, { integer: true, min: 0 });
   if (maxTokens !== undefined && maxTokens > 0) {
     const blocks = Math.max(1, Math.floor(maxTokens / ((tokens ?? blockChars / CHARS_PER_TOKEN) || 1)));
-    if (blocks > MAX_BLOCKS) fail(join(path, "maxPrefixTokensToMatch"), `${blocks} blocks is more than the filter matches (${MAX_BLOCKS})`, maxTokens);
+    if (blocks > MAX_BLOCKS)
+      fail(
+        join(path, "maxPrefixTokensToMatch"),
+        `${blocks} blocks is more than the filter matches (${MAX_BLOCKS})`,
+        maxTokens,
+      );
     out.maxPrefixBlocksToMatch = blocks;
   } else if (maxBlocks !== undefined) {
     out.maxPrefixBlocksToMatch = maxBlocks;
@@ -135,7 +184,9 @@ function prefixSettings(plugins: ReadonlyMap<string, PluginDecl>): typeof DEFAUL
 }
 
 /** Limits the filter applies to the prefix parameters (docs/FILTER.md). */
-const MAX_BLOCK_CHARS = 0xffff, MAX_BLOCKS = 0xffff, MAX_LRU = 0xffff;
+const MAX_BLOCK_CHARS = 0xffff,
+  MAX_BLOCKS = 0xffff,
+  MAX_LRU = 0xffff;
 
 function saturationSettings(input: ProfileInput): typeof DEFAULT_SATURATION {
   let ref = SATURATION_DETECTOR_TYPE;
@@ -144,8 +195,14 @@ function saturationSettings(input: ProfileInput): typeof DEFAULT_SATURATION {
     onlyKeys(sd, "saturationDetector", ["pluginRef"]);
     ref = optString(sd, "pluginRef", "saturationDetector") || SATURATION_DETECTOR_TYPE;
     const plugin = input.plugins.get(ref);
-    if (!plugin && ref !== SATURATION_DETECTOR_TYPE) fail("saturationDetector.pluginRef", "no plugin of that name in plugins", ref);
-    if (plugin && plugin.type !== SATURATION_DETECTOR_TYPE) fail("saturationDetector.pluginRef", `plugin "${ref}" has type ${plugin.type}; only ${SATURATION_DETECTOR_TYPE} is supported`, ref);
+    if (!plugin && ref !== SATURATION_DETECTOR_TYPE)
+      fail("saturationDetector.pluginRef", "no plugin of that name in plugins", ref);
+    if (plugin && plugin.type !== SATURATION_DETECTOR_TYPE)
+      fail(
+        "saturationDetector.pluginRef",
+        `plugin "${ref}" has type ${plugin.type}; only ${SATURATION_DETECTOR_TYPE} is supported`,
+        ref,
+      );
   }
   const out = { ...DEFAULT_SATURATION };
   const plugin = input.plugins.get(ref);
@@ -154,10 +211,13 @@ function saturationSettings(input: ProfileInput): typeof DEFAULT_SATURATION {
   const params = asObject(plugin.parameters, path);
   // metricsStalenessThreshold and headroom are accepted; staleness is the companion's --staleness-threshold.
   onlyKeys(params, path, ["queueDepthThreshold", "kvCacheUtilThreshold", "metricsStalenessThreshold", "headroom"]);
-  out.queueDepthThreshold = optNumber(params, "queueDepthThreshold", path, { integer: true, min: 1 }) ?? out.queueDepthThreshold;
-  out.kvCacheUtilThreshold = optNumber(params, "kvCacheUtilThreshold", path, { minExclusive: 0, max: 1 }) ?? out.kvCacheUtilThreshold;
+  out.queueDepthThreshold =
+    optNumber(params, "queueDepthThreshold", path, { integer: true, min: 1 }) ?? out.queueDepthThreshold;
+  out.kvCacheUtilThreshold =
+    optNumber(params, "kvCacheUtilThreshold", path, { minExclusive: 0, max: 1 }) ?? out.kvCacheUtilThreshold;
   const staleness = params.metricsStalenessThreshold;
-  if (staleness !== undefined && typeof staleness !== "string") fail(join(path, "metricsStalenessThreshold"), "must be a duration string such as \"200ms\"", staleness);
+  if (staleness !== undefined && typeof staleness !== "string")
+    fail(join(path, "metricsStalenessThreshold"), 'must be a duration string such as "200ms"', staleness);
   optNumber(params, "headroom", path, { min: 0 });
   return out;
 }
@@ -168,8 +228,18 @@ export function buildProfile(input: ProfileInput): SchedulingProfile {
   const prefix = prefixSettings(input.plugins);
   const refs = profileRefs(input);
   if (!refs) {
-    const plugins = DEFAULT_PROFILE.plugins.filter((p) => p.role === "scorer").map((p) => (p.type === PREFIX_SCORER_TYPE ? { ...p, parameters: { ...prefix } } : p));
-    return { plugins: [...plugins, ...pickerAndDetector(DEFAULT_PROFILE.plugins.find((p) => p.role === "picker")!, input)] };
+    const plugins = DEFAULT_PROFILE.plugins
+      .filter((p) => p.role === "scorer")
+      .map((p) => (p.type === PREFIX_SCORER_TYPE ? { ...p, parameters: { ...prefix } } : p));
+    return {
+      plugins: [
+        ...plugins,
+        ...pickerAndDetector(
+          DEFAULT_PROFILE.plugins.find((p) => p.role === "picker")!,
+          input,
+        ),
+      ],
+    };
   }
   // Scorers in reference order; a scorer referenced twice adds its weights (one entry per type).
   const scorers = new Map<string, ProfilePlugin>();
@@ -181,18 +251,38 @@ export function buildProfile(input: ProfileInput): SchedulingProfile {
       const weight = ref.weight ?? 1; // GIE: a scorer without a weight weighs 1
       const entry = scorers.get(type);
       if (entry) entry.weight += weight;
-      else scorers.set(type, { role: "scorer", type, weight, parameters: type === PREFIX_SCORER_TYPE ? { ...prefix } : resolved.get(ref.plugin.name)! });
+      else
+        scorers.set(type, {
+          role: "scorer",
+          type,
+          weight,
+          parameters: type === PREFIX_SCORER_TYPE ? { ...prefix } : resolved.get(ref.plugin.name)!,
+        });
     } else {
-      if (pickerRef) fail(ref.path, `a profile takes one picker; ${pickerRef.plugin.name} is already its picker`, ref.plugin.name);
+      if (pickerRef)
+        fail(ref.path, `a profile takes one picker; ${pickerRef.plugin.name} is already its picker`, ref.plugin.name);
       pickerRef = ref;
       picker = { role: "picker", type, weight: 0, parameters: resolved.get(ref.plugin.name)! };
     }
   }
-  return { plugins: [...scorers.values(), ...pickerAndDetector(picker ?? DEFAULT_PROFILE.plugins.find((p) => p.role === "picker")!, input)] };
+  return {
+    plugins: [
+      ...scorers.values(),
+      ...pickerAndDetector(picker ?? DEFAULT_PROFILE.plugins.find((p) => p.role === "picker")!, input),
+    ],
+  };
 }
 
 function pickerAndDetector(picker: ProfilePlugin, input: ProfileInput): ProfilePlugin[] {
-  return [picker, { role: "saturation-detector", type: SATURATION_DETECTOR_TYPE, weight: 0, parameters: { ...saturationSettings(input) } }];
+  return [
+    picker,
+    {
+      role: "saturation-detector",
+      type: SATURATION_DETECTOR_TYPE,
+      weight: 0,
+      parameters: { ...saturationSettings(input) },
+    },
+  ];
 }
 
 /** The weight of each scorer type in a profile (0 when absent): for logs, tests and tools. */

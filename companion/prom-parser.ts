@@ -23,7 +23,17 @@ export interface ParsedPage {
 
 export class PageError extends Error {}
 
-const LF = 10, CR = 13, SP = 32, TAB = 9, HASH = 35, LBRACE = 123, RBRACE = 125, QUOTE = 34, BSLASH = 92, EQ = 61, COMMA = 44;
+const LF = 10,
+  CR = 13,
+  SP = 32,
+  TAB = 9,
+  HASH = 35,
+  LBRACE = 123,
+  RBRACE = 125,
+  QUOTE = 34,
+  BSLASH = 92,
+  EQ = 61,
+  COMMA = 44;
 
 const NAME_START = new Uint8Array(256);
 const NAME_CHAR = new Uint8Array(256);
@@ -37,7 +47,10 @@ for (let c = 0; c < 256; c++) {
   NAME_CHAR[c] = /[a-zA-Z0-9_:]/.test(ch) ? 1 : 0;
 }
 
-interface Wanted { name: string; bytes: Uint8Array }
+interface Wanted {
+  name: string;
+  bytes: Uint8Array;
+}
 
 /** The set of family names to extract, compiled once per engine mapping. */
 export class FamilySelector {
@@ -49,7 +62,8 @@ export class FamilySelector {
     this.names = [...new Set(names)];
     for (const name of this.names) {
       const bytes = Buffer.from(name, "latin1");
-      if (bytes.length === 0 || !NAME_START[bytes[0]] || !bytes.every((b) => NAME_CHAR[b])) throw new Error(`not a metric name: ${JSON.stringify(name)}`);
+      if (bytes.length === 0 || !NAME_START[bytes[0]] || !bytes.every((b) => NAME_CHAR[b]))
+        throw new Error(`not a metric name: ${JSON.stringify(name)}`);
       (this.byFirstByte[bytes[0]] ??= []).push({ name, bytes });
     }
   }
@@ -68,27 +82,47 @@ const NUMBER = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
 function parseNumber(text: string): number | null {
   if (NUMBER.test(text)) return Number(text);
   switch (text.length > 9 ? "" : text.toLowerCase()) {
-    case "nan": return NaN;
-    case "inf": case "+inf": case "infinity": case "+infinity": return Infinity;
-    case "-inf": case "-infinity": return -Infinity;
+    case "nan":
+      return NaN;
+    case "inf":
+    case "+inf":
+    case "infinity":
+    case "+infinity":
+      return Infinity;
+    case "-inf":
+    case "-infinity":
+      return -Infinity;
   }
   return null;
 }
 
 /** `# EOF` possibly followed by blanks/CR. */
 function isEofLine(page: Uint8Array, start: number, end: number): boolean {
-  if (end - start < 5 || page[start + 1] !== SP || page[start + 2] !== 69 || page[start + 3] !== 79 || page[start + 4] !== 70) return false;
+  if (
+    end - start < 5 ||
+    page[start + 1] !== SP ||
+    page[start + 2] !== 69 ||
+    page[start + 3] !== 79 ||
+    page[start + 4] !== 70
+  )
+    return false;
   for (let i = start + 5; i < end; i++) if (page[i] !== SP && page[i] !== TAB && page[i] !== CR) return false;
   return true;
 }
 
 class LineParser {
-  constructor(private readonly page: Buffer, private readonly lineStart: number, private readonly end: number) {}
+  constructor(
+    private readonly page: Buffer,
+    private readonly lineStart: number,
+    private readonly end: number,
+  ) {}
 
   private fail(problem: string, at: number): never {
     const p = this.page;
     const shown = p.toString("utf8", this.lineStart, Math.min(this.end, this.lineStart + 200)).replace(/\r$/, "");
-    throw new PageError(`line ${lineOf(p, this.lineStart)}, column ${at - this.lineStart + 1}: ${problem} in ${JSON.stringify(shown)}`);
+    throw new PageError(
+      `line ${lineOf(p, this.lineStart)}, column ${at - this.lineStart + 1}: ${problem} in ${JSON.stringify(shown)}`,
+    );
   }
 
   private skipBlanks(i: number): number {
@@ -152,13 +186,19 @@ class LineParser {
       const valueStart = i;
       let escaped = false;
       while (i < this.end && p[i] !== QUOTE) {
-        if (p[i] === BSLASH) { escaped = true; i++; }
+        if (p[i] === BSLASH) {
+          escaped = true;
+          i++;
+        }
         i++;
       }
       if (i >= this.end) this.fail(`unterminated value of label ${name}`, valueStart);
       out[name] = escaped ? this.unescape(valueStart, i) : p.toString("utf8", valueStart, i);
       i = this.skipBlanks(i + 1);
-      if (p[i] === COMMA) { i++; continue; }
+      if (p[i] === COMMA) {
+        i++;
+        continue;
+      }
       if (p[i] === RBRACE) return i + 1;
       this.fail(`expected "," or "}" after the value of label ${name}`, i);
     }
@@ -201,15 +241,22 @@ export function parseSelectedFamilies(page: Buffer, selector: FamilySelector, op
     let c = page[pos];
     while (c === SP || c === TAB) c = page[++pos];
     if (pos >= n) break;
-    if (c === LF) { pos++; continue; }
-    if (c === CR && page[pos + 1] === LF) { pos += 2; continue; } // a blank line of a CRLF page
+    if (c === LF) {
+      pos++;
+      continue;
+    }
+    if (c === CR && page[pos + 1] === LF) {
+      pos += 2;
+      continue;
+    } // a blank line of a CRLF page
     let eol = page.indexOf(LF, pos);
     const lastLine = eol < 0;
     if (lastLine) eol = n;
     if (c === HASH) {
       if (isEofLine(page, pos, eol)) {
         for (let i = eol; i < n; i++) {
-          if (page[i] !== LF && page[i] !== CR && page[i] !== SP && page[i] !== TAB) throw new PageError(`line ${lineOf(page, i)}: content after # EOF`);
+          if (page[i] !== LF && page[i] !== CR && page[i] !== SP && page[i] !== TAB)
+            throw new PageError(`line ${lineOf(page, i)}: content after # EOF`);
         }
         sawEof = true;
         break;
@@ -229,7 +276,8 @@ export function parseSelectedFamilies(page: Buffer, selector: FamilySelector, op
           if (j !== 0) continue;
           const s = new LineParser(page, pos, eol).sample(pos + len);
           const list = samples.get(candidates[k].name);
-          if (list) list.push(s); else samples.set(candidates[k].name, [s]);
+          if (list) list.push(s);
+          else samples.set(candidates[k].name, [s]);
           matched = true;
           break;
         }

@@ -34,7 +34,8 @@ export type ScrapeOutcome =
   | { ok: true; engine: string; metrics: EndpointMetrics; durationMs: number }
   | { ok: false; engine: string; error: string; reason: ScrapeFailureReason; durationMs: number };
 
-export type ScrapeFailureReason = "timeout" | "connect" | "http_status" | "too_large" | "content_type" | "parse" | "metrics" | "internal";
+export type ScrapeFailureReason =
+  "timeout" | "connect" | "http_status" | "too_large" | "content_type" | "parse" | "metrics" | "internal";
 
 export interface ScrapeListener {
   (target: PoolTarget, outcome: ScrapeOutcome): void;
@@ -44,13 +45,22 @@ export interface ScrapeListener {
  * Wait before the next scrape: the interval while healthy, doubling per consecutive failure up to the
  * maximum backoff; ± `jitter` of that, from `random` in [0, 1).
  */
-export function nextDelayMs(intervalMs: number, maxBackoffMs: number, jitter: number, failures: number, random: number): number {
+export function nextDelayMs(
+  intervalMs: number,
+  maxBackoffMs: number,
+  jitter: number,
+  failures: number,
+  random: number,
+): number {
   const base = failures === 0 ? intervalMs : Math.min(maxBackoffMs, intervalMs * 2 ** Math.min(failures, 30));
   return Math.max(0, base * (1 + jitter * (2 * random - 1)));
 }
 
 class ScrapeFailure extends Error {
-  constructor(readonly reason: ScrapeFailureReason, message: string) {
+  constructor(
+    readonly reason: ScrapeFailureReason,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -90,7 +100,11 @@ export class Scraper {
   private agentFor(scheme: "http" | "https", insecure: boolean): http.Agent {
     if (scheme === "http") return this.httpAgent;
     let agent = this.httpsAgents.get(insecure);
-    if (!agent) this.httpsAgents.set(insecure, (agent = new https.Agent({ keepAlive: true, maxSockets: 2, maxFreeSockets: 1, rejectUnauthorized: !insecure })));
+    if (!agent)
+      this.httpsAgents.set(
+        insecure,
+        (agent = new https.Agent({ keepAlive: true, maxSockets: 2, maxFreeSockets: 1, rejectUnauthorized: !insecure })),
+      );
     return agent;
   }
 
@@ -176,18 +190,29 @@ export class Scraper {
     if (loop.stopped) return;
     this.onOutcome(loop.target, outcome);
     loop.failures = outcome.ok ? 0 : loop.failures + 1;
-    this.schedule(loop, nextDelayMs(this.opts.intervalMs, this.opts.maxBackoffMs, this.jitter, loop.failures, Math.random()));
+    this.schedule(
+      loop,
+      nextDelayMs(this.opts.intervalMs, this.opts.maxBackoffMs, this.jitter, loop.failures, Math.random()),
+    );
   }
 
   /** One scrape of one endpoint (also what `--once` uses). Never throws. */
-  async scrape(target: PoolTarget, onRequest: (req: http.ClientRequest, port: number) => void = () => {}): Promise<ScrapeOutcome> {
+  async scrape(
+    target: PoolTarget,
+    onRequest: (req: http.ClientRequest, port: number) => void = () => {},
+  ): Promise<ScrapeOutcome> {
     const started = performance.now();
     const { mapping, unknownLabel } = this.config.engines().resolve(target.labels);
     if (unknownLabel !== null && !this.warnedLabels.get(target.address)?.has(unknownLabel)) {
       let warned = this.warnedLabels.get(target.address);
       if (!warned) this.warnedLabels.set(target.address, (warned = new Set()));
       warned.add(unknownLabel);
-      this.log.warn("engine label names no configured engine; using the default engine's metrics", { endpoint: target.address, pod: target.pod, label: unknownLabel, engine: mapping.name });
+      this.log.warn("engine label names no configured engine; using the default engine's metrics", {
+        endpoint: target.address,
+        pod: target.pod,
+        label: unknownLabel,
+        engine: mapping.name,
+      });
     }
     try {
       const { body, openMetrics } = await this.fetchPage(target, mapping, onRequest);
@@ -195,13 +220,30 @@ export class Scraper {
       const metrics = extractMetrics(page, mapping);
       return { ok: true, engine: mapping.name, metrics, durationMs: performance.now() - started };
     } catch (e) {
-      const reason: ScrapeFailureReason = e instanceof ScrapeFailure ? e.reason : e instanceof PageError ? "parse" : e instanceof ExtractError ? "metrics" : "internal";
+      const reason: ScrapeFailureReason =
+        e instanceof ScrapeFailure
+          ? e.reason
+          : e instanceof PageError
+            ? "parse"
+            : e instanceof ExtractError
+              ? "metrics"
+              : "internal";
       const prefix = reason === "parse" ? "bad metrics page: " : "";
-      return { ok: false, engine: mapping.name, error: prefix + (e as Error).message, reason, durationMs: performance.now() - started };
+      return {
+        ok: false,
+        engine: mapping.name,
+        error: prefix + (e as Error).message,
+        reason,
+        durationMs: performance.now() - started,
+      };
     }
   }
 
-  private fetchPage(target: PoolTarget, mapping: EngineMapping, onRequest: (req: http.ClientRequest, port: number) => void): Promise<{ body: Buffer; openMetrics: boolean }> {
+  private fetchPage(
+    target: PoolTarget,
+    mapping: EngineMapping,
+    onRequest: (req: http.ClientRequest, port: number) => void,
+  ): Promise<{ body: Buffer; openMetrics: boolean }> {
     const settings = this.config.scrape();
     const port = mapping.metricsPort ?? this.opts.metricsPort ?? target.port;
     const path = mapping.metricsPath ?? this.opts.metricsPath ?? settings.path;
@@ -218,48 +260,70 @@ export class Scraper {
           reject(err);
         } else resolve(value!);
       };
-      const req = lib.request({
-        host: target.ip, port, path, method: "GET", agent: this.agentFor(settings.scheme, settings.insecureSkipVerify),
-        headers: { accept: ACCEPT, "user-agent": "endpoint-picker-companion" },
-      }, (res) => {
-        const status = res.statusCode ?? 0;
-        const type = String(res.headers["content-type"] ?? "").toLowerCase();
-        if (status !== 200) {
-          res.resume();
-          return done(new ScrapeFailure("http_status", `GET ${path} answered HTTP ${status}`));
-        }
-        if (type.startsWith("application/json") || type.startsWith("text/html")) {
-          res.resume();
-          return done(new ScrapeFailure("content_type", `GET ${path} answered ${type.split(";")[0]}, not a metrics page`));
-        }
-        const declared = Number(res.headers["content-length"]);
-        if (Number.isFinite(declared) && declared > max) {
-          res.resume();
-          return done(new ScrapeFailure("too_large", `metrics page of ${declared} bytes is over the ${max}-byte limit`));
-        }
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on("data", (chunk: Buffer) => {
-          size += chunk.length;
-          if (size > max) done(new ScrapeFailure("too_large", `metrics page is over the ${max}-byte limit`));
-          else chunks.push(chunk);
-        });
-        res.on("error", (err) => done(new ScrapeFailure("connect", `reading the page: ${err.message}`)));
-        res.on("end", () => {
-          if (!res.complete) return done(new ScrapeFailure("connect", "connection closed before the page was complete"));
-          const raw = Buffer.concat(chunks, size);
-          const openMetrics = type.startsWith("application/openmetrics-text");
-          const encoding = String(res.headers["content-encoding"] ?? "identity").toLowerCase();
-          if (encoding === "identity") return done(null, { body: raw, openMetrics });
-          if (encoding !== "gzip") return done(new ScrapeFailure("content_type", `unsupported content-encoding ${encoding}`));
-          gunzip(raw, { maxOutputLength: max }, (err, body) => {
-            if (err) done(new ScrapeFailure((err as NodeJS.ErrnoException).code === "ERR_BUFFER_TOO_LARGE" ? "too_large" : "parse", `gzip page: ${err.message}`));
-            else done(null, { body, openMetrics });
+      const req = lib.request(
+        {
+          host: target.ip,
+          port,
+          path,
+          method: "GET",
+          agent: this.agentFor(settings.scheme, settings.insecureSkipVerify),
+          headers: { accept: ACCEPT, "user-agent": "endpoint-picker-companion" },
+        },
+        (res) => {
+          const status = res.statusCode ?? 0;
+          const type = String(res.headers["content-type"] ?? "").toLowerCase();
+          if (status !== 200) {
+            res.resume();
+            return done(new ScrapeFailure("http_status", `GET ${path} answered HTTP ${status}`));
+          }
+          if (type.startsWith("application/json") || type.startsWith("text/html")) {
+            res.resume();
+            return done(
+              new ScrapeFailure("content_type", `GET ${path} answered ${type.split(";")[0]}, not a metrics page`),
+            );
+          }
+          const declared = Number(res.headers["content-length"]);
+          if (Number.isFinite(declared) && declared > max) {
+            res.resume();
+            return done(
+              new ScrapeFailure("too_large", `metrics page of ${declared} bytes is over the ${max}-byte limit`),
+            );
+          }
+          const chunks: Buffer[] = [];
+          let size = 0;
+          res.on("data", (chunk: Buffer) => {
+            size += chunk.length;
+            if (size > max) done(new ScrapeFailure("too_large", `metrics page is over the ${max}-byte limit`));
+            else chunks.push(chunk);
           });
-        });
-      });
+          res.on("error", (err) => done(new ScrapeFailure("connect", `reading the page: ${err.message}`)));
+          res.on("end", () => {
+            if (!res.complete)
+              return done(new ScrapeFailure("connect", "connection closed before the page was complete"));
+            const raw = Buffer.concat(chunks, size);
+            const openMetrics = type.startsWith("application/openmetrics-text");
+            const encoding = String(res.headers["content-encoding"] ?? "identity").toLowerCase();
+            if (encoding === "identity") return done(null, { body: raw, openMetrics });
+            if (encoding !== "gzip")
+              return done(new ScrapeFailure("content_type", `unsupported content-encoding ${encoding}`));
+            gunzip(raw, { maxOutputLength: max }, (err, body) => {
+              if (err)
+                done(
+                  new ScrapeFailure(
+                    (err as NodeJS.ErrnoException).code === "ERR_BUFFER_TOO_LARGE" ? "too_large" : "parse",
+                    `gzip page: ${err.message}`,
+                  ),
+                );
+              else done(null, { body, openMetrics });
+            });
+          });
+        },
+      );
       onRequest(req, port);
-      const timer = setTimeout(() => done(new ScrapeFailure("timeout", `no complete page within ${this.opts.timeoutMs}ms`)), this.opts.timeoutMs);
+      const timer = setTimeout(
+        () => done(new ScrapeFailure("timeout", `no complete page within ${this.opts.timeoutMs}ms`)),
+        this.opts.timeoutMs,
+      );
       req.on("error", (err) => done(new ScrapeFailure("connect", `GET ${path}: ${err.message}`)));
       req.end();
     });

@@ -21,28 +21,61 @@ export class SelfMetrics {
   /** Pool gauges are computed when scraped, from the provider the companion installs. */
   poolState: () => { endpoints: number; stale: number; errors: number } = () => ({ endpoints: 0, stale: 0, errors: 0 });
 
-  readonly snapshotVersion = new client.Gauge({ name: `${PREFIX}snapshot_version`, help: "Version of the current snapshot (Unix ms or above).", registers: [this.registry] });
-  readonly snapshotBytes = new client.Gauge({ name: `${PREFIX}snapshot_bytes`, help: "Size of the current encoded snapshot.", registers: [this.registry] });
-  readonly snapshotVersions = new client.Counter({ name: `${PREFIX}snapshot_versions_total`, help: "Snapshot versions published.", registers: [this.registry] });
-  readonly longPollWaiters = new client.Gauge({ name: `${PREFIX}long_poll_waiters`, help: "GET /v1/snapshot?after= requests being held.", registers: [this.registry] });
+  readonly snapshotVersion = new client.Gauge({
+    name: `${PREFIX}snapshot_version`,
+    help: "Version of the current snapshot (Unix ms or above).",
+    registers: [this.registry],
+  });
+  readonly snapshotBytes = new client.Gauge({
+    name: `${PREFIX}snapshot_bytes`,
+    help: "Size of the current encoded snapshot.",
+    registers: [this.registry],
+  });
+  readonly snapshotVersions = new client.Counter({
+    name: `${PREFIX}snapshot_versions_total`,
+    help: "Snapshot versions published.",
+    registers: [this.registry],
+  });
+  readonly longPollWaiters = new client.Gauge({
+    name: `${PREFIX}long_poll_waiters`,
+    help: "GET /v1/snapshot?after= requests being held.",
+    registers: [this.registry],
+  });
   readonly configReloads = new client.Counter({
-    name: `${PREFIX}config_reloads_total`, help: "Reloads of --config-file by result.", labelNames: ["result"] as const, registers: [this.registry],
+    name: `${PREFIX}config_reloads_total`,
+    help: "Reloads of --config-file by result.",
+    labelNames: ["result"] as const,
+    registers: [this.registry],
   });
   readonly watchRestarts = new client.Counter({
-    name: `${PREFIX}kube_watch_restarts_total`, help: "Kubernetes list/watch restarts after errors, by resource.", labelNames: ["resource"] as const, registers: [this.registry],
+    name: `${PREFIX}kube_watch_restarts_total`,
+    help: "Kubernetes list/watch restarts after errors, by resource.",
+    labelNames: ["resource"] as const,
+    registers: [this.registry],
   });
   private reasonsByEndpoint = new Map<string, Set<string>>();
 
   constructor() {
     client.collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
     this.poolGauge("pool_endpoints", "Endpoints in the pool.", (s) => s.endpoints);
-    this.poolGauge("stale_endpoints", "Endpoints whose metrics are older than the staleness threshold (or were never read).", (s) => s.stale);
+    this.poolGauge(
+      "stale_endpoints",
+      "Endpoints whose metrics are older than the staleness threshold (or were never read).",
+      (s) => s.stale,
+    );
     this.poolGauge("error_endpoints", "Endpoints whose last scrape failed.", (s) => s.errors);
   }
 
   private poolGauge(name: string, help: string, pick: (s: ReturnType<SelfMetrics["poolState"]>) => number): void {
     const state = () => this.poolState();
-    new client.Gauge({ name: `${PREFIX}${name}`, help, registers: [this.registry], collect() { this.set(pick(state())); } });
+    new client.Gauge({
+      name: `${PREFIX}${name}`,
+      help,
+      registers: [this.registry],
+      collect() {
+        this.set(pick(state()));
+      },
+    });
   }
 
   scrapeError(endpoint: string, reason: string): void {

@@ -5,11 +5,18 @@
 // format 2; remove once no format-1 filter is deployed.
 import { fnv1a, MAGIC, HEADER_SIZE, MAX_BASE_MODELS, type Snapshot, type ProfilePlugin } from "./snapshot";
 
-const WEIGHT_ORDER = ["queue-scorer", "kv-cache-utilization-scorer", "prefix-cache-scorer", "lora-affinity-scorer", "running-requests-size-scorer"];
+const WEIGHT_ORDER = [
+  "queue-scorer",
+  "kv-cache-utilization-scorer",
+  "prefix-cache-scorer",
+  "lora-affinity-scorer",
+  "running-requests-size-scorer",
+];
 const PICKERS = ["max-score-picker", "random-picker", "weighted-random-picker"];
 
 const u16 = (v: number): number => Math.min(0xffff, Math.max(0, Math.round(v)));
-const u32 = (v: number | null): number => (v === null || !Number.isFinite(v) ? 0 : Math.min(0xffffffff, Math.max(0, Math.round(v))));
+const u32 = (v: number | null): number =>
+  v === null || !Number.isFinite(v) ? 0 : Math.min(0xffffffff, Math.max(0, Math.round(v)));
 
 function param(plugins: ProfilePlugin[], type: string, name: string, fallback: number): number {
   const v = plugins.find((p) => p.type === type)?.parameters[name];
@@ -19,8 +26,16 @@ function param(plugins: ProfilePlugin[], type: string, name: string, fallback: n
 /** The snapshot in format 1 (what filters before format 2 decode). */
 export function encodeFormat1(s: Snapshot): Buffer {
   const parts: Buffer[] = [];
-  const put = (size: number, write: (b: Buffer) => void): void => { const b = Buffer.alloc(size); write(b); parts.push(b); };
-  const str = (text: string): void => { const t = Buffer.from(text, "utf8"); put(2, (b) => b.writeUInt16LE(t.length)); parts.push(t); };
+  const put = (size: number, write: (b: Buffer) => void): void => {
+    const b = Buffer.alloc(size);
+    write(b);
+    parts.push(b);
+  };
+  const str = (text: string): void => {
+    const t = Buffer.from(text, "utf8");
+    put(2, (b) => b.writeUInt16LE(t.length));
+    parts.push(t);
+  };
   const plugins = s.profile.plugins;
   const picker = plugins.find((p) => p.role === "picker");
   // Without a saturation detector nothing is saturated: thresholds no endpoint reaches.
@@ -34,9 +49,23 @@ export function encodeFormat1(s: Snapshot): Buffer {
   });
   put(38, (b) => {
     b.writeUInt16LE(38, 0);
-    WEIGHT_ORDER.forEach((type, k) => b.writeFloatLE(plugins.filter((p) => p.type === type).reduce((w, p) => w + p.weight, 0), 2 + 4 * k));
+    WEIGHT_ORDER.forEach((type, k) =>
+      b.writeFloatLE(
+        plugins.filter((p) => p.type === type).reduce((w, p) => w + p.weight, 0),
+        2 + 4 * k,
+      ),
+    );
     b.writeUInt8(Math.max(0, PICKERS.indexOf(picker?.type ?? "")), 22);
-    b.writeUInt8(Math.min(255, Math.max(0, (typeof picker?.parameters.maxNumOfEndpoints === "number" ? picker.parameters.maxNumOfEndpoints : 1) - 1)), 23);
+    b.writeUInt8(
+      Math.min(
+        255,
+        Math.max(
+          0,
+          (typeof picker?.parameters.maxNumOfEndpoints === "number" ? picker.parameters.maxNumOfEndpoints : 1) - 1,
+        ),
+      ),
+      23,
+    );
     b.writeUInt16LE(u16(param(plugins, "prefix-cache-scorer", "blockSizeChars", 64)), 24);
     b.writeUInt16LE(u16(param(plugins, "prefix-cache-scorer", "maxPrefixBlocksToMatch", 256)), 26);
     b.writeUInt16LE(u16(param(plugins, "prefix-cache-scorer", "lruCapacityPerServer", 31250)), 28);
@@ -47,7 +76,13 @@ export function encodeFormat1(s: Snapshot): Buffer {
   for (const e of s.endpoints) {
     str(e.address);
     str(""); // engine: never read by format-1 filters
-    const flags = (e.stale ? 1 : 0) | (e.error ? 2 : 0) | (e.queued !== null ? 4 : 0) | (e.running !== null ? 8 : 0) | (e.kvUsage !== null ? 16 : 0) | (e.lora !== null ? 32 : 0);
+    const flags =
+      (e.stale ? 1 : 0) |
+      (e.error ? 2 : 0) |
+      (e.queued !== null ? 4 : 0) |
+      (e.running !== null ? 8 : 0) |
+      (e.kvUsage !== null ? 16 : 0) |
+      (e.lora !== null ? 32 : 0);
     put(19, (b) => {
       b.writeUInt8(flags, 0);
       b.writeUInt32LE(u32(e.queued), 1);

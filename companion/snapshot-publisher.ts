@@ -44,7 +44,10 @@ export class SnapshotPublisher {
   private readonly now: () => number;
   private stopped = false;
 
-  constructor(private readonly build: (now: number) => SnapshotContent, private readonly opts: PublisherOptions) {
+  constructor(
+    private readonly build: (now: number) => SnapshotContent,
+    private readonly opts: PublisherOptions,
+  ) {
     this.now = opts.now ?? Date.now;
     const now = this.now();
     const content = build(now);
@@ -70,7 +73,12 @@ export class SnapshotPublisher {
   private encode(version: bigint, content: SnapshotContent, now: number): PublishedSnapshot {
     const snapshot = { version, generatedAtMs: now, ...content };
     let format1: Buffer | null = null;
-    return { version, blob: encodeSnapshot(snapshot), builtAtMs: now, format1: () => (format1 ??= encodeFormat1(snapshot)) };
+    return {
+      version,
+      blob: encodeSnapshot(snapshot),
+      builtAtMs: now,
+      format1: () => (format1 ??= encodeFormat1(snapshot)),
+    };
   }
 
   /** Something changed: rebuild now, or at the end of the current coalescing window. */
@@ -117,10 +125,13 @@ export class SnapshotPublisher {
     this.expiryTimer = null;
     const at = this.opts.nextChangeAt?.(now) ?? null;
     if (at === null || this.stopped) return;
-    this.expiryTimer = setTimeout(() => {
-      this.expiryTimer = null;
-      this.safeRebuild();
-    }, Math.max(0, at - now));
+    this.expiryTimer = setTimeout(
+      () => {
+        this.expiryTimer = null;
+        this.safeRebuild();
+      },
+      Math.max(0, at - now),
+    );
     this.expiryTimer.unref();
   }
 
@@ -135,13 +146,19 @@ export class SnapshotPublisher {
    * (null). `cancel()` drops the wait (client went away).
    */
   waitForNewer(after: bigint, timeoutMs: number): { result: Promise<PublishedSnapshot | null>; cancel: () => void } {
-    if (this.currentSnapshot.version > after) return { result: Promise.resolve(this.currentSnapshot), cancel: () => {} };
+    if (this.currentSnapshot.version > after)
+      return { result: Promise.resolve(this.currentSnapshot), cancel: () => {} };
     let waiter!: Waiter;
     const result = new Promise<PublishedSnapshot | null>((resolve) => {
       waiter = { after, resolve, timer: setTimeout(() => this.settle(waiter, null), timeoutMs) };
       this.waiters.add(waiter);
     });
-    return { result, cancel: () => { if (this.waiters.has(waiter)) this.settle(waiter, null); } };
+    return {
+      result,
+      cancel: () => {
+        if (this.waiters.has(waiter)) this.settle(waiter, null);
+      },
+    };
   }
 
   stop(): void {

@@ -65,8 +65,14 @@ export const SECTION_ENDPOINTS = 2;
 export const SECTION_BASE_MODELS = 3;
 
 const ROLES: readonly PluginRole[] = ["filter", "scorer", "picker", "saturation-detector"]; // wire 1..4
-const PARAM_NUMBER = 0, PARAM_STRING = 1;
-const FLAG_STALE = 1, FLAG_ERROR = 2, FLAG_QUEUE = 4, FLAG_RUNNING = 8, FLAG_KV = 16, FLAG_LORA = 32;
+const PARAM_NUMBER = 0,
+  PARAM_STRING = 1;
+const FLAG_STALE = 1,
+  FLAG_ERROR = 2,
+  FLAG_QUEUE = 4,
+  FLAG_RUNNING = 8,
+  FLAG_KV = 16,
+  FLAG_LORA = 32;
 
 export function fnv1a(bytes: Uint8Array, start: number, end: number): number {
   let h = 0x811c9dc5;
@@ -86,13 +92,41 @@ class Writer {
     this.buf.copy(next, 0, 0, this.len);
     this.buf = next;
   }
-  u8(v: number): void { this.ensure(1); this.buf.writeUInt8(v, this.len); this.len += 1; }
-  u16(v: number): void { this.ensure(2); this.buf.writeUInt16LE(v, this.len); this.len += 2; }
-  u32(v: number): void { this.ensure(4); this.buf.writeUInt32LE(v >>> 0, this.len); this.len += 4; }
-  u64(v: bigint): void { this.ensure(8); this.buf.writeBigUInt64LE(v, this.len); this.len += 8; }
-  f32(v: number): void { this.ensure(4); this.buf.writeFloatLE(v, this.len); this.len += 4; }
-  f64(v: number): void { this.ensure(8); this.buf.writeDoubleLE(v, this.len); this.len += 8; }
-  bytes(b: Uint8Array): void { this.ensure(b.length); this.buf.set(b, this.len); this.len += b.length; }
+  u8(v: number): void {
+    this.ensure(1);
+    this.buf.writeUInt8(v, this.len);
+    this.len += 1;
+  }
+  u16(v: number): void {
+    this.ensure(2);
+    this.buf.writeUInt16LE(v, this.len);
+    this.len += 2;
+  }
+  u32(v: number): void {
+    this.ensure(4);
+    this.buf.writeUInt32LE(v >>> 0, this.len);
+    this.len += 4;
+  }
+  u64(v: bigint): void {
+    this.ensure(8);
+    this.buf.writeBigUInt64LE(v, this.len);
+    this.len += 8;
+  }
+  f32(v: number): void {
+    this.ensure(4);
+    this.buf.writeFloatLE(v, this.len);
+    this.len += 4;
+  }
+  f64(v: number): void {
+    this.ensure(8);
+    this.buf.writeDoubleLE(v, this.len);
+    this.len += 8;
+  }
+  bytes(b: Uint8Array): void {
+    this.ensure(b.length);
+    this.buf.set(b, this.len);
+    this.len += b.length;
+  }
   str(s: string): void {
     const bytes = Buffer.from(s, "utf8");
     if (bytes.length > 0xffff) throw new Error(`snapshot string too long (${bytes.length} bytes)`);
@@ -102,12 +136,21 @@ class Writer {
     this.len += bytes.length;
   }
   /** Writes a u32 length placeholder; `end` patches it with the number of bytes written after it. */
-  start(): number { const at = this.len; this.u32(0); return at; }
-  end(at: number): void { this.buf.writeUInt32LE(this.len - at - 4, at); }
-  finish(): Buffer { return this.buf.subarray(0, this.len); }
+  start(): number {
+    const at = this.len;
+    this.u32(0);
+    return at;
+  }
+  end(at: number): void {
+    this.buf.writeUInt32LE(this.len - at - 4, at);
+  }
+  finish(): Buffer {
+    return this.buf.subarray(0, this.len);
+  }
 }
 
-const clampU32 = (v: number | null): number => (v === null || !Number.isFinite(v) ? 0 : Math.min(0xffffffff, Math.max(0, Math.round(v))));
+const clampU32 = (v: number | null): number =>
+  v === null || !Number.isFinite(v) ? 0 : Math.min(0xffffffff, Math.max(0, Math.round(v)));
 const clampU16 = (v: number): number => Math.min(0xffff, Math.max(0, Math.round(v)));
 
 function section(w: Writer, id: number, later: LaterRevision | undefined, body: () => void): void {
@@ -132,8 +175,13 @@ function writeProfile(w: Writer, p: SchedulingProfile, later: LaterRevision | un
     w.u16(params.length);
     for (const [name, value] of params) {
       w.str(name);
-      if (typeof value === "number") { w.u8(PARAM_NUMBER); w.f64(value); }
-      else { w.u8(PARAM_STRING); w.str(value); }
+      if (typeof value === "number") {
+        w.u8(PARAM_NUMBER);
+        w.f64(value);
+      } else {
+        w.u8(PARAM_STRING);
+        w.str(value);
+      }
     }
     if (later) w.bytes(later.tail);
     w.end(at);
@@ -157,8 +205,10 @@ function writeEndpoint(w: Writer, e: SnapshotEndpoint, later: LaterRevision | un
   w.str(e.address);
   const running = e.lora?.running ?? [];
   const waiting = e.lora?.waiting ?? [];
-  w.u16(running.length); for (const a of running) w.str(a);
-  w.u16(waiting.length); for (const a of waiting) w.str(a);
+  w.u16(running.length);
+  for (const a of running) w.str(a);
+  w.u16(waiting.length);
+  for (const a of waiting) w.str(a);
   if (later) w.bytes(later.tail);
   w.end(at);
 }
@@ -178,7 +228,11 @@ export function encodeSnapshot(s: Snapshot, later?: LaterRevision): Buffer {
     for (const e of s.endpoints) writeEndpoint(w, e, later);
   });
   const bases = s.baseModels.slice(0, MAX_BASE_MODELS);
-  if (bases.length > 0) section(w, SECTION_BASE_MODELS, later, () => { w.u16(bases.length); for (const m of bases) w.str(m); });
+  if (bases.length > 0)
+    section(w, SECTION_BASE_MODELS, later, () => {
+      w.u16(bases.length);
+      for (const m of bases) w.str(m);
+    });
   if (later) section(w, later.sectionId, undefined, () => w.bytes(later.tail));
   const out = w.finish();
   out.writeUInt32LE(out.length, 24);
@@ -188,16 +242,50 @@ export function encodeSnapshot(s: Snapshot, later?: LaterRevision): Buffer {
 
 /** A cursor over `[at, end)` that throws on any read past `end`. */
 class Reader {
-  constructor(private readonly b: Buffer, public at: number, public end: number) {}
+  constructor(
+    private readonly b: Buffer,
+    public at: number,
+    public end: number,
+  ) {}
   private need(n: number): void {
-    if (this.at + n > this.end) throw new Error(`snapshot truncated at byte ${this.at} (need ${n}, have ${this.end - this.at})`);
+    if (this.at + n > this.end)
+      throw new Error(`snapshot truncated at byte ${this.at} (need ${n}, have ${this.end - this.at})`);
   }
-  u8(): number { this.need(1); return this.b.readUInt8(this.at++); }
-  u16(): number { this.need(2); const v = this.b.readUInt16LE(this.at); this.at += 2; return v; }
-  u32(): number { this.need(4); const v = this.b.readUInt32LE(this.at); this.at += 4; return v; }
-  f32(): number { this.need(4); const v = this.b.readFloatLE(this.at); this.at += 4; return v; }
-  f64(): number { this.need(8); const v = this.b.readDoubleLE(this.at); this.at += 8; return v; }
-  str(): string { const n = this.u16(); this.need(n); const v = this.b.toString("utf8", this.at, this.at + n); this.at += n; return v; }
+  u8(): number {
+    this.need(1);
+    return this.b.readUInt8(this.at++);
+  }
+  u16(): number {
+    this.need(2);
+    const v = this.b.readUInt16LE(this.at);
+    this.at += 2;
+    return v;
+  }
+  u32(): number {
+    this.need(4);
+    const v = this.b.readUInt32LE(this.at);
+    this.at += 4;
+    return v;
+  }
+  f32(): number {
+    this.need(4);
+    const v = this.b.readFloatLE(this.at);
+    this.at += 4;
+    return v;
+  }
+  f64(): number {
+    this.need(8);
+    const v = this.b.readDoubleLE(this.at);
+    this.at += 8;
+    return v;
+  }
+  str(): string {
+    const n = this.u16();
+    this.need(n);
+    const v = this.b.toString("utf8", this.at, this.at + n);
+    this.at += n;
+    return v;
+  }
   /** A u32 length, then a reader over exactly that many bytes (this one skips past them). */
   sized(): Reader {
     const start = this.at;
@@ -231,7 +319,10 @@ function readProfile(r: Reader): SchedulingProfile {
 
 function readEndpoint(r: Reader): SnapshotEndpoint {
   const flags = r.u8();
-  const queued = r.u32(), running = r.u32(), kvUsage = r.f32(), loraMax = r.u16();
+  const queued = r.u32(),
+    running = r.u32(),
+    kvUsage = r.f32(),
+    loraMax = r.u16();
   const address = r.str();
   const runningAdapters: string[] = [];
   for (let n = r.u16(); n > 0; n--) runningAdapters.push(r.str());

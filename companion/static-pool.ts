@@ -31,7 +31,8 @@ export function parseEndpointsFile(text: string, source: string): PoolTarget[] {
     const labels: Record<string, string> = {};
     if (entry.labels !== undefined && entry.labels !== null) {
       for (const [k, v] of Object.entries(asObject(entry.labels, `${path}.labels`))) {
-        if (typeof v !== "string" && typeof v !== "number" && typeof v !== "boolean") fail(`${path}.labels.${k}`, "must be a string", v);
+        if (typeof v !== "string" && typeof v !== "number" && typeof v !== "boolean")
+          fail(`${path}.labels.${k}`, "must be a string", v);
         labels[k] = String(v);
       }
     }
@@ -41,7 +42,10 @@ export function parseEndpointsFile(text: string, source: string): PoolTarget[] {
 
 export class StaticPool implements PoolSource {
   readonly description: string;
-  constructor(private readonly endpoints: readonly EndpointAddress[], private readonly file: string | undefined) {
+  constructor(
+    private readonly endpoints: readonly EndpointAddress[],
+    private readonly file: string | undefined,
+  ) {
     this.description = file ? `static endpoints from ${file}` : `static endpoints (${endpoints.length})`;
   }
 

@@ -4,7 +4,10 @@
 // (The snapshot's types, SchedulingProfile and the rest, are the wire contract and live in snapshot.ts.)
 
 /** The InferencePool API groups (`--pool-group`) and the version served under each. */
-export const POOL_GROUPS = { "inference.networking.k8s.io": "v1", "inference.networking.x-k8s.io": "v1alpha2" } as const;
+export const POOL_GROUPS = {
+  "inference.networking.k8s.io": "v1",
+  "inference.networking.x-k8s.io": "v1alpha2",
+} as const;
 export type PoolGroup = keyof typeof POOL_GROUPS;
 
 /** A literal endpoint address (address.ts parses and formats them). */
@@ -36,4 +39,5 @@ export interface PoolSource {
 }
 
 /** Orders targets by address: every list of targets (and so every snapshot) is sorted this way. */
-export const byAddress = (a: PoolTarget, b: PoolTarget): number => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0);
+export const byAddress = (a: PoolTarget, b: PoolTarget): number =>
+  a.address < b.address ? -1 : a.address > b.address ? 1 : 0;

@@ -32,8 +32,16 @@ export class AdapterLoad {
       for (let i = 0; i < prev.count; i++) {
         const j = next.indexOfHash(unchecked(prev.addrHash[i]));
         if (j < 0) continue; // requests still out to a departed endpoint no longer occupy anything we route to
-        memory.copy(changetype<usize>(models) + <usize>(j * SLOTS * 4), changetype<usize>(this.models) + <usize>(i * SLOTS * 4), <usize>(SLOTS * 4));
-        memory.copy(changetype<usize>(local) + <usize>(j * SLOTS * 4), changetype<usize>(this.local) + <usize>(i * SLOTS * 4), <usize>(SLOTS * 4));
+        memory.copy(
+          changetype<usize>(models) + <usize>(j * SLOTS * 4),
+          changetype<usize>(this.models) + <usize>(i * SLOTS * 4),
+          <usize>(SLOTS * 4),
+        );
+        memory.copy(
+          changetype<usize>(local) + <usize>(j * SLOTS * 4),
+          changetype<usize>(this.local) + <usize>(i * SLOTS * 4),
+          <usize>(SLOTS * 4),
+        );
       }
     }
     this.models = models;
@@ -60,7 +68,7 @@ export class AdapterLoad {
     if (i < 0 || base + SLOTS > this.models.length) return -1;
     for (let k = base; k < base + SLOTS; k++) {
       if (unchecked(this.local[k]) == 0 && unchecked(this.remote[k]) == 0) {
-        unchecked(this.models[k] = model);
+        unchecked((this.models[k] = model));
         return k;
       }
     }
@@ -68,7 +76,10 @@ export class AdapterLoad {
   }
 
   private touch(i: i32): void {
-    if (!unchecked(this.isTouched[i])) { unchecked(this.isTouched[i] = true); this.touched.push(i); }
+    if (!unchecked(this.isTouched[i])) {
+      unchecked((this.isTouched[i] = true));
+      this.touched.push(i);
+    }
   }
 
   /** This VM sent a request for adapter `model` to endpoint `i`. */
@@ -119,9 +130,12 @@ export class AdapterLoad {
     for (let i = 0; i < s.count; i++) {
       let any = false;
       for (let k = i * SLOTS; k < (i + 1) * SLOTS; k++) {
-        if (unchecked(this.local[k]) + unchecked(this.remote[k]) > 0) { any = true; break; }
+        if (unchecked(this.local[k]) + unchecked(this.remote[k]) > 0) {
+          any = true;
+          break;
+        }
       }
-      unchecked(this.isTouched[i] = any);
+      unchecked((this.isTouched[i] = any));
       if (any) this.touched.push(i);
     }
   }
@@ -158,6 +172,6 @@ export class AdapterLoad {
     const s = this.snap;
     if (s == null || model == 0 || n <= 0) return;
     const k = this.claim(s.indexOfHash(hash), model);
-    if (k >= 0) unchecked(this.remote[k] += n);
+    if (k >= 0) unchecked((this.remote[k] += n));
   }
 }

@@ -28,7 +28,9 @@ export class BodyWatchdog {
   /** Proxy-clock ms of the last probe held while deciding in the headers callback. */
   private lastProbeMs: u64 = 0;
 
-  get heldCount(): i32 { return this.held.length; }
+  get heldCount(): i32 {
+    return this.held.length;
+  }
 
   hold(s: PickerStream, nowMs: u64): void {
     s.heldAtMs = nowMs;
@@ -42,7 +44,7 @@ export class BodyWatchdog {
     if (i < 0) return;
     const last = this.held.pop();
     if (last !== s) {
-      unchecked(this.held[i] = last);
+      unchecked((this.held[i] = last));
       last.heldIndex = i;
     }
     s.heldIndex = -1;
@@ -74,8 +76,10 @@ export class BodyWatchdog {
       if (!this.bodiesArrive && ++this.bodilessHolds >= BODILESS_HOLDS_TO_SWITCH && !this.headersOnly) {
         this.headersOnly = true;
         this.lastProbeMs = now;
-        logWarn("request bodies do not reach the filter while it holds the headers; " +
-          "set allow_on_headers_stop_iteration: true (Envoy >= 1.36) to pick by model and prompt. Picking by load only.");
+        logWarn(
+          "request bodies do not reach the filter while it holds the headers; " +
+            "set allow_on_headers_stop_iteration: true (Envoy >= 1.36) to pick by model and prompt. Picking by load only.",
+        );
       }
       this.release(s);
       setEffectiveContext(s.context_id);

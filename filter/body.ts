@@ -31,7 +31,9 @@ const ROLE_PROMPT: i32 = 2;
 
 const KEY_CAP: i32 = 8; // longest key we look for: "messages"
 
-@inline function isWs(c: u32): bool { return c == 0x20 || c == 0x0a || c == 0x0d || c == 0x09; }
+@inline function isWs(c: u32): bool {
+  return c == 0x20 || c == 0x0a || c == 0x0d || c == 0x09;
+}
 
 /** Classifies a `:path` value (query ignored) by its suffix, so prefixed routes (/openai/v1/...) work too. */
 export function promptKindForPath(ptr: usize, len: i32): i32 {
@@ -129,36 +131,69 @@ export class BodyScanner {
       const c = <u32>load<u8>(ptr + <usize>p);
       if (this.at == IN_KEY) {
         p++;
-        if (this.keyEscape) { this.keyEscape = false; this.keyLen = KEY_CAP + 1; continue; }
-        if (c == 0x5c) { this.keyEscape = true; continue; }
-        if (c == 0x22) { this.at = AT_COLON; continue; }
-        if (this.keyLen < KEY_CAP) unchecked(this.key[this.keyLen] = <u8>c);
+        if (this.keyEscape) {
+          this.keyEscape = false;
+          this.keyLen = KEY_CAP + 1;
+          continue;
+        }
+        if (c == 0x5c) {
+          this.keyEscape = true;
+          continue;
+        }
+        if (c == 0x22) {
+          this.at = AT_COLON;
+          continue;
+        }
+        if (this.keyLen < KEY_CAP) unchecked((this.key[this.keyLen] = <u8>c));
         if (this.keyLen <= KEY_CAP) this.keyLen++;
         continue;
       }
       p++;
       if (isWs(c)) continue;
       if (this.at == AT_START) {
-        if (c != 0x7b) { this.state = SCAN_INVALID; break; }
+        if (c != 0x7b) {
+          this.state = SCAN_INVALID;
+          break;
+        }
         this.at = AT_MEMBER;
       } else if (this.at == AT_MEMBER) {
-        if (c == 0x7d && this.first) { this.state = SCAN_DONE; break; }
-        if (c != 0x22) { this.state = SCAN_INVALID; break; }
+        if (c == 0x7d && this.first) {
+          this.state = SCAN_DONE;
+          break;
+        }
+        if (c != 0x22) {
+          this.state = SCAN_INVALID;
+          break;
+        }
         this.first = false;
         this.keyLen = 0;
         this.at = IN_KEY;
       } else if (this.at == AT_COLON) {
-        if (c != 0x3a) { this.state = SCAN_INVALID; break; }
+        if (c != 0x3a) {
+          this.state = SCAN_INVALID;
+          break;
+        }
         this.at = AT_VALUE;
       } else if (this.at == AT_VALUE) {
         this.startValue(c);
         if (this.state != SCAN_NEED_MORE) break;
-        if (this.literal) { p--; continue; } // the literal's first byte is scanned with the rest of it
+        if (this.literal) {
+          p--;
+          continue;
+        } // the literal's first byte is scanned with the rest of it
         if (this.role == ROLE_PROMPT) this.appendPrompt(ptr + <usize>(p - 1), 1);
-        if (c == 0x22) this.inString = true; else this.depth = 1;
-      } else { // AFTER_VALUE
-        if (c == 0x7d) { this.state = SCAN_DONE; break; }
-        if (c != 0x2c) { this.state = SCAN_INVALID; break; }
+        if (c == 0x22) this.inString = true;
+        else this.depth = 1;
+      } else {
+        // AFTER_VALUE
+        if (c == 0x7d) {
+          this.state = SCAN_DONE;
+          break;
+        }
+        if (c != 0x2c) {
+          this.state = SCAN_INVALID;
+          break;
+        }
         this.at = AT_MEMBER;
       }
     }
@@ -201,7 +236,10 @@ export class BodyScanner {
     this.inString = false;
     this.escape = false;
     this.literal = c != 0x22 && c != 0x7b && c != 0x5b;
-    if (this.literal && !isLiteralByte(c)) { this.state = SCAN_INVALID; return; }
+    if (this.literal && !isLiteralByte(c)) {
+      this.state = SCAN_INVALID;
+      return;
+    }
     this.at = IN_VALUE;
   }
 
@@ -241,26 +279,45 @@ export class BodyScanner {
     if (this.literal) {
       while (p < len) {
         const c = <u32>load<u8>(ptr + <usize>p);
-        if (c == 0x2c || c == 0x7d || isWs(c)) { ended = true; break; }
-        if (!isLiteralByte(c)) { this.state = SCAN_INVALID; return p; }
+        if (c == 0x2c || c == 0x7d || isWs(c)) {
+          ended = true;
+          break;
+        }
+        if (!isLiteralByte(c)) {
+          this.state = SCAN_INVALID;
+          return p;
+        }
         p++;
       }
       escaped = true;
     } else {
-      let inString = this.inString, escape = this.escape, depth = this.depth;
+      let inString = this.inString,
+        escape = this.escape,
+        depth = this.depth;
       while (p < len) {
         const c = <u32>load<u8>(ptr + <usize>p);
         p++;
         if (inString) {
           if (escape) escape = false;
-          else if (c == 0x5c) { escape = true; escaped = true; }
-          else if (c == 0x22) { inString = false; if (depth == 0) { ended = true; break; } }
+          else if (c == 0x5c) {
+            escape = true;
+            escaped = true;
+          } else if (c == 0x22) {
+            inString = false;
+            if (depth == 0) {
+              ended = true;
+              break;
+            }
+          }
         } else if (c == 0x22) {
           inString = true;
         } else if (c == 0x7b || c == 0x5b) {
           depth++;
         } else if (c == 0x7d || c == 0x5d) {
-          if (--depth == 0) { ended = true; break; }
+          if (--depth == 0) {
+            ended = true;
+            break;
+          }
         }
       }
       this.inString = inString;

@@ -53,19 +53,38 @@ function validHeaderName(s: string): bool {
   if (s.length == 0) return false;
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
-    const ok = (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c == 0x2d || c == 0x5f || c == 0x2e ||
-      c == 0x21 || c == 0x23 || c == 0x24 || c == 0x25 || c == 0x26 || c == 0x27 || c == 0x2a || c == 0x2b ||
-      c == 0x5e || c == 0x60 || c == 0x7c || c == 0x7e;
+    const ok =
+      (c >= 0x61 && c <= 0x7a) ||
+      (c >= 0x30 && c <= 0x39) ||
+      c == 0x2d ||
+      c == 0x5f ||
+      c == 0x2e ||
+      c == 0x21 ||
+      c == 0x23 ||
+      c == 0x24 ||
+      c == 0x25 ||
+      c == 0x26 ||
+      c == 0x27 ||
+      c == 0x2a ||
+      c == 0x2b ||
+      c == 0x5e ||
+      c == 0x60 ||
+      c == 0x7c ||
+      c == 0x7e;
     if (!ok) return false;
   }
   return true;
 }
 
 function integerIn(v: JSON.Value, field: string, min: i64, max: i64, out: ConfigResult): i64 {
-  if (!v.isInteger) { out.error = "configuration." + field + ": must be an integer"; return 0; }
+  if (!v.isInteger) {
+    out.error = "configuration." + field + ": must be an integer";
+    return 0;
+  }
   const n = (<JSON.Integer>v).valueOf();
   if (n < min || n > max) {
-    out.error = "configuration." + field + ": " + n.toString() + " is outside " + min.toString() + ".." + max.toString();
+    out.error =
+      "configuration." + field + ": " + n.toString() + " is outside " + min.toString() + ".." + max.toString();
   }
   return n;
 }
@@ -87,25 +106,40 @@ export function parseConfig(text: string): ConfigResult {
   for (let i = 0; i < keys.length; i++) {
     const key = keys[i];
     const v = obj.get(key)!;
-    if (key == "companionCluster" || key == "companionAuthority" || key == "snapshotPath" || key == "apiToken" ||
-      key == "destinationHeader" || key == "fallbackHeader" || key == "servedHeader" || key == "failureMode") {
+    if (
+      key == "companionCluster" ||
+      key == "companionAuthority" ||
+      key == "snapshotPath" ||
+      key == "apiToken" ||
+      key == "destinationHeader" ||
+      key == "fallbackHeader" ||
+      key == "servedHeader" ||
+      key == "failureMode"
+    ) {
       if (!v.isString) return fail("." + key + ": must be a string");
       const s = (<JSON.Str>v).valueOf();
-      if (key == "apiToken") { cfg.apiToken = s; continue; }
-      if (key == "servedHeader" && s.length == 0) { cfg.servedHeader = ""; continue; }
+      if (key == "apiToken") {
+        cfg.apiToken = s;
+        continue;
+      }
+      if (key == "servedHeader" && s.length == 0) {
+        cfg.servedHeader = "";
+        continue;
+      }
       if (s.length == 0) return fail("." + key + ": must not be empty");
       if (key == "companionCluster") cfg.companionCluster = s;
       else if (key == "companionAuthority") cfg.companionAuthority = s;
       else if (key == "snapshotPath") {
-        if (!s.startsWith("/") || s.includes("?")) return fail(".snapshotPath: \"" + s + "\" must be a path starting with / and without a query");
+        if (!s.startsWith("/") || s.includes("?"))
+          return fail('.snapshotPath: "' + s + '" must be a path starting with / and without a query');
         cfg.snapshotPath = s;
       } else if (key == "failureMode") {
         if (s == "FailClose") cfg.failureMode = FAIL_CLOSE;
         else if (s == "FailOpen") cfg.failureMode = FAIL_OPEN;
-        else return fail(".failureMode: \"" + s + "\" is not FailClose or FailOpen");
+        else return fail('.failureMode: "' + s + '" is not FailClose or FailOpen');
       } else {
         const name = s.toLowerCase();
-        if (!validHeaderName(name)) return fail("." + key + ": \"" + s + "\" is not a valid header name");
+        if (!validHeaderName(name)) return fail("." + key + ': "' + s + '" is not a valid header name');
         if (key == "destinationHeader") cfg.destinationHeader = name;
         else if (key == "fallbackHeader") cfg.fallbackHeader = name;
         else cfg.servedHeader = name;

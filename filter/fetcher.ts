@@ -6,7 +6,18 @@ import { PluginConfig } from "./config";
 import { Pool, Meta, readMeta, encodeMeta, SNAPSHOT_KEY, META_KEY, LEASE_KEY } from "./pool";
 import { decodeSnapshot, lastError, Snapshot } from "./snapshot";
 import { shouldTakeLease, encodeLease, LEASE_TTL_MS } from "./lease";
-import { getShared, setShared, lastCas, httpCall, httpCallHeader, getBuffer, serializePairs, encode, logInfo, logWarn } from "./host";
+import {
+  getShared,
+  setShared,
+  lastCas,
+  httpCall,
+  httpCallHeader,
+  getBuffer,
+  serializePairs,
+  encode,
+  logInfo,
+  logWarn,
+} from "./host";
 import { Metrics } from "./metrics";
 
 const BACKOFF_MIN_MS: u32 = 100;
@@ -25,7 +36,12 @@ export class Fetcher {
   private cluster: ArrayBuffer;
   private meta: Meta = new Meta();
 
-  constructor(private cfg: PluginConfig, private vm: u32, private pool: Pool, private metrics: Metrics) {
+  constructor(
+    private cfg: PluginConfig,
+    private vm: u32,
+    private pool: Pool,
+    private metrics: Metrics,
+  ) {
     this.cluster = encode(cfg.companionCluster);
   }
 
@@ -37,7 +53,9 @@ export class Fetcher {
       const wasLeader = this.leader;
       // Writing an absent key cannot be compared-and-swapped (cas 0 sets unconditionally), so every VM of a
       // new vm_id would win: that write only claims; the last claimer renews with a real CAS next tick.
-      const ok = setShared(LEASE_KEY, encodeLease(this.vm, nowMs + LEASE_TTL_MS), lease == null ? 0 : cas) == WasmResultValues.Ok;
+      const ok =
+        setShared(LEASE_KEY, encodeLease(this.vm, nowMs + LEASE_TTL_MS), lease == null ? 0 : cas) ==
+        WasmResultValues.Ok;
       this.leader = ok && lease != null;
       if (this.leader && !wasLeader) logInfo("this worker now fetches snapshots from " + this.cfg.companionCluster);
     } else {
@@ -58,7 +76,13 @@ export class Fetcher {
     ];
     if (this.cfg.apiToken.length > 0) headers.push(pair("authorization", "Bearer " + this.cfg.apiToken));
     this.token = httpCall(this.cluster, serializePairs(headers), this.cfg.pollTimeoutMs);
-    if (this.token == 0) this.failed(nowMs, "the host refused the call to cluster " + this.cfg.companionCluster + " (is it defined, with a reachable host?)");
+    if (this.token == 0)
+      this.failed(
+        nowMs,
+        "the host refused the call to cluster " +
+          this.cfg.companionCluster +
+          " (is it defined, with a reachable host?)",
+      );
   }
 
   /** The root context's http-call callback; returns false for a token that is not ours. */
@@ -71,7 +95,10 @@ export class Fetcher {
       const body = getBuffer(BufferTypeValues.HttpCallResponseBody, 0, bodySize);
       const decoded: Snapshot | null = body == null ? null : decodeSnapshot(body!);
       if (decoded == null) {
-        this.failed(nowMs, "the companion sent a snapshot that does not decode: " + (body == null ? "no body" : lastError));
+        this.failed(
+          nowMs,
+          "the companion sent a snapshot that does not decode: " + (body == null ? "no body" : lastError),
+        );
         return true;
       }
       const known = readMeta(this.meta) ? this.meta.version : 0;
@@ -95,8 +122,12 @@ export class Fetcher {
       this.metrics.count(this.metrics.fetchNotModified);
       this.succeeded(nowMs);
     } else {
-      this.failed(nowMs, code.length == 0 ? "the call to the companion failed (connection reset or refused)" :
-        "the companion answered " + code + (code == "401" || code == "403" ? " (check apiToken)" : ""));
+      this.failed(
+        nowMs,
+        code.length == 0
+          ? "the call to the companion failed (connection reset or refused)"
+          : "the companion answered " + code + (code == "401" || code == "403" ? " (check apiToken)" : ""),
+      );
     }
     return true;
   }

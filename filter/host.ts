@@ -25,7 +25,9 @@ function adopt(): ArrayBuffer {
   return changetype<ArrayBuffer>(ptr);
 }
 
-export function encode(s: string): ArrayBuffer { return String.UTF8.encode(s); }
+export function encode(s: string): ArrayBuffer {
+  return String.UTF8.encode(s);
+}
 
 // Scratch reads. Most host copies a request needs are read once and dropped: body chunks, the snapshot
 // meta, the :path and content-length headers. As GC objects they came to ~3 KB a request, which kept the
@@ -63,7 +65,10 @@ function scratchResult(ok: bool): i32 {
   const ptr = load<usize>(outPtr);
   const size = <i32>load<usize>(outSize);
   store<usize>(outPtr, 0);
-  if (ptr != 0 && ptr != scratch) { free(ptr); return SCRATCH_TOO_LARGE; } // the GC takes the fallback buffer
+  if (ptr != 0 && ptr != scratch) {
+    free(ptr);
+    return SCRATCH_TOO_LARGE;
+  } // the GC takes the fallback buffer
   if (!ok) return -1;
   return ptr == 0 ? 0 : size;
 }
@@ -71,7 +76,8 @@ function scratchResult(ok: bool): i32 {
 /** Shared data value into `scratch`: its size, -1 when absent, SCRATCH_TOO_LARGE. Sets `lastCas`. */
 export function readSharedToScratch(key: ArrayBuffer): i32 {
   armScratch();
-  const ok = abi.proxy_get_shared_data(changetype<usize>(key), key.byteLength, outPtr, outSize, outU32) == WasmResultValues.Ok;
+  const ok =
+    abi.proxy_get_shared_data(changetype<usize>(key), key.byteLength, outPtr, outSize, outU32) == WasmResultValues.Ok;
   lastCas = ok ? load<u32>(outU32) : 0;
   return scratchResult(ok);
 }
@@ -79,13 +85,17 @@ export function readSharedToScratch(key: ArrayBuffer): i32 {
 /** Bytes [start, start + length) of a host buffer into `scratch` (length at most SCRATCH_BYTES): the count, or -1. */
 export function readBufferToScratch(kind: BufferTypeValues, start: u32, length: u32): i32 {
   armScratch();
-  return scratchResult(abi.proxy_get_buffer_bytes(kind, start, min(length, <u32>SCRATCH_BYTES), outPtr, outSize) == WasmResultValues.Ok);
+  return scratchResult(
+    abi.proxy_get_buffer_bytes(kind, start, min(length, <u32>SCRATCH_BYTES), outPtr, outSize) == WasmResultValues.Ok,
+  );
 }
 
 /** A header value into `scratch`: its length, -1 when absent, SCRATCH_TOO_LARGE. */
 export function readHeaderToScratch(map: HeaderMapTypeValues, key: ArrayBuffer): i32 {
   armScratch();
-  return scratchResult(abi.proxy_get_header_map_value(map, changetype<usize>(key), key.byteLength, outPtr, outSize) == WasmResultValues.Ok);
+  return scratchResult(
+    abi.proxy_get_header_map_value(map, changetype<usize>(key), key.byteLength, outPtr, outSize) == WasmResultValues.Ok,
+  );
 }
 
 export function nowNs(): u64 {
@@ -97,14 +107,26 @@ export function nowNs(): u64 {
 export function getShared(key: ArrayBuffer): ArrayBuffer | null {
   store<usize>(outPtr, 0);
   store<usize>(outSize, 0);
-  if (abi.proxy_get_shared_data(changetype<usize>(key), key.byteLength, outPtr, outSize, outU32) != WasmResultValues.Ok) { lastCas = 0; adopt(); return null; }
+  if (
+    abi.proxy_get_shared_data(changetype<usize>(key), key.byteLength, outPtr, outSize, outU32) != WasmResultValues.Ok
+  ) {
+    lastCas = 0;
+    adopt();
+    return null;
+  }
   lastCas = load<u32>(outU32);
   return adopt();
 }
 
 /** Sets shared data; `cas` 0 sets unconditionally. Returns the WasmResult (8 = CAS mismatch). */
 export function setShared(key: ArrayBuffer, value: ArrayBuffer, cas: u32 = 0): u32 {
-  return abi.proxy_set_shared_data(changetype<usize>(key), key.byteLength, changetype<usize>(value), value.byteLength, cas);
+  return abi.proxy_set_shared_data(
+    changetype<usize>(key),
+    key.byteLength,
+    changetype<usize>(value),
+    value.byteLength,
+    cas,
+  );
 }
 
 /** Bytes [start, start + length) of a host buffer (request body, http-call body, configuration), or null. */
@@ -112,7 +134,10 @@ export function getBuffer(kind: BufferTypeValues, start: u32, length: u32): Arra
   store<usize>(outPtr, 0);
   store<usize>(outSize, 0);
   const r = abi.proxy_get_buffer_bytes(kind, start, length, outPtr, outSize);
-  if (r != WasmResultValues.Ok) { adopt(); return null; }
+  if (r != WasmResultValues.Ok) {
+    adopt();
+    return null;
+  }
   return adopt();
 }
 
@@ -121,7 +146,10 @@ export function getHeader(map: HeaderMapTypeValues, key: ArrayBuffer): ArrayBuff
   store<usize>(outPtr, 0);
   store<usize>(outSize, 0);
   const r = abi.proxy_get_header_map_value(map, changetype<usize>(key), key.byteLength, outPtr, outSize);
-  if (r != WasmResultValues.Ok) { adopt(); return null; }
+  if (r != WasmResultValues.Ok) {
+    adopt();
+    return null;
+  }
   return adopt();
 }
 
@@ -133,17 +161,22 @@ export function replaceHeader(map: HeaderMapTypeValues, key: ArrayBuffer, valueP
   return abi.proxy_replace_header_map_value(map, changetype<usize>(key), key.byteLength, valuePtr, valueLen);
 }
 
-export function continueRequest(): u32 { return abi.proxy_continue_stream(0); }
+export function continueRequest(): u32 {
+  return abi.proxy_continue_stream(0);
+}
 
 /** Makes later host calls of this VM call act on context `id` (e.g. a stream, from a tick). */
-export function setEffectiveContext(id: u32): u32 { return abi.proxy_set_effective_context(id); }
+export function setEffectiveContext(id: u32): u32 {
+  return abi.proxy_set_effective_context(id);
+}
 
 /** A local reply with a plain-text body; `details` shows in Envoy's access log as %RESPONSE_CODE_DETAILS%. */
 export function localReply(status: u32, details: string, body: string): u32 {
   const d = String.UTF8.encode(details);
   const b = String.UTF8.encode(body);
   // Serialised header pairs: count, then sizes, then NUL-terminated bytes (one pair: content-type).
-  const key = "content-type", value = "text/plain";
+  const key = "content-type",
+    value = "text/plain";
   const pairs = new ArrayBuffer(4 + 8 + key.length + 1 + value.length + 1);
   const p = changetype<usize>(pairs);
   store<u32>(p, 1);
@@ -154,8 +187,16 @@ export function localReply(status: u32, details: string, body: string): u32 {
   const v = p + 12 + <usize>key.length + 1;
   for (let i = 0; i < value.length; i++) store<u8>(v + <usize>i, <u8>value.charCodeAt(i));
   store<u8>(v + <usize>value.length, 0);
-  return abi.proxy_send_local_response(status, changetype<usize>(d), d.byteLength, changetype<usize>(b), b.byteLength,
-    p, pairs.byteLength, -1);
+  return abi.proxy_send_local_response(
+    status,
+    changetype<usize>(d),
+    d.byteLength,
+    changetype<usize>(b),
+    b.byteLength,
+    p,
+    pairs.byteLength,
+    -1,
+  );
 }
 
 /** Serialises header pairs for proxy_http_call (the runtime's own serialiser is private). */
@@ -167,7 +208,8 @@ export function serializePairs(headers: Headers): ArrayBuffer {
   store<u32>(p, headers.length);
   let w = p + 4 + <usize>(8 * headers.length);
   for (let i = 0; i < headers.length; i++) {
-    const k = headers[i].key, v = headers[i].value;
+    const k = headers[i].key,
+      v = headers[i].value;
     store<u32>(p + 4 + <usize>(8 * i), k.byteLength);
     store<u32>(p + 8 + <usize>(8 * i), v.byteLength);
     memory.copy(w, changetype<usize>(k), k.byteLength);
@@ -184,8 +226,18 @@ export function serializePairs(headers: Headers): ArrayBuffer {
 export function httpCall(cluster: ArrayBuffer, headers: ArrayBuffer, timeoutMs: u32): u32 {
   const empty = new ArrayBuffer(0);
   const noTrailers = new ArrayBuffer(4);
-  const r = abi.proxy_http_call(changetype<usize>(cluster), cluster.byteLength, changetype<usize>(headers), headers.byteLength,
-    changetype<usize>(empty), 0, changetype<usize>(noTrailers), 4, timeoutMs, outU32);
+  const r = abi.proxy_http_call(
+    changetype<usize>(cluster),
+    cluster.byteLength,
+    changetype<usize>(headers),
+    headers.byteLength,
+    changetype<usize>(empty),
+    0,
+    changetype<usize>(noTrailers),
+    4,
+    timeoutMs,
+    outU32,
+  );
   return r == WasmResultValues.Ok ? load<u32>(outU32) : 0;
 }
 
@@ -194,7 +246,9 @@ export function httpCallHeader(key: ArrayBuffer): ArrayBuffer | null {
   return getHeader(HeaderMapTypeValues.HttpCallResponseHeaders, key);
 }
 
-export function setTickPeriod(ms: u32): void { abi.proxy_set_tick_period_milliseconds(ms); }
+export function setTickPeriod(ms: u32): void {
+  abi.proxy_set_tick_period_milliseconds(ms);
+}
 
 // Metrics: ids are defined once per VM; every call ignores the result (a metric is never worth a trap).
 // Envoy's ids start at 4, 5, 6 (counter, gauge, histogram) and step by 4, the low 2 bits being the type,
@@ -202,11 +256,16 @@ export function setTickPeriod(ms: u32): void { abi.proxy_set_tick_period_millise
 export const NO_METRIC: u32 = 0xffffffff;
 export function defineMetric(kind: i32, name: string): u32 {
   const n = String.UTF8.encode(name);
-  if (abi.proxy_define_metric(kind, changetype<usize>(n), n.byteLength, outU32) != WasmResultValues.Ok) return NO_METRIC;
+  if (abi.proxy_define_metric(kind, changetype<usize>(n), n.byteLength, outU32) != WasmResultValues.Ok)
+    return NO_METRIC;
   return load<u32>(outU32);
 }
-export function incrementMetric(id: u32, by: i64): void { if (id != NO_METRIC) abi.proxy_increment_metric(id, by); }
-export function recordMetric(id: u32, value: u64): void { if (id != NO_METRIC) abi.proxy_record_metric(id, value); }
+export function incrementMetric(id: u32, by: i64): void {
+  if (id != NO_METRIC) abi.proxy_increment_metric(id, by);
+}
+export function recordMetric(id: u32, value: u64): void {
+  if (id != NO_METRIC) abi.proxy_record_metric(id, value);
+}
 
 export function logAt(level: i32, message: string): void {
   const b = String.UTF8.encode(message);
@@ -214,6 +273,12 @@ export function logAt(level: i32, message: string): void {
 }
 
 // The filter's log lines, at proxy-wasm's levels, each prefixed with the plugin's name.
-export function logInfo(message: string): void { logAt(2, "endpoint-picker: " + message); }
-export function logWarn(message: string): void { logAt(3, "endpoint-picker: " + message); }
-export function logError(message: string): void { logAt(4, "endpoint-picker: " + message); }
+export function logInfo(message: string): void {
+  logAt(2, "endpoint-picker: " + message);
+}
+export function logWarn(message: string): void {
+  logAt(3, "endpoint-picker: " + message);
+}
+export function logError(message: string): void {
+  logAt(4, "endpoint-picker: " + message);
+}

@@ -42,7 +42,7 @@ export class InFlight {
         const r = unchecked(this.remote[i]);
         if (r > 0) {
           const j = next.indexOfHash(unchecked(prev.addrHash[i]));
-          if (j >= 0) unchecked(remote[j] += r);
+          if (j >= 0) unchecked((remote[j] += r));
         }
       }
     }
@@ -50,7 +50,7 @@ export class InFlight {
     for (let k = this.orphanHash.length - 1; k >= 0; k--) {
       const j = next.indexOfHash(unchecked(this.orphanHash[k]));
       if (j >= 0) {
-        unchecked(local[j] += this.orphanCount[k]);
+        unchecked((local[j] += this.orphanCount[k]));
         this.orphanHash.splice(k, 1);
         this.orphanCount.splice(k, 1);
       }
@@ -64,12 +64,17 @@ export class InFlight {
 
   private carry(next: Snapshot, local: StaticArray<i32>, hash: u32, n: i32): void {
     const j = next.indexOfHash(hash);
-    if (j >= 0) { unchecked(local[j] += n); return; }
+    if (j >= 0) {
+      unchecked((local[j] += n));
+      return;
+    }
     this.orphanHash.push(hash);
     this.orphanCount.push(n);
   }
 
-  total(i: i32): i32 { return unchecked(this.local[i]) + unchecked(this.remote[i]); }
+  total(i: i32): i32 {
+    return unchecked(this.local[i]) + unchecked(this.remote[i]);
+  }
 
   /** A stream was sent to endpoint `i` of the current snapshot. */
   started(i: i32): void {
@@ -84,11 +89,17 @@ export class InFlight {
     const s = this.snap;
     if (s != null) {
       const j = s.indexOfHash(hash);
-      if (j >= 0 && j < this.local.length && unchecked(this.local[j]) > 0) { unchecked(this.local[j]--); return; }
+      if (j >= 0 && j < this.local.length && unchecked(this.local[j]) > 0) {
+        unchecked(this.local[j]--);
+        return;
+      }
     }
     for (let k = 0; k < this.orphanHash.length; k++) {
       if (unchecked(this.orphanHash[k]) == hash) {
-        if (--this.orphanCount[k] <= 0) { this.orphanHash.splice(k, 1); this.orphanCount.splice(k, 1); }
+        if (--this.orphanCount[k] <= 0) {
+          this.orphanHash.splice(k, 1);
+          this.orphanCount.splice(k, 1);
+        }
         return;
       }
     }
@@ -162,7 +173,7 @@ export class InFlight {
 
   /** Replaces `remote` (and the adapters' remote counts) with the sums of the other VMs' fresh sections. */
   readOthers(table: ArrayBuffer | null, vm: u32, nowMs: u64): void {
-    for (let i = 0; i < this.remote.length; i++) unchecked(this.remote[i] = 0);
+    for (let i = 0; i < this.remote.length; i++) unchecked((this.remote[i] = 0));
     this.adapters.clearRemote();
     this.otherVms.length = 0;
     const s = this.snap;
@@ -175,12 +186,17 @@ export class InFlight {
       for (let k = 0; k < walker.pairs; k++) {
         const j = s.indexOfHash(load<u32>(base + <usize>(8 * k)));
         const n = load<u32>(base + <usize>(8 * k), 4);
-        if (j >= 0 && n < 0x100000) unchecked(this.remote[j] += <i32>n);
+        if (j >= 0 && n < 0x100000) unchecked((this.remote[j] += <i32>n));
       }
       const triples = base + <usize>(8 * walker.pairs);
       for (let k = 0; k < walker.triples; k++) {
         const n = load<u32>(triples + <usize>(12 * k), 8);
-        if (n < 0x100000) this.adapters.addRemote(load<u32>(triples + <usize>(12 * k)), load<u32>(triples + <usize>(12 * k), 4), <i32>n);
+        if (n < 0x100000)
+          this.adapters.addRemote(
+            load<u32>(triples + <usize>(12 * k)),
+            load<u32>(triples + <usize>(12 * k), 4),
+            <i32>n,
+          );
       }
     }
     this.adapters.retouch();
@@ -192,7 +208,9 @@ const SECTION_HEADER: i32 = 24;
 
 /** Published within REMOTE_MAX_AGE_MS either way (a clock stepped back does not keep a dead VM fresh). */
 function fresh(publishedAtMs: u64, nowMs: u64): bool {
-  return publishedAtMs >= nowMs ? publishedAtMs - nowMs <= REMOTE_MAX_AGE_MS : nowMs - publishedAtMs <= REMOTE_MAX_AGE_MS;
+  return publishedAtMs >= nowMs
+    ? publishedAtMs - nowMs <= REMOTE_MAX_AGE_MS
+    : nowMs - publishedAtMs <= REMOTE_MAX_AGE_MS;
 }
 
 /** Walks the sections of a shared in-flight table, stopping at the first malformed byte. */
@@ -219,13 +237,22 @@ class SectionWalker {
   next(): bool {
     if (this.left <= 0) return false;
     if (this.size > 0) this.at += this.size;
-    if (this.at > this.len - SECTION_HEADER) { this.left = 0; return false; }
+    if (this.at > this.len - SECTION_HEADER) {
+      this.left = 0;
+      return false;
+    }
     const p = this.ptr + <usize>this.at;
     const pairs = <i32>load<u32>(p, 4);
     const room = this.len - this.at - SECTION_HEADER;
-    if (pairs < 0 || pairs > room / 8) { this.left = 0; return false; }
+    if (pairs < 0 || pairs > room / 8) {
+      this.left = 0;
+      return false;
+    }
     const triples = <i32>load<u32>(p, 8);
-    if (triples < 0 || triples > (room - 8 * pairs) / 12) { this.left = 0; return false; }
+    if (triples < 0 || triples > (room - 8 * pairs) / 12) {
+      this.left = 0;
+      return false;
+    }
     this.vm = load<u32>(p);
     this.pairs = pairs;
     this.triples = triples;

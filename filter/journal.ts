@@ -79,7 +79,8 @@ export class JournalReader {
     const records = <i32>load<u32>(p, 4);
     const last = this.applied.has(vm) ? this.applied.get(vm) : 0;
     let newest = last;
-    let at = 8, done = 0;
+    let at = 8,
+      done = 0;
     for (let r = 0; r < records; r++) {
       if (at > len - 16) break;
       const seq = load<u32>(p + <usize>at);

@@ -17,9 +17,14 @@ export function jsonSyntaxError(text: string): string {
 class Checker {
   pos: i32 = 0;
   error: string = "";
-  constructor(public ptr: usize, public len: i32) {}
+  constructor(
+    public ptr: usize,
+    public len: i32,
+  ) {}
 
-  peek(): i32 { return this.pos < this.len ? <i32>load<u8>(this.ptr + <usize>this.pos) : -1; }
+  peek(): i32 {
+    return this.pos < this.len ? <i32>load<u8>(this.ptr + <usize>this.pos) : -1;
+  }
   fail(what: string): bool {
     this.error = this.pos < this.len ? what + " at byte " + this.pos.toString() : "unexpected end of JSON";
     return false;
@@ -55,7 +60,10 @@ class Checker {
   object(depth: i32): bool {
     this.pos++;
     this.ws();
-    if (this.peek() == 0x7d) { this.pos++; return true; }
+    if (this.peek() == 0x7d) {
+      this.pos++;
+      return true;
+    }
     while (true) {
       this.ws();
       if (this.peek() != 0x22) return this.fail("expected a key");
@@ -69,14 +77,20 @@ class Checker {
       const c = this.peek();
       this.pos++;
       if (c == 0x7d) return true;
-      if (c != 0x2c) { this.pos--; return this.fail("expected ',' or '}'"); }
+      if (c != 0x2c) {
+        this.pos--;
+        return this.fail("expected ',' or '}'");
+      }
     }
   }
 
   array(depth: i32): bool {
     this.pos++;
     this.ws();
-    if (this.peek() == 0x5d) { this.pos++; return true; }
+    if (this.peek() == 0x5d) {
+      this.pos++;
+      return true;
+    }
     while (true) {
       this.ws();
       if (!this.value(depth + 1)) return false;
@@ -84,7 +98,10 @@ class Checker {
       const c = this.peek();
       this.pos++;
       if (c == 0x5d) return true;
-      if (c != 0x2c) { this.pos--; return this.fail("expected ',' or ']'"); }
+      if (c != 0x2c) {
+        this.pos--;
+        return this.fail("expected ',' or ']'");
+      }
     }
   }
 
@@ -102,7 +119,8 @@ class Checker {
       if (e == 0x75) {
         for (let i = 0; i < 4; i++) {
           const h = this.peek();
-          if (!((h >= 0x30 && h <= 0x39) || (h >= 0x41 && h <= 0x46) || (h >= 0x61 && h <= 0x66))) return this.fail("bad \\u escape");
+          if (!((h >= 0x30 && h <= 0x39) || (h >= 0x41 && h <= 0x46) || (h >= 0x61 && h <= 0x66)))
+            return this.fail("bad \\u escape");
           this.pos++;
         }
       } else if (e != 0x22 && e != 0x5c && e != 0x2f && e != 0x62 && e != 0x66 && e != 0x6e && e != 0x72 && e != 0x74) {
@@ -114,7 +132,10 @@ class Checker {
 
   digits(): i32 {
     let n = 0;
-    while (this.peek() >= 0x30 && this.peek() <= 0x39) { this.pos++; n++; }
+    while (this.peek() >= 0x30 && this.peek() <= 0x39) {
+      this.pos++;
+      n++;
+    }
     return n;
   }
 

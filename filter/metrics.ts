@@ -4,7 +4,9 @@ import { defineMetric, incrementMetric, recordMetric, NO_METRIC } from "./host";
 import { OUTCOME_PICKED, OUTCOME_SHED } from "./scoring/decision";
 import { Snapshot } from "./snapshot";
 
-const COUNTER = 0, GAUGE = 1, HISTOGRAM = 2;
+const COUNTER = 0,
+  GAUGE = 1,
+  HISTOGRAM = 2;
 
 export class Metrics {
   picked: u32 = NO_METRIC;
@@ -47,13 +49,22 @@ export class Metrics {
     let id = NO_METRIC;
     if (this.pickIds.has(hash)) {
       id = this.pickIds.get(hash);
-    } else if (this.pickIds.size < 4096) { // bound the stats a churning pool can create
-      id = defineMetric(COUNTER, "endpoint_picker.picks." + snap.address(i).replaceAll(".", "_").replaceAll(":", "_").replaceAll("[", "").replaceAll("]", ""));
+    } else if (this.pickIds.size < 4096) {
+      // bound the stats a churning pool can create
+      id = defineMetric(
+        COUNTER,
+        "endpoint_picker.picks." +
+          snap.address(i).replaceAll(".", "_").replaceAll(":", "_").replaceAll("[", "").replaceAll("]", ""),
+      );
       this.pickIds.set(hash, id);
     }
     incrementMetric(id, 1);
   }
 
-  record(id: u32, value: u64): void { recordMetric(id, value); }
-  count(id: u32): void { incrementMetric(id, 1); }
+  record(id: u32, value: u64): void {
+    recordMetric(id, value);
+  }
+  count(id: u32): void {
+    incrementMetric(id, 1);
+  }
 }

@@ -3,8 +3,13 @@
 // worker VMs (filter/vm-exchange.ts) and the body watchdog (filter/body-watchdog.ts). The HTTP context
 // makes the per-request decision (filter/scoring/) with the VM's request scratch (filter/request-scratch.ts).
 import {
-  RootContext, Context, FilterHeadersStatusValues, FilterDataStatusValues, FilterTrailersStatusValues,
-  HeaderMapTypeValues, BufferTypeValues,
+  RootContext,
+  Context,
+  FilterHeadersStatusValues,
+  FilterDataStatusValues,
+  FilterTrailersStatusValues,
+  HeaderMapTypeValues,
+  BufferTypeValues,
 } from "@solo-io/proxy-runtime/assembly";
 import { PluginConfig, parseConfig, FAIL_OPEN } from "./config";
 import { Pool } from "./pool";
@@ -21,8 +26,19 @@ import { RequestScratch, PROMPT_RESERVE_MAX } from "./request-scratch";
 import { seedRandom } from "./rng";
 import { fnv1a32 } from "./hash";
 import {
-  nowNs, getHeader, removeHeader, replaceHeader, getBuffer, localReply, setTickPeriod, encode, logError,
-  continueRequest, scratch, readHeaderToScratch, readBufferToScratch,
+  nowNs,
+  getHeader,
+  removeHeader,
+  replaceHeader,
+  getBuffer,
+  localReply,
+  setTickPeriod,
+  encode,
+  logError,
+  continueRequest,
+  scratch,
+  readHeaderToScratch,
+  readBufferToScratch,
 } from "./host";
 
 export const ROOT_ID = "endpoint-picker";
@@ -134,7 +150,6 @@ function parseDecimal(ptr: usize, n: i32): i64 {
   return v > 0x7fffffff ? -1 : v;
 }
 
-
 export class PickerStream extends Context {
   private scanner: BodyScanner | null = null;
   private kind: i32 = PROMPT_ANY;
@@ -151,7 +166,10 @@ export class PickerStream extends Context {
   heldIndex: i32 = -1;
   heldAtMs: u64 = 0;
 
-  constructor(context_id: u32, public root: PickerRoot) {
+  constructor(
+    context_id: u32,
+    public root: PickerRoot,
+  ) {
     super(context_id, root);
   }
 
@@ -167,7 +185,11 @@ export class PickerStream extends Context {
       if (objective != null) this.sheddable = root.cfg.priorityOf(String.UTF8.decode(objective)) < 0;
     }
     const watchdog = root.watchdog;
-    if (end_of_stream || root.cfg.maxBodyBytes == 0 || (watchdog.headersOnly && !watchdog.probeDue(nowNs() / 1000000))) {
+    if (
+      end_of_stream ||
+      root.cfg.maxBodyBytes == 0 ||
+      (watchdog.headersOnly && !watchdog.probeDue(nowNs() / 1000000))
+    ) {
       return this.decide() ? FilterHeadersStatusValues.Continue : FilterHeadersStatusValues.StopIteration;
     }
     watchdog.hold(this, nowNs() / 1000000);
@@ -176,17 +198,28 @@ export class PickerStream extends Context {
     // Reserve the prompt copy from content-length, so it is allocated once, but never more than a small
     // amount before the bytes arrive: the header is the client's word, not memory it has sent.
     const expected = parseDecimal(scratch, readHeaderToScratch(HeaderMapTypeValues.RequestHeaders, CONTENT_LENGTH));
-    this.scanner = root.scratch.takeScanner(this.kind, cap, expected > 0 ? <i32>min(expected, min(cap, PROMPT_RESERVE_MAX)) : 256);
+    this.scanner = root.scratch.takeScanner(
+      this.kind,
+      cap,
+      expected > 0 ? <i32>min(expected, min(cap, PROMPT_RESERVE_MAX)) : 256,
+    );
     return FilterHeadersStatusValues.StopIteration; // decided in the body callback, which may still set headers
   }
 
   onRequestBody(body_buffer_length: usize, end_of_stream: bool): FilterDataStatusValues {
-    if (this.heldIndex >= 0) { this.root.watchdog.release(this); this.root.watchdog.bodyArrived(); }
+    if (this.heldIndex >= 0) {
+      this.root.watchdog.release(this);
+      this.root.watchdog.bodyArrived();
+    }
     if (this.decided) return FilterDataStatusValues.Continue;
     const scanner = this.scanner!;
     const limit = <i32>min(<u64>body_buffer_length, <u64>this.root.cfg.maxBodyBytes);
     while (limit > scanner.consumed && !scanner.settled) {
-      const n = readBufferToScratch(BufferTypeValues.HttpRequestBody, <u32>scanner.consumed, <u32>(limit - scanner.consumed));
+      const n = readBufferToScratch(
+        BufferTypeValues.HttpRequestBody,
+        <u32>scanner.consumed,
+        <u32>(limit - scanner.consumed),
+      );
       if (n <= 0) break;
       scanner.feed(scratch, n);
     }
@@ -220,7 +253,10 @@ export class PickerStream extends Context {
   onDelete(): void {
     this.root.watchdog.release(this);
     const s = this.scanner;
-    if (s != null) { this.root.scratch.giveBack(s); this.scanner = null; }
+    if (s != null) {
+      this.root.scratch.giveBack(s);
+      this.scanner = null;
+    }
     if (this.picked) {
       this.root.pool.inflight.finished(this.pickedHash);
       this.root.pool.inflight.adapters.finished(this.pickedHash, this.pickedAdapter);
@@ -234,7 +270,10 @@ export class PickerStream extends Context {
     this.root.watchdog.release(this); // decided (e.g. in the trailers callback): the watchdog has nothing left to do
     const result = this.decideOnce();
     const s = this.scanner;
-    if (s != null) { this.root.scratch.giveBack(s); this.scanner = null; }
+    if (s != null) {
+      this.root.scratch.giveBack(s);
+      this.scanner = null;
+    }
     return result;
   }
 
@@ -247,10 +286,18 @@ export class PickerStream extends Context {
     const pool = root.pool;
     pool.refresh();
     if (pool.isStale(now, <u64>cfg.stalenessLimitMs)) {
-      if (cfg.failureMode == FAIL_OPEN) { root.metrics.count(root.metrics.failOpen); return true; }
+      if (cfg.failureMode == FAIL_OPEN) {
+        root.metrics.count(root.metrics.failOpen);
+        return true;
+      }
       root.metrics.count(root.metrics.failClose);
-      localReply(503, "endpoint_picker_no_fresh_snapshot", pool.snapshot == null ?
-        "endpoint picker: no snapshot of the pool yet\n" : "endpoint picker: the pool snapshot is stale\n");
+      localReply(
+        503,
+        "endpoint_picker_no_fresh_snapshot",
+        pool.snapshot == null
+          ? "endpoint picker: no snapshot of the pool yet\n"
+          : "endpoint picker: the pool snapshot is stale\n",
+      );
       return false;
     }
     const snap = pool.snapshot!;
@@ -261,7 +308,11 @@ export class PickerStream extends Context {
     const outcome = root.decision.decide(snap, snap.profile, pool.inflight, facts);
     root.metrics.outcome(outcome);
     if (outcome == OUTCOME_SHED) {
-      localReply(429, "endpoint_picker_saturated", "endpoint picker: every endpoint is saturated and the request is sheddable\n");
+      localReply(
+        429,
+        "endpoint_picker_saturated",
+        "endpoint picker: every endpoint is saturated and the request is sheddable\n",
+      );
       return false;
     }
     if (outcome != OUTCOME_PICKED) {
@@ -269,7 +320,12 @@ export class PickerStream extends Context {
       return false;
     }
     const i = root.decision.primary;
-    replaceHeader(HeaderMapTypeValues.RequestHeaders, root.destKey, snap.base + <usize>snap.addrOff[i], snap.addrLen[i]);
+    replaceHeader(
+      HeaderMapTypeValues.RequestHeaders,
+      root.destKey,
+      snap.base + <usize>snap.addrOff[i],
+      snap.addrLen[i],
+    );
     const fallbacks = root.decision.fallbacks;
     if (fallbacks.length > 0) {
       let list = "";
@@ -316,7 +372,13 @@ export class PickerStream extends Context {
     const p = snap.profile;
     if (p.prefixWeight <= 0 || !s.promptSeen || s.promptLen == 0) return;
     const chain = root.scratch.chain;
-    chain.compute(modelSeed(modelPtr, facts.modelLen), changetype<usize>(s.prompt), s.promptLen, p.prefixBlockChars, p.prefixMaxBlocks);
+    chain.compute(
+      modelSeed(modelPtr, facts.modelLen),
+      changetype<usize>(s.prompt),
+      s.promptLen,
+      p.prefixBlockChars,
+      p.prefixMaxBlocks,
+    );
     if (chain.count == 0) return;
     if (facts.matched.length != snap.count) {
       facts.matched = new StaticArray<i32>(snap.count);

@@ -54,7 +54,11 @@ export class Pool {
     if (!readMeta(this.meta)) return this.snapshot != null;
     this.contactMs = this.meta.contactMs;
     const current = this.snapshot;
-    if ((current != null && this.loadedMeta == this.meta.version) || (this.badVersion != 0 && this.meta.version == this.badVersion)) return current != null;
+    if (
+      (current != null && this.loadedMeta == this.meta.version) ||
+      (this.badVersion != 0 && this.meta.version == this.badVersion)
+    )
+      return current != null;
     const blob = getShared(SNAPSHOT_KEY);
     if (blob == null) return current != null;
     const decoded = decodeSnapshot(blob);

@@ -30,21 +30,29 @@ function buildLevels(upTo: i32): StaticArray<i32> {
 
 /** Number of canonical levels strictly below `n`. */
 function levelsBelow(n: i32): i32 {
-  let lo = 0, hi = LEVEL_COUNT;
+  let lo = 0,
+    hi = LEVEL_COUNT;
   while (lo < hi) {
     const mid = (lo + hi) >>> 1;
-    if (unchecked(LEVELS[mid]) < n) lo = mid + 1; else hi = mid;
+    if (unchecked(LEVELS[mid]) < n) lo = mid + 1;
+    else hi = mid;
   }
   return lo;
 }
 
 /** How many levels an n-block chain has (canonical levels below n, plus n itself). */
-export function storedCount(n: i32): i32 { return n <= 0 ? 0 : levelsBelow(n) + 1; }
+export function storedCount(n: i32): i32 {
+  return n <= 0 ? 0 : levelsBelow(n) + 1;
+}
 
 /** The level (block count) of entry i of an n-block chain that has c levels. */
-@inline export function levelOf(i: i32, c: i32, n: i32): i32 { return i < c - 1 ? unchecked(LEVELS[i]) : n; }
+@inline export function levelOf(i: i32, c: i32, n: i32): i32 {
+  return i < c - 1 ? unchecked(LEVELS[i]) : n;
+}
 
-export function modelSeed(ptr: usize, len: i32): u32 { return blockHash(0x5eed, ptr, len); }
+export function modelSeed(ptr: usize, len: i32): u32 {
+  return blockHash(0x5eed, ptr, len);
+}
 
 /** The chain of one request: hashes[k-1] = h_k. Reused across requests. */
 export class PrefixChain {
@@ -65,13 +73,15 @@ export class PrefixChain {
     let h = seed;
     for (let k = 0; k < n; k++) {
       h = blockHash(h, ptr + <usize>(k * blockChars), blockChars);
-      unchecked(this.hashes[k] = h);
+      unchecked((this.hashes[k] = h));
     }
     this.count = n;
   }
 
   /** The hash at level entry i (of `storedCount(count)`). */
-  @inline levelHash(i: i32, c: i32): u32 { return unchecked(this.hashes[levelOf(i, c, this.count) - 1]); }
+  @inline levelHash(i: i32, c: i32): u32 {
+    return unchecked(this.hashes[levelOf(i, c, this.count) - 1]);
+  }
 }
 
 /**
@@ -134,8 +144,9 @@ class Generation {
 
   /** The head of the key's holder list, or -1 when no endpoint was recorded with it. */
   private headOf(key: u32): i32 {
-    const keys = changetype<usize>(this.keys), mask = <usize>this.keyMask;
-    let s = <usize>Generation.mix(key) & mask;
+    const keys = changetype<usize>(this.keys),
+      mask = <usize>this.keyMask;
+    let s = (<usize>Generation.mix(key)) & mask;
     while (true) {
       const k = load<u32>(keys + (s << 3));
       if (k == key) return load<i32>(keys + (s << 3), 4);
@@ -145,12 +156,15 @@ class Generation {
   }
 
   /** Some endpoint was recorded with `key`. */
-  holds(key: u32): bool { return this.headOf(key) >= 0; }
+  holds(key: u32): bool {
+    return this.headOf(key) >= 0;
+  }
 
   has(key: u32, ep: u32): bool {
     const f = Generation.fingerprint(key, ep);
-    const pairs = changetype<usize>(this.pairs), mask = <usize>this.pairMask;
-    let s = <usize>f & mask;
+    const pairs = changetype<usize>(this.pairs),
+      mask = <usize>this.pairMask;
+    let s = (<usize>f) & mask;
     while (true) {
       const k = load<u32>(pairs + (s << 2));
       if (k == f) return true;
@@ -162,37 +176,56 @@ class Generation {
   /** Adds the pair (the caller checked it is absent and that the generation is not full). */
   add(key: u32, ep: u32): void {
     const f = Generation.fingerprint(key, ep);
-    let p = <i32>f & this.pairMask;
+    let p = (<i32>f) & this.pairMask;
     while (unchecked(this.pairs[p]) != 0) p = (p + 1) & this.pairMask;
-    unchecked(this.pairs[p] = f);
-    let s = <i32>Generation.mix(key) & this.keyMask;
+    unchecked((this.pairs[p] = f));
+    let s = (<i32>Generation.mix(key)) & this.keyMask;
     let head = -1;
     while (true) {
       const k = unchecked(this.keys[s << 1]);
-      if (k == key) { head = <i32>unchecked(this.keys[(s << 1) + 1]); break; }
-      if (k == 0) { unchecked(this.keys[s << 1] = key); break; }
+      if (k == key) {
+        head = <i32>unchecked(this.keys[(s << 1) + 1]);
+        break;
+      }
+      if (k == 0) {
+        unchecked((this.keys[s << 1] = key));
+        break;
+      }
       s = (s + 1) & this.keyMask;
     }
     const e = this.used++;
-    unchecked(this.eps[e] = ep);
-    unchecked(this.next[e] = head);
-    unchecked(this.keys[(s << 1) + 1] = <u32>e);
+    unchecked((this.eps[e] = ep));
+    unchecked((this.next[e] = head));
+    unchecked((this.keys[(s << 1) + 1] = <u32>e));
   }
 
   /**
    * Raises to `level`, in `matched` (indexed like `snap`) and in `also` when given, every endpoint recorded
    * with `key`; returns how many of them had a match of exactly `floor` in `matched` before.
    */
-  mark(key: u32, level: i32, floor: i32, snap: Snapshot, matched: StaticArray<i32>, also: StaticArray<i32> | null): i32 {
+  mark(
+    key: u32,
+    level: i32,
+    floor: i32,
+    snap: Snapshot,
+    matched: StaticArray<i32>,
+    also: StaticArray<i32> | null,
+  ): i32 {
     let raised = 0;
-    const eps = changetype<usize>(this.eps), next = changetype<usize>(this.next);
-    const matchedP = changetype<usize>(matched), alsoP = changetype<usize>(also), n = matched.length;
-    for (let e = this.headOf(key); e >= 0; e = load<i32>(next + (<usize>e << 2))) {
-      const i = snap.indexOfHash(load<u32>(eps + (<usize>e << 2)));
+    const eps = changetype<usize>(this.eps),
+      next = changetype<usize>(this.next);
+    const matchedP = changetype<usize>(matched),
+      alsoP = changetype<usize>(also),
+      n = matched.length;
+    for (let e = this.headOf(key); e >= 0; e = load<i32>(next + ((<usize>e) << 2))) {
+      const i = snap.indexOfHash(load<u32>(eps + ((<usize>e) << 2)));
       if (i < 0 || i >= n) continue;
-      const at = <usize>i << 2;
+      const at = (<usize>i) << 2;
       const m = load<i32>(matchedP + at);
-      if (m < level) { if (m == floor) raised++; store<i32>(matchedP + at, level); }
+      if (m < level) {
+        if (m == floor) raised++;
+        store<i32>(matchedP + at, level);
+      }
       if (alsoP != 0 && load<i32>(alsoP + at) < level) store<i32>(alsoP + at, level);
     }
     return raised;
@@ -224,16 +257,19 @@ export class PrefixIndex {
   lookup(chain: PrefixChain, snap: Snapshot, matched: StaticArray<i32>, current: StaticArray<i32>): i32 {
     const c = storedCount(chain.count);
     // The deepest entry with a holder, assuming every entry above it has one (as the nesting says).
-    let lo = 0, hi = c; // entries below lo have a holder; entries from hi on have none
+    let lo = 0,
+      hi = c; // entries below lo have a holder; entries from hi on have none
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
       const key = chain.levelHash(mid, c);
-      if (this.cur.holds(key) || this.prev.holds(key)) lo = mid + 1; else hi = mid;
+      if (this.cur.holds(key) || this.prev.holds(key)) lo = mid + 1;
+      else hi = mid;
     }
     if (lo == 0) return 0;
     const first = levelOf(0, c, chain.count);
     const key0 = chain.levelHash(0, c);
-    let unsettled = this.cur.mark(key0, first, 0, snap, matched, current) + this.prev.mark(key0, first, 0, snap, matched, null);
+    let unsettled =
+      this.cur.mark(key0, first, 0, snap, matched, current) + this.prev.mark(key0, first, 0, snap, matched, null);
     for (let j = lo - 1; j > 0 && unsettled > 0; j--) {
       const key = chain.levelHash(j, c);
       const level = levelOf(j, c, chain.count);
@@ -252,7 +288,10 @@ export class PrefixIndex {
     const c = storedCount(chain.count);
     // A chain goes into one generation: split across a swap, its first levels would age out with the older
     // generation while its deepest, found in the current one, keep `known` from recording them again.
-    if (this.cur.used + c > this.cur.limit) { this.swap(); known = 0; }
+    if (this.cur.used + c > this.cur.limit) {
+      this.swap();
+      known = 0;
+    }
     for (let j = 0; j < c; j++) {
       if (levelOf(j, c, chain.count) <= known) continue;
       this.insert(chain.levelHash(j, c), ep);
@@ -274,12 +313,14 @@ export class PrefixIndex {
     this.cur = old;
   }
 
-  get size(): i32 { return this.cur.used + this.prev.used; }
+  get size(): i32 {
+    return this.cur.used + this.prev.used;
+  }
 }
 
 /** Entries per generation for a profile: GIE's blocks per endpoint x endpoints, over the ~5x level sampling. */
 export function indexCapacity(lruPerEndpoint: i32, endpoints: i32): i32 {
-  const want = <i64>max(lruPerEndpoint, 1) * <i64>max(endpoints, 1) / 4;
+  const want = (<i64>max(lruPerEndpoint, 1) * <i64>max(endpoints, 1)) / 4;
   if (want < 4096) return 4096;
   if (want > 262144) return 262144;
   return <i32>want;

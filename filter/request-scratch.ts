@@ -24,5 +24,7 @@ export class RequestScratch {
   }
 
   /** Returns a scanner to the pool (a few, with small buffers: a rare huge prompt does not stay resident). */
-  giveBack(s: BodyScanner): void { if (this.scanners.length < 64 && s.prompt.length <= PROMPT_RESERVE_MAX) this.scanners.push(s); }
+  giveBack(s: BodyScanner): void {
+    if (this.scanners.length < 64 && s.prompt.length <= PROMPT_RESERVE_MAX) this.scanners.push(s);
+  }
 }

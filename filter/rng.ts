@@ -11,7 +11,7 @@ function splitmix(x: u64): u64 {
 }
 
 export function seedRandom(nowNs: u64, contextId: u32): void {
-  state = splitmix(nowNs ^ (<u64>contextId << 40) ^ state);
+  state = splitmix(nowNs ^ ((<u64>contextId) << 40) ^ state);
   if (state == 0) state = 0x2545f4914f6cdd1d;
 }
 

@@ -61,7 +61,9 @@ export class Snapshot {
   baseSet: StaticArray<u32> = new StaticArray<u32>(0);
 
   /** Some endpoint lists the adapter with this hash (running or waiting). */
-  isAdapter(h: u32): bool { return sortedHas(this.adapterSet, h); }
+  isAdapter(h: u32): bool {
+    return sortedHas(this.adapterSet, h);
+  }
 
   /**
    * A request naming this model asks for a LoRA adapter: some endpoint lists it, or the pool reports LoRA
@@ -72,7 +74,9 @@ export class Snapshot {
   }
 
   /** The pool serves the base model with this hash (the snapshot's base-model section). */
-  isBaseModel(h: u32): bool { return sortedHas(this.baseSet, h); }
+  isBaseModel(h: u32): bool {
+    return sortedHas(this.baseSet, h);
+  }
 
   /** Endpoint `i` lists the adapter with this hash (running or waiting). */
   listsAdapter(i: i32, h: u32): bool {
@@ -84,9 +88,15 @@ export class Snapshot {
   /** Open-addressed index addrHash -> endpoint index + 1 (0 = empty), for the shared tables keyed by address. */
   private byHash: StaticArray<i32> = new StaticArray<i32>(0);
 
-  get base(): usize { return changetype<usize>(this.blob); }
-  has(i: i32, flag: u8): bool { return (unchecked(this.flags[i]) & flag) != 0; }
-  address(i: i32): string { return this.text(this.addrOff[i], this.addrLen[i]); }
+  get base(): usize {
+    return changetype<usize>(this.blob);
+  }
+  has(i: i32, flag: u8): bool {
+    return (unchecked(this.flags[i]) & flag) != 0;
+  }
+  address(i: i32): string {
+    return this.text(this.addrOff[i], this.addrLen[i]);
+  }
   runningAdapter(i: i32, k: i32): string {
     const a = this.runStart[i] + k;
     return this.text(this.adapterOff[a], this.adapterLen[a]);
@@ -95,19 +105,22 @@ export class Snapshot {
     const a = this.runStart[i] + this.runCount[i] + k;
     return this.text(this.adapterOff[a], this.adapterLen[a]);
   }
-  private text(off: i32, len: i32): string { return String.UTF8.decodeUnsafe(this.base + <usize>off, <usize>len); }
+  private text(off: i32, len: i32): string {
+    return String.UTF8.decodeUnsafe(this.base + <usize>off, <usize>len);
+  }
 
   /** Index of the endpoint whose address hashes to `h`, or -1. */
   indexOfHash(h: u32): i32 {
     const mask = this.byHash.length - 1;
     if (mask < 0) return -1;
     // Raw pointers in the probe loop: managed references used in a loop are spilled to the GC's shadow stack.
-    const byHash = changetype<usize>(this.byHash), addrHash = changetype<usize>(this.addrHash);
-    let s = <i32>(h & <u32>mask);
+    const byHash = changetype<usize>(this.byHash),
+      addrHash = changetype<usize>(this.addrHash);
+    let s = <i32>(h & (<u32>mask));
     for (let n = 0; n <= mask; n++) {
-      const v = load<i32>(byHash + (<usize>s << 2));
+      const v = load<i32>(byHash + ((<usize>s) << 2));
       if (v == 0) return -1;
-      if (load<u32>(addrHash + (<usize>(v - 1) << 2)) == h) return v - 1;
+      if (load<u32>(addrHash + ((<usize>(v - 1)) << 2)) == h) return v - 1;
       s = (s + 1) & mask;
     }
     return -1;
@@ -124,18 +137,20 @@ export class Snapshot {
     const mask = size - 1;
     for (let i = 0; i < this.count; i++) {
       const h = unchecked(this.addrHash[i]);
-      let s = <i32>(h & <u32>mask);
+      let s = <i32>(h & (<u32>mask));
       let duplicate = false;
       while (unchecked(t[s]) != 0) {
-        if (unchecked(this.addrHash[unchecked(t[s]) - 1]) == h) { duplicate = true; break; }
+        if (unchecked(this.addrHash[unchecked(t[s]) - 1]) == h) {
+          duplicate = true;
+          break;
+        }
         s = (s + 1) & mask;
       }
-      if (duplicate) unchecked(this.flags[i] |= FLAG_UNUSABLE);
-      else unchecked(t[s] = i + 1);
+      if (duplicate) unchecked((this.flags[i] |= FLAG_UNUSABLE));
+      else unchecked((t[s] = i + 1));
     }
     this.byHash = t;
   }
-
 }
 
 /** Reads the version without decoding or checking the rest. */
@@ -149,7 +164,13 @@ export let lastError: string = "";
 class Reader {
   pos: i32;
   ok: bool = true;
-  constructor(public base: usize, public end: i32, start: i32) { this.pos = start; }
+  constructor(
+    public base: usize,
+    public end: i32,
+    start: i32,
+  ) {
+    this.pos = start;
+  }
 
   need(n: i32): bool {
     if (!this.ok || n < 0 || this.pos > this.end - n) {
@@ -215,7 +236,9 @@ class Reader {
     return this.pos + <i32>n;
   }
   /** A reader over [pos, end) of the same blob. */
-  sub(end: i32): Reader { return new Reader(this.base, end, this.pos); }
+  sub(end: i32): Reader {
+    return new Reader(this.base, end, this.pos);
+  }
 }
 
 /** An address goes into a header verbatim: refuse empty ones and bytes a header value cannot carry. */
@@ -232,40 +255,71 @@ function usableAddress(base: usize, off: i32, len: i32): bool {
 export function decodeSnapshot(buf: ArrayBuffer): Snapshot | null {
   const len = buf.byteLength;
   const base = changetype<usize>(buf);
-  if (len < HEADER_SIZE) { lastError = "shorter than the header"; return null; }
+  if (len < HEADER_SIZE) {
+    lastError = "shorter than the header";
+    return null;
+  }
   if (load<u8>(base) != 0x45 || load<u8>(base, 1) != 0x50 || load<u8>(base, 2) != 0x53 || load<u8>(base, 3) != 0x31) {
-    lastError = "bad magic"; return null;
+    lastError = "bad magic";
+    return null;
   }
   const format = load<u16>(base, 4);
   if (format != FORMAT) {
-    lastError = "unsupported format " + format.toString() + (format < FORMAT ? " (the companion is older than this filter: upgrade it)" : " (the companion is newer than this filter)");
+    lastError =
+      "unsupported format " +
+      format.toString() +
+      (format < FORMAT
+        ? " (the companion is older than this filter: upgrade it)"
+        : " (the companion is newer than this filter)");
     return null;
   }
   const headerSize = <i32>load<u16>(base, 6);
   const totalSize = load<u32>(base, 24);
-  if (totalSize != <u32>len) { lastError = "size mismatch"; return null; }
-  if (headerSize < HEADER_SIZE || headerSize > len) { lastError = "bad header size"; return null; }
-  if (fnv1a32(base + <usize>headerSize, len - headerSize) != load<u32>(base, 28)) { lastError = "checksum mismatch"; return null; }
+  if (totalSize != <u32>len) {
+    lastError = "size mismatch";
+    return null;
+  }
+  if (headerSize < HEADER_SIZE || headerSize > len) {
+    lastError = "bad header size";
+    return null;
+  }
+  if (fnv1a32(base + <usize>headerSize, len - headerSize) != load<u32>(base, 28)) {
+    lastError = "checksum mismatch";
+    return null;
+  }
 
   const snap = new Snapshot();
   snap.blob = buf;
   snap.version = load<u64>(base, 8);
   snap.generatedAtMs = load<u64>(base, 16);
   const r = new Reader(base, len, headerSize);
-  let sawProfile = false, sawEndpoints = false;
+  let sawProfile = false,
+    sawEndpoints = false;
   while (r.ok && r.pos < len) {
     const id = r.u16();
     const end = r.sized();
     if (!r.ok) return null;
     const body = r.sub(end);
-    if (id == SECTION_PROFILE) { sawProfile = true; if (!readProfile(body, snap)) return null; }
-    else if (id == SECTION_ENDPOINTS) { sawEndpoints = true; if (!readEndpoints(body, snap)) return null; }
-    else if (id == SECTION_BASE_MODELS) { if (!readBaseModels(body, snap)) return null; }
+    if (id == SECTION_PROFILE) {
+      sawProfile = true;
+      if (!readProfile(body, snap)) return null;
+    } else if (id == SECTION_ENDPOINTS) {
+      sawEndpoints = true;
+      if (!readEndpoints(body, snap)) return null;
+    } else if (id == SECTION_BASE_MODELS) {
+      if (!readBaseModels(body, snap)) return null;
+    }
     r.pos = end; // a section of a later revision, or bytes a known section gained: skipped
   }
   if (!r.ok) return null;
-  if (!sawProfile) { lastError = "no profile section"; return null; }
-  if (!sawEndpoints) { lastError = "no endpoints section"; return null; }
+  if (!sawProfile) {
+    lastError = "no profile section";
+    return null;
+  }
+  if (!sawEndpoints) {
+    lastError = "no endpoints section";
+    return null;
+  }
   for (let i = 0; i < snap.count; i++) if ((unchecked(snap.flags[i]) & FLAG_LORA) != 0) snap.anyLora = true;
   snap.adapterSet = sortedUnique(snap.adapterHash);
   snap.profile = buildProfile(snap.entries);
@@ -288,11 +342,21 @@ function readProfile(r: Reader, snap: Snapshot): bool {
     for (let j = 0; j < count && e.ok; j++) {
       params.names.push(e.text());
       const kind = e.u8();
-      if (kind == PARAM_NUMBER) { params.numbers.push(e.f64()); params.strings.push(null); }
-      else if (kind == PARAM_STRING) { params.numbers.push(NaN); params.strings.push(e.text()); }
-      else { lastError = "plugin " + type + ": unknown parameter kind " + kind.toString(); return false; }
+      if (kind == PARAM_NUMBER) {
+        params.numbers.push(e.f64());
+        params.strings.push(null);
+      } else if (kind == PARAM_STRING) {
+        params.numbers.push(NaN);
+        params.strings.push(e.text());
+      } else {
+        lastError = "plugin " + type + ": unknown parameter kind " + kind.toString();
+        return false;
+      }
     }
-    if (!e.ok) { r.ok = false; return false; }
+    if (!e.ok) {
+      r.ok = false;
+      return false;
+    }
     snap.entries.push(new PluginEntry(role, type, weight, params));
     r.pos = end;
   }
@@ -301,7 +365,10 @@ function readProfile(r: Reader, snap: Snapshot): bool {
 
 function readEndpoints(r: Reader, snap: Snapshot): bool {
   const count = <i32>r.u32();
-  if (!r.ok || count < 0 || count > (r.end - r.pos) / MIN_RECORD) { lastError = "bad endpoint count"; return false; }
+  if (!r.ok || count < 0 || count > (r.end - r.pos) / MIN_RECORD) {
+    lastError = "bad endpoint count";
+    return false;
+  }
   const base = r.base;
   snap.count = count;
   snap.addrOff = new StaticArray<i32>(count);
@@ -328,35 +395,44 @@ function readEndpoints(r: Reader, snap: Snapshot): bool {
     const loraMax = e.u16();
     const ao = e.str();
     const al = e.lastLen;
-    unchecked(snap.runStart[i] = adapterOff.length);
+    unchecked((snap.runStart[i] = adapterOff.length));
     let n = <i32>e.u16();
-    for (let k = 0; k < n && e.ok; k++) { adapterOff.push(e.str()); adapterLen.push(e.lastLen); }
-    unchecked(snap.runCount[i] = n);
+    for (let k = 0; k < n && e.ok; k++) {
+      adapterOff.push(e.str());
+      adapterLen.push(e.lastLen);
+    }
+    unchecked((snap.runCount[i] = n));
     n = <i32>e.u16();
-    for (let k = 0; k < n && e.ok; k++) { adapterOff.push(e.str()); adapterLen.push(e.lastLen); }
-    unchecked(snap.waitCount[i] = n);
-    if (!e.ok) { r.ok = false; return false; }
+    for (let k = 0; k < n && e.ok; k++) {
+      adapterOff.push(e.str());
+      adapterLen.push(e.lastLen);
+    }
+    unchecked((snap.waitCount[i] = n));
+    if (!e.ok) {
+      r.ok = false;
+      return false;
+    }
     r.pos = end; // fields a later revision appended to the record: skipped
     if (!usableAddress(base, ao, al)) flags |= FLAG_UNUSABLE;
     if (!isFinite(kv) || kv < 0) kv = 0;
     if (kv > 1) kv = 1;
-    unchecked(snap.addrOff[i] = ao);
-    unchecked(snap.addrLen[i] = al);
-    unchecked(snap.addrHash[i] = fnv1a32(base + <usize>ao, al));
-    unchecked(snap.flags[i] = flags);
-    unchecked(snap.queued[i] = (flags & FLAG_QUEUE) != 0 ? <f64>queued : 0);
-    unchecked(snap.running[i] = (flags & FLAG_RUNNING) != 0 ? <f64>running : 0);
-    unchecked(snap.kv[i] = kv);
-    unchecked(snap.loraMax[i] = <i32>loraMax);
+    unchecked((snap.addrOff[i] = ao));
+    unchecked((snap.addrLen[i] = al));
+    unchecked((snap.addrHash[i] = fnv1a32(base + <usize>ao, al)));
+    unchecked((snap.flags[i] = flags));
+    unchecked((snap.queued[i] = (flags & FLAG_QUEUE) != 0 ? <f64>queued : 0));
+    unchecked((snap.running[i] = (flags & FLAG_RUNNING) != 0 ? <f64>running : 0));
+    unchecked((snap.kv[i] = kv));
+    unchecked((snap.loraMax[i] = <i32>loraMax));
   }
   const total = adapterOff.length;
   snap.adapterOff = new StaticArray<i32>(total);
   snap.adapterLen = new StaticArray<i32>(total);
   snap.adapterHash = new StaticArray<u32>(total);
   for (let k = 0; k < total; k++) {
-    unchecked(snap.adapterOff[k] = adapterOff[k]);
-    unchecked(snap.adapterLen[k] = adapterLen[k]);
-    unchecked(snap.adapterHash[k] = fnv1a32(base + <usize>adapterOff[k], adapterLen[k]));
+    unchecked((snap.adapterOff[k] = adapterOff[k]));
+    unchecked((snap.adapterLen[k] = adapterLen[k]));
+    unchecked((snap.adapterHash[k] = fnv1a32(base + <usize>adapterOff[k], adapterLen[k])));
   }
   return true;
 }
@@ -366,7 +442,7 @@ function readBaseModels(r: Reader, snap: Snapshot): bool {
   const bases = new StaticArray<u32>(max(n, 0));
   for (let k = 0; k < n && r.ok; k++) {
     const off = r.str();
-    if (r.ok) unchecked(bases[k] = fnv1a32(r.base + <usize>off, r.lastLen));
+    if (r.ok) unchecked((bases[k] = fnv1a32(r.base + <usize>off, r.lastLen)));
   }
   if (!r.ok) return false;
   snap.baseSet = sortedUnique(bases);
@@ -378,17 +454,20 @@ function sortedUnique(hashes: StaticArray<u32>): StaticArray<u32> {
   const sorted = hashes.slice<StaticArray<u32>>(0);
   sorted.sort();
   let unique = 0;
-  for (let k = 0; k < sorted.length; k++) if (k == 0 || unchecked(sorted[k]) != unchecked(sorted[k - 1])) unchecked(sorted[unique++] = sorted[k]);
+  for (let k = 0; k < sorted.length; k++)
+    if (k == 0 || unchecked(sorted[k]) != unchecked(sorted[k - 1])) unchecked((sorted[unique++] = sorted[k]));
   return sorted.slice<StaticArray<u32>>(0, unique);
 }
 
 function sortedHas(set: StaticArray<u32>, h: u32): bool {
-  let lo = 0, hi = set.length;
+  let lo = 0,
+    hi = set.length;
   while (lo < hi) {
     const mid = (lo + hi) >>> 1;
     const v = unchecked(set[mid]);
     if (v == h) return true;
-    if (v < h) lo = mid + 1; else hi = mid;
+    if (v < h) lo = mid + 1;
+    else hi = mid;
   }
   return false;
 }

@@ -35,7 +35,10 @@ export class VmExchange {
     const inflight = pool.inflight;
     inflight.readOthers(table, this.vm, now);
     if (!inflight.changed && now - this.lastPublishMs < PUBLISH_EVERY_MS) return;
-    if (setShared(INFLIGHT_KEY, inflight.publish(table, this.vm, now), table == null ? 0 : cas) == WasmResultValues.Ok && table != null) {
+    if (
+      setShared(INFLIGHT_KEY, inflight.publish(table, this.vm, now), table == null ? 0 : cas) == WasmResultValues.Ok &&
+      table != null
+    ) {
       this.lastPublishMs = now;
     } else {
       // Another VM wrote first, or the key was absent (cas 0 sets unconditionally, so a VM writing at the
@@ -54,7 +57,10 @@ export class VmExchange {
       const vm = unchecked(others[k]);
       let key: ArrayBuffer;
       if (this.otherJournalKeys.has(vm)) key = this.otherJournalKeys.get(vm);
-      else { key = journalKey(vm); this.otherJournalKeys.set(vm, key); }
+      else {
+        key = journalKey(vm);
+        this.otherJournalKeys.set(vm, key);
+      }
       const j = getShared(key);
       if (j == null) continue;
       if (this.otherJournalCas.has(vm) && this.otherJournalCas.get(vm) == lastCas) continue; // nothing new
@@ -64,7 +70,9 @@ export class VmExchange {
   }
 
   /** The VM is going away: its journal is emptied, so readers stop copying it. */
-  leave(): void { setShared(this.journalKey, new ArrayBuffer(0)); }
+  leave(): void {
+    setShared(this.journalKey, new ArrayBuffer(0));
+  }
 }
 
 /**
@@ -81,8 +89,10 @@ function allocateVmId(): u32 {
     store<u32>(changetype<usize>(next), n);
     if (setShared(VM_COUNTER_KEY, next, v == null ? 0 : cas) == WasmResultValues.Ok) break;
   }
-  const id = (<u32>(nextU64() >> 32) & 0xffff0000) | (n & 0xffff);
+  const id = ((<u32>(nextU64() >> 32)) & 0xffff0000) | (n & 0xffff);
   return id == 0 ? 1 : id;
 }
 
-function journalKey(vm: u32): ArrayBuffer { return encode("endpoint-picker.prefix." + vm.toString()); }
+function journalKey(vm: u32): ArrayBuffer {
+  return encode("endpoint-picker.prefix." + vm.toString());
+}

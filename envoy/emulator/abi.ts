@@ -2,32 +2,61 @@
 
 /** WasmResult, returned by every host function. */
 export const WasmResult = {
-  Ok: 0, NotFound: 1, BadArgument: 2, SerializationFailure: 3, ParseFailure: 4, BadExpression: 5,
-  InvalidMemoryAccess: 6, Empty: 7, CasMismatch: 8, ResultMismatch: 9, InternalFailure: 10,
-  BrokenConnection: 11, Unimplemented: 12,
+  Ok: 0,
+  NotFound: 1,
+  BadArgument: 2,
+  SerializationFailure: 3,
+  ParseFailure: 4,
+  BadExpression: 5,
+  InvalidMemoryAccess: 6,
+  Empty: 7,
+  CasMismatch: 8,
+  ResultMismatch: 9,
+  InternalFailure: 10,
+  BrokenConnection: 11,
+  Unimplemented: 12,
 } as const;
 
 export const HeaderMapType = {
-  RequestHeaders: 0, RequestTrailers: 1, ResponseHeaders: 2, ResponseTrailers: 3,
-  GrpcReceiveInitialMetadata: 4, GrpcReceiveTrailingMetadata: 5,
-  HttpCallResponseHeaders: 6, HttpCallResponseTrailers: 7,
+  RequestHeaders: 0,
+  RequestTrailers: 1,
+  ResponseHeaders: 2,
+  ResponseTrailers: 3,
+  GrpcReceiveInitialMetadata: 4,
+  GrpcReceiveTrailingMetadata: 5,
+  HttpCallResponseHeaders: 6,
+  HttpCallResponseTrailers: 7,
 } as const;
 export const HEADER_MAP_MAX = 7;
 
 export const BufferType = {
-  HttpRequestBody: 0, HttpResponseBody: 1, NetworkDownstreamData: 2, NetworkUpstreamData: 3,
-  HttpCallResponseBody: 4, GrpcReceiveBuffer: 5, VmConfiguration: 6, PluginConfiguration: 7, CallData: 8,
+  HttpRequestBody: 0,
+  HttpResponseBody: 1,
+  NetworkDownstreamData: 2,
+  NetworkUpstreamData: 3,
+  HttpCallResponseBody: 4,
+  GrpcReceiveBuffer: 5,
+  VmConfiguration: 6,
+  PluginConfiguration: 7,
+  CallData: 8,
 } as const;
 export const BUFFER_MAX = 8;
 
 /** Return values of proxy_on_request_headers / proxy_on_response_headers. */
 export const FilterHeadersStatus = {
-  Continue: 0, StopIteration: 1, ContinueAndEndStream: 2, StopAllIterationAndBuffer: 3, StopAllIterationAndWatermark: 4,
+  Continue: 0,
+  StopIteration: 1,
+  ContinueAndEndStream: 2,
+  StopAllIterationAndBuffer: 3,
+  StopAllIterationAndWatermark: 4,
 } as const;
 
 /** Return values of proxy_on_*_body. */
 export const FilterDataStatus = {
-  Continue: 0, StopIterationAndBuffer: 1, StopIterationAndWatermark: 2, StopIterationNoBuffer: 3,
+  Continue: 0,
+  StopIterationAndBuffer: 1,
+  StopIterationAndWatermark: 2,
+  StopIterationNoBuffer: 3,
 } as const;
 
 export const StreamType = { Request: 0, Response: 1, Downstream: 2, Upstream: 3 } as const;

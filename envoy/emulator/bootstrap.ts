@@ -4,7 +4,10 @@
 import { parse } from "yaml";
 import { readFileSync } from "node:fs";
 
-export interface SocketAddress { address: string; port: number }
+export interface SocketAddress {
+  address: string;
+  port: number;
+}
 
 export type HeaderMatch =
   | { name: string; kind: "present"; present: boolean; invert: boolean }
@@ -20,7 +23,11 @@ export interface Route {
   direct?: { status: number; body: string };
 }
 
-export interface VirtualHost { name: string; domains: string[]; routes: Route[] }
+export interface VirtualHost {
+  name: string;
+  domains: string[];
+  routes: Route[];
+}
 
 export interface WasmFilterConfig {
   name: string;
@@ -54,13 +61,18 @@ export interface Cluster {
   originalDstHeader: string | null;
 }
 
-export interface Bootstrap { listeners: Listener[]; clusters: Map<string, Cluster> }
+export interface Bootstrap {
+  listeners: Listener[];
+  clusters: Map<string, Cluster>;
+}
 
 export class BootstrapError extends Error {}
 
 type Obj = Record<string, unknown>;
 
-function fail(path: string, msg: string): never { throw new BootstrapError(`${path}: ${msg}`); }
+function fail(path: string, msg: string): never {
+  throw new BootstrapError(`${path}: ${msg}`);
+}
 
 function obj(v: unknown, path: string): Obj {
   if (v === null || typeof v !== "object" || Array.isArray(v)) fail(path, "must be an object");
@@ -81,7 +93,8 @@ function bool(v: unknown, path: string): boolean {
 }
 function port(v: unknown, path: string): number {
   const n = typeof v === "string" ? Number(v) : v;
-  if (typeof n !== "number" || !Number.isInteger(n) || n < 0 || n > 65535) fail(path, `must be a port number, got ${JSON.stringify(v)}`);
+  if (typeof n !== "number" || !Number.isInteger(n) || n < 0 || n > 65535)
+    fail(path, `must be a port number, got ${JSON.stringify(v)}`);
   return n;
 }
 /** Protobuf Duration as YAML: "1s", "0.25s", "500ms" is not valid proto JSON, but seconds strings are. */
@@ -103,7 +116,8 @@ function only(o: Obj, path: string, known: string[], ignored: string[] = []): vo
   }
 }
 
-const HCM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+const HCM_TYPE =
+  "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 const WASM_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
 const HEADER_MUTATION_TYPE = "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation";
 const ROUTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
@@ -113,15 +127,28 @@ function socketAddress(v: unknown, path: string): SocketAddress {
   const a = obj(obj(v, path).socket_address, `${path}.socket_address`);
   only(a, `${path}.socket_address`, ["address", "port_value"], ["protocol"]);
   if (a.protocol !== undefined && a.protocol !== "TCP") fail(`${path}.socket_address.protocol`, "only TCP");
-  return { address: str(a.address, `${path}.socket_address.address`), port: port(a.port_value, `${path}.socket_address.port_value`) };
+  return {
+    address: str(a.address, `${path}.socket_address.address`),
+    port: port(a.port_value, `${path}.socket_address.port_value`),
+  };
 }
 
 function headerMatcher(v: unknown, path: string): HeaderMatch {
   const h = obj(v, path);
-  only(h, path, ["name", "present_match", "exact_match", "prefix_match", "suffix_match", "contains_match", "string_match", "invert_match"]);
+  only(h, path, [
+    "name",
+    "present_match",
+    "exact_match",
+    "prefix_match",
+    "suffix_match",
+    "contains_match",
+    "string_match",
+    "invert_match",
+  ]);
   const name = str(h.name, `${path}.name`).toLowerCase();
   const invert = h.invert_match === undefined ? false : bool(h.invert_match, `${path}.invert_match`);
-  if (h.present_match !== undefined) return { name, kind: "present", present: bool(h.present_match, `${path}.present_match`), invert };
+  if (h.present_match !== undefined)
+    return { name, kind: "present", present: bool(h.present_match, `${path}.present_match`), invert };
   for (const k of ["exact", "prefix", "suffix", "contains"] as const) {
     if (h[`${k}_match`] !== undefined) return { name, kind: k, value: String(h[`${k}_match`]), invert };
   }
@@ -145,7 +172,10 @@ function route(v: unknown, path: string): Route {
   const out: Route = {
     prefix: m.prefix === undefined ? undefined : String(m.prefix),
     path: m.path === undefined ? undefined : String(m.path),
-    headers: m.headers === undefined ? [] : arr(m.headers, `${path}.match.headers`).map((h, i) => headerMatcher(h, `${path}.match.headers[${i}]`)),
+    headers:
+      m.headers === undefined
+        ? []
+        : arr(m.headers, `${path}.match.headers`).map((h, i) => headerMatcher(h, `${path}.match.headers[${i}]`)),
     timeoutMs: 15000,
   };
   if (r.route !== undefined) {
@@ -167,7 +197,8 @@ function route(v: unknown, path: string): Route {
 function stringValue(v: unknown, path: string): string {
   if (typeof v === "string") return v;
   const o = obj(v, path);
-  if (o["@type"] !== STRING_VALUE) fail(`${path}.@type`, `only ${STRING_VALUE} is supported, got ${JSON.stringify(o["@type"])}`);
+  if (o["@type"] !== STRING_VALUE)
+    fail(`${path}.@type`, `only ${STRING_VALUE} is supported, got ${JSON.stringify(o["@type"])}`);
   only(o, path, ["@type", "value"]);
   return o.value === undefined ? "" : String(o.value);
 }
@@ -176,11 +207,25 @@ function wasmFilter(v: unknown, path: string): WasmFilterConfig {
   const tc = obj(v, path);
   only(tc, path, ["@type", "config"]);
   const c = obj(tc.config, `${path}.config`);
-  only(c, `${path}.config`, ["name", "root_id", "vm_config", "configuration", "fail_open", "failure_policy", "allow_on_headers_stop_iteration"]);
+  only(c, `${path}.config`, [
+    "name",
+    "root_id",
+    "vm_config",
+    "configuration",
+    "fail_open",
+    "failure_policy",
+    "allow_on_headers_stop_iteration",
+  ]);
   const vc = obj(c.vm_config, `${path}.config.vm_config`);
-  only(vc, `${path}.config.vm_config`, ["vm_id", "runtime", "code", "configuration"], ["allow_precompiled", "nack_on_code_cache_miss"]);
+  only(
+    vc,
+    `${path}.config.vm_config`,
+    ["vm_id", "runtime", "code", "configuration"],
+    ["allow_precompiled", "nack_on_code_cache_miss"],
+  );
   const runtime = str(vc.runtime, `${path}.config.vm_config.runtime`);
-  if (runtime !== "envoy.wasm.runtime.v8") fail(`${path}.config.vm_config.runtime`, `only envoy.wasm.runtime.v8 (Node is V8), got ${runtime}`);
+  if (runtime !== "envoy.wasm.runtime.v8")
+    fail(`${path}.config.vm_config.runtime`, `only envoy.wasm.runtime.v8 (Node is V8), got ${runtime}`);
   const code = obj(vc.code, `${path}.config.vm_config.code`);
   only(code, `${path}.config.vm_config.code`, ["local"]);
   const local = obj(code.local, `${path}.config.vm_config.code.local`);
@@ -199,9 +244,13 @@ function wasmFilter(v: unknown, path: string): WasmFilterConfig {
     vmId: vc.vm_id === undefined ? "" : String(vc.vm_id),
     filename: str(local.filename, `${path}.config.vm_config.code.local.filename`),
     configuration: c.configuration === undefined ? "" : stringValue(c.configuration, `${path}.config.configuration`),
-    vmConfiguration: vc.configuration === undefined ? "" : stringValue(vc.configuration, `${path}.config.vm_config.configuration`),
+    vmConfiguration:
+      vc.configuration === undefined ? "" : stringValue(vc.configuration, `${path}.config.vm_config.configuration`),
     failOpen,
-    allowOnHeadersStopIteration: c.allow_on_headers_stop_iteration === undefined ? false : bool(c.allow_on_headers_stop_iteration, `${path}.config.allow_on_headers_stop_iteration`),
+    allowOnHeadersStopIteration:
+      c.allow_on_headers_stop_iteration === undefined
+        ? false
+        : bool(c.allow_on_headers_stop_iteration, `${path}.config.allow_on_headers_stop_iteration`),
   };
 }
 
@@ -213,16 +262,33 @@ function listener(v: unknown, path: string): Listener {
   const chain = obj(chains[0], `${path}.filter_chains[0]`);
   only(chain, `${path}.filter_chains[0]`, ["filters"]);
   const filters = arr(chain.filters, `${path}.filter_chains[0].filters`);
-  if (filters.length !== 1) fail(`${path}.filter_chains[0].filters`, "exactly one network filter (the http_connection_manager) is supported");
+  if (filters.length !== 1)
+    fail(`${path}.filter_chains[0].filters`, "exactly one network filter (the http_connection_manager) is supported");
   const fp = `${path}.filter_chains[0].filters[0]`;
   const f = obj(filters[0], fp);
   only(f, fp, ["name", "typed_config"]);
   const hcm = obj(f.typed_config, `${fp}.typed_config`);
-  if (hcm["@type"] !== HCM_TYPE) fail(`${fp}.typed_config.@type`, `only ${HCM_TYPE}, got ${JSON.stringify(hcm["@type"])}`);
+  if (hcm["@type"] !== HCM_TYPE)
+    fail(`${fp}.typed_config.@type`, `only ${HCM_TYPE}, got ${JSON.stringify(hcm["@type"])}`);
   const hp = `${fp}.typed_config`;
-  only(hcm, hp, ["@type", "stat_prefix", "route_config", "http_filters", "codec_type"],
-    ["stream_idle_timeout", "request_timeout", "use_remote_address", "generate_request_id", "normalize_path", "merge_slashes", "server_name", "access_log", "common_http_protocol_options"]);
-  if (hcm.codec_type !== undefined && !["AUTO", "HTTP1"].includes(String(hcm.codec_type))) fail(`${hp}.codec_type`, "only AUTO or HTTP1 (the emulator speaks HTTP/1.1)");
+  only(
+    hcm,
+    hp,
+    ["@type", "stat_prefix", "route_config", "http_filters", "codec_type"],
+    [
+      "stream_idle_timeout",
+      "request_timeout",
+      "use_remote_address",
+      "generate_request_id",
+      "normalize_path",
+      "merge_slashes",
+      "server_name",
+      "access_log",
+      "common_http_protocol_options",
+    ],
+  );
+  if (hcm.codec_type !== undefined && !["AUTO", "HTTP1"].includes(String(hcm.codec_type)))
+    fail(`${hp}.codec_type`, "only AUTO or HTTP1 (the emulator speaks HTTP/1.1)");
   const rc = obj(hcm.route_config, `${hp}.route_config`);
   only(rc, `${hp}.route_config`, ["name", "virtual_hosts"]);
   const vhosts = arr(rc.virtual_hosts, `${hp}.route_config.virtual_hosts`).map((vh, i) => {
@@ -260,7 +326,10 @@ function listener(v: unknown, path: string): Listener {
       removeRequestHeaders.push(...headerRemovals(o.typed_config, `${p}.typed_config`));
       return;
     }
-    fail(`${p}.name`, `HTTP filter ${name} is not supported (only envoy.filters.http.header_mutation, envoy.filters.http.wasm and envoy.filters.http.router)`);
+    fail(
+      `${p}.name`,
+      `HTTP filter ${name} is not supported (only envoy.filters.http.header_mutation, envoy.filters.http.wasm and envoy.filters.http.router)`,
+    );
   });
   const last = hf.length ? obj(hf[hf.length - 1], `${hp}.http_filters[${hf.length - 1}]`).name : undefined;
   if (last !== "envoy.filters.http.router") fail(`${hp}.http_filters`, "must end with envoy.filters.http.router");
@@ -290,15 +359,29 @@ function headerRemovals(v: unknown, path: string): string[] {
 
 function cluster(v: unknown, path: string): Cluster {
   const c = obj(v, path);
-  only(c, path, ["name", "type", "lb_policy", "connect_timeout", "load_assignment", "original_dst_lb_config"],
-    ["dns_lookup_family", "dns_refresh_rate", "respect_dns_ttl", "cleanup_interval", "per_connection_buffer_limit_bytes"]);
+  only(
+    c,
+    path,
+    ["name", "type", "lb_policy", "connect_timeout", "load_assignment", "original_dst_lb_config"],
+    [
+      "dns_lookup_family",
+      "dns_refresh_rate",
+      "respect_dns_ttl",
+      "cleanup_interval",
+      "per_connection_buffer_limit_bytes",
+    ],
+  );
   const name = str(c.name, `${path}.name`);
   const type = c.type === undefined ? "STATIC" : String(c.type);
-  if (!["STATIC", "STRICT_DNS", "LOGICAL_DNS", "ORIGINAL_DST"].includes(type)) fail(`${path}.type`, `${type} is not supported (STATIC, STRICT_DNS, LOGICAL_DNS, ORIGINAL_DST)`);
+  if (!["STATIC", "STRICT_DNS", "LOGICAL_DNS", "ORIGINAL_DST"].includes(type))
+    fail(`${path}.type`, `${type} is not supported (STATIC, STRICT_DNS, LOGICAL_DNS, ORIGINAL_DST)`);
   const lb = c.lb_policy === undefined ? "ROUND_ROBIN" : String(c.lb_policy);
-  if (!["ROUND_ROBIN", "LEAST_REQUEST", "RANDOM", "CLUSTER_PROVIDED"].includes(lb)) fail(`${path}.lb_policy`, `${lb} is not supported (ROUND_ROBIN, LEAST_REQUEST, RANDOM, CLUSTER_PROVIDED)`);
-  if (type === "ORIGINAL_DST" && lb !== "CLUSTER_PROVIDED") fail(`${path}.lb_policy`, "ORIGINAL_DST clusters need lb_policy CLUSTER_PROVIDED (Envoy refuses anything else)");
-  if (type !== "ORIGINAL_DST" && lb === "CLUSTER_PROVIDED") fail(`${path}.lb_policy`, "CLUSTER_PROVIDED is only valid for ORIGINAL_DST clusters");
+  if (!["ROUND_ROBIN", "LEAST_REQUEST", "RANDOM", "CLUSTER_PROVIDED"].includes(lb))
+    fail(`${path}.lb_policy`, `${lb} is not supported (ROUND_ROBIN, LEAST_REQUEST, RANDOM, CLUSTER_PROVIDED)`);
+  if (type === "ORIGINAL_DST" && lb !== "CLUSTER_PROVIDED")
+    fail(`${path}.lb_policy`, "ORIGINAL_DST clusters need lb_policy CLUSTER_PROVIDED (Envoy refuses anything else)");
+  if (type !== "ORIGINAL_DST" && lb === "CLUSTER_PROVIDED")
+    fail(`${path}.lb_policy`, "CLUSTER_PROVIDED is only valid for ORIGINAL_DST clusters");
   const endpoints: SocketAddress[] = [];
   if (c.load_assignment !== undefined) {
     const la = obj(c.load_assignment, `${path}.load_assignment`);
@@ -320,40 +403,62 @@ function cluster(v: unknown, path: string): Cluster {
   let originalDstHeader: string | null = null;
   if (type === "ORIGINAL_DST") {
     if (endpoints.length) fail(`${path}.load_assignment`, "ORIGINAL_DST clusters take no endpoints");
-    if (c.original_dst_lb_config === undefined) fail(`${path}.original_dst_lb_config`, "required: the emulator has no socket original destination, only use_http_header");
+    if (c.original_dst_lb_config === undefined)
+      fail(
+        `${path}.original_dst_lb_config`,
+        "required: the emulator has no socket original destination, only use_http_header",
+      );
     const o = obj(c.original_dst_lb_config, `${path}.original_dst_lb_config`);
     only(o, `${path}.original_dst_lb_config`, ["use_http_header", "http_header_name"]);
-    if (!bool(o.use_http_header, `${path}.original_dst_lb_config.use_http_header`)) fail(`${path}.original_dst_lb_config.use_http_header`, "must be true");
-    originalDstHeader = o.http_header_name === undefined ? "x-envoy-original-dst-host" : String(o.http_header_name).toLowerCase();
+    if (!bool(o.use_http_header, `${path}.original_dst_lb_config.use_http_header`))
+      fail(`${path}.original_dst_lb_config.use_http_header`, "must be true");
+    originalDstHeader =
+      o.http_header_name === undefined ? "x-envoy-original-dst-host" : String(o.http_header_name).toLowerCase();
   } else if (c.original_dst_lb_config !== undefined) {
     fail(`${path}.original_dst_lb_config`, "only valid for ORIGINAL_DST clusters");
   }
   return {
-    name, type: type as Cluster["type"], lbPolicy: lb as LbPolicy,
+    name,
+    type: type as Cluster["type"],
+    lbPolicy: lb as LbPolicy,
     connectTimeoutMs: c.connect_timeout === undefined ? 5000 : durationMs(c.connect_timeout, `${path}.connect_timeout`),
-    endpoints, originalDstHeader,
+    endpoints,
+    originalDstHeader,
   };
 }
 
 export function parseBootstrap(text: string): Bootstrap {
   let doc: unknown;
-  try { doc = parse(text); } catch (e) { throw new BootstrapError(`bootstrap: invalid YAML: ${(e as Error).message}`); }
+  try {
+    doc = parse(text);
+  } catch (e) {
+    throw new BootstrapError(`bootstrap: invalid YAML: ${(e as Error).message}`);
+  }
   const root = obj(doc, "bootstrap");
   only(root, "bootstrap", ["static_resources"], ["admin", "node", "layered_runtime", "overload_manager"]);
   const sr = obj(root.static_resources, "static_resources");
   only(sr, "static_resources", ["listeners", "clusters"]);
-  const listeners = arr(sr.listeners, "static_resources.listeners").map((l, i) => listener(l, `static_resources.listeners[${i}]`));
+  const listeners = arr(sr.listeners, "static_resources.listeners").map((l, i) =>
+    listener(l, `static_resources.listeners[${i}]`),
+  );
   const clusters = new Map<string, Cluster>();
   arr(sr.clusters ?? [], "static_resources.clusters").forEach((c, i) => {
     const cl = cluster(c, `static_resources.clusters[${i}]`);
     if (clusters.has(cl.name)) fail(`static_resources.clusters[${i}].name`, `duplicate cluster ${cl.name}`);
     clusters.set(cl.name, cl);
   });
-  listeners.forEach((l, i) => l.virtualHosts.forEach((vh, j) => vh.routes.forEach((r, k) => {
-    if (r.cluster && !clusters.has(r.cluster)) {
-      fail(`static_resources.listeners[${i}]...virtual_hosts[${j}].routes[${k}].route.cluster`, `unknown cluster ${r.cluster}`);
-    }
-  })));
+  listeners.forEach((l, i) =>
+    l.virtualHosts.forEach((vh, j) =>
+      vh.routes.forEach((r, k) => {
+        if (r.cluster && !clusters.has(r.cluster)) {
+          fail(
+            `static_resources.listeners[${i}]...virtual_hosts[${j}].routes[${k}].route.cluster`,
+            `unknown cluster ${r.cluster}`,
+          );
+        }
+      }),
+    ),
+  );
   return { listeners, clusters };
 }
 

@@ -9,7 +9,9 @@ Serves the listeners of an Envoy v3 bootstrap (the subset in docs/EMULATOR.md), 
 envoy.filters.http.wasm filter in N worker VMs (default: the number of CPUs, like Envoy).`;
 
 function main(argv: string[]): Promise<void> | void {
-  let config = "", concurrency = availableParallelism(), logLevel = "info";
+  let config = "",
+    concurrency = availableParallelism(),
+    logLevel = "info";
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = (): string => {
@@ -21,15 +23,25 @@ function main(argv: string[]): Promise<void> | void {
     else if (a === "--concurrency") {
       const v = value();
       concurrency = Number(v);
-      if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 256) throw new Error(`--concurrency: must be an integer 1..256, got "${v}"`);
-    } else if (a === "-l" || a === "--log-level") { logLevel = value(); parseLogLevel(logLevel); }
-    else if (a === "-h" || a === "--help") { process.stdout.write(USAGE + "\n"); return; }
-    else throw new Error(`unknown argument "${a}"\n${USAGE}`);
+      if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 256)
+        throw new Error(`--concurrency: must be an integer 1..256, got "${v}"`);
+    } else if (a === "-l" || a === "--log-level") {
+      logLevel = value();
+      parseLogLevel(logLevel);
+    } else if (a === "-h" || a === "--help") {
+      process.stdout.write(USAGE + "\n");
+      return;
+    } else throw new Error(`unknown argument "${a}"\n${USAGE}`);
   }
   if (!config) throw new Error(`-c BOOTSTRAP.yaml is required\n${USAGE}`);
   return startGateway({ bootstrap: config, concurrency, logLevel }).then((g) => {
     for (const l of g.listeners) process.stdout.write(`emulator listening on ${l.host}:${l.port}\n`);
-    const stop = () => { g.close().then(() => process.exit(0), () => process.exit(1)); };
+    const stop = () => {
+      g.close().then(
+        () => process.exit(0),
+        () => process.exit(1),
+      );
+    };
     process.once("SIGINT", stop);
     process.once("SIGTERM", stop);
   });
@@ -37,7 +49,11 @@ function main(argv: string[]): Promise<void> | void {
 
 try {
   const r = main(process.argv.slice(2));
-  if (r) r.catch((e: Error) => { process.stderr.write(`emulator: ${e.message}\n`); process.exit(1); });
+  if (r)
+    r.catch((e: Error) => {
+      process.stderr.write(`emulator: ${e.message}\n`);
+      process.exit(1);
+    });
 } catch (e) {
   process.stderr.write(`emulator: ${(e as Error).message}\n`);
   process.exit(2);

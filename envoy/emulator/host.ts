@@ -41,7 +41,9 @@ export interface HttpCallContext extends HttpCallRequest {
 /** Returns the outcome now, a promise of it, or undefined to answer later through `respond` (or time out). */
 export type HttpCallHandler = (call: HttpCallContext) => HttpCallOutcome | Promise<HttpCallOutcome> | undefined | void;
 
-export interface ClusterSpec { endpoints: Endpoint[] }
+export interface ClusterSpec {
+  endpoints: Endpoint[];
+}
 
 export interface HostOptions {
   wasm: Uint8Array | string;
@@ -99,7 +101,8 @@ export class Host {
   readonly options: HostOptions;
 
   constructor(options: HostOptions) {
-    if (options.httpCallHandler) options = { ...options, httpCallHandlers: { "*": options.httpCallHandler, ...options.httpCallHandlers } };
+    if (options.httpCallHandler)
+      options = { ...options, httpCallHandlers: { "*": options.httpCallHandler, ...options.httpCallHandlers } };
     this.options = options;
     const bytes = typeof options.wasm === "string" ? new Uint8Array(readFileSync(options.wasm)) : options.wasm;
     useEnvoyWasmTiers();
@@ -115,11 +118,14 @@ export class Host {
     this.scheduler = this.virtual ?? new RealScheduler();
     this.level = typeof options.logLevel === "number" ? options.logLevel : parseLogLevel(options.logLevel ?? "info");
     this.clusters = options.clusters ?? {};
-    this.clockFn = options.clock ?? (this.virtual
-      ? () => this.virtualBaseNs + BigInt(Math.round(this.virtual!.nowMs() * 1e6))
-      : () => process.hrtime.bigint() - HR_BASE + WALL_BASE);
+    this.clockFn =
+      options.clock ??
+      (this.virtual
+        ? () => this.virtualBaseNs + BigInt(Math.round(this.virtual!.nowMs() * 1e6))
+        : () => process.hrtime.bigint() - HR_BASE + WALL_BASE);
     const enc = new TextEncoder();
-    const asBytes = (v: string | Uint8Array | undefined) => (typeof v === "string" ? enc.encode(v) : v ?? new Uint8Array(0));
+    const asBytes = (v: string | Uint8Array | undefined) =>
+      typeof v === "string" ? enc.encode(v) : (v ?? new Uint8Array(0));
     const env: VmEnv = {
       vmId: this.vmId,
       rootId: this.rootId,
@@ -133,17 +139,27 @@ export class Host {
       log: (level, msg, worker) => this.emitLog(level, msg, worker),
       nowNs: () => this.clockFn(),
       startHttpCall: (req, worker, deliver) => this.startHttpCall(req, worker, deliver),
-      defer: (fn) => { this.deferred.push(fn); if (this.depth === 0) this.drain(); },
-      enter: () => { this.depth++; },
-      leave: () => { if (--this.depth === 0) this.drain(); },
-      knownCluster: (name) => name in this.clusters || name in (options.httpCallHandlers ?? {}) || "*" in (options.httpCallHandlers ?? {}),
+      defer: (fn) => {
+        this.deferred.push(fn);
+        if (this.depth === 0) this.drain();
+      },
+      enter: () => {
+        this.depth++;
+      },
+      leave: () => {
+        if (--this.depth === 0) this.drain();
+      },
+      knownCluster: (name) =>
+        name in this.clusters || name in (options.httpCallHandlers ?? {}) || "*" in (options.httpCallHandlers ?? {}),
     };
     const n = Math.max(1, options.concurrency ?? 1);
     for (let i = 0; i < n; i++) this.workers.push(new WorkerVm(module, env, i));
     for (const w of this.workers) w.start();
   }
 
-  get concurrency(): number { return this.workers.length; }
+  get concurrency(): number {
+    return this.workers.length;
+  }
 
   private drain(): void {
     while (this.deferred.length > 0 && this.depth === 0) this.deferred.shift()!();
@@ -155,21 +171,34 @@ export class Host {
     else process.stderr.write(`[${name}][wasm][worker ${worker}] ${msg}\n`);
   }
 
-  setLogLevel(level: string | number): void { this.level = typeof level === "number" ? level : parseLogLevel(level); }
+  setLogLevel(level: string | number): void {
+    this.level = typeof level === "number" ? level : parseLogLevel(level);
+  }
 
   /** A new stream on the given worker, or the next one round-robin (as Envoy spreads connections). */
   openStream(opts: OpenStreamOptions = {}): HttpStream {
     if (this.closed) throw new Error("host is closed");
     let w = opts.worker;
-    if (w === undefined) { w = this.nextWorker; this.nextWorker = (this.nextWorker + 1) % this.workers.length; }
+    if (w === undefined) {
+      w = this.nextWorker;
+      this.nextWorker = (this.nextWorker + 1) % this.workers.length;
+    }
     const vm = this.workers[w];
     if (!vm) throw new Error(`no worker ${w} (concurrency ${this.workers.length})`);
-    return new HttpStream(vm, {
-      failOpen: this.failOpen,
-      allowOnHeadersStopIteration: this.allowOnHeadersStopIteration,
-      defer: (fn) => { this.deferred.push(fn); if (this.depth === 0) this.drain(); },
-      nowNs: () => this.clockFn(),
-    }, opts.sink, opts.properties);
+    return new HttpStream(
+      vm,
+      {
+        failOpen: this.failOpen,
+        allowOnHeadersStopIteration: this.allowOnHeadersStopIteration,
+        defer: (fn) => {
+          this.deferred.push(fn);
+          if (this.depth === 0) this.drain();
+        },
+        nowNs: () => this.clockFn(),
+      },
+      opts.sink,
+      opts.properties,
+    );
   }
 
   /** Virtual time only: moves time forward by `ms`, firing due ticks and http-call timeouts in order. */
@@ -179,20 +208,29 @@ export class Host {
   }
 
   /** Virtual time in ms since the host started (manualTicks), else performance.now(). */
-  nowMs(): number { return this.scheduler.nowMs(); }
+  nowMs(): number {
+    return this.scheduler.nowMs();
+  }
 
   /** Runs proxy_on_tick on a worker's root context now (or on every worker). */
   tick(worker?: number): void {
-    for (const w of worker === undefined ? this.workers : [this.workers[worker]]) w.call(w.rootContext, "proxy_on_tick", w.rootContext.id);
+    for (const w of worker === undefined ? this.workers : [this.workers[worker]])
+      w.call(w.rootContext, "proxy_on_tick", w.rootContext.id);
   }
 
-  metrics(): MetricsSnapshot { return this.process.stats.snapshot(); }
+  metrics(): MetricsSnapshot {
+    return this.process.stats.snapshot();
+  }
 
   /** Wasm memory in 64 KiB pages, per worker. */
-  memoryPages(): number[] { return this.workers.map((w) => w.pages()); }
+  memoryPages(): number[] {
+    return this.workers.map((w) => w.pages());
+  }
 
   /** Which workers have trapped (their VM is failed, as in Envoy until the plugin is reloaded). */
-  failedWorkers(): number[] { return this.workers.filter((w) => w.failed).map((w) => w.index); }
+  failedWorkers(): number[] {
+    return this.workers.filter((w) => w.failed).map((w) => w.index);
+  }
 
   close(): void {
     if (this.closed) return;
@@ -215,7 +253,11 @@ export class Host {
     let settled = false;
     let timer: { cancel(): void } | null = null;
     let io: PendingHttpCall | null = null;
-    const cancelAll = () => { settled = true; timer?.cancel(); io?.cancel(); };
+    const cancelAll = () => {
+      settled = true;
+      timer?.cancel();
+      io?.cancel();
+    };
     const finish = (o: HttpCallOutcome) => {
       if (settled || this.closed) return;
       settled = true;
@@ -254,7 +296,9 @@ export class Host {
 const HR_BASE = process.hrtime.bigint();
 const WALL_BASE = BigInt(Date.now()) * 1_000_000n;
 
-export function createHost(options: HostOptions): Host { return new Host(options); }
+export function createHost(options: HostOptions): Host {
+  return new Host(options);
+}
 
 export { HttpStream } from "./stream";
 export type { StreamSink, LocalReply, Forwarded, PropertyValue } from "./stream";

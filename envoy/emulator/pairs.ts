@@ -20,8 +20,10 @@ export function serializePairs(pairs: Pairs): Uint8Array {
     at += 8;
   }
   for (const [k, v] of parts) {
-    out.set(k, at); at += k.length + 1;
-    out.set(v, at); at += v.length + 1;
+    out.set(k, at);
+    at += k.length + 1;
+    out.set(v, at);
+    at += v.length + 1;
   }
   return out;
 }
@@ -45,11 +47,14 @@ export function parsePairs(bytes: Uint8Array): Pairs {
   let at = 4 + count * 8;
   const out: Pairs = [];
   for (let i = 0; i < count; i++) {
-    const kl = sizes[2 * i], vl = sizes[2 * i + 1];
+    const kl = sizes[2 * i],
+      vl = sizes[2 * i + 1];
     if (at + kl + 1 > bytes.length || bytes[at + kl] !== 0) return [];
-    const k = dec.decode(bytes.subarray(at, at + kl)); at += kl + 1;
+    const k = dec.decode(bytes.subarray(at, at + kl));
+    at += kl + 1;
     if (at + vl + 1 > bytes.length || bytes[at + vl] !== 0) return [];
-    const v = dec.decode(bytes.subarray(at, at + vl)); at += vl + 1;
+    const v = dec.decode(bytes.subarray(at, at + vl));
+    at += vl + 1;
     out.push([k, v]);
   }
   return at === bytes.length ? out : [];

@@ -22,7 +22,8 @@ function headerMatches(m: HeaderMatch, headers: Pairs): boolean {
   const v = firstValue(headers, m.name);
   let ok: boolean;
   if (m.kind === "present") ok = (v !== undefined) === m.present;
-  else if (v === undefined) return false; // Envoy: a value matcher never matches an absent header, inverted or not
+  else if (v === undefined)
+    return false; // Envoy: a value matcher never matches an absent header, inverted or not
   else if (m.kind === "exact") ok = v === m.value;
   else if (m.kind === "prefix") ok = v.startsWith(m.value);
   else if (m.kind === "suffix") ok = v.endsWith(m.value);
@@ -57,11 +58,15 @@ export function parseIpPort(value: string): SocketAddress | null {
   if (value.startsWith("[")) {
     const at = value.lastIndexOf("]:");
     if (at < 0) return null;
-    ip = value.slice(1, at); portText = value.slice(at + 2); family = 6;
+    ip = value.slice(1, at);
+    portText = value.slice(at + 2);
+    family = 6;
   } else {
     const at = value.lastIndexOf(":");
     if (at < 0) return null;
-    ip = value.slice(0, at); portText = value.slice(at + 1); family = 4;
+    ip = value.slice(0, at);
+    portText = value.slice(at + 1);
+    family = 4;
   }
   const m = /^[ \t\n\v\f\r]*\+?(\d+)[ \t\n\v\f\r]*$/.exec(portText);
   if (!m) return null;
@@ -75,7 +80,10 @@ export function parseIpPort(value: string): SocketAddress | null {
 export class ClusterPicker {
   private rr = 0;
   private active: number[];
-  constructor(readonly cluster: Cluster, private random: () => number = Math.random) {
+  constructor(
+    readonly cluster: Cluster,
+    private random: () => number = Math.random,
+  ) {
     this.active = cluster.endpoints.map(() => 0);
   }
 
@@ -93,13 +101,27 @@ export class ClusterPicker {
     if (c.lbPolicy === "RANDOM") i = Math.floor(this.random() * n);
     else if (c.lbPolicy === "LEAST_REQUEST" && n > 1) {
       // Envoy's unweighted least-request: best of two random choices (choice_count 2).
-      const a = Math.floor(this.random() * n), b = Math.floor(this.random() * n);
+      const a = Math.floor(this.random() * n),
+        b = Math.floor(this.random() * n);
       i = this.active[b] < this.active[a] ? b : a;
-    } else { i = this.rr % n; this.rr = (this.rr + 1) % n; }
+    } else {
+      i = this.rr % n;
+      this.rr = (this.rr + 1) % n;
+    }
     this.active[i]++;
     let released = false;
-    return { host: c.endpoints[i], done: () => { if (!released) { released = true; this.active[i]--; } } };
+    return {
+      host: c.endpoints[i],
+      done: () => {
+        if (!released) {
+          released = true;
+          this.active[i]--;
+        }
+      },
+    };
   }
 
-  activeRequests(): number[] { return [...this.active]; }
+  activeRequests(): number[] {
+    return [...this.active];
+  }
 }

@@ -6,11 +6,22 @@
 // One SharedStore is one "Envoy process": hosts sharing a store share data like workers of one Envoy.
 import { WasmResult } from "./abi";
 
-export interface SharedValue { value: Uint8Array; cas: number }
+export interface SharedValue {
+  value: Uint8Array;
+  cas: number;
+}
 
-export interface QueueOwner { notify(token: number): void }
+export interface QueueOwner {
+  notify(token: number): void;
+}
 
-interface Queue { vmId: string; name: string; items: Uint8Array[]; owner: QueueOwner; contextId: number }
+interface Queue {
+  vmId: string;
+  name: string;
+  items: Uint8Array[];
+  owner: QueueOwner;
+  contextId: number;
+}
 
 export class SharedStore {
   private data = new Map<string, Map<string, SharedValue>>();
@@ -33,7 +44,10 @@ export class SharedStore {
   /** Returns a WasmResult code. */
   set(vmId: string, key: string, value: Uint8Array, cas = 0): number {
     let map = this.data.get(vmId);
-    if (!map) { map = new Map(); this.data.set(vmId, map); }
+    if (!map) {
+      map = new Map();
+      this.data.set(vmId, map);
+    }
     const old = map.get(key);
     if (old && cas !== 0 && cas !== old.cas) return WasmResult.CasMismatch;
     map.set(key, { value: Uint8Array.from(value), cas: this.nextCas() });
@@ -87,11 +101,18 @@ export class SharedStore {
 
 /** A JS view of one vm_id's shared data, for tests, the simulator and the CLI. */
 export class SharedDataView {
-  constructor(private store: SharedStore, private vmId: string) {}
-  get(key: string): SharedValue | undefined { return this.store.get(this.vmId, key); }
+  constructor(
+    private store: SharedStore,
+    private vmId: string,
+  ) {}
+  get(key: string): SharedValue | undefined {
+    return this.store.get(this.vmId, key);
+  }
   /** Returns the WasmResult code (0 = Ok, 8 = CAS mismatch). */
   set(key: string, value: Uint8Array | string, cas = 0): number {
     return this.store.set(this.vmId, key, typeof value === "string" ? new TextEncoder().encode(value) : value, cas);
   }
-  keys(): string[] { return this.store.keys(this.vmId); }
+  keys(): string[] {
+    return this.store.keys(this.vmId);
+  }
 }

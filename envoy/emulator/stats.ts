@@ -13,7 +13,9 @@ export class Stats {
   readonly gauges = new Map<string, bigint>();
   readonly histograms = new Map<string, number[]>();
 
-  static fullName(name: string): string { return `${CUSTOM_STAT_NAMESPACE}.${name}`; }
+  static fullName(name: string): string {
+    return `${CUSTOM_STAT_NAMESPACE}.${name}`;
+  }
 
   snapshot(): MetricsSnapshot {
     const num = (m: Map<string, bigint>) => Object.fromEntries([...m].map(([k, v]) => [k, Number(v)]));

@@ -56,12 +56,20 @@ export type PropertyValue = string | number | bigint | Uint8Array;
 type Iteration = "idle" | "continue" | "stopAll" | "stopSingle" | "done";
 
 const REQ = {
-  headers: "proxy_on_request_headers", body: "proxy_on_request_body", trailers: "proxy_on_request_trailers",
-  headersMap: HeaderMapType.RequestHeaders, trailersMap: HeaderMapType.RequestTrailers, buffer: BufferType.HttpRequestBody,
+  headers: "proxy_on_request_headers",
+  body: "proxy_on_request_body",
+  trailers: "proxy_on_request_trailers",
+  headersMap: HeaderMapType.RequestHeaders,
+  trailersMap: HeaderMapType.RequestTrailers,
+  buffer: BufferType.HttpRequestBody,
 } as const;
 const RESP = {
-  headers: "proxy_on_response_headers", body: "proxy_on_response_body", trailers: "proxy_on_response_trailers",
-  headersMap: HeaderMapType.ResponseHeaders, trailersMap: HeaderMapType.ResponseTrailers, buffer: BufferType.HttpResponseBody,
+  headers: "proxy_on_response_headers",
+  body: "proxy_on_response_body",
+  trailers: "proxy_on_response_trailers",
+  headersMap: HeaderMapType.ResponseHeaders,
+  trailersMap: HeaderMapType.ResponseTrailers,
+  buffer: BufferType.HttpResponseBody,
 } as const;
 
 class Direction {
@@ -100,8 +108,14 @@ export class HttpStream implements StreamHooks {
   /** Set when the stream was reset by close_stream. */
   resetDetails: string | null = null;
   readonly forwarded: Forwarded = {
-    requestHeaders: null, requestBody: [], requestTrailers: null, requestEnd: false,
-    responseHeaders: null, responseBody: [], responseTrailers: null, responseEnd: false,
+    requestHeaders: null,
+    requestBody: [],
+    requestTrailers: null,
+    requestEnd: false,
+    responseHeaders: null,
+    responseBody: [],
+    responseTrailers: null,
+    responseEnd: false,
   };
   readonly properties = new Map<string, PropertyValue>();
   private ctx: Ctx | null = null;
@@ -111,19 +125,45 @@ export class HttpStream implements StreamHooks {
   private finished = false;
   private readonly startNs: bigint;
 
-  constructor(readonly vm: WorkerVm, private owner: StreamOwner, readonly sink?: StreamSink,
-    properties?: Record<string, PropertyValue>) {
+  constructor(
+    readonly vm: WorkerVm,
+    private owner: StreamOwner,
+    readonly sink?: StreamSink,
+    properties?: Record<string, PropertyValue>,
+  ) {
     for (const [k, v] of Object.entries(properties ?? {})) this.properties.set(k, v);
     this.startNs = owner.nowNs();
   }
 
-  get worker(): number { return this.vm.index; }
-  get contextId(): number { return this.ctx?.id ?? 0; }
-  get requestPaused(): boolean { return this.request.iter === "stopAll" || this.request.iter === "stopSingle" || this.request.buffering || this.request.trailersHeld; }
-  get responsePaused(): boolean { return this.response.iter === "stopAll" || this.response.iter === "stopSingle" || this.response.buffering || this.response.trailersHeld; }
+  get worker(): number {
+    return this.vm.index;
+  }
+  get contextId(): number {
+    return this.ctx?.id ?? 0;
+  }
+  get requestPaused(): boolean {
+    return (
+      this.request.iter === "stopAll" ||
+      this.request.iter === "stopSingle" ||
+      this.request.buffering ||
+      this.request.trailersHeld
+    );
+  }
+  get responsePaused(): boolean {
+    return (
+      this.response.iter === "stopAll" ||
+      this.response.iter === "stopSingle" ||
+      this.response.buffering ||
+      this.response.trailersHeld
+    );
+  }
   /** The request headers as they are now (after any change by the filter). */
-  get requestHeaders(): Pairs { return this.request.headers; }
-  get responseHeaders(): Pairs { return this.response.headers; }
+  get requestHeaders(): Pairs {
+    return this.request.headers;
+  }
+  get responseHeaders(): Pairs {
+    return this.response.headers;
+  }
 
   // ---------------- driving API ----------------
 
@@ -164,12 +204,16 @@ export class HttpStream implements StreamHooks {
   }
 
   sendResponseData(chunk: Uint8Array | string, endOfStream = false): this {
-    this.run(() => { if (!this.localReply) this.data(this.response, toBytes(chunk), endOfStream); });
+    this.run(() => {
+      if (!this.localReply) this.data(this.response, toBytes(chunk), endOfStream);
+    });
     return this;
   }
 
   sendResponseTrailers(trailers: Pairs): this {
-    this.run(() => { if (!this.localReply) this.trailersIn(this.response, trailers); });
+    this.run(() => {
+      if (!this.localReply) this.trailersIn(this.response, trailers);
+    });
     return this;
   }
 
@@ -192,7 +236,9 @@ export class HttpStream implements StreamHooks {
   // ---------------- filter manager ----------------
 
   /** Host-side work; the VM's own calls drain deferred actions when the outermost VM call returns. */
-  private run(fn: () => void): void { fn(); }
+  private run(fn: () => void): void {
+    fn();
+  }
 
   /** Runs a callback: the VM's deferred actions (continue, local reply) run before the result is used. */
   private callVm(name: string, ...args: number[]): number {
@@ -207,20 +253,44 @@ export class HttpStream implements StreamHooks {
     return true;
   }
 
-  private stopped(): boolean { return this.localReply !== null || this.resetDetails !== null; }
+  private stopped(): boolean {
+    return this.localReply !== null || this.resetDetails !== null;
+  }
 
   private headersCallback(d: Direction, count: number, eos: boolean): void {
     const isResp = d === this.response;
     // CHECK_FAIL_HTTP comes first: a failed VM answers every new stream (503 or pass-through).
-    if (!isResp && this.failedVm()) { if (this.owner.failOpen) this.forwardHeaders(d); else d.iter = "done"; return; }
-    if (!this.created || (isResp && this.failureReplySent)) { this.forwardHeaders(d); return; }
-    if (this.failedVm()) { if (this.owner.failOpen) this.forwardHeaders(d); else d.iter = "done"; return; }
+    if (!isResp && this.failedVm()) {
+      if (this.owner.failOpen) this.forwardHeaders(d);
+      else d.iter = "done";
+      return;
+    }
+    if (!this.created || (isResp && this.failureReplySent)) {
+      this.forwardHeaders(d);
+      return;
+    }
+    if (this.failedVm()) {
+      if (this.owner.failOpen) this.forwardHeaders(d);
+      else d.iter = "done";
+      return;
+    }
     d.headersLive = true;
     const r = this.callVm(d.names.headers, this.ctx!.id, count, eos ? 1 : 0);
-    if (this.failedVm()) { d.headersLive = false; if (this.owner.failOpen) this.forwardHeaders(d); else d.iter = "done"; return; }
-    if (this.stopped() && !isResp) { d.iter = "done"; return; }
+    if (this.failedVm()) {
+      d.headersLive = false;
+      if (this.owner.failOpen) this.forwardHeaders(d);
+      else d.iter = "done";
+      return;
+    }
+    if (this.stopped() && !isResp) {
+      d.iter = "done";
+      return;
+    }
     if (d.iter === "continue" && d.headersForwarded) return; // continued from inside the callback
-    if (this.vm.stopNextIteration || r > FilterHeadersStatus.StopAllIterationAndWatermark) { d.iter = "stopAll"; return; }
+    if (this.vm.stopNextIteration || r > FilterHeadersStatus.StopAllIterationAndWatermark) {
+      d.iter = "stopAll";
+      return;
+    }
     if (r === FilterHeadersStatus.Continue || r === FilterHeadersStatus.ContinueAndEndStream) {
       d.headersLive = false;
       this.forwardHeaders(d);
@@ -234,9 +304,15 @@ export class HttpStream implements StreamHooks {
   private data(d: Direction, chunk: Uint8Array, eos: boolean): void {
     if (d.iter === "done") return;
     d.endStream = eos;
-    if (d.iter === "stopAll" || d.trailersHeld) { d.pending.push(chunk); return; }
+    if (d.iter === "stopAll" || d.trailersHeld) {
+      d.pending.push(chunk);
+      return;
+    }
     // Envoy encodeData: after the failure reply the filter passes the rest through.
-    if (!this.created || (d === this.response && this.failureReplySent)) { this.emitData(d, chunk, eos); return; }
+    if (!this.created || (d === this.response && this.failureReplySent)) {
+      this.emitData(d, chunk, eos);
+      return;
+    }
     // A VM that failed meanwhile (this stream's or another's trap) is answered inside bodyCallback:
     // CHECK_FAIL_HTTP fails the stream (fail-closed) or continues (fail-open) without running the plugin.
     this.bodyCallback(d, chunk, eos);
@@ -250,11 +326,18 @@ export class HttpStream implements StreamHooks {
     const out = d.body?.bytes ?? bytes;
     if (this.failedVm()) {
       d.body = null;
-      if (this.owner.failOpen) { d.pending = []; d.buffering = false; this.forwardHeaders(d); this.emitData(d, out, eos); }
-      else d.iter = "done";
+      if (this.owner.failOpen) {
+        d.pending = [];
+        d.buffering = false;
+        this.forwardHeaders(d);
+        this.emitData(d, out, eos);
+      } else d.iter = "done";
       return;
     }
-    if (this.stopped() && d === this.request) { d.iter = "done"; return; }
+    if (this.stopped() && d === this.request) {
+      d.iter = "done";
+      return;
+    }
     if (r === FilterDataStatus.Continue && !this.vm.stopNextIteration) {
       // Envoy decodeData/encodeData drop only the body buffer here: header maps still held from a stopped
       // headers callback stay readable and writable in later callbacks (until continue_stream).
@@ -281,12 +364,26 @@ export class HttpStream implements StreamHooks {
   }
 
   private trailersCallback(d: Direction): void {
-    if (!this.created || (d === this.response && this.failureReplySent)) { this.flushPending(d); this.emitTrailers(d); return; }
+    if (!this.created || (d === this.response && this.failureReplySent)) {
+      this.flushPending(d);
+      this.emitTrailers(d);
+      return;
+    }
     d.trailersLive = true;
     // On a failed VM this runs nothing and failedVm() below answers as CHECK_FAIL_HTTP does.
     const r = this.callVm(d.names.trailers, this.ctx!.id, d.trailers!.length);
-    if (this.failedVm()) { d.trailersLive = false; if (this.owner.failOpen) { this.flushPending(d); this.emitTrailers(d); } return; }
-    if (this.stopped() && d === this.request) { d.iter = "done"; return; }
+    if (this.failedVm()) {
+      d.trailersLive = false;
+      if (this.owner.failOpen) {
+        this.flushPending(d);
+        this.emitTrailers(d);
+      }
+      return;
+    }
+    if (this.stopped() && d === this.request) {
+      d.iter = "done";
+      return;
+    }
     if (r === 0 && !this.vm.stopNextIteration) {
       d.trailersLive = false;
       if (!d.headersForwarded) this.forwardHeaders(d, false);
@@ -309,7 +406,8 @@ export class HttpStream implements StreamHooks {
       const dataEnd = d.endStream && d.trailers === null;
       this.forwardHeaders(d, dataEnd && unseen.length === 0);
       if (unseen.length > 0) {
-        if (this.created) this.bodyCallback(d, unseen, dataEnd); // a failed VM: CHECK_FAIL_HTTP there
+        if (this.created)
+          this.bodyCallback(d, unseen, dataEnd); // a failed VM: CHECK_FAIL_HTTP there
         else this.emitData(d, unseen, dataEnd);
       }
       if (d.trailers && !d.buffering && d.iter === "continue") this.trailersCallback(d);
@@ -322,7 +420,10 @@ export class HttpStream implements StreamHooks {
       d.body = null;
       d.buffering = false;
       this.flushPending(d, d.endStream && !d.trailers);
-      if (d.trailersHeld) { d.trailersHeld = false; this.emitTrailers(d); }
+      if (d.trailersHeld) {
+        d.trailersHeld = false;
+        this.emitTrailers(d);
+      }
     }
   }
 
@@ -334,10 +435,16 @@ export class HttpStream implements StreamHooks {
     const copy = d.headers.map(([k, v]) => [k, v] as [string, string]);
     if (d === this.request) {
       if (this.sink) this.sink.requestHeaders?.(copy, eos);
-      else { this.forwarded.requestHeaders = copy; this.forwarded.requestEnd = eos; }
+      else {
+        this.forwarded.requestHeaders = copy;
+        this.forwarded.requestEnd = eos;
+      }
     } else {
       if (this.sink) this.sink.responseHeaders?.(copy, eos);
-      else { this.forwarded.responseHeaders = copy; this.forwarded.responseEnd = eos; }
+      else {
+        this.forwarded.responseHeaders = copy;
+        this.forwarded.responseEnd = eos;
+      }
     }
   }
 
@@ -352,10 +459,16 @@ export class HttpStream implements StreamHooks {
     if (!d.headersForwarded) this.forwardHeaders(d, false);
     if (d === this.request) {
       if (this.sink) this.sink.requestData?.(chunk, eos);
-      else { this.forwarded.requestBody.push(chunk); this.forwarded.requestEnd ||= eos; }
+      else {
+        this.forwarded.requestBody.push(chunk);
+        this.forwarded.requestEnd ||= eos;
+      }
     } else {
       if (this.sink) this.sink.responseData?.(chunk, eos);
-      else { this.forwarded.responseBody.push(chunk); this.forwarded.responseEnd ||= eos; }
+      else {
+        this.forwarded.responseBody.push(chunk);
+        this.forwarded.responseEnd ||= eos;
+      }
     }
   }
 
@@ -365,17 +478,29 @@ export class HttpStream implements StreamHooks {
     const t = d.trailers.map(([k, v]) => [k, v] as [string, string]);
     if (d === this.request) {
       if (this.sink) this.sink.requestTrailers?.(t);
-      else { this.forwarded.requestTrailers = t; this.forwarded.requestEnd = true; }
+      else {
+        this.forwarded.requestTrailers = t;
+        this.forwarded.requestEnd = true;
+      }
     } else {
       if (this.sink) this.sink.responseTrailers?.(t);
-      else { this.forwarded.responseTrailers = t; this.forwarded.responseEnd = true; }
+      else {
+        this.forwarded.responseTrailers = t;
+        this.forwarded.responseEnd = true;
+      }
     }
   }
 
   private failStream(): void {
     if (this.failureReplySent || this.localReply) return;
     this.failureReplySent = true;
-    this.deliverLocalReply({ status: 503, body: new Uint8Array(0), headers: [], details: "wasm_fail_stream", grpcStatus: 14 });
+    this.deliverLocalReply({
+      status: 503,
+      body: new Uint8Array(0),
+      headers: [],
+      details: "wasm_fail_stream",
+      grpcStatus: 14,
+    });
   }
 
   /** Envoy sendLocalReply: the reply goes out through this filter's response callbacks (unless it is a failure reply). */
@@ -414,21 +539,30 @@ export class HttpStream implements StreamHooks {
       if (this.accessLogPhase) {
         // Envoy: reads in on_log see the access log's copies (getConstMap); mutations still go through
         // the filter's own pointers (getMap), which are set only if never dropped.
-        if (write) return trailersType ? (d.trailersLive ? d.trailers : null) : (d.headersLive ? d.headers : null);
-        return trailersType ? d.trailers : (d.headersForwarded || d.headersLive ? d.headers : null);
+        if (write) return trailersType ? (d.trailersLive ? d.trailers : null) : d.headersLive ? d.headers : null;
+        return trailersType ? d.trailers : d.headersForwarded || d.headersLive ? d.headers : null;
       }
       if (!trailersType) return d.headersLive ? d.headers : null;
       if (d.trailersLive) return d.trailers;
       // Envoy adds trailers when asked for them during the last body callback.
-      if (write && d.body && d.bodyEnd && !d.trailers) { d.trailers = []; d.trailersLive = true; return d.trailers; }
+      if (write && d.body && d.bodyEnd && !d.trailers) {
+        d.trailers = [];
+        d.trailersLive = true;
+        return d.trailers;
+      }
       return null;
     };
     switch (type) {
-      case HeaderMapType.RequestHeaders: return pick(this.request, false);
-      case HeaderMapType.RequestTrailers: return this.accessLogPhase ? null : pick(this.request, true);
-      case HeaderMapType.ResponseHeaders: return pick(this.response, false);
-      case HeaderMapType.ResponseTrailers: return pick(this.response, true);
-      default: return null;
+      case HeaderMapType.RequestHeaders:
+        return pick(this.request, false);
+      case HeaderMapType.RequestTrailers:
+        return this.accessLogPhase ? null : pick(this.request, true);
+      case HeaderMapType.ResponseHeaders:
+        return pick(this.response, false);
+      case HeaderMapType.ResponseTrailers:
+        return pick(this.response, true);
+      default:
+        return null;
     }
   }
 
@@ -443,7 +577,9 @@ export class HttpStream implements StreamHooks {
     return null;
   }
 
-  setBody(_type: number, _bytes: Uint8Array): void { /* the HostBuffer is updated in place by the VM */ }
+  setBody(_type: number, _bytes: Uint8Array): void {
+    /* the HostBuffer is updated in place by the VM */
+  }
 
   continueStream(type: number): number {
     if (type === StreamType.Request || type === StreamType.Response) {
@@ -474,13 +610,18 @@ export class HttpStream implements StreamHooks {
 
   sendLocalResponse(status: number, body: Uint8Array, headers: Pairs, grpcStatus: number, details: string): void {
     const reply: LocalReply = {
-      status, body: Uint8Array.from(body), headers, details: details.replace(/\s/g, "_"),
+      status,
+      body: Uint8Array.from(body),
+      headers,
+      details: details.replace(/\s/g, "_"),
       grpcStatus: grpcStatus >= 0 && grpcStatus <= 16 ? grpcStatus : null,
     };
     this.owner.defer(() => this.run(() => this.deliverLocalReply(reply)));
   }
 
-  inAccessLog(): boolean { return this.accessLogPhase; }
+  inAccessLog(): boolean {
+    return this.accessLogPhase;
+  }
 
   setProperty(path: string, value: Uint8Array): void {
     this.properties.set(path, Uint8Array.from(value));
@@ -496,20 +637,43 @@ export class HttpStream implements StreamHooks {
     const reqLive = this.request.headersLive || this.accessLogPhase;
     const respLive = this.response.headersLive || this.accessLogPhase;
     const req = reqLive ? this.request.headers : [];
-    const h = (n: string) => { const v = headerGet(req, n); return v === undefined ? undefined : enc.encode(v); };
+    const h = (n: string) => {
+      const v = headerGet(req, n);
+      return v === undefined ? undefined : enc.encode(v);
+    };
     switch (key) {
-      case "request.path": return h(":path");
-      case "request.url_path": { const p = headerGet(req, ":path"); return p === undefined ? undefined : enc.encode(p.split("?")[0]); }
-      case "request.query": { const p = headerGet(req, ":path"); return p === undefined ? undefined : enc.encode(p.includes("?") ? p.slice(p.indexOf("?") + 1) : ""); }
-      case "request.host": return h(":authority");
-      case "request.scheme": return h(":scheme");
-      case "request.method": return h(":method");
-      case "request.referer": return h("referer");
-      case "request.useragent": return h("user-agent");
-      case "request.id": return h("x-request-id");
-      case "request.protocol": return enc.encode("HTTP/1.1");
-      case "request.time": return encodeProperty(this.startNs);
-      case "response.code": { const s = headerGet(this.response.headers, ":status"); return s === undefined || !this.response.headersForwarded && !respLive ? undefined : encodeProperty(BigInt(s)); }
+      case "request.path":
+        return h(":path");
+      case "request.url_path": {
+        const p = headerGet(req, ":path");
+        return p === undefined ? undefined : enc.encode(p.split("?")[0]);
+      }
+      case "request.query": {
+        const p = headerGet(req, ":path");
+        return p === undefined ? undefined : enc.encode(p.includes("?") ? p.slice(p.indexOf("?") + 1) : "");
+      }
+      case "request.host":
+        return h(":authority");
+      case "request.scheme":
+        return h(":scheme");
+      case "request.method":
+        return h(":method");
+      case "request.referer":
+        return h("referer");
+      case "request.useragent":
+        return h("user-agent");
+      case "request.id":
+        return h("x-request-id");
+      case "request.protocol":
+        return enc.encode("HTTP/1.1");
+      case "request.time":
+        return encodeProperty(this.startNs);
+      case "response.code": {
+        const s = headerGet(this.response.headers, ":status");
+        return s === undefined || (!this.response.headersForwarded && !respLive)
+          ? undefined
+          : encodeProperty(BigInt(s));
+      }
     }
     if (parts[0] === "request" && parts[1] === "headers" && parts.length === 3) return h(parts[2]);
     if (parts[0] === "response" && parts[1] === "headers" && parts.length === 3) {
@@ -529,7 +693,9 @@ function encodeProperty(v: PropertyValue): Uint8Array {
   return out;
 }
 
-function toBytes(c: Uint8Array | string): Uint8Array { return typeof c === "string" ? enc.encode(c) : c; }
+function toBytes(c: Uint8Array | string): Uint8Array {
+  return typeof c === "string" ? enc.encode(c) : c;
+}
 
 function concatAll(parts: Uint8Array[]): Uint8Array {
   if (parts.length === 1) return parts[0];
@@ -537,6 +703,9 @@ function concatAll(parts: Uint8Array[]): Uint8Array {
   for (const p of parts) n += p.length;
   const out = new Uint8Array(n);
   let at = 0;
-  for (const p of parts) { out.set(p, at); at += p.length; }
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
   return out;
 }

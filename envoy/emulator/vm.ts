@@ -2,11 +2,26 @@
 // one per worker thread. Host functions follow proxy-wasm-cpp-host's exports.cc and Envoy's context.cc;
 // comments note where behaviour is Envoy's choice rather than the ABI's.
 import {
-  WasmResult, HEADER_MAP_MAX, BUFFER_MAX, BufferType, HeaderMapType, MetricType, METRIC_TYPE_MASK,
-  METRIC_ID_INCREMENT, LOG_LEVEL_NAMES, StreamType,
+  WasmResult,
+  HEADER_MAP_MAX,
+  BUFFER_MAX,
+  BufferType,
+  HeaderMapType,
+  MetricType,
+  METRIC_TYPE_MASK,
+  METRIC_ID_INCREMENT,
+  LOG_LEVEL_NAMES,
+  StreamType,
 } from "./abi";
 import {
-  Pairs, serializePairs, parsePairs, headerGet, headerAdd, headerRemove, headerReplace, headerByteSize,
+  Pairs,
+  serializePairs,
+  parsePairs,
+  headerGet,
+  headerAdd,
+  headerRemove,
+  headerReplace,
+  headerByteSize,
 } from "./pairs";
 import { SharedStore } from "./shared-store";
 import { Stats } from "./stats";
@@ -17,7 +32,10 @@ const enc = new TextEncoder();
 const dec = new TextDecoder();
 
 /** A body or configuration buffer as the host presents it to the plugin. */
-export interface HostBuffer { bytes: Uint8Array; mutable: boolean }
+export interface HostBuffer {
+  bytes: Uint8Array;
+  mutable: boolean;
+}
 
 /** What a stream context offers the VM (implemented by HttpStream). */
 export interface StreamHooks {
@@ -43,9 +61,7 @@ export interface HttpCallRequest {
 }
 
 /** A finished call: the response, or a failure as Envoy's AsyncClient reports it. */
-export type HttpCallOutcome =
-  | { headers: Pairs; body?: Uint8Array | string; trailers?: Pairs }
-  | { failure: "reset" };
+export type HttpCallOutcome = { headers: Pairs; body?: Uint8Array | string; trailers?: Pairs } | { failure: "reset" };
 
 /** Services a VM needs from its host. */
 export interface VmEnv {
@@ -81,7 +97,9 @@ export interface Ctx {
 }
 
 class ProcExit extends Error {
-  constructor(readonly code: number) { super(`wasi proc_exit(${code})`); }
+  constructor(readonly code: number) {
+    super(`wasi proc_exit(${code})`);
+  }
 }
 
 type Fn = (...args: number[]) => number;
@@ -111,11 +129,15 @@ export class WorkerVm {
   /** Set by send_local_response: the current callback's result becomes "stop" (cpp-host stopNextIteration). */
   stopNextIteration = false;
 
-  constructor(module: WebAssembly.Module, readonly env: VmEnv, readonly index: number) {
+  constructor(
+    module: WebAssembly.Module,
+    readonly env: VmEnv,
+    readonly index: number,
+  ) {
     this.instance = new WebAssembly.Instance(module, this.imports() as unknown as WebAssembly.Imports);
     this.ex = this.instance.exports as unknown as Record<string, Fn | undefined>;
     const mem = this.instance.exports.memory;
-    if (!(mem instanceof WebAssembly.Memory)) throw new Error("module does not export its memory as \"memory\"");
+    if (!(mem instanceof WebAssembly.Memory)) throw new Error('module does not export its memory as "memory"');
     this.memory = mem;
     // cpp-host WasmBase::getFunctions: `malloc` first, `proxy_on_memory_allocate` only when the module has
     // no `malloc`; neither is a load failure ("Wasm module is missing malloc function").
@@ -130,7 +152,13 @@ export class WorkerVm {
     const init = this.ex._initialize ?? this.ex._start;
     if (init) this.invoke(vmCtx, () => init());
     if (this.failed) throw new Error(`worker ${index}: module start failed: ${this.failure}`);
-    this.rootContext = { id: this.nextContextId++, parentId: 0, callResponse: null, status: { code: 0, message: "" }, httpCalls: new Map() };
+    this.rootContext = {
+      id: this.nextContextId++,
+      parentId: 0,
+      callResponse: null,
+      status: { code: 0, message: "" },
+      httpCalls: new Map(),
+    };
     this.contexts.set(this.rootContext.id, this.rootContext);
   }
 
@@ -140,12 +168,16 @@ export class WorkerVm {
     this.call(root, "proxy_on_context_create", root.id, 0);
     const started = this.call(root, "proxy_on_vm_start", root.id, this.env.vmConfiguration.length);
     if (this.failed) throw new Error(`worker ${this.index}: proxy_on_vm_start trapped: ${this.failure}`);
-    if (this.ex.proxy_on_vm_start && started === 0) throw new Error(`worker ${this.index}: proxy_on_vm_start returned false (Envoy: "Failed to start base Wasm")`);
+    if (this.ex.proxy_on_vm_start && started === 0)
+      throw new Error(`worker ${this.index}: proxy_on_vm_start returned false (Envoy: "Failed to start base Wasm")`);
     this.configuring = true;
     const ok = this.call(root, "proxy_on_configure", root.id, this.env.configuration.length);
     this.configuring = false;
     if (this.failed) throw new Error(`worker ${this.index}: proxy_on_configure trapped: ${this.failure}`);
-    if (this.ex.proxy_on_configure && ok === 0) throw new Error(`worker ${this.index}: proxy_on_configure returned false (Envoy refuses the plugin configuration)`);
+    if (this.ex.proxy_on_configure && ok === 0)
+      throw new Error(
+        `worker ${this.index}: proxy_on_configure returned false (Envoy refuses the plugin configuration)`,
+      );
   }
 
   newStreamContext(stream: StreamHooks): Ctx {
@@ -154,9 +186,13 @@ export class WorkerVm {
     return ctx;
   }
 
-  dropContext(ctx: Ctx): void { this.contexts.delete(ctx.id); }
+  dropContext(ctx: Ctx): void {
+    this.contexts.delete(ctx.id);
+  }
 
-  hasExport(name: string): boolean { return typeof this.ex[name] === "function"; }
+  hasExport(name: string): boolean {
+    return typeof this.ex[name] === "function";
+  }
 
   /** Calls a plugin export on `ctx`; a missing export returns `missing`. Traps mark the VM failed. */
   call(ctx: Ctx, name: string, ...args: number[]): number {
@@ -166,7 +202,8 @@ export class WorkerVm {
   }
 
   private invoke(ctx: Ctx, fn: () => number): number | undefined {
-    const saved = this.current, savedEff = this.effectiveId;
+    const saved = this.current,
+      savedEff = this.effectiveId;
     this.current = ctx;
     this.effectiveId = 0;
     this.env.enter();
@@ -206,7 +243,8 @@ export class WorkerVm {
     this.dataView = new DataView(b);
   }
   private read(ptr: number, len: number): Uint8Array | null {
-    ptr >>>= 0; len >>>= 0;
+    ptr >>>= 0;
+    len >>>= 0;
     const mem = this.bytes();
     if (ptr + len > mem.length) return null;
     return mem.slice(ptr, ptr + len);
@@ -251,7 +289,9 @@ export class WorkerVm {
     }
     return this.current ?? this.rootContext;
   }
-  private rootOf(_c: Ctx): Ctx { return this.rootContext; }
+  private rootOf(_c: Ctx): Ctx {
+    return this.rootContext;
+  }
 
   // ---- ticks ----
   private setTick(ctx: Ctx, periodMs: number): void {
@@ -279,13 +319,17 @@ export class WorkerVm {
   }
 
   /** Wasm memory size in 64 KiB pages. */
-  pages(): number { return this.memory.buffer.byteLength / 65536; }
+  pages(): number {
+    return this.memory.buffer.byteLength / 65536;
+  }
 
   // ---- host functions ----
   private imports(): Record<string, Record<string, (...a: never[]) => unknown>> {
     const R = WasmResult;
     const env: Record<string, (...a: number[]) => number | void> = {};
-    const px = (name: string, f: (...a: number[]) => number) => { env[`proxy_${name}`] = f; };
+    const px = (name: string, f: (...a: number[]) => number) => {
+      env[`proxy_${name}`] = f;
+    };
 
     px("log", (level, ptr, size) => {
       if (level >>> 0 > 5) return R.BadArgument;
@@ -301,7 +345,8 @@ export class WorkerVm {
       return this.copyOut(enc.encode(st.message), ptrPtr, sizePtr) ? R.Ok : R.InvalidMemoryAccess;
     });
     px("set_property", (kp, ks, vp, vs) => {
-      const key = this.readStr(kp, ks), value = this.read(vp, vs);
+      const key = this.readStr(kp, ks),
+        value = this.read(vp, vs);
       if (key === null || value === null) return R.InvalidMemoryAccess;
       const s = this.ctx().stream;
       if (!s) return R.NotFound; // Envoy: no stream info outside a stream
@@ -317,7 +362,9 @@ export class WorkerVm {
       return this.copyOut(value, vpp, vsp) ? R.Ok : R.InvalidMemoryAccess;
     });
     px("send_local_response", (code, dp, ds, bp, bs, hp, hs, grpc) => {
-      const details = this.readStr(dp, ds), body = this.read(bp, bs), hdr = this.read(hp, hs);
+      const details = this.readStr(dp, ds),
+        body = this.read(bp, bs),
+        hdr = this.read(hp, hs);
       if (details === null || body === null || hdr === null) return R.InvalidMemoryAccess;
       this.ctx().stream?.sendLocalResponse(code >>> 0, body, parsePairs(hdr), grpc | 0, details);
       this.stopNextIteration = true;
@@ -332,7 +379,8 @@ export class WorkerVm {
       return this.setU32(casPtr, v.cas) ? R.Ok : R.InvalidMemoryAccess;
     });
     px("set_shared_data", (kp, ks, vp, vs, cas) => {
-      const key = this.readStr(kp, ks), value = this.read(vp, vs);
+      const key = this.readStr(kp, ks),
+        value = this.read(vp, vs);
       if (key === null || value === null) return R.InvalidMemoryAccess;
       return this.env.store.set(this.env.vmId, key, value, cas >>> 0);
     });
@@ -344,7 +392,8 @@ export class WorkerVm {
       return this.setU32(tokenPtr, token) ? R.Ok : R.InvalidMemoryAccess;
     });
     px("resolve_shared_queue", (vp, vs, np, ns, tokenPtr) => {
-      const vmId = this.readStr(vp, vs), name = this.readStr(np, ns);
+      const vmId = this.readStr(vp, vs),
+        name = this.readStr(np, ns);
       if (vmId === null || name === null) return R.InvalidMemoryAccess;
       const token = this.env.store.resolveQueue(vmId, name);
       if (token === undefined) return R.NotFound;
@@ -385,12 +434,14 @@ export class WorkerVm {
       return R.Ok;
     };
     px("add_header_map_value", (type, kp, ks, vp, vs) => {
-      const key = this.readStr(kp, ks), value = this.readStr(vp, vs);
+      const key = this.readStr(kp, ks),
+        value = this.readStr(vp, vs);
       if (key === null || value === null) return type >>> 0 > HEADER_MAP_MAX ? R.BadArgument : R.InvalidMemoryAccess;
       return mutate(type, (m) => headerAdd(m, key, value));
     });
     px("replace_header_map_value", (type, kp, ks, vp, vs) => {
-      const key = this.readStr(kp, ks), value = this.readStr(vp, vs);
+      const key = this.readStr(kp, ks),
+        value = this.readStr(vp, vs);
       if (key === null || value === null) return type >>> 0 > HEADER_MAP_MAX ? R.BadArgument : R.InvalidMemoryAccess;
       return mutate(type, (m) => headerReplace(m, key, value));
     });
@@ -402,14 +453,19 @@ export class WorkerVm {
     px("get_header_map_pairs", (type, ptrPtr, sizePtr) => {
       if (type >>> 0 > HEADER_MAP_MAX) return R.BadArgument;
       const map = this.constMap(type) ?? [];
-      return this.copyOut(map.length ? serializePairs(map) : new Uint8Array(0), ptrPtr, sizePtr) ? R.Ok : R.InvalidMemoryAccess;
+      return this.copyOut(map.length ? serializePairs(map) : new Uint8Array(0), ptrPtr, sizePtr)
+        ? R.Ok
+        : R.InvalidMemoryAccess;
     });
     px("set_header_map_pairs", (type, ptr, size) => {
       if (type >>> 0 > HEADER_MAP_MAX) return R.BadArgument;
       const data = this.read(ptr, size);
       if (data === null) return R.InvalidMemoryAccess;
       const pairs = parsePairs(data);
-      return mutate(type, (m) => { m.length = 0; for (const [k, v] of pairs) headerAdd(m, k, v); });
+      return mutate(type, (m) => {
+        m.length = 0;
+        for (const [k, v] of pairs) headerAdd(m, k, v);
+      });
     });
     px("get_header_map_size", (type, resultPtr) => {
       if (type >>> 0 > HEADER_MAP_MAX) return R.BadArgument;
@@ -431,7 +487,8 @@ export class WorkerVm {
       if (!b) return R.NotFound;
       // cpp-host checks `start > start + length` on its 64-bit Word, which two 32-bit values can never
       // overflow, so any length is clamped to the rest of the buffer (length 0xFFFFFFFF = "all of it").
-      start >>>= 0; length >>>= 0;
+      start >>>= 0;
+      length >>>= 0;
       const size = b.bytes.length;
       if (start > size) length = 0;
       else if (start + length > size) length = size - start;
@@ -445,7 +502,8 @@ export class WorkerVm {
       const data = this.read(dp, ds);
       if (data === null) return R.InvalidMemoryAccess;
       if (!b.mutable) return R.BadArgument; // configuration and call responses are read-only
-      start >>>= 0; length >>>= 0;
+      start >>>= 0;
+      length >>>= 0;
       // Envoy Buffer::copyFrom (source/extensions/common/wasm/context.cc) on a body: start 0 drains `length`
       // bytes (Buffer::drain stops at the end, so length >= size replaces everything, 0 prepends) and
       // prepends the data; start >= size appends; any other start is BAD_ARGUMENT. Envoy 1.17 (2021)
@@ -461,32 +519,52 @@ export class WorkerVm {
     });
 
     px("http_call", (up, us, hp, hs, bp, bs, tp, ts, timeout, tokenPtr) => {
-      const cluster = this.readStr(up, us), hdr = this.read(hp, hs), body = this.read(bp, bs), tr = this.read(tp, ts);
+      const cluster = this.readStr(up, us),
+        hdr = this.read(hp, hs),
+        body = this.read(bp, bs),
+        tr = this.read(tp, ts);
       if (cluster === null || hdr === null || body === null || tr === null) return R.InvalidMemoryAccess;
       if (!this.setU32(tokenPtr, 0)) return R.InvalidMemoryAccess;
       if ((timeout | 0) < 0) return R.BadArgument;
       if (!this.env.knownCluster(cluster)) return R.BadArgument;
       const headers = parsePairs(hdr);
       // Envoy requires :path, :method and :authority (Host).
-      if (headerGet(headers, ":path") === undefined || headerGet(headers, ":method") === undefined || headerGet(headers, ":authority") === undefined) {
+      if (
+        headerGet(headers, ":path") === undefined ||
+        headerGet(headers, ":method") === undefined ||
+        headerGet(headers, ":authority") === undefined
+      ) {
         return R.BadArgument;
       }
       const root = this.rootOf(this.ctx());
       const token = this.nextHttpCallId++;
       let done = false;
-      const rc = this.env.startHttpCall({ cluster, headers, body, trailers: parsePairs(tr), timeoutMs: timeout >>> 0 }, this.index, (o) => {
-        if (done) return;
-        done = true;
-        root.httpCalls!.delete(token);
-        this.deliverHttpCall(root, token, o);
-      });
+      const rc = this.env.startHttpCall(
+        { cluster, headers, body, trailers: parsePairs(tr), timeoutMs: timeout >>> 0 },
+        this.index,
+        (o) => {
+          if (done) return;
+          done = true;
+          root.httpCalls!.delete(token);
+          this.deliverHttpCall(root, token, o);
+        },
+      );
       if (rc !== R.Ok) return rc;
-      if (!done) root.httpCalls!.set(token, { cancel: () => { done = true; } });
+      if (!done)
+        root.httpCalls!.set(token, {
+          cancel: () => {
+            done = true;
+          },
+        });
       this.setU32(tokenPtr, token);
       return R.Ok;
     });
-    for (const g of ["grpc_call", "grpc_stream", "grpc_close", "grpc_cancel", "grpc_send"]) px(g, () => R.Unimplemented);
-    px("set_tick_period_milliseconds", (period) => { this.setTick(this.ctx(), period >>> 0); return R.Ok; });
+    for (const g of ["grpc_call", "grpc_stream", "grpc_close", "grpc_cancel", "grpc_send"])
+      px(g, () => R.Unimplemented);
+    px("set_tick_period_milliseconds", (period) => {
+      this.setTick(this.ctx(), period >>> 0);
+      return R.Ok;
+    });
     px("get_current_time_nanoseconds", (ptr) => (this.setU64(ptr, this.env.nowNs()) ? R.Ok : R.InvalidMemoryAccess));
     px("define_metric", (type, np, ns, idPtr) => {
       type >>>= 0;
@@ -497,9 +575,16 @@ export class WorkerVm {
       const id = this.lastMetricId[type];
       const full = Stats.fullName(name);
       const st = this.env.stats;
-      if (type === MetricType.Counter) { this.counterIds.set(id, full); if (!st.counters.has(full)) st.counters.set(full, 0n); }
-      else if (type === MetricType.Gauge) { this.gaugeIds.set(id, full); if (!st.gauges.has(full)) st.gauges.set(full, 0n); }
-      else { this.histogramIds.set(id, full); if (!st.histograms.has(full)) st.histograms.set(full, []); }
+      if (type === MetricType.Counter) {
+        this.counterIds.set(id, full);
+        if (!st.counters.has(full)) st.counters.set(full, 0n);
+      } else if (type === MetricType.Gauge) {
+        this.gaugeIds.set(id, full);
+        if (!st.gauges.has(full)) st.gauges.set(full, 0n);
+      } else {
+        this.histogramIds.set(id, full);
+        if (!st.histograms.has(full)) st.histograms.set(full, []);
+      }
       return this.setU32(idPtr, id) ? R.Ok : R.InvalidMemoryAccess;
     });
     (env as Record<string, unknown>).proxy_increment_metric = (id: number, offset: bigint): number => {
@@ -526,9 +611,19 @@ export class WorkerVm {
       const st = this.env.stats;
       const v = BigInt.asUintN(64, value);
       const t = id & METRIC_TYPE_MASK;
-      if (t === MetricType.Counter && this.counterIds.has(id)) { const n = this.counterIds.get(id)!; st.counters.set(n, st.counters.get(n)! + v); return R.Ok; }
-      if (t === MetricType.Gauge && this.gaugeIds.has(id)) { st.gauges.set(this.gaugeIds.get(id)!, v); return R.Ok; }
-      if (t === MetricType.Histogram && this.histogramIds.has(id)) { st.histograms.get(this.histogramIds.get(id)!)!.push(Number(v)); return R.Ok; }
+      if (t === MetricType.Counter && this.counterIds.has(id)) {
+        const n = this.counterIds.get(id)!;
+        st.counters.set(n, st.counters.get(n)! + v);
+        return R.Ok;
+      }
+      if (t === MetricType.Gauge && this.gaugeIds.has(id)) {
+        st.gauges.set(this.gaugeIds.get(id)!, v);
+        return R.Ok;
+      }
+      if (t === MetricType.Histogram && this.histogramIds.has(id)) {
+        st.histograms.get(this.histogramIds.get(id)!)!.push(Number(v));
+        return R.Ok;
+      }
       return R.NotFound;
     };
     px("get_metric", (id, resultPtr) => {
@@ -536,9 +631,15 @@ export class WorkerVm {
       const st = this.env.stats;
       const t = id & METRIC_TYPE_MASK;
       let v: bigint | undefined;
-      if (t === MetricType.Counter) { const n = this.counterIds.get(id); if (n === undefined) return R.NotFound; v = st.counters.get(n)!; }
-      else if (t === MetricType.Gauge) { const n = this.gaugeIds.get(id); if (n === undefined) return R.NotFound; v = st.gauges.get(n)!; }
-      else return R.BadArgument; // histograms cannot be read back
+      if (t === MetricType.Counter) {
+        const n = this.counterIds.get(id);
+        if (n === undefined) return R.NotFound;
+        v = st.counters.get(n)!;
+      } else if (t === MetricType.Gauge) {
+        const n = this.gaugeIds.get(id);
+        if (n === undefined) return R.NotFound;
+        v = st.gauges.get(n)!;
+      } else return R.BadArgument; // histograms cannot be read back
       return this.setU64(resultPtr, v) ? R.Ok : R.InvalidMemoryAccess;
     });
     px("set_effective_context", (id) => {
@@ -562,13 +663,17 @@ export class WorkerVm {
     env.emscripten_notify_memory_growth = () => undefined;
 
     const wasi: Record<string, (...a: never[]) => unknown> = {
-      proc_exit: (code: number) => { throw new ProcExit(code); },
+      proc_exit: (code: number) => {
+        throw new ProcExit(code);
+      },
       fd_write: (fd: number, iovs: number, n: number, writtenPtr: number) => {
         // cpp-host logs stdout at info and stderr at error.
-        let text = "", total = 0;
+        let text = "",
+          total = 0;
         const view = new DataView(this.memory.buffer);
         for (let i = 0; i < n; i++) {
-          const p = view.getUint32(iovs + i * 8, true), l = view.getUint32(iovs + i * 8 + 4, true);
+          const p = view.getUint32(iovs + i * 8, true),
+            l = view.getUint32(iovs + i * 8 + 4, true);
           text += this.readStr(p, l) ?? "";
           total += l;
         }
@@ -592,7 +697,11 @@ export class WorkerVm {
     // Every other WASI function is offered (so modules link) but answers ENOSYS (52).
     const wasiFull: Record<string, (...a: never[]) => unknown> = {};
     for (const name of wasiFunctionNames()) wasiFull[name] = wasi[name] ?? (() => 52);
-    return { env: env as Record<string, (...a: never[]) => unknown>, wasi_unstable: wasiFull, wasi_snapshot_preview1: wasiFull };
+    return {
+      env: env as Record<string, (...a: never[]) => unknown>,
+      wasi_unstable: wasiFull,
+      wasi_snapshot_preview1: wasiFull,
+    };
   }
 
   private constMap(type: number): Pairs | null {
@@ -605,8 +714,10 @@ export class WorkerVm {
   private buffer(type: number): HostBuffer | null {
     const c = this.ctx();
     switch (type) {
-      case BufferType.VmConfiguration: return { bytes: this.env.vmConfiguration, mutable: false };
-      case BufferType.PluginConfiguration: return this.configuring ? { bytes: this.env.configuration, mutable: false } : null;
+      case BufferType.VmConfiguration:
+        return { bytes: this.env.vmConfiguration, mutable: false };
+      case BufferType.PluginConfiguration:
+        return this.configuring ? { bytes: this.env.configuration, mutable: false } : null;
       case BufferType.HttpCallResponseBody: {
         const r = this.rootContext.callResponse;
         return r ? { bytes: r.body, mutable: false } : null;
@@ -615,17 +726,22 @@ export class WorkerVm {
       case BufferType.HttpResponseBody:
         // Envoy hands out an empty buffer (not NOT_FOUND) when no body is in flight.
         return c.stream?.getBody(type) ?? { bytes: new Uint8Array(0), mutable: false };
-      case BufferType.CallData: return { bytes: new Uint8Array(0), mutable: false };
-      default: return { bytes: new Uint8Array(0), mutable: false };
+      case BufferType.CallData:
+        return { bytes: new Uint8Array(0), mutable: false };
+      default:
+        return { bytes: new Uint8Array(0), mutable: false };
     }
   }
 
   private property(parts: string[]): Uint8Array | undefined {
     const top = parts.join(".");
     switch (top) {
-      case "plugin_name": return enc.encode(this.env.pluginName);
-      case "plugin_root_id": return enc.encode(this.env.rootId);
-      case "plugin_vm_id": return enc.encode(this.env.vmId);
+      case "plugin_name":
+        return enc.encode(this.env.pluginName);
+      case "plugin_root_id":
+        return enc.encode(this.env.rootId);
+      case "plugin_vm_id":
+        return enc.encode(this.env.vmId);
     }
     return this.ctx().stream?.getProperty(parts);
   }
@@ -644,7 +760,7 @@ export class WorkerVm {
       status.message = "";
       return;
     }
-    const body = typeof o.body === "string" ? enc.encode(o.body) : o.body ?? new Uint8Array(0);
+    const body = typeof o.body === "string" ? enc.encode(o.body) : (o.body ?? new Uint8Array(0));
     const trailers = o.trailers ?? [];
     root.callResponse = { headers: o.headers.map(([k, v]) => [k.toLowerCase(), v]), body, trailers };
     this.call(root, "proxy_on_http_call_response", root.id, token, o.headers.length, body.length, trailers.length);
@@ -660,7 +776,9 @@ export class WorkerVm {
     });
   }
 
-  logLevelName(level: number): string { return LOG_LEVEL_NAMES[level] ?? String(level); }
+  logLevelName(level: number): string {
+    return LOG_LEVEL_NAMES[level] ?? String(level);
+  }
 }
 
 export function concat(a: Uint8Array, b: Uint8Array): Uint8Array {

@@ -2,7 +2,11 @@
 // WebAssembly type reflection, and cpp-host refuses an import whose signature differs, so we parse it.
 import { hostImports, abiVersionExport } from "../host-abi";
 
-export interface FunctionImport { module: string; name: string; sig: string }
+export interface FunctionImport {
+  module: string;
+  name: string;
+  sig: string;
+}
 
 const VALTYPE: Record<number, string> = { 0x7f: "i", 0x7e: "I", 0x7d: "f", 0x7c: "F", 0x7b: "v", 0x70: "r", 0x6f: "x" };
 
@@ -14,8 +18,14 @@ class Reader {
     return this.bytes[this.at++];
   }
   u32(): number {
-    let result = 0, shift = 0, b: number;
-    do { b = this.byte(); result |= (b & 0x7f) << shift; shift += 7; } while (b & 0x80);
+    let result = 0,
+      shift = 0,
+      b: number;
+    do {
+      b = this.byte();
+      result |= (b & 0x7f) << shift;
+      shift += 7;
+    } while (b & 0x80);
     return result >>> 0;
   }
   name(): string {
@@ -53,10 +63,19 @@ export function functionImports(bytes: Uint8Array): FunctionImport[] {
         const name = r.name();
         const kind = r.byte();
         if (kind === 0) out.push({ module, name, sig: types[r.u32()] ?? "?" });
-        else if (kind === 1) { r.byte(); const f = r.u32(); r.u32(); if (f & 1) r.u32(); }
-        else if (kind === 2) { const f = r.u32(); r.u32(); if (f & 1) r.u32(); }
-        else if (kind === 3) { r.byte(); r.byte(); }
-        else throw new Error(`unknown import kind ${kind}`);
+        else if (kind === 1) {
+          r.byte();
+          const f = r.u32();
+          r.u32();
+          if (f & 1) r.u32();
+        } else if (kind === 2) {
+          const f = r.u32();
+          r.u32();
+          if (f & 1) r.u32();
+        } else if (kind === 3) {
+          r.byte();
+          r.byte();
+        } else throw new Error(`unknown import kind ${kind}`);
       }
       break; // everything we need comes before the end of the import section
     }
@@ -77,17 +96,25 @@ function describe(sig: string): string {
  */
 export function checkLinkable(bytes: Uint8Array, module: WebAssembly.Module): "0.2.0" | "0.2.1" {
   const abi = abiVersionExport(module);
-  if (!abi) throw new Error("module exports neither proxy_abi_version_0_2_0 nor proxy_abi_version_0_2_1, which Envoy requires");
-  if (abi === "0.1.0") throw new Error("module declares Proxy-Wasm ABI 0.1.0 (its first proxy_abi_version_* export), which the emulator does not implement");
+  if (!abi)
+    throw new Error("module exports neither proxy_abi_version_0_2_0 nor proxy_abi_version_0_2_1, which Envoy requires");
+  if (abi === "0.1.0")
+    throw new Error(
+      "module declares Proxy-Wasm ABI 0.1.0 (its first proxy_abi_version_* export), which the emulator does not implement",
+    );
   const allowed = hostImports(abi);
   for (const imp of functionImports(bytes)) {
     const key = `${imp.module}.${imp.name}`;
     const want = allowed.get(key);
     if (want === undefined) throw new Error(`module imports ${key}, which Envoy does not provide (ABI ${abi})`);
-    if (want !== imp.sig) throw new Error(`module imports ${key} with signature ${describe(imp.sig)}, but Envoy provides ${describe(want)}`);
+    if (want !== imp.sig)
+      throw new Error(
+        `module imports ${key} with signature ${describe(imp.sig)}, but Envoy provides ${describe(want)}`,
+      );
   }
   for (const imp of WebAssembly.Module.imports(module)) {
-    if (imp.kind === "global") throw new Error(`module imports global ${imp.module}.${imp.name}, which Envoy does not provide`);
+    if (imp.kind === "global")
+      throw new Error(`module imports global ${imp.module}.${imp.name}, which Envoy does not provide`);
   }
   return abi;
 }

@@ -48,14 +48,17 @@ export class Decision extends DecisionState {
       const scorer = scorers[s];
       for (let k = 0; k < this.candidateCount; k++) {
         const i = unchecked(this.candidates[k]);
-        unchecked(this.snapshotTerms[i] += scorer.weight * scorer.scoreEndpoint(snap, i));
+        unchecked((this.snapshotTerms[i] += scorer.weight * scorer.scoreEndpoint(snap, i)));
       }
     }
   }
 
   /** Decides for one request; returns an OUTCOME_* and sets `primary`/`fallbacks` when PICKED. */
   decide(snap: Snapshot, profile: Profile, inflight: InFlight, req: RequestFacts): i32 {
-    if (this.prepared !== snap || this.profile !== profile) { this.profile = profile; this.prepare(snap, profile); }
+    if (this.prepared !== snap || this.profile !== profile) {
+      this.profile = profile;
+      this.prepare(snap, profile);
+    }
     this.snapshot = snap;
     this.facts = req;
     this.primary = -1;
@@ -72,16 +75,24 @@ export class Decision extends DecisionState {
     // Loops over every candidate read and write columns through raw pointers: a managed reference used in a
     // loop is spilled to the GC's shadow stack at every use, which cost more than the arithmetic.
     const listP = changetype<usize>(this.candidates);
-    const localP = changetype<usize>(inflight.local), remoteP = changetype<usize>(inflight.remote);
-    const flagsP = changetype<usize>(snap.flags), queuedP = changetype<usize>(snap.queued);
-    const runningColP = changetype<usize>(snap.running), kvP = changetype<usize>(snap.kv);
-    const waitingP = changetype<usize>(this.waiting), runningP = changetype<usize>(this.running);
+    const localP = changetype<usize>(inflight.local),
+      remoteP = changetype<usize>(inflight.remote);
+    const flagsP = changetype<usize>(snap.flags),
+      queuedP = changetype<usize>(snap.queued);
+    const runningColP = changetype<usize>(snap.running),
+      kvP = changetype<usize>(snap.kv);
+    const waitingP = changetype<usize>(this.waiting),
+      runningP = changetype<usize>(this.running);
     const outstandingP = changetype<usize>(this.outstanding);
-    let minW = f64.MAX_VALUE, maxW = -f64.MAX_VALUE, minR = f64.MAX_VALUE, maxR = -f64.MAX_VALUE;
+    let minW = f64.MAX_VALUE,
+      maxW = -f64.MAX_VALUE,
+      minR = f64.MAX_VALUE,
+      maxR = -f64.MAX_VALUE;
     let saturated = 0;
-    const satQ = p.saturationQueue, satKv = p.saturationKv;
+    const satQ = p.saturationQueue,
+      satKv = p.saturationKv;
     for (let k = 0; k < count; k++) {
-      const i = <usize>load<i32>(listP + (<usize>k << 2));
+      const i = <usize>load<i32>(listP + ((<usize>k) << 2));
       const sent = <f64>(load<i32>(localP + (i << 2)) + load<i32>(remoteP + (i << 2)));
       const run = load<f64>(runningColP + (i << 3)); // the decoder zeroes counts whose metric is absent
       const queued = load<f64>(queuedP + (i << 3));
@@ -96,7 +107,11 @@ export class Decision extends DecisionState {
       minR = min(minR, r);
       maxR = max(maxR, r);
       const f = load<u8>(flagsP + i);
-      if (satQ != Infinity && ((f & FLAG_STALE) != 0 || w >= satQ || ((f & FLAG_KV) != 0 && load<f64>(kvP + (i << 3)) >= satKv))) saturated++;
+      if (
+        satQ != Infinity &&
+        ((f & FLAG_STALE) != 0 || w >= satQ || ((f & FLAG_KV) != 0 && load<f64>(kvP + (i << 3)) >= satKv))
+      )
+        saturated++;
     }
     this.minOutstanding = minW;
     if (req.sheddable && saturated == count) return OUTCOME_SHED;
@@ -112,29 +127,43 @@ export class Decision extends DecisionState {
 
     // The fused scoring pass: every term of the profile for each candidate, and the ties for the best score.
     const prefixOn = p.prefixWeight > 0 && req.chainBlocks > 0 && req.matched.length == snap.count;
-    const wq = p.queueWeight, wr = p.runningWeight;
+    const wq = p.queueWeight,
+      wr = p.runningWeight;
     const qSlope = queueSlope(wq, minW, maxW);
     const prefixScale = prefixOn ? p.prefixWeight / <f64>req.chainBlocks : 0;
-    const matchedP = changetype<usize>(req.matched), termsP = changetype<usize>(this.snapshotTerms);
-    const scoresP = changetype<usize>(this.scores), tiedP = changetype<usize>(this.tied);
-    const loraP = changetype<usize>(loraTerms), extraP = requestScorers.length > 0 ? changetype<usize>(this.requestTerms) : 0;
+    const matchedP = changetype<usize>(req.matched),
+      termsP = changetype<usize>(this.snapshotTerms);
+    const scoresP = changetype<usize>(this.scores),
+      tiedP = changetype<usize>(this.tied);
+    const loraP = changetype<usize>(loraTerms),
+      extraP = requestScorers.length > 0 ? changetype<usize>(this.requestTerms) : 0;
     let minMatched = i32.MAX_VALUE;
-    if (prefixOn) for (let k = 0; k < count; k++) minMatched = min(minMatched, load<i32>(matchedP + (<usize>load<i32>(listP + (<usize>k << 2)) << 2)));
-    let best = -f64.MAX_VALUE, ties = 0;
+    if (prefixOn)
+      for (let k = 0; k < count; k++)
+        minMatched = min(minMatched, load<i32>(matchedP + ((<usize>load<i32>(listP + ((<usize>k) << 2))) << 2)));
+    let best = -f64.MAX_VALUE,
+      ties = 0;
     for (let k = 0; k < count; k++) {
-      const i = load<i32>(listP + (<usize>k << 2));
-      const at = <usize>i << 3;
+      const i = load<i32>(listP + ((<usize>k) << 2));
+      const at = (<usize>i) << 3;
       const busy = load<f64>(outstandingP + at);
-      if (loraP != 0 && lora.excludes(load<f64>(loraP + at), busy, minW)) { store<f64>(scoresP + at, EXCLUDED); continue; }
+      if (loraP != 0 && lora.excludes(load<f64>(loraP + at), busy, minW)) {
+        store<f64>(scoresP + at, EXCLUDED);
+        continue;
+      }
       let s = load<f64>(termsP + at);
       if (wq != 0) s += queueTerm(wq, qSlope, minW, busy);
       if (wr != 0) s += runningTerm(wr, minR, maxR, load<f64>(runningP + at));
-      if (prefixOn) s += prefixTerm(prefixScale, <f64>load<i32>(matchedP + (<usize>i << 2)), <f64>minMatched, busy - minW, minW);
+      if (prefixOn)
+        s += prefixTerm(prefixScale, <f64>load<i32>(matchedP + ((<usize>i) << 2)), <f64>minMatched, busy - minW, minW);
       if (loraP != 0) s += load<f64>(loraP + at);
       if (extraP != 0) s += load<f64>(extraP + at);
       store<f64>(scoresP + at, s);
-      if (s > best + 1e-9) { best = s; store<i32>(tiedP, i); ties = 1; }
-      else if (s >= best - 1e-9) store<i32>(tiedP + (<usize>(ties++) << 2), i);
+      if (s > best + 1e-9) {
+        best = s;
+        store<i32>(tiedP, i);
+        ties = 1;
+      } else if (s >= best - 1e-9) store<i32>(tiedP + ((<usize>(ties++)) << 2), i);
     }
     this.tiedCount = ties;
     const picker = p.picker;
@@ -146,8 +175,11 @@ export class Decision extends DecisionState {
 
   /** The next best candidates after the primary, best first (selection of k out of n, one pass each). */
   private rankFallbacks(want: i32): void {
-    const list = this.candidates, count = this.candidateCount, taken = this.taken, scores = this.scores;
-    unchecked(taken[this.primary] = true);
+    const list = this.candidates,
+      count = this.candidateCount,
+      taken = this.taken,
+      scores = this.scores;
+    unchecked((taken[this.primary] = true));
     for (let round = 0; round < want; round++) {
       let best = -1;
       for (let k = 0; k < count; k++) {
@@ -156,10 +188,10 @@ export class Decision extends DecisionState {
         if (best < 0 || unchecked(scores[i]) > unchecked(scores[best])) best = i;
       }
       if (best < 0) break;
-      unchecked(taken[best] = true);
+      unchecked((taken[best] = true));
       this.fallbacks.push(best);
     }
-    unchecked(taken[this.primary] = false);
-    for (let k = 0; k < this.fallbacks.length; k++) unchecked(taken[unchecked(this.fallbacks[k])] = false);
+    unchecked((taken[this.primary] = false));
+    for (let k = 0; k < this.fallbacks.length; k++) unchecked((taken[unchecked(this.fallbacks[k])] = false));
   }
 }

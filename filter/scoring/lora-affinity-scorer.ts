@@ -20,7 +20,9 @@ const SLACK_REL: f64 = 0.25;
 const MAX_CACHED_MODELS = 64;
 
 export class LoraAffinityScorer extends ScorerPlugin {
-  join(profile: Profile): void { profile.loraWeight += this.weight; }
+  join(profile: Profile): void {
+    profile.loraWeight += this.weight;
+  }
 }
 
 /** GIE's LoRA affinity of endpoint `i` for the request's model. */
@@ -65,7 +67,9 @@ export class LoraAffinity {
     this.terms = null;
     this.admitLoadable = false;
     this.admitRunning = false;
-    const snap = d.snapshot!, req = d.facts, w = d.profile.loraWeight;
+    const snap = d.snapshot!,
+      req = d.facts,
+      w = d.profile.loraWeight;
     if (w <= 0 || !snap.anyLora || req.modelLen == 0 || !snap.namesAdapter(req.modelHash)) return;
     let terms = this.cached(d);
     const adapters = req.adapters;
@@ -74,7 +78,7 @@ export class LoraAffinity {
       memory.copy(changetype<usize>(out), changetype<usize>(terms), <usize>(terms.length << 3));
       for (let t = 0; t < adapters.touched.length; t++) {
         const i = unchecked(adapters.touched[t]);
-        if (i < out.length) unchecked(out[i] = this.current(snap, i, req, w, unchecked(terms[i])));
+        if (i < out.length) unchecked((out[i] = this.current(snap, i, req, w, unchecked(terms[i]))));
       }
       terms = out;
     }
@@ -89,7 +93,10 @@ export class LoraAffinity {
       const i = unchecked(d.candidates[k]);
       const l = unchecked(terms[i]);
       if (l > 0) this.admitLoadable = true;
-      if (listed && l >= this.activeScore && unchecked(d.outstanding[i]) - d.minOutstanding <= this.slack) { this.admitRunning = true; break; }
+      if (listed && l >= this.activeScore && unchecked(d.outstanding[i]) - d.minOutstanding <= this.slack) {
+        this.admitRunning = true;
+        break;
+      }
     }
   }
 
@@ -103,11 +110,12 @@ export class LoraAffinity {
   private cached(d: DecisionState): StaticArray<f64> {
     const req = d.facts;
     if (this.byModel.has(req.modelHash)) return this.byModel.get(req.modelHash);
-    const snap = d.snapshot!, w = d.profile.loraWeight;
+    const snap = d.snapshot!,
+      w = d.profile.loraWeight;
     const out = new StaticArray<f64>(snap.count);
     for (let k = 0; k < d.candidateCount; k++) {
       const i = unchecked(d.candidates[k]);
-      unchecked(out[i] = w * loraScore(snap, i, req));
+      unchecked((out[i] = w * loraScore(snap, i, req)));
     }
     if (this.byModel.size >= MAX_CACHED_MODELS) this.byModel.clear();
     this.byModel.set(req.modelHash, out);

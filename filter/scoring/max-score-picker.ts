@@ -4,7 +4,9 @@ import { PickerPlugin, DecisionState } from "./plugin";
 import { nextBelow } from "../rng";
 
 export class MaxScorePicker extends PickerPlugin {
-  pick(d: DecisionState): i32 { return pickMaxScore(d); }
+  pick(d: DecisionState): i32 {
+    return pickMaxScore(d);
+  }
 }
 
 export function pickMaxScore(d: DecisionState): i32 {

@@ -20,7 +20,8 @@ export class Params {
   strings: Array<string | null> = [];
 
   number(name: string): f64 {
-    for (let k = 0; k < this.names.length; k++) if (this.names[k] == name && this.strings[k] == null) return this.numbers[k];
+    for (let k = 0; k < this.names.length; k++)
+      if (this.names[k] == name && this.strings[k] == null) return this.numbers[k];
     return NaN;
   }
 
@@ -32,13 +33,20 @@ export class Params {
 
 /** One plugin entry of the snapshot's profile section (docs/SNAPSHOT.md). */
 export class PluginEntry {
-  constructor(public role: u8, public type: string, public weight: f64, public params: Params) {}
+  constructor(
+    public role: u8,
+    public type: string,
+    public weight: f64,
+    public params: Params,
+  ) {}
 }
 
 /** A plugin of the profile: reads its parameters, then joins the Profile the decision applies. */
 export abstract class ProfilePlugin {
   /** Reads the parameters; returns "" or why this plugin cannot be used (it is then left out). */
-  configure(_params: Params): string { return ""; }
+  configure(_params: Params): string {
+    return "";
+  }
   abstract join(profile: Profile): void;
 }
 
@@ -53,7 +61,9 @@ export abstract class ScorerPlugin extends ProfilePlugin {
   perSnapshot: bool = false;
 
   /** The score in [0, 1] of endpoint `i` (perSnapshot scorers). */
-  scoreEndpoint(_snap: Snapshot, _i: i32): f64 { return 0; }
+  scoreEndpoint(_snap: Snapshot, _i: i32): f64 {
+    return 0;
+  }
 
   /** Adds weight x score in [0, 1] of each candidate to `out` (per-request scorers). */
   scoreRequest(_d: DecisionState, _out: StaticArray<f64>): void {}

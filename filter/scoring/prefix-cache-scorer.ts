@@ -17,7 +17,9 @@ export class PrefixCacheScorer extends ScorerPlugin {
   lruPerEndpoint: i32 = 0;
 
   configure(params: Params): string {
-    const chars = params.number("blockSizeChars"), blocks = params.number("maxPrefixBlocksToMatch"), lru = params.number("lruCapacityPerServer");
+    const chars = params.number("blockSizeChars"),
+      blocks = params.number("maxPrefixBlocksToMatch"),
+      lru = params.number("lruCapacityPerServer");
     if (!(chars >= 1 && chars <= MAX_PARAM)) return "blockSizeChars missing or out of range";
     if (!(blocks >= 1 && blocks <= MAX_PARAM)) return "maxPrefixBlocksToMatch missing or out of range";
     if (!(lru >= 1 && lru <= MAX_PARAM)) return "lruCapacityPerServer missing or out of range";

@@ -7,7 +7,9 @@ import { ScorerPlugin, Profile } from "./plugin";
 export const LOAD_SPAN_FLOOR: f64 = 4;
 
 export class QueueScorer extends ScorerPlugin {
-  join(profile: Profile): void { profile.queueWeight += this.weight; }
+  join(profile: Profile): void {
+    profile.queueWeight += this.weight;
+  }
 }
 
 /** Per request: the slope of the term, weight per request of load above the least loaded. */

@@ -3,11 +3,15 @@ import { PickerPlugin, DecisionState, EXCLUDED } from "./plugin";
 import { nextBelow } from "../rng";
 
 export class RandomPicker extends PickerPlugin {
-  pick(d: DecisionState): i32 { return pickUniformly(d); }
+  pick(d: DecisionState): i32 {
+    return pickUniformly(d);
+  }
 }
 
 export function pickUniformly(d: DecisionState): i32 {
-  const list = d.candidates, count = d.candidateCount, scores = d.scores;
+  const list = d.candidates,
+    count = d.candidateCount,
+    scores = d.scores;
   let admitted = 0;
   for (let k = 0; k < count; k++) if (unchecked(scores[unchecked(list[k])]) != EXCLUDED) admitted++;
   if (admitted == 0) return -1;

@@ -1,7 +1,15 @@
 // The profile plugins this filter knows, by GIE type name, and the Profile built from a snapshot's entries.
 // Adding a plugin: its own file in this folder and one `register` line below (docs/ARCHITECTURE.md, "Adding
 // a scorer"). Entries of unknown types are left out with a problem noted (a newer companion may send them).
-import { ProfilePlugin, Profile, PluginEntry, ROLE_SCORER, ROLE_PICKER, ROLE_SATURATION_DETECTOR, ScorerPlugin } from "./plugin";
+import {
+  ProfilePlugin,
+  Profile,
+  PluginEntry,
+  ROLE_SCORER,
+  ROLE_PICKER,
+  ROLE_SATURATION_DETECTOR,
+  ScorerPlugin,
+} from "./plugin";
 import { QueueScorer } from "./queue-scorer";
 import { KvCacheUtilizationScorer } from "./kv-cache-utilization-scorer";
 import { PrefixCacheScorer } from "./prefix-cache-scorer";
@@ -15,7 +23,11 @@ import { UtilizationDetector } from "./utilization-detector";
 export type PluginFactory = () => ProfilePlugin;
 
 class Registration {
-  constructor(public role: u8, public type: string, public create: PluginFactory) {}
+  constructor(
+    public role: u8,
+    public type: string,
+    public create: PluginFactory,
+  ) {}
 }
 
 let registrations: Registration[] | null = null;
@@ -44,7 +56,10 @@ function all(): Registration[] {
 export function register(role: u8, type: string, create: PluginFactory): void {
   const list = all();
   for (let k = 0; k < list.length; k++) {
-    if (list[k].role == role && list[k].type == type) { list[k].create = create; return; }
+    if (list[k].role == role && list[k].type == type) {
+      list[k].create = create;
+      return;
+    }
   }
   list.push(new Registration(role, type, create));
 }
@@ -61,10 +76,16 @@ export function buildProfile(entries: PluginEntry[]): Profile {
   for (let k = 0; k < entries.length; k++) {
     const e = entries[k];
     const reg = find(e.role, e.type);
-    if (reg == null) { profile.problems.push(e.type + ": unknown plugin type (left out)"); continue; }
+    if (reg == null) {
+      profile.problems.push(e.type + ": unknown plugin type (left out)");
+      continue;
+    }
     const plugin = reg.create();
     const problem = plugin.configure(e.params);
-    if (problem.length > 0) { profile.problems.push(e.type + ": " + problem + " (left out)"); continue; }
+    if (problem.length > 0) {
+      profile.problems.push(e.type + ": " + problem + " (left out)");
+      continue;
+    }
     if (e.role == ROLE_SCORER) {
       // A weight that is not a positive number switches the scorer off (a NaN would poison every score).
       const w = e.weight;

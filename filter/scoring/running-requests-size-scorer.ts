@@ -3,11 +3,13 @@
 import { ScorerPlugin, Profile } from "./plugin";
 
 export class RunningRequestsSizeScorer extends ScorerPlugin {
-  join(profile: Profile): void { profile.runningWeight += this.weight; }
+  join(profile: Profile): void {
+    profile.runningWeight += this.weight;
+  }
 }
 
 /** The term of an endpoint running `running`, among candidates running between `minRunning` and `maxRunning`. */
 // @ts-ignore: decorator
 @inline export function runningTerm(weight: f64, minRunning: f64, maxRunning: f64, running: f64): f64 {
-  return maxRunning == minRunning ? weight : weight * (maxRunning - running) / (maxRunning - minRunning);
+  return maxRunning == minRunning ? weight : (weight * (maxRunning - running)) / (maxRunning - minRunning);
 }

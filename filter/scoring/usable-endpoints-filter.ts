@@ -13,7 +13,7 @@ export function usableEndpoints(snap: Snapshot, out: StaticArray<i32>): i32 {
     const f = unchecked(snap.flags[i]);
     if ((f & (FLAG_ERROR | FLAG_UNUSABLE)) != 0) continue;
     if (fresh > 0 && (f & FLAG_STALE) != 0) continue;
-    unchecked(out[count++] = i);
+    unchecked((out[count++] = i));
   }
   return count;
 }

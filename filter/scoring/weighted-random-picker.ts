@@ -6,7 +6,9 @@ import { nextFloat } from "../rng";
 
 export class WeightedRandomPicker extends PickerPlugin {
   pick(d: DecisionState): i32 {
-    const list = d.candidates, count = d.candidateCount, scores = d.scores;
+    const list = d.candidates,
+      count = d.candidateCount,
+      scores = d.scores;
     let total: f64 = 0;
     for (let k = 0; k < count; k++) total += max(unchecked(scores[unchecked(list[k])]), 0);
     if (total <= 0) return pickUniformly(d);

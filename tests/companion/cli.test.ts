@@ -2,7 +2,14 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { FLAGS, helpText, longPollTimeoutWarning, parseCli, parseDuration, type CompanionOptions } from "../../companion/cli";
+import {
+  FLAGS,
+  helpText,
+  longPollTimeoutWarning,
+  parseCli,
+  parseDuration,
+  type CompanionOptions,
+} from "../../companion/cli";
 import { until } from "../helpers/until";
 
 const run = (args: string[], env: Record<string, string> = {}): CompanionOptions => {
@@ -13,47 +20,132 @@ const run = (args: string[], env: Record<string, string> = {}): CompanionOptions
 
 test("defaults", () => {
   const o = run(["--endpoints", "10.0.0.1:8000,[fd00::1]:8001"]);
-  assert.deepEqual(o.pool, { kind: "static", file: undefined, endpoints: [
-    { ip: "10.0.0.1", port: 8000, address: "10.0.0.1:8000" }, { ip: "fd00::1", port: 8001, address: "[fd00::1]:8001" }] });
-  assert.deepEqual([o.port, o.host, o.refreshIntervalMs, o.stalenessThresholdMs, o.longPollTimeoutMs, o.scrapeTimeoutMs, o.maxBackoffMs, o.maxPageBytes, o.logLevel, o.once],
-    [9002, "0.0.0.0", 50, 2000, 3000, 1000, 5000, 8 * 1024 * 1024, "info", false]);
+  assert.deepEqual(o.pool, {
+    kind: "static",
+    file: undefined,
+    endpoints: [
+      { ip: "10.0.0.1", port: 8000, address: "10.0.0.1:8000" },
+      { ip: "fd00::1", port: 8001, address: "[fd00::1]:8001" },
+    ],
+  });
+  assert.deepEqual(
+    [
+      o.port,
+      o.host,
+      o.refreshIntervalMs,
+      o.stalenessThresholdMs,
+      o.longPollTimeoutMs,
+      o.scrapeTimeoutMs,
+      o.maxBackoffMs,
+      o.maxPageBytes,
+      o.logLevel,
+      o.once,
+    ],
+    [9002, "0.0.0.0", 50, 2000, 3000, 1000, 5000, 8 * 1024 * 1024, "info", false],
+  );
   assert.deepEqual(o.engineFlags, {});
   assert.equal(o.apiToken, undefined);
 });
 
 test("pool modes, GIE spellings, durations, token from the environment", () => {
-  assert.deepEqual(run(["--pool-name", "llama", "--pool-namespace", "ml", "--pool-group", "inference.networking.x-k8s.io"]).pool,
-    { kind: "inference-pool", name: "llama", namespace: "ml", group: "inference.networking.x-k8s.io" });
-  assert.deepEqual(run(["--endpoint-selector", "app=vllm,tier=gpu", "--endpoint-target-ports", "8000,8001,8000"]).pool,
-    { kind: "selector", selector: { app: "vllm", tier: "gpu" }, targetPorts: [8000, 8001], namespace: undefined });
-  const o = run(["--endpoints-file", "f.yaml", "--refresh-metrics-interval=100ms", "--metrics-staleness-threshold", "1.5s", "--long-poll-timeout", "4999", "--max-page-bytes", "512Ki"], { COMPANION_API_TOKEN: "s3cret" });
-  assert.deepEqual([o.refreshIntervalMs, o.stalenessThresholdMs, o.longPollTimeoutMs, o.maxPageBytes, o.apiToken], [100, 1500, 4999, 524288, "s3cret"]);
-  assert.equal(run(["--endpoints", "10.0.0.1:1", "--api-token", "flag"], { COMPANION_API_TOKEN: "env" }).apiToken, "flag");
-  assert.deepEqual(run(["--endpoints", "10.0.0.1:1", "--lora-info-metric=", "--model-server-type", "sglang"]).engineFlags, { modelServerType: "sglang", loraInfoMetric: "" });
+  assert.deepEqual(
+    run(["--pool-name", "llama", "--pool-namespace", "ml", "--pool-group", "inference.networking.x-k8s.io"]).pool,
+    { kind: "inference-pool", name: "llama", namespace: "ml", group: "inference.networking.x-k8s.io" },
+  );
+  assert.deepEqual(
+    run(["--endpoint-selector", "app=vllm,tier=gpu", "--endpoint-target-ports", "8000,8001,8000"]).pool,
+    { kind: "selector", selector: { app: "vllm", tier: "gpu" }, targetPorts: [8000, 8001], namespace: undefined },
+  );
+  const o = run(
+    [
+      "--endpoints-file",
+      "f.yaml",
+      "--refresh-metrics-interval=100ms",
+      "--metrics-staleness-threshold",
+      "1.5s",
+      "--long-poll-timeout",
+      "4999",
+      "--max-page-bytes",
+      "512Ki",
+    ],
+    { COMPANION_API_TOKEN: "s3cret" },
+  );
+  assert.deepEqual(
+    [o.refreshIntervalMs, o.stalenessThresholdMs, o.longPollTimeoutMs, o.maxPageBytes, o.apiToken],
+    [100, 1500, 4999, 524288, "s3cret"],
+  );
+  assert.equal(
+    run(["--endpoints", "10.0.0.1:1", "--api-token", "flag"], { COMPANION_API_TOKEN: "env" }).apiToken,
+    "flag",
+  );
+  assert.deepEqual(
+    run(["--endpoints", "10.0.0.1:1", "--lora-info-metric=", "--model-server-type", "sglang"]).engineFlags,
+    { modelServerType: "sglang", loraInfoMetric: "" },
+  );
   assert.equal(parseDuration("1m", "x"), 60_000);
   const equal = run(["--endpoints", "10.0.0.1:1", "--refresh-interval", "1s", "--staleness-threshold", "1s"]);
-  assert.deepEqual([equal.refreshIntervalMs, equal.stalenessThresholdMs], [1000, 1000], "a threshold equal to the interval is allowed");
+  assert.deepEqual(
+    [equal.refreshIntervalMs, equal.stalenessThresholdMs],
+    [1000, 1000],
+    "a threshold equal to the interval is allowed",
+  );
 });
 
 test("bad flags are UsageErrors with a message", () => {
   const cases: Array<[string[], string]> = [
     [[], "no pool: give --pool-name, --selector with --target-ports, or --endpoints/--endpoints-file"],
-    [["--pool-name", "a", "--endpoints", "10.0.0.1:1"], "give one pool mode: --pool-name, --selector or --endpoints/--endpoints-file"],
+    [
+      ["--pool-name", "a", "--endpoints", "10.0.0.1:1"],
+      "give one pool mode: --pool-name, --selector or --endpoints/--endpoints-file",
+    ],
     [["--selector", "app=x"], "--selector needs --target-ports"],
-    [["--endpoints", "example.com:80"], '--endpoints: "example.com:80": "example.com" is not an IP address (host names are not allowed: the destination header must be a literal IP)'],
+    [
+      ["--endpoints", "example.com:80"],
+      '--endpoints: "example.com:80": "example.com" is not an IP address (host names are not allowed: the destination header must be a literal IP)',
+    ],
     [["--endpoints", "10.0.0.1:99999"], '--endpoints: "10.0.0.1:99999": port "99999" is not a number from 1 to 65535'],
     [["--endpoints", "fd00::1:8000"], '--endpoints: "fd00::1:8000": write IPv6 addresses as [addr]:port'],
-    [["--endpoints", "10.0.0.1:1", "--refresh-interval", "fast"], '--refresh-interval: "fast" is not a duration (examples: 50ms, 2s, 1m)'],
-    [["--endpoints", "10.0.0.1:1", "--long-poll-timeout", "10m"], "--long-poll-timeout: must be less than 600000ms, the filter's largest pollTimeoutMs (a held request must be answered before the filter's call times out), got 600000ms"],
-    [["--endpoints", "10.0.0.1:1", "--model-server-type", "tgi"], '--model-server-type: "tgi" is not one of vllm, sglang, triton-tensorrt-llm, trtllm-serve'],
-    [["--endpoints", "10.0.0.1:1", "--kv-cache-usage-percentage-metric", "x{a=~b}"], '--kv-cache-usage-percentage-metric: invalid metric spec "x{a=~b}": only "=" matchers are supported, label "a" uses "=~"'],
-    [["--endpoints", "10.0.0.1:1", "--config-file", "a", "--config-text", "b"], "give --config-file or --config-text, not both"],
+    [
+      ["--endpoints", "10.0.0.1:1", "--refresh-interval", "fast"],
+      '--refresh-interval: "fast" is not a duration (examples: 50ms, 2s, 1m)',
+    ],
+    [
+      ["--endpoints", "10.0.0.1:1", "--long-poll-timeout", "10m"],
+      "--long-poll-timeout: must be less than 600000ms, the filter's largest pollTimeoutMs (a held request must be answered before the filter's call times out), got 600000ms",
+    ],
+    [
+      ["--endpoints", "10.0.0.1:1", "--model-server-type", "tgi"],
+      '--model-server-type: "tgi" is not one of vllm, sglang, triton-tensorrt-llm, trtllm-serve',
+    ],
+    [
+      ["--endpoints", "10.0.0.1:1", "--kv-cache-usage-percentage-metric", "x{a=~b}"],
+      '--kv-cache-usage-percentage-metric: invalid metric spec "x{a=~b}": only "=" matchers are supported, label "a" uses "=~"',
+    ],
+    [
+      ["--endpoints", "10.0.0.1:1", "--config-file", "a", "--config-text", "b"],
+      "give --config-file or --config-text, not both",
+    ],
     [["--endpoints", "10.0.0.1:1", "--bogus"], "Unknown option '--bogus'"],
-    [["--refresh-interval", "1s", "--refresh-metrics-interval", "2s", "--endpoints", "10.0.0.1:1"], "--refresh-interval and --refresh-metrics-interval are the same flag; give one"],
-    [["--endpoints", "10.0.0.1:1", "--log-level", "loud"], '--log-level: "loud" is not one of debug, info, warn, error'],
-    [["--endpoints", "10.0.0.1:1", "--target-ports", "8000"], "--target-ports only applies with --selector (an InferencePool names its own ports)"],
-    [["--endpoints", "10.0.0.1:1", "--refresh-interval", "5s"], "--staleness-threshold (2000ms) must be at least --refresh-interval (5000ms): with a shorter threshold every endpoint turns stale between its scrapes"],
-    [["--endpoints", "10.0.0.1:1", "--refresh-metrics-interval", "1s", "--metrics-staleness-threshold", "500ms"], "--staleness-threshold (500ms) must be at least --refresh-interval (1000ms): with a shorter threshold every endpoint turns stale between its scrapes"],
+    [
+      ["--refresh-interval", "1s", "--refresh-metrics-interval", "2s", "--endpoints", "10.0.0.1:1"],
+      "--refresh-interval and --refresh-metrics-interval are the same flag; give one",
+    ],
+    [
+      ["--endpoints", "10.0.0.1:1", "--log-level", "loud"],
+      '--log-level: "loud" is not one of debug, info, warn, error',
+    ],
+    [
+      ["--endpoints", "10.0.0.1:1", "--target-ports", "8000"],
+      "--target-ports only applies with --selector (an InferencePool names its own ports)",
+    ],
+    [
+      ["--endpoints", "10.0.0.1:1", "--refresh-interval", "5s"],
+      "--staleness-threshold (2000ms) must be at least --refresh-interval (5000ms): with a shorter threshold every endpoint turns stale between its scrapes",
+    ],
+    [
+      ["--endpoints", "10.0.0.1:1", "--refresh-metrics-interval", "1s", "--metrics-staleness-threshold", "500ms"],
+      "--staleness-threshold (500ms) must be at least --refresh-interval (1000ms): with a shorter threshold every endpoint turns stale between its scrapes",
+    ],
   ];
   for (const [args, message] of cases) assert.throws(() => parseCli(args, {}), { message }, args.join(" "));
 });
@@ -78,7 +170,10 @@ test("the bundled companion: exit 2 on bad flags, 1 on a bad config, 0 for --hel
   assert.match(bad.stderr, /companion: --endpoints: "nope": expected IP:PORT/);
   const config = node(["--endpoints", "127.0.0.1:1", "--once", "--config-text", "plugins:\n- type: nope\n"]);
   assert.equal(config.status, 1);
-  assert.match(config.stderr, /companion: configuration error: --config-text: plugins\[0\]\.type: unsupported plugin type/);
+  assert.match(
+    config.stderr,
+    /companion: configuration error: --config-text: plugins\[0\]\.type: unsupported plugin type/,
+  );
   const help = node(["--help"]);
   assert.equal(help.status, 0);
   assert.match(help.stdout, /--staleness-threshold DUR/);
@@ -86,17 +181,31 @@ test("the bundled companion: exit 2 on bad flags, 1 on a bad config, 0 for --hel
 
 test("--long-poll-timeout: anything below the filter's largest pollTimeoutMs, a warning from its default on", () => {
   // The filter's pollTimeoutMs is configurable up to 600000 ms (filter/config.ts); its default is 5000 ms.
-  for (const [text, ms] of [["4999", 4999], ["5s", 5000], ["15s", 15_000], ["9m", 540_000], ["599999", 599_999]] as const) {
+  for (const [text, ms] of [
+    ["4999", 4999],
+    ["5s", 5000],
+    ["15s", 15_000],
+    ["9m", 540_000],
+    ["599999", 599_999],
+  ] as const) {
     assert.equal(run(["--endpoints", "10.0.0.1:1", "--long-poll-timeout", text]).longPollTimeoutMs, ms, text);
   }
-  for (const text of ["600000", "10m", "3600s"]) assert.throws(() => parseCli(["--endpoints", "10.0.0.1:1", "--long-poll-timeout", text], {}), /--long-poll-timeout/, text);
+  for (const text of ["600000", "10m", "3600s"])
+    assert.throws(
+      () => parseCli(["--endpoints", "10.0.0.1:1", "--long-poll-timeout", text], {}),
+      /--long-poll-timeout/,
+      text,
+    );
 
   assert.equal(longPollTimeoutWarning(3000), null);
   assert.equal(longPollTimeoutWarning(4999), null);
   for (const ms of [5000, 15_000]) {
     const warning = longPollTimeoutWarning(ms);
     assert.ok(warning !== null, `${ms}ms is not below the filter's default pollTimeoutMs`);
-    assert.ok(warning.startsWith(`--long-poll-timeout ${ms}ms is not below the filter's default pollTimeoutMs (5000ms)`), warning);
+    assert.ok(
+      warning.startsWith(`--long-poll-timeout ${ms}ms is not below the filter's default pollTimeoutMs (5000ms)`),
+      warning,
+    );
     assert.ok(warning.includes(`the filter's pollTimeoutMs must be raised above ${ms}ms`), warning);
     assert.ok(warning.includes("stalenessLimitMs"), warning);
   }
@@ -105,13 +214,24 @@ test("--long-poll-timeout: anything below the filter's largest pollTimeoutMs, a 
 
 /** Starts the bundled companion, waits for its "companion started" log line, and returns the JSON log lines so far. */
 async function startupLog(args: string[]): Promise<Array<{ level: string; msg: string; [k: string]: unknown }>> {
-  const child = spawn(process.execPath, ["build/companion.mjs", "--endpoints", "127.0.0.1:1", "--port", "0", "--host", "127.0.0.1", ...args], { stdio: ["ignore", "ignore", "pipe"] });
+  const child = spawn(
+    process.execPath,
+    ["build/companion.mjs", "--endpoints", "127.0.0.1:1", "--port", "0", "--host", "127.0.0.1", ...args],
+    { stdio: ["ignore", "ignore", "pipe"] },
+  );
   let stderr = "";
   child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
   try {
-    await until("companion started", () => stderr.includes('"msg":"companion started"') || child.exitCode !== null, 10_000);
+    await until(
+      "companion started",
+      () => stderr.includes('"msg":"companion started"') || child.exitCode !== null,
+      10_000,
+    );
     assert.equal(child.exitCode, null, `the companion exited: ${stderr}`);
-    return stderr.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
+    return stderr
+      .split("\n")
+      .filter((l) => l.startsWith("{"))
+      .map((l) => JSON.parse(l));
   } finally {
     child.kill();
   }
@@ -121,9 +241,16 @@ test("the bundled companion serves with a long poll over 5s and warns at start t
   const lines = await startupLog(["--long-poll-timeout", "20s"]);
   const warnings = lines.filter((l) => l.level === "warn" && l.msg.includes("pollTimeoutMs"));
   assert.equal(warnings.length, 1, JSON.stringify(lines));
-  assert.match(warnings[0].msg, /^--long-poll-timeout 20000ms is not below the filter's default pollTimeoutMs \(5000ms\): the filter's pollTimeoutMs must be raised above 20000ms/);
+  assert.match(
+    warnings[0].msg,
+    /^--long-poll-timeout 20000ms is not below the filter's default pollTimeoutMs \(5000ms\): the filter's pollTimeoutMs must be raised above 20000ms/,
+  );
   assert.equal(warnings[0].longPollTimeoutMs, 20_000);
 
   const quiet = await startupLog(["--long-poll-timeout", "4999ms"]);
-  assert.deepEqual(quiet.filter((l) => l.msg.includes("pollTimeoutMs")), [], "no warning below the filter's default");
+  assert.deepEqual(
+    quiet.filter((l) => l.msg.includes("pollTimeoutMs")),
+    [],
+    "no warning below the filter's default",
+  );
 });

@@ -12,13 +12,27 @@ function informer(fake: FakeKube, labelSelector?: string) {
   const core = kc.makeApiClient(CoreV1Api);
   const events: string[] = [];
   const errors: unknown[] = [];
-  const lw = new ListWatch<KubernetesObject>("/api/v1/namespaces/default/pods", new Watch(kc),
-    () => core.listNamespacedPod({ namespace: "default", labelSelector }) as never, false, labelSelector);
+  const lw = new ListWatch<KubernetesObject>(
+    "/api/v1/namespaces/default/pods",
+    new Watch(kc),
+    () => core.listNamespacedPod({ namespace: "default", labelSelector }) as never,
+    false,
+    labelSelector,
+  );
   lw.on("add", (o) => events.push(`add ${o.metadata?.name}`));
   lw.on("update", (o) => events.push(`update ${o.metadata?.name}`));
   lw.on("delete", (o) => events.push(`delete ${o.metadata?.name}`));
   lw.on("error", (e) => errors.push(e));
-  return { lw, events, errors, names: () => lw.list().map((o) => o.metadata!.name).sort() };
+  return {
+    lw,
+    events,
+    errors,
+    names: () =>
+      lw
+        .list()
+        .map((o) => o.metadata!.name)
+        .sort(),
+  };
 }
 
 test("label selectors: equality, inequality, existence, set terms", () => {
@@ -43,12 +57,22 @@ test("the real client lists and watches through the fake: events, selector trans
   const list = fake.requests.find((r) => !r.watch)!;
   assert.equal(list.query.labelSelector, "app=llm");
   const watch = fake.requests.find((r) => r.watch)!;
-  assert.equal(watch.query.resourceVersion, String(fake.resourceVersion), "the watch resumes from the list's resourceVersion");
+  assert.equal(
+    watch.query.resourceVersion,
+    String(fake.resourceVersion),
+    "the watch resumes from the list's resourceVersion",
+  );
 
   fake.put(pod({ name: "b", ip: "10.0.0.2", labels: { app: "llm" } }));
-  fake.update("v1", "Pod", "default", "a", (p) => { p.metadata.labels!.version = "2"; });
-  fake.update("v1", "Pod", "default", "other", (p) => { p.metadata.labels!.app = "llm"; }); // starts matching -> ADDED
-  fake.update("v1", "Pod", "default", "b", (p) => { p.metadata.labels!.app = "web"; }); // stops matching -> DELETED
+  fake.update("v1", "Pod", "default", "a", (p) => {
+    p.metadata.labels!.version = "2";
+  });
+  fake.update("v1", "Pod", "default", "other", (p) => {
+    p.metadata.labels!.app = "llm";
+  }); // starts matching -> ADDED
+  fake.update("v1", "Pod", "default", "b", (p) => {
+    p.metadata.labels!.app = "web";
+  }); // stops matching -> DELETED
   fake.delete("v1", "Pod", "default", "a");
   await until("events", () => events.length >= 6);
   assert.deepEqual(events, ["add a", "add b", "update a", "add other", "delete b", "delete a"]);
@@ -116,13 +140,24 @@ test("InferencePools of both API groups, field selectors, single GET, 404 for a 
   t.after(() => fake.close());
   fake.put(inferencePoolV1({ name: "llama", matchLabels: { app: "llama" }, ports: [8000] }));
   fake.put(inferencePoolV1({ name: "other", matchLabels: { app: "x" }, ports: [8000] }));
-  const res = await fetch(`${fake.url}/apis/inference.networking.k8s.io/v1/namespaces/default/inferencepools?fieldSelector=metadata.name%3Dllama`, { headers: { authorization: `Bearer ${fake.token}` } });
-  const list = await res.json() as { kind: string; items: Array<{ metadata: { name: string } }> };
+  const res = await fetch(
+    `${fake.url}/apis/inference.networking.k8s.io/v1/namespaces/default/inferencepools?fieldSelector=metadata.name%3Dllama`,
+    { headers: { authorization: `Bearer ${fake.token}` } },
+  );
+  const list = (await res.json()) as { kind: string; items: Array<{ metadata: { name: string } }> };
   assert.equal(list.kind, "InferencePoolList");
-  assert.deepEqual(list.items.map((i) => i.metadata.name), ["llama"]);
-  const one = await fetch(`${fake.url}/apis/inference.networking.k8s.io/v1/namespaces/default/inferencepools/other`, { headers: { authorization: `Bearer ${fake.token}` } });
+  assert.deepEqual(
+    list.items.map((i) => i.metadata.name),
+    ["llama"],
+  );
+  const one = await fetch(`${fake.url}/apis/inference.networking.k8s.io/v1/namespaces/default/inferencepools/other`, {
+    headers: { authorization: `Bearer ${fake.token}` },
+  });
   assert.equal(((await one.json()) as { metadata: { name: string } }).metadata.name, "other");
   fake.uninstall("inference.networking.x-k8s.io/v1alpha2", "InferencePool");
-  const missing = await fetch(`${fake.url}/apis/inference.networking.x-k8s.io/v1alpha2/namespaces/default/inferencepools`, { headers: { authorization: `Bearer ${fake.token}` } });
+  const missing = await fetch(
+    `${fake.url}/apis/inference.networking.x-k8s.io/v1alpha2/namespaces/default/inferencepools`,
+    { headers: { authorization: `Bearer ${fake.token}` } },
+  );
   assert.equal(missing.status, 404);
 });

@@ -4,12 +4,22 @@ import { formatMetricSpec, parseMetricSpec, specMatches } from "../../companion/
 
 test("specs: names, bare and quoted values, blanks, trailing comma", () => {
   assert.deepEqual(parseMetricSpec("vllm:num_requests_waiting"), { name: "vllm:num_requests_waiting", labels: [] });
-  assert.deepEqual(parseMetricSpec("nv_trt_llm_request_metrics{request_type=waiting}"),
-    { name: "nv_trt_llm_request_metrics", labels: [["request_type", "waiting"]] });
-  assert.deepEqual(parseMetricSpec(' m { a = "x y" , b=2.5,c="q\\"\\\\\\n" , } '),
-    { name: "m", labels: [["a", "x y"], ["b", "2.5"], ["c", 'q"\\\n']] });
+  assert.deepEqual(parseMetricSpec("nv_trt_llm_request_metrics{request_type=waiting}"), {
+    name: "nv_trt_llm_request_metrics",
+    labels: [["request_type", "waiting"]],
+  });
+  assert.deepEqual(parseMetricSpec(' m { a = "x y" , b=2.5,c="q\\"\\\\\\n" , } '), {
+    name: "m",
+    labels: [
+      ["a", "x y"],
+      ["b", "2.5"],
+      ["c", 'q"\\\n'],
+    ],
+  });
   assert.deepEqual(parseMetricSpec("m{}"), { name: "m", labels: [] });
-  assert.deepEqual(parseMetricSpec('m{model="meta-llama/Llama-3.1-8B"}')!.labels, [["model", "meta-llama/Llama-3.1-8B"]]);
+  assert.deepEqual(parseMetricSpec('m{model="meta-llama/Llama-3.1-8B"}')!.labels, [
+    ["model", "meta-llama/Llama-3.1-8B"],
+  ]);
   assert.deepEqual(parseMetricSpec("m{path=/a/b:c-d.e}")!.labels, [["path", "/a/b:c-d.e"]]);
 });
 
@@ -33,8 +43,14 @@ test("specs: bad input gives the exact message", () => {
     ['m{a="x}', 'invalid metric spec "m{a=\\"x}": unterminated quoted value for label "a"'],
     ['m{a="\\t"}', 'invalid metric spec "m{a=\\"\\\\t\\"}": invalid escape "\\t" in the value of label "a"'],
     ["m{a=1,a=2}", 'invalid metric spec "m{a=1,a=2}": label "a" appears twice'],
-    ["m{a=1 b=2}", 'invalid metric spec "m{a=1 b=2}": expected "," or "}" after the value of label "a", found "b" at offset 6'],
-    ["m{__name__=x}", 'invalid metric spec "m{__name__=x}": label name "__name__" is reserved (names starting with "__")'],
+    [
+      "m{a=1 b=2}",
+      'invalid metric spec "m{a=1 b=2}": expected "," or "}" after the value of label "a", found "b" at offset 6',
+    ],
+    [
+      "m{__name__=x}",
+      'invalid metric spec "m{__name__=x}": label name "__name__" is reserved (names starting with "__")',
+    ],
     ["m x", 'invalid metric spec "m x": unexpected "x" at offset 2 after the metric name'],
     ["m{a=b} x", 'invalid metric spec "m{a=b} x": unexpected "x" at offset 7 after the metric selector'],
     ["m{a=b}}", 'invalid metric spec "m{a=b}}": unexpected "}" at offset 6 after the metric selector'],

@@ -17,12 +17,45 @@ import { FamilySelector, parseSelectedFamilies } from "../../companion/prom-pars
 import { Scraper } from "../../companion/scraper";
 import { vllmPage } from "./fixtures/pages";
 
-const HANDLERS = ["/v1/completions", "/v1/chat/completions", "/v1/embeddings", "/metrics", "/health", "/v1/models", "/tokenize", "/detokenize", "/ping", "/version"];
+const HANDLERS = [
+  "/v1/completions",
+  "/v1/chat/completions",
+  "/v1/embeddings",
+  "/metrics",
+  "/health",
+  "/v1/models",
+  "/tokenize",
+  "/detokenize",
+  "/ping",
+  "/version",
+];
 const PAGES = {
-  "vLLM V0, 1 engine": vllmPage({ version: "v0", engines: [{ waiting: 3, running: 7, kv: 0.4 }], cache: { blockSize: 16, numGpuBlocks: 9000 },
-    lora: { maxLora: 4, history: [{ running: ["a"], waiting: [], timestamp: 1718309100 }, { running: ["a", "b"], waiting: ["c"], timestamp: 1718309200 }] } }),
-  "vLLM V1, 2 DP engines": vllmPage({ version: "v1", engines: [{ waiting: 3, running: 7, kv: 0.4 }, { waiting: 1, running: 5, kv: 0.6 }], cache: { blockSize: 16, numGpuBlocks: 9000 } }),
-  "vLLM V1, 4 DP engines, 10 API handlers": vllmPage({ version: "v1", engines: [0, 1, 2, 3].map((i) => ({ waiting: i, running: 2 * i, kv: 0.1 * i })), cache: { blockSize: 16, numGpuBlocks: 9000 }, handlers: HANDLERS }),
+  "vLLM V0, 1 engine": vllmPage({
+    version: "v0",
+    engines: [{ waiting: 3, running: 7, kv: 0.4 }],
+    cache: { blockSize: 16, numGpuBlocks: 9000 },
+    lora: {
+      maxLora: 4,
+      history: [
+        { running: ["a"], waiting: [], timestamp: 1718309100 },
+        { running: ["a", "b"], waiting: ["c"], timestamp: 1718309200 },
+      ],
+    },
+  }),
+  "vLLM V1, 2 DP engines": vllmPage({
+    version: "v1",
+    engines: [
+      { waiting: 3, running: 7, kv: 0.4 },
+      { waiting: 1, running: 5, kv: 0.6 },
+    ],
+    cache: { blockSize: 16, numGpuBlocks: 9000 },
+  }),
+  "vLLM V1, 4 DP engines, 10 API handlers": vllmPage({
+    version: "v1",
+    engines: [0, 1, 2, 3].map((i) => ({ waiting: i, running: 2 * i, kv: 0.1 * i })),
+    cache: { blockSize: 16, numGpuBlocks: 9000 },
+    handlers: HANDLERS,
+  }),
 };
 const WANTED_ENGINE = loadPickerConfig(null).engines.engines.get("vllm")!;
 
@@ -31,7 +64,8 @@ function measure(fn: () => void, batchMs = 150, batches = 7): number {
   const warm = process.hrtime.bigint();
   while (Number(process.hrtime.bigint() - warm) < 200e6) fn(); // warm up: let V8 optimise before timing
   let n = 1;
-  for (;;) { // size the batch
+  for (;;) {
+    // size the batch
     const t = process.hrtime.bigint();
     for (let i = 0; i < n; i++) fn();
     if (Number(process.hrtime.bigint() - t) / 1e6 > batchMs / 4) break;
@@ -50,17 +84,32 @@ function measure(fn: () => void, batchMs = 150, batches = 7): number {
 function parserBench() {
   const selector = new FamilySelector(familiesOf(WANTED_ENGINE));
   const wanted = new Set(familiesOf(WANTED_ENGINE));
-  const rows: Array<{ page: string; bytes: number; lines: number; oursUs: number; generalUs: number; ratio: number }> = [];
+  const rows: Array<{ page: string; bytes: number; lines: number; oursUs: number; generalUs: number; ratio: number }> =
+    [];
   for (const [name, text] of Object.entries(PAGES)) {
     const body = Buffer.from(text);
     let sink = 0;
     // Both start from the bytes as received; both end with the wanted values in hand.
-    const oursUs = measure(() => { sink += extractMetrics(parseSelectedFamilies(body, selector), WANTED_ENGINE).queued ?? 0; });
-    const generalUs = measure(() => {
-      for (const fam of parsePrometheusTextFormat(body.toString("utf8"))) if (wanted.has(fam.name)) sink += fam.metrics.length;
-    }, 150, 5);
+    const oursUs = measure(() => {
+      sink += extractMetrics(parseSelectedFamilies(body, selector), WANTED_ENGINE).queued ?? 0;
+    });
+    const generalUs = measure(
+      () => {
+        for (const fam of parsePrometheusTextFormat(body.toString("utf8")))
+          if (wanted.has(fam.name)) sink += fam.metrics.length;
+      },
+      150,
+      5,
+    );
     if (sink < 0) console.log(sink);
-    rows.push({ page: name, bytes: body.length, lines: text.split("\n").length, oursUs, generalUs, ratio: generalUs / oursUs });
+    rows.push({
+      page: name,
+      bytes: body.length,
+      lines: text.split("\n").length,
+      oursUs,
+      generalUs,
+      ratio: generalUs / oursUs,
+    });
   }
   return rows;
 }
@@ -70,7 +119,9 @@ async function serveEndpoints(count: number): Promise<void> {
   const body = Buffer.from(PAGES["vLLM V1, 2 DP engines"]);
   const ports: number[] = [];
   for (let i = 0; i < count; i++) {
-    const s = http.createServer((_q, res) => res.writeHead(200, { "content-type": "text/plain; version=0.0.4", "content-length": body.length }).end(body));
+    const s = http.createServer((_q, res) =>
+      res.writeHead(200, { "content-type": "text/plain; version=0.0.4", "content-length": body.length }).end(body),
+    );
     s.keepAliveTimeout = 60_000;
     await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
     ports.push((s.address() as AddressInfo).port);
@@ -81,42 +132,91 @@ async function serveEndpoints(count: number): Promise<void> {
 }
 
 async function scrapeCapacity(endpoints: number, seconds: number) {
-  const child = spawn(process.execPath, [fileURLToPath(import.meta.url)], { env: { ...process.env, BENCH_ROLE: "servers", BENCH_ENDPOINTS: String(endpoints) }, stdio: ["pipe", "pipe", "inherit"] });
+  const child = spawn(process.execPath, [fileURLToPath(import.meta.url)], {
+    env: { ...process.env, BENCH_ROLE: "servers", BENCH_ENDPOINTS: String(endpoints) },
+    stdio: ["pipe", "pipe", "inherit"],
+  });
   const ports = await new Promise<number[]>((resolve) => {
     let out = "";
-    child.stdout!.on("data", (d) => { out += d; if (out.includes("\n")) resolve(JSON.parse(out)); });
+    child.stdout!.on("data", (d) => {
+      out += d;
+      if (out.includes("\n")) resolve(JSON.parse(out));
+    });
   });
   const config = loadPickerConfig(null);
-  let ok = 0, failed = 0;
-  const scraper = new Scraper({ intervalMs: 1, timeoutMs: 5000, maxBackoffMs: 1000, maxPageBytes: 8 << 20, jitter: 0 },
-    { engines: () => config.engines, scrape: () => DEFAULT_SCRAPE }, (_t, o) => { if (o.ok) ok++; else failed++; }, silentLogger);
+  let ok = 0,
+    failed = 0;
+  const scraper = new Scraper(
+    { intervalMs: 1, timeoutMs: 5000, maxBackoffMs: 1000, maxPageBytes: 8 << 20, jitter: 0 },
+    { engines: () => config.engines, scrape: () => DEFAULT_SCRAPE },
+    (_t, o) => {
+      if (o.ok) ok++;
+      else failed++;
+    },
+    silentLogger,
+  );
   scraper.setTargets(ports.map((port) => ({ address: `127.0.0.1:${port}`, ip: "127.0.0.1", port, labels: {} })));
   await new Promise((r) => setTimeout(r, 1000)); // connections up, JIT warm
-  const ok0 = ok, cpu0 = process.cpuUsage(), t0 = process.hrtime.bigint();
+  const ok0 = ok,
+    cpu0 = process.cpuUsage(),
+    t0 = process.hrtime.bigint();
   await new Promise((r) => setTimeout(r, seconds * 1000));
-  const cpu = process.cpuUsage(cpu0), wall = Number(process.hrtime.bigint() - t0) / 1e9;
+  const cpu = process.cpuUsage(cpu0),
+    wall = Number(process.hrtime.bigint() - t0) / 1e9;
   const done = ok - ok0;
   scraper.stop();
   child.stdin!.end();
   const cpuSeconds = (cpu.user + cpu.system) / 1e6;
-  return { endpoints, pageBytes: Buffer.byteLength(PAGES["vLLM V1, 2 DP engines"]), scrapes: done, failed, wallSeconds: wall, cpuSeconds,
-    scrapesPerCpuSecond: done / cpuSeconds, scrapesPerWallSecond: done / wall,
+  return {
+    endpoints,
+    pageBytes: Buffer.byteLength(PAGES["vLLM V1, 2 DP engines"]),
+    scrapes: done,
+    failed,
+    wallSeconds: wall,
+    cpuSeconds,
+    scrapesPerCpuSecond: done / cpuSeconds,
+    scrapesPerWallSecond: done / wall,
     // At the default 50 ms refresh interval each endpoint costs 20 scrapes a second.
-    endpointsPerCoreAt50ms: done / cpuSeconds / 20 };
+    endpointsPerCoreAt50ms: done / cpuSeconds / 20,
+  };
 }
 
 async function main(): Promise<void> {
   if (process.env.BENCH_ROLE === "servers") return serveEndpoints(Number(process.env.BENCH_ENDPOINTS));
   const parser = parserBench();
   console.log("Parser: companion (selective, from bytes) vs parse-prometheus-text-format (decode + full parse)");
-  console.log("page".padEnd(42) + "bytes".padStart(8) + "lines".padStart(7) + "ours µs".padStart(10) + "general µs".padStart(12) + "ratio".padStart(8));
-  for (const r of parser) console.log(r.page.padEnd(42) + String(r.bytes).padStart(8) + String(r.lines).padStart(7) + r.oursUs.toFixed(1).padStart(10) + r.generalUs.toFixed(0).padStart(12) + `${r.ratio.toFixed(1)}x`.padStart(8));
+  console.log(
+    "page".padEnd(42) +
+      "bytes".padStart(8) +
+      "lines".padStart(7) +
+      "ours µs".padStart(10) +
+      "general µs".padStart(12) +
+      "ratio".padStart(8),
+  );
+  for (const r of parser)
+    console.log(
+      r.page.padEnd(42) +
+        String(r.bytes).padStart(8) +
+        String(r.lines).padStart(7) +
+        r.oursUs.toFixed(1).padStart(10) +
+        r.generalUs.toFixed(0).padStart(12) +
+        `${r.ratio.toFixed(1)}x`.padStart(8),
+    );
   const capacity = await scrapeCapacity(50, 4);
-  console.log(`\nScrape capacity (${capacity.endpoints} local endpoints, ${capacity.pageBytes}-byte vLLM V1 page, fetch + parse + normalise):`);
-  console.log(`  ${Math.round(capacity.scrapesPerCpuSecond)} scrapes per CPU-second of the companion (${Math.round(capacity.scrapesPerWallSecond)}/s wall, ${capacity.failed} failed)`);
-  console.log(`  = ${Math.round(capacity.endpointsPerCoreAt50ms)} endpoints on one core at the default 50 ms refresh interval`);
+  console.log(
+    `\nScrape capacity (${capacity.endpoints} local endpoints, ${capacity.pageBytes}-byte vLLM V1 page, fetch + parse + normalise):`,
+  );
+  console.log(
+    `  ${Math.round(capacity.scrapesPerCpuSecond)} scrapes per CPU-second of the companion (${Math.round(capacity.scrapesPerWallSecond)}/s wall, ${capacity.failed} failed)`,
+  );
+  console.log(
+    `  = ${Math.round(capacity.endpointsPerCoreAt50ms)} endpoints on one core at the default 50 ms refresh interval`,
+  );
   mkdirSync("build/bench", { recursive: true });
-  writeFileSync("build/bench/companion.json", JSON.stringify({ parser, capacity, node: process.version, date: new Date().toISOString() }, null, 2) + "\n");
+  writeFileSync(
+    "build/bench/companion.json",
+    JSON.stringify({ parser, capacity, node: process.version, date: new Date().toISOString() }, null, 2) + "\n",
+  );
   console.log("wrote build/bench/companion.json");
 }
 

@@ -16,24 +16,46 @@ const fixture = (name: string): string => readFileSync(`tests/companion/fixtures
 /** A mapping as the spec strings it reads, for readable assertions. */
 function specs(m: EngineMapping): Record<string, string> {
   return {
-    queued: formatMetricSpec(m.queued), running: formatMetricSpec(m.running), kvUsage: formatMetricSpec(m.kvUsage),
-    kvFallback: formatMetricSpec(m.kvUsage?.fallback ?? null), lora: formatMetricSpec(m.lora), cacheInfo: formatMetricSpec(m.cacheInfo),
-    cacheBlockSize: formatMetricSpec(m.cacheBlockSize), cacheNumBlocks: formatMetricSpec(m.cacheNumBlocks),
+    queued: formatMetricSpec(m.queued),
+    running: formatMetricSpec(m.running),
+    kvUsage: formatMetricSpec(m.kvUsage),
+    kvFallback: formatMetricSpec(m.kvUsage?.fallback ?? null),
+    lora: formatMetricSpec(m.lora),
+    cacheInfo: formatMetricSpec(m.cacheInfo),
+    cacheBlockSize: formatMetricSpec(m.cacheBlockSize),
+    cacheNumBlocks: formatMetricSpec(m.cacheNumBlocks),
   };
 }
 
 const VLLM = {
-  queued: "vllm:num_requests_waiting", running: "vllm:num_requests_running", kvUsage: "vllm:kv_cache_usage_perc",
-  kvFallback: "vllm:gpu_cache_usage_perc", lora: "vllm:lora_requests_info", cacheInfo: "vllm:cache_config_info", cacheBlockSize: "", cacheNumBlocks: "",
+  queued: "vllm:num_requests_waiting",
+  running: "vllm:num_requests_running",
+  kvUsage: "vllm:kv_cache_usage_perc",
+  kvFallback: "vllm:gpu_cache_usage_perc",
+  lora: "vllm:lora_requests_info",
+  cacheInfo: "vllm:cache_config_info",
+  cacheBlockSize: "",
+  cacheNumBlocks: "",
 };
 const SGLANG = {
-  queued: "sglang:num_queue_reqs", running: "sglang:num_running_reqs", kvUsage: "sglang:token_usage", kvFallback: "", lora: "",
-  cacheInfo: "sglang:cache_config_info", cacheBlockSize: "", cacheNumBlocks: "",
+  queued: "sglang:num_queue_reqs",
+  running: "sglang:num_running_reqs",
+  kvUsage: "sglang:token_usage",
+  kvFallback: "",
+  lora: "",
+  cacheInfo: "sglang:cache_config_info",
+  cacheBlockSize: "",
+  cacheNumBlocks: "",
 };
 const TRITON = {
-  queued: "nv_trt_llm_request_metrics{request_type=waiting}", running: "nv_trt_llm_request_metrics{request_type=scheduled}",
-  kvUsage: "nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type=fraction}", kvFallback: "", lora: "", cacheInfo: "",
-  cacheBlockSize: "nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type=tokens_per}", cacheNumBlocks: "nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type=max}",
+  queued: "nv_trt_llm_request_metrics{request_type=waiting}",
+  running: "nv_trt_llm_request_metrics{request_type=scheduled}",
+  kvUsage: "nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type=fraction}",
+  kvFallback: "",
+  lora: "",
+  cacheInfo: "",
+  cacheBlockSize: "nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type=tokens_per}",
+  cacheNumBlocks: "nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type=max}",
 };
 
 /** The reference's Helm `flags` entries (`- name=X value="Y"`) as the `--X=Y` arguments the chart renders. */
@@ -52,17 +74,31 @@ function flagsOf(args: string[]) {
   return r.kind === "run" ? r.options.engineFlags : {};
 }
 
-const FIXTURES = ["triton-flags.txt", "sglang-flags.txt", "pod-labels.yaml", "default-engine-sglang.yaml", "custom-engines.yaml"];
+const FIXTURES = [
+  "triton-flags.txt",
+  "sglang-flags.txt",
+  "pod-labels.yaml",
+  "default-engine-sglang.yaml",
+  "custom-engines.yaml",
+];
 
 test("the fixtures are the reference document's code blocks, verbatim (committed excerpt)", () => {
   assert.deepEqual(codeBlocks(referenceExcerpt()), FIXTURES.map(fixture));
 });
 
 test("the committed excerpt is the live reference document's text, and holds all its code blocks", (t) => {
-  if (!existsSync(SHARED_DIR)) return t.skip(`${SHARED_DIR} is not beside this checkout: the excerpt was not compared with ${REFERENCE_LIVE}`);
+  if (!existsSync(SHARED_DIR))
+    return t.skip(`${SHARED_DIR} is not beside this checkout: the excerpt was not compared with ${REFERENCE_LIVE}`);
   const live = readFileSync(REFERENCE_LIVE, "utf8");
-  assert.ok(live.includes(referenceExcerpt()), `${REFERENCE_EXCERPT} is no longer a verbatim slice of ${REFERENCE_LIVE}: copy it again`);
-  assert.deepEqual(codeBlocks(live), FIXTURES.map(fixture), `the code blocks of ${REFERENCE_LIVE} are no longer the fixtures`);
+  assert.ok(
+    live.includes(referenceExcerpt()),
+    `${REFERENCE_EXCERPT} is no longer a verbatim slice of ${REFERENCE_LIVE}: copy it again`,
+  );
+  assert.deepEqual(
+    codeBlocks(live),
+    FIXTURES.map(fixture),
+    `the code blocks of ${REFERENCE_LIVE} are no longer the fixtures`,
+  );
 });
 
 test("no configuration: vLLM is the default, all four engines built in, GIE's default profile", () => {
@@ -102,8 +138,14 @@ test("3. custom engines: vllm and sglang restated, triton added, built-ins kept"
   // A built-in name is replaced entirely: the restated sglang entry has no cacheInfoSpec.
   assert.deepEqual(specs(e.engines.get("sglang")!), { ...SGLANG, cacheInfo: "" });
   assert.deepEqual(specs(e.resolve({ "inference.networking.k8s.io/engine-type": "triton" }).mapping), {
-    queued: "nv_trt_llm_request_metrics{request_type=waiting}", running: "",
-    kvUsage: "nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type=fraction}", kvFallback: "", lora: "", cacheInfo: "", cacheBlockSize: "", cacheNumBlocks: "",
+    queued: "nv_trt_llm_request_metrics{request_type=waiting}",
+    running: "",
+    kvUsage: "nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type=fraction}",
+    kvFallback: "",
+    lora: "",
+    cacheInfo: "",
+    cacheBlockSize: "",
+    cacheNumBlocks: "",
   });
   assert.ok(e.engines.has("triton-tensorrt-llm") && e.engines.has("trtllm-serve"), "built-ins are still included");
 });
@@ -136,7 +178,10 @@ test("SGLang section: the reference's flags give the SGLang queue and KV specs, 
   assert.equal(m.queued, "sglang:num_queue_reqs");
   assert.equal(m.kvUsage, "sglang:token_usage");
   assert.equal(m.lora, "");
-  const typed = loadPickerConfig(null, flagsOf(["--model-server-type=sglang", ...helmFlags(fixture("sglang-flags.txt"))]));
+  const typed = loadPickerConfig(
+    null,
+    flagsOf(["--model-server-type=sglang", ...helmFlags(fixture("sglang-flags.txt"))]),
+  );
   assert.deepEqual(specs(typed.engines.unlabelled), SGLANG);
 });
 

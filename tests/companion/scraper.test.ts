@@ -19,35 +19,81 @@ async function server(t: { after(fn: () => unknown): void }, handler: Handler) {
   const connections = { count: 0 };
   const open = new Set<Socket>();
   const paths: string[] = [];
-  const s = http.createServer((req, res) => { paths.push(req.url ?? ""); handler(req, res); });
+  const s = http.createServer((req, res) => {
+    paths.push(req.url ?? "");
+    handler(req, res);
+  });
   s.on("connection", (socket: Socket) => {
     connections.count++;
     open.add(socket);
     socket.on("close", () => open.delete(socket));
   });
   await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  t.after(() => new Promise<void>((r) => { s.closeAllConnections(); s.close(() => r()); }));
+  t.after(
+    () =>
+      new Promise<void>((r) => {
+        s.closeAllConnections();
+        s.close(() => r());
+      }),
+  );
   const port = (s.address() as AddressInfo).port;
-  return { port, connections, open, paths, target: (labels: Record<string, string> = {}): PoolTarget => ({ address: `127.0.0.1:${port}`, ip: "127.0.0.1", port, labels }) };
+  return {
+    port,
+    connections,
+    open,
+    paths,
+    target: (labels: Record<string, string> = {}): PoolTarget => ({
+      address: `127.0.0.1:${port}`,
+      ip: "127.0.0.1",
+      port,
+      labels,
+    }),
+  };
 }
 
-function scraper(t: { after(fn: () => unknown): void }, opts: Partial<ConstructorParameters<typeof Scraper>[0]> = {}, onOutcome: (o: ScrapeOutcome) => void = () => {}, flags = {}, log: Logger = silentLogger) {
+function scraper(
+  t: { after(fn: () => unknown): void },
+  opts: Partial<ConstructorParameters<typeof Scraper>[0]> = {},
+  onOutcome: (o: ScrapeOutcome) => void = () => {},
+  flags = {},
+  log: Logger = silentLogger,
+) {
   const config = loadPickerConfig(null, flags);
-  const s = new Scraper({ intervalMs: 20, timeoutMs: 300, maxBackoffMs: 200, maxPageBytes: 1024 * 1024, ...opts },
-    { engines: () => config.engines, scrape: () => DEFAULT_SCRAPE }, (_t, o) => onOutcome(o), log);
+  const s = new Scraper(
+    { intervalMs: 20, timeoutMs: 300, maxBackoffMs: 200, maxPageBytes: 1024 * 1024, ...opts },
+    { engines: () => config.engines, scrape: () => DEFAULT_SCRAPE },
+    (_t, o) => onOutcome(o),
+    log,
+  );
   t.after(() => s.stop());
   return s;
 }
 
-const PAGE = vllmPage({ version: "v1", engines: [{ waiting: 3, running: 7, kv: 0.25 }, { waiting: 1, running: 5, kv: 0.75 }], cache: { blockSize: 16, numGpuBlocks: 100 } });
+const PAGE = vllmPage({
+  version: "v1",
+  engines: [
+    { waiting: 3, running: 7, kv: 0.25 },
+    { waiting: 1, running: 5, kv: 0.75 },
+  ],
+  cache: { blockSize: 16, numGpuBlocks: 100 },
+});
 
 test("a good page: metrics read over one kept-alive connection", async (t) => {
-  const srv = await server(t, (_req, res) => res.writeHead(200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }).end(PAGE));
+  const srv = await server(t, (_req, res) =>
+    res.writeHead(200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }).end(PAGE),
+  );
   const s = scraper(t);
   for (let i = 0; i < 3; i++) {
     const o = await s.scrape(srv.target());
     assert.ok(o.ok, JSON.stringify(o));
-    assert.deepEqual(o.metrics, { queued: 4, running: 12, kvUsage: 0.5, lora: null, cache: { blockSize: 16, numBlocks: 200 }, models: ["meta-llama/Llama-3.1-8B-Instruct"] });
+    assert.deepEqual(o.metrics, {
+      queued: 4,
+      running: 12,
+      kvUsage: 0.5,
+      lora: null,
+      cache: { blockSize: 16, numBlocks: 200 },
+      models: ["meta-llama/Llama-3.1-8B-Instruct"],
+    });
     assert.equal(o.engine, "vllm");
   }
   assert.equal(srv.connections.count, 1, "keep-alive: one connection for all scrapes");
@@ -57,17 +103,66 @@ test("a good page: metrics read over one kept-alive connection", async (t) => {
 test("failures are classified and explained", async (t) => {
   const s = scraper(t);
   const cases: Array<[Handler, string, RegExp]> = [
-    [() => { /* never answers */ }, "timeout", /^no complete page within 300ms$/],
-    [(_q, res) => { res.writeHead(200); res.write("vllm:num_requests_waiting 1\n"); /* never ends */ }, "timeout", /within 300ms/],
+    [
+      () => {
+        /* never answers */
+      },
+      "timeout",
+      /^no complete page within 300ms$/,
+    ],
+    [
+      (_q, res) => {
+        res.writeHead(200);
+        res.write("vllm:num_requests_waiting 1\n"); /* never ends */
+      },
+      "timeout",
+      /within 300ms/,
+    ],
     [(_q, res) => res.writeHead(503).end("busy"), "http_status", /^GET \/metrics answered HTTP 503$/],
-    [(_q, res) => res.writeHead(200, { "content-type": "application/json" }).end("[]"), "content_type", /answered application\/json, not a metrics page/],
-    [(_q, res) => res.writeHead(200, { "content-length": 5_000_000 }).end(), "too_large", /5000000 bytes is over the 1048576-byte limit/],
-    [(_q, res) => { res.writeHead(200); for (let i = 0; i < 200; i++) res.write("#".repeat(10_000) + "\n"); res.end(); }, "too_large", /over the 1048576-byte limit/],
-    [(_q, res) => res.writeHead(200).end("garbage here\n"), "parse", /^bad metrics page: line 1, column 9: bad value "here"/],
+    [
+      (_q, res) => res.writeHead(200, { "content-type": "application/json" }).end("[]"),
+      "content_type",
+      /answered application\/json, not a metrics page/,
+    ],
+    [
+      (_q, res) => res.writeHead(200, { "content-length": 5_000_000 }).end(),
+      "too_large",
+      /5000000 bytes is over the 1048576-byte limit/,
+    ],
+    [
+      (_q, res) => {
+        res.writeHead(200);
+        for (let i = 0; i < 200; i++) res.write("#".repeat(10_000) + "\n");
+        res.end();
+      },
+      "too_large",
+      /over the 1048576-byte limit/,
+    ],
+    [
+      (_q, res) => res.writeHead(200).end("garbage here\n"),
+      "parse",
+      /^bad metrics page: line 1, column 9: bad value "here"/,
+    ],
     [(_q, res) => res.writeHead(200).end("vllm:num_requests_waiting 3"), "parse", /page truncated/],
-    [(_q, res) => res.writeHead(200).end("vllm:num_requests_waiting NaN\n"), "metrics", /vllm:num_requests_waiting: value NaN is not a finite number/],
-    [(_q, res) => res.writeHead(200).end("other_metric 1\n"), "metrics", /none of engine vllm's metrics are on the page/],
-    [(q, res) => { res.writeHead(200, { "content-length": 1000 }); res.write("vllm:num_requests_waiting 1\n"); q.socket.destroy(); }, "connect", /./],
+    [
+      (_q, res) => res.writeHead(200).end("vllm:num_requests_waiting NaN\n"),
+      "metrics",
+      /vllm:num_requests_waiting: value NaN is not a finite number/,
+    ],
+    [
+      (_q, res) => res.writeHead(200).end("other_metric 1\n"),
+      "metrics",
+      /none of engine vllm's metrics are on the page/,
+    ],
+    [
+      (q, res) => {
+        res.writeHead(200, { "content-length": 1000 });
+        res.write("vllm:num_requests_waiting 1\n");
+        q.socket.destroy();
+      },
+      "connect",
+      /./,
+    ],
   ];
   for (const [handler, reason, message] of cases) {
     const srv = await server(t, handler);
@@ -88,16 +183,24 @@ test("gzip pages, OpenMetrics content type, engine-specific path and port overri
   const o = await s.scrape(gz.target());
   assert.ok(o.ok && o.metrics.queued === 4);
 
-  const om = await server(t, (_q, res) => res.writeHead(200, { "content-type": "application/openmetrics-text; version=1.0.0" }).end("vllm:num_requests_waiting 2\n"));
+  const om = await server(t, (_q, res) =>
+    res
+      .writeHead(200, { "content-type": "application/openmetrics-text; version=1.0.0" })
+      .end("vllm:num_requests_waiting 2\n"),
+  );
   const missingEof = await s.scrape(om.target());
   assert.ok(!missingEof.ok && /without # EOF/.test(missingEof.error), "OpenMetrics pages must end with # EOF");
 
-  const trt = await server(t, (q, res) => res.writeHead(200).end(q.url === "/prometheus/metrics" ? "trtllm_num_requests_waiting 6\n" : "[]\n"));
+  const trt = await server(t, (q, res) =>
+    res.writeHead(200).end(q.url === "/prometheus/metrics" ? "trtllm_num_requests_waiting 6\n" : "[]\n"),
+  );
   const serve = await s.scrape(trt.target({ "inference.networking.k8s.io/engine-type": "trtllm-serve" }));
   assert.ok(serve.ok && serve.metrics.queued === 6 && serve.engine === "trtllm-serve");
   assert.deepEqual(trt.paths, ["/prometheus/metrics"]);
 
-  const other = await server(t, (q, res) => res.writeHead(200).end(q.url === "/custom" ? "vllm:num_requests_waiting 9\n" : ""));
+  const other = await server(t, (q, res) =>
+    res.writeHead(200).end(q.url === "/custom" ? "vllm:num_requests_waiting 9\n" : ""),
+  );
   const moved = scraper(t, { metricsPath: "/custom", metricsPort: other.port });
   const viaOverride = await moved.scrape({ address: "127.0.0.1:1", ip: "127.0.0.1", port: 1, labels: {} });
   assert.ok(viaOverride.ok && viaOverride.metrics.queued === 9, "--model-server-metrics-port/path");
@@ -117,20 +220,27 @@ test("loops: every endpoint keeps being scraped; removed endpoints stop", async 
 
 test("backoff schedule: interval while healthy, doubling per failure up to the maximum, with jitter", () => {
   assert.equal(nextDelayMs(50, 5000, 0.1, 0, 0.5), 50);
-  assert.deepEqual([1, 2, 3, 6, 7, 40].map((f) => nextDelayMs(50, 5000, 0.1, f, 0.5)), [100, 200, 400, 3200, 5000, 5000]);
+  assert.deepEqual(
+    [1, 2, 3, 6, 7, 40].map((f) => nextDelayMs(50, 5000, 0.1, f, 0.5)),
+    [100, 200, 400, 3200, 5000, 5000],
+  );
   assert.equal(nextDelayMs(50, 5000, 0.1, 0, 0), 45);
   assert.equal(Math.round(nextDelayMs(50, 5000, 0.1, 0, 0.999999)), 55);
 });
 
 test("removed endpoints: their idle kept-alive connections are closed at once, others kept", async (t) => {
-  const page = (_q: http.IncomingMessage, res: http.ServerResponse) => res.writeHead(200).end("vllm:num_requests_waiting 1\n");
+  const page = (_q: http.IncomingMessage, res: http.ServerResponse) =>
+    res.writeHead(200).end("vllm:num_requests_waiting 1\n");
   const leaving = await server(t, page);
   const staying = await server(t, page);
   const outcomes: ScrapeOutcome[] = [];
   // A long interval, so the removal finds the connection idle (removal destroys a request in flight anyway).
   const s = scraper(t, { intervalMs: 150, maxBackoffMs: 150 }, (o) => outcomes.push(o));
   s.setTargets([leaving.target(), staying.target()]);
-  await until("both scraped over kept-alive connections", () => leaving.paths.length >= 2 && staying.paths.length >= 2 && leaving.open.size === 1 && staying.open.size === 1);
+  await until(
+    "both scraped over kept-alive connections",
+    () => leaving.paths.length >= 2 && staying.paths.length >= 2 && leaving.open.size === 1 && staying.open.size === 1,
+  );
   await new Promise((r) => setTimeout(r, 10));
   s.setTargets([staying.target()]);
   await until("the removed endpoint's connection closed", () => leaving.open.size === 0, 1000);
@@ -155,7 +265,9 @@ test("the unknown-engine-label warning is given once per endpoint, and forgotten
 
 test("a scrape in flight across a relabel does not bring the old engine back", async (t) => {
   let release: () => void = () => {};
-  const srv = await server(t, (_q, res) => { release = () => res.writeHead(200).end("vllm:num_requests_waiting 4\n"); });
+  const srv = await server(t, (_q, res) => {
+    release = () => res.writeHead(200).end("vllm:num_requests_waiting 4\n");
+  });
   const config = loadPickerConfig(null);
   const store = new EndpointStore(config.engines, 60_000);
   const s = scraper(t);
@@ -169,5 +281,8 @@ test("a scrape in flight across a relabel does not bring the old engine back", a
   const o = await inFlight;
   assert.ok(o.ok && o.engine === "vllm");
   assert.equal(store.recordSuccess(sglang.address, o.engine, o.metrics, 1000), false);
-  assert.deepEqual(store.views(1000).map((v) => [v.engine, v.queued, v.updatedAt]), [["sglang", null, null]]);
+  assert.deepEqual(
+    store.views(1000).map((v) => [v.engine, v.queued, v.updatedAt]),
+    [["sglang", null, null]],
+  );
 });

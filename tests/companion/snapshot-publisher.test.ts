@@ -13,12 +13,28 @@ const target = (address: string, labels: Record<string, string> = {}): PoolTarge
   const [ip, port] = address.split(":");
   return { address, ip, port: Number(port), labels };
 };
-const metrics = (queued: number, models: string[] = []) => ({ queued, running: 1, kvUsage: 0.5, lora: null, cache: null, models });
+const metrics = (queued: number, models: string[] = []) => ({
+  queued,
+  running: 1,
+  kvUsage: 0.5,
+  lora: null,
+  cache: null,
+  models,
+});
 
 test("staleness: never scraped and older than the threshold are stale; errors keep the last metrics", () => {
   const store = new EndpointStore(engines, 2000);
-  store.setTargets([target("10.0.0.1:8000"), target("10.0.0.2:8000", { "inference.networking.k8s.io/engine-type": "sglang" })]);
-  assert.deepEqual(store.views(0).map((v) => [v.address, v.engine, v.stale]), [["10.0.0.1:8000", "vllm", true], ["10.0.0.2:8000", "sglang", true]]);
+  store.setTargets([
+    target("10.0.0.1:8000"),
+    target("10.0.0.2:8000", { "inference.networking.k8s.io/engine-type": "sglang" }),
+  ]);
+  assert.deepEqual(
+    store.views(0).map((v) => [v.address, v.engine, v.stale]),
+    [
+      ["10.0.0.1:8000", "vllm", true],
+      ["10.0.0.2:8000", "sglang", true],
+    ],
+  );
   store.recordSuccess("10.0.0.1:8000", "vllm", metrics(3), 1000);
   assert.equal(store.views(3000)[0].stale, false, "2000 ms old is not older than the threshold");
   assert.equal(store.views(3001)[0].stale, true);
@@ -43,7 +59,10 @@ test("the pool's base models are the union of the endpoints' served models", () 
   store.recordSuccess("10.0.0.2:8000", "vllm", metrics(0, ["qwen", "llama"]), 1000);
   store.recordSuccess("10.0.0.3:8000", "vllm", metrics(0), 1000);
   assert.deepEqual(store.baseModels(), ["llama", "qwen"]);
-  assert.deepEqual(store.views(1000).map((v) => v.models), [["llama"], ["qwen", "llama"], []]);
+  assert.deepEqual(
+    store.views(1000).map((v) => v.models),
+    [["llama"], ["qwen", "llama"], []],
+  );
 });
 
 test("relabelling to another engine re-resolves at once and drops the other engine's metrics", () => {
@@ -69,7 +88,13 @@ test("a scrape outcome for the engine an endpoint had before a relabel or reload
   assert.equal(store.recordSuccess("10.0.0.1:8000", "vllm", metrics(3), 1000), false);
   assert.equal(store.recordFailure("10.0.0.2:8000", "vllm", "vllm:num_requests_waiting missing"), false);
   assert.equal(changes, 0, "nothing changed");
-  assert.deepEqual(store.views(1000).map((v) => [v.engine, v.queued, v.updatedAt, v.error]), [["sglang", null, null, null], ["sglang", null, null, null]]);
+  assert.deepEqual(
+    store.views(1000).map((v) => [v.engine, v.queued, v.updatedAt, v.error]),
+    [
+      ["sglang", null, null, null],
+      ["sglang", null, null, null],
+    ],
+  );
   assert.equal(store.allAttempted(), false, "a stale outcome does not count as a scrape of the current engine");
   assert.equal(store.recordSuccess("10.0.0.1:8000", "sglang", metrics(4), 1100), true);
   assert.deepEqual([store.views(1100)[0].engine, store.views(1100)[0].queued], ["sglang", 4]);
@@ -85,9 +110,15 @@ test("a scrape outcome for the engine an endpoint had before a relabel or reload
 
 function publisherWith(store: EndpointStore, clock: { now: number }) {
   const published: bigint[] = [];
-  const pub = new SnapshotPublisher((now) => ({ profile: DEFAULT_PROFILE, endpoints: store.snapshotEndpoints(now), baseModels: store.baseModels() }), {
-    minIntervalMs: 50, now: () => clock.now, nextChangeAt: (now) => store.nextStaleAt(now), onPublish: (s) => published.push(s.version),
-  });
+  const pub = new SnapshotPublisher(
+    (now) => ({ profile: DEFAULT_PROFILE, endpoints: store.snapshotEndpoints(now), baseModels: store.baseModels() }),
+    {
+      minIntervalMs: 50,
+      now: () => clock.now,
+      nextChangeAt: (now) => store.nextStaleAt(now),
+      onPublish: (s) => published.push(s.version),
+    },
+  );
   return { pub, published };
 }
 
@@ -146,7 +177,10 @@ test("staleness publishes by itself: the expiry timer rebuilds when an endpoint 
   const store = new EndpointStore(engines, 30);
   store.setTargets([target("10.0.0.1:8000")]);
   store.recordSuccess("10.0.0.1:8000", "vllm", metrics(1), Date.now());
-  const pub = new SnapshotPublisher((now) => ({ profile: DEFAULT_PROFILE, endpoints: store.snapshotEndpoints(now), baseModels: store.baseModels() }), { minIntervalMs: 10, nextChangeAt: (now) => store.nextStaleAt(now) });
+  const pub = new SnapshotPublisher(
+    (now) => ({ profile: DEFAULT_PROFILE, endpoints: store.snapshotEndpoints(now), baseModels: store.baseModels() }),
+    { minIntervalMs: 10, nextChangeAt: (now) => store.nextStaleAt(now) },
+  );
   t.after(() => pub.stop());
   assert.equal(decodeSnapshot(pub.current.blob).endpoints[0].stale, false);
   const { result } = pub.waitForNewer(pub.current.version, 2000);
@@ -157,7 +191,10 @@ test("staleness publishes by itself: the expiry timer rebuilds when an endpoint 
 
 test("long poll: answered at once when newer, held until a change, null on timeout, cancellable; coalescing", async (t) => {
   const store = new EndpointStore(engines, 60_000);
-  const pub = new SnapshotPublisher((now) => ({ profile: DEFAULT_PROFILE, endpoints: store.snapshotEndpoints(now), baseModels: store.baseModels() }), { minIntervalMs: 40 });
+  const pub = new SnapshotPublisher(
+    (now) => ({ profile: DEFAULT_PROFILE, endpoints: store.snapshotEndpoints(now), baseModels: store.baseModels() }),
+    { minIntervalMs: 40 },
+  );
   t.after(() => pub.stop());
   const v0 = pub.current.version;
   assert.equal(await pub.waitForNewer(v0 - 1n, 1000).result, pub.current, "older version: at once");
@@ -171,7 +208,8 @@ test("long poll: answered at once when newer, held until a change, null on timeo
   assert.equal(pub.waiting, 0);
 
   const held = pub.waitForNewer(v0, 5000);
-  for (let i = 0; i < 5; i++) { // five changes in quick succession ...
+  for (let i = 0; i < 5; i++) {
+    // five changes in quick succession ...
     store.setTargets([target(`10.0.0.${i + 1}:8000`)]);
     pub.requestUpdate();
   }

@@ -5,7 +5,14 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
-import { encodeSnapshot, decodeSnapshot, fnv1a, HEADER_SIZE, type Snapshot, type LaterRevision } from "../../companion/snapshot";
+import {
+  encodeSnapshot,
+  decodeSnapshot,
+  fnv1a,
+  HEADER_SIZE,
+  type Snapshot,
+  type LaterRevision,
+} from "../../companion/snapshot";
 
 const DIR = "tests/fixtures/snapshot";
 const golden: Snapshot = (() => {

@@ -5,7 +5,15 @@
 import { parseArgs } from "node:util";
 import { execFileSync } from "node:child_process";
 import { SingleBar, Presets } from "cli-progress";
-import { startSimPods, startCompanion, startGateway, endpointsFile, freePort, gatewayPicking, type Proc } from "../e2e/stack";
+import {
+  startSimPods,
+  startCompanion,
+  startGateway,
+  endpointsFile,
+  freePort,
+  gatewayPicking,
+  type Proc,
+} from "../e2e/stack";
 import { loadProfile, type EngineKind } from "../sim/profile";
 import { sharedPrefix, atRate, type SharedPrefixShape, type WorkloadRequest } from "../sim/workloads";
 import { measureCapacity } from "../sim/capacity";
@@ -13,12 +21,22 @@ import { streamChat, type StreamResult } from "./client";
 import { summarize, printTable, type PhaseResult } from "./report";
 
 /** Shared-prefix chat (inference-perf `shared_prefix`): many tenants, each with a long system prompt. */
-const DEMO_SHAPE: SharedPrefixShape = { groups: 24, promptsPerGroup: 8, systemTokens: 2000, question: { mean: 80, sd: 20 }, output: { mean: 48, sd: 12 } };
+const DEMO_SHAPE: SharedPrefixShape = {
+  groups: 24,
+  promptsPerGroup: 8,
+  systemTokens: 2000,
+  question: { mean: 80, sd: 20 },
+  output: { mean: 48, sd: 12 },
+};
 const ENGINES: EngineKind[] = ["vllm-v1", "vllm-v1", "sglang", "vllm-v0", "triton-trtllm", "trtllm-serve"];
 /** Real requests per second the demo aims at (the simulator runs time-scaled so one machine keeps up). */
 const REAL_RATE_CAP = 60;
 
-interface Phase { name: string; withFilter: boolean; lb?: "ROUND_ROBIN" | "LEAST_REQUEST" }
+interface Phase {
+  name: string;
+  withFilter: boolean;
+  lb?: "ROUND_ROBIN" | "LEAST_REQUEST";
+}
 const PHASES: Phase[] = [
   { name: "this picker (wasm filter)", withFilter: true },
   { name: "round-robin", withFilter: false, lb: "ROUND_ROBIN" },
@@ -48,7 +66,13 @@ function envoyOnPath(): string | undefined {
   }
 }
 
-async function runPhase(phase: Phase, requests: WorkloadRequest[], timeScale: number, podCount: number, envoy: string | undefined): Promise<PhaseResult> {
+async function runPhase(
+  phase: Phase,
+  requests: WorkloadRequest[],
+  timeScale: number,
+  podCount: number,
+  envoy: string | undefined,
+): Promise<PhaseResult> {
   const profile = loadProfile("bench-scaled");
   const engines = Array.from({ length: podCount }, (_, i) => ENGINES[i % ENGINES.length]);
   const set = await startSimPods({ engines, profile, timeScale });
@@ -60,24 +84,36 @@ async function runPhase(phase: Phase, requests: WorkloadRequest[], timeScale: nu
   }
   const port = await freePort();
   const gateway = await startGateway({
-    companionPort: companion?.port ?? (await freePort()), fallbackPorts: set.pods.map((p) => p.port), withFilter: phase.withFilter,
+    companionPort: companion?.port ?? (await freePort()),
+    fallbackPorts: set.pods.map((p) => p.port),
+    withFilter: phase.withFilter,
     // FailClose: a request the picker cannot place fails visibly instead of going round-robin in its column.
-    configuration: { failureMode: "FailClose" }, fallbackLbPolicy: phase.lb, envoy, port, concurrency: 2,
+    configuration: { failureMode: "FailClose" },
+    fallbackLbPolicy: phase.lb,
+    envoy,
+    port,
+    concurrency: 2,
   });
   running.push(gateway);
-  if (phase.withFilter) await gatewayPicking(gateway.port, JSON.stringify({ model: profile.model, prompt: "warm up", max_tokens: 1 }));
+  if (phase.withFilter)
+    await gatewayPicking(gateway.port, JSON.stringify({ model: profile.model, prompt: "warm up", max_tokens: 1 }));
 
-  const bar = new SingleBar({ format: `  ${phase.name.padEnd(26)} {bar} {value}/{total} requests | {eta}s left`, hideCursor: true }, Presets.shades_classic);
+  const bar = new SingleBar(
+    { format: `  ${phase.name.padEnd(26)} {bar} {value}/{total} requests | {eta}s left`, hideCursor: true },
+    Presets.shades_classic,
+  );
   bar.start(requests.length, 0);
   const started = performance.now();
   const results: StreamResult[] = [];
-  await Promise.all(requests.map(async (r) => {
-    const wait = r.arrivalMs / timeScale - (performance.now() - started);
-    if (wait > 0) await new Promise((res) => setTimeout(res, wait));
-    if (stopping) return;
-    results.push(await streamChat(gateway.port, r.bodyText));
-    bar.increment();
-  }));
+  await Promise.all(
+    requests.map(async (r) => {
+      const wait = r.arrivalMs / timeScale - (performance.now() - started);
+      if (wait > 0) await new Promise((res) => setTimeout(res, wait));
+      if (stopping) return;
+      results.push(await streamChat(gateway.port, r.bodyText));
+      bar.increment();
+    }),
+  );
   bar.stop();
   const wallMs = performance.now() - started;
   const queries = set.pods.reduce((a, p) => a + p.engine.counters.prefixQueries, 0);
@@ -88,11 +124,17 @@ async function runPhase(phase: Phase, requests: WorkloadRequest[], timeScale: nu
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: {
-    requests: { type: "string", default: "360" }, load: { type: "string", default: "0.8" },
-    pods: { type: "string", default: "6" }, "time-scale": { type: "string" },
-  } });
-  const count = Number(values.requests), load = Number(values.load), pods = Number(values.pods);
+  const { values } = parseArgs({
+    options: {
+      requests: { type: "string", default: "360" },
+      load: { type: "string", default: "0.8" },
+      pods: { type: "string", default: "6" },
+      "time-scale": { type: "string" },
+    },
+  });
+  const count = Number(values.requests),
+    load = Number(values.load),
+    pods = Number(values.pods);
   if (!(count > 0) || !(load > 0 && load <= 1.5) || !(pods > 0)) {
     process.stderr.write("usage: demo [--requests N] [--load 0.1..1.5] [--pods N] [--time-scale X]\n");
     process.exit(2);
@@ -102,7 +144,9 @@ async function main(): Promise<void> {
   const engines = Array.from({ length: pods }, (_, i) => ENGINES[i % ENGINES.length]);
   const capacity = measureCapacity({ pods, engines, profile, workload, seed: 11 }).requestsPerSec;
   const rate = load * capacity;
-  const timeScale = values["time-scale"] ? Number(values["time-scale"]) : Math.max(0.1, Math.min(20, REAL_RATE_CAP / rate));
+  const timeScale = values["time-scale"]
+    ? Number(values["time-scale"])
+    : Math.max(0.1, Math.min(20, REAL_RATE_CAP / rate));
   const requests = atRate(workload, rate).requests;
   const envoy = envoyOnPath();
   process.stdout.write(`Inference endpoint picker demo

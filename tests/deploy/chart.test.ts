@@ -14,11 +14,17 @@ const clusterSchema = ajv.getSchema("envoy-subset#/$defs/cluster")!;
 const headerMutationSchema = ajv.getSchema("envoy-subset#/$defs/headerMutationFilter")!;
 
 const dir = "envoy/chart/templates";
-const templates = readdirSync(dir).filter((f) => f.endsWith(".yaml")).map((f) => readFileSync(`${dir}/${f}`, "utf8"));
+const templates = readdirSync(dir)
+  .filter((f) => f.endsWith(".yaml"))
+  .map((f) => readFileSync(`${dir}/${f}`, "utf8"));
 const baseValues = () => parse(readFileSync("envoy/chart/values.yaml", "utf8"));
 
-function render(sets: string[], flags: unknown[] = [], release = { Name: "llm", Namespace: "models" },
-  edit: (values: any) => void = () => {}) {
+function render(
+  sets: string[],
+  flags: unknown[] = [],
+  release = { Name: "llm", Namespace: "models" },
+  edit: (values: any) => void = () => {},
+) {
   const values = baseValues();
   for (const s of sets) setValue(values, s);
   values.inferenceExtension.flags = flags;
@@ -29,17 +35,27 @@ function render(sets: string[], flags: unknown[] = [], release = { Name: "llm", 
     // EnvoyFilter patch values are raw Envoy config: check them against the Envoy subset schema too.
     for (const p of d.kind === "EnvoyFilter" ? d.spec.configPatches : []) {
       const typed = p.patch.value.typed_config;
-      const v = p.applyTo === "EXTENSION_CONFIG" ? wasmSchema : p.applyTo === "CLUSTER" ? clusterSchema
-        : p.applyTo === "HTTP_FILTER" && typed ? headerMutationSchema : undefined;
+      const v =
+        p.applyTo === "EXTENSION_CONFIG"
+          ? wasmSchema
+          : p.applyTo === "CLUSTER"
+            ? clusterSchema
+            : p.applyTo === "HTTP_FILTER" && typed
+              ? headerMutationSchema
+              : undefined;
       const x = p.applyTo === "EXTENSION_CONFIG" || p.applyTo === "HTTP_FILTER" ? typed : p.patch.value;
       if (v && !v(x)) throw new Error(`${d.metadata.name}: ${ajv.errorsText(v.errors)}`);
     }
   }
   return docs as any[];
 }
-const args = (docs: any[]) => docs.find((d) => d.kind === "Deployment").spec.template.spec.containers[0].args as string[];
-const patches = (docs: any[], applyTo: string) => docs.filter((d) => d.kind === "EnvoyFilter")
-  .flatMap((d) => d.spec.configPatches).filter((p: any) => p.applyTo === applyTo);
+const args = (docs: any[]) =>
+  docs.find((d) => d.kind === "Deployment").spec.template.spec.containers[0].args as string[];
+const patches = (docs: any[], applyTo: string) =>
+  docs
+    .filter((d) => d.kind === "EnvoyFilter")
+    .flatMap((d) => d.spec.configPatches)
+    .filter((p: any) => p.applyTo === applyTo);
 
 // The flags blocks of the reference document (supported-model-servers.md, "Triton with TensorRT-LLM
 // Backend" and "SGLang"; excerpt in tests/fixtures/), copied verbatim, comment included. Parsed as YAML they
@@ -60,13 +76,21 @@ const REFERENCE_SGLANG_FLAGS = `- name=total-queued-requests-metric
   value="" # Set an empty metric to disable LoRA metric scraping as they are not supported by SGLang yet.
 `;
 /** The reference block pasted under inferenceExtension.flags of a values file, as a user would. */
-const pastedUnderFlags = (block: string) => parse(`inferencePool:\n  modelServerType: x\ninferenceExtension:\n  flags:\n${
-  block.split("\n").map((l) => (l ? "    " + l : l)).join("\n")}`).inferenceExtension.flags as unknown[];
+const pastedUnderFlags = (block: string) =>
+  parse(
+    `inferencePool:\n  modelServerType: x\ninferenceExtension:\n  flags:\n${block
+      .split("\n")
+      .map((l) => (l ? "    " + l : l))
+      .join("\n")}`,
+  ).inferenceExtension.flags as unknown[];
 
 // The same flags as {name, value} maps (the form GIE's chart documents).
 const triton = [
   { name: "total-queued-requests-metric", value: "nv_trt_llm_request_metrics{request_type=waiting}" },
-  { name: "kv-cache-usage-percentage-metric", value: "nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type=fraction}" },
+  {
+    name: "kv-cache-usage-percentage-metric",
+    value: "nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type=fraction}",
+  },
   { name: "lora-info-metric", value: "" },
 ];
 const sglang = [
@@ -77,9 +101,19 @@ const sglang = [
 
 test("chart renders valid manifests for vllm (defaults)", () => {
   const docs = render([]);
-  assert.deepEqual(docs.map((d) => d.kind).sort(),
-    ["ConfigMap", "Deployment", "EnvoyFilter", "EnvoyFilter", "InferencePool", "Role", "RoleBinding", "Service", "Service",
-      "ServiceAccount", "VirtualService"]);
+  assert.deepEqual(docs.map((d) => d.kind).sort(), [
+    "ConfigMap",
+    "Deployment",
+    "EnvoyFilter",
+    "EnvoyFilter",
+    "InferencePool",
+    "Role",
+    "RoleBinding",
+    "Service",
+    "Service",
+    "ServiceAccount",
+    "VirtualService",
+  ]);
   const ecds = docs.find((d) => d.kind === "EnvoyFilter" && d.spec.configPatches[0].applyTo === "EXTENSION_CONFIG");
   const pc = JSON.parse(ecds.spec.configPatches[0].patch.value.typed_config.config.configuration.value);
   assert.equal(pc.companionCluster, "outbound|9002||llm-epp.models.svc.cluster.local");
@@ -110,10 +144,18 @@ test("chart: VirtualService with the header route the HTTP_ROUTE patch names, th
   assert.equal(routePatch.patch.value.route.cluster, patches(docs, "CLUSTER")[0].patch.value.name);
   assert.equal(picked.match.length, 1);
   assert.deepEqual(picked.match[0].headers, { "x-gateway-destination-endpoint": { regex: ".+" } });
-  assert.ok(new RegExp(`^(?:${picked.match[0].headers["x-gateway-destination-endpoint"].regex})$`).test("10.0.0.5:8000"));
+  assert.ok(
+    new RegExp(`^(?:${picked.match[0].headers["x-gateway-destination-endpoint"].regex})$`).test("10.0.0.5:8000"),
+  );
   assert.notEqual(fallback.name, picked.name);
-  assert.ok(fallback.match.every((m: any) => m.headers === undefined), "the FailOpen route must not need the header");
-  assert.deepEqual(fallback.match.map((m: any) => m.uri), picked.match.map((m: any) => m.uri));
+  assert.ok(
+    fallback.match.every((m: any) => m.headers === undefined),
+    "the FailOpen route must not need the header",
+  );
+  assert.deepEqual(
+    fallback.match.map((m: any) => m.uri),
+    picked.match.map((m: any) => m.uri),
+  );
   // Default destination: the chart's own Service over the pool's pods.
   const svc = docs.find((d) => d.kind === "Service" && d.metadata.name === "llm-fallback");
   assert.deepEqual(svc.spec.selector, { app: "vllm-llama3-8b-instruct" });
@@ -123,13 +165,21 @@ test("chart: VirtualService with the header route the HTTP_ROUTE patch names, th
   // An existing Service instead: no Service rendered, both routes point at it.
   const own = render(["istio.fallback.service=vllm.default.svc.cluster.local"]);
   assert.ok(!own.some((d) => d.metadata.name === "llm-fallback"));
-  for (const r of own.find((d) => d.kind === "VirtualService").spec.http) assert.equal(r.route[0].destination.host, "vllm.default.svc.cluster.local");
-  assert.ok(!render(["istio.virtualService=false"]).some((d) => d.kind === "VirtualService" || d.metadata.name === "llm-fallback"));
+  for (const r of own.find((d) => d.kind === "VirtualService").spec.http)
+    assert.equal(r.route[0].destination.host, "vllm.default.svc.cluster.local");
+  assert.ok(
+    !render(["istio.virtualService=false"]).some(
+      (d) => d.kind === "VirtualService" || d.metadata.name === "llm-fallback",
+    ),
+  );
 });
 
 // Point 3: without listener.portNumber the picker lands on every listener of the gateway.
 test("chart: every HTTP_FILTER patch is scoped to istio.listenerPort; header stripping goes first", () => {
-  for (const [sets, port] of [[[], 8080], [["istio.listenerPort=80"], 80]] as const) {
+  for (const [sets, port] of [
+    [[], 8080],
+    [["istio.listenerPort=80"], 80],
+  ] as const) {
     for (const docs of [render([...sets]), render([...sets, "wasmPlugin.enabled=true", "istio.ecds=false"])]) {
       const filters = patches(docs, "HTTP_FILTER");
       assert.ok(filters.length > 0);
@@ -166,8 +216,9 @@ test("chart: WasmPlugin form: phase STATS (after authorization), FAIL_RELOAD acc
 
 test("chart: GIE's pluginsConfigFile and pluginsCustomConfig", () => {
   const custom = "apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\nplugins: []\n";
-  const docs = render(["inferenceExtension.pluginsConfigFile=custom-plugins.yaml"], [], undefined,
-    (v) => { v.inferenceExtension.pluginsCustomConfig = { "custom-plugins.yaml": custom }; });
+  const docs = render(["inferenceExtension.pluginsConfigFile=custom-plugins.yaml"], [], undefined, (v) => {
+    v.inferenceExtension.pluginsCustomConfig = { "custom-plugins.yaml": custom };
+  });
   assert.ok(args(docs).includes("--config-file=/etc/endpoint-picker/custom-plugins.yaml"));
   const cm = docs.find((d) => d.kind === "ConfigMap");
   assert.deepEqual(Object.keys(cm.data).sort(), ["custom-plugins.yaml", "default-plugins.yaml"]);
@@ -207,7 +258,11 @@ test("chart: the reference document's Triton and SGLang flags blocks, verbatim",
 // The excerpt is compared with the live ../shared copy in tests/companion/reference-config.test.ts.
 test("chart: the blocks in this test are the reference document's, character for character", () => {
   // The excerpt's level-2 sections by heading line.
-  const sections = new Map(referenceExcerpt().split(/^(?=## )/m).map((s) => [s.slice(0, s.indexOf("\n")), s]));
+  const sections = new Map(
+    referenceExcerpt()
+      .split(/^(?=## )/m)
+      .map((s) => [s.slice(0, s.indexOf("\n")), s]),
+  );
   assert.deepEqual(codeBlocks(sections.get("## Triton with TensorRT-LLM Backend") ?? ""), [REFERENCE_TRITON_FLAGS]);
   assert.deepEqual(codeBlocks(sections.get("## SGLang") ?? ""), [REFERENCE_SGLANG_FLAGS]);
 });
@@ -217,11 +272,19 @@ test("chart: {name, value} map flags, numbers with %v, and a malformed entry fai
   assert.deepEqual(flagArgs(render(["inferencePool.modelServerType=sglang"], sglang)), SGLANG_ARGS);
   const a = args(render([], [{ name: "v", value: 1 }, { name: "x", value: 0.5 }, "name=y value=unquoted"]));
   assert.ok(a.includes("--v=1") && a.includes("--x=0.5") && a.includes("--y=unquoted"), a.join(" "));
-  assert.throws(() => render([], ["total-queued-requests-metric=sglang:num_queue_reqs"]), /fail: inferenceExtension.flags/);
+  assert.throws(
+    () => render([], ["total-queued-requests-metric=sglang:num_queue_reqs"]),
+    /fail: inferenceExtension.flags/,
+  );
 });
 
 test("chart: optional InferencePool and WasmPlugin, replicas as a number", () => {
-  const docs = render(["inferencePool.create=false", "istio.ecds=false", "istio.originalDst=false", "inferenceExtension.replicas=3"]);
+  const docs = render([
+    "inferencePool.create=false",
+    "istio.ecds=false",
+    "istio.originalDst=false",
+    "inferenceExtension.replicas=3",
+  ]);
   assert.ok(!docs.some((d) => d.kind === "InferencePool" || d.kind === "WasmPlugin" || d.kind === "EnvoyFilter"));
   assert.equal(docs.find((d) => d.kind === "Deployment").spec.replicas, 3);
 });
@@ -233,16 +296,25 @@ test("chart: a wrong-typed value fails validation of the rendered manifest", () 
 });
 
 test("renderer rejects template features it does not implement", () => {
-  assert.throws(() => renderTemplate("{{ include \"x\" . }}", {}), /unsupported/);
+  assert.throws(() => renderTemplate('{{ include "x" . }}', {}), /unsupported/);
   assert.throws(() => renderTemplate("{{ if .Values.a }}x", { a: 1 }), /missing/);
   assert.throws(() => renderTemplate('{{ regexMatch "(?=a)" "a" }}', {}), /RE2/);
 });
 
 test("renderer: sprig functions the chart uses behave as in Helm", () => {
   const r = (t: string, v: unknown = {}) => renderTemplate(t, v);
-  assert.equal(r('{{ kindIs "map" .Values.m }} {{ kindIs "map" .Values.s }} {{ kindIs "string" .Values.s }}', { m: { a: 1 }, s: "x" }), "true false true");
+  assert.equal(
+    r('{{ kindIs "map" .Values.m }} {{ kindIs "map" .Values.s }} {{ kindIs "string" .Values.s }}', {
+      m: { a: 1 },
+      s: "x",
+    }),
+    "true false true",
+  );
   assert.equal(r('{{ regexReplaceAll "a(x*)b" "-ab-axxb-" "${1}W" }}'), "-W-xxW-");
   assert.equal(r('{{ regexReplaceAll "(a)" "a" "$$1" }}'), "$1");
-  assert.equal(r('{{ regexMatch "^a+$" "aaa" }} {{ not .Values.e }} {{ if .Values.e }}y{{ else }}n{{ end }}', { e: {} }), "true true n");
+  assert.equal(
+    r('{{ regexMatch "^a+$" "aaa" }} {{ not .Values.e }} {{ if .Values.e }}y{{ else }}n{{ end }}', { e: {} }),
+    "true true n",
+  );
   assert.throws(() => r('{{ fail "boom" }}'), /fail: boom/);
 });

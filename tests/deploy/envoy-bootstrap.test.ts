@@ -6,22 +6,39 @@ import { parse } from "yaml";
 
 // A closed schema of the v3 fields envoy/envoy.yaml uses (hand-written from Envoy's protos).
 const ajv = new Ajv({ allErrors: true, strict: false });
-const validate = ajv.compile(JSON.parse(readFileSync("tests/deploy/fixtures/envoy-bootstrap-subset.schema.json", "utf8")));
+const validate = ajv.compile(
+  JSON.parse(readFileSync("tests/deploy/fixtures/envoy-bootstrap-subset.schema.json", "utf8")),
+);
 const bootstrap = () => parse(readFileSync("envoy/envoy.yaml", "utf8"));
-const check = (b: unknown) => { if (!validate(b)) throw new Error(ajv.errorsText(validate.errors)); };
+const check = (b: unknown) => {
+  if (!validate(b)) throw new Error(ajv.errorsText(validate.errors));
+};
 
 test("envoy/envoy.yaml matches the Envoy v3 bootstrap subset schema", () => check(bootstrap()));
 
 test("envoy/envoy.yaml: a misspelt field or wrong type anywhere fails", () => {
   const mutations: Array<(b: any) => void> = [
-    (b) => { b.static_resources.clusters[1].original_dst_lb_config.use_http_headers = true; },
-    (b) => { b.static_resources.clusters[1].lb_policy = "CLUSTER_PROVIDE"; },
-    (b) => { b.static_resources.listeners[0].address.socket_address.port_value = "10000"; },
-    (b) => { b.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[1].typed_config.config.vm_config.vmid = "x"; },
-    (b) => { b.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[1].typed_config.config.rootid = "x"; },
+    (b) => {
+      b.static_resources.clusters[1].original_dst_lb_config.use_http_headers = true;
+    },
+    (b) => {
+      b.static_resources.clusters[1].lb_policy = "CLUSTER_PROVIDE";
+    },
+    (b) => {
+      b.static_resources.listeners[0].address.socket_address.port_value = "10000";
+    },
+    (b) => {
+      b.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[1].typed_config.config.vm_config.vmid =
+        "x";
+    },
+    (b) => {
+      b.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[1].typed_config.config.rootid =
+        "x";
+    },
   ];
   for (const [i, m] of mutations.entries()) {
-    const b = bootstrap(); m(b);
+    const b = bootstrap();
+    m(b);
     assert.throws(() => check(b), `mutation ${i} accepted`);
   }
 });
@@ -40,6 +57,9 @@ test("envoy/envoy.yaml follows contract 4 (names, ORIGINAL_DST header, vm_id/roo
   const clusters = Object.fromEntries(b.static_resources.clusters.map((c: any) => [c.name, c]));
   assert.ok(clusters["endpoint-picker-companion"]);
   assert.ok(clusters["inference-pool-fallback"]);
-  assert.deepEqual(clusters["inference-pool"].original_dst_lb_config, { use_http_header: true, http_header_name: "x-gateway-destination-endpoint" });
+  assert.deepEqual(clusters["inference-pool"].original_dst_lb_config, {
+    use_http_header: true,
+    http_header_name: "x-gateway-destination-endpoint",
+  });
   assert.equal(clusters["inference-pool"].lb_policy, "CLUSTER_PROVIDED");
 });

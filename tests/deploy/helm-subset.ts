@@ -5,21 +5,28 @@
 // Anything else throws, so the chart cannot silently drift outside what this renderer understands.
 import { stringify } from "yaml";
 
-type Node = { kind: "text"; text: string } | { kind: "expr"; pipe: string }
-  | { kind: "if"; pipe: string; then: Node[]; else: Node[] } | { kind: "range"; pipe: string; body: Node[] };
+type Node =
+  | { kind: "text"; text: string }
+  | { kind: "expr"; pipe: string }
+  | { kind: "if"; pipe: string; then: Node[]; else: Node[] }
+  | { kind: "range"; pipe: string; body: Node[] };
 
 function tokenize(src: string): Array<{ text?: string; action?: string }> {
   const out: Array<{ text?: string; action?: string }> = [];
   const re = /\{\{(-?)\s*([\s\S]*?)\s*(-?)\}\}/g;
-  let last = 0; let m: RegExpExecArray | null; let trimNext = false;
+  let last = 0;
+  let m: RegExpExecArray | null;
+  let trimNext = false;
   while ((m = re.exec(src))) {
     let text = src.slice(last, m.index);
     if (trimNext) text = text.replace(/^\s+/, "");
     if (m[1]) text = text.replace(/\s+$/, "");
     out.push({ text }, { action: m[2] });
-    trimNext = m[3] === "-"; last = re.lastIndex;
+    trimNext = m[3] === "-";
+    last = re.lastIndex;
   }
-  let text = src.slice(last); if (trimNext) text = text.replace(/^\s+/, "");
+  let text = src.slice(last);
+  if (trimNext) text = text.replace(/^\s+/, "");
   out.push({ text });
   return out;
 }
@@ -30,7 +37,10 @@ function parse(tokens: Array<{ text?: string; action?: string }>): Node[] {
     const nodes: Node[] = [];
     while (i < tokens.length) {
       const t = tokens[i++];
-      if (t.text !== undefined) { if (t.text) nodes.push({ kind: "text", text: t.text }); continue; }
+      if (t.text !== undefined) {
+        if (t.text) nodes.push({ kind: "text", text: t.text });
+        continue;
+      }
       const a = t.action!;
       if (stopAt.includes(a)) return [nodes, a];
       if (a.startsWith("if ")) {
@@ -76,11 +86,16 @@ function kindOf(v: unknown): string {
   if (v === undefined || v === null) return "invalid";
   if (Array.isArray(v)) return "slice";
   switch (typeof v) {
-    case "object": return "map";
-    case "string": return "string";
-    case "boolean": return "bool";
-    case "number": return "float64"; // Helm decodes numbers of values files as float64
-    default: throw new Error(`template: kindIs: unsupported value ${String(v)}`);
+    case "object":
+      return "map";
+    case "string":
+      return "string";
+    case "boolean":
+      return "bool";
+    case "number":
+      return "float64"; // Helm decodes numbers of values files as float64
+    default:
+      throw new Error(`template: kindIs: unsupported value ${String(v)}`);
   }
 }
 
@@ -101,23 +116,42 @@ function expand(template: string, groups: string[]): string {
 
 function call(fn: string, args: unknown[]): unknown {
   switch (fn) {
-    case "not": return !truthy(args[0]);
-    case "fail": throw new Error(`template: fail: ${str(args[0])}`);
-    case "kindIs": return kindOf(args[1]) === str(args[0]);
-    case "regexMatch": return re2(str(args[0])).test(str(args[1]));
+    case "not":
+      return !truthy(args[0]);
+    case "fail":
+      throw new Error(`template: fail: ${str(args[0])}`);
+    case "kindIs":
+      return kindOf(args[1]) === str(args[0]);
+    case "regexMatch":
+      return re2(str(args[0])).test(str(args[1]));
     case "regexReplaceAll":
       return str(args[1]).replace(re2(str(args[0]), "g"), (...m) => expand(str(args[2]), m.slice(0, -2).map(str)));
-    case "quote": return JSON.stringify(str(args[0]));
-    case "default": return args[1] === undefined || args[1] === null || args[1] === "" ? args[0] : args[1];
-    case "toYaml": return stringify(args[0]).replace(/\n$/, "");
-    case "nindent": return "\n" + str(args[1]).split("\n").map((l) => " ".repeat(Number(args[0])) + l).join("\n");
-    case "printf": { let n = 1; return str(args[0]).replace(/%[sv]/g, () => str(args[n++])); }
-    default: throw new Error(`template: unsupported function ${fn}`);
+    case "quote":
+      return JSON.stringify(str(args[0]));
+    case "default":
+      return args[1] === undefined || args[1] === null || args[1] === "" ? args[0] : args[1];
+    case "toYaml":
+      return stringify(args[0]).replace(/\n$/, "");
+    case "nindent":
+      return (
+        "\n" +
+        str(args[1])
+          .split("\n")
+          .map((l) => " ".repeat(Number(args[0])) + l)
+          .join("\n")
+      );
+    case "printf": {
+      let n = 1;
+      return str(args[0]).replace(/%[sv]/g, () => str(args[n++]));
+    }
+    default:
+      throw new Error(`template: unsupported function ${fn}`);
   }
 }
 
 function evalPipe(pipe: string, root: unknown, dot: unknown): unknown {
-  let value: unknown; let first = true;
+  let value: unknown;
+  let first = true;
   const cmds = pipe.match(/(?:"(?:[^"\\]|\\.)*"|[^|"])+/g) ?? [];
   for (const cmd of cmds.map((c) => c.trim())) {
     const [head, ...rest] = words(cmd);
@@ -130,18 +164,32 @@ function evalPipe(pipe: string, root: unknown, dot: unknown): unknown {
 }
 
 // Go template truth: false, 0, nil and empty strings, slices and maps are false.
-const truthy = (v: unknown) => !(v === undefined || v === null || v === false || v === 0 || v === "" ||
-  (Array.isArray(v) && v.length === 0) || (typeof v === "object" && Object.keys(v as object).length === 0));
+const truthy = (v: unknown) =>
+  !(
+    v === undefined ||
+    v === null ||
+    v === false ||
+    v === 0 ||
+    v === "" ||
+    (Array.isArray(v) && v.length === 0) ||
+    (typeof v === "object" && Object.keys(v as object).length === 0)
+  );
 
 function run(nodes: Node[], root: unknown, dot: unknown): string {
-  return nodes.map((n) => {
-    switch (n.kind) {
-      case "text": return n.text;
-      case "expr": return str(evalPipe(n.pipe, root, dot));
-      case "if": return run(truthy(evalPipe(n.pipe, root, dot)) ? n.then : n.else, root, dot);
-      case "range": return ((evalPipe(n.pipe, root, dot) as unknown[]) ?? []).map((d) => run(n.body, root, d)).join("");
-    }
-  }).join("");
+  return nodes
+    .map((n) => {
+      switch (n.kind) {
+        case "text":
+          return n.text;
+        case "expr":
+          return str(evalPipe(n.pipe, root, dot));
+        case "if":
+          return run(truthy(evalPipe(n.pipe, root, dot)) ? n.then : n.else, root, dot);
+        case "range":
+          return ((evalPipe(n.pipe, root, dot) as unknown[]) ?? []).map((d) => run(n.body, root, d)).join("");
+      }
+    })
+    .join("");
 }
 
 export function renderTemplate(src: string, values: unknown, release = { Name: "r", Namespace: "default" }): string {
@@ -156,6 +204,6 @@ export function setValue(values: Record<string, any>, assignment: string): void 
   const raw = assignment.slice(eq + 1);
   const v = raw === "true" ? true : raw === "false" ? false : /^\d+$/.test(raw) ? Number(raw) : raw;
   let o = values;
-  for (const k of keys.slice(0, -1)) o = (o[k] ??= {});
+  for (const k of keys.slice(0, -1)) o = o[k] ??= {};
   o[keys[keys.length - 1]] = v;
 }

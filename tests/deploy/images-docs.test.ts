@@ -21,7 +21,8 @@ function pluginWasmOf(layer: Buffer): Buffer | undefined {
     const name = (field(345, 500) ? field(345, 500) + "/" : "") + field(0, 100);
     const size = parseInt(field(124, 136).trim() || "0", 8);
     const type = field(156, 157);
-    if ((type === "0" || type === "") && basename(name) === "plugin.wasm") return tar.subarray(off + 512, off + 512 + size);
+    if ((type === "0" || type === "") && basename(name) === "plugin.wasm")
+      return tar.subarray(off + 512, off + 512 + size);
     off += 512 + Math.ceil(size / 512) * 512;
   }
   return undefined;
@@ -50,7 +51,9 @@ test("every documented oras push sends the tar+gzip layer, never a lone wasm art
   let pushes = 0;
   for (const f of sources) {
     // Join continued lines, then look at each oras push command.
-    const lines = read(f).replace(/\\\n\s*(#\s*)?/g, " ").split("\n");
+    const lines = read(f)
+      .replace(/\\\n\s*(#\s*)?/g, " ")
+      .split("\n");
     for (const l of lines.filter((x) => /oras push/.test(x))) {
       pushes++;
       assert.ok(l.includes(`plugin.tar.gz:${OCI_TAR_GZIP}`), `${f}: ${l.trim()}`);
@@ -64,19 +67,26 @@ test("every documented oras push sends the tar+gzip layer, never a lone wasm art
 // Point 8: `COPY . .` after `npm ci` must not bring the host's node_modules along.
 test(".dockerignore keeps node_modules, build and .git out of the image context, except build/filter.wasm", () => {
   assert.ok(existsSync(".dockerignore"));
-  const rules = read(".dockerignore").split("\n").map((l) => l.trim()).filter((l) => l && !l.startsWith("#"));
+  const rules = read(".dockerignore")
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith("#"));
   for (const r of ["node_modules", ".git", "build"]) assert.ok(rules.includes(r), `.dockerignore lacks ${r}`);
   assert.ok(rules.indexOf("!build/filter.wasm") > rules.indexOf("build"), "wasm.Dockerfile needs build/filter.wasm");
   const dockerfile = read("envoy/images/companion.Dockerfile");
   const steps = dockerfile.split("\n").filter((l) => /^(FROM|COPY|RUN)\b/.test(l));
   assert.ok(steps.findIndex((l) => /npm ci/.test(l)) < steps.findIndex((l) => /^COPY \. \./.test(l)));
-  assert.ok(steps.findIndex((l) => /^COPY patches/.test(l)) < steps.findIndex((l) => /npm ci/.test(l)),
-    "npm ci runs patch-package: the patches must be there");
+  assert.ok(
+    steps.findIndex((l) => /^COPY patches/.test(l)) < steps.findIndex((l) => /npm ci/.test(l)),
+    "npm ci runs patch-package: the patches must be there",
+  );
 });
 
 // Nitpick: Node.js 20 is end-of-life; build and run on 22.
 test("companion image: Node.js 22 to build, distroless nodejs22 to run", () => {
-  const froms = read("envoy/images/companion.Dockerfile").split("\n").filter((l) => l.startsWith("FROM "));
+  const froms = read("envoy/images/companion.Dockerfile")
+    .split("\n")
+    .filter((l) => l.startsWith("FROM "));
   assert.deepEqual(froms, ["FROM node:22 AS build", "FROM gcr.io/distroless/nodejs22-debian12:nonroot"]);
 });
 
@@ -85,7 +95,10 @@ test("DEPLOY.md: Istio install, Gateway, InferencePool CRD, HF token, model Serv
   const doc = read("docs/DEPLOY.md");
   assert.match(doc, /istioctl install/);
   assert.match(doc, /kubectl apply -f envoy\/istio\/gateway\.yaml/);
-  assert.match(doc, /https:\/\/github\.com\/kubernetes-sigs\/gateway-api-inference-extension\/releases\/download\/\$GIE_VERSION\/manifests\.yaml/);
+  assert.match(
+    doc,
+    /https:\/\/github\.com\/kubernetes-sigs\/gateway-api-inference-extension\/releases\/download\/\$GIE_VERSION\/manifests\.yaml/,
+  );
   assert.match(doc, /kubectl create secret generic hf-token/);
   const defined = doc.indexOf("export GATEWAY=");
   assert.ok(defined > 0 && defined < doc.indexOf("$GATEWAY"), "GATEWAY must be defined before it is used");

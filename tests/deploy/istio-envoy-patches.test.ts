@@ -11,7 +11,9 @@ ajv.addSchema(JSON.parse(readFileSync("tests/deploy/fixtures/envoy-bootstrap-sub
 const wasm = ajv.getSchema("envoy-subset#/$defs/wasmFilter")!;
 const cluster = ajv.getSchema("envoy-subset#/$defs/cluster")!;
 const headerMutation = ajv.getSchema("envoy-subset#/$defs/headerMutationFilter")!;
-const ok = (v: typeof wasm, x: unknown) => { if (!v(x)) throw new Error(ajv.errorsText(v.errors)); };
+const ok = (v: typeof wasm, x: unknown) => {
+  if (!v(x)) throw new Error(ajv.errorsText(v.errors));
+};
 const load = (f: string) => parseManifests(readFileSync(f, "utf8"), f) as any[];
 
 test("ECDS EnvoyFilter: the wasm extension is valid Envoy config and follows contracts 3/4", () => {
@@ -30,11 +32,14 @@ test("ECDS EnvoyFilter: the wasm extension is valid Envoy config and follows con
   // Before it, and before every other HTTP filter: the client's headers are stripped.
   assert.equal(strip.patch.operation, "INSERT_FIRST");
   ok(headerMutation, strip.patch.value.typed_config);
-  assert.deepEqual(strip.patch.value.typed_config.mutations.request_mutations.map((m: any) => m.remove),
-    ["x-gateway-destination-endpoint", "x-gateway-destination-endpoint-fallback"]);
+  assert.deepEqual(
+    strip.patch.value.typed_config.mutations.request_mutations.map((m: any) => m.remove),
+    ["x-gateway-destination-endpoint", "x-gateway-destination-endpoint-fallback"],
+  );
   const pc = JSON.parse(cfg.configuration.value);
   assert.match(pc.companionCluster, /^outbound\|9002\|\|endpoint-picker-companion\./);
-  const bad = structuredClone(ext.typed_config); bad.config.allow_on_header_stop_iteration = true;
+  const bad = structuredClone(ext.typed_config);
+  bad.config.allow_on_header_stop_iteration = true;
   assert.throws(() => ok(wasm, bad));
 });
 
@@ -45,7 +50,7 @@ test("ECDS EnvoyFilter: the HTTP filters go on the Gateway's listener only", () 
   const filters = ef.spec.configPatches.filter((p: any) => p.applyTo === "HTTP_FILTER");
   assert.equal(filters.length, 2);
   // The istioctl-installed gateway Service maps port 80 to targetPort 8080, where Istio builds the listener.
-  const listenerPort = (gw.spec.servers[0].port.number === 80 ? 8080 : gw.spec.servers[0].port.number);
+  const listenerPort = gw.spec.servers[0].port.number === 80 ? 8080 : gw.spec.servers[0].port.number;
   for (const p of filters) assert.equal(p.match.listener.portNumber, listenerPort);
 });
 
@@ -63,8 +68,12 @@ test("ORIGINAL_DST EnvoyFilter: the added cluster is valid Envoy config with the
   const ef = load("envoy/istio/original-dst.yaml").find((d) => d.kind === "EnvoyFilter");
   const c = ef.spec.configPatches.find((p: any) => p.applyTo === "CLUSTER").patch.value;
   ok(cluster, c);
-  assert.deepEqual(c.original_dst_lb_config, { use_http_header: true, http_header_name: "x-gateway-destination-endpoint" });
-  const bad = structuredClone(c); bad.original_dst_lb_config.http_headr_name = "x";
+  assert.deepEqual(c.original_dst_lb_config, {
+    use_http_header: true,
+    http_header_name: "x-gateway-destination-endpoint",
+  });
+  const bad = structuredClone(c);
+  bad.original_dst_lb_config.http_headr_name = "x";
   assert.throws(() => ok(cluster, bad));
 });
 

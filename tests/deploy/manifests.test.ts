@@ -5,7 +5,10 @@ import { parse } from "yaml";
 import { parseManifests, validateManifest, WASM_FAIL_STRATEGIES } from "./validate";
 
 const files = ["envoy/kubernetes", "envoy/istio", "envoy/examples"].flatMap((dir) =>
-  readdirSync(dir).filter((f) => f.endsWith(".yaml")).map((f) => `${dir}/${f}`));
+  readdirSync(dir)
+    .filter((f) => f.endsWith(".yaml"))
+    .map((f) => `${dir}/${f}`),
+);
 
 test("there are manifests to check", () => {
   assert.ok(files.length >= 4, files.join(","));
@@ -17,20 +20,47 @@ test("there are manifests to check", () => {
 function mutate(d: Record<string, any>): Record<string, any> {
   const m = structuredClone(d);
   switch (d.kind) {
-    case "Deployment": m.spec.replicas = "two"; break;
-    case "Service": m.spec.ports = [{ port: "9002" }]; break;
-    case "ServiceAccount": m.automountServiceAccountToken = "yes"; break;
-    case "ConfigMap": m.data = { "config.yaml": 1 }; break;
-    case "Role": m.rules = [{ verbs: "get" }]; break;
-    case "RoleBinding": m.roleRef = { name: 3 }; break;
-    case "WasmPlugin": m.spec.phase = "ROUTER"; break;
-    case "EnvoyFilter": m.spec.configPatches[0].applyTo = "CLUSTERS"; break;
-    case "DestinationRule": m.spec.host = 5; break;
-    case "VirtualService": m.spec.http[0].timeout = 0; break;
-    case "Gateway": m.spec.servers[0].port.number = "80"; break;
-    case "InferencePool": m.spec.targetPort = m.spec.targetPorts; break;
-    case "EndpointPickerConfig": m.plugins[0].type = "queue-scorrer"; break;
-    default: throw new Error(`no mutation for ${d.kind}`);
+    case "Deployment":
+      m.spec.replicas = "two";
+      break;
+    case "Service":
+      m.spec.ports = [{ port: "9002" }];
+      break;
+    case "ServiceAccount":
+      m.automountServiceAccountToken = "yes";
+      break;
+    case "ConfigMap":
+      m.data = { "config.yaml": 1 };
+      break;
+    case "Role":
+      m.rules = [{ verbs: "get" }];
+      break;
+    case "RoleBinding":
+      m.roleRef = { name: 3 };
+      break;
+    case "WasmPlugin":
+      m.spec.phase = "ROUTER";
+      break;
+    case "EnvoyFilter":
+      m.spec.configPatches[0].applyTo = "CLUSTERS";
+      break;
+    case "DestinationRule":
+      m.spec.host = 5;
+      break;
+    case "VirtualService":
+      m.spec.http[0].timeout = 0;
+      break;
+    case "Gateway":
+      m.spec.servers[0].port.number = "80";
+      break;
+    case "InferencePool":
+      m.spec.targetPort = m.spec.targetPorts;
+      break;
+    case "EndpointPickerConfig":
+      m.plugins[0].type = "queue-scorrer";
+      break;
+    default:
+      throw new Error(`no mutation for ${d.kind}`);
   }
   return m;
 }
@@ -46,7 +76,10 @@ for (const file of files) {
     const docs = parseManifests(readFileSync(file, "utf8"), file);
     for (const d of docs) {
       const typo = mutate(d);
-      assert.throws(() => validateManifest(typo as never), `${d.kind} ${JSON.stringify((d.metadata as { name: string } | undefined)?.name)} accepted a mutation`);
+      assert.throws(
+        () => validateManifest(typo as never),
+        `${d.kind} ${JSON.stringify((d.metadata as { name: string } | undefined)?.name)} accepted a mutation`,
+      );
     }
   });
 }
@@ -54,7 +87,11 @@ for (const file of files) {
 test("companion Deployment: hardened pod, probes and the config file flag", () => {
   const docs = parseManifests(readFileSync("envoy/kubernetes/companion.yaml", "utf8"), "companion");
   const dep = docs.find((d) => d.kind === "Deployment") as never as {
-    spec: { replicas: number; template: { spec: { securityContext: Record<string, unknown>; containers: Array<Record<string, never>> } } } };
+    spec: {
+      replicas: number;
+      template: { spec: { securityContext: Record<string, unknown>; containers: Array<Record<string, never>> } };
+    };
+  };
   assert.equal(dep.spec.replicas, 2);
   const pod = dep.spec.template.spec;
   assert.equal(pod.securityContext.runAsNonRoot, true);
@@ -64,7 +101,9 @@ test("companion Deployment: hardened pod, probes and the config file flag", () =
   assert.equal(c.securityContext.readOnlyRootFilesystem, true);
   assert.deepEqual(c.securityContext.capabilities.drop, ["ALL"]);
   assert.ok((c.args as string[]).includes("--config-file=/etc/endpoint-picker/config.yaml"));
-  const role = docs.find((d) => d.kind === "Role") as never as { rules: Array<{ apiGroups: string[]; verbs: string[] }> };
+  const role = docs.find((d) => d.kind === "Role") as never as {
+    rules: Array<{ apiGroups: string[]; verbs: string[] }>;
+  };
   for (const r of role.rules) assert.deepEqual(r.verbs, ["get", "list", "watch"]);
   assert.ok(role.rules.some((r) => r.apiGroups.includes("inference.networking.x-k8s.io")));
 });
@@ -73,14 +112,29 @@ test("WasmPlugin: root id, failStrategy (not in the 2.3.0 model's schema) and co
   const [wp] = parseManifests(readFileSync("envoy/istio/wasmplugin.yaml", "utf8"), "wasmplugin") as any[];
   assert.equal(wp.spec.pluginName, "endpoint-picker");
   assert.ok(WASM_FAIL_STRATEGIES.includes(wp.spec.failStrategy));
-  const known = ["companionCluster", "companionAuthority", "snapshotPath", "pollTimeoutMs", "apiToken",
-    "destinationHeader", "fallbackHeader", "servedHeader", "failureMode", "stalenessLimitMs", "maxBodyBytes", "fetchSnapshots",
-    "objectivePriorities"];
+  const known = [
+    "companionCluster",
+    "companionAuthority",
+    "snapshotPath",
+    "pollTimeoutMs",
+    "apiToken",
+    "destinationHeader",
+    "fallbackHeader",
+    "servedHeader",
+    "failureMode",
+    "stalenessLimitMs",
+    "maxBodyBytes",
+    "fetchSnapshots",
+    "objectivePriorities",
+  ];
   for (const k of Object.keys(wp.spec.pluginConfig)) assert.ok(known.includes(k), `unknown pluginConfig key ${k}`);
   assert.match(wp.spec.pluginConfig.companionCluster, /^outbound\|9002\|\|endpoint-picker-companion\./);
   // FAIL_RELOAD is a valid istio/api FailStrategy; a made-up one is not.
   for (const fs of WASM_FAIL_STRATEGIES) validateManifest({ ...wp, spec: { ...wp.spec, failStrategy: fs } });
-  assert.throws(() => validateManifest({ ...wp, spec: { ...wp.spec, failStrategy: "FAIL_SOMETIMES" } }), /failStrategy/);
+  assert.throws(
+    () => validateManifest({ ...wp, spec: { ...wp.spec, failStrategy: "FAIL_SOMETIMES" } }),
+    /failStrategy/,
+  );
 });
 
 // istio/api PluginPhase: AUTHZ inserts the plugin BEFORE Istio's authorization filters; STATS is the first
@@ -108,8 +162,10 @@ test("WasmPlugin file: comes with the header-stripping EnvoyFilter, and claims n
   const [p] = ef.spec.configPatches;
   assert.equal(p.patch.operation, "INSERT_FIRST");
   assert.ok(p.match.listener.portNumber > 0);
-  assert.deepEqual(p.patch.value.typed_config.mutations.request_mutations.map((m: any) => m.remove),
-    ["x-gateway-destination-endpoint", "x-gateway-destination-endpoint-fallback"]);
+  assert.deepEqual(
+    p.patch.value.typed_config.mutations.request_mutations.map((m: any) => m.remove),
+    ["x-gateway-destination-endpoint", "x-gateway-destination-endpoint-fallback"],
+  );
   assert.doesNotMatch(text, /Istio builds the vm_id|derives? (the )?vm_id/i);
 });
 
@@ -122,8 +178,13 @@ test("example pool: ships the Service the VirtualService routes to, and the gate
   assert.ok(svc, "the example must ship the model Service");
   assert.deepEqual(svc.spec.selector, pool.spec.selector.matchLabels);
   assert.deepEqual(svc.spec.selector, dep.spec.selector.matchLabels);
-  assert.deepEqual(svc.spec.ports.map((p: any) => p.targetPort), pool.spec.targetPorts.map((p: any) => p.number));
-  const vs = parseManifests(readFileSync("envoy/istio/original-dst.yaml", "utf8"), "original-dst").find((d: any) => d.kind === "VirtualService") as any;
+  assert.deepEqual(
+    svc.spec.ports.map((p: any) => p.targetPort),
+    pool.spec.targetPorts.map((p: any) => p.number),
+  );
+  const vs = parseManifests(readFileSync("envoy/istio/original-dst.yaml", "utf8"), "original-dst").find(
+    (d: any) => d.kind === "VirtualService",
+  ) as any;
   for (const r of vs.spec.http) {
     assert.equal(r.route[0].destination.host, `${svc.metadata.name}.default.svc.cluster.local`);
     assert.ok(svc.spec.ports.some((p: any) => p.port === r.route[0].destination.port.number));
@@ -134,17 +195,29 @@ test("example pool: ships the Service the VirtualService routes to, and the gate
     assert.deepEqual(tok?.valueFrom?.secretKeyRef, { name: "hf-token", key: "token" });
   }
   // The chart path applies only the model servers (the chart renders its own InferencePool).
-  assert.deepEqual(ex.filter((d) => d.metadata.labels?.example === "model-servers").map((d) => d.kind).sort(), ["Deployment", "Service"]);
+  assert.deepEqual(
+    ex
+      .filter((d) => d.metadata.labels?.example === "model-servers")
+      .map((d) => d.kind)
+      .sort(),
+    ["Deployment", "Service"],
+  );
 });
 
 test("Gateway: the one the VirtualService binds to, on the pods the EnvoyFilters patch", () => {
   const [gw] = parseManifests(readFileSync("envoy/istio/gateway.yaml", "utf8"), "gateway") as any[];
   const ref = `${gw.metadata.namespace}/${gw.metadata.name}`;
-  const vs = parseManifests(readFileSync("envoy/istio/original-dst.yaml", "utf8"), "original-dst").find((d: any) => d.kind === "VirtualService") as any;
+  const vs = parseManifests(readFileSync("envoy/istio/original-dst.yaml", "utf8"), "original-dst").find(
+    (d: any) => d.kind === "VirtualService",
+  ) as any;
   assert.deepEqual(vs.spec.gateways, [ref]);
   const chart = parse(readFileSync("envoy/chart/values.yaml", "utf8"));
   assert.equal(chart.istio.gateway, ref);
-  for (const f of ["envoy/istio/endpoint-picker-ecds.yaml", "envoy/istio/original-dst.yaml", "envoy/istio/wasmplugin.yaml"]) {
+  for (const f of [
+    "envoy/istio/endpoint-picker-ecds.yaml",
+    "envoy/istio/original-dst.yaml",
+    "envoy/istio/wasmplugin.yaml",
+  ]) {
     for (const d of parseManifests(readFileSync(f, "utf8"), f) as any[]) {
       if (d.kind !== "EnvoyFilter") continue;
       assert.equal(d.metadata.namespace, gw.metadata.namespace, f);

@@ -4,7 +4,12 @@ import { ConfigMap, Service, ServiceAccount } from "kubernetes-models/v1";
 import { Role, RoleBinding } from "kubernetes-models/rbac.authorization.k8s.io/v1";
 import { WasmPlugin } from "@kubernetes-models/istio/extensions.istio.io/v1alpha1";
 import { DestinationRule, EnvoyFilter, ServiceEntry } from "@kubernetes-models/istio/networking.istio.io/v1alpha3";
-import { DestinationRule as DestinationRuleB, Gateway, ServiceEntry as ServiceEntryB, VirtualService } from "@kubernetes-models/istio/networking.istio.io/v1beta1";
+import {
+  DestinationRule as DestinationRuleB,
+  Gateway,
+  ServiceEntry as ServiceEntryB,
+  VirtualService,
+} from "@kubernetes-models/istio/networking.istio.io/v1beta1";
 import { Ajv } from "ajv";
 import { readFileSync } from "node:fs";
 import { parseAllDocuments, stringify } from "yaml";
@@ -30,13 +35,17 @@ const models: Record<string, new (o: Obj) => { validate(): void }> = {
 };
 
 const ajv = new Ajv({ allErrors: true, strict: false });
-const inferencePool = ajv.compile(JSON.parse(readFileSync("tests/deploy/fixtures/inferencepool-v1.schema.json", "utf8")));
+const inferencePool = ajv.compile(
+  JSON.parse(readFileSync("tests/deploy/fixtures/inferencepool-v1.schema.json", "utf8")),
+);
 
 export function parseManifests(text: string, source: string): Obj[] {
-  return parseAllDocuments(text).map((d, i) => {
-    if (d.errors.length) throw new Error(`${source} doc ${i}: ${d.errors[0].message}`);
-    return d.toJS() as Obj;
-  }).filter((o) => o !== null && o !== undefined);
+  return parseAllDocuments(text)
+    .map((d, i) => {
+      if (d.errors.length) throw new Error(`${source} doc ${i}: ${d.errors[0].message}`);
+      return d.toJS() as Obj;
+    })
+    .filter((o) => o !== null && o !== undefined);
 }
 
 /** Throws with the kind, name and schema error if `obj` is not a valid manifest of a known kind. */

@@ -15,7 +15,10 @@ const SECTION = "## Parts and where they live";
 /** Folders whose TypeScript sources the table must cover (test files, `*.test.ts`, are not parts). */
 const COVERED = ["filter/", "companion/", "envoy/emulator/", "tests/sim/"];
 
-interface Row { line: number; paths: string[] }
+interface Row {
+  line: number;
+  paths: string[];
+}
 
 /** The table's rows as repository-relative paths (folders keep their trailing `/`). */
 function tableRows(markdown: string): Row[] {
@@ -24,7 +27,11 @@ function tableRows(markdown: string): Row[] {
   assert.ok(start >= 0, `${DOC} has no "${SECTION}" section`);
   let i = start + 1;
   while (i < lines.length && !lines[i].startsWith("|")) i++;
-  const cells = (l: string) => l.slice(1, l.lastIndexOf("|")).split("|").map((c) => c.trim());
+  const cells = (l: string) =>
+    l
+      .slice(1, l.lastIndexOf("|"))
+      .split("|")
+      .map((c) => c.trim());
   const column = cells(lines[i]).indexOf("path");
   assert.ok(column >= 0, `the table of "${SECTION}" has no "path" column`);
   const topLevel = new Set(readdirSync("."));
@@ -52,25 +59,49 @@ const named = rows.flatMap((r) => r.paths);
 
 test("architecture table: the parser reads the table's rows and both kinds of path", () => {
   assert.ok(rows.length >= 20, `only ${rows.length} rows read`);
-  for (const p of ["filter/index.ts", "filter/picker.ts", "companion/main.ts", "tests/sim/exposition/", "docs/SNAPSHOT.md"]) {
+  for (const p of [
+    "filter/index.ts",
+    "filter/picker.ts",
+    "companion/main.ts",
+    "tests/sim/exposition/",
+    "docs/SNAPSHOT.md",
+  ]) {
     assert.ok(named.includes(p), `${p} not read from the table`);
   }
-  assert.deepEqual(tableRows(`x\n${SECTION}\n\n| part | path | job |\n|---|---|---|\n| a | \`tests/sim/fleet.ts\`, \`pickers/\`, \`x.ts\` | y |\n`),
-    [{ line: 6, paths: ["tests/sim/fleet.ts", "tests/sim/pickers/", "tests/sim/x.ts"] }]);
+  assert.deepEqual(
+    tableRows(
+      `x\n${SECTION}\n\n| part | path | job |\n|---|---|---|\n| a | \`tests/sim/fleet.ts\`, \`pickers/\`, \`x.ts\` | y |\n`,
+    ),
+    [{ line: 6, paths: ["tests/sim/fleet.ts", "tests/sim/pickers/", "tests/sim/x.ts"] }],
+  );
 });
 
 test("architecture table: every path it names exists", () => {
-  const missing = rows.flatMap((r) => r.paths.filter((p) => {
-    if (!existsSync(p)) return true;
-    return p.endsWith("/") !== statSync(p).isDirectory();
-  }).map((p) => `${DOC}:${r.line}: ${p}`));
-  assert.deepEqual(missing, [], "paths named in the table that are not in the tree (a folder must end in /, a file must not)");
+  const missing = rows.flatMap((r) =>
+    r.paths
+      .filter((p) => {
+        if (!existsSync(p)) return true;
+        return p.endsWith("/") !== statSync(p).isDirectory();
+      })
+      .map((p) => `${DOC}:${r.line}: ${p}`),
+  );
+  assert.deepEqual(
+    missing,
+    [],
+    "paths named in the table that are not in the tree (a folder must end in /, a file must not)",
+  );
 });
 
 test("architecture table: every source file of the filter, companion, emulator and simulator is named", () => {
   const files = COVERED.flatMap(sources);
-  assert.ok(files.includes("filter/index.ts") && files.includes("tests/sim/exposition/vllm.ts"), "the walk found the sources");
+  assert.ok(
+    files.includes("filter/index.ts") && files.includes("tests/sim/exposition/vllm.ts"),
+    "the walk found the sources",
+  );
   const covered = (f: string) => named.some((p) => (p.endsWith("/") ? f.startsWith(p) : f === p));
-  assert.deepEqual(files.filter((f) => !covered(f)), [],
-    `source files not named in ${DOC} "${SECTION}": add each to a row's path cell, or name its folder (\`filter/scoring/\`)`);
+  assert.deepEqual(
+    files.filter((f) => !covered(f)),
+    [],
+    `source files not named in ${DOC} "${SECTION}": add each to a row's path cell, or name its folder (\`filter/scoring/\`)`,
+  );
 });

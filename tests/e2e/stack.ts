@@ -17,7 +17,11 @@ import { freePortOn } from "../helpers/ports";
 export const ENGINE_LABEL = "inference.networking.k8s.io/engine-type";
 /** The companion's engine name for each simulated engine. */
 export const COMPANION_ENGINE: Record<EngineKind, string> = {
-  "vllm-v1": "vllm", "vllm-v0": "vllm", sglang: "sglang", "triton-trtllm": "triton-tensorrt-llm", "trtllm-serve": "trtllm-serve",
+  "vllm-v1": "vllm",
+  "vllm-v0": "vllm",
+  sglang: "sglang",
+  "triton-trtllm": "triton-tensorrt-llm",
+  "trtllm-serve": "trtllm-serve",
 };
 
 export interface Proc {
@@ -33,36 +37,70 @@ export interface Proc {
 export async function startProc(script: string, args: string[], ready: RegExp, timeoutMs = 15_000): Promise<Proc> {
   const proc = spawnProc(process.execPath, [script, ...args], "");
   const address = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => { void proc.stop(); reject(new Error(`${script} not ready after ${timeoutMs} ms:\n${proc.output()}`)); }, timeoutMs);
+    const timer = setTimeout(() => {
+      void proc.stop();
+      reject(new Error(`${script} not ready after ${timeoutMs} ms:\n${proc.output()}`));
+    }, timeoutMs);
     proc.child.stdout!.on("data", () => {
       const m = ready.exec(proc.output());
-      if (m) { clearTimeout(timer); resolve(m[1]); }
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
     });
-    proc.child.once("exit", (code) => { clearTimeout(timer); reject(new Error(`${script} exited ${code}:\n${proc.output()}`)); });
+    proc.child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${script} exited ${code}:\n${proc.output()}`));
+    });
   });
   proc.address = address;
   proc.port = Number(address.split(":").pop());
   return proc;
 }
 
-export interface PodSpecs { engines: EngineKind[]; ips?: string[]; port?: number; profile?: EngineProfile; timeScale?: number }
+export interface PodSpecs {
+  engines: EngineKind[];
+  ips?: string[];
+  port?: number;
+  profile?: EngineProfile;
+  timeScale?: number;
+}
 
 /** Simulated pods on one real-time clock; pod i on ips[i] (default 127.0.0.1) and `port` (default: free). */
-export async function startSimPods(spec: PodSpecs): Promise<{ pods: SimPod[]; clock: RealClock; close(): Promise<void> }> {
+export async function startSimPods(
+  spec: PodSpecs,
+): Promise<{ pods: SimPod[]; clock: RealClock; close(): Promise<void> }> {
   const clock = new RealClock(spec.timeScale ?? 1);
   const pods: SimPod[] = [];
   for (let i = 0; i < spec.engines.length; i++) {
-    const pod = new SimPod({ name: `pod-${i}`, kind: spec.engines[i], profile: spec.profile ?? DEFAULT_PROFILE, clock, host: spec.ips?.[i] ?? "127.0.0.1", port: spec.port ?? 0 });
+    const pod = new SimPod({
+      name: `pod-${i}`,
+      kind: spec.engines[i],
+      profile: spec.profile ?? DEFAULT_PROFILE,
+      clock,
+      host: spec.ips?.[i] ?? "127.0.0.1",
+      port: spec.port ?? 0,
+    });
     pods.push(await pod.listen());
   }
-  return { pods, clock, close: async () => { await Promise.all(pods.map((p) => p.close())); clock.stop(); } };
+  return {
+    pods,
+    clock,
+    close: async () => {
+      await Promise.all(pods.map((p) => p.close()));
+      clock.stop();
+    },
+  };
 }
 
 /** A static endpoints file for the companion: each pod's address and its engine label. */
 export function endpointsFile(pods: SimPod[]): string {
   const dir = mkdtempSync(join(tmpdir(), "e2e-"));
   const file = join(dir, "endpoints.yaml");
-  writeFileSync(file, stringify(pods.map((p) => ({ address: p.address, labels: { [ENGINE_LABEL]: COMPANION_ENGINE[p.kind] } }))));
+  writeFileSync(
+    file,
+    stringify(pods.map((p) => ({ address: p.address, labels: { [ENGINE_LABEL]: COMPANION_ENGINE[p.kind] } }))),
+  );
   return file;
 }
 
@@ -73,7 +111,11 @@ export function tempFile(name: string, text: string): string {
 }
 
 export async function startCompanion(args: string[], port = 0): Promise<Proc> {
-  return startProc("build/companion.mjs", [...args, "--port", String(port), "--host", "127.0.0.1", "--log-level", "warn"], /companion listening on (\S+)\n/);
+  return startProc(
+    "build/companion.mjs",
+    [...args, "--port", String(port), "--host", "127.0.0.1", "--log-level", "warn"],
+    /companion listening on (\S+)\n/,
+  );
 }
 
 export interface GatewayOptions {
@@ -97,7 +139,10 @@ export interface GatewayOptions {
  */
 export async function startGateway(opts: GatewayOptions): Promise<Proc> {
   const file = tempBootstrap({
-    fallbackPorts: opts.fallbackPorts, companionPort: opts.companionPort, withFilter: opts.withFilter, configuration: opts.configuration ?? {},
+    fallbackPorts: opts.fallbackPorts,
+    companionPort: opts.companionPort,
+    withFilter: opts.withFilter,
+    configuration: opts.configuration ?? {},
     edit: (d) => {
       d.static_resources.listeners[0].address.socket_address.port_value = opts.port ?? 0;
       if (d.admin) d.admin.address.socket_address.port_value = 0;
@@ -106,10 +151,18 @@ export async function startGateway(opts: GatewayOptions): Promise<Proc> {
     },
   });
   if (!opts.envoy) {
-    return startProc("build/emulator.mjs", ["-c", file, "--concurrency", String(opts.concurrency ?? 2), "--log-level", "warn"], /emulator listening on (\S+)\n/);
+    return startProc(
+      "build/emulator.mjs",
+      ["-c", file, "--concurrency", String(opts.concurrency ?? 2), "--log-level", "warn"],
+      /emulator listening on (\S+)\n/,
+    );
   }
   if (!opts.port) throw new Error("a real Envoy needs a fixed listener port");
-  const proc = spawnProc(opts.envoy, ["-c", file, "--concurrency", String(opts.concurrency ?? 2), "-l", "warn"], `127.0.0.1:${opts.port}`);
+  const proc = spawnProc(
+    opts.envoy,
+    ["-c", file, "--concurrency", String(opts.concurrency ?? 2), "-l", "warn"],
+    `127.0.0.1:${opts.port}`,
+  );
   await eventually("envoy to listen", () => canConnect(opts.port!), 20_000, 100);
   return proc;
 }
@@ -120,44 +173,84 @@ function spawnProc(command: string, args: string[], address: string): Proc {
   child.stdout!.on("data", (d) => (out += d));
   child.stderr!.on("data", (d) => (out += d));
   return {
-    child, address, port: Number(address.split(":").pop()), output: () => out,
-    stop: () => new Promise<void>((resolve) => {
-      if (child.exitCode !== null || child.signalCode !== null) return resolve();
-      child.once("exit", () => resolve());
-      child.kill("SIGTERM");
-      setTimeout(() => child.kill("SIGKILL"), 3000).unref();
-    }),
+    child,
+    address,
+    port: Number(address.split(":").pop()),
+    output: () => out,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
+        child.once("exit", () => resolve());
+        child.kill("SIGTERM");
+        setTimeout(() => child.kill("SIGKILL"), 3000).unref();
+      }),
   };
 }
 
 function canConnect(port: number): Promise<boolean> {
   return new Promise((resolve) => {
-    const s = net.connect(port, "127.0.0.1", () => { s.destroy(); resolve(true); });
+    const s = net.connect(port, "127.0.0.1", () => {
+      s.destroy();
+      resolve(true);
+    });
     s.on("error", () => resolve(false));
   });
 }
 
-
 /** A port free on loopback right now. */
 export const freePort = (): Promise<number> => freePortOn(["127.0.0.1"]);
 
-export interface Reply { status: number; headers: http.IncomingHttpHeaders; body: string; ttftMs: number; totalMs: number }
+export interface Reply {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+  ttftMs: number;
+  totalMs: number;
+}
 
 /** One HTTP request (a fresh connection unless `agent` is given); ttftMs is the time to the first body byte. */
-export function send(port: number, path: string, body: string | null, headers: Record<string, string | string[]> = {}, agent?: http.Agent, host = "127.0.0.1"): Promise<Reply> {
+export function send(
+  port: number,
+  path: string,
+  body: string | null,
+  headers: Record<string, string | string[]> = {},
+  agent?: http.Agent,
+  host = "127.0.0.1",
+): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const started = performance.now();
     let first = 0;
-    const r = http.request({ host, port, path, method: body === null ? "GET" : "POST", agent: agent ?? false,
-      headers: { ...(body === null ? {} : { "content-type": "application/json", "content-length": Buffer.byteLength(body) }), ...headers } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on("data", (c: Buffer) => { if (first === 0) first = performance.now(); chunks.push(c); });
-      res.on("end", () => {
-        const now = performance.now();
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString(), ttftMs: (first || now) - started, totalMs: now - started });
-      });
-      res.on("error", reject);
-    });
+    const r = http.request(
+      {
+        host,
+        port,
+        path,
+        method: body === null ? "GET" : "POST",
+        agent: agent ?? false,
+        headers: {
+          ...(body === null ? {} : { "content-type": "application/json", "content-length": Buffer.byteLength(body) }),
+          ...headers,
+        },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => {
+          if (first === 0) first = performance.now();
+          chunks.push(c);
+        });
+        res.on("end", () => {
+          const now = performance.now();
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            body: Buffer.concat(chunks).toString(),
+            ttftMs: (first || now) - started,
+            totalMs: now - started,
+          });
+        });
+        res.on("error", reject);
+      },
+    );
     r.on("error", reject);
     if (body !== null) r.write(body);
     r.end();
@@ -167,7 +260,12 @@ export function send(port: number, path: string, body: string | null, headers: R
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Polls `check` until it is true or `timeoutMs` passes (then throws with `what`). */
-export async function eventually(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 5000, everyMs = 25): Promise<void> {
+export async function eventually(
+  what: string,
+  check: () => Promise<boolean> | boolean,
+  timeoutMs = 5000,
+  everyMs = 25,
+): Promise<void> {
   const until = Date.now() + timeoutMs;
   while (!(await check())) {
     if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
@@ -176,7 +274,18 @@ export async function eventually(what: string, check: () => Promise<boolean> | b
 }
 
 /** The companion's normalised view of the pool (GET /v1/endpoints). */
-export async function companionEndpoints(port: number): Promise<Array<{ address: string; engine: string; queued: number | null; running: number | null; kvUsage: number | null; stale: boolean; error: string | null; lora: { running: string[] } | null }>> {
+export async function companionEndpoints(port: number): Promise<
+  Array<{
+    address: string;
+    engine: string;
+    queued: number | null;
+    running: number | null;
+    kvUsage: number | null;
+    stale: boolean;
+    error: string | null;
+    lora: { running: string[] } | null;
+  }>
+> {
   const r = await send(port, "/v1/endpoints", null);
   const parsed = JSON.parse(r.body);
   return Array.isArray(parsed) ? parsed : parsed.endpoints;
@@ -184,5 +293,11 @@ export async function companionEndpoints(port: number): Promise<Array<{ address:
 
 /** Waits until the gateway's filter picks (its fetcher has a snapshot): a request gets a served header. */
 export async function gatewayPicking(port: number, body: string, timeoutMs = 10_000): Promise<void> {
-  await eventually("the gateway to pick", async () => (await send(port, "/v1/completions", body)).headers["x-gateway-destination-endpoint-served"] !== undefined, timeoutMs, 50);
+  await eventually(
+    "the gateway to pick",
+    async () =>
+      (await send(port, "/v1/completions", body)).headers["x-gateway-destination-endpoint-served"] !== undefined,
+    timeoutMs,
+    50,
+  );
 }

@@ -23,23 +23,54 @@ const PARALLEL = 32;
 const MAX_PAGE_GROWTH = 1;
 const MAX_HEAP_GROWTH = 16 * 1024 * 1024;
 
-async function blast(port: number, n: number, agent: http.Agent, check: (status: number, body: string) => void): Promise<void> {
+async function blast(
+  port: number,
+  n: number,
+  agent: http.Agent,
+  check: (status: number, body: string) => void,
+): Promise<void> {
   let next = 0;
-  const one = () => new Promise<void>((resolve, reject) => {
-    const body = JSON.stringify({ model: "m", prompt: `request ${next}` });
-    const r = http.request({ host: "127.0.0.1", port, path: "/v1/completions", method: "POST", agent, headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on("data", (c: Buffer) => chunks.push(c));
-      res.on("end", () => { try { check(res.statusCode ?? 0, Buffer.concat(chunks).toString()); resolve(); } catch (e) { reject(e); } });
+  const one = () =>
+    new Promise<void>((resolve, reject) => {
+      const body = JSON.stringify({ model: "m", prompt: `request ${next}` });
+      const r = http.request(
+        {
+          host: "127.0.0.1",
+          port,
+          path: "/v1/completions",
+          method: "POST",
+          agent,
+          headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on("data", (c: Buffer) => chunks.push(c));
+          res.on("end", () => {
+            try {
+              check(res.statusCode ?? 0, Buffer.concat(chunks).toString());
+              resolve();
+            } catch (e) {
+              reject(e);
+            }
+          });
+        },
+      );
+      r.on("error", reject);
+      r.end(body);
     });
-    r.on("error", reject);
-    r.end(body);
-  });
-  await Promise.all(Array.from({ length: PARALLEL }, async () => { while (next < n) { next++; await one(); } }));
+  await Promise.all(
+    Array.from({ length: PARALLEL }, async () => {
+      while (next < n) {
+        next++;
+        await one();
+      }
+    }),
+  );
 }
 
 test("build/filter.wasm with --concurrency 4: 10,000 requests, no failure, bounded memory", async () => {
-  const a = await startUpstream("a"), b = await startUpstream("b");
+  const a = await startUpstream("a"),
+    b = await startUpstream("b");
   const file = tempBootstrap({ fallbackPorts: [a.port], companionPort: await deadPort() });
   const g = await startGateway({ bootstrap: file, concurrency: 4, logLevel: "error", onLog: () => {} });
   const agent = new http.Agent({ keepAlive: true, maxSockets: PARALLEL });
@@ -50,7 +81,10 @@ test("build/filter.wasm with --concurrency 4: 10,000 requests, no failure, bound
     const port = g.listeners[0].port;
     const failures: string[] = [];
     const check = (status: number, body: string) => {
-      if (status !== 200) { failures.push(`${status} ${body.slice(0, 80)}`); return; }
+      if (status !== 200) {
+        failures.push(`${status} ${body.slice(0, 80)}`);
+        return;
+      }
       const j = JSON.parse(body);
       const own = j.upstream === "a" ? a.address : b.address;
       if (j.destination !== own) failures.push(`routed to ${j.upstream} but destination header ${j.destination}`);
@@ -68,11 +102,19 @@ test("build/filter.wasm with --concurrency 4: 10,000 requests, no failure, bound
     assert.equal(a.hits + b.hits, WARMUP + REQUESTS);
     assert.deepEqual(host.failedWorkers(), []);
     for (let w = 0; w < 4; w++) {
-      assert.ok(pagesAfter[w] - pagesBefore[w] <= MAX_PAGE_GROWTH, `worker ${w} wasm memory ${pagesBefore[w]} -> ${pagesAfter[w]} pages`);
+      assert.ok(
+        pagesAfter[w] - pagesBefore[w] <= MAX_PAGE_GROWTH,
+        `worker ${w} wasm memory ${pagesBefore[w]} -> ${pagesAfter[w]} pages`,
+      );
       assert.equal(host.workers[w].contexts.size, 2, `worker ${w} keeps only its VM and root contexts`);
     }
-    assert.ok(heapAfter - heapBefore < MAX_HEAP_GROWTH, `JS heap grew ${((heapAfter - heapBefore) / 1048576).toFixed(1)} MiB`);
-    process.stdout.write(`# wasm pages per worker ${pagesBefore} -> ${pagesAfter}; heap ${(heapBefore / 1048576).toFixed(1)} -> ${(heapAfter / 1048576).toFixed(1)} MiB\n`);
+    assert.ok(
+      heapAfter - heapBefore < MAX_HEAP_GROWTH,
+      `JS heap grew ${((heapAfter - heapBefore) / 1048576).toFixed(1)} MiB`,
+    );
+    process.stdout.write(
+      `# wasm pages per worker ${pagesBefore} -> ${pagesAfter}; heap ${(heapBefore / 1048576).toFixed(1)} -> ${(heapAfter / 1048576).toFixed(1)} MiB\n`,
+    );
   } finally {
     agent.destroy();
     await g.close();
@@ -90,23 +132,36 @@ function rss(pid: number): number {
 test("the CLI with --concurrency 4 serves 10,000 requests through a real socket; RSS grows < 64 MiB after warm-up", async () => {
   const a = await startUpstream("a");
   const file = tempBootstrap({ fallbackPorts: [a.port], companionPort: await deadPort() });
-  const child = spawn(process.execPath, ["build/emulator.mjs", "-c", file, "--concurrency", "4", "--log-level", "error"], { stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn(
+    process.execPath,
+    ["build/emulator.mjs", "-c", file, "--concurrency", "4", "--log-level", "error"],
+    { stdio: ["ignore", "pipe", "inherit"] },
+  );
   const agent = new http.Agent({ keepAlive: true, maxSockets: PARALLEL });
   try {
     const port = await new Promise<number>((resolve, reject) => {
       let out = "";
-      child.stdout.on("data", (c: Buffer) => { out += c; const m = /emulator listening on \S+:(\d+)\n/.exec(out); if (m) resolve(Number(m[1])); });
+      child.stdout.on("data", (c: Buffer) => {
+        out += c;
+        const m = /emulator listening on \S+:(\d+)\n/.exec(out);
+        if (m) resolve(Number(m[1]));
+      });
       child.on("exit", (code) => reject(new Error(`emulator exited ${code}`)));
     });
     const failures: string[] = [];
-    const check = (status: number, body: string) => { if (status !== 200 || JSON.parse(body).upstream !== "a") failures.push(`${status} ${body.slice(0, 80)}`); };
+    const check = (status: number, body: string) => {
+      if (status !== 200 || JSON.parse(body).upstream !== "a") failures.push(`${status} ${body.slice(0, 80)}`);
+    };
     await blast(port, WARMUP, agent, check);
     const before = rss(child.pid!);
     await blast(port, REQUESTS, agent, check);
     const after = rss(child.pid!);
     assert.deepEqual(failures.slice(0, 5), []);
     assert.equal(a.hits, WARMUP + REQUESTS);
-    assert.ok(after - before < 64 * 1024 * 1024, `RSS ${(before / 1048576).toFixed(0)} -> ${(after / 1048576).toFixed(0)} MiB`);
+    assert.ok(
+      after - before < 64 * 1024 * 1024,
+      `RSS ${(before / 1048576).toFixed(0)} -> ${(after / 1048576).toFixed(0)} MiB`,
+    );
     process.stdout.write(`# CLI RSS ${(before / 1048576).toFixed(1)} -> ${(after / 1048576).toFixed(1)} MiB\n`);
   } finally {
     agent.destroy();

@@ -11,14 +11,21 @@ import { DEFAULT_PROFILE } from "../../companion/profile-config";
 import { SharedDataView } from "../../envoy/emulator/host";
 import { publishSnapshot } from "../helpers/filter-contract";
 
-export interface Upstream { name: string; port: number; address: string; hits: number; close(): Promise<void> }
+export interface Upstream {
+  name: string;
+  port: number;
+  address: string;
+  hits: number;
+  close(): Promise<void>;
+}
 
 /** Answers JSON {upstream, path, destination, body}; /sse streams three events 30 ms apart. */
 export async function startUpstream(name: string): Promise<Upstream> {
   const up: Upstream = { name, port: 0, address: "", hits: 0, close: async () => {} };
   const server = http.createServer((req, res) => {
     up.hits++;
-    if (req.url === "/reset") { // starts a response, then drops the connection
+    if (req.url === "/reset") {
+      // starts a response, then drops the connection
       res.writeHead(200, { "content-length": "1000" });
       res.write("partial");
       setTimeout(() => res.destroy(), 10);
@@ -29,14 +36,22 @@ export async function startUpstream(name: string): Promise<Upstream> {
       let n = 0;
       const t = setInterval(() => {
         res.write(`data: event-${n}\n\n`);
-        if (++n === 3) { clearInterval(t); res.end(); }
+        if (++n === 3) {
+          clearInterval(t);
+          res.end();
+        }
       }, 30);
       return;
     }
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => {
-      const body = JSON.stringify({ upstream: name, path: req.url, destination: req.headers["x-gateway-destination-endpoint"] ?? null, body: Buffer.concat(chunks).toString() });
+      const body = JSON.stringify({
+        upstream: name,
+        path: req.url,
+        destination: req.headers["x-gateway-destination-endpoint"] ?? null,
+        body: Buffer.concat(chunks).toString(),
+      });
       res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
       res.end(body);
     });
@@ -45,7 +60,11 @@ export async function startUpstream(name: string): Promise<Upstream> {
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   up.port = (server.address() as AddressInfo).port;
   up.address = `127.0.0.1:${up.port}`;
-  up.close = () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); });
+  up.close = () =>
+    new Promise<void>((r) => {
+      server.closeAllConnections();
+      server.close(() => r());
+    });
   return up;
 }
 
@@ -55,24 +74,44 @@ type Y = Record<string, any>; // eslint-disable-line @typescript-eslint/no-expli
  * envoy/envoy.yaml with the listener on 127.0.0.1:0, the fallback cluster at `fallbackPort`, the companion
  * at `companionPort`; `edit` may change anything else. Returns the temp file path.
  */
-export function tempBootstrap(opts: { fallbackPorts: number[]; companionPort: number; withFilter?: boolean; configuration?: object; edit?: (doc: Y) => void }): string {
+export function tempBootstrap(opts: {
+  fallbackPorts: number[];
+  companionPort: number;
+  withFilter?: boolean;
+  configuration?: object;
+  edit?: (doc: Y) => void;
+}): string {
   const doc = parse(readFileSync("envoy/envoy.yaml", "utf8")) as Y;
   const l = doc.static_resources.listeners[0];
   l.address.socket_address = { address: "127.0.0.1", port_value: 0 };
   const hcm = l.filter_chains[0].filters[0].typed_config;
   // Without the filter: a plain gateway (the header_mutation that guards the filter's headers goes too).
-  if (opts.withFilter === false) hcm.http_filters = hcm.http_filters.filter((f: Y) => f.name === "envoy.filters.http.router");
+  if (opts.withFilter === false)
+    hcm.http_filters = hcm.http_filters.filter((f: Y) => f.name === "envoy.filters.http.router");
   else {
     // These tests exercise the gateway: unless told otherwise the filter fails open (no snapshot -> the
     // fallback route) and a delivered snapshot never goes stale during a long test.
     const wasm = hcm.http_filters.find((f: Y) => f.name === "envoy.filters.http.wasm");
     const shipped = JSON.parse(wasm.typed_config.config.configuration.value);
-    wasm.typed_config.config.configuration.value = JSON.stringify(opts.configuration ?? { ...shipped, failureMode: "FailOpen", stalenessLimitMs: 3_600_000 });
+    wasm.typed_config.config.configuration.value = JSON.stringify(
+      opts.configuration ?? { ...shipped, failureMode: "FailOpen", stalenessLimitMs: 3_600_000 },
+    );
   }
   for (const c of doc.static_resources.clusters) {
-    const ports = c.name === "inference-pool-fallback" ? opts.fallbackPorts : c.name === "endpoint-picker-companion" ? [opts.companionPort] : null;
+    const ports =
+      c.name === "inference-pool-fallback"
+        ? opts.fallbackPorts
+        : c.name === "endpoint-picker-companion"
+          ? [opts.companionPort]
+          : null;
     if (ports) {
-      c.load_assignment.endpoints = [{ lb_endpoints: ports.map((p) => ({ endpoint: { address: { socket_address: { address: "127.0.0.1", port_value: p } } } })) }];
+      c.load_assignment.endpoints = [
+        {
+          lb_endpoints: ports.map((p) => ({
+            endpoint: { address: { socket_address: { address: "127.0.0.1", port_value: p } } },
+          })),
+        },
+      ];
     }
   }
   opts.edit?.(doc);
@@ -85,9 +124,18 @@ export function tempBootstrap(opts: { fallbackPorts: number[]; companionPort: nu
 /** Writes a snapshot listing `addresses` into shared data as the filter's fetcher would. */
 export function deliverSnapshot(shared: SharedDataView, addresses: string[], version = 1n): void {
   const blob = encodeSnapshot({
-    version, generatedAtMs: Date.now(), profile: DEFAULT_PROFILE, baseModels: [],
+    version,
+    generatedAtMs: Date.now(),
+    profile: DEFAULT_PROFILE,
+    baseModels: [],
     endpoints: addresses.map((address) => ({
-      address, stale: false, error: false, queued: 0, running: 0, kvUsage: 0.1, lora: null,
+      address,
+      stale: false,
+      error: false,
+      queued: 0,
+      running: 0,
+      kvUsage: 0.1,
+      lora: null,
     })),
   });
   publishSnapshot(shared, new Uint8Array(blob), Date.now());
@@ -102,14 +150,24 @@ export async function deadPort(): Promise<number> {
   return p;
 }
 
-export async function get(port: number, path: string, headers: Record<string, string | string[]> = {}, body?: string): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+export async function get(
+  port: number,
+  path: string,
+  headers: Record<string, string | string[]> = {},
+  body?: string,
+): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
   return new Promise((resolve, reject) => {
-    const r = http.request({ host: "127.0.0.1", port, path, method: body === undefined ? "GET" : "POST", headers }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on("data", (c: Buffer) => chunks.push(c));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString() }));
-      res.on("error", reject);
-    });
+    const r = http.request(
+      { host: "127.0.0.1", port, path, method: body === undefined ? "GET" : "POST", headers },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () =>
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString() }),
+        );
+        res.on("error", reject);
+      },
+    );
     r.on("error", reject);
     if (body !== undefined) r.write(body);
     r.end();

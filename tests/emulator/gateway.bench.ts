@@ -12,32 +12,57 @@ const PARALLEL = 16;
 const LATENCY_REQUESTS = 600;
 const STREAMS = 50_000;
 
-async function run(port: number, n: number, parallel: number): Promise<{ rps: number; latencies: number[]; meanMs: number }> {
+async function run(
+  port: number,
+  n: number,
+  parallel: number,
+): Promise<{ rps: number; latencies: number[]; meanMs: number }> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: parallel });
   const latencies: number[] = [];
   let next = 0;
   const body = JSON.stringify({ model: "m", prompt: "benchmark prompt" });
-  const one = () => new Promise<void>((resolve, reject) => {
-    const t = process.hrtime.bigint();
-    const r = http.request({ host: "127.0.0.1", port, path: "/v1/completions", method: "POST", agent, headers: { "content-length": Buffer.byteLength(body) } }, (res) => {
-      res.resume();
-      res.on("end", () => {
-        if (res.statusCode !== 200) reject(new Error(`status ${res.statusCode}`));
-        latencies.push(Number(process.hrtime.bigint() - t) / 1e6);
-        resolve();
-      });
+  const one = () =>
+    new Promise<void>((resolve, reject) => {
+      const t = process.hrtime.bigint();
+      const r = http.request(
+        {
+          host: "127.0.0.1",
+          port,
+          path: "/v1/completions",
+          method: "POST",
+          agent,
+          headers: { "content-length": Buffer.byteLength(body) },
+        },
+        (res) => {
+          res.resume();
+          res.on("end", () => {
+            if (res.statusCode !== 200) reject(new Error(`status ${res.statusCode}`));
+            latencies.push(Number(process.hrtime.bigint() - t) / 1e6);
+            resolve();
+          });
+        },
+      );
+      r.on("error", reject);
+      r.end(body);
     });
-    r.on("error", reject);
-    r.end(body);
-  });
   const start = process.hrtime.bigint();
-  await Promise.all(Array.from({ length: parallel }, async () => { while (next < n) { next++; await one(); } }));
+  await Promise.all(
+    Array.from({ length: parallel }, async () => {
+      while (next < n) {
+        next++;
+        await one();
+      }
+    }),
+  );
   const secs = Number(process.hrtime.bigint() - start) / 1e9;
   agent.destroy();
-  return { rps: n / secs, latencies, meanMs: (secs * 1000) / n * parallel };
+  return { rps: n / secs, latencies, meanMs: ((secs * 1000) / n) * parallel };
 }
 
-const pct = (xs: number[], p: number) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(p * s.length))]; };
+const pct = (xs: number[], p: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(p * s.length))];
+};
 const r2 = (x: number) => Math.round(x * 100) / 100;
 const r3 = (x: number) => Math.round(x * 1000) / 1000;
 
@@ -56,7 +81,12 @@ async function main() {
     for (const [name, port] of Object.entries(targets)) {
       const t = await run(port, THROUGHPUT_REQUESTS, PARALLEL);
       const l = await run(port, LATENCY_REQUESTS, 1);
-      results[name] = { rps: Math.round(t.rps), p50ms: r3(pct(l.latencies, 0.5)), p99ms: r3(pct(l.latencies, 0.99)), meanMs: r3(l.meanMs) };
+      results[name] = {
+        rps: Math.round(t.rps),
+        p50ms: r3(pct(l.latencies, 0.5)),
+        p99ms: r3(pct(l.latencies, 0.99)),
+        meanMs: r3(l.meanMs),
+      };
     }
   } finally {
     await gWith.close();
@@ -64,9 +94,21 @@ async function main() {
     await up.close();
   }
   // In-process stream cost (what the virtual-time simulator pays per pick).
-  const host = createHost({ wasm: "build/filter.wasm", rootId: "endpoint-picker", vmId: "endpoint-picker", configuration: "{}", manualTicks: true, onLog: () => {} });
+  const host = createHost({
+    wasm: "build/filter.wasm",
+    rootId: "endpoint-picker",
+    vmId: "endpoint-picker",
+    configuration: "{}",
+    manualTicks: true,
+    onLog: () => {},
+  });
   deliverSnapshot(host.sharedData, [up.address]);
-  const headers: [string, string][] = [[":method", "POST"], [":path", "/v1/completions"], [":authority", "gw"], ["content-type", "application/json"]];
+  const headers: [string, string][] = [
+    [":method", "POST"],
+    [":path", "/v1/completions"],
+    [":authority", "gw"],
+    ["content-type", "application/json"],
+  ];
   const t0 = process.hrtime.bigint();
   for (let i = 0; i < STREAMS; i++) {
     const s = host.openStream();
@@ -78,9 +120,13 @@ async function main() {
   const streamUs = Number(process.hrtime.bigint() - t0) / 1e3 / STREAMS;
   host.close();
 
-  const d = results.direct, g = results.gateway, f = results["gateway+filter"];
+  const d = results.direct,
+    g = results.gateway,
+    f = results["gateway+filter"];
   const out = {
-    requests: THROUGHPUT_REQUESTS, parallel: PARALLEL, latencyRequests: LATENCY_REQUESTS,
+    requests: THROUGHPUT_REQUESTS,
+    parallel: PARALLEL,
+    latencyRequests: LATENCY_REQUESTS,
     results,
     ratios: {
       rpsFilterOverNoFilter: r2(f.rps / g.rps),
@@ -93,10 +139,18 @@ async function main() {
     inProcessStreamMicros: r2(streamUs),
   };
   console.log("target          req/s   p50 ms  p99 ms  mean ms (sequential)");
-  for (const [k, v] of Object.entries(results)) console.log(`${k.padEnd(15)} ${String(v.rps).padStart(6)}  ${v.p50ms.toFixed(3).padStart(6)}  ${v.p99ms.toFixed(3).padStart(6)}  ${v.meanMs.toFixed(3)}`);
-  console.log(`with filter / without: ${out.ratios.rpsFilterOverNoFilter}x req/s, ${out.ratios.addedLatencyRatio}x added p50 latency (filter adds ${out.ratios.filterAddedP50ms} ms); in-process stream ${out.inProcessStreamMicros} µs`);
+  for (const [k, v] of Object.entries(results))
+    console.log(
+      `${k.padEnd(15)} ${String(v.rps).padStart(6)}  ${v.p50ms.toFixed(3).padStart(6)}  ${v.p99ms.toFixed(3).padStart(6)}  ${v.meanMs.toFixed(3)}`,
+    );
+  console.log(
+    `with filter / without: ${out.ratios.rpsFilterOverNoFilter}x req/s, ${out.ratios.addedLatencyRatio}x added p50 latency (filter adds ${out.ratios.filterAddedP50ms} ms); in-process stream ${out.inProcessStreamMicros} µs`,
+  );
   mkdirSync("build/bench", { recursive: true });
   writeFileSync("build/bench/gateway.json", JSON.stringify(out, null, 2) + "\n");
 }
 
-main().catch((e) => { console.error(e); process.exit(1); });
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

@@ -13,7 +13,9 @@ import { startUpstream, tempBootstrap, deliverSnapshot, deadPort, get, Upstream 
 import { parse, stringify } from "yaml";
 
 const cleanups: (() => Promise<void>)[] = [];
-after(async () => { for (const c of cleanups.reverse()) await c(); });
+after(async () => {
+  for (const c of cleanups.reverse()) await c();
+});
 
 async function gateway(file: string, concurrency = 2): Promise<{ g: Gateway; port: number }> {
   const g = await startGateway({ bootstrap: file, concurrency, logLevel: "critical", onLog: () => {} });
@@ -41,16 +43,48 @@ test("envoy/envoy.yaml is read with the contract's names", () => {
 
 test("unsupported configuration is a startup error naming the field path", () => {
   const doc = parse(readFileSync("envoy/envoy.yaml", "utf8"));
-  const edits: [(d: any) => void, RegExp][] = [ // eslint-disable-line @typescript-eslint/no-explicit-any
-    [(d) => { d.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[0].routes[0].match.safe_regex = { regex: "x" }; },
-      /virtual_hosts\[0\]\.routes\[0\]\.match\.safe_regex: not supported/],
-    [(d) => { d.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[1].typed_config.config.vm_config.runtime = "envoy.wasm.runtime.wamr"; },
-      /http_filters\[1\]\.typed_config\.config\.vm_config\.runtime: only envoy\.wasm\.runtime\.v8/],
-    [(d) => { d.static_resources.clusters[1].lb_policy = "ROUND_ROBIN"; }, /clusters\[1\]\.lb_policy: ORIGINAL_DST clusters need lb_policy CLUSTER_PROVIDED/],
-    [(d) => { d.static_resources.clusters[0].type = "EDS"; }, /clusters\[0\]\.type: EDS is not supported/],
-    [(d) => { d.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters.unshift({ name: "envoy.filters.http.lua" }); },
-      /http_filters\[0\]\.name: HTTP filter envoy\.filters\.http\.lua is not supported/],
-    [(d) => { d.static_resources.secrets = []; }, /static_resources\.secrets: not supported/],
+  const edits: [(d: any) => void, RegExp][] = [
+    // eslint-disable-line @typescript-eslint/no-explicit-any
+    [
+      (d) => {
+        d.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[0].routes[0].match.safe_regex =
+          { regex: "x" };
+      },
+      /virtual_hosts\[0\]\.routes\[0\]\.match\.safe_regex: not supported/,
+    ],
+    [
+      (d) => {
+        d.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[1].typed_config.config.vm_config.runtime =
+          "envoy.wasm.runtime.wamr";
+      },
+      /http_filters\[1\]\.typed_config\.config\.vm_config\.runtime: only envoy\.wasm\.runtime\.v8/,
+    ],
+    [
+      (d) => {
+        d.static_resources.clusters[1].lb_policy = "ROUND_ROBIN";
+      },
+      /clusters\[1\]\.lb_policy: ORIGINAL_DST clusters need lb_policy CLUSTER_PROVIDED/,
+    ],
+    [
+      (d) => {
+        d.static_resources.clusters[0].type = "EDS";
+      },
+      /clusters\[0\]\.type: EDS is not supported/,
+    ],
+    [
+      (d) => {
+        d.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters.unshift({
+          name: "envoy.filters.http.lua",
+        });
+      },
+      /http_filters\[0\]\.name: HTTP filter envoy\.filters\.http\.lua is not supported/,
+    ],
+    [
+      (d) => {
+        d.static_resources.secrets = [];
+      },
+      /static_resources\.secrets: not supported/,
+    ],
   ];
   for (const [edit, re] of edits) {
     const d = structuredClone(doc);
@@ -69,7 +103,8 @@ test("the filter's pick is routed via ORIGINAL_DST; a client's own destination h
   assert.equal(r.status, 200);
   assert.equal(JSON.parse(r.body).upstream, "fallback");
   deliverSnapshot(g.listeners[0].wasmHost!.sharedData, [picked.address]);
-  for (let i = 0; i < 4; i++) { // every worker VM sees the snapshot
+  for (let i = 0; i < 4; i++) {
+    // every worker VM sees the snapshot
     r = await get(port, "/v1/completions", {}, JSON.stringify({ prompt: "hello" }));
     assert.equal(r.status, 200);
     const b = JSON.parse(r.body);
@@ -94,7 +129,10 @@ test("ORIGINAL_DST: only the first header value counts, it must be a literal IP:
   // Port 0 parses (Envoy's parseInternetAddressAndPort): the host exists and the connection is refused.
   r = await get(port, "/", { "x-gateway-destination-endpoint": "127.0.0.1:0" });
   assert.equal(r.status, 503);
-  assert.match(r.body, /^upstream connect error or disconnect\/reset before headers\. reset reason: remote connection failure, .*Connection refused$/);
+  assert.match(
+    r.body,
+    /^upstream connect error or disconnect\/reset before headers\. reset reason: remote connection failure, .*Connection refused$/,
+  );
   r = await get(port, "/", { "x-gateway-destination-endpoint": ["not-an-ip:1", a.address] });
   assert.equal(r.status, 503, "a second, valid value does not help");
   r = await get(port, "/", { "x-gateway-destination-endpoint": [a.address, "garbage"] });
@@ -107,12 +145,33 @@ test("ORIGINAL_DST values parse as Envoy's parseInternetAddressAndPort: the valu
   assert.deepEqual(parseIpPort("10.0.0.1:0"), { address: "10.0.0.1", port: 0 });
   assert.deepEqual(parseIpPort("10.0.0.1:0008000"), { address: "10.0.0.1", port: 8000 });
   assert.deepEqual(parseIpPort("10.0.0.1:+80"), { address: "10.0.0.1", port: 80 });
-  assert.deepEqual(parseIpPort("10.0.0.1:80 "), { address: "10.0.0.1", port: 80 }, "SimpleAtoi skips spaces around the port");
-  for (const bad of [" 10.0.0.1:80", "10.0.0.1 :80", "10.0.0.1:", "10.0.0.1:-1", "10.0.0.1:65536", "[::1]8000", "::1:80", "[10.0.0.1]:80", "01.0.0.1:80"]) {
+  assert.deepEqual(
+    parseIpPort("10.0.0.1:80 "),
+    { address: "10.0.0.1", port: 80 },
+    "SimpleAtoi skips spaces around the port",
+  );
+  for (const bad of [
+    " 10.0.0.1:80",
+    "10.0.0.1 :80",
+    "10.0.0.1:",
+    "10.0.0.1:-1",
+    "10.0.0.1:65536",
+    "[::1]8000",
+    "::1:80",
+    "[10.0.0.1]:80",
+    "01.0.0.1:80",
+  ]) {
     assert.equal(parseIpPort(bad), null, bad);
   }
   // The picker takes the header's first value untrimmed (a filter can set one with spaces; Envoy's parse fails).
-  const picker = new ClusterPicker({ name: "od", type: "ORIGINAL_DST", lbPolicy: "CLUSTER_PROVIDED", connectTimeoutMs: 1000, endpoints: [], originalDstHeader: "x-dst" });
+  const picker = new ClusterPicker({
+    name: "od",
+    type: "ORIGINAL_DST",
+    lbPolicy: "CLUSTER_PROVIDED",
+    connectTimeoutMs: 1000,
+    endpoints: [],
+    originalDstHeader: "x-dst",
+  });
   assert.equal(picker.pick([["x-dst", " 10.0.0.1:80"]]), null);
   assert.deepEqual(picker.pick([["x-dst", "10.0.0.1:80"]])?.host, { address: "10.0.0.1", port: 80 });
 });
@@ -124,12 +183,17 @@ test("SSE streams through: the first event arrives before the upstream finishes"
   const times: number[] = [];
   const start = Date.now();
   const text = await new Promise<string>((resolve, reject) => {
-    http.get({ host: "127.0.0.1", port, path: "/sse" }, (res) => {
-      assert.equal(res.headers["content-type"], "text/event-stream");
-      let all = "";
-      res.on("data", (c: Buffer) => { times.push(Date.now() - start); all += c.toString(); });
-      res.on("end", () => resolve(all));
-    }).on("error", reject);
+    http
+      .get({ host: "127.0.0.1", port, path: "/sse" }, (res) => {
+        assert.equal(res.headers["content-type"], "text/event-stream");
+        let all = "";
+        res.on("data", (c: Buffer) => {
+          times.push(Date.now() - start);
+          all += c.toString();
+        });
+        res.on("end", () => resolve(all));
+      })
+      .on("error", reject);
   });
   assert.equal(text, "data: event-0\n\ndata: event-1\n\ndata: event-2\n\n");
   assert.ok(times.length >= 3, `events arrived in ${times.length} chunk(s)`);
@@ -138,15 +202,23 @@ test("SSE streams through: the first event arrives before the upstream finishes"
 test("upstream failures answer like Envoy: connect failure 503, unknown route 404", async () => {
   const dead = await deadPort();
   const file = tempBootstrap({
-    fallbackPorts: [dead], companionPort: await deadPort(),
-    edit: (d) => { d.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[0].domains = ["only.example"]; },
+    fallbackPorts: [dead],
+    companionPort: await deadPort(),
+    edit: (d) => {
+      d.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[0].domains = [
+        "only.example",
+      ];
+    },
   });
   const { port } = await gateway(file);
   let r = await get(port, "/", { host: "other.example" });
   assert.equal(r.status, 404);
   r = await get(port, "/", { host: "only.example" });
   assert.equal(r.status, 503);
-  assert.match(r.body, /^upstream connect error or disconnect\/reset before headers\. reset reason: remote connection failure/);
+  assert.match(
+    r.body,
+    /^upstream connect error or disconnect\/reset before headers\. reset reason: remote connection failure/,
+  );
 });
 
 test("upstream reset mid-response and client abort mid-stream: connection reset, gateway keeps serving, no context leaks", async () => {
@@ -154,27 +226,39 @@ test("upstream reset mid-response and client abort mid-stream: connection reset,
   const file = tempBootstrap({ fallbackPorts: [a.port], companionPort: await deadPort() });
   const { g, port } = await gateway(file, 1);
   const outcome = await new Promise<string>((resolve) => {
-    http.get({ host: "127.0.0.1", port, path: "/reset" }, (res) => {
-      res.on("data", () => {});
-      res.on("end", () => resolve("end"));
-      res.on("error", () => resolve("error"));
-      res.on("aborted", () => resolve("aborted"));
-    }).on("error", () => resolve("error"));
+    http
+      .get({ host: "127.0.0.1", port, path: "/reset" }, (res) => {
+        res.on("data", () => {});
+        res.on("end", () => resolve("end"));
+        res.on("error", () => resolve("error"));
+        res.on("aborted", () => resolve("aborted"));
+      })
+      .on("error", () => resolve("error"));
   });
   assert.notEqual(outcome, "end", "a truncated upstream response must not look complete");
   await new Promise<void>((resolve) => {
-    const r = http.get({ host: "127.0.0.1", port, path: "/sse" }, (res) => { res.once("data", () => { r.destroy(); resolve(); }); });
+    const r = http.get({ host: "127.0.0.1", port, path: "/sse" }, (res) => {
+      res.once("data", () => {
+        r.destroy();
+        resolve();
+      });
+    });
     r.on("error", () => {});
   });
   await new Promise((r) => setTimeout(r, 100));
   const ok = await get(port, "/after");
   assert.equal(ok.status, 200);
   await new Promise((r) => setTimeout(r, 20));
-  assert.equal(g.listeners[0].wasmHost!.workers[0].contexts.size, 2, "stream contexts are deleted after resets and aborts");
+  assert.equal(
+    g.listeners[0].wasmHost!.workers[0].contexts.size,
+    2,
+    "stream contexts are deleted after resets and aborts",
+  );
 });
 
 test("lb policies: ROUND_ROBIN alternates, LEAST_REQUEST avoids a busy host", async () => {
-  const a = await upstream("a"), b = await upstream("b");
+  const a = await upstream("a"),
+    b = await upstream("b");
   const file = tempBootstrap({ fallbackPorts: [a.port, b.port], companionPort: await deadPort(), withFilter: false });
   const { port } = await gateway(file);
   const seen: string[] = [];
@@ -183,14 +267,29 @@ test("lb policies: ROUND_ROBIN alternates, LEAST_REQUEST avoids a busy host", as
   // LEAST_REQUEST: of two random choices the host with fewer active requests wins.
   const { ClusterPicker } = await import("../../envoy/emulator/router");
   const rolls = [0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.9, 0.9, 0.1, 0.9, 0.9];
-  const picker = new ClusterPicker({ name: "c", type: "STATIC", lbPolicy: "LEAST_REQUEST", connectTimeoutMs: 1000, endpoints: [{ address: "10.0.0.1", port: 1 }, { address: "10.0.0.2", port: 1 }], originalDstHeader: null }, () => rolls.shift()!);
+  const picker = new ClusterPicker(
+    {
+      name: "c",
+      type: "STATIC",
+      lbPolicy: "LEAST_REQUEST",
+      connectTimeoutMs: 1000,
+      endpoints: [
+        { address: "10.0.0.1", port: 1 },
+        { address: "10.0.0.2", port: 1 },
+      ],
+      originalDstHeader: null,
+    },
+    () => rolls.shift()!,
+  );
   for (let i = 0; i < 3; i++) picker.pick([]); // both choices land on host 0 three times: 3 active there
   assert.deepEqual(picker.activeRequests(), [3, 0]);
   const p1 = picker.pick([])!; // choices 0 and 1 -> host 1 (0 active)
   const p2 = picker.pick([])!; // choices 1 and 0 -> host 1 (1 active < 3)
   assert.equal(p1.host.address, "10.0.0.2");
   assert.equal(p2.host.address, "10.0.0.2");
-  p1.done(); p2.done(); p2.done();
+  p1.done();
+  p2.done();
+  p2.done();
   assert.deepEqual(picker.activeRequests(), [3, 0], "done() releases once");
   picker.pick([]); // choices 1 and 1 -> host 1
   assert.deepEqual(picker.activeRequests(), [3, 1]);
@@ -199,26 +298,45 @@ test("lb policies: ROUND_ROBIN alternates, LEAST_REQUEST avoids a busy host", as
 test("CLI: prints the listening line, serves, exits cleanly on SIGTERM; bad config exits non-zero naming the field", async () => {
   const a = await upstream("a");
   const file = tempBootstrap({ fallbackPorts: [a.port], companionPort: await deadPort() });
-  const child = spawn(process.execPath, ["build/emulator.mjs", "-c", file, "--concurrency", "2", "--log-level", "error"], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(
+    process.execPath,
+    ["build/emulator.mjs", "-c", file, "--concurrency", "2", "--log-level", "error"],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
   try {
     const line = await new Promise<string>((resolve, reject) => {
       let out = "";
-      child.stdout.on("data", (c: Buffer) => { out += c; const m = /emulator listening on (\S+)\n/.exec(out); if (m) resolve(m[1]); });
+      child.stdout.on("data", (c: Buffer) => {
+        out += c;
+        const m = /emulator listening on (\S+)\n/.exec(out);
+        if (m) resolve(m[1]);
+      });
       child.on("exit", (code) => reject(new Error(`exited ${code}`)));
     });
     const port = Number(line.split(":").pop());
     const r = await get(port, "/x");
     assert.equal(JSON.parse(r.body).upstream, "a");
-    const code = await new Promise<number | null>((resolve) => { child.on("exit", (c) => resolve(c)); child.kill("SIGTERM"); });
+    const code = await new Promise<number | null>((resolve) => {
+      child.on("exit", (c) => resolve(c));
+      child.kill("SIGTERM");
+    });
     assert.equal(code, 0);
   } finally {
     child.kill("SIGKILL");
   }
-  const bad = tempBootstrap({ fallbackPorts: [a.port], companionPort: 1, edit: (d) => { d.static_resources.clusters[0].lb_policy = "MAGLEV"; } });
+  const bad = tempBootstrap({
+    fallbackPorts: [a.port],
+    companionPort: 1,
+    edit: (d) => {
+      d.static_resources.clusters[0].lb_policy = "MAGLEV";
+    },
+  });
   const res = await new Promise<{ code: number | null; err: string }>((resolve) => {
     const c = spawn(process.execPath, ["build/emulator.mjs", "-c", bad], { stdio: ["ignore", "pipe", "pipe"] });
     let err = "";
-    c.stderr.on("data", (x: Buffer) => { err += x; });
+    c.stderr.on("data", (x: Buffer) => {
+      err += x;
+    });
     c.on("exit", (code) => resolve({ code, err }));
   });
   assert.notEqual(res.code, 0);
@@ -229,16 +347,22 @@ test("header_mutation before the wasm filter strips the client's destination hea
   const decoy = await upstream("decoy");
   const fallback = await upstream("fallback");
   const file = tempBootstrap({
-    fallbackPorts: [fallback.port], companionPort: await deadPort(),
+    fallbackPorts: [fallback.port],
+    companionPort: await deadPort(),
     edit: (d) => {
-      const wasm = d.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters.find((f: { name: string }) => f.name === "envoy.filters.http.wasm");
+      const wasm = d.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters.find(
+        (f: { name: string }) => f.name === "envoy.filters.http.wasm",
+      );
       wasm.typed_config.config.failure_policy = "FAIL_OPEN";
     },
   });
   const { g, port } = await gateway(file);
   for (const w of g.listeners[0].wasmHost!.workers) w.failed = true; // every VM trapped: Envoy skips the filter
   for (let i = 0; i < 4; i++) {
-    const r = await get(port, "/v1/completions", { "x-gateway-destination-endpoint": decoy.address, "x-gateway-destination-endpoint-fallback": decoy.address });
+    const r = await get(port, "/v1/completions", {
+      "x-gateway-destination-endpoint": decoy.address,
+      "x-gateway-destination-endpoint-fallback": decoy.address,
+    });
     assert.equal(r.status, 200);
     assert.equal(JSON.parse(r.body).upstream, "fallback");
   }
@@ -247,5 +371,8 @@ test("header_mutation before the wasm filter strips the client's destination hea
   const doc = parse(readFileSync("envoy/envoy.yaml", "utf8"));
   const filters = doc.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters;
   filters.splice(1, 0, filters.splice(0, 1)[0]); // after the wasm filter
-  assert.throws(() => parseBootstrap(stringify(doc)), /http_filters\[1\]: header_mutation is supported before the wasm filter only/);
+  assert.throws(
+    () => parseBootstrap(stringify(doc)),
+    /http_filters\[1\]: header_mutation is supported before the wasm filter only/,
+  );
 });

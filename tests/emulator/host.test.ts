@@ -13,8 +13,13 @@ const MODULE = "build/emulator-test-module.wasm";
 function makeHost(extra: Partial<HostOptions> = {}) {
   const logs: string[] = [];
   const host = createHost({
-    wasm: MODULE, rootId: "test-root", vmId: "test-vm", configuration: "", manualTicks: true,
-    onLog: (_l, m, w) => logs.push(`${w}|${m}`), ...extra,
+    wasm: MODULE,
+    rootId: "test-root",
+    vmId: "test-vm",
+    configuration: "",
+    manualTicks: true,
+    onLog: (_l, m, w) => logs.push(`${w}|${m}`),
+    ...extra,
   });
   const last = (prefix: string) => {
     const l = logs.filter((x) => x.split("|")[1].startsWith(prefix)).pop();
@@ -24,8 +29,17 @@ function makeHost(extra: Partial<HostOptions> = {}) {
   return { host, logs, last };
 }
 
-const base: [string, string][] = [[":method", "GET"], [":path", "/p?q=1"], [":authority", "gw"]];
-function op(host: ReturnType<typeof makeHost>["host"], name: string, args: Record<string, string> = {}, worker?: number) {
+const base: [string, string][] = [
+  [":method", "GET"],
+  [":path", "/p?q=1"],
+  [":authority", "gw"],
+];
+function op(
+  host: ReturnType<typeof makeHost>["host"],
+  name: string,
+  args: Record<string, string> = {},
+  worker?: number,
+) {
   const s = host.openStream({ worker });
   s.sendRequestHeaders([...base, ["x-op", name], ...Object.entries(args)], true);
   return s;
@@ -73,13 +87,37 @@ test("header map round trip: add, replace, remove, get, pairs, set_pairs; NOT_FO
   const { host, last } = makeHost();
   let s = op(host, "hdr", { "x-a": "add", "x-b": "0", "x-c": "X-New", "x-d": "1" });
   assert.equal(last("hdr"), "hdr add rc=0");
-  assert.deepEqual(s.forwarded.requestHeaders!.filter(([k]) => k === "x-new"), [["x-new", "1"]]);
+  assert.deepEqual(
+    s.forwarded.requestHeaders!.filter(([k]) => k === "x-new"),
+    [["x-new", "1"]],
+  );
   s = host.openStream();
-  s.sendRequestHeaders([...base, ["x-op", "hdr"], ["x-a", "replace"], ["x-b", "0"], ["x-c", "dup"], ["x-d", "z"], ["dup", "1"], ["dup", "2"]], true);
-  assert.deepEqual(s.forwarded.requestHeaders!.filter(([k]) => k === "dup"), [["dup", "z"]]);
+  s.sendRequestHeaders(
+    [
+      ...base,
+      ["x-op", "hdr"],
+      ["x-a", "replace"],
+      ["x-b", "0"],
+      ["x-c", "dup"],
+      ["x-d", "z"],
+      ["dup", "1"],
+      ["dup", "2"],
+    ],
+    true,
+  );
+  assert.deepEqual(
+    s.forwarded.requestHeaders!.filter(([k]) => k === "dup"),
+    [["dup", "z"]],
+  );
   s = host.openStream();
-  s.sendRequestHeaders([...base, ["x-op", "hdr"], ["x-a", "remove"], ["x-b", "0"], ["x-c", "dup"], ["dup", "1"], ["dup", "2"]], true);
-  assert.equal(s.forwarded.requestHeaders!.some(([k]) => k === "dup"), false);
+  s.sendRequestHeaders(
+    [...base, ["x-op", "hdr"], ["x-a", "remove"], ["x-b", "0"], ["x-c", "dup"], ["dup", "1"], ["dup", "2"]],
+    true,
+  );
+  assert.equal(
+    s.forwarded.requestHeaders!.some(([k]) => k === "dup"),
+    false,
+  );
   op(host, "hdr", { "x-a": "get", "x-b": "0", "x-c": ":authority" });
   assert.equal(last("hdr get"), "hdr get rc=0 value=gw");
   op(host, "hdr", { "x-a": "get", "x-b": "0", "x-c": "absent" });
@@ -87,7 +125,12 @@ test("header map round trip: add, replace, remove, get, pairs, set_pairs; NOT_FO
   op(host, "hdr", { "x-a": "pairs", "x-b": "0" });
   assert.equal(last("hdr pairs"), "hdr pairs rc=0 :method=GET;:path=/p?q=1;:authority=gw;x-op=hdr;x-a=pairs;x-b=0");
   s = op(host, "hdr", { "x-a": "set_pairs", "x-b": "0", "x-d": ":method=PUT;:path=/new;:authority=a;K=v" });
-  assert.deepEqual(s.forwarded.requestHeaders, [[":method", "PUT"], [":path", "/new"], [":authority", "a"], ["k", "v"]]);
+  assert.deepEqual(s.forwarded.requestHeaders, [
+    [":method", "PUT"],
+    [":path", "/new"],
+    [":authority", "a"],
+    ["k", "v"],
+  ]);
   // Maps that are not available now: response headers during the request path.
   op(host, "hdr", { "x-a": "add", "x-b": "2", "x-c": "a", "x-d": "b" });
   assert.equal(last("hdr add"), "hdr add rc=2");
@@ -111,7 +154,8 @@ test("ticks fire in every worker's own root context, on virtual time", () => {
   const { host, logs } = makeHost({ concurrency: 3, configuration: "tick=100" });
   host.advance(350);
   const ticks = logs.filter((l) => l.includes("|tick "));
-  for (const w of [0, 1, 2]) assert.equal(ticks.filter((l) => l.startsWith(`${w}|`)).length, 3, `worker ${w}: ${ticks}`);
+  for (const w of [0, 1, 2])
+    assert.equal(ticks.filter((l) => l.startsWith(`${w}|`)).length, 3, `worker ${w}: ${ticks}`);
   assert.equal(host.metrics().counters["wasmcustom.ticks"], 9, "one counter for all workers, Envoy-prefixed");
 });
 
@@ -151,9 +195,19 @@ test("shared queues: register, resolve, EMPTY, enqueue notifies the registrant, 
 test("http call: success, timeout (504), connection failure (503), reset (0 headers, BrokenConnection), unknown cluster", async () => {
   const server = http.createServer((req, res) => {
     if (req.url === "/slow") return; // never answers
-    if (req.url === "/stall") { res.writeHead(200, { "content-length": "100" }); res.write("part"); return; } // headers, then nothing
-    if (req.url === "/reset") { res.writeHead(200, { "content-length": "100" }); res.write("part"); setTimeout(() => res.destroy(), 5); return; }
-    res.writeHead(201, { "x-up": "1" }); res.end("hello");
+    if (req.url === "/stall") {
+      res.writeHead(200, { "content-length": "100" });
+      res.write("part");
+      return;
+    } // headers, then nothing
+    if (req.url === "/reset") {
+      res.writeHead(200, { "content-length": "100" });
+      res.write("part");
+      setTimeout(() => res.destroy(), 5);
+      return;
+    }
+    res.writeHead(201, { "x-up": "1" });
+    res.end("hello");
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   const port = (server.address() as AddressInfo).port;
@@ -163,10 +217,15 @@ test("http call: success, timeout (504), connection failure (503), reset (0 head
   await new Promise<void>((r) => closed.close(() => r()));
   const { host, logs, last } = makeHost({
     manualTicks: false,
-    clusters: { up: { endpoints: [{ host: "127.0.0.1", port }] }, dead: { endpoints: [{ host: "127.0.0.1", port: deadPort }] }, empty: { endpoints: [] } },
+    clusters: {
+      up: { endpoints: [{ host: "127.0.0.1", port }] },
+      dead: { endpoints: [{ host: "127.0.0.1", port: deadPort }] },
+      empty: { endpoints: [] },
+    },
   });
   const waitFor = async (n: number) => {
-    for (let i = 0; i < 200 && logs.filter((l) => l.includes("http_response")).length < n; i++) await new Promise((r) => setTimeout(r, 10));
+    for (let i = 0; i < 200 && logs.filter((l) => l.includes("http_response")).length < n; i++)
+      await new Promise((r) => setTimeout(r, 10));
   };
   try {
     op(host, "http_call", { "x-a": "up", "x-b": "2000", "x-c": "/ok" });
@@ -178,7 +237,10 @@ test("http call: success, timeout (504), connection failure (503), reset (0 head
     assert.match(last("http_response"), /body=upstream request timeout status=504 get_status=0:$/);
     op(host, "http_call", { "x-a": "dead", "x-b": "2000", "x-c": "/" });
     await waitFor(3);
-    assert.match(last("http_response"), /body=upstream connect error or disconnect\/reset before headers\. .* status=503 get_status=0:$/);
+    assert.match(
+      last("http_response"),
+      /body=upstream connect error or disconnect\/reset before headers\. .* status=503 get_status=0:$/,
+    );
     op(host, "http_call", { "x-a": "up", "x-b": "2000", "x-c": "/reset" });
     await waitFor(4);
     assert.match(last("http_response"), /headers=0 body= status=none get_status=11:reset$/);
@@ -210,7 +272,12 @@ test("http call: success, timeout (504), connection failure (503), reset (0 head
 test("http call to an in-process handler, answered later, with timeouts on virtual time", () => {
   let pending: ((o: { headers: [string, string][]; body: string }) => void) | null = null;
   const { host, last, logs } = makeHost({
-    httpCallHandlers: { sim: (call) => { if (call.headers.some(([k, v]) => k === ":path" && v === "/late")) pending = call.respond; else return { headers: [[":status", "200"]], body: "now" }; } },
+    httpCallHandlers: {
+      sim: (call) => {
+        if (call.headers.some(([k, v]) => k === ":path" && v === "/late")) pending = call.respond;
+        else return { headers: [[":status", "200"]], body: "now" };
+      },
+    },
   });
   op(host, "http_call", { "x-a": "sim", "x-b": "1000", "x-c": "/now" });
   assert.match(last("http_response"), /body=now status=200/);
@@ -234,7 +301,10 @@ test("paused stream is held and resumed by continue_stream from a tick through t
   host.advance(10);
   assert.equal(last("resume"), "resume rc=0,0,0");
   assert.equal(s.requestPaused, false);
-  assert.deepEqual(s.forwarded.requestHeaders!.find(([k]) => k === "x-resumed-by"), ["x-resumed-by", "tick"]);
+  assert.deepEqual(
+    s.forwarded.requestHeaders!.find(([k]) => k === "x-resumed-by"),
+    ["x-resumed-by", "tick"],
+  );
 });
 
 test("headers change in the body callback only when the headers callback paused (allow_on_headers_stop_iteration)", () => {
@@ -244,7 +314,11 @@ test("headers change in the body callback only when the headers callback paused 
   s.sendRequestHeaders([...base, ["x-op", "pause"], ["x-a", "set"]], false);
   s.sendRequestData("hello", true);
   assert.equal(s.requestPaused, true);
-  assert.equal(def.logs.some((l) => l.includes("|body ")), false, "body callback must not run while stopped-all");
+  assert.equal(
+    def.logs.some((l) => l.includes("|body ")),
+    false,
+    "body callback must not run while stopped-all",
+  );
   // With allow_on_headers_stop_iteration the body callback runs and may still change the held headers.
   const allow = makeHost({ allowOnHeadersStopIteration: true });
   s = allow.host.openStream();
@@ -252,7 +326,10 @@ test("headers change in the body callback only when the headers callback paused 
   assert.equal(s.forwarded.requestHeaders, null);
   s.sendRequestData("hello", true);
   assert.equal(allow.last("body"), "body size=5 eos=1 body=hello set_header rc=0");
-  assert.deepEqual(s.forwarded.requestHeaders!.find(([k]) => k === "x-from-body"), ["x-from-body", "hello"]);
+  assert.deepEqual(
+    s.forwarded.requestHeaders!.find(([k]) => k === "x-from-body"),
+    ["x-from-body", "hello"],
+  );
   assert.equal(new TextDecoder().decode(s.forwarded.requestBody[0]), "hello");
 });
 
@@ -262,11 +339,20 @@ test("default StopIteration holds the body until continue_stream; then the body 
   s.sendRequestHeaders([...base, ["x-op", "pause_until_tick"], ["x-a", "set"]], false);
   s.sendRequestData("hel", false);
   s.sendRequestData("lo", true);
-  assert.equal(logs.some((l) => l.includes("|body ")), false);
+  assert.equal(
+    logs.some((l) => l.includes("|body ")),
+    false,
+  );
   host.advance(10);
   assert.equal(last("body"), "body size=5 eos=1 body=hello set_header rc=2");
-  assert.deepEqual(s.forwarded.requestHeaders!.find(([k]) => k === "x-resumed-by"), ["x-resumed-by", "tick"]);
-  assert.equal(s.forwarded.requestHeaders!.some(([k]) => k === "x-from-body"), false);
+  assert.deepEqual(
+    s.forwarded.requestHeaders!.find(([k]) => k === "x-resumed-by"),
+    ["x-resumed-by", "tick"],
+  );
+  assert.equal(
+    s.forwarded.requestHeaders!.some(([k]) => k === "x-from-body"),
+    false,
+  );
   assert.equal(Buffer.concat(s.forwarded.requestBody).toString(), "hello");
   assert.equal(s.forwarded.requestEnd, true);
 });
@@ -460,16 +546,37 @@ test("virtual clock drives get_current_time_nanoseconds when given", () => {
 });
 
 test("loading refuses imports Envoy lacks or with another signature, naming them; bad configuration too", () => {
-  const bad = buildModule([{ module: "env", name: "proxy_log", sig: "iii:i" }, { module: "env", name: "abort", sig: "iiii:" }], ["proxy_abi_version_0_2_1"]);
-  assert.throws(() => createHost({ wasm: bad, rootId: "r" }), /module imports env\.abort, which Envoy does not provide/);
+  const bad = buildModule(
+    [
+      { module: "env", name: "proxy_log", sig: "iii:i" },
+      { module: "env", name: "abort", sig: "iiii:" },
+    ],
+    ["proxy_abi_version_0_2_1"],
+  );
+  assert.throws(
+    () => createHost({ wasm: bad, rootId: "r" }),
+    /module imports env\.abort, which Envoy does not provide/,
+  );
   const sig = buildModule([{ module: "env", name: "proxy_log", sig: "ii:i" }], ["proxy_abi_version_0_2_1"]);
-  assert.throws(() => createHost({ wasm: sig, rootId: "r" }), /env\.proxy_log with signature \(i32, i32\) -> i32, but Envoy provides \(i32, i32, i32\) -> i32/);
+  assert.throws(
+    () => createHost({ wasm: sig, rootId: "r" }),
+    /env\.proxy_log with signature \(i32, i32\) -> i32, but Envoy provides \(i32, i32, i32\) -> i32/,
+  );
   const noAbi = buildModule([{ module: "env", name: "proxy_log", sig: "iii:i" }], []);
   assert.throws(() => createHost({ wasm: noAbi, rootId: "r" }), /proxy_abi_version/);
   // cpp-host takes the first proxy_abi_version_* export: 0.2.0 here, so get_log_level (0.2.1 only) is missing.
-  const both = buildModule([{ module: "env", name: "proxy_get_log_level", sig: "i:i" }], ["proxy_abi_version_0_2_0", "proxy_abi_version_0_2_1"]);
-  assert.throws(() => createHost({ wasm: both, rootId: "r" }), /env\.proxy_get_log_level, which Envoy does not provide \(ABI 0\.2\.0\)/);
-  const old = buildModule([{ module: "env", name: "proxy_log", sig: "iii:i" }], ["proxy_abi_version_0_1_0", "proxy_abi_version_0_2_1"]);
+  const both = buildModule(
+    [{ module: "env", name: "proxy_get_log_level", sig: "i:i" }],
+    ["proxy_abi_version_0_2_0", "proxy_abi_version_0_2_1"],
+  );
+  assert.throws(
+    () => createHost({ wasm: both, rootId: "r" }),
+    /env\.proxy_get_log_level, which Envoy does not provide \(ABI 0\.2\.0\)/,
+  );
+  const old = buildModule(
+    [{ module: "env", name: "proxy_log", sig: "iii:i" }],
+    ["proxy_abi_version_0_1_0", "proxy_abi_version_0_2_1"],
+  );
   assert.throws(() => createHost({ wasm: old, rootId: "r" }), /ABI 0\.1\.0/);
   assert.throws(() => makeHost({ configuration: "refuse" }), /proxy_on_configure returned false/);
   assert.ok(readFileSync(MODULE).length > 0);

@@ -2,12 +2,28 @@
 // the written format. tests/filter/golden.spec.ts checks this writer against the companion's golden sample.
 export class BlobWriter {
   bytes: u8[] = [];
-  u8(v: u8): BlobWriter { this.bytes.push(v); return this; }
-  u16(v: u16): BlobWriter { this.u8(<u8>(v & 0xff)); return this.u8(<u8>(v >> 8)); }
-  u32(v: u32): BlobWriter { this.u16(<u16>(v & 0xffff)); return this.u16(<u16>(v >> 16)); }
-  u64(v: u64): BlobWriter { this.u32(<u32>(v & 0xffffffff)); return this.u32(<u32>(v >> 32)); }
-  f32(v: f32): BlobWriter { return this.u32(reinterpret<u32>(v)); }
-  f64(v: f64): BlobWriter { return this.u64(reinterpret<u64>(v)); }
+  u8(v: u8): BlobWriter {
+    this.bytes.push(v);
+    return this;
+  }
+  u16(v: u16): BlobWriter {
+    this.u8(<u8>(v & 0xff));
+    return this.u8(<u8>(v >> 8));
+  }
+  u32(v: u32): BlobWriter {
+    this.u16(<u16>(v & 0xffff));
+    return this.u16(<u16>(v >> 16));
+  }
+  u64(v: u64): BlobWriter {
+    this.u32(<u32>(v & 0xffffffff));
+    return this.u32(<u32>(v >> 32));
+  }
+  f32(v: f32): BlobWriter {
+    return this.u32(reinterpret<u32>(v));
+  }
+  f64(v: f64): BlobWriter {
+    return this.u64(reinterpret<u64>(v));
+  }
   str(s: string): BlobWriter {
     const b = Uint8Array.wrap(String.UTF8.encode(s));
     this.u16(<u16>b.length);
@@ -15,16 +31,27 @@ export class BlobWriter {
     return this;
   }
   /** A u32 length placeholder; `end` fills in the bytes written after it. */
-  start(): i32 { const at = this.bytes.length; this.u32(0); return at; }
+  start(): i32 {
+    const at = this.bytes.length;
+    this.u32(0);
+    return at;
+  }
   end(at: i32): void {
     const n = <u32>(this.bytes.length - at - 4);
-    this.bytes[at] = <u8>(n & 0xff); this.bytes[at + 1] = <u8>((n >> 8) & 0xff);
-    this.bytes[at + 2] = <u8>((n >> 16) & 0xff); this.bytes[at + 3] = <u8>(n >> 24);
+    this.bytes[at] = <u8>(n & 0xff);
+    this.bytes[at + 1] = <u8>((n >> 8) & 0xff);
+    this.bytes[at + 2] = <u8>((n >> 16) & 0xff);
+    this.bytes[at + 3] = <u8>(n >> 24);
   }
 }
 
 export class TestEndpoint {
-  constructor(public address: string, public flags: u8 = 4 | 8 | 16, public queued: u32 = 0, public kv: f32 = 0) {}
+  constructor(
+    public address: string,
+    public flags: u8 = 4 | 8 | 16,
+    public queued: u32 = 0,
+    public kv: f32 = 0,
+  ) {}
   running: u32 = 0;
   loraMax: u16 = 0;
   runningAdapters: string[] = [];
@@ -36,9 +63,23 @@ export class TestEntry {
   names: string[] = [];
   values: f64[] = [];
   texts: Array<string | null> = [];
-  constructor(public role: u8, public type: string, public weight: f32 = 0) {}
-  param(name: string, value: f64): TestEntry { this.names.push(name); this.values.push(value); this.texts.push(null); return this; }
-  text(name: string, value: string): TestEntry { this.names.push(name); this.values.push(0); this.texts.push(value); return this; }
+  constructor(
+    public role: u8,
+    public type: string,
+    public weight: f32 = 0,
+  ) {}
+  param(name: string, value: f64): TestEntry {
+    this.names.push(name);
+    this.values.push(value);
+    this.texts.push(null);
+    return this;
+  }
+  text(name: string, value: string): TestEntry {
+    this.names.push(name);
+    this.values.push(0);
+    this.texts.push(value);
+    return this;
+  }
 }
 
 export const PICKERS: string[] = ["max-score-picker", "random-picker", "weighted-random-picker"];
@@ -63,12 +104,21 @@ export class TestProfile {
     const out = new Array<TestEntry>();
     if (this.queue > 0) out.push(new TestEntry(2, "queue-scorer", this.queue));
     if (this.kv > 0) out.push(new TestEntry(2, "kv-cache-utilization-scorer", this.kv));
-    if (this.prefix > 0) out.push(new TestEntry(2, "prefix-cache-scorer", this.prefix).param("blockSizeChars", this.blockChars)
-      .param("maxPrefixBlocksToMatch", this.maxBlocks).param("lruCapacityPerServer", this.lruPerEndpoint));
+    if (this.prefix > 0)
+      out.push(
+        new TestEntry(2, "prefix-cache-scorer", this.prefix)
+          .param("blockSizeChars", this.blockChars)
+          .param("maxPrefixBlocksToMatch", this.maxBlocks)
+          .param("lruCapacityPerServer", this.lruPerEndpoint),
+      );
     if (this.lora > 0) out.push(new TestEntry(2, "lora-affinity-scorer", this.lora));
     if (this.running > 0) out.push(new TestEntry(2, "running-requests-size-scorer", this.running));
     out.push(new TestEntry(3, PICKERS[this.picker]).param("maxNumOfEndpoints", <f64>this.fallbacks + 1));
-    out.push(new TestEntry(4, "utilization-detector").param("queueDepthThreshold", this.satQueue).param("kvCacheUtilThreshold", this.satKv));
+    out.push(
+      new TestEntry(4, "utilization-detector")
+        .param("queueDepthThreshold", this.satQueue)
+        .param("kvCacheUtilThreshold", this.satKv),
+    );
     for (let k = 0; k < this.extra.length; k++) out.push(this.extra[k]);
     return out;
   }
@@ -81,7 +131,12 @@ export function buildBlob(version: u64, endpoints: TestEndpoint[], picker: u8 = 
 }
 
 /** `baseModels` null or empty: no base-model section. */
-export function buildBlobWith(version: u64, endpoints: TestEndpoint[], p: TestProfile, baseModels: string[] | null = null): ArrayBuffer {
+export function buildBlobWith(
+  version: u64,
+  endpoints: TestEndpoint[],
+  p: TestProfile,
+  baseModels: string[] | null = null,
+): ArrayBuffer {
   const w = new BlobWriter();
   w.u8(0x45).u8(0x50).u8(0x53).u8(0x31).u16(2).u16(32).u64(version).u64(1700000000000).u32(0).u32(0);
   w.u16(1);
@@ -91,7 +146,10 @@ export function buildBlobWith(version: u64, endpoints: TestEndpoint[], p: TestPr
   for (let k = 0; k < entries.length; k++) {
     const e = entries[k];
     const at = w.start();
-    w.u8(e.role).str(e.type).f32(e.weight).u16(<u16>e.names.length);
+    w.u8(e.role)
+      .str(e.type)
+      .f32(e.weight)
+      .u16(<u16>e.names.length);
     for (let j = 0; j < e.names.length; j++) {
       const t = e.texts[j];
       if (t != null) w.str(e.names[j]).u8(1).str(t);
@@ -125,7 +183,10 @@ export function buildBlobWith(version: u64, endpoints: TestEndpoint[], p: TestPr
   for (let i = 0; i < w.bytes.length; i++) out[i] = w.bytes[i];
   store<u32>(out.dataStart, out.length, 24);
   let h: u32 = 0x811c9dc5;
-  for (let i = 32; i < out.length; i++) { h ^= <u32>out[i]; h *= 0x01000193; }
+  for (let i = 32; i < out.length; i++) {
+    h ^= <u32>out[i];
+    h *= 0x01000193;
+  }
   store<u32>(out.dataStart, h, 28);
   return out.buffer;
 }

@@ -1,6 +1,13 @@
 import {
-  BodyScanner, promptKindForPath, PROMPT_ANY, PROMPT_PROMPT, PROMPT_MESSAGES, PROMPT_INPUT,
-  SCAN_DONE, SCAN_INVALID, SCAN_NEED_MORE,
+  BodyScanner,
+  promptKindForPath,
+  PROMPT_ANY,
+  PROMPT_PROMPT,
+  PROMPT_MESSAGES,
+  PROMPT_INPUT,
+  SCAN_DONE,
+  SCAN_INVALID,
+  SCAN_NEED_MORE,
 } from "../../filter/body";
 
 function kindOf(path: string): i32 {
@@ -45,7 +52,8 @@ describe("request body scanning", () => {
   });
 
   it("gives the same answer however the body is split", () => {
-    const body = '{ "messages" : [{"role":"system","content":"be \\"brief\\" {not a brace}"},{"role":"user","content":"hi"}],\n "model": "sql-lora", "stream": true }';
+    const body =
+      '{ "messages" : [{"role":"system","content":"be \\"brief\\" {not a brace}"},{"role":"user","content":"hi"}],\n "model": "sql-lora", "stream": true }';
     const whole = scan(body, PROMPT_MESSAGES);
     for (let chunk = 1; chunk < 12; chunk++) {
       const s = scan(body, PROMPT_MESSAGES, 1000, chunk);
@@ -82,7 +90,10 @@ describe("request body scanning", () => {
   });
 
   it("ignores keys that only look like ours", () => {
-    const s = scan('{"metadata":{"model":"inner","prompt":"x"},"modelx":"no","model":"yes","prompt":["a","b"]}', PROMPT_PROMPT);
+    const s = scan(
+      '{"metadata":{"model":"inner","prompt":"x"},"modelx":"no","model":"yes","prompt":["a","b"]}',
+      PROMPT_PROMPT,
+    );
     expect(model(s)).toBe("yes");
     expect(prompt(s)).toBe('["a","b"]');
   });
@@ -110,7 +121,10 @@ describe("request body scanning", () => {
     let seed: u32 = 99;
     for (let round = 0; round < 300; round++) {
       const b = new Uint8Array(64);
-      for (let i = 0; i < 64; i++) { seed = seed * 1103515245 + 12345; b[i] = <u8>(seed >> 24); }
+      for (let i = 0; i < 64; i++) {
+        seed = seed * 1103515245 + 12345;
+        b[i] = <u8>(seed >> 24);
+      }
       b[0] = 0x7b;
       const s = new BodyScanner(PROMPT_ANY, 16);
       s.feed(b.dataStart, 64);

@@ -15,9 +15,11 @@ describe("plugin configuration", () => {
   });
 
   it("reads every field it knows", () => {
-    const r = parseConfig('{"companionCluster":"epp","companionAuthority":"epp.ns","snapshotPath":"/snap","pollTimeoutMs":2500,' +
-      '"apiToken":"t0k","destinationHeader":"X-Dest","fallbackHeader":"x-fb","servedHeader":"","failureMode":"FailOpen",' +
-      '"stalenessLimitMs":900,"maxBodyBytes":1024,"fetchSnapshots":false,"objectivePriorities":{"batch":-1,"chat":10}}');
+    const r = parseConfig(
+      '{"companionCluster":"epp","companionAuthority":"epp.ns","snapshotPath":"/snap","pollTimeoutMs":2500,' +
+        '"apiToken":"t0k","destinationHeader":"X-Dest","fallbackHeader":"x-fb","servedHeader":"","failureMode":"FailOpen",' +
+        '"stalenessLimitMs":900,"maxBodyBytes":1024,"fetchSnapshots":false,"objectivePriorities":{"batch":-1,"chat":10}}',
+    );
     expect(r.error).toBe("");
     const c = r.config!;
     expect(c.companionCluster).toBe("epp");
@@ -41,13 +43,23 @@ describe("plugin configuration", () => {
     expect(parseConfig('{"pollTimeoutMs":"soon"}').error).toBe("configuration.pollTimeoutMs: must be an integer");
     expect(parseConfig('{"pollTimeoutMs":5}').error).toBe("configuration.pollTimeoutMs: 5 is outside 100..600000");
     expect(parseConfig('{"companionClustr":"x"}').error).toBe("configuration.companionClustr: unknown field");
-    expect(parseConfig('[1,2]').error).toBe("configuration: must be a JSON object");
-    expect(parseConfig('{"failureMode":"FailSoft"}').error).toBe('configuration.failureMode: "FailSoft" is not FailClose or FailOpen');
-    expect(parseConfig('{"destinationHeader":"bad header"}').error).toBe('configuration.destinationHeader: "bad header" is not a valid header name');
-    expect(parseConfig('{"snapshotPath":"v1/snapshot"}').error).toBe('configuration.snapshotPath: "v1/snapshot" must be a path starting with / and without a query');
+    expect(parseConfig("[1,2]").error).toBe("configuration: must be a JSON object");
+    expect(parseConfig('{"failureMode":"FailSoft"}').error).toBe(
+      'configuration.failureMode: "FailSoft" is not FailClose or FailOpen',
+    );
+    expect(parseConfig('{"destinationHeader":"bad header"}').error).toBe(
+      'configuration.destinationHeader: "bad header" is not a valid header name',
+    );
+    expect(parseConfig('{"snapshotPath":"v1/snapshot"}').error).toBe(
+      'configuration.snapshotPath: "v1/snapshot" must be a path starting with / and without a query',
+    );
     expect(parseConfig('{"fetchSnapshots":1}').error).toBe("configuration.fetchSnapshots: must be true or false");
-    expect(parseConfig('{"objectivePriorities":{"batch":"low"}}').error).toBe("configuration.objectivePriorities.batch: must be an integer");
-    expect(parseConfig('{"fallbackHeader":"x-gateway-destination-endpoint"}').error).toBe("configuration.fallbackHeader: must differ from destinationHeader");
+    expect(parseConfig('{"objectivePriorities":{"batch":"low"}}').error).toBe(
+      "configuration.objectivePriorities.batch: must be an integer",
+    );
+    expect(parseConfig('{"fallbackHeader":"x-gateway-destination-endpoint"}').error).toBe(
+      "configuration.fallbackHeader: must differ from destinationHeader",
+    );
     expect(parseConfig('{"maxBodyBytes":-1}').error).toBe("configuration.maxBodyBytes: -1 is outside 0..16777216");
   });
 

@@ -19,7 +19,9 @@ export class PinnedAddressScorer extends ScorerPlugin {
     return "";
   }
 
-  scoreEndpoint(snap: Snapshot, i: i32): f64 { return snap.address(i) == this.address ? 1.0 : 0.0; }
+  scoreEndpoint(snap: Snapshot, i: i32): f64 {
+    return snap.address(i) == this.address ? 1.0 : 0.0;
+  }
 }
 
 /** Per request: 1 for the candidates with the fewest waiting requests as the decision sees them, else 0. */

@@ -1,7 +1,16 @@
 // The filter's decoder against the companion's golden sample (tests/fixtures/snapshot/): golden.bin, and
 // golden-later.bin (fields and a section of a later format revision), both decode to golden.json.
 import { JSON } from "assemblyscript-json/assembly";
-import { decodeSnapshot, Snapshot, FLAG_STALE, FLAG_ERROR, FLAG_QUEUE, FLAG_RUNNING, FLAG_KV, FLAG_LORA } from "../../filter/snapshot";
+import {
+  decodeSnapshot,
+  Snapshot,
+  FLAG_STALE,
+  FLAG_ERROR,
+  FLAG_QUEUE,
+  FLAG_RUNNING,
+  FLAG_KV,
+  FLAG_LORA,
+} from "../../filter/snapshot";
 import { ROLE_FILTER, ROLE_SCORER, ROLE_PICKER, ROLE_SATURATION_DETECTOR } from "../../filter/scoring/plugin";
 import { WeightedRandomPicker } from "../../filter/scoring/weighted-random-picker";
 import { fnv1a32 } from "../../filter/hash";
@@ -11,7 +20,9 @@ function num(v: JSON.Value): f64 {
   return v.isInteger ? <f64>(<JSON.Integer>v).valueOf() : (<JSON.Float>v).valueOf();
 }
 
-function str(v: JSON.Value): string { return (<JSON.Str>v).valueOf(); }
+function str(v: JSON.Value): string {
+  return (<JSON.Str>v).valueOf();
+}
 
 function hashOf(s: string): u32 {
   const b = String.UTF8.encode(s);
@@ -27,9 +38,12 @@ function roleOf(name: string): u8 {
 
 /** A decoded column's count and flag agree with the JSON field (null = flag absent). */
 function expectCount(s: Snapshot, i: i32, flag: u8, column: StaticArray<f64>, v: JSON.Value): void {
-  if (v.isNull) { expect(s.has(i, flag)).toBe(false); return; }
+  if (v.isNull) {
+    expect(s.has(i, flag)).toBe(false);
+    return;
+  }
   expect(s.has(i, flag)).toBe(true);
-  expect(column[i]).toBe(<f64><f32>num(v));
+  expect(column[i]).toBe(<f64>(<f32>num(v)));
 }
 
 function expectGolden(s: Snapshot, golden: JSON.Obj): void {
@@ -51,7 +65,8 @@ function expectGolden(s: Snapshot, golden: JSON.Obj): void {
     if (lora.isNull) continue;
     const l = <JSON.Obj>lora;
     expect(s.loraMax[i]).toBe(<i32>num(l.get("max")!));
-    const running = l.getArr("running")!.valueOf(), waiting = l.getArr("waiting")!.valueOf();
+    const running = l.getArr("running")!.valueOf(),
+      waiting = l.getArr("waiting")!.valueOf();
     expect(s.runCount[i]).toBe(running.length);
     expect(s.waitCount[i]).toBe(waiting.length);
     for (let k = 0; k < running.length; k++) expect(s.runningAdapter(i, k)).toBe(str(running[k]));
@@ -61,10 +76,11 @@ function expectGolden(s: Snapshot, golden: JSON.Obj): void {
   const plugins = (<JSON.Obj>golden.get("profile")!).getArr("plugins")!.valueOf();
   expect(s.entries.length).toBe(plugins.length);
   for (let k = 0; k < plugins.length; k++) {
-    const p = <JSON.Obj>plugins[k], e = s.entries[k];
+    const p = <JSON.Obj>plugins[k],
+      e = s.entries[k];
     expect(e.role).toBe(roleOf(p.getString("role")!.valueOf()));
     expect(e.type).toBe(p.getString("type")!.valueOf());
-    expect(e.weight).toBe(<f64><f32>num(p.get("weight")!));
+    expect(e.weight).toBe(<f64>(<f32>num(p.get("weight")!)));
     const params = <JSON.Obj>p.get("parameters")!;
     const names = params.keys;
     expect(e.params.names.length).toBe(names.length);
@@ -80,7 +96,9 @@ function expectGolden(s: Snapshot, golden: JSON.Obj): void {
   for (let k = 0; k < bases.length; k++) expect(s.isBaseModel(hashOf(str(bases[k])))).toBe(true);
 }
 
-function golden(): JSON.Obj { return <JSON.Obj>JSON.parse(fixtureText("snapshot/golden.json")); }
+function golden(): JSON.Obj {
+  return <JSON.Obj>JSON.parse(fixtureText("snapshot/golden.json"));
+}
 
 describe("the golden snapshot sample", () => {
   it("golden.bin decodes to golden.json", () => {

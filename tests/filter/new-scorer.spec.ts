@@ -12,9 +12,14 @@ import { PinnedAddressScorer, FewestWaitingScorer } from "./example-scorers";
 /** Three endpoints alike to GIE's default scorers (queue 2, kv 2), plus the `extra` entry. */
 function picks(extra: TestEntry, queued: u32 = 0): Map<string, i32> {
   const p = new TestProfile();
-  p.prefix = 0; p.lora = 0;
+  p.prefix = 0;
+  p.lora = 0;
   p.extra = [extra];
-  const eps = [new TestEndpoint("10.0.0.1:1", 4 | 8 | 16, queued, 0.2), new TestEndpoint("10.0.0.2:1", 4 | 8 | 16, 0, 0.2), new TestEndpoint("10.0.0.3:1", 4 | 8 | 16, 0, 0.2)];
+  const eps = [
+    new TestEndpoint("10.0.0.1:1", 4 | 8 | 16, queued, 0.2),
+    new TestEndpoint("10.0.0.2:1", 4 | 8 | 16, 0, 0.2),
+    new TestEndpoint("10.0.0.3:1", 4 | 8 | 16, 0, 0.2),
+  ];
   const snap = decodeSnapshot(buildBlobWith(1, eps, p))!;
   const f = new InFlight();
   f.rebase(snap);
@@ -29,7 +34,9 @@ function picks(extra: TestEntry, queued: u32 = 0): Map<string, i32> {
 }
 
 describe("adding a scorer", () => {
-  beforeEach(() => { seedRandom(7, 1); });
+  beforeEach(() => {
+    seedRandom(7, 1);
+  });
 
   it("a snapshot-only scorer: unknown until registered, then its entry pins the pick", () => {
     const entry = new TestEntry(2, "pinned-address-scorer", 5).text("address", "10.0.0.3:1");
@@ -50,9 +57,14 @@ describe("adding a scorer", () => {
     const withIt = picks(entry, 1);
     expect(withIt.has("10.0.0.1:1")).toBe(false);
     const p = new TestProfile();
-    p.prefix = 0; p.lora = 0; p.queue = 0.01; // load barely counts: only the new scorer separates them
+    p.prefix = 0;
+    p.lora = 0;
+    p.queue = 0.01; // load barely counts: only the new scorer separates them
     p.extra = [entry];
-    const eps = [new TestEndpoint("10.0.0.1:1", 4 | 8 | 16, 3, 0.2), new TestEndpoint("10.0.0.2:1", 4 | 8 | 16, 0, 0.2)];
+    const eps = [
+      new TestEndpoint("10.0.0.1:1", 4 | 8 | 16, 3, 0.2),
+      new TestEndpoint("10.0.0.2:1", 4 | 8 | 16, 0, 0.2),
+    ];
     const snap = decodeSnapshot(buildBlobWith(2, eps, p))!;
     const f = new InFlight();
     f.rebase(snap);

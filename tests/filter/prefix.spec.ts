@@ -94,7 +94,8 @@ describe("prefix index", () => {
     // Fill the current generation with others until it rolls over: "hot" is now only in the older one.
     let f = 0;
     while (index.size < 64 + size) index.record(chainOf("m", blocks("fill" + (f++).toString(), 8)), snap.addrHash[0]);
-    const m = new StaticArray<i32>(2), cur = new StaticArray<i32>(2);
+    const m = new StaticArray<i32>(2),
+      cur = new StaticArray<i32>(2);
     index.lookup(hot, snap, m, cur);
     expect(m[1]).toBe(16);
     expect(cur[1]).toBe(0); // so the pick records it again, into the current generation
@@ -106,7 +107,8 @@ describe("prefix index", () => {
     for (let f = 0; f < 30; f++) index.insert(<u32>(1000 + f), snap.addrHash[0]); // 30 of 40 pairs used
     const long = chainOf("m", blocks("long", 256)); // 28 levels: does not fit in the 10 left
     for (let round = 0; round < 6; round++) {
-      const m = new StaticArray<i32>(2), cur = new StaticArray<i32>(2);
+      const m = new StaticArray<i32>(2),
+        cur = new StaticArray<i32>(2);
       index.lookup(long, snap, m, cur);
       if (round > 0) expect(m[1]).toBe(256);
       index.record(long, snap.addrHash[1], cur[1]);
@@ -147,11 +149,13 @@ describe("prefix index", () => {
     const keep = chainOf("m", blocks("hot", 8));
     for (let round = 0; round < 40; round++) {
       // What the filter does per request: look up, then record what the current generation lacks.
-      const m = new StaticArray<i32>(2), cur = new StaticArray<i32>(2);
+      const m = new StaticArray<i32>(2),
+        cur = new StaticArray<i32>(2);
       index.lookup(keep, snap, m, cur);
       if (round > 0) expect(m[1]).toBe(8);
       index.record(keep, snap.addrHash[1], cur[1]);
-      for (let f = 0; f < 3; f++) index.record(chainOf("m", blocks("cold" + round.toString() + "-" + f.toString(), 8)), snap.addrHash[0]);
+      for (let f = 0; f < 3; f++)
+        index.record(chainOf("m", blocks("cold" + round.toString() + "-" + f.toString(), 8)), snap.addrHash[0]);
     }
   });
 

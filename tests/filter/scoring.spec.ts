@@ -4,12 +4,18 @@ import { Decision, OUTCOME_PICKED, OUTCOME_SHED, OUTCOME_NO_ENDPOINT } from "../
 import { RequestFacts } from "../../filter/scoring/plugin";
 import { loraScore } from "../../filter/scoring/lora-affinity-scorer";
 
-const PICKER_RANDOM: u8 = 1, PICKER_WEIGHTED_RANDOM: u8 = 2;
+const PICKER_RANDOM: u8 = 1,
+  PICKER_WEIGHTED_RANDOM: u8 = 2;
 import { fnv1a32 } from "../../filter/hash";
 import { seedRandom } from "../../filter/rng";
 import { buildBlobWith, TestEndpoint, TestProfile } from "./blob";
 
-const STALE: u8 = 1, ERROR: u8 = 2, Q: u8 = 4, R: u8 = 8, KV: u8 = 16, LORA: u8 = 32;
+const STALE: u8 = 1,
+  ERROR: u8 = 2,
+  Q: u8 = 4,
+  R: u8 = 8,
+  KV: u8 = 16,
+  LORA: u8 = 32;
 
 function ep(address: string, queued: u32, kv: f32, flags: u8 = Q | R | KV): TestEndpoint {
   return new TestEndpoint(address, flags, queued, kv);
@@ -17,8 +23,13 @@ function ep(address: string, queued: u32, kv: f32, flags: u8 = Q | R | KV): Test
 
 /** A profile with just these weights and saturation out of the way (scorer tests). */
 function only(p: TestProfile, queue: f32, kv: f32, prefix: f32, lora: f32, running: f32): TestProfile {
-  p.queue = queue; p.kv = kv; p.prefix = prefix; p.lora = lora; p.running = running;
-  p.satQueue = 1e9; p.satKv = 2;
+  p.queue = queue;
+  p.kv = kv;
+  p.prefix = prefix;
+  p.lora = lora;
+  p.running = running;
+  p.satQueue = 1e9;
+  p.satKv = 2;
   return p;
 }
 
@@ -44,10 +55,15 @@ function modelFacts(name: string): RequestFacts {
 let keep: ArrayBuffer = new ArrayBuffer(0); // keeps the model bytes alive while a spec uses them
 
 describe("scorers", () => {
-  beforeEach(() => { seedRandom(42, 1); });
+  beforeEach(() => {
+    seedRandom(42, 1);
+  });
 
   it("queue-scorer: falls from 1 over the spread of loads, never over less than 4 requests; equal loads all score 1", () => {
-    const s = snapOf([ep("10.0.0.1:1", 0, 0), ep("10.0.0.2:1", 4, 0), ep("10.0.0.3:1", 2, 0)], only(new TestProfile(), 1, 0, 0, 0, 0));
+    const s = snapOf(
+      [ep("10.0.0.1:1", 0, 0), ep("10.0.0.2:1", 4, 0), ep("10.0.0.3:1", 2, 0)],
+      only(new TestProfile(), 1, 0, 0, 0, 0),
+    );
     const sc = new Decision();
     const f = flight(s);
     for (let k = 0; k < 16; k++) f.started(1); // requests of ours in flight count in full
@@ -70,7 +86,10 @@ describe("scorers", () => {
   });
 
   it("kv-cache-utilization-scorer: 1 - usage; an engine without the metric counts as half full", () => {
-    const s = snapOf([ep("10.0.0.1:1", 0, 0.25), ep("10.0.0.2:1", 0, 0.9), ep("10.0.0.3:1", 0, 0, Q | R)], only(new TestProfile(), 0, 1, 0, 0, 0));
+    const s = snapOf(
+      [ep("10.0.0.1:1", 0, 0.25), ep("10.0.0.2:1", 0, 0.9), ep("10.0.0.3:1", 0, 0, Q | R)],
+      only(new TestProfile(), 0, 1, 0, 0, 0),
+    );
     const sc = new Decision();
     sc.decide(s, s.profile, flight(s), new RequestFacts());
     expect(sc.scores[0]).toBe(0.75);
@@ -79,8 +98,10 @@ describe("scorers", () => {
   });
 
   it("running-requests-size-scorer: fewer running requests score higher", () => {
-    const a = ep("10.0.0.1:1", 0, 0), b = ep("10.0.0.2:1", 0, 0);
-    a.running = 8; b.running = 2;
+    const a = ep("10.0.0.1:1", 0, 0),
+      b = ep("10.0.0.2:1", 0, 0);
+    a.running = 8;
+    b.running = 2;
     const s = snapOf([a, b], only(new TestProfile(), 0, 0, 0, 0, 1));
     const sc = new Decision();
     sc.decide(s, s.profile, flight(s), new RequestFacts());
@@ -112,10 +133,19 @@ describe("scorers", () => {
   });
 
   it("lora-affinity-scorer: active 1.0, free slot 0.8, waiting 0.6, full 0, no LoRA data 0.8", () => {
-    const active = ep("10.0.0.1:1", 0, 0, Q | LORA); active.runningAdapters = ["sql-lora"]; active.loraMax = 1;
-    const free = ep("10.0.0.2:1", 0, 0, Q | LORA); free.runningAdapters = ["other"]; free.loraMax = 2;
-    const waiting = ep("10.0.0.3:1", 0, 0, Q | LORA); waiting.runningAdapters = ["other"]; waiting.waitingAdapters = ["sql-lora"]; waiting.loraMax = 2;
-    const full = ep("10.0.0.4:1", 0, 0, Q | LORA); full.runningAdapters = ["a", "b"]; full.loraMax = 2;
+    const active = ep("10.0.0.1:1", 0, 0, Q | LORA);
+    active.runningAdapters = ["sql-lora"];
+    active.loraMax = 1;
+    const free = ep("10.0.0.2:1", 0, 0, Q | LORA);
+    free.runningAdapters = ["other"];
+    free.loraMax = 2;
+    const waiting = ep("10.0.0.3:1", 0, 0, Q | LORA);
+    waiting.runningAdapters = ["other"];
+    waiting.waitingAdapters = ["sql-lora"];
+    waiting.loraMax = 2;
+    const full = ep("10.0.0.4:1", 0, 0, Q | LORA);
+    full.runningAdapters = ["a", "b"];
+    full.loraMax = 2;
     const none = ep("10.0.0.5:1", 0, 0, Q);
     const s = snapOf([active, free, waiting, full, none], only(new TestProfile(), 0, 0, 0, 1, 0));
     const facts = modelFacts("sql-lora");
@@ -146,14 +176,18 @@ function loraEp(address: string, queued: u32, running: string[], max: u16): Test
   return e;
 }
 /** Queue weight 2 and LoRA weight 1: by weights alone load would win. */
-function loraProfile(): TestProfile { return only(new TestProfile(), 2, 0, 0, 1, 0); }
+function loraProfile(): TestProfile {
+  return only(new TestProfile(), 2, 0, 0, 1, 0);
+}
 function withAdapters(f: RequestFacts, s: Snapshot, inflight: InFlight): RequestFacts {
   f.adapters = inflight.adapters;
   return f;
 }
 
 describe("LoRA filters", () => {
-  beforeEach(() => { seedRandom(11, 1); });
+  beforeEach(() => {
+    seedRandom(11, 1);
+  });
 
   it("an endpoint whose slots other adapters hold is no choice while another can load the adapter", () => {
     const full = loraEp("10.0.0.1:1", 0, ["a", "b"], 2);
@@ -206,7 +240,8 @@ describe("LoRA filters", () => {
     const sc = new Decision();
     const f = flight(s);
     const one = modelFacts("adapter-1");
-    f.started(0); f.adapters.started(0, one.modelHash);
+    f.started(0);
+    f.adapters.started(0, one.modelHash);
     sc.decide(s, s.profile, f, withAdapters(one, s, f));
     expect(sc.primary).toBe(0); // running there: first, though endpoint 0 is busier
     const two = modelFacts("adapter-2");
@@ -214,7 +249,8 @@ describe("LoRA filters", () => {
     expect(sc.primary).toBe(1); // endpoint 0's only slot is held by adapter-1
     expect(sc.scores[0]).toBe(-f64.MAX_VALUE);
     // Drained: the slot is free again.
-    f.finished(s.addrHash[0]); f.adapters.finished(s.addrHash[0], one.modelHash);
+    f.finished(s.addrHash[0]);
+    f.adapters.finished(s.addrHash[0], one.modelHash);
     f.adapters.retouch();
     sc.decide(s, s.profile, f, withAdapters(two, s, f));
     expect(sc.scores[0]).toBeGreaterThan(-1.0);
@@ -227,7 +263,10 @@ describe("LoRA filters", () => {
     const sc = new Decision();
     const f = flight(s);
     const alias = modelFacts("base-alias");
-    for (let k = 0; k < 3; k++) { f.started(0); f.adapters.started(0, alias.modelHash); }
+    for (let k = 0; k < 3; k++) {
+      f.started(0);
+      f.adapters.started(0, alias.modelHash);
+    }
     sc.decide(s, s.profile, f, withAdapters(alias, s, f));
     expect(sc.primary).toBe(1); // by load: not held on endpoint 0 by running-first
     sc.decide(s, s.profile, f, withAdapters(modelFacts("other"), s, f));
@@ -264,12 +303,17 @@ describe("LoRA filters", () => {
 });
 
 describe("candidates, saturation and outcomes", () => {
-  beforeEach(() => { seedRandom(7, 1); });
+  beforeEach(() => {
+    seedRandom(7, 1);
+  });
 
   it("never picks an endpoint in error; no candidate at all is NO_ENDPOINT", () => {
     const s = snapOf([ep("10.0.0.1:1", 0, 0, Q | ERROR), ep("10.0.0.2:1", 9, 0.7)]);
     const sc = new Decision();
-    for (let k = 0; k < 20; k++) { expect(sc.decide(s, s.profile, flight(s), new RequestFacts())).toBe(OUTCOME_PICKED); expect(sc.primary).toBe(1); }
+    for (let k = 0; k < 20; k++) {
+      expect(sc.decide(s, s.profile, flight(s), new RequestFacts())).toBe(OUTCOME_PICKED);
+      expect(sc.primary).toBe(1);
+    }
     const none = snapOf([ep("10.0.0.1:1", 0, 0, Q | ERROR)]);
     expect(sc.decide(none, none.profile, flight(none), new RequestFacts())).toBe(OUTCOME_NO_ENDPOINT);
     const empty = snapOf([]);
@@ -303,7 +347,10 @@ describe("pickers", () => {
     const s = snapOf([ep("10.0.0.1:1", 0, 0), ep("10.0.0.2:1", 0, 0), ep("10.0.0.3:1", 0, 0), ep("10.0.0.4:1", 9, 0)]);
     const sc = new Decision();
     const seen = new StaticArray<i32>(4);
-    for (let k = 0; k < 300; k++) { sc.decide(s, s.profile, flight(s), new RequestFacts()); seen[sc.primary]++; }
+    for (let k = 0; k < 300; k++) {
+      sc.decide(s, s.profile, flight(s), new RequestFacts());
+      seen[sc.primary]++;
+    }
     expect(seen[3]).toBe(0);
     for (let i = 0; i < 3; i++) expect(seen[i]).toBeGreaterThan(60);
   });
@@ -315,13 +362,19 @@ describe("pickers", () => {
     const s = snapOf([ep("10.0.0.1:1", 0, 0), ep("10.0.0.2:1", 10, 0)], p);
     const sc = new Decision();
     let second = 0;
-    for (let k = 0; k < 400; k++) { sc.decide(s, s.profile, flight(s), new RequestFacts()); if (sc.primary == 1) second++; }
+    for (let k = 0; k < 400; k++) {
+      sc.decide(s, s.profile, flight(s), new RequestFacts());
+      if (sc.primary == 1) second++;
+    }
     expect(second).toBeGreaterThan(150);
     expect(second).toBeLessThan(250);
     p.picker = PICKER_WEIGHTED_RANDOM;
     const w = snapOf([ep("10.0.0.1:1", 0, 0), ep("10.0.0.2:1", 10, 0), ep("10.0.0.3:1", 5, 0)], p); // scores 1, 0, 0.5
     const seen = new StaticArray<i32>(3);
-    for (let k = 0; k < 600; k++) { sc.decide(w, w.profile, flight(w), new RequestFacts()); seen[sc.primary]++; }
+    for (let k = 0; k < 600; k++) {
+      sc.decide(w, w.profile, flight(w), new RequestFacts());
+      seen[sc.primary]++;
+    }
     expect(seen[1]).toBe(0);
     expect(seen[0]).toBeGreaterThan(seen[2]);
     expect(seen[2]).toBeGreaterThan(100);
@@ -331,7 +384,10 @@ describe("pickers", () => {
     seedRandom(3, 1);
     const p = only(new TestProfile(), 1, 0, 0, 0, 0);
     p.fallbacks = 2;
-    const s = snapOf([ep("10.0.0.1:1", 8, 0), ep("10.0.0.2:1", 0, 0), ep("10.0.0.3:1", 4, 0), ep("10.0.0.4:1", 2, 0, Q | ERROR)], p);
+    const s = snapOf(
+      [ep("10.0.0.1:1", 8, 0), ep("10.0.0.2:1", 0, 0), ep("10.0.0.3:1", 4, 0), ep("10.0.0.4:1", 2, 0, Q | ERROR)],
+      p,
+    );
     const sc = new Decision();
     sc.decide(s, s.profile, flight(s), new RequestFacts());
     expect(sc.primary).toBe(1);

@@ -27,7 +27,9 @@ describe("in-flight accounting", () => {
     const f = new InFlight();
     const a = snapOf(["10.0.0.1:1", "10.0.0.2:1"]);
     f.rebase(a);
-    f.started(1); f.started(1); f.started(0);
+    f.started(1);
+    f.started(1);
+    f.started(0);
     const b = snapOf(["10.0.0.3:1", "10.0.0.2:1", "10.0.0.1:1"]);
     f.rebase(b);
     expect(f.total(1)).toBe(2);
@@ -41,7 +43,8 @@ describe("in-flight accounting", () => {
     const f = new InFlight();
     const a = snapOf(["10.0.0.1:1", "10.0.0.2:1"]);
     f.rebase(a);
-    f.started(0); f.started(0);
+    f.started(0);
+    f.started(0);
     f.rebase(snapOf(["10.0.0.2:1"]));
     f.finished(a.addrHash[0]);
     f.rebase(snapOf(["10.0.0.1:1", "10.0.0.2:1"]));
@@ -53,9 +56,14 @@ describe("in-flight accounting", () => {
 
   it("publishes per-VM sections in one table and adds the other VMs' fresh sections", () => {
     const s = snapOf(["10.0.0.1:1", "10.0.0.2:1"]);
-    const vmA = new InFlight(), vmB = new InFlight(), vmC = new InFlight();
-    vmA.rebase(s); vmB.rebase(s); vmC.rebase(s);
-    vmA.started(0); vmA.started(0);
+    const vmA = new InFlight(),
+      vmB = new InFlight(),
+      vmC = new InFlight();
+    vmA.rebase(s);
+    vmB.rebase(s);
+    vmC.rebase(s);
+    vmA.started(0);
+    vmA.started(0);
     vmB.started(1);
     let table = vmA.publish(null, 1, 1000);
     table = vmB.publish(table, 2, 1010);
@@ -76,11 +84,16 @@ describe("in-flight accounting", () => {
 
   it("carries each VM's requests per (endpoint, adapter) to the other VMs", () => {
     const s = snapOf(["10.0.0.1:1", "10.0.0.2:1"]);
-    const vmA = new InFlight(), vmB = new InFlight();
-    vmA.rebase(s); vmB.rebase(s);
-    vmA.started(1); vmA.adapters.started(1, 0xabc);
-    vmA.started(1); vmA.adapters.started(1, 0xabc);
-    vmA.started(0); vmA.adapters.started(0, 0xdef);
+    const vmA = new InFlight(),
+      vmB = new InFlight();
+    vmA.rebase(s);
+    vmB.rebase(s);
+    vmA.started(1);
+    vmA.adapters.started(1, 0xabc);
+    vmA.started(1);
+    vmA.adapters.started(1, 0xabc);
+    vmA.started(0);
+    vmA.adapters.started(0, 0xdef);
     let table = vmA.publish(null, 1, 1000);
     vmB.readOthers(table, 2, 1000);
     expect(vmB.adapters.busy(1, 0xabc)).toBe(true);
@@ -88,8 +101,10 @@ describe("in-flight accounting", () => {
     expect(vmB.adapters.busy(0, 0xabc)).toBe(false);
     expect(vmB.adapters.touched.length).toBe(2);
     // Both of A's requests for 0xabc at endpoint 1 finish: after A republishes, B sees the adapter drained.
-    vmA.finished(s.addrHash[1]); vmA.adapters.finished(s.addrHash[1], 0xabc);
-    vmA.finished(s.addrHash[1]); vmA.adapters.finished(s.addrHash[1], 0xabc);
+    vmA.finished(s.addrHash[1]);
+    vmA.adapters.finished(s.addrHash[1], 0xabc);
+    vmA.finished(s.addrHash[1]);
+    vmA.adapters.finished(s.addrHash[1], 0xabc);
     table = vmA.publish(table, 1, 1020);
     vmB.readOthers(table, 2, 1020);
     expect(vmB.adapters.busy(1, 0xabc)).toBe(false);

@@ -50,7 +50,9 @@ describe("snapshot decoding", () => {
   });
 
   it("marks a second endpoint with the same address unusable (counts are keyed by address)", () => {
-    const s = decodeSnapshot(buildBlob(1, [new TestEndpoint("10.0.0.1:80"), new TestEndpoint("10.0.0.2:80"), new TestEndpoint("10.0.0.1:80")]))!;
+    const s = decodeSnapshot(
+      buildBlob(1, [new TestEndpoint("10.0.0.1:80"), new TestEndpoint("10.0.0.2:80"), new TestEndpoint("10.0.0.1:80")]),
+    )!;
     expect(s.has(0, FLAG_UNUSABLE)).toBe(false);
     expect(s.has(1, FLAG_UNUSABLE)).toBe(false);
     expect(s.has(2, FLAG_UNUSABLE)).toBe(true);
@@ -58,7 +60,14 @@ describe("snapshot decoding", () => {
   });
 
   it("marks addresses that cannot go into a header as unusable", () => {
-    const s = decodeSnapshot(buildBlob(1, [new TestEndpoint("10.0.0.1:80\r\nx: y"), new TestEndpoint(""), new TestEndpoint("a,b:1"), new TestEndpoint("10.0.0.9:80")]))!;
+    const s = decodeSnapshot(
+      buildBlob(1, [
+        new TestEndpoint("10.0.0.1:80\r\nx: y"),
+        new TestEndpoint(""),
+        new TestEndpoint("a,b:1"),
+        new TestEndpoint("10.0.0.9:80"),
+      ]),
+    )!;
     expect(s.has(0, FLAG_UNUSABLE)).toBe(true);
     expect(s.has(1, FLAG_UNUSABLE)).toBe(true);
     expect(s.has(2, FLAG_UNUSABLE)).toBe(true);
@@ -106,7 +115,10 @@ describe("snapshot decoding", () => {
         b[at] = <u8>(seed >> 24);
       }
       let h: u32 = 0x811c9dc5;
-      for (let i = 32; i < b.length; i++) { h ^= <u32>b[i]; h *= 0x01000193; }
+      for (let i = 32; i < b.length; i++) {
+        h ^= <u32>b[i];
+        h *= 0x01000193;
+      }
       store<u32>(changetype<usize>(copy), h, 28);
       const s = decodeSnapshot(copy);
       if (s != null) expect(s.count).toBeLessThanOrEqual(2);

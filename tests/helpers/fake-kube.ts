@@ -24,7 +24,14 @@ import type { AddressInfo, Socket } from "node:net";
 export interface KubeObject {
   apiVersion: string;
   kind: string;
-  metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string>; resourceVersion?: string; [k: string]: unknown };
+  metadata: {
+    name: string;
+    namespace?: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    resourceVersion?: string;
+    [k: string]: unknown;
+  };
   [k: string]: unknown;
 }
 
@@ -90,7 +97,8 @@ export function parseLabelSelector(text: string): (labels: Record<string, string
   const terms: Array<(l: Record<string, string>) => boolean> = [];
   // Split on commas outside parentheses.
   const parts: string[] = [];
-  let depth = 0, start = 0;
+  let depth = 0,
+    start = 0;
   for (let i = 0; i <= text.length; i++) {
     const c = text[i];
     if (c === "(") depth++;
@@ -121,11 +129,14 @@ export function parseLabelSelector(text: string): (labels: Record<string, string
 
 function parseFieldSelector(text: string): Matcher {
   const terms: Matcher[] = [];
-  for (const part of text.split(",").map((s) => s.trim()).filter(Boolean)) {
+  for (const part of text
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const m = /^(metadata\.name|metadata\.namespace)\s*(==|=|!=)\s*(.*)$/.exec(part);
     if (!m) throw new Error(`unsupported field selector term "${part}"`);
     const [, field, op, v] = m;
-    const get = (o: KubeObject) => (field === "metadata.name" ? o.metadata.name : o.metadata.namespace ?? "");
+    const get = (o: KubeObject) => (field === "metadata.name" ? o.metadata.name : (o.metadata.namespace ?? ""));
     terms.push(op === "!=" ? (o) => get(o) !== v : (o) => get(o) === v);
   }
   return (o) => terms.every((t) => t(o));
@@ -168,11 +179,25 @@ export class FakeKube {
   /** A kubeconfig for this server (what `kubeconfigPath` holds); `user` replaces the token lines of its user. */
   kubeconfigYaml(user: string[] = [`    token: ${this.token}`]): string {
     return [
-      "apiVersion: v1", "kind: Config", "current-context: fake",
+      "apiVersion: v1",
+      "kind: Config",
+      "current-context: fake",
       // client-node 1.4 refuses plain http:// servers unless TLS verification is explicitly off.
-      "clusters:", "- name: fake", "  cluster:", `    server: ${this.url}`, "    insecure-skip-tls-verify: true",
-      "users:", "- name: fake", "  user:", ...user,
-      "contexts:", "- name: fake", "  context:", "    cluster: fake", "    user: fake", `    namespace: ${this.opts.namespace ?? "default"}`,
+      "clusters:",
+      "- name: fake",
+      "  cluster:",
+      `    server: ${this.url}`,
+      "    insecure-skip-tls-verify: true",
+      "users:",
+      "- name: fake",
+      "  user:",
+      ...user,
+      "contexts:",
+      "- name: fake",
+      "  context:",
+      "    cluster: fake",
+      "    user: fake",
+      `    namespace: ${this.opts.namespace ?? "default"}`,
       "",
     ].join("\n");
   }
@@ -183,16 +208,26 @@ export class FakeKube {
    */
   writeExecKubeconfig(command: string, args: string[] = []): string {
     const path = join(this.dir, `kubeconfig-exec-${Math.random().toString(36).slice(2)}.yaml`);
-    writeFileSync(path, this.kubeconfigYaml([
-      "    exec:", "      apiVersion: client.authentication.k8s.io/v1beta1", `      command: ${JSON.stringify(command)}`,
-      `      args: ${JSON.stringify(args)}`, "      interactiveMode: Never",
-    ]));
+    writeFileSync(
+      path,
+      this.kubeconfigYaml([
+        "    exec:",
+        "      apiVersion: client.authentication.k8s.io/v1beta1",
+        `      command: ${JSON.stringify(command)}`,
+        `      args: ${JSON.stringify(args)}`,
+        "      interactiveMode: Never",
+      ]),
+    );
     return path;
   }
 
   /** The ExecCredential JSON an exec plugin prints to authenticate to this server. */
   execCredential(): string {
-    return JSON.stringify({ apiVersion: "client.authentication.k8s.io/v1beta1", kind: "ExecCredential", status: { token: this.token } });
+    return JSON.stringify({
+      apiVersion: "client.authentication.k8s.io/v1beta1",
+      kind: "ExecCredential",
+      status: { token: this.token },
+    });
   }
 
   /** The current resourceVersion (etcd revision). */
@@ -225,14 +260,21 @@ export class FakeKube {
     this.rv++;
     obj.metadata.resourceVersion = String(this.rv);
     obj.metadata.uid = (previous?.metadata.uid as string | undefined) ?? `uid-${this.rv}`;
-    obj.metadata.creationTimestamp = (previous?.metadata.creationTimestamp as string | undefined) ?? new Date().toISOString();
+    obj.metadata.creationTimestamp =
+      (previous?.metadata.creationTimestamp as string | undefined) ?? new Date().toISOString();
     this.objects.set(k, obj);
     this.record({ rv: this.rv, type: previous ? "MODIFIED" : "ADDED", object: obj, previous });
     return clone(obj);
   }
 
   /** Applies `change` to a copy of the stored object and puts the result. */
-  update(apiVersion: string, kind: string, namespace: string | undefined, name: string, change: (obj: KubeObject) => void): KubeObject {
+  update(
+    apiVersion: string,
+    kind: string,
+    namespace: string | undefined,
+    name: string,
+    change: (obj: KubeObject) => void,
+  ): KubeObject {
     const current = this.get(apiVersion, kind, namespace, name);
     if (!current) throw new Error(`fake-kube: no ${kind} ${namespace}/${name}`);
     change(current);
@@ -263,7 +305,10 @@ export class FakeKube {
   }
 
   /** What a watch sees of an event, given its selectors (transitions become ADDED / DELETED). */
-  private translate(w: Pick<ActiveWatch, "resource" | "namespace" | "labels" | "fields">, e: HistoryEvent): { type: WatchEventType; object: KubeObject } | null {
+  private translate(
+    w: Pick<ActiveWatch, "resource" | "namespace" | "labels" | "fields">,
+    e: HistoryEvent,
+  ): { type: WatchEventType; object: KubeObject } | null {
     if (!isOf(e.object, w.resource)) return null;
     if (w.namespace !== null && e.object.metadata.namespace !== w.namespace) return null;
     const matches = (o: KubeObject | null) => o !== null && w.labels(o) && w.fields(o);
@@ -309,14 +354,25 @@ export class FakeKube {
 
   /** Sends an ERROR event (410 Gone, "too old resource version") to every open watch and ends them. */
   expireWatches(): number {
-    return this.endWatches((w) => w.res.end(JSON.stringify({ type: "ERROR", object: status(410, "Expired", "too old resource version") }) + "\n"));
+    return this.endWatches((w) =>
+      w.res.end(JSON.stringify({ type: "ERROR", object: status(410, "Expired", "too old resource version") }) + "\n"),
+    );
   }
 
   /** Sends a BOOKMARK with the current resourceVersion to watches that asked for bookmarks. */
   bookmark(): void {
     for (const w of this.watches) {
       if (!w.bookmarks) continue;
-      w.res.write(JSON.stringify({ type: "BOOKMARK", object: { kind: w.resource.kind, apiVersion: apiVersionOf(w.resource), metadata: { resourceVersion: String(this.rv) } } }) + "\n");
+      w.res.write(
+        JSON.stringify({
+          type: "BOOKMARK",
+          object: {
+            kind: w.resource.kind,
+            apiVersion: apiVersionOf(w.resource),
+            metadata: { resourceVersion: String(this.rv) },
+          },
+        }) + "\n",
+      );
     }
   }
 
@@ -334,18 +390,31 @@ export class FakeKube {
   async close(): Promise<void> {
     for (const w of this.watches) w.socket.destroy();
     this.watches.clear();
-    await new Promise<void>((resolve) => { this.server.close(() => resolve()); this.server.closeAllConnections(); });
+    await new Promise<void>((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
     rmSync(this.dir, { recursive: true, force: true });
   }
 
   private route(path: string): { resource: Resource; namespace: string | null; name: string | null } | null {
     const parts = path.split("/").filter(Boolean);
-    let group = "", version: string, rest: string[];
-    if (parts[0] === "api") { version = parts[1]; rest = parts.slice(2); }
-    else if (parts[0] === "apis") { group = parts[1]; version = parts[2]; rest = parts.slice(3); }
-    else return null;
+    let group = "",
+      version: string,
+      rest: string[];
+    if (parts[0] === "api") {
+      version = parts[1];
+      rest = parts.slice(2);
+    } else if (parts[0] === "apis") {
+      group = parts[1];
+      version = parts[2];
+      rest = parts.slice(3);
+    } else return null;
     let namespace: string | null = null;
-    if (rest[0] === "namespaces" && rest.length >= 3) { namespace = rest[1]; rest = rest.slice(2); }
+    if (rest[0] === "namespaces" && rest.length >= 3) {
+      namespace = rest[1];
+      rest = rest.slice(2);
+    }
     const resource = this.resources.find((r) => r.group === group && r.version === version && r.plural === rest[0]);
     if (!resource || rest.length > 2) return null;
     return { resource, namespace, name: rest[1] ?? null };
@@ -356,8 +425,10 @@ export class FakeKube {
     const query = Object.fromEntries(url.searchParams);
     const watch = query.watch === "true" || query.watch === "1";
     this.requests.push({ method: req.method ?? "GET", path: url.pathname, query, watch });
-    const json = (code: number, body: unknown): void => void res.writeHead(code, { "content-type": "application/json" }).end(JSON.stringify(body));
-    if (req.headers.authorization !== `Bearer ${this.token}`) return json(401, status(401, "Unauthorized", "Unauthorized"));
+    const json = (code: number, body: unknown): void =>
+      void res.writeHead(code, { "content-type": "application/json" }).end(JSON.stringify(body));
+    if (req.headers.authorization !== `Bearer ${this.token}`)
+      return json(401, status(401, "Unauthorized", "Unauthorized"));
     const failure = this.failures.find((f) => f.remaining > 0 && f.match.test(url.pathname + url.search));
     if (failure) {
       failure.remaining--;
@@ -365,7 +436,8 @@ export class FakeKube {
     }
     if (req.method !== "GET") return json(405, status(405, "MethodNotAllowed", "only GET"));
     const route = this.route(url.pathname);
-    if (!route) return json(404, status(404, "NotFound", `the server could not find the requested resource (${url.pathname})`));
+    if (!route)
+      return json(404, status(404, "NotFound", `the server could not find the requested resource (${url.pathname})`));
     let labels: Matcher, fields: Matcher;
     try {
       const l = query.labelSelector ? parseLabelSelector(query.labelSelector) : () => true;
@@ -375,16 +447,29 @@ export class FakeKube {
       return json(400, status(400, "BadRequest", (e as Error).message));
     }
     const scope = { resource: route.resource, namespace: route.namespace, labels, fields };
-    const current = () => [...this.objects.values()].filter((o) => isOf(o, route.resource)
-      && (route.namespace === null || o.metadata.namespace === route.namespace) && labels(o) && fields(o));
+    const current = () =>
+      [...this.objects.values()].filter(
+        (o) =>
+          isOf(o, route.resource) &&
+          (route.namespace === null || o.metadata.namespace === route.namespace) &&
+          labels(o) &&
+          fields(o),
+      );
 
     if (route.name !== null) {
       const obj = current().find((o) => o.metadata.name === route.name);
-      return obj ? json(200, obj) : json(404, status(404, "NotFound", `${route.resource.plural} "${route.name}" not found`));
+      return obj
+        ? json(200, obj)
+        : json(404, status(404, "NotFound", `${route.resource.plural} "${route.name}" not found`));
     }
     if (!watch) {
       const r = route.resource;
-      return json(200, { kind: `${r.kind}List`, apiVersion: apiVersionOf(r), metadata: { resourceVersion: String(this.rv) }, items: current() });
+      return json(200, {
+        kind: `${r.kind}List`,
+        apiVersion: apiVersionOf(r),
+        metadata: { resourceVersion: String(this.rv) },
+        items: current(),
+      });
     }
 
     const rvText = query.resourceVersion ?? "";
@@ -401,12 +486,24 @@ export class FakeKube {
     if (from === null) {
       for (const o of current()) res.write(JSON.stringify({ type: "ADDED", object: o }) + "\n");
     } else {
-      for (const e of this.history) if (e.rv > from) { const out = this.translate(w, e); if (out) res.write(JSON.stringify(out) + "\n"); }
+      for (const e of this.history)
+        if (e.rv > from) {
+          const out = this.translate(w, e);
+          if (out) res.write(JSON.stringify(out) + "\n");
+        }
     }
     this.watches.add(w);
     const timeout = Number(query.timeoutSeconds);
-    const timer = Number.isFinite(timeout) && timeout > 0 ? setTimeout(() => { if (this.watches.delete(w)) res.end(); }, timeout * 1000) : null;
-    res.on("close", () => { this.watches.delete(w); if (timer) clearTimeout(timer); });
+    const timer =
+      Number.isFinite(timeout) && timeout > 0
+        ? setTimeout(() => {
+            if (this.watches.delete(w)) res.end();
+          }, timeout * 1000)
+        : null;
+    res.on("close", () => {
+      this.watches.delete(w);
+      if (timer) clearTimeout(timer);
+    });
   }
 }
 
@@ -429,7 +526,9 @@ export function pod(p: PodSpec): KubeObject {
     apiVersion: "v1",
     kind: "Pod",
     metadata: {
-      name: p.name, namespace: p.namespace ?? "default", labels: p.labels ?? {},
+      name: p.name,
+      namespace: p.namespace ?? "default",
+      labels: p.labels ?? {},
       ...(p.annotations ? { annotations: p.annotations } : {}),
       ...(p.terminating ? { deletionTimestamp: new Date().toISOString() } : {}),
     },
@@ -448,7 +547,12 @@ export function pod(p: PodSpec): KubeObject {
 }
 
 /** An InferencePool of `inference.networking.k8s.io/v1`. */
-export function inferencePoolV1(p: { name: string; namespace?: string; matchLabels: Record<string, string>; ports: number[] }): KubeObject {
+export function inferencePoolV1(p: {
+  name: string;
+  namespace?: string;
+  matchLabels: Record<string, string>;
+  ports: number[];
+}): KubeObject {
   return {
     apiVersion: "inference.networking.k8s.io/v1",
     kind: "InferencePool",
@@ -462,7 +566,12 @@ export function inferencePoolV1(p: { name: string; namespace?: string; matchLabe
 }
 
 /** An InferencePool of `inference.networking.x-k8s.io/v1alpha2`. */
-export function inferencePoolV1alpha2(p: { name: string; namespace?: string; selector: Record<string, string>; port: number }): KubeObject {
+export function inferencePoolV1alpha2(p: {
+  name: string;
+  namespace?: string;
+  selector: Record<string, string>;
+  port: number;
+}): KubeObject {
   return {
     apiVersion: "inference.networking.x-k8s.io/v1alpha2",
     kind: "InferencePool",

@@ -9,7 +9,10 @@ export async function freePortOn(ips: string[]): Promise<number> {
     try {
       for (const ip of ips) {
         const s = http.createServer();
-        await new Promise<void>((resolve, reject) => { s.once("error", reject); s.listen(port, ip, resolve); });
+        await new Promise<void>((resolve, reject) => {
+          s.once("error", reject);
+          s.listen(port, ip, resolve);
+        });
         servers.push(s);
       }
       return port;

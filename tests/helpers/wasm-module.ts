@@ -17,7 +17,10 @@ const name = (s: string): number[] => [...leb(Buffer.byteLength(s)), ...Buffer.f
 const section = (id: number, body: number[]): number[] => [id, ...leb(body.length), ...body];
 const vec = (items: number[][]): number[] => [...leb(items.length), ...items.flat()];
 
-export function buildModule(imports: { module: string; name: string; sig: string }[], exports: string[] = []): Uint8Array<ArrayBuffer> {
+export function buildModule(
+  imports: { module: string; name: string; sig: string }[],
+  exports: string[] = [],
+): Uint8Array<ArrayBuffer> {
   const sigs = [...new Set([...imports.map((i) => i.sig), ":"])];
   const types = sigs.map((sig) => {
     const [params, results] = sig.split(":");
@@ -25,7 +28,14 @@ export function buildModule(imports: { module: string; name: string; sig: string
   });
   const voidType = sigs.indexOf(":");
   const bytes = [
-    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+    0x00,
+    0x61,
+    0x73,
+    0x6d,
+    0x01,
+    0x00,
+    0x00,
+    0x00,
     ...section(1, vec(types)),
     ...section(2, vec(imports.map((i) => [...name(i.module), ...name(i.name), 0x00, ...leb(sigs.indexOf(i.sig))]))),
     ...section(3, vec(exports.map(() => leb(voidType)))),

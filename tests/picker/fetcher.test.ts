@@ -8,17 +8,31 @@ import { encodeSnapshot } from "../../companion/snapshot";
 import { DEFAULT_PROFILE } from "../../companion/profile-config";
 import { SNAPSHOT_META_KEY } from "../helpers/filter-contract";
 
-const A = "10.0.0.1:8000", B = "10.0.0.2:8000";
+const A = "10.0.0.1:8000",
+  B = "10.0.0.2:8000";
 
 function blob(version: bigint, addresses: string[]): Uint8Array {
-  return new Uint8Array(encodeSnapshot({ version, generatedAtMs: 0, profile: DEFAULT_PROFILE, endpoints: addresses.map(endpoint), baseModels: [] }));
+  return new Uint8Array(
+    encodeSnapshot({
+      version,
+      generatedAtMs: 0,
+      profile: DEFAULT_PROFILE,
+      endpoints: addresses.map(endpoint),
+      baseModels: [],
+    }),
+  );
 }
 
 /** A companion on the other end of proxy_http_call: records calls, answers when the test says so. */
 class FakeCompanion {
   calls: HttpCallContext[] = [];
-  handler = (call: HttpCallContext): undefined => { this.calls.push(call); return undefined; };
-  get pending(): HttpCallContext[] { return this.calls.filter((c) => !(c as { done?: boolean }).done); }
+  handler = (call: HttpCallContext): undefined => {
+    this.calls.push(call);
+    return undefined;
+  };
+  get pending(): HttpCallContext[] {
+    return this.calls.filter((c) => !(c as { done?: boolean }).done);
+  }
   answer(outcome: HttpCallOutcome): HttpCallContext {
     const c = this.pending[0];
     assert.ok(c, "a poll is waiting");
@@ -26,7 +40,9 @@ class FakeCompanion {
     c.respond(outcome);
     return c;
   }
-  path(c: HttpCallContext): string { return c.headers.find(([k]) => k === ":path")![1]; }
+  path(c: HttpCallContext): string {
+    return c.headers.find(([k]) => k === ":path")![1];
+  }
 }
 
 function meta(h: PickerHost): { version: bigint; contactMs: number } | null {
@@ -38,7 +54,11 @@ function meta(h: PickerHost): { version: bigint; contactMs: number } | null {
 
 test("one worker VM per process polls; each new snapshot is delivered to every VM and the next poll asks for a newer one", () => {
   const companion = new FakeCompanion();
-  const h = new PickerHost({ concurrency: 4, httpCallHandler: companion.handler, config: { fetchSnapshots: true, apiToken: "s3cret" } });
+  const h = new PickerHost({
+    concurrency: 4,
+    httpCallHandler: companion.handler,
+    config: { fetchSnapshots: true, apiToken: "s3cret" },
+  });
   h.advance(25);
   // Writing the absent lease key cannot be a compare-and-swap (in Envoy every worker may do it at once):
   // it only claims; the claimer leads after renewing with a real CAS on its next tick.
@@ -47,7 +67,10 @@ test("one worker VM per process polls; each new snapshot is delivered to every V
   assert.equal(companion.calls.length, 1, "exactly one fetcher");
   const first = companion.calls[0];
   assert.equal(companion.path(first), "/v1/snapshot");
-  assert.deepEqual(first.headers.find(([k]) => k === "authorization"), ["authorization", "Bearer s3cret"]);
+  assert.deepEqual(
+    first.headers.find(([k]) => k === "authorization"),
+    ["authorization", "Bearer s3cret"],
+  );
   assert.equal(first.timeoutMs, 5000);
   companion.answer({ headers: [[":status", "200"]], body: blob(1000n, [A]) });
   assert.equal(meta(h)?.version, 1000n);
@@ -62,7 +85,10 @@ test("one worker VM per process polls; each new snapshot is delivered to every V
 
 test("304 keeps the snapshot fresh; errors and corrupt snapshots keep the last good one and back off", () => {
   const companion = new FakeCompanion();
-  const h = new PickerHost({ httpCallHandler: companion.handler, config: { fetchSnapshots: true, stalenessLimitMs: 5000 } });
+  const h = new PickerHost({
+    httpCallHandler: companion.handler,
+    config: { fetchSnapshots: true, stalenessLimitMs: 5000 },
+  });
   h.advance(100);
   companion.answer({ headers: [[":status", "200"]], body: blob(7n, [A]) });
   h.advance(3000);
@@ -89,15 +115,25 @@ test("304 keeps the snapshot fresh; errors and corrupt snapshots keep the last g
   assert.equal(companion.pending.length, 1, "retried after 400 ms");
   assert.equal(h.pick({ body: completion("m", "x") }).dest, A, "the last good snapshot still serves");
   assert.equal(h.counter("endpoint_picker.fetch.error"), 3);
-  assert.equal(h.logs.filter((l) => /retrying with backoff/.test(l)).length, 1, "one warning per outage, not per retry");
+  assert.equal(
+    h.logs.filter((l) => /retrying with backoff/.test(l)).length,
+    1,
+    "one warning per outage, not per retry",
+  );
 });
 
 test("a companion that stays away makes the snapshot stale after stalenessLimitMs (FailClose: 503)", () => {
   const companion = new FakeCompanion();
-  const h = new PickerHost({ httpCallHandler: companion.handler, config: { fetchSnapshots: true, stalenessLimitMs: 2000 } });
+  const h = new PickerHost({
+    httpCallHandler: companion.handler,
+    config: { fetchSnapshots: true, stalenessLimitMs: 2000 },
+  });
   h.advance(100);
   companion.answer({ headers: [[":status", "200"]], body: blob(1n, [A]) });
-  for (let t = 0; t < 25; t++) { h.advance(100); if (companion.pending.length) companion.answer({ failure: "reset" }); }
+  for (let t = 0; t < 25; t++) {
+    h.advance(100);
+    if (companion.pending.length) companion.answer({ failure: "reset" });
+  }
   const s = h.send({ body: completion("m", "x") });
   assert.equal(s.localReply?.status, 503);
 });

@@ -36,33 +36,64 @@ export class PickerHost {
         ? () => BigInt(Math.round(this.nowMs * 1000)) * 1000n + (process.hrtime.bigint() - HR_START)
         : () => BigInt(Math.round(this.nowMs * 1000)) * 1000n,
       logLevel: "info",
-      onLog: (level, msg) => { this.logs.push(`${level} ${msg}`); },
+      onLog: (level, msg) => {
+        this.logs.push(`${level} ${msg}`);
+      },
       httpCallHandlers: opts.httpCallHandler ? { "endpoint-picker-companion": opts.httpCallHandler } : undefined,
     });
   }
 
   /** The VMs' clock (ms): virtual time, moved only by `advance`. */
-  get nowMs(): number { return START_MS + (this.host ? this.host.nowMs() : 0); }
+  get nowMs(): number {
+    return START_MS + (this.host ? this.host.nowMs() : 0);
+  }
 
   /** Moves virtual time: ticks and http-call timeouts fire at their moment, with the clock reading it. */
-  advance(ms: number): void { this.host.advance(ms); }
+  advance(ms: number): void {
+    this.host.advance(ms);
+  }
 
   /** Publishes a snapshot of `endpoints` (defaults filled in) as the fetcher would. */
-  publish(endpoints: Partial<SnapshotEndpoint>[], profile: Partial<FlatProfile> = {}, baseModels: string[] = []): Uint8Array {
+  publish(
+    endpoints: Partial<SnapshotEndpoint>[],
+    profile: Partial<FlatProfile> = {},
+    baseModels: string[] = [],
+  ): Uint8Array {
     this.version += 1n;
-    const blob = new Uint8Array(encodeSnapshot({
-      version: this.version, generatedAtMs: this.nowMs, profile: profileOf(profile),
-      endpoints: endpoints.map((e) => ({ ...endpoint(e.address ?? "10.0.0.1:8000"), ...e })), baseModels,
-    }));
+    const blob = new Uint8Array(
+      encodeSnapshot({
+        version: this.version,
+        generatedAtMs: this.nowMs,
+        profile: profileOf(profile),
+        endpoints: endpoints.map((e) => ({ ...endpoint(e.address ?? "10.0.0.1:8000"), ...e })),
+        baseModels,
+      }),
+    );
     publishSnapshot(this.host.sharedData, blob, this.nowMs);
     return blob;
   }
 
   /** Sends one request through the filter (body, if any, in one chunk with end_of_stream). */
-  send(opts: { worker?: number; path?: string; headers?: Pairs; body?: string | Uint8Array; chunks?: (string | Uint8Array)[] } = {}): HttpStream {
+  send(
+    opts: {
+      worker?: number;
+      path?: string;
+      headers?: Pairs;
+      body?: string | Uint8Array;
+      chunks?: (string | Uint8Array)[];
+    } = {},
+  ): HttpStream {
     const s = this.host.openStream({ worker: opts.worker });
     const hasBody = opts.body !== undefined || opts.chunks !== undefined;
-    s.sendRequestHeaders([[":method", hasBody ? "POST" : "GET"], [":path", opts.path ?? "/v1/completions"], [":authority", "gw"], ...(opts.headers ?? [])], !hasBody);
+    s.sendRequestHeaders(
+      [
+        [":method", hasBody ? "POST" : "GET"],
+        [":path", opts.path ?? "/v1/completions"],
+        [":authority", "gw"],
+        ...(opts.headers ?? []),
+      ],
+      !hasBody,
+    );
     if (opts.body !== undefined) s.sendRequestData(opts.body, true);
     if (opts.chunks) opts.chunks.forEach((c, i) => s.sendRequestData(c, i === opts.chunks!.length - 1));
     return s;
@@ -74,7 +105,9 @@ export class PickerHost {
     return { stream, dest: destination(stream) };
   }
 
-  counter(name: string): number { return this.host.metrics().counters[`wasmcustom.${name}`] ?? 0; }
+  counter(name: string): number {
+    return this.host.metrics().counters[`wasmcustom.${name}`] ?? 0;
+  }
 }
 
 export function endpoint(address: string): SnapshotEndpoint {

@@ -6,12 +6,18 @@ import { PickerHost, header, destination, completion } from "./harness";
 import { createHost } from "../../envoy/emulator/host";
 import { DESTINATION_HEADER, FALLBACK_HEADER, SERVED_HEADER } from "../helpers/filter-contract";
 
-const A = "10.0.0.1:8000", B = "10.0.0.2:8000", C = "10.0.0.3:8000";
+const A = "10.0.0.1:8000",
+  B = "10.0.0.2:8000",
+  C = "10.0.0.3:8000";
 const LONG = "You are a meticulous assistant for the billing team. ".repeat(40); // ~2 KiB shared system prompt
 
 test("a client's destination and fallback headers never reach the upstream", () => {
   const h = new PickerHost({ concurrency: 4, config: { failureMode: "FailOpen" } });
-  const forged: [string, string][] = [[DESTINATION_HEADER, "6.6.6.6:1"], [DESTINATION_HEADER, "7.7.7.7:1"], [FALLBACK_HEADER, "6.6.6.6:1"]];
+  const forged: [string, string][] = [
+    [DESTINATION_HEADER, "6.6.6.6:1"],
+    [DESTINATION_HEADER, "7.7.7.7:1"],
+    [FALLBACK_HEADER, "6.6.6.6:1"],
+  ];
   // No snapshot yet, FailOpen: the request continues, without the forged headers.
   let s = h.send({ headers: forged, body: completion("m", "hi") });
   assert.ok(s.forwarded.requestHeaders, "forwarded");
@@ -33,7 +39,11 @@ test("a client's destination and fallback headers never reach the upstream", () 
 
 test("picks the least loaded endpoint and never one in error", () => {
   const h = new PickerHost();
-  h.publish([{ address: A, queued: 3, kvUsage: 0.5 }, { address: B, queued: 0, kvUsage: 0.1 }, { address: C, error: true }]);
+  h.publish([
+    { address: A, queued: 3, kvUsage: 0.5 },
+    { address: B, queued: 0, kvUsage: 0.1 },
+    { address: C, error: true },
+  ]);
   for (let i = 0; i < 5; i++) {
     const { stream, dest } = h.pick({ body: completion("m", `q${i}`) });
     assert.equal(dest, B);
@@ -47,10 +57,30 @@ test("requests sharing a long prefix go to the same endpoint, whichever worker V
   const seen = new Set<string>();
   for (let group = 0; group < 12; group++) {
     const system = `group ${group}: ` + LONG;
-    const first = h.pick({ worker: group % 4, path: "/v1/chat/completions", body: JSON.stringify({ model: "m", messages: [{ role: "system", content: system }, { role: "user", content: "first question" }] }) });
+    const first = h.pick({
+      worker: group % 4,
+      path: "/v1/chat/completions",
+      body: JSON.stringify({
+        model: "m",
+        messages: [
+          { role: "system", content: system },
+          { role: "user", content: "first question" },
+        ],
+      }),
+    });
     first.stream.finish();
     h.advance(200); // the deciding VM's journal reaches the other VMs on their ticks
-    const second = h.pick({ worker: (group + 1) % 4, path: "/v1/chat/completions", body: JSON.stringify({ model: "m", messages: [{ role: "system", content: system }, { role: "user", content: "another question" }] }) });
+    const second = h.pick({
+      worker: (group + 1) % 4,
+      path: "/v1/chat/completions",
+      body: JSON.stringify({
+        model: "m",
+        messages: [
+          { role: "system", content: system },
+          { role: "user", content: "another question" },
+        ],
+      }),
+    });
     second.stream.finish();
     assert.equal(second.dest, first.dest, `group ${group}`);
     seen.add(first.dest!);
@@ -61,11 +91,14 @@ test("requests sharing a long prefix go to the same endpoint, whichever worker V
 
 test("the model in the body selects the endpoint with its LoRA adapter loaded", () => {
   const h = new PickerHost({ concurrency: 4 });
-  h.publish([
-    { address: A, lora: { running: ["tweet-lora"], waiting: [], max: 1 } },
-    { address: B, lora: { running: ["sql-lora", "tweet-lora"], waiting: [], max: 4 } },
-    { address: C, lora: { running: ["x", "y"], waiting: [], max: 2 } },
-  ], { loraWeight: 1, prefixWeight: 0 });
+  h.publish(
+    [
+      { address: A, lora: { running: ["tweet-lora"], waiting: [], max: 1 } },
+      { address: B, lora: { running: ["sql-lora", "tweet-lora"], waiting: [], max: 4 } },
+      { address: C, lora: { running: ["x", "y"], waiting: [], max: 2 } },
+    ],
+    { loraWeight: 1, prefixWeight: 0 },
+  );
   for (let i = 0; i < 6; i++) {
     const { stream, dest } = h.pick({ worker: i % 4, body: JSON.stringify({ prompt: `p${i}`, model: "sql-lora" }) });
     assert.equal(dest, B);
@@ -73,7 +106,11 @@ test("the model in the body selects the endpoint with its LoRA adapter loaded", 
   }
   // An adapter loaded nowhere goes where a slot is free (B), never to the full pod (C); A has it loaded.
   const picks = new Set<string>();
-  for (let i = 0; i < 10; i++) { const p = h.pick({ body: completion("tweet-lora", `t${i}`) }); picks.add(p.dest!); p.stream.finish(); }
+  for (let i = 0; i < 10; i++) {
+    const p = h.pick({ body: completion("tweet-lora", `t${i}`) });
+    picks.add(p.dest!);
+    p.stream.finish();
+  }
   assert.deepEqual([...picks].sort(), [A, B]);
 });
 
@@ -81,8 +118,15 @@ test("LoRA: an adapter's burst shares one slot across worker VMs; another adapte
   const h = new PickerHost({ concurrency: 2 });
   const free = { running: [], waiting: [], max: 1 };
   // C lists ad-1 as waiting (so it is a known adapter) but is far too busy to be picked.
-  h.publish([{ address: A, lora: free }, { address: B, lora: free }, { address: C, queued: 40, lora: { running: ["x"], waiting: ["ad-1"], max: 4 } }],
-    { loraWeight: 1, prefixWeight: 0 }, ["base"]);
+  h.publish(
+    [
+      { address: A, lora: free },
+      { address: B, lora: free },
+      { address: C, queued: 40, lora: { running: ["x"], waiting: ["ad-1"], max: 4 } },
+    ],
+    { loraWeight: 1, prefixWeight: 0 },
+    ["base"],
+  );
   const open: ReturnType<PickerHost["pick"]>[] = [];
   for (let i = 0; i < 4; i++) {
     open.push(h.pick({ worker: i % 2, body: completion("ad-1", `p${i}`) }));
@@ -90,7 +134,11 @@ test("LoRA: an adapter's burst shares one slot across worker VMs; another adapte
   }
   const home = open[0].dest!;
   assert.ok(home === A || home === B);
-  assert.deepEqual(open.map((p) => p.dest), [home, home, home, home], "no scrape shows ad-1 at A or B yet; the proxy's own requests do");
+  assert.deepEqual(
+    open.map((p) => p.dest),
+    [home, home, home, home],
+    "no scrape shows ad-1 at A or B yet; the proxy's own requests do",
+  );
   const other = home === A ? B : A;
   const second = h.pick({ worker: 1, body: completion("ad-2", "q") });
   assert.equal(second.dest, other, "the home pod's only slot is held by ad-1");
@@ -110,10 +158,13 @@ test("LoRA: an adapter's burst shares one slot across worker VMs; another adapte
 test("a model named after a long prompt is found: the body is read in as many pieces as it takes", () => {
   const h = new PickerHost({ concurrency: 2 });
   // By load alone A wins; with the model known, B (adapter loaded) does.
-  h.publish([
-    { address: A, lora: { running: ["x"], waiting: [], max: 1 } },
-    { address: B, queued: 1, lora: { running: ["sql-lora"], waiting: [], max: 4 } },
-  ], { loraWeight: 1, prefixWeight: 0 });
+  h.publish(
+    [
+      { address: A, lora: { running: ["x"], waiting: [], max: 1 } },
+      { address: B, queued: 1, lora: { running: ["sql-lora"], waiting: [], max: 4 } },
+    ],
+    { loraWeight: 1, prefixWeight: 0 },
+  );
   const prompt = "q".repeat(50_000); // over three of the filter's 16 KiB reads before `model`
   const anonymous = h.pick({ body: JSON.stringify({ prompt }) });
   assert.equal(anonymous.dest, A);
@@ -129,7 +180,10 @@ test("in-flight requests spread a burst, and other worker VMs see them after a t
   const h = new PickerHost({ concurrency: 2, config: { maxBodyBytes: 0 } });
   h.publish([{ address: A }, { address: B }]);
   const counts = new Map<string, number>();
-  for (let i = 0; i < 10; i++) { const d = h.pick({ worker: 0 }).dest!; counts.set(d, (counts.get(d) ?? 0) + 1); }
+  for (let i = 0; i < 10; i++) {
+    const d = h.pick({ worker: 0 }).dest!;
+    counts.set(d, (counts.get(d) ?? 0) + 1);
+  }
   assert.deepEqual([...counts.values()], [5, 5], "one VM alternates as its own requests pile up");
   // Worker 0 sends a burst to A while A is the only endpoint; then B joins, idle by its metrics.
   const g = new PickerHost({ concurrency: 2, config: { maxBodyBytes: 0 } });
@@ -137,7 +191,8 @@ test("in-flight requests spread a burst, and other worker VMs see them after a t
   for (let i = 0; i < 6; i++) assert.equal(g.pick({ worker: 0 }).dest, A);
   g.publish([{ address: A }, { address: B }]);
   g.advance(200); // ticks: worker 0 publishes its counts, worker 1 reads them
-  for (let i = 0; i < 5; i++) assert.equal(g.pick({ worker: 1 }).dest, B, "worker 1 avoids the endpoint worker 0 filled");
+  for (let i = 0; i < 5; i++)
+    assert.equal(g.pick({ worker: 1 }).dest, B, "worker 1 avoids the endpoint worker 0 filled");
 });
 
 test("FailClose answers 503 without a snapshot and once it is older than stalenessLimitMs; FailOpen lets requests through", () => {
@@ -172,21 +227,34 @@ test("no usable endpoint answers 503; a sheddable request answers 429 when every
   const s = h.send({ body: completion("m", "x") });
   assert.equal(s.localReply?.status, 503);
   assert.equal(s.localReply?.details, "endpoint_picker_no_endpoint");
-  h.publish([{ address: A, queued: 7 }, { address: B, kvUsage: 0.95 }]);
+  h.publish([
+    { address: A, queued: 7 },
+    { address: B, kvUsage: 0.95 },
+  ]);
   const batch: [string, string][] = [["x-gateway-inference-objective", "batch"]];
   const shed = h.send({ headers: batch, body: completion("m", "x") });
   assert.equal(shed.localReply?.status, 429);
   assert.equal(shed.localReply?.details, "endpoint_picker_saturated");
   assert.ok(h.pick({ headers: [["x-gateway-inference-objective", "chat"]], body: completion("m", "x") }).dest);
   assert.ok(h.pick({ body: completion("m", "x") }).dest, "requests without an objective are never shed");
-  h.publish([{ address: A, queued: 7 }, { address: B, queued: 1 }]);
+  h.publish([
+    { address: A, queued: 7 },
+    { address: B, queued: 1 },
+  ]);
   assert.equal(h.pick({ headers: batch, body: completion("m", "x") }).dest, B, "one endpoint with room: no shedding");
   assert.equal(h.counter("endpoint_picker.decisions.shed"), 1);
 });
 
 test("the response names the endpoint that served it; fallbacks come best first in their own header", () => {
   const h = new PickerHost();
-  h.publish([{ address: A, queued: 4 }, { address: B, queued: 0 }, { address: C, queued: 2 }], { fallbackCount: 2, prefixWeight: 0, kvWeight: 0 });
+  h.publish(
+    [
+      { address: A, queued: 4 },
+      { address: B, queued: 0 },
+      { address: C, queued: 2 },
+    ],
+    { fallbackCount: 2, prefixWeight: 0, kvWeight: 0 },
+  );
   const { stream, dest } = h.pick({ body: completion("m", "x") });
   assert.equal(dest, B);
   assert.deepEqual(header(stream.forwarded.requestHeaders, FALLBACK_HEADER), [`${C},${A}`]);
@@ -200,7 +268,14 @@ test("the response names the endpoint that served it; fallbacks come best first 
 test("bad bodies are decided by load, passed on unchanged, and never trap the VM", () => {
   const h = new PickerHost({ concurrency: 2, config: { maxBodyBytes: 4096 } });
   h.publish([{ address: A }, { address: B }]);
-  const bodies = ["not json", "{\"model\": \"m\", \"prompt\": ", "[1,2,3]", "\u0000\u0001\u00ff{{{", "{}", JSON.stringify({ model: { nested: true }, prompt: 42 })];
+  const bodies = [
+    "not json",
+    '{"model": "m", "prompt": ',
+    "[1,2,3]",
+    "\u0000\u0001\u00ff{{{",
+    "{}",
+    JSON.stringify({ model: { nested: true }, prompt: 42 }),
+  ];
   for (const body of bodies) {
     const s = h.send({ body });
     assert.ok(destination(s), body);
@@ -225,7 +300,10 @@ test("without allow_on_headers_stop_iteration held requests are decided by a wat
     assert.equal(destination(s), A);
     assert.equal(Buffer.concat(s.forwarded.requestBody).toString(), completion("m", `x${i}`));
   }
-  assert.ok(h.logs.some((l) => /allow_on_headers_stop_iteration/.test(l)), "an operator is told why");
+  assert.ok(
+    h.logs.some((l) => /allow_on_headers_stop_iteration/.test(l)),
+    "an operator is told why",
+  );
   const next = h.send({ body: completion("m", "y") });
   assert.equal(destination(next), A, "decided at once in the headers callback");
 });
@@ -234,7 +312,14 @@ test("one slow client does not switch a VM to deciding without bodies", () => {
   const h = new PickerHost();
   h.publish([{ address: A }]);
   const slow = h.host.openStream();
-  slow.sendRequestHeaders([[":method", "POST"], [":path", "/v1/completions"], [":authority", "gw"]], false);
+  slow.sendRequestHeaders(
+    [
+      [":method", "POST"],
+      [":path", "/v1/completions"],
+      [":authority", "gw"],
+    ],
+    false,
+  );
   h.advance(600); // its body has not come: the watchdog decides it by load
   assert.equal(destination(slow), A);
   slow.sendRequestData(completion("m", "late"), true);
@@ -249,12 +334,22 @@ test("a VM switched to headers-only by slow uploads switches back when a probe's
   h.publish([{ address: A }]);
   const headersOnly = () => {
     const s = h.host.openStream();
-    s.sendRequestHeaders([[":method", "POST"], [":path", "/v1/completions"], [":authority", "gw"]], false);
+    s.sendRequestHeaders(
+      [
+        [":method", "POST"],
+        [":path", "/v1/completions"],
+        [":authority", "gw"],
+      ],
+      false,
+    );
     return s;
   };
   const slow = [headersOnly(), headersOnly(), headersOnly()];
   h.advance(600);
-  assert.ok(h.logs.some((l) => /set allow_on_headers_stop_iteration/.test(l)), "three bodiless holds switch the VM");
+  assert.ok(
+    h.logs.some((l) => /set allow_on_headers_stop_iteration/.test(l)),
+    "three bodiless holds switch the VM",
+  );
   for (const s of slow) s.sendRequestData(completion("m", "late"), true);
   assert.notEqual(destination(headersOnly()), null, "decided in the headers callback now");
   h.advance(10_000);
@@ -274,33 +369,97 @@ test("invalid configuration fails on_configure with a log line naming the field"
     [{ stalenessLimitMs: "soon" }, "configuration.stalenessLimitMs: must be an integer"],
   ] as const) {
     const logs: string[] = [];
-    assert.throws(() => createHost({
-      wasm: "build/filter.wasm", rootId: "endpoint-picker", configuration: JSON.stringify(config), onLog: (_l, m) => logs.push(m),
-    }), /on_configure/);
+    assert.throws(
+      () =>
+        createHost({
+          wasm: "build/filter.wasm",
+          rootId: "endpoint-picker",
+          configuration: JSON.stringify(config),
+          onLog: (_l, m) => logs.push(m),
+        }),
+      /on_configure/,
+    );
     assert.ok(logs.includes(`endpoint-picker: ${message}`), logs.join("\n"));
   }
   const logs: string[] = [];
-  assert.throws(() => createHost({ wasm: "build/filter.wasm", rootId: "endpoint-picker", configuration: "{\"a\": ", onLog: (_l, m) => logs.push(m) }));
-  assert.ok(logs.some((l) => l.startsWith("endpoint-picker: configuration: not valid JSON")), logs.join("\n"));
+  assert.throws(() =>
+    createHost({
+      wasm: "build/filter.wasm",
+      rootId: "endpoint-picker",
+      configuration: '{"a": ',
+      onLog: (_l, m) => logs.push(m),
+    }),
+  );
+  assert.ok(
+    logs.some((l) => l.startsWith("endpoint-picker: configuration: not valid JSON")),
+    logs.join("\n"),
+  );
 });
 
 test("random bodies, chunkings, paths and header values never trap a VM and always get an answer", () => {
   const h = new PickerHost({ concurrency: 2, config: { maxBodyBytes: 2048 } });
   h.publish([{ address: A }, { address: B, lora: { running: ["sql-lora"], waiting: [], max: 2 } }], { loraWeight: 1 });
   let seed = 12345;
-  const rand = (n: number) => { seed = (Math.imul(seed, 1103515245) + 12345) >>> 0; return seed % n; };
-  const pieces = ['{', '}', '[', ']', '"', '\\', ':', ',', ' ', 'model', 'prompt', 'messages', 'input', '"model"', '"prompt"', '"sql-lora"', 'null', '1e99', '\u00e9', '\u0000', 'x'.repeat(300)];
+  const rand = (n: number) => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return seed % n;
+  };
+  const pieces = [
+    "{",
+    "}",
+    "[",
+    "]",
+    '"',
+    "\\",
+    ":",
+    ",",
+    " ",
+    "model",
+    "prompt",
+    "messages",
+    "input",
+    '"model"',
+    '"prompt"',
+    '"sql-lora"',
+    "null",
+    "1e99",
+    "\u00e9",
+    "\u0000",
+    "x".repeat(300),
+  ];
   for (let i = 0; i < 1500; i++) {
     let body = "";
     const parts = rand(40);
     for (let k = 0; k < parts; k++) body += pieces[rand(pieces.length)];
     const bytes = Buffer.from(body);
     const chunks: Buffer[] = [];
-    for (let at = 0; at < bytes.length;) { const n = 1 + rand(64); chunks.push(bytes.subarray(at, at + n)); at += n; }
-    const paths = ["/v1/completions", "/v1/chat/completions", "/v1/embeddings", "/x?y=/v1/completions", "", "/" + "a".repeat(rand(100))];
-    const s = h.send({ worker: i % 2, path: paths[rand(paths.length)], headers: [["x-gateway-inference-objective", pieces[rand(pieces.length)]], ["content-length", String(rand(5) === 0 ? "garbage" : bytes.length)]],
-      chunks: chunks.length > 0 ? chunks : undefined, body: chunks.length > 0 ? undefined : "" });
-    assert.ok(s.forwarded.requestHeaders !== null || s.localReply !== null, `request ${i} got no answer: ${JSON.stringify(body)}`);
+    for (let at = 0; at < bytes.length;) {
+      const n = 1 + rand(64);
+      chunks.push(bytes.subarray(at, at + n));
+      at += n;
+    }
+    const paths = [
+      "/v1/completions",
+      "/v1/chat/completions",
+      "/v1/embeddings",
+      "/x?y=/v1/completions",
+      "",
+      "/" + "a".repeat(rand(100)),
+    ];
+    const s = h.send({
+      worker: i % 2,
+      path: paths[rand(paths.length)],
+      headers: [
+        ["x-gateway-inference-objective", pieces[rand(pieces.length)]],
+        ["content-length", String(rand(5) === 0 ? "garbage" : bytes.length)],
+      ],
+      chunks: chunks.length > 0 ? chunks : undefined,
+      body: chunks.length > 0 ? undefined : "",
+    });
+    assert.ok(
+      s.forwarded.requestHeaders !== null || s.localReply !== null,
+      `request ${i} got no answer: ${JSON.stringify(body)}`,
+    );
     s.finish();
   }
   assert.deepEqual(h.host.failedWorkers(), []);
@@ -314,7 +473,15 @@ test("a client's content-length never sizes memory: huge values with small bodie
   const held = [];
   for (let i = 0; i < 300; i++) {
     const s = h.host.openStream({ worker: i % 2 });
-    s.sendRequestHeaders([[":method", "POST"], [":path", "/v1/completions"], [":authority", "gw"], ["content-length", i % 2 ? "2000000000" : "16777216"]], false);
+    s.sendRequestHeaders(
+      [
+        [":method", "POST"],
+        [":path", "/v1/completions"],
+        [":authority", "gw"],
+        ["content-length", i % 2 ? "2000000000" : "16777216"],
+      ],
+      false,
+    );
     held.push(s);
   }
   for (const s of held) s.sendRequestData(completion("m", "small"), true);

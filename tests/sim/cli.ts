@@ -4,7 +4,14 @@
 // exit 0. Bad arguments exit 2, a port in use exits 1.
 import { parseArgs } from "node:util";
 import { startPods } from "./pods";
-import { DEFAULT_PROFILE, ENGINE_KINDS, type EngineKind, type EngineProfile, loadProfile, makeProfile } from "./profile";
+import {
+  DEFAULT_PROFILE,
+  ENGINE_KINDS,
+  type EngineKind,
+  type EngineProfile,
+  loadProfile,
+  makeProfile,
+} from "./profile";
 
 const USAGE = `usage: sim [--pods N] [--engine KIND | --engines KIND,KIND,...] [--host H] [--base-port P] [--profile FILE]
            [--time-scale X] [--metrics-lag-ms MS] [--lora-adapters a,b,...] [--max-loras N]
@@ -18,7 +25,8 @@ function fail(message: string): never {
 function number(name: string, v: string | undefined, fallback: number, integer: boolean, min: number): number {
   if (v === undefined) return fallback;
   const n = Number(v);
-  if (!Number.isFinite(n) || n < min || (integer && !Number.isInteger(n))) fail(`--${name}: ${JSON.stringify(v)} is not ${integer ? "an integer" : "a number"} >= ${min}`);
+  if (!Number.isFinite(n) || n < min || (integer && !Number.isInteger(n)))
+    fail(`--${name}: ${JSON.stringify(v)} is not ${integer ? "an integer" : "a number"} >= ${min}`);
   return n;
 }
 
@@ -27,9 +35,16 @@ async function main(): Promise<void> {
   try {
     args = parseArgs({
       options: {
-        pods: { type: "string" }, engine: { type: "string" }, engines: { type: "string" }, host: { type: "string" },
-        "base-port": { type: "string" }, profile: { type: "string" }, "time-scale": { type: "string" },
-        "metrics-lag-ms": { type: "string" }, "lora-adapters": { type: "string" }, "max-loras": { type: "string" },
+        pods: { type: "string" },
+        engine: { type: "string" },
+        engines: { type: "string" },
+        host: { type: "string" },
+        "base-port": { type: "string" },
+        profile: { type: "string" },
+        "time-scale": { type: "string" },
+        "metrics-lag-ms": { type: "string" },
+        "lora-adapters": { type: "string" },
+        "max-loras": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -37,17 +52,29 @@ async function main(): Promise<void> {
   } catch (e) {
     fail((e as Error).message);
   }
-  if (args.help) { process.stdout.write(`${USAGE}\n`); return; }
-  const engineList = (args.engines ?? args.engine ?? "vllm-v1").split(",").map((s) => s.trim()).filter(Boolean);
-  for (const e of engineList) if (!(ENGINE_KINDS as readonly string[]).includes(e)) fail(`unknown engine ${JSON.stringify(e)}`);
+  if (args.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  const engineList = (args.engines ?? args.engine ?? "vllm-v1")
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
+  for (const e of engineList)
+    if (!(ENGINE_KINDS as readonly string[]).includes(e)) fail(`unknown engine ${JSON.stringify(e)}`);
   let profile: EngineProfile;
   try {
     profile = args.profile ? loadProfile(args.profile) : DEFAULT_PROFILE;
     const overrides: Record<string, unknown> = {};
-    if (args["metrics-lag-ms"] !== undefined) overrides.metricsLagMs = number("metrics-lag-ms", args["metrics-lag-ms"], 0, false, 0);
+    if (args["metrics-lag-ms"] !== undefined)
+      overrides.metricsLagMs = number("metrics-lag-ms", args["metrics-lag-ms"], 0, false, 0);
     if (args["lora-adapters"] !== undefined || args["max-loras"] !== undefined) {
       overrides.lora = {
-        adapters: args["lora-adapters"]?.split(",").map((s) => s.trim()).filter(Boolean) ?? profile.lora.adapters,
+        adapters:
+          args["lora-adapters"]
+            ?.split(",")
+            .map((s) => s.trim())
+            .filter(Boolean) ?? profile.lora.adapters,
         maxLoras: number("max-loras", args["max-loras"], profile.lora.maxLoras, true, 1),
       };
     }
@@ -71,14 +98,25 @@ async function main(): Promise<void> {
   const stop = () => {
     if (stopping) return;
     stopping = true;
-    set.close().then(() => process.exit(0), () => process.exit(1));
+    set.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
   };
   process.on("SIGINT", stop);
   process.on("SIGTERM", stop);
 }
 
 function deepMerge(base: unknown, patch: unknown): unknown {
-  if (typeof base !== "object" || base === null || Array.isArray(base) || typeof patch !== "object" || patch === null || Array.isArray(patch)) return patch;
+  if (
+    typeof base !== "object" ||
+    base === null ||
+    Array.isArray(base) ||
+    typeof patch !== "object" ||
+    patch === null ||
+    Array.isArray(patch)
+  )
+    return patch;
   const out: Record<string, unknown> = { ...(base as Record<string, unknown>) };
   for (const [k, v] of Object.entries(patch)) out[k] = deepMerge(out[k], v);
   return out;

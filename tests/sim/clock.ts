@@ -1,7 +1,9 @@
 // The one time source of the engine model: real time (timers, optionally sped up) for the HTTP pods, or
 // virtual time (an event queue run as fast as the CPU allows) for the fleet simulation.
 
-export interface Cancel { cancel(): void }
+export interface Cancel {
+  cancel(): void;
+}
 
 export interface Clock {
   /** Milliseconds of simulated time since the clock started. */
@@ -12,7 +14,12 @@ export interface Clock {
   readonly epochMs: number;
 }
 
-interface Event { t: number; seq: number; fn: () => void; cancelled: boolean }
+interface Event {
+  t: number;
+  seq: number;
+  fn: () => void;
+  cancelled: boolean;
+}
 
 /** Discrete-event clock: a binary heap ordered by time, then by scheduling order (deterministic). */
 export class VirtualClock implements Clock {
@@ -21,17 +28,27 @@ export class VirtualClock implements Clock {
   private heap: Event[] = [];
   readonly epochMs: number;
 
-  constructor(epochMs = Date.UTC(2025, 0, 1)) { this.epochMs = epochMs; }
+  constructor(epochMs = Date.UTC(2025, 0, 1)) {
+    this.epochMs = epochMs;
+  }
 
-  now(): number { return this.time; }
+  now(): number {
+    return this.time;
+  }
 
   at(timeMs: number, fn: () => void): Cancel {
     const e: Event = { t: Math.max(timeMs, this.time), seq: this.seq++, fn, cancelled: false };
     this.push(e);
-    return { cancel: () => { e.cancelled = true; } };
+    return {
+      cancel: () => {
+        e.cancelled = true;
+      },
+    };
   }
 
-  get pending(): number { return this.heap.length; }
+  get pending(): number {
+    return this.heap.length;
+  }
 
   /** Runs events in order until none is left, or the next one is after `untilMs`. Returns events run. */
   run(untilMs = Infinity): number {
@@ -48,7 +65,9 @@ export class VirtualClock implements Clock {
     return n;
   }
 
-  private less(a: Event, b: Event): boolean { return a.t < b.t || (a.t === b.t && a.seq < b.seq); }
+  private less(a: Event, b: Event): boolean {
+    return a.t < b.t || (a.t === b.t && a.seq < b.seq);
+  }
 
   private push(e: Event): void {
     const h = this.heap;
@@ -70,7 +89,8 @@ export class VirtualClock implements Clock {
       h[0] = last;
       let i = 0;
       for (;;) {
-        const l = 2 * i + 1, r = l + 1;
+        const l = 2 * i + 1,
+          r = l + 1;
         let m = i;
         if (l < h.length && this.less(h[l], h[m])) m = l;
         if (r < h.length && this.less(h[r], h[m])) m = r;
@@ -93,12 +113,25 @@ export class RealClock implements Clock {
     if (!(timeScale > 0)) throw new Error(`time scale must be > 0 (got ${timeScale})`);
   }
 
-  now(): number { return (performance.now() - this.start) * this.timeScale; }
+  now(): number {
+    return (performance.now() - this.start) * this.timeScale;
+  }
 
   at(timeMs: number, fn: () => void): Cancel {
-    const t = setTimeout(() => { this.timers.delete(t); fn(); }, Math.max(0, (timeMs - this.now()) / this.timeScale));
+    const t = setTimeout(
+      () => {
+        this.timers.delete(t);
+        fn();
+      },
+      Math.max(0, (timeMs - this.now()) / this.timeScale),
+    );
     this.timers.add(t);
-    return { cancel: () => { clearTimeout(t); this.timers.delete(t); } };
+    return {
+      cancel: () => {
+        clearTimeout(t);
+        this.timers.delete(t);
+      },
+    };
   }
 
   /** Cancels every pending timer (shutdown). */

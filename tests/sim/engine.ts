@@ -89,8 +89,13 @@ class Seq {
   firstScheduled = -1;
   firstToken = -1;
   preemptions = 0;
-  constructor(readonly req: EngineRequest, readonly arrival: number) {}
-  get knownTokens(): number { return this.req.seq.promptTokens + this.generated; }
+  constructor(
+    readonly req: EngineRequest,
+    readonly arrival: number,
+  ) {}
+  get knownTokens(): number {
+    return this.req.seq.promptTokens + this.generated;
+  }
 }
 
 const EMPTY: string[] = [];
@@ -100,7 +105,13 @@ export class Engine {
   readonly pool: BlockPool;
   readonly lora: LoraSlots;
   readonly counters: EngineCounters = {
-    requests: 0, promptTokens: 0, generationTokens: 0, prefixQueries: 0, prefixHits: 0, preemptions: 0, iterations: 0,
+    requests: 0,
+    promptTokens: 0,
+    generationTokens: 0,
+    prefixQueries: 0,
+    prefixHits: 0,
+    preemptions: 0,
+    iterations: 0,
     finished: { length: 0, stop: 0, abort: 0 },
   };
   observer: EngineObserver | null = null;
@@ -113,7 +124,12 @@ export class Engine {
   private readonly history: GaugeState[] = [];
   private readonly trackLora: boolean;
 
-  constructor(readonly kind: EngineKind, readonly profile: EngineProfile, readonly clock: Clock, seed: string | number = kind) {
+  constructor(
+    readonly kind: EngineKind,
+    readonly profile: EngineProfile,
+    readonly clock: Clock,
+    seed: string | number = kind,
+  ) {
     this.blockSize = profile.kv.blockSize[blockFamily(kind)];
     this.pool = new BlockPool(Math.floor(profile.kv.cacheTokens / this.blockSize));
     this.lora = new LoraSlots(clock, profile.lora.maxLoras, profile.lora.loadDelayMs, () => this.kick());
@@ -122,7 +138,9 @@ export class Engine {
     this.record();
   }
 
-  get numGpuBlocks(): number { return this.pool.numBlocks; }
+  get numGpuBlocks(): number {
+    return this.pool.numBlocks;
+  }
 
   /** Enqueues a request arriving now. */
   submit(req: EngineRequest): void {
@@ -146,20 +164,33 @@ export class Engine {
 
   // ---- state, true and as the lagged gauges show it ----
 
-  get numWaiting(): number { return this.waiting.length; }
-  get numRunning(): number { return this.running.length; }
-  get kvUsage(): number { return this.pool.usage; }
+  get numWaiting(): number {
+    return this.waiting.length;
+  }
+  get numRunning(): number {
+    return this.running.length;
+  }
+  get kvUsage(): number {
+    return this.pool.usage;
+  }
 
   /** The gauges as /metrics shows them at `nowMs` (default now): the state of metricsLagMs earlier. */
   gauges(nowMs = this.clock.now()): GaugeState {
     const t = nowMs - this.profile.metricsLagMs;
     const h = this.history;
-    let lo = 0, hi = h.length - 1, found = -1;
+    let lo = 0,
+      hi = h.length - 1,
+      found = -1;
     while (lo <= hi) {
       const mid = (lo + hi) >> 1;
-      if (h[mid].t <= t) { found = mid; lo = mid + 1; } else hi = mid - 1;
+      if (h[mid].t <= t) {
+        found = mid;
+        lo = mid + 1;
+      } else hi = mid - 1;
     }
-    return found >= 0 ? h[found] : { t, waiting: 0, running: 0, kvUsage: 0, usedBlocks: 0, loraRunning: EMPTY, loraWaiting: EMPTY };
+    return found >= 0
+      ? h[found]
+      : { t, waiting: 0, running: 0, kvUsage: 0, usedBlocks: 0, loraRunning: EMPTY, loraWaiting: EMPTY };
   }
 
   /** Prompt tokens of `seq` the prefix cache would serve right now (no side effects; for the oracle). */
@@ -175,7 +206,8 @@ export class Engine {
   backlogPrefillTokens(): number {
     let n = 0;
     for (const s of this.waiting) n += s.knownTokens - Math.max(0, s.numComputed);
-    for (const s of this.running) if (s.generated === 0 || s.numComputed < s.knownTokens - 1) n += s.knownTokens - s.numComputed;
+    for (const s of this.running)
+      if (s.generated === 0 || s.numComputed < s.knownTokens - 1) n += s.knownTokens - s.numComputed;
     return n;
   }
 
@@ -184,7 +216,9 @@ export class Engine {
     return this.running.map((s) => ({ remaining: s.req.maxTokens - s.generated, blocks: s.blocks.length }));
   }
 
-  isAdapterResident(adapter: string): boolean { return this.lora.isReady(adapter); }
+  isAdapterResident(adapter: string): boolean {
+    return this.lora.isReady(adapter);
+  }
 
   // ---- the scheduler ----
 
@@ -210,13 +244,17 @@ export class Engine {
         const victim = this.running[this.running.length - 1];
         this.preempt(victim);
         preempted = true;
-        if (victim === s) { victimWasSelf = true; break; }
+        if (victim === s) {
+          victimWasSelf = true;
+          break;
+        }
       }
       if (victimWasSelf) break;
       s.scheduled = n;
       budget -= n;
       batch.push(s);
-      if (s.generated >= 1 && remaining === 1) decodes++; else prefillTokens += n;
+      if (s.generated >= 1 && remaining === 1) decodes++;
+      else prefillTokens += n;
     }
 
     if (!preempted) {
@@ -245,7 +283,8 @@ export class Engine {
         }
         if (s.firstScheduled < 0) s.firstScheduled = this.clock.now();
         this.running.push(s);
-        if (s.req.adapter !== null) this.runningAdapters.set(s.req.adapter, (this.runningAdapters.get(s.req.adapter) ?? 0) + 1);
+        if (s.req.adapter !== null)
+          this.runningAdapters.set(s.req.adapter, (this.runningAdapters.get(s.req.adapter) ?? 0) + 1);
         s.scheduled = n;
         budget -= n;
         batch.push(s);
@@ -259,7 +298,11 @@ export class Engine {
       this.stepping = false;
       return;
     }
-    const duration = stepMs(this.profile, { prefillTokens, decodeRequests: decodes, kvUsage: this.pool.usage, batchSize: batch.length }, this.rng);
+    const duration = stepMs(
+      this.profile,
+      { prefillTokens, decodeRequests: decodes, kvUsage: this.pool.usage, batchSize: batch.length },
+      this.rng,
+    );
     this.clock.at(this.clock.now() + duration, () => this.finishStep(batch, prefillTokens, duration));
   }
 
@@ -376,10 +419,13 @@ export class Engine {
       kvUsage: this.pool.usage,
       usedBlocks: this.pool.usedBlocks,
       loraRunning: this.trackLora ? [...this.runningAdapters].filter(([, n]) => n > 0).map(([a]) => a) : EMPTY,
-      loraWaiting: this.trackLora ? [...new Set(this.waiting.map((s) => s.req.adapter).filter((a): a is string => a !== null))] : EMPTY,
+      loraWaiting: this.trackLora
+        ? [...new Set(this.waiting.map((s) => s.req.adapter).filter((a): a is string => a !== null))]
+        : EMPTY,
     };
     const h = this.history;
-    if (h.length > 0 && h[h.length - 1].t === now) h[h.length - 1] = state; else h.push(state);
+    if (h.length > 0 && h[h.length - 1].t === now) h[h.length - 1] = state;
+    else h.push(state);
     // Keep what the lag can still ask for (plus one older entry as the baseline).
     const horizon = now - this.profile.metricsLagMs - 1;
     if (h.length > 64 && h[32].t < horizon) {

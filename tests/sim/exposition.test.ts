@@ -8,39 +8,83 @@ import { ENGINE_KINDS, type EngineKind, makeProfile } from "./profile";
 import { Rng } from "./rng";
 import { TokenSequence, answerText, synthText } from "./text";
 
-interface Family { name: string; type: string; help: string; metrics: { value?: string; labels?: Record<string, string>; buckets?: Record<string, string> }[] }
+interface Family {
+  name: string;
+  type: string;
+  help: string;
+  metrics: { value?: string; labels?: Record<string, string>; buckets?: Record<string, string> }[];
+}
 const parsePrometheus = createRequire(import.meta.url)("parse-prometheus-text-format") as (text: string) => Family[];
 
 /** An engine of `kind` mid-run: 12 requests arrived, some done, some running, some queued. */
 function busyEngine(kind: EngineKind) {
-  const profile = makeProfile({ scheduler: { maxNumSeqs: 4 }, metricsLagMs: 0, lora: { adapters: ["sql-lora", "chat-lora"], maxLoras: 2 } });
+  const profile = makeProfile({
+    scheduler: { maxNumSeqs: 4 },
+    metricsLagMs: 0,
+    lora: { adapters: ["sql-lora", "chat-lora"], maxLoras: 2 },
+  });
   const clock = new VirtualClock();
   const engine = new Engine(kind, profile, clock, 3);
   const exposition = createExposition(engine, { modelName: profile.model });
   for (let i = 0; i < 12; i++) {
     const adapter = i % 3 === 0 ? "sql-lora" : null;
     const prompt = synthText(new Rng(`e${i}`), 300);
-    clock.at(i * 50, () => engine.submit({
-      id: `r${i}`, seq: new TokenSequence(prompt, answerText(prompt, adapter ?? profile.model, 400), adapter ?? profile.model),
-      maxTokens: i < 4 ? 20 : 400, finishReason: "length", adapter, maxTokensParam: 400, onFinish: () => {},
-    }));
+    clock.at(i * 50, () =>
+      engine.submit({
+        id: `r${i}`,
+        seq: new TokenSequence(prompt, answerText(prompt, adapter ?? profile.model, 400), adapter ?? profile.model),
+        maxTokens: i < 4 ? 20 : 400,
+        finishReason: "length",
+        adapter,
+        maxTokensParam: 400,
+        onFinish: () => {},
+      }),
+    );
   }
   clock.run(2_000);
   return { engine, exposition, profile };
 }
 
 const CORE: Record<EngineKind, [string, string][]> = {
-  "vllm-v1": [["vllm:num_requests_waiting", "GAUGE"], ["vllm:num_requests_running", "GAUGE"], ["vllm:kv_cache_usage_perc", "GAUGE"],
-    ["vllm:lora_requests_info", "GAUGE"], ["vllm:cache_config_info", "GAUGE"], ["vllm:time_to_first_token_seconds", "HISTOGRAM"],
-    ["vllm:prompt_tokens_total", "COUNTER"], ["vllm:prefix_cache_hits_total", "COUNTER"]],
-  "vllm-v0": [["vllm:num_requests_waiting", "GAUGE"], ["vllm:num_requests_running", "GAUGE"], ["vllm:gpu_cache_usage_perc", "GAUGE"],
-    ["vllm:lora_requests_info", "GAUGE"], ["vllm:cache_config_info", "GAUGE"], ["vllm:e2e_request_latency_seconds", "HISTOGRAM"]],
-  sglang: [["sglang:num_queue_reqs", "GAUGE"], ["sglang:num_running_reqs", "GAUGE"], ["sglang:token_usage", "GAUGE"],
-    ["sglang:cache_config_info", "GAUGE"], ["sglang:time_to_first_token_seconds", "HISTOGRAM"]],
-  "triton-trtllm": [["nv_trt_llm_request_metrics", "GAUGE"], ["nv_trt_llm_kv_cache_block_metrics", "GAUGE"],
-    ["nv_inference_request_success", "COUNTER"], ["nv_llm_output_token_len", "HISTOGRAM"]],
-  "trtllm-serve": [["trtllm_num_requests_waiting", "GAUGE"], ["trtllm_num_requests_running", "GAUGE"], ["trtllm_kv_cache_utilization", "GAUGE"],
-    ["trtllm_kv_cache_tokens_per_block", "GAUGE"], ["trtllm_time_to_first_token_seconds", "HISTOGRAM"], ["trtllm_request_success_total", "COUNTER"]],
+  "vllm-v1": [
+    ["vllm:num_requests_waiting", "GAUGE"],
+    ["vllm:num_requests_running", "GAUGE"],
+    ["vllm:kv_cache_usage_perc", "GAUGE"],
+    ["vllm:lora_requests_info", "GAUGE"],
+    ["vllm:cache_config_info", "GAUGE"],
+    ["vllm:time_to_first_token_seconds", "HISTOGRAM"],
+    ["vllm:prompt_tokens_total", "COUNTER"],
+    ["vllm:prefix_cache_hits_total", "COUNTER"],
+  ],
+  "vllm-v0": [
+    ["vllm:num_requests_waiting", "GAUGE"],
+    ["vllm:num_requests_running", "GAUGE"],
+    ["vllm:gpu_cache_usage_perc", "GAUGE"],
+    ["vllm:lora_requests_info", "GAUGE"],
+    ["vllm:cache_config_info", "GAUGE"],
+    ["vllm:e2e_request_latency_seconds", "HISTOGRAM"],
+  ],
+  sglang: [
+    ["sglang:num_queue_reqs", "GAUGE"],
+    ["sglang:num_running_reqs", "GAUGE"],
+    ["sglang:token_usage", "GAUGE"],
+    ["sglang:cache_config_info", "GAUGE"],
+    ["sglang:time_to_first_token_seconds", "HISTOGRAM"],
+  ],
+  "triton-trtllm": [
+    ["nv_trt_llm_request_metrics", "GAUGE"],
+    ["nv_trt_llm_kv_cache_block_metrics", "GAUGE"],
+    ["nv_inference_request_success", "COUNTER"],
+    ["nv_llm_output_token_len", "HISTOGRAM"],
+  ],
+  "trtllm-serve": [
+    ["trtllm_num_requests_waiting", "GAUGE"],
+    ["trtllm_num_requests_running", "GAUGE"],
+    ["trtllm_kv_cache_utilization", "GAUGE"],
+    ["trtllm_kv_cache_tokens_per_block", "GAUGE"],
+    ["trtllm_time_to_first_token_seconds", "HISTOGRAM"],
+    ["trtllm_request_success_total", "COUNTER"],
+  ],
 };
 
 /** The value of the only series of `name` whose labels include `match`. */
@@ -59,16 +103,38 @@ for (const kind of ENGINE_KINDS) {
     const families = parsePrometheus(text);
     const types = new Map(families.map((f) => [f.name, f.type]));
     for (const [name, type] of CORE[kind]) assert.equal(types.get(name), type, `${name} is a ${type}`);
-    assert.ok(families.every((f) => f.help.length > 0), "every family has HELP");
+    assert.ok(
+      families.every((f) => f.help.length > 0),
+      "every family has HELP",
+    );
     assert.equal(new Set(families.map((f) => f.name)).size, families.length, "no family twice");
     assert.ok(engine.numWaiting > 0 && engine.numRunning > 0, "the engine is busy");
     const [queued, running, kv] = {
-      "vllm-v1": () => [value(families, "vllm:num_requests_waiting"), value(families, "vllm:num_requests_running"), value(families, "vllm:kv_cache_usage_perc")],
-      "vllm-v0": () => [value(families, "vllm:num_requests_waiting"), value(families, "vllm:num_requests_running"), value(families, "vllm:gpu_cache_usage_perc")],
-      sglang: () => [value(families, "sglang:num_queue_reqs"), value(families, "sglang:num_running_reqs"), value(families, "sglang:token_usage")],
-      "triton-trtllm": () => [value(families, "nv_trt_llm_request_metrics", { request_type: "waiting" }),
-        value(families, "nv_trt_llm_request_metrics", { request_type: "scheduled" }), value(families, "nv_trt_llm_kv_cache_block_metrics", { kv_cache_block_type: "fraction" })],
-      "trtllm-serve": () => [value(families, "trtllm_num_requests_waiting"), value(families, "trtllm_num_requests_running"), value(families, "trtllm_kv_cache_utilization")],
+      "vllm-v1": () => [
+        value(families, "vllm:num_requests_waiting"),
+        value(families, "vllm:num_requests_running"),
+        value(families, "vllm:kv_cache_usage_perc"),
+      ],
+      "vllm-v0": () => [
+        value(families, "vllm:num_requests_waiting"),
+        value(families, "vllm:num_requests_running"),
+        value(families, "vllm:gpu_cache_usage_perc"),
+      ],
+      sglang: () => [
+        value(families, "sglang:num_queue_reqs"),
+        value(families, "sglang:num_running_reqs"),
+        value(families, "sglang:token_usage"),
+      ],
+      "triton-trtllm": () => [
+        value(families, "nv_trt_llm_request_metrics", { request_type: "waiting" }),
+        value(families, "nv_trt_llm_request_metrics", { request_type: "scheduled" }),
+        value(families, "nv_trt_llm_kv_cache_block_metrics", { kv_cache_block_type: "fraction" }),
+      ],
+      "trtllm-serve": () => [
+        value(families, "trtllm_num_requests_waiting"),
+        value(families, "trtllm_num_requests_running"),
+        value(families, "trtllm_kv_cache_utilization"),
+      ],
     }[kind]();
     assert.equal(queued, engine.numWaiting);
     assert.equal(running, engine.numRunning);
@@ -88,7 +154,10 @@ test("vllm-v1: a page is tens of KB, cache_config_info and lora_requests_info ca
   const latest = lora.reduce((a, b) => (Number(b.value) > Number(a.value) ? b : a));
   assert.equal(latest.labels!.max_lora, String(profile.lora.maxLoras));
   assert.equal(latest.labels!.running_lora_adapters, "sql-lora");
-  assert.ok(Math.abs(Number(latest.value) - (engine.clock.epochMs + engine.clock.now()) / 1000) < 1, "value is the last-update Unix time");
+  assert.ok(
+    Math.abs(Number(latest.value) - (engine.clock.epochMs + engine.clock.now()) / 1000) < 1,
+    "value is the last-update Unix time",
+  );
   // (parse-prometheus-text-format drops _count of labelled histograms, so read the line itself.)
   const count = /^vllm:time_to_first_token_seconds_count\{[^}]*\} (\S+)$/m.exec(text);
   assert.ok(count && Number(count[1]) >= 4, "finished requests observed");
@@ -101,8 +170,15 @@ test("gauges on the page lag by metricsLagMs; counters do not", () => {
   const exposition = createExposition(engine, { modelName: profile.model });
   for (let i = 0; i < 6; i++) {
     const prompt = synthText(new Rng(`l${i}`), 100);
-    engine.submit({ id: `l${i}`, seq: new TokenSequence(prompt, answerText(prompt, profile.model, 3000), profile.model), maxTokens: 3000,
-      finishReason: "length", adapter: null, maxTokensParam: null, onFinish: () => {} });
+    engine.submit({
+      id: `l${i}`,
+      seq: new TokenSequence(prompt, answerText(prompt, profile.model, 3000), profile.model),
+      maxTokens: 3000,
+      finishReason: "length",
+      adapter: null,
+      maxTokensParam: null,
+      onFinish: () => {},
+    });
   }
   clock.run(1000);
   const early = parsePrometheus(exposition.render());

@@ -43,7 +43,10 @@ export interface FleetResult {
 /** The profile with the workload's LoRA adapters added (pods must know every adapter a request names). */
 export function profileFor(profile: EngineProfile, workload: Workload): EngineProfile {
   if (workload.adapters.every((a) => profile.lora.adapters.includes(a))) return profile;
-  return makeProfile({ ...profile, lora: { ...profile.lora, adapters: [...new Set([...profile.lora.adapters, ...workload.adapters])] } });
+  return makeProfile({
+    ...profile,
+    lora: { ...profile.lora, adapters: [...new Set([...profile.lora.adapters, ...workload.adapters])] },
+  });
 }
 
 /** Pod addresses in the fleet: 10.0.x.y:8000 (any literal IP:port works for the routers). */
@@ -57,7 +60,14 @@ export function runFleet(o: FleetOptions): FleetResult {
   const engines = o.engines && o.engines.length > 0 ? o.engines : (["vllm-v1"] as EngineKind[]);
   const pods: FleetPod[] = Array.from({ length: o.pods }, (_, i) => {
     const kind = engines[i % engines.length];
-    return { index: i, name: `pod-${i}`, address: fleetAddress(i), kind, engine: new Engine(kind, profile, clock, `${seed}:${i}`), inFlight: 0 };
+    return {
+      index: i,
+      name: `pod-${i}`,
+      address: fleetAddress(i),
+      kind,
+      engine: new Engine(kind, profile, clock, `${seed}:${i}`),
+      inFlight: 0,
+    };
   });
 
   const records: RequestRecord[] = [];
@@ -66,17 +76,29 @@ export function runFleet(o: FleetOptions): FleetResult {
   let outstanding = o.workload.total;
   let ticking = false;
 
-  const scrape = (): ScrapedMetrics[] => pods.map((p) => {
-    const g = p.engine.gauges();
-    return {
-      queued: g.waiting, running: g.running, kvUsage: g.kvUsage, loraRunning: g.loraRunning, loraWaiting: g.loraWaiting,
-      maxLora: profile.lora.adapters.length > 0 ? profile.lora.maxLoras : 0, blockSize: p.engine.blockSize, numBlocks: p.engine.numGpuBlocks,
-      scrapedAtMs: clock.now(),
-    };
-  });
+  const scrape = (): ScrapedMetrics[] =>
+    pods.map((p) => {
+      const g = p.engine.gauges();
+      return {
+        queued: g.waiting,
+        running: g.running,
+        kvUsage: g.kvUsage,
+        loraRunning: g.loraRunning,
+        loraWaiting: g.loraWaiting,
+        maxLora: profile.lora.adapters.length > 0 ? profile.lora.maxLoras : 0,
+        blockSize: p.engine.blockSize,
+        numBlocks: p.engine.numGpuBlocks,
+        scrapedAtMs: clock.now(),
+      };
+    });
   const ctx: PickerContext = {
-    clock, pods, profile, rng: new Rng(`picker:${seed}`),
-    every(intervalMs, fn) { periodic.push({ interval: intervalMs, fn, next: clock.now() + intervalMs }); },
+    clock,
+    pods,
+    profile,
+    rng: new Rng(`picker:${seed}`),
+    every(intervalMs, fn) {
+      periodic.push({ interval: intervalMs, fn, next: clock.now() + intervalMs });
+    },
     scrape,
   };
 
@@ -85,15 +107,32 @@ export function runFleet(o: FleetOptions): FleetResult {
   const TICK = 10;
   const tick = () => {
     const now = clock.now();
-    for (const p of periodic) while (p.next <= now) { p.fn(now); p.next += p.interval; }
-    if (now >= nextSample) { queueSamples.push(pods.reduce((a, p) => a + p.engine.numWaiting, 0)); nextSample += 1000; }
-    if (outstanding > 0) clock.at(now + TICK, tick); else ticking = false;
+    for (const p of periodic)
+      while (p.next <= now) {
+        p.fn(now);
+        p.next += p.interval;
+      }
+    if (now >= nextSample) {
+      queueSamples.push(pods.reduce((a, p) => a + p.engine.numWaiting, 0));
+      nextSample += 1000;
+    }
+    if (outstanding > 0) clock.at(now + TICK, tick);
+    else ticking = false;
   };
 
   const admit = (req: WorkloadRequest) => {
     const record: RequestRecord = {
-      id: req.id, pod: -1, status: "unfinished", httpStatus: 0, arrivalMs: clock.now(), firstTokenMs: NaN, finishedMs: NaN,
-      promptTokens: 0, outputTokens: 0, cachedTokens: 0, fallback: false,
+      id: req.id,
+      pod: -1,
+      status: "unfinished",
+      httpStatus: 0,
+      arrivalMs: clock.now(),
+      firstTokenMs: NaN,
+      finishedMs: NaN,
+      promptTokens: 0,
+      outputTokens: 0,
+      cachedTokens: 0,
+      fallback: false,
     };
     records.push(record);
     const failed = () => {
@@ -123,8 +162,16 @@ export function runFleet(o: FleetOptions): FleetResult {
     pod.inFlight++;
     const p = prepared.parsed;
     pod.engine.submit({
-      id: req.id, seq: prepared.seq, maxTokens: p.outputTokens, finishReason: p.finishReason, adapter: p.adapter, maxTokensParam: p.maxTokensParam,
-      onFirstToken: (t) => { record.firstTokenMs = t; o.picker.responseStarted?.(pick, t); },
+      id: req.id,
+      seq: prepared.seq,
+      maxTokens: p.outputTokens,
+      finishReason: p.finishReason,
+      adapter: p.adapter,
+      maxTokensParam: p.maxTokensParam,
+      onFirstToken: (t) => {
+        record.firstTokenMs = t;
+        o.picker.responseStarted?.(pick, t);
+      },
       onFinish: (r) => {
         pod.inFlight--;
         record.finishedMs = r.finishedMs;
@@ -143,7 +190,9 @@ export function runFleet(o: FleetOptions): FleetResult {
   };
 
   let nextInitial = 0;
-  const admitNext = () => { if (nextInitial < o.workload.requests.length) admit(o.workload.requests[nextInitial++]); };
+  const admitNext = () => {
+    if (nextInitial < o.workload.requests.length) admit(o.workload.requests[nextInitial++]);
+  };
 
   o.picker.start(ctx);
   if (o.closedLoop) {
@@ -151,13 +200,22 @@ export function runFleet(o: FleetOptions): FleetResult {
   } else {
     for (const req of o.workload.requests) clock.at(req.arrivalMs, () => admit(req));
   }
-  if (!ticking) { ticking = true; clock.at(0, tick); }
+  if (!ticking) {
+    ticking = true;
+    clock.at(0, tick);
+  }
   const limit = o.maxVirtualMs ?? 2 * 3600_000;
   clock.run(limit);
   o.picker.close?.();
   const stats = o.picker.stats?.() ?? {};
   return {
-    picker: o.picker.name, workload: o.workload.name, records, summary: summarize(records, queueSamples), pickerStats: stats,
-    virtualMs: clock.now(), wallMs: performance.now() - wallStart, queueSamples,
+    picker: o.picker.name,
+    workload: o.workload.name,
+    records,
+    summary: summarize(records, queueSamples),
+    pickerStats: stats,
+    virtualMs: clock.now(),
+    wallMs: performance.now() - wallStart,
+    queueSamples,
   };
 }

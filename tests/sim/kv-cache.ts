@@ -35,16 +35,28 @@ export class BlockPool {
     for (let b = 0; b < numBlocks; b++) this.append(b);
   }
 
-  get freeBlocks(): number { return this.free; }
-  get usedBlocks(): number { return this.numBlocks - this.free; }
-  get usage(): number { return 1 - this.free / this.numBlocks; }
-  get cachedBlocks(): number { return this.cached.size; }
+  get freeBlocks(): number {
+    return this.free;
+  }
+  get usedBlocks(): number {
+    return this.numBlocks - this.free;
+  }
+  get usage(): number {
+    return 1 - this.free / this.numBlocks;
+  }
+  get cachedBlocks(): number {
+    return this.cached.size;
+  }
 
   /** Block holding `hash`, if cached. */
-  lookup(hash: number): number | undefined { return this.cached.get(hash); }
+  lookup(hash: number): number | undefined {
+    return this.cached.get(hash);
+  }
 
   /** Whether `hash` is cached and its block is currently free (taking it would reduce free blocks). */
-  isEvictable(block: number): boolean { return this.inFree[block] === 1; }
+  isEvictable(block: number): boolean {
+    return this.inFree[block] === 1;
+  }
 
   /** Takes a reference on a cached block (a prefix-cache hit); a free block leaves the free queue. */
   touch(block: number): void {
@@ -88,16 +100,20 @@ export class BlockPool {
   private append(b: number): void {
     this.prev[b] = this.tail;
     this.next[b] = NONE;
-    if (this.tail !== NONE) this.next[this.tail] = b; else this.head = b;
+    if (this.tail !== NONE) this.next[this.tail] = b;
+    else this.head = b;
     this.tail = b;
     this.inFree[b] = 1;
     this.free++;
   }
 
   private unlink(b: number): void {
-    const p = this.prev[b], n = this.next[b];
-    if (p !== NONE) this.next[p] = n; else this.head = n;
-    if (n !== NONE) this.prev[n] = p; else this.tail = p;
+    const p = this.prev[b],
+      n = this.next[b];
+    if (p !== NONE) this.next[p] = n;
+    else this.head = n;
+    if (n !== NONE) this.prev[n] = p;
+    else this.tail = p;
     this.inFree[b] = 0;
     this.free--;
   }

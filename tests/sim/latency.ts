@@ -46,6 +46,8 @@ export function loadFactor(profile: EngineProfile, batchSize: number): number {
  * mixed chunked-prefill batch).
  */
 export function stepMs(profile: EngineProfile, shape: StepShape, rng: Rng | null): number {
-  const prefill = prefillMs(profile, shape.prefillTokens) * (profile.latency.kind === "per-token" ? loadFactor(profile, shape.batchSize) : 1);
+  const prefill =
+    prefillMs(profile, shape.prefillTokens) *
+    (profile.latency.kind === "per-token" ? loadFactor(profile, shape.batchSize) : 1);
   return prefill + decodeMs(profile, shape, rng);
 }

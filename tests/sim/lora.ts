@@ -5,20 +5,34 @@ import type { Clock } from "./clock";
 
 // A freshly loaded adapter is protected until the request it was loaded for uses it, so two waiting
 // requests for different adapters cannot evict each other's adapter forever.
-interface Slot { state: "loading" | "ready"; lastUsed: number; used: boolean }
+interface Slot {
+  state: "loading" | "ready";
+  lastUsed: number;
+  used: boolean;
+}
 
 export class LoraSlots {
   private readonly slots = new Map<string, Slot>();
   /** Adapter loads started so far. */
   loads = 0;
 
-  constructor(private readonly clock: Clock, readonly maxLoras: number, readonly loadDelayMs: number,
-              private readonly onLoaded: () => void) {}
+  constructor(
+    private readonly clock: Clock,
+    readonly maxLoras: number,
+    readonly loadDelayMs: number,
+    private readonly onLoaded: () => void,
+  ) {}
 
   /** Resident and ready adapters. */
-  get resident(): string[] { return [...this.slots].filter(([, s]) => s.state === "ready").map(([n]) => n); }
-  isReady(adapter: string): boolean { return this.slots.get(adapter)?.state === "ready"; }
-  isLoading(adapter: string): boolean { return this.slots.get(adapter)?.state === "loading"; }
+  get resident(): string[] {
+    return [...this.slots].filter(([, s]) => s.state === "ready").map(([n]) => n);
+  }
+  isReady(adapter: string): boolean {
+    return this.slots.get(adapter)?.state === "ready";
+  }
+  isLoading(adapter: string): boolean {
+    return this.slots.get(adapter)?.state === "loading";
+  }
 
   /**
    * True if a request for `adapter` can run now. Otherwise starts loading it when a slot can be had (an
@@ -29,14 +43,21 @@ export class LoraSlots {
     if (adapter === null) return true;
     const slot = this.slots.get(adapter);
     if (slot) {
-      if (slot.state === "ready") { slot.lastUsed = this.clock.now(); slot.used = true; return true; }
+      if (slot.state === "ready") {
+        slot.lastUsed = this.clock.now();
+        slot.used = true;
+        return true;
+      }
       return false;
     }
     if (this.slots.size >= this.maxLoras) {
       let victim: string | null = null;
       let oldest = Infinity;
       for (const [name, s] of this.slots) {
-        if (s.state === "ready" && s.used && !busy(name) && s.lastUsed < oldest) { oldest = s.lastUsed; victim = name; }
+        if (s.state === "ready" && s.used && !busy(name) && s.lastUsed < oldest) {
+          oldest = s.lastUsed;
+          victim = name;
+        }
       }
       if (victim === null) return false;
       this.slots.delete(victim);

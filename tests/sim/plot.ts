@@ -4,17 +4,34 @@ import { Resvg } from "@resvg/resvg-js";
 import * as vega from "vega";
 import { compile, type TopLevelSpec } from "vega-lite";
 
-export interface PlotRow { workload: string; loadPct: number; picker: string; ttftP99Ms: number; outputTokPerSec: number }
+export interface PlotRow {
+  workload: string;
+  loadPct: number;
+  picker: string;
+  ttftP99Ms: number;
+  outputTokPerSec: number;
+}
 
 export async function renderRoutingPng(rows: PlotRow[], title: string): Promise<Buffer> {
   const panel = (field: keyof PlotRow, label: string, log: boolean) => ({
     facet: { column: { field: "workload", type: "nominal" as const, title: null, header: { labelFontSize: 13 } } },
     spec: {
-      width: 190, height: 170,
+      width: 190,
+      height: 170,
       layer: [{ mark: { type: "line" as const, point: true } }],
       encoding: {
-        x: { field: "loadPct", type: "quantitative" as const, title: "load (% of capacity)", scale: { domain: [45, 100] } },
-        y: { field, type: "quantitative" as const, title: label, scale: log ? { type: "log" as const } : { zero: false } },
+        x: {
+          field: "loadPct",
+          type: "quantitative" as const,
+          title: "load (% of capacity)",
+          scale: { domain: [45, 100] },
+        },
+        y: {
+          field,
+          type: "quantitative" as const,
+          title: label,
+          scale: log ? { type: "log" as const } : { zero: false },
+        },
         color: { field: "picker", type: "nominal" as const, title: "picker" },
       },
     },

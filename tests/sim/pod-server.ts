@@ -6,7 +6,18 @@ import type { AddressInfo } from "node:net";
 import type { Clock } from "./clock";
 import { Engine, type RequestResult } from "./engine";
 import { type Exposition, createExposition } from "./exposition/index";
-import { ApiError, type Api, type ParsedRequest, chunkBody, modelsBody, parseRequest, responseBody, sequenceFor, usage, usageChunk } from "./openai";
+import {
+  ApiError,
+  type Api,
+  type ParsedRequest,
+  chunkBody,
+  modelsBody,
+  parseRequest,
+  responseBody,
+  sequenceFor,
+  usage,
+  usageChunk,
+} from "./openai";
 import type { EngineKind, EngineProfile } from "./profile";
 import { CHARS_PER_TOKEN } from "./text";
 
@@ -49,15 +60,22 @@ export class SimPod {
   async listen(): Promise<this> {
     await new Promise<void>((resolve, reject) => {
       this.server.once("error", reject);
-      this.server.listen(this.opts.port ?? 0, this.opts.host ?? "127.0.0.1", () => { this.server.off("error", reject); resolve(); });
+      this.server.listen(this.opts.port ?? 0, this.opts.host ?? "127.0.0.1", () => {
+        this.server.off("error", reject);
+        resolve();
+      });
     });
     this.bound = this.server.address() as AddressInfo;
     return this;
   }
 
-  get port(): number { return this.bound?.port ?? 0; }
+  get port(): number {
+    return this.bound?.port ?? 0;
+  }
   /** host:port as a router puts it in x-gateway-destination-endpoint. */
-  get address(): string { return `${this.bound?.address ?? this.opts.host ?? "127.0.0.1"}:${this.port}`; }
+  get address(): string {
+    return `${this.bound?.address ?? this.opts.host ?? "127.0.0.1"}:${this.port}`;
+  }
 
   async close(): Promise<void> {
     this.server.closeAllConnections();
@@ -74,13 +92,23 @@ export class SimPod {
     // Count response bytes for the HTTP metrics (prometheus-fastapi-instrumentator's response size).
     const write = res.write.bind(res);
     const end = res.end.bind(res);
-    res.write = ((chunk: string | Uint8Array, ...rest: never[]) => { responseBytes += Buffer.byteLength(chunk); return write(chunk, ...rest); }) as typeof res.write;
+    res.write = ((chunk: string | Uint8Array, ...rest: never[]) => {
+      responseBytes += Buffer.byteLength(chunk);
+      return write(chunk, ...rest);
+    }) as typeof res.write;
     res.end = ((chunk?: string | Uint8Array, ...rest: never[]) => {
       if (typeof chunk === "string" || chunk instanceof Uint8Array) responseBytes += Buffer.byteLength(chunk);
       return end(chunk as never, ...rest);
     }) as typeof res.end;
     res.on("finish", () => {
-      this.exposition.http?.observe(path, req.method ?? "GET", res.statusCode, requestBytes, responseBytes, (this.clock.now() - started) / 1000);
+      this.exposition.http?.observe(
+        path,
+        req.method ?? "GET",
+        res.statusCode,
+        requestBytes,
+        responseBytes,
+        (this.clock.now() - started) / 1000,
+      );
     });
     const json = (status: number, body: unknown) => {
       const text = typeof body === "string" ? body : JSON.stringify(body);
@@ -94,7 +122,10 @@ export class SimPod {
       const chunks: Buffer[] = [];
       req.on("data", (c: Buffer) => {
         requestBytes += c.length;
-        if (requestBytes > MAX_BODY) { json(413, new ApiError(413, "request body too large").body()); req.destroy(); } else chunks.push(c);
+        if (requestBytes > MAX_BODY) {
+          json(413, new ApiError(413, "request body too large").body());
+          req.destroy();
+        } else chunks.push(c);
       });
       req.on("end", () => {
         if (res.headersSent) return;
@@ -110,7 +141,11 @@ export class SimPod {
       return;
     }
     if (req.method !== "GET") return json(405, { detail: "Method Not Allowed" });
-    if (path === "/health") { res.writeHead(200); res.end(); return; }
+    if (path === "/health") {
+      res.writeHead(200);
+      res.end();
+      return;
+    }
     if (path === "/v1/models") return json(200, modelsBody(this.profile, Math.floor(this.clock.epochMs / 1000)));
     if (path === this.exposition.metricsPath) {
       const text = this.exposition.render();
@@ -118,7 +153,8 @@ export class SimPod {
       res.end(text);
       return;
     }
-    if (path === "/metrics" && this.exposition.iterationStatsJson) return json(200, this.exposition.iterationStatsJson());
+    if (path === "/metrics" && this.exposition.iterationStatsJson)
+      return json(200, this.exposition.iterationStatsJson());
     json(404, { detail: "Not Found" });
   }
 
@@ -127,14 +163,18 @@ export class SimPod {
     const created = Math.floor((this.clock.epochMs + this.clock.now()) / 1000);
     const seq = sequenceFor(p);
     const tokenText = (i: number) => seq.answer.slice(i * CHARS_PER_TOKEN, (i + 1) * CHARS_PER_TOKEN);
-    const sse = (body: unknown) => { res.write(`data: ${JSON.stringify(body)}\n\n`); };
+    const sse = (body: unknown) => {
+      res.write(`data: ${JSON.stringify(body)}\n\n`);
+    };
     let done = false;
 
     if (p.stream) {
       res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache" });
       if (p.api === "chat") sse(chunkBody(p, id, created, null, null));
     }
-    res.on("close", () => { if (!done) this.engine.abort(id); });
+    res.on("close", () => {
+      if (!done) this.engine.abort(id);
+    });
     this.engine.submit({
       id,
       seq,
@@ -144,11 +184,11 @@ export class SimPod {
       maxTokensParam: p.maxTokensParam,
       onTokens: p.stream
         ? (from, count) => {
-          for (let i = from; i < from + count; i++) {
-            const last = i === p.outputTokens - 1;
-            sse(chunkBody(p, id, created, tokenText(i), last ? p.finishReason : null));
+            for (let i = from; i < from + count; i++) {
+              const last = i === p.outputTokens - 1;
+              sse(chunkBody(p, id, created, tokenText(i), last ? p.finishReason : null));
+            }
           }
-        }
         : undefined,
       onFinish: (r: RequestResult) => {
         done = true;

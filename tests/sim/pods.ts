@@ -31,8 +31,12 @@ export async function startPods(opts: StartPodsOptions): Promise<PodSet> {
   try {
     for (let i = 0; i < opts.pods; i++) {
       const pod = new SimPod({
-        name: `${opts.namePrefix ?? "sim"}-${i}`, kind: engines[i % engines.length], profile: opts.profile ?? DEFAULT_PROFILE, clock,
-        host: opts.host ?? "127.0.0.1", port: opts.basePort ? opts.basePort + i : 0,
+        name: `${opts.namePrefix ?? "sim"}-${i}`,
+        kind: engines[i % engines.length],
+        profile: opts.profile ?? DEFAULT_PROFILE,
+        clock,
+        host: opts.host ?? "127.0.0.1",
+        port: opts.basePort ? opts.basePort + i : 0,
       });
       pods.push(await pod.listen());
     }

@@ -11,7 +11,8 @@ export type EngineKind = (typeof ENGINE_KINDS)[number];
 
 /** KV block size families: vLLM's own default 16 tokens, SGLang's page of 1 token, TensorRT-LLM's 32. */
 export type BlockFamily = "vllm" | "sglang" | "trtllm";
-export const blockFamily = (k: EngineKind): BlockFamily => (k.startsWith("vllm") ? "vllm" : k === "sglang" ? "sglang" : "trtllm");
+export const blockFamily = (k: EngineKind): BlockFamily =>
+  k.startsWith("vllm") ? "vllm" : k === "sglang" ? "sglang" : "trtllm";
 
 export interface DynamoFitLatency {
   kind: "dynamo-fit";
@@ -110,16 +111,30 @@ export function makeProfile(overrides: unknown = {}): EngineProfile {
   const o = isPlain(overrides) ? overrides : {};
   // The latency kinds have different fields: take the override's kind wholesale.
   const lat = isPlain(o.latency) ? o.latency : undefined;
-  const base: EngineProfile = lat && lat.kind === "per-token"
-    ? { ...DEFAULT_PROFILE, latency: { kind: "per-token", ttftBaseMs: 30, ttftPerTokenMs: 0.25, itlMs: 12, itlJitterMs: 2, loadFactorAtMaxSeqs: 2 } }
-    : DEFAULT_PROFILE;
+  const base: EngineProfile =
+    lat && lat.kind === "per-token"
+      ? {
+          ...DEFAULT_PROFILE,
+          latency: {
+            kind: "per-token",
+            ttftBaseMs: 30,
+            ttftPerTokenMs: 0.25,
+            itlMs: 12,
+            itlJitterMs: 2,
+            loadFactorAtMaxSeqs: 2,
+          },
+        }
+      : DEFAULT_PROFILE;
   const p = merge(base, o, "") as EngineProfile;
   validate(p);
   return p;
 }
 
 export function loadProfile(file: string): EngineProfile {
-  const resolved = file.includes("/") || file.includes("\\") ? file : `${PROFILES_DIR}/${file}${/\.(ya?ml|json)$/.test(file) ? "" : ".yaml"}`;
+  const resolved =
+    file.includes("/") || file.includes("\\")
+      ? file
+      : `${PROFILES_DIR}/${file}${/\.(ya?ml|json)$/.test(file) ? "" : ".yaml"}`;
   let data: unknown;
   try {
     data = parseYaml(readFileSync(resolved, "utf8"));
@@ -140,24 +155,35 @@ function validate(p: EngineProfile): void {
     }
   };
   const finite = (v: unknown, at: string) => {
-    if (typeof v !== "number" || !Number.isFinite(v)) throw new Error(`profile ${at}: must be a number (got ${JSON.stringify(v)})`);
+    if (typeof v !== "number" || !Number.isFinite(v))
+      throw new Error(`profile ${at}: must be a number (got ${JSON.stringify(v)})`);
   };
-  if (typeof p.name !== "string" || typeof p.model !== "string" || p.model === "") throw new Error("profile model: must be a non-empty string");
+  if (typeof p.name !== "string" || typeof p.model !== "string" || p.model === "")
+    throw new Error("profile model: must be a non-empty string");
   positive(p.maxModelLen, "maxModelLen", true);
   if (p.latency.kind === "dynamo-fit") {
-    for (const k of ["a", "b", "c"] as const) { finite(p.latency.prefill[k], `latency.prefill.${k}`); finite(p.latency.decode[k], `latency.decode.${k}`); }
+    for (const k of ["a", "b", "c"] as const) {
+      finite(p.latency.prefill[k], `latency.prefill.${k}`);
+      finite(p.latency.decode[k], `latency.decode.${k}`);
+    }
     positive(p.latency.decode.floorMs, "latency.decode.floorMs");
   } else if (p.latency.kind === "per-token") {
-    for (const k of ["ttftBaseMs", "ttftPerTokenMs", "itlMs", "loadFactorAtMaxSeqs"] as const) positive(p.latency[k], `latency.${k}`);
+    for (const k of ["ttftBaseMs", "ttftPerTokenMs", "itlMs", "loadFactorAtMaxSeqs"] as const)
+      positive(p.latency[k], `latency.${k}`);
     finite(p.latency.itlJitterMs, "latency.itlJitterMs");
   } else {
-    throw new Error(`profile latency.kind: must be dynamo-fit or per-token (got ${JSON.stringify((p.latency as { kind: unknown }).kind)})`);
+    throw new Error(
+      `profile latency.kind: must be dynamo-fit or per-token (got ${JSON.stringify((p.latency as { kind: unknown }).kind)})`,
+    );
   }
   positive(p.scheduler.maxNumSeqs, "scheduler.maxNumSeqs", true);
   positive(p.scheduler.maxNumBatchedTokens, "scheduler.maxNumBatchedTokens", true);
   positive(p.kv.cacheTokens, "kv.cacheTokens", true);
   for (const f of ["vllm", "sglang", "trtllm"] as const) positive(p.kv.blockSize[f], `kv.blockSize.${f}`, true);
-  if (!Array.isArray(p.lora.adapters) || p.lora.adapters.some((a) => typeof a !== "string" || a === "" || a === p.model)) {
+  if (
+    !Array.isArray(p.lora.adapters) ||
+    p.lora.adapters.some((a) => typeof a !== "string" || a === "" || a === p.model)
+  ) {
     throw new Error("profile lora.adapters: must be a list of adapter names, none equal to the base model");
   }
   positive(p.lora.maxLoras, "lora.maxLoras", true);
@@ -167,7 +193,9 @@ function validate(p: EngineProfile): void {
   positive(p.defaultOutput.max, "defaultOutput.max", true);
   for (const f of ["vllm", "sglang", "trtllm"] as const) {
     if (Math.floor(p.kv.cacheTokens / p.kv.blockSize[f]) * p.kv.blockSize[f] < p.maxModelLen) {
-      throw new Error(`profile kv.cacheTokens: ${p.kv.cacheTokens} tokens cannot hold one maxModelLen (${p.maxModelLen}) sequence`);
+      throw new Error(
+        `profile kv.cacheTokens: ${p.kv.cacheTokens} tokens cannot hold one maxModelLen (${p.maxModelLen}) sequence`,
+      );
     }
   }
 }

@@ -9,7 +9,10 @@ export class Rng {
 
   constructor(seed: number | string) {
     const s = typeof seed === "number" ? seed : hashString(seed);
-    this.a = 0x9e3779b9; this.b = 0x243f6a88; this.c = 0xb7e15162; this.d = s >>> 0;
+    this.a = 0x9e3779b9;
+    this.b = 0x243f6a88;
+    this.c = 0xb7e15162;
+    this.d = s >>> 0;
     for (let i = 0; i < 12; i++) this.next();
   }
 
@@ -25,9 +28,13 @@ export class Rng {
   }
 
   /** Integer in [0, n). */
-  int(n: number): number { return Math.floor(this.next() * n); }
+  int(n: number): number {
+    return Math.floor(this.next() * n);
+  }
 
-  pick<T>(items: readonly T[]): T { return items[this.int(items.length)]; }
+  pick<T>(items: readonly T[]): T {
+    return items[this.int(items.length)];
+  }
 
   /** Standard normal (Box-Muller). */
   normal(mean = 0, sd = 1): number {
@@ -37,13 +44,19 @@ export class Rng {
   }
 
   /** Exponential with the given mean (inter-arrival times of a Poisson process). */
-  exponential(mean: number): number { return -Math.log(1 - this.next()) * mean; }
+  exponential(mean: number): number {
+    return -Math.log(1 - this.next()) * mean;
+  }
 
   /** Log-normal given the median and the sigma of the underlying normal. */
-  logNormal(median: number, sigma: number): number { return median * Math.exp(this.normal(0, sigma)); }
+  logNormal(median: number, sigma: number): number {
+    return median * Math.exp(this.normal(0, sigma));
+  }
 
   /** A child stream that does not disturb this one's sequence beyond one draw. */
-  fork(label: string): Rng { return new Rng((this.int(0x7fffffff) ^ hashString(label)) >>> 0); }
+  fork(label: string): Rng {
+    return new Rng((this.int(0x7fffffff) ^ hashString(label)) >>> 0);
+  }
 }
 
 /** Normal rounded to an integer and clamped to [min, max]. */

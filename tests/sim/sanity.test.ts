@@ -13,7 +13,10 @@ import { TokenSequence, answerText, synthText } from "./text";
 import { atRate, makeWorkload } from "./workloads";
 
 const near = (actual: number, expected: number, tolerance: number, what: string) =>
-  assert.ok(Math.abs(actual - expected) <= tolerance, `${what}: ${actual.toFixed(2)} (expected ${expected} +- ${tolerance})`);
+  assert.ok(
+    Math.abs(actual - expected) <= tolerance,
+    `${what}: ${actual.toFixed(2)} (expected ${expected} +- ${tolerance})`,
+  );
 
 test("Dynamo mocker fit: prefill 1k tokens ~32 ms, 8k ~165 ms; decode 5.7 ms idle, ~26 ms at 50% KV, ~34 ms full", () => {
   const p = makeProfile();
@@ -32,8 +35,17 @@ test("llm-d-inference-sim profile: TTFT 30 ms + 0.25 ms per uncached token, ITL 
   const engine = new Engine("vllm-v1", p, clock);
   const prompt = synthText(new Rng("llmd"), 1000);
   let result: RequestResult | null = null;
-  engine.submit({ id: "x", seq: new TokenSequence(prompt, answerText(prompt, p.model, 101), p.model), maxTokens: 101, finishReason: "length",
-    adapter: null, maxTokensParam: 101, onFinish: (r) => { result = r; } });
+  engine.submit({
+    id: "x",
+    seq: new TokenSequence(prompt, answerText(prompt, p.model, 101), p.model),
+    maxTokens: 101,
+    finishReason: "length",
+    adapter: null,
+    maxTokensParam: 101,
+    onFinish: (r) => {
+      result = r;
+    },
+  });
   clock.run();
   const r = result as unknown as RequestResult;
   near(r.firstTokenMs, 30 + 0.25 * 1000, 0.01, "TTFT of 1000 tokens");
@@ -47,10 +59,24 @@ test("shared prefix (scenario C, scaled): prefix-aware routing beats load-only r
   const capacity = measureCapacity({ pods: 8, profile: bench, workload, seed: 2 }).requestsPerSec;
   assert.ok(capacity > 5 && capacity < 100, `capacity ${capacity}`);
   const run = (name: "least-request" | "oracle" | "gie") =>
-    runFleet({ pods: 8, profile: bench, picker: createPicker(name), workload: atRate(workload, 0.8 * capacity), seed: 2 }).summary;
-  const lr = run("least-request"), oracle = run("oracle"), gie = run("gie");
-  assert.ok(oracle.prefixHitRate > 0.8 && lr.prefixHitRate < 0.5, `hit rates oracle ${oracle.prefixHitRate}, least-request ${lr.prefixHitRate}`);
-  assert.ok(oracle.ttftP99Ms < lr.ttftP99Ms * 0.8, `p99 TTFT oracle ${oracle.ttftP99Ms} vs least-request ${lr.ttftP99Ms}`);
+    runFleet({
+      pods: 8,
+      profile: bench,
+      picker: createPicker(name),
+      workload: atRate(workload, 0.8 * capacity),
+      seed: 2,
+    }).summary;
+  const lr = run("least-request"),
+    oracle = run("oracle"),
+    gie = run("gie");
+  assert.ok(
+    oracle.prefixHitRate > 0.8 && lr.prefixHitRate < 0.5,
+    `hit rates oracle ${oracle.prefixHitRate}, least-request ${lr.prefixHitRate}`,
+  );
+  assert.ok(
+    oracle.ttftP99Ms < lr.ttftP99Ms * 0.8,
+    `p99 TTFT oracle ${oracle.ttftP99Ms} vs least-request ${lr.ttftP99Ms}`,
+  );
   assert.ok(gie.ttftP50Ms < lr.ttftP50Ms, `p50 TTFT gie ${gie.ttftP50Ms} vs least-request ${lr.ttftP50Ms}`);
 });
 
@@ -58,8 +84,21 @@ test("ShareGPT-like lengths: little prefix sharing, so routing barely changes th
   const workload = makeWorkload("sharegpt", { count: 1200, ratePerSec: 1, model: bench.model, seed: 2 });
   const capacity = measureCapacity({ pods: 8, profile: bench, workload, seed: 2 }).requestsPerSec;
   const run = (name: "least-request" | "oracle") =>
-    runFleet({ pods: 8, profile: bench, picker: createPicker(name), workload: atRate(workload, 0.8 * capacity), seed: 2 }).summary;
-  const lr = run("least-request"), oracle = run("oracle");
-  assert.ok(lr.prefixHitRate < 0.05 && oracle.prefixHitRate < 0.05, `hit rates ${lr.prefixHitRate} ${oracle.prefixHitRate}`);
-  assert.ok(Math.abs(oracle.outputTokPerSec / lr.outputTokPerSec - 1) < 0.05, `throughput ${oracle.outputTokPerSec} vs ${lr.outputTokPerSec}`);
+    runFleet({
+      pods: 8,
+      profile: bench,
+      picker: createPicker(name),
+      workload: atRate(workload, 0.8 * capacity),
+      seed: 2,
+    }).summary;
+  const lr = run("least-request"),
+    oracle = run("oracle");
+  assert.ok(
+    lr.prefixHitRate < 0.05 && oracle.prefixHitRate < 0.05,
+    `hit rates ${lr.prefixHitRate} ${oracle.prefixHitRate}`,
+  );
+  assert.ok(
+    Math.abs(oracle.outputTokPerSec / lr.outputTokPerSec - 1) < 0.05,
+    `throughput ${oracle.outputTokPerSec} vs ${lr.outputTokPerSec}`,
+  );
 });

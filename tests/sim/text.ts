@@ -35,36 +35,98 @@ export class TokenSequence {
   private readonly salt: number;
   private readonly chains = new Map<number, number[]>();
 
-  constructor(readonly prompt: string, readonly answer: string, salt: string) {
+  constructor(
+    readonly prompt: string,
+    readonly answer: string,
+    salt: string,
+  ) {
     this.promptTokens = tokensOf(prompt);
     this.text = prompt + answer;
     this.salt = hashString(salt) * 1024 + 7;
   }
 
-  get totalTokens(): number { return this.promptTokens + tokensOf(this.answer); }
+  get totalTokens(): number {
+    return this.promptTokens + tokensOf(this.answer);
+  }
 
   /** Hash of block k (0-based) for the given block size in tokens; the block must lie within the text. */
   blockHash(blockSize: number, k: number): number {
     let chain = this.chains.get(blockSize);
-    if (!chain) { chain = []; this.chains.set(blockSize, chain); }
+    if (!chain) {
+      chain = [];
+      this.chains.set(blockSize, chain);
+    }
     const width = blockSize * CHARS_PER_TOKEN;
     for (let i = chain.length; i <= k; i++) {
       const start = i * width;
-      chain.push(chainHash(i === 0 ? this.salt : chain[i - 1], this.text, start, Math.min(start + width, this.text.length)));
+      chain.push(
+        chainHash(i === 0 ? this.salt : chain[i - 1], this.text, start, Math.min(start + width, this.text.length)),
+      );
     }
     return chain[k];
   }
 
   /** Number of whole blocks the prompt covers. */
-  fullPromptBlocks(blockSize: number): number { return Math.floor(this.promptTokens / blockSize); }
+  fullPromptBlocks(blockSize: number): number {
+    return Math.floor(this.promptTokens / blockSize);
+  }
 }
 
 // A pseudo-vocabulary of pronounceable words: enough variety that unrelated prompts never share a block.
-const SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "sa", "te", "vo", "zi", "pa", "do", "ge", "hu", "ja", "be", "co",
-  "fa", "li", "mo", "nu", "ri", "se", "ta", "vi", "we", "xo", "yu", "qua", "tri", "spe", "lan", "mor", "ven", "dal"];
+const SYLLABLES = [
+  "ka",
+  "lo",
+  "mi",
+  "ne",
+  "ru",
+  "sa",
+  "te",
+  "vo",
+  "zi",
+  "pa",
+  "do",
+  "ge",
+  "hu",
+  "ja",
+  "be",
+  "co",
+  "fa",
+  "li",
+  "mo",
+  "nu",
+  "ri",
+  "se",
+  "ta",
+  "vi",
+  "we",
+  "xo",
+  "yu",
+  "qua",
+  "tri",
+  "spe",
+  "lan",
+  "mor",
+  "ven",
+  "dal",
+];
 const VOCABULARY: string[] = (() => {
   const r = new Rng("vocabulary");
-  const words = new Set<string>(["the", "a", "of", "and", "to", "in", "is", "that", "for", "with", "on", "as", "it", "by"]);
+  const words = new Set<string>([
+    "the",
+    "a",
+    "of",
+    "and",
+    "to",
+    "in",
+    "is",
+    "that",
+    "for",
+    "with",
+    "on",
+    "as",
+    "it",
+    "by",
+  ]);
   while (words.size < 4000) {
     let w = "";
     for (let n = 1 + r.int(3); n > 0; n--) w += r.pick(SYLLABLES);
@@ -83,7 +145,10 @@ export function synthText(rng: Rng, tokens: number): string {
     let w = VOCABULARY[rng.int(VOCABULARY.length)];
     if (sentence === 0) w = w[0].toUpperCase() + w.slice(1);
     sentence++;
-    if (sentence > 6 && rng.next() < 0.2) { w += "."; sentence = 0; }
+    if (sentence > 6 && rng.next() < 0.2) {
+      w += ".";
+      sentence = 0;
+    }
     parts.push(w);
     len += w.length + 1;
   }
@@ -95,7 +160,10 @@ export function answerText(prompt: string, model: string, tokens: number): strin
   return synthText(new Rng(hashString(model) ^ hashString(prompt)), tokens);
 }
 
-export interface ChatMessage { role: string; content: string }
+export interface ChatMessage {
+  role: string;
+  content: string;
+}
 
 /**
  * A Llama-3 style chat template. A conversation's next prompt starts with the previous prompt plus the

@@ -47,7 +47,10 @@ export interface WorkloadOptions {
   model: string;
 }
 
-export interface Prepared { parsed: ParsedRequest; seq: TokenSequence }
+export interface Prepared {
+  parsed: ParsedRequest;
+  seq: TokenSequence;
+}
 
 // Parsed bodies by body text: equal bodies (repeated prompts, replays at other loads) share one
 // TokenSequence, whose block hashes are then computed once.
@@ -64,7 +67,9 @@ export function prepare(req: WorkloadRequest, profile: EngineProfile): Prepared 
 }
 
 /** Drops memoised parses (frees memory between benchmark workloads). */
-export function clearPrepared(): void { preparedCache.clear(); }
+export function clearPrepared(): void {
+  preparedCache.clear();
+}
 
 /** The same requests at another mean rate: arrival times scaled (a scaled Poisson process is Poisson). */
 export function atRate(w: Workload, ratePerSec: number): Workload {
@@ -79,7 +84,14 @@ const MESSAGE_OVERHEAD_TOKENS = 14;
 const content = (rng: Rng, tokens: number) => synthText(rng, Math.max(1, tokens - MESSAGE_OVERHEAD_TOKENS));
 
 function chatBody(model: string, messages: ChatMessage[], maxTokens: number): string {
-  return JSON.stringify({ model, messages, max_tokens: maxTokens, ignore_eos: true, stream: true, stream_options: { include_usage: true } });
+  return JSON.stringify({
+    model,
+    messages,
+    max_tokens: maxTokens,
+    ignore_eos: true,
+    stream: true,
+    stream_options: { include_usage: true },
+  });
 }
 
 function poissonArrivals(rng: Rng, count: number, ratePerSec: number): number[] {
@@ -108,9 +120,20 @@ export function shareGpt(o: WorkloadOptions, adapters: string[] = []): Workload 
     const outputTokens = Math.min(1024, Math.max(4, Math.round(rng.logNormal(120, 1.0))));
     const model = adapters.length > 0 ? pickAdapter() : o.model;
     const messages = [{ role: "user", content: content(rng, promptTokens) }];
-    return { id: `${adapters.length > 0 ? "lora" : "sharegpt"}-${i}`, arrivalMs, api: "chat" as const, bodyText: chatBody(model, messages, outputTokens) };
+    return {
+      id: `${adapters.length > 0 ? "lora" : "sharegpt"}-${i}`,
+      arrivalMs,
+      api: "chat" as const,
+      bodyText: chatBody(model, messages, outputTokens),
+    };
   });
-  return { name: adapters.length > 0 ? "multi-lora" : "sharegpt", requests, total: requests.length, adapters, ratePerSec: o.ratePerSec };
+  return {
+    name: adapters.length > 0 ? "multi-lora" : "sharegpt",
+    requests,
+    total: requests.length,
+    adapters,
+    ratePerSec: o.ratePerSec,
+  };
 }
 
 export interface SharedPrefixShape {
@@ -122,9 +145,21 @@ export interface SharedPrefixShape {
 }
 
 /** llm-d's shared-prefix scenario A (6 groups x 1000, system 1000, question 30+-9, output 1000+-300), scaled. */
-export const SCENARIO_A: SharedPrefixShape = { groups: 6, promptsPerGroup: 200, systemTokens: 1000, question: { mean: 30, sd: 9 }, output: { mean: 250, sd: 75 } };
+export const SCENARIO_A: SharedPrefixShape = {
+  groups: 6,
+  promptsPerGroup: 200,
+  systemTokens: 1000,
+  question: { mean: 30, sd: 9 },
+  output: { mean: 250, sd: 75 },
+};
 /** llm-d's cache-pressure scenario C (150 groups x 5, system 6000, question 1200+-360), scaled by half. */
-export const SCENARIO_C: SharedPrefixShape = { groups: 40, promptsPerGroup: 5, systemTokens: 3000, question: { mean: 600, sd: 180 }, output: { mean: 250, sd: 75 } };
+export const SCENARIO_C: SharedPrefixShape = {
+  groups: 40,
+  promptsPerGroup: 5,
+  systemTokens: 3000,
+  question: { mean: 600, sd: 180 },
+  output: { mean: 250, sd: 75 },
+};
 
 /**
  * inference-perf `shared_prefix`: `groups` system prompts, `promptsPerGroup` questions each; every request
@@ -133,19 +168,46 @@ export const SCENARIO_C: SharedPrefixShape = { groups: 40, promptsPerGroup: 5, s
 export function sharedPrefix(o: WorkloadOptions, shape: SharedPrefixShape, name: string): Workload {
   const rng = new Rng(`${name}:${o.seed ?? 1}`);
   const systems = Array.from({ length: shape.groups }, () => content(rng, shape.systemTokens));
-  const questions = systems.map(() => Array.from({ length: shape.promptsPerGroup }, () => content(rng, intNormal(rng, shape.question.mean, shape.question.sd, 4))));
-  const outputs = systems.map(() => Array.from({ length: shape.promptsPerGroup }, () => intNormal(rng, shape.output.mean, shape.output.sd, 4)));
+  const questions = systems.map(() =>
+    Array.from({ length: shape.promptsPerGroup }, () =>
+      content(rng, intNormal(rng, shape.question.mean, shape.question.sd, 4)),
+    ),
+  );
+  const outputs = systems.map(() =>
+    Array.from({ length: shape.promptsPerGroup }, () => intNormal(rng, shape.output.mean, shape.output.sd, 4)),
+  );
   const arrivals = poissonArrivals(new Rng(`${name}-arrivals:${o.seed ?? 1}`), o.count, o.ratePerSec);
   const requests = arrivals.map((arrivalMs, i) => {
-    const g = rng.int(shape.groups), q = rng.int(shape.promptsPerGroup);
-    const messages = [{ role: "system", content: systems[g] }, { role: "user", content: questions[g][q] }];
-    return { id: `${name}-${i}`, arrivalMs, api: "chat" as const, bodyText: chatBody(o.model, messages, outputs[g][q]) };
+    const g = rng.int(shape.groups),
+      q = rng.int(shape.promptsPerGroup);
+    const messages = [
+      { role: "system", content: systems[g] },
+      { role: "user", content: questions[g][q] },
+    ];
+    return {
+      id: `${name}-${i}`,
+      arrivalMs,
+      api: "chat" as const,
+      bodyText: chatBody(o.model, messages, outputs[g][q]),
+    };
   });
   return { name, requests, total: requests.length, adapters: [], ratePerSec: o.ratePerSec };
 }
 
-export interface MultiRoundShape { rounds: number; systemTokens: number; question: { mean: number; sd: number }; answerTokens: number; thinkMs: number }
-export const MULTI_ROUND: MultiRoundShape = { rounds: 5, systemTokens: 1000, question: { mean: 60, sd: 20 }, answerTokens: 100, thinkMs: 2000 };
+export interface MultiRoundShape {
+  rounds: number;
+  systemTokens: number;
+  question: { mean: number; sd: number };
+  answerTokens: number;
+  thinkMs: number;
+}
+export const MULTI_ROUND: MultiRoundShape = {
+  rounds: 5,
+  systemTokens: 1000,
+  question: { mean: 60, sd: 20 },
+  answerTokens: 100,
+  thinkMs: 2000,
+};
 
 /**
  * Multi-round chat: users x rounds over one shared 1000-token system prompt; each round sends the whole
@@ -164,18 +226,35 @@ export function multiRound(o: WorkloadOptions, shape: MultiRoundShape = MULTI_RO
     return content(r, intNormal(r, shape.question.mean, shape.question.sd, 4));
   };
   const make = (session: number, round: number, arrivalMs: number, messages: ChatMessage[]): WorkloadRequest => ({
-    id: `chat-${session}-${round}`, arrivalMs, api: "chat", messages, session: { id: session, round },
+    id: `chat-${session}-${round}`,
+    arrivalMs,
+    api: "chat",
+    messages,
+    session: { id: session, round },
     bodyText: chatBody(o.model, messages, shape.answerTokens),
   });
-  const requests = starts.map((t, s) => make(s, 0, t, [{ role: "system", content: system }, { role: "user", content: question(s, 0) }]));
+  const requests = starts.map((t, s) =>
+    make(s, 0, t, [
+      { role: "system", content: system },
+      { role: "user", content: question(s, 0) },
+    ]),
+  );
   return {
-    name: "multi-round", requests, total: sessions * shape.rounds, adapters: [], ratePerSec: o.ratePerSec,
+    name: "multi-round",
+    requests,
+    total: sessions * shape.rounds,
+    adapters: [],
+    ratePerSec: o.ratePerSec,
     followUps: (req) => shape.rounds - 1 - (req.session?.round ?? shape.rounds - 1),
     next(done, finishedMs, answer) {
       const s = done.session!;
       if (s.round + 1 >= shape.rounds) return null;
       const think = new Rng(`multi-round-think:${seed}:${s.id}:${s.round}`).exponential(shape.thinkMs);
-      return make(s.id, s.round + 1, finishedMs + think, [...done.messages!, { role: "assistant", content: answer }, { role: "user", content: question(s.id, s.round + 1) }]);
+      return make(s.id, s.round + 1, finishedMs + think, [
+        ...done.messages!,
+        { role: "assistant", content: answer },
+        { role: "user", content: question(s.id, s.round + 1) },
+      ]);
     },
   };
 }
@@ -184,10 +263,15 @@ export const LORA_ADAPTERS = Array.from({ length: 12 }, (_, i) => `adapter-${Str
 
 export function makeWorkload(kind: WorkloadKind, o: WorkloadOptions): Workload {
   switch (kind) {
-    case "sharegpt": return shareGpt(o);
-    case "prefix-a": return sharedPrefix(o, SCENARIO_A, "prefix-a");
-    case "prefix-c": return sharedPrefix(o, SCENARIO_C, "prefix-c");
-    case "multi-round": return multiRound(o);
-    case "multi-lora": return shareGpt(o, LORA_ADAPTERS);
+    case "sharegpt":
+      return shareGpt(o);
+    case "prefix-a":
+      return sharedPrefix(o, SCENARIO_A, "prefix-a");
+    case "prefix-c":
+      return sharedPrefix(o, SCENARIO_C, "prefix-c");
+    case "multi-round":
+      return multiRound(o);
+    case "multi-lora":
+      return shareGpt(o, LORA_ADAPTERS);
   }
 }

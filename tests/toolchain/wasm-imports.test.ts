@@ -19,8 +19,9 @@ test("a module importing env.abort, env.seed, Date.now or console.log is refused
     { module: "env", name: "console.log", sig: "i:" },
   ];
   for (const bad of stray) {
-    const module = new WebAssembly.Module(buildModule(
-      [{ module: "env", name: "proxy_log", sig: "iii:i" }, bad], ["proxy_abi_version_0_2_0"]));
+    const module = new WebAssembly.Module(
+      buildModule([{ module: "env", name: "proxy_log", sig: "iii:i" }, bad], ["proxy_abi_version_0_2_0"]),
+    );
     assert.deepEqual(unresolvedImports(module), [`${bad.module}.${bad.name}`]);
   }
 });

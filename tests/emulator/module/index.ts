@@ -4,51 +4,171 @@
 // result is reported through proxy_log as "op rc=<code> ..." so tests compare return codes with cpp-host.
 
 @external("env", "proxy_log") declare function proxy_log(level: u32, ptr: usize, size: usize): u32;
-@external("env", "proxy_get_header_map_value") declare function proxy_get_header_map_value(t: u32, kp: usize, ks: usize, vpp: usize, vsp: usize): u32;
-@external("env", "proxy_add_header_map_value") declare function proxy_add_header_map_value(t: u32, kp: usize, ks: usize, vp: usize, vs: usize): u32;
-@external("env", "proxy_replace_header_map_value") declare function proxy_replace_header_map_value(t: u32, kp: usize, ks: usize, vp: usize, vs: usize): u32;
-@external("env", "proxy_remove_header_map_value") declare function proxy_remove_header_map_value(t: u32, kp: usize, ks: usize): u32;
-@external("env", "proxy_get_header_map_pairs") declare function proxy_get_header_map_pairs(t: u32, pp: usize, sp: usize): u32;
-@external("env", "proxy_set_header_map_pairs") declare function proxy_set_header_map_pairs(t: u32, p: usize, s: usize): u32;
-@external("env", "proxy_get_shared_data") declare function proxy_get_shared_data(kp: usize, ks: usize, vpp: usize, vsp: usize, casp: usize): u32;
-@external("env", "proxy_set_shared_data") declare function proxy_set_shared_data(kp: usize, ks: usize, vp: usize, vs: usize, cas: u32): u32;
-@external("env", "proxy_register_shared_queue") declare function proxy_register_shared_queue(np: usize, ns: usize, tp: usize): u32;
-@external("env", "proxy_resolve_shared_queue") declare function proxy_resolve_shared_queue(vp: usize, vs: usize, np: usize, ns: usize, tp: usize): u32;
-@external("env", "proxy_enqueue_shared_queue") declare function proxy_enqueue_shared_queue(t: u32, p: usize, s: usize): u32;
-@external("env", "proxy_dequeue_shared_queue") declare function proxy_dequeue_shared_queue(t: u32, pp: usize, sp: usize): u32;
-@external("env", "proxy_get_buffer_bytes") declare function proxy_get_buffer_bytes(t: u32, start: u32, len: u32, pp: usize, sp: usize): u32;
-@external("env", "proxy_set_buffer_bytes") declare function proxy_set_buffer_bytes(t: u32, start: u32, len: u32, p: usize, s: usize): u32;
+@external("env", "proxy_get_header_map_value") declare function proxy_get_header_map_value(
+  t: u32,
+  kp: usize,
+  ks: usize,
+  vpp: usize,
+  vsp: usize,
+): u32;
+@external("env", "proxy_add_header_map_value") declare function proxy_add_header_map_value(
+  t: u32,
+  kp: usize,
+  ks: usize,
+  vp: usize,
+  vs: usize,
+): u32;
+@external("env", "proxy_replace_header_map_value") declare function proxy_replace_header_map_value(
+  t: u32,
+  kp: usize,
+  ks: usize,
+  vp: usize,
+  vs: usize,
+): u32;
+@external("env", "proxy_remove_header_map_value") declare function proxy_remove_header_map_value(
+  t: u32,
+  kp: usize,
+  ks: usize,
+): u32;
+@external("env", "proxy_get_header_map_pairs") declare function proxy_get_header_map_pairs(
+  t: u32,
+  pp: usize,
+  sp: usize,
+): u32;
+@external("env", "proxy_set_header_map_pairs") declare function proxy_set_header_map_pairs(
+  t: u32,
+  p: usize,
+  s: usize,
+): u32;
+@external("env", "proxy_get_shared_data") declare function proxy_get_shared_data(
+  kp: usize,
+  ks: usize,
+  vpp: usize,
+  vsp: usize,
+  casp: usize,
+): u32;
+@external("env", "proxy_set_shared_data") declare function proxy_set_shared_data(
+  kp: usize,
+  ks: usize,
+  vp: usize,
+  vs: usize,
+  cas: u32,
+): u32;
+@external("env", "proxy_register_shared_queue") declare function proxy_register_shared_queue(
+  np: usize,
+  ns: usize,
+  tp: usize,
+): u32;
+@external("env", "proxy_resolve_shared_queue") declare function proxy_resolve_shared_queue(
+  vp: usize,
+  vs: usize,
+  np: usize,
+  ns: usize,
+  tp: usize,
+): u32;
+@external("env", "proxy_enqueue_shared_queue") declare function proxy_enqueue_shared_queue(
+  t: u32,
+  p: usize,
+  s: usize,
+): u32;
+@external("env", "proxy_dequeue_shared_queue") declare function proxy_dequeue_shared_queue(
+  t: u32,
+  pp: usize,
+  sp: usize,
+): u32;
+@external("env", "proxy_get_buffer_bytes") declare function proxy_get_buffer_bytes(
+  t: u32,
+  start: u32,
+  len: u32,
+  pp: usize,
+  sp: usize,
+): u32;
+@external("env", "proxy_set_buffer_bytes") declare function proxy_set_buffer_bytes(
+  t: u32,
+  start: u32,
+  len: u32,
+  p: usize,
+  s: usize,
+): u32;
 @external("env", "proxy_get_buffer_status") declare function proxy_get_buffer_status(t: u32, lp: usize, fp: usize): u32;
-@external("env", "proxy_set_tick_period_milliseconds") declare function proxy_set_tick_period_milliseconds(ms: u32): u32;
-@external("env", "proxy_get_current_time_nanoseconds") declare function proxy_get_current_time_nanoseconds(p: usize): u32;
-@external("env", "proxy_http_call") declare function proxy_http_call(up: usize, us: usize, hp: usize, hs: usize, bp: usize, bs: usize, tp: usize, ts: usize, timeout: u32, tokp: usize): u32;
+@external("env", "proxy_set_tick_period_milliseconds") declare function proxy_set_tick_period_milliseconds(
+  ms: u32,
+): u32;
+@external("env", "proxy_get_current_time_nanoseconds") declare function proxy_get_current_time_nanoseconds(
+  p: usize,
+): u32;
+@external("env", "proxy_http_call") declare function proxy_http_call(
+  up: usize,
+  us: usize,
+  hp: usize,
+  hs: usize,
+  bp: usize,
+  bs: usize,
+  tp: usize,
+  ts: usize,
+  timeout: u32,
+  tokp: usize,
+): u32;
 @external("env", "proxy_get_status") declare function proxy_get_status(cp: usize, pp: usize, sp: usize): u32;
-@external("env", "proxy_send_local_response") declare function proxy_send_local_response(code: u32, dp: usize, ds: usize, bp: usize, bs: usize, hp: usize, hs: usize, grpc: i32): u32;
+@external("env", "proxy_send_local_response") declare function proxy_send_local_response(
+  code: u32,
+  dp: usize,
+  ds: usize,
+  bp: usize,
+  bs: usize,
+  hp: usize,
+  hs: usize,
+  grpc: i32,
+): u32;
 @external("env", "proxy_continue_stream") declare function proxy_continue_stream(t: u32): u32;
 @external("env", "proxy_set_effective_context") declare function proxy_set_effective_context(id: u32): u32;
-@external("env", "proxy_define_metric") declare function proxy_define_metric(t: u32, np: usize, ns: usize, idp: usize): u32;
+@external("env", "proxy_define_metric") declare function proxy_define_metric(
+  t: u32,
+  np: usize,
+  ns: usize,
+  idp: usize,
+): u32;
 @external("env", "proxy_increment_metric") declare function proxy_increment_metric(id: u32, off: i64): u32;
 @external("env", "proxy_record_metric") declare function proxy_record_metric(id: u32, v: u64): u32;
 @external("env", "proxy_get_metric") declare function proxy_get_metric(id: u32, p: usize): u32;
-@external("env", "proxy_get_property") declare function proxy_get_property(pp: usize, ps: usize, vpp: usize, vsp: usize): u32;
+@external("env", "proxy_get_property") declare function proxy_get_property(
+  pp: usize,
+  ps: usize,
+  vpp: usize,
+  vsp: usize,
+): u32;
 @external("wasi_snapshot_preview1", "proc_exit") declare function proc_exit(code: u32): void;
 
 // @ts-ignore
-@global export function test_abort(message: string | null, file: string | null, line: u32, col: u32): void { proc_exit(255); }
+@global export function test_abort(message: string | null, file: string | null, line: u32, col: u32): void {
+  proc_exit(255);
+}
 
 export function proxy_abi_version_0_2_1(): void {}
 // Both allocators, counted: cpp-host takes `malloc` whenever the module exports it.
 let mallocCalls: u32 = 0;
 let allocateCalls: u32 = 0;
-export function proxy_on_memory_allocate(size: usize): usize { allocateCalls++; return heap.alloc(size); }
-export function malloc(size: usize): usize { mallocCalls++; return heap.alloc(size); }
+export function proxy_on_memory_allocate(size: usize): usize {
+  allocateCalls++;
+  return heap.alloc(size);
+}
+export function malloc(size: usize): usize {
+  mallocCalls++;
+  return heap.alloc(size);
+}
 
 // ---- helpers ----
 const out = memory.data(16); // two words for (ptr, size) results, plus scratch
-function utf8(s: string): ArrayBuffer { return String.UTF8.encode(s); }
-function log(msg: string): void { const b = utf8(msg); proxy_log(2, changetype<usize>(b), b.byteLength); }
+function utf8(s: string): ArrayBuffer {
+  return String.UTF8.encode(s);
+}
+function log(msg: string): void {
+  const b = utf8(msg);
+  proxy_log(2, changetype<usize>(b), b.byteLength);
+}
 function takeString(): string {
-  const p = load<usize>(out), n = load<usize>(out + 4);
+  const p = load<usize>(out),
+    n = load<usize>(out + 4);
   if (p == 0) return "";
   const s = String.UTF8.decodeUnsafe(p, n);
   heap.free(p);
@@ -60,20 +180,30 @@ function header(t: u32, name: string): string | null {
   if (rc != 0) return null;
   return takeString();
 }
-function arg(name: string): string { const v = header(0, name); return v == null ? "" : v!; }
-function num(name: string): u32 { const s = arg(name); return s.length == 0 ? 0 : <u32>parseInt(s); }
+function arg(name: string): string {
+  const v = header(0, name);
+  return v == null ? "" : v!;
+}
+function num(name: string): u32 {
+  const s = arg(name);
+  return s.length == 0 ? 0 : <u32>parseInt(s);
+}
 
 /** Pairs wire format -> "k=v;k=v". */
 function pairsText(): string {
-  const p = load<usize>(out), n = load<usize>(out + 4);
+  const p = load<usize>(out),
+    n = load<usize>(out + 4);
   if (n == 0) return "";
   const count = load<u32>(p);
   let at = p + 4 + count * 8;
   let s = "";
   for (let i: u32 = 0; i < count; i++) {
-    const kl = load<u32>(p + 4 + i * 8), vl = load<u32>(p + 8 + i * 8);
-    const k = String.UTF8.decodeUnsafe(at, kl); at += kl + 1;
-    const v = String.UTF8.decodeUnsafe(at, vl); at += vl + 1;
+    const kl = load<u32>(p + 4 + i * 8),
+      vl = load<u32>(p + 8 + i * 8);
+    const k = String.UTF8.decodeUnsafe(at, kl);
+    at += kl + 1;
+    const v = String.UTF8.decodeUnsafe(at, vl);
+    at += vl + 1;
     s += (i > 0 ? ";" : "") + k + "=" + v;
   }
   heap.free(p);
@@ -83,10 +213,12 @@ function pairsBytes(text: string): ArrayBuffer {
   // "k=v;k=v" -> wire format
   const items = text.length == 0 ? new Array<string>(0) : text.split(";");
   let size = 4 + items.length * 8;
-  const keys = new Array<ArrayBuffer>(), vals = new Array<ArrayBuffer>();
+  const keys = new Array<ArrayBuffer>(),
+    vals = new Array<ArrayBuffer>();
   for (let i = 0; i < items.length; i++) {
     const eq = items[i].indexOf("=");
-    keys.push(utf8(items[i].substring(0, eq))); vals.push(utf8(items[i].substring(eq + 1)));
+    keys.push(utf8(items[i].substring(0, eq)));
+    vals.push(utf8(items[i].substring(eq + 1)));
     size += keys[i].byteLength + vals[i].byteLength + 2;
   }
   const buf = new ArrayBuffer(size);
@@ -94,9 +226,16 @@ function pairsBytes(text: string): ArrayBuffer {
   store<u32>(b, items.length);
   let at = b + 4 + items.length * 8;
   for (let i = 0; i < items.length; i++) {
-    store<u32>(b + 4 + i * 8, keys[i].byteLength); store<u32>(b + 8 + i * 8, vals[i].byteLength);
-    memory.copy(at, changetype<usize>(keys[i]), keys[i].byteLength); at += keys[i].byteLength; store<u8>(at, 0); at += 1;
-    memory.copy(at, changetype<usize>(vals[i]), vals[i].byteLength); at += vals[i].byteLength; store<u8>(at, 0); at += 1;
+    store<u32>(b + 4 + i * 8, keys[i].byteLength);
+    store<u32>(b + 8 + i * 8, vals[i].byteLength);
+    memory.copy(at, changetype<usize>(keys[i]), keys[i].byteLength);
+    at += keys[i].byteLength;
+    store<u8>(at, 0);
+    at += 1;
+    memory.copy(at, changetype<usize>(vals[i]), vals[i].byteLength);
+    at += vals[i].byteLength;
+    store<u8>(at, 0);
+    at += 1;
   }
   return buf;
 }
@@ -115,7 +254,9 @@ let respPausedContext: u32 = 0;
 export function proxy_on_context_create(id: u32, parent: u32): void {
   if (parent == 0) rootId = id;
 }
-export function proxy_on_vm_start(id: u32, size: u32): u32 { return 1; }
+export function proxy_on_vm_start(id: u32, size: u32): u32 {
+  return 1;
+}
 export function proxy_on_configure(id: u32, size: u32): u32 {
   const crc = proxy_get_buffer_bytes(7, 0, size, out, out + 4);
   const cfg = crc == 0 ? takeString() : "";
@@ -137,7 +278,8 @@ export function proxy_on_tick(id: u32): void {
     const ctx = pausedContext;
     pausedContext = 0;
     const rc1 = proxy_set_effective_context(ctx);
-    const k = utf8("x-resumed-by"), v = utf8("tick");
+    const k = utf8("x-resumed-by"),
+      v = utf8("tick");
     const rc2 = proxy_add_header_map_value(0, changetype<usize>(k), k.byteLength, changetype<usize>(v), v.byteLength);
     const rc3 = proxy_continue_stream(0);
     log("resume rc=" + rc1.toString() + "," + rc2.toString() + "," + rc3.toString());
@@ -155,15 +297,26 @@ export function proxy_on_tick(id: u32): void {
     const s = utf8(":status");
     const respAfter = proxy_get_header_map_value(2, changetype<usize>(s), s.byteLength, out, out + 4);
     if (respAfter == 0) heap.free(load<usize>(out));
-    log("resp_resume rc=" + rc.toString() + " req_before=" + before + " req_after=" + reqAfter.toString() + " resp_after=" + respAfter.toString());
+    log(
+      "resp_resume rc=" +
+        rc.toString() +
+        " req_before=" +
+        before +
+        " req_after=" +
+        reqAfter.toString() +
+        " resp_after=" +
+        respAfter.toString(),
+    );
   }
 }
 
 export function proxy_on_request_headers(id: u32, headers: u32, eos: u32): u32 {
   const op = arg("x-op");
   if (op == "") return 0;
-  const a = arg("x-a"), b = arg("x-b");
-  const ka = utf8(a), kb = utf8(b);
+  const a = arg("x-a"),
+    b = arg("x-b");
+  const ka = utf8(a),
+    kb = utf8(b);
   let rc: u32 = 0;
   if (op == "shared_set") {
     rc = proxy_set_shared_data(changetype<usize>(ka), ka.byteLength, changetype<usize>(kb), kb.byteLength, num("x-c"));
@@ -175,13 +328,19 @@ export function proxy_on_request_headers(id: u32, headers: u32, eos: u32): u32 {
   } else if (op == "hdr") {
     // x-a: action, x-b: map type, x-c: key, x-d: value
     const t = num("x-b");
-    const k = utf8(arg("x-c")), v = utf8(arg("x-d"));
-    if (a == "add") rc = proxy_add_header_map_value(t, changetype<usize>(k), k.byteLength, changetype<usize>(v), v.byteLength);
-    else if (a == "replace") rc = proxy_replace_header_map_value(t, changetype<usize>(k), k.byteLength, changetype<usize>(v), v.byteLength);
+    const k = utf8(arg("x-c")),
+      v = utf8(arg("x-d"));
+    if (a == "add")
+      rc = proxy_add_header_map_value(t, changetype<usize>(k), k.byteLength, changetype<usize>(v), v.byteLength);
+    else if (a == "replace")
+      rc = proxy_replace_header_map_value(t, changetype<usize>(k), k.byteLength, changetype<usize>(v), v.byteLength);
     else if (a == "remove") rc = proxy_remove_header_map_value(t, changetype<usize>(k), k.byteLength);
     else if (a == "get") {
       rc = proxy_get_header_map_value(t, changetype<usize>(k), k.byteLength, out, out + 4);
-      if (rc == 0) { log("hdr get rc=0 value=" + takeString()); return 0; }
+      if (rc == 0) {
+        log("hdr get rc=0 value=" + takeString());
+        return 0;
+      }
     } else if (a == "pairs") {
       rc = proxy_get_header_map_pairs(t, out, out + 4);
       log("hdr pairs rc=" + rc.toString() + " " + (rc == 0 ? pairsText() : ""));
@@ -198,17 +357,48 @@ export function proxy_on_request_headers(id: u32, headers: u32, eos: u32): u32 {
     const hdrs = pairsBytes(":method=GET;:path=" + arg("x-c") + ";:authority=test");
     const body = utf8("");
     const none = pairsBytes("");
-    rc = proxy_http_call(changetype<usize>(ka), ka.byteLength, changetype<usize>(hdrs), hdrs.byteLength,
-      changetype<usize>(body), 0, changetype<usize>(none), none.byteLength, num("x-b"), out);
+    rc = proxy_http_call(
+      changetype<usize>(ka),
+      ka.byteLength,
+      changetype<usize>(hdrs),
+      hdrs.byteLength,
+      changetype<usize>(body),
+      0,
+      changetype<usize>(none),
+      none.byteLength,
+      num("x-b"),
+      out,
+    );
     log("http_call rc=" + rc.toString() + " token=" + load<u32>(out).toString());
   } else if (op == "http_call_no_path") {
     const hdrs = pairsBytes(":method=GET;:authority=test");
     const none = pairsBytes("");
-    rc = proxy_http_call(changetype<usize>(ka), ka.byteLength, changetype<usize>(hdrs), hdrs.byteLength, 0, 0, changetype<usize>(none), none.byteLength, 1000, out);
+    rc = proxy_http_call(
+      changetype<usize>(ka),
+      ka.byteLength,
+      changetype<usize>(hdrs),
+      hdrs.byteLength,
+      0,
+      0,
+      changetype<usize>(none),
+      none.byteLength,
+      1000,
+      out,
+    );
     log("http_call rc=" + rc.toString());
   } else if (op == "local_reply") {
-    const d = utf8("denied by test"), h = pairsBytes("x-why=test");
-    rc = proxy_send_local_response(<u32>parseInt(a), changetype<usize>(d), d.byteLength, changetype<usize>(kb), kb.byteLength, changetype<usize>(h), h.byteLength, -1);
+    const d = utf8("denied by test"),
+      h = pairsBytes("x-why=test");
+    rc = proxy_send_local_response(
+      <u32>parseInt(a),
+      changetype<usize>(d),
+      d.byteLength,
+      changetype<usize>(kb),
+      kb.byteLength,
+      changetype<usize>(h),
+      h.byteLength,
+      -1,
+    );
     log("local_reply rc=" + rc.toString());
     return 0;
   } else if (op == "pause") {
@@ -231,7 +421,20 @@ export function proxy_on_request_headers(id: u32, headers: u32, eos: u32): u32 {
     const rc2 = proxy_increment_metric(mid, <i64>parseInt(arg("x-c")));
     const rc3 = proxy_record_metric(mid, 7);
     const rc4 = proxy_get_metric(mid, out + 8);
-    log("metric rc=" + rc.toString() + "," + rc2.toString() + "," + rc3.toString() + "," + rc4.toString() + " id=" + mid.toString() + " value=" + load<u64>(out + 8).toString());
+    log(
+      "metric rc=" +
+        rc.toString() +
+        "," +
+        rc2.toString() +
+        "," +
+        rc3.toString() +
+        "," +
+        rc4.toString() +
+        " id=" +
+        mid.toString() +
+        " value=" +
+        load<u64>(out + 8).toString(),
+    );
   } else if (op == "metric_bad") {
     rc = proxy_define_metric(7, changetype<usize>(ka), ka.byteLength, out);
     const rc2 = proxy_increment_metric(12345 * 4, 1);
@@ -240,13 +443,32 @@ export function proxy_on_request_headers(id: u32, headers: u32, eos: u32): u32 {
     rc = proxy_register_shared_queue(changetype<usize>(ka), ka.byteLength, out);
     queueToken = load<u32>(out);
     const vm = utf8(b);
-    const rc2 = proxy_resolve_shared_queue(changetype<usize>(vm), vm.byteLength, changetype<usize>(ka), ka.byteLength, out);
+    const rc2 = proxy_resolve_shared_queue(
+      changetype<usize>(vm),
+      vm.byteLength,
+      changetype<usize>(ka),
+      ka.byteLength,
+      out,
+    );
     const resolved = load<u32>(out);
     const rc3 = proxy_dequeue_shared_queue(queueToken, out, out + 4);
     const item = utf8("item-1");
     const rc4 = proxy_enqueue_shared_queue(queueToken, changetype<usize>(item), item.byteLength);
     const rc5 = proxy_dequeue_shared_queue(999, out, out + 4);
-    log("queue rc=" + rc.toString() + "," + rc2.toString() + "," + rc3.toString() + "," + rc4.toString() + "," + rc5.toString() + " same=" + (resolved == queueToken ? "1" : "0"));
+    log(
+      "queue rc=" +
+        rc.toString() +
+        "," +
+        rc2.toString() +
+        "," +
+        rc3.toString() +
+        "," +
+        rc4.toString() +
+        "," +
+        rc5.toString() +
+        " same=" +
+        (resolved == queueToken ? "1" : "0"),
+    );
   } else if (op == "queue_resolve_missing") {
     const vm = utf8(b);
     rc = proxy_resolve_shared_queue(changetype<usize>(vm), vm.byteLength, changetype<usize>(ka), ka.byteLength, out);
@@ -262,7 +484,20 @@ export function proxy_on_request_headers(id: u32, headers: u32, eos: u32): u32 {
     const rc4 = proxy_get_buffer_bytes(0, 0, 10, out, out + 4); // request body, none in flight
     const size = load<u32>(out + 4);
     const rc5 = proxy_set_buffer_bytes(6, 0, 0, changetype<usize>(ka), ka.byteLength);
-    log("buffers rc=" + rc1.toString() + "," + rc2.toString() + "," + rc3.toString() + "," + rc4.toString() + "," + rc5.toString() + " size=" + size.toString());
+    log(
+      "buffers rc=" +
+        rc1.toString() +
+        "," +
+        rc2.toString() +
+        "," +
+        rc3.toString() +
+        "," +
+        rc4.toString() +
+        "," +
+        rc5.toString() +
+        " size=" +
+        size.toString(),
+    );
   } else if (op == "set_pairs_bad") {
     // x-c: "trailing" (one byte after the last NUL) or "nonul" (the key's NUL overwritten)
     const good = pairsBytes("k=v");
@@ -273,16 +508,28 @@ export function proxy_on_request_headers(id: u32, headers: u32, eos: u32): u32 {
     rc = proxy_set_header_map_pairs(0, changetype<usize>(buf), n);
     log("set_pairs_bad rc=" + rc.toString());
   } else if (op == "metric_ids") {
-    const c = utf8("mc"), g = utf8("mg"), h = utf8("mh");
+    const c = utf8("mc"),
+      g = utf8("mg"),
+      h = utf8("mh");
     proxy_define_metric(0, changetype<usize>(c), c.byteLength, out);
     const cid = load<u32>(out);
     proxy_define_metric(1, changetype<usize>(g), g.byteLength, out);
     const gid = load<u32>(out);
     proxy_define_metric(2, changetype<usize>(h), h.byteLength, out);
     const hid = load<u32>(out);
-    log("metric_ids configure_counter=" + counterId.toString() + " counter=" + cid.toString() + " gauge=" + gid.toString() + " histogram=" + hid.toString());
+    log(
+      "metric_ids configure_counter=" +
+        counterId.toString() +
+        " counter=" +
+        cid.toString() +
+        " gauge=" +
+        gid.toString() +
+        " histogram=" +
+        hid.toString(),
+    );
   } else if (op == "alloc_counts") {
-    mallocCalls = 0; allocateCalls = 0;
+    mallocCalls = 0;
+    allocateCalls = 0;
     header(0, ":path"); // the host copies the value in through the module's allocator
     log("alloc_counts malloc=" + mallocCalls.toString() + " proxy_on_memory_allocate=" + allocateCalls.toString());
   } else if (op == "time") {
@@ -296,7 +543,8 @@ export function proxy_on_request_body(id: u32, size: u32, eos: u32): u32 {
   if (bodyOp == "") return 0;
   const brc = proxy_get_buffer_bytes(0, 0, size, out, out + 4);
   const body = brc == 0 ? takeString() : "";
-  const k = utf8("x-from-body"), v = utf8(body);
+  const k = utf8("x-from-body"),
+    v = utf8(body);
   const rc = proxy_replace_header_map_value(0, changetype<usize>(k), k.byteLength, changetype<usize>(v), v.byteLength);
   log("body size=" + size.toString() + " eos=" + eos.toString() + " body=" + body + " set_header rc=" + rc.toString());
   if (bodyOp == "prop") {
@@ -325,7 +573,8 @@ export function proxy_on_request_body(id: u32, size: u32, eos: u32): u32 {
 }
 
 export function proxy_on_response_headers(id: u32, headers: u32, eos: u32): u32 {
-  const k = utf8("x-test-module"), v = utf8("seen");
+  const k = utf8("x-test-module"),
+    v = utf8("seen");
   proxy_add_header_map_value(2, changetype<usize>(k), k.byteLength, changetype<usize>(v), v.byteLength);
   if (respPauseNext) {
     respPauseNext = false;
@@ -342,8 +591,22 @@ export function proxy_on_http_call_response(id: u32, token: u32, headers: u32, b
   const status = header(6, ":status");
   const brc = proxy_get_buffer_bytes(4, 0, bodySize, out, out + 4);
   const body = brc == 0 ? takeString() : "";
-  log("http_response root=" + id.toString() + " token=" + token.toString() + " headers=" + headers.toString() + " body=" + body +
-    " status=" + (status == null ? "none" : status!) + " get_status=" + code.toString() + ":" + msg);
+  log(
+    "http_response root=" +
+      id.toString() +
+      " token=" +
+      token.toString() +
+      " headers=" +
+      headers.toString() +
+      " body=" +
+      body +
+      " status=" +
+      (status == null ? "none" : status!) +
+      " get_status=" +
+      code.toString() +
+      ":" +
+      msg,
+  );
 }
 
 export function proxy_on_queue_ready(id: u32, token: u32): void {
@@ -357,7 +620,21 @@ export function proxy_on_log(id: u32): void {
   const v = header(0, ":path");
   const t = utf8("x-t");
   const trc = proxy_get_header_map_value(1, changetype<usize>(t), t.byteLength, out, out + 4); // request trailers: none in on_log
-  log("on_log ctx=" + id.toString() + " add_rc=" + rc.toString() + " path=" + (v == null ? "none" : v!) + " trailers_rc=" + trc.toString());
+  log(
+    "on_log ctx=" +
+      id.toString() +
+      " add_rc=" +
+      rc.toString() +
+      " path=" +
+      (v == null ? "none" : v!) +
+      " trailers_rc=" +
+      trc.toString(),
+  );
 }
-export function proxy_on_done(id: u32): u32 { log("on_done ctx=" + id.toString()); return 1; }
-export function proxy_on_delete(id: u32): void { log("on_delete ctx=" + id.toString()); }
+export function proxy_on_done(id: u32): u32 {
+  log("on_done ctx=" + id.toString());
+  return 1;
+}
+export function proxy_on_delete(id: u32): void {
+  log("on_delete ctx=" + id.toString());
+}

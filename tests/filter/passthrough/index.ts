@@ -4,7 +4,9 @@ export * from "@solo-io/proxy-runtime/assembly/proxy";
 import { RootContext, Context, registerRootContext } from "@solo-io/proxy-runtime/assembly";
 
 class PassThroughRoot extends RootContext {
-  createContext(context_id: u32): Context { return new Context(context_id, this); }
+  createContext(context_id: u32): Context {
+    return new Context(context_id, this);
+  }
 }
 
 registerRootContext((context_id: u32) => new PassThroughRoot(context_id), "endpoint-picker");

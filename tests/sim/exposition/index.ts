@@ -10,10 +10,15 @@ export type { Exposition } from "./exposition";
 
 export function createExposition(engine: Engine, opts: ExpositionOptions): Exposition {
   switch (engine.kind) {
-    case "vllm-v1": return new VllmExposition(engine, opts, "v1");
-    case "vllm-v0": return new VllmExposition(engine, opts, "v0");
-    case "sglang": return new SglangExposition(engine, opts);
-    case "triton-trtllm": return new TritonExposition(engine, opts);
-    case "trtllm-serve": return new TrtllmServeExposition(engine, opts);
+    case "vllm-v1":
+      return new VllmExposition(engine, opts, "v1");
+    case "vllm-v0":
+      return new VllmExposition(engine, opts, "v0");
+    case "sglang":
+      return new SglangExposition(engine, opts);
+    case "triton-trtllm":
+      return new TritonExposition(engine, opts);
+    case "trtllm-serve":
+      return new TrtllmServeExposition(engine, opts);
   }
 }

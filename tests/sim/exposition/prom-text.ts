@@ -11,7 +11,9 @@ export class Histogram {
   readonly counts: number[];
   sum = 0;
   count = 0;
-  constructor(readonly buckets: readonly number[]) { this.counts = new Array(buckets.length + 1).fill(0); }
+  constructor(readonly buckets: readonly number[]) {
+    this.counts = new Array(buckets.length + 1).fill(0);
+  }
   observe(v: number): void {
     let i = 0;
     while (i < this.buckets.length && v > this.buckets[i]) i++;
@@ -26,7 +28,10 @@ const escapeHelp = (v: string): string => v.replace(/\\/g, "\\\\").replace(/\n/g
 
 export class PromWriter {
   private readonly parts: string[] = [];
-  constructor(readonly dialect: Dialect, private readonly createdSeconds: number | null = null) {}
+  constructor(
+    readonly dialect: Dialect,
+    private readonly createdSeconds: number | null = null,
+  ) {}
 
   value(v: number): string {
     if (Number.isNaN(v)) return "NaN";
@@ -61,7 +66,11 @@ export class PromWriter {
     const total = this.dialect === "python" ? `${name}_total` : name;
     this.head(total, "counter", help);
     for (const s of series) this.line(total, s.labels, s.value);
-    this.created(name, help, series.map((s) => s.labels));
+    this.created(
+      name,
+      help,
+      series.map((s) => s.labels),
+    );
   }
 
   histogram(name: string, help: string, series: readonly { labels: Labels; hist: Histogram }[]): void {
@@ -76,14 +85,25 @@ export class PromWriter {
       this.line(`${name}_count`, labels, hist.count);
       this.line(`${name}_sum`, labels, hist.sum);
     }
-    this.created(name, help, series.map((s) => s.labels));
+    this.created(
+      name,
+      help,
+      series.map((s) => s.labels),
+    );
   }
 
   /** A summary with count and sum only (what prometheus_client's Summary exports). */
   summary(name: string, help: string, series: readonly { labels: Labels; count: number; sum: number }[]): void {
     this.head(name, "summary", help);
-    for (const s of series) { this.line(`${name}_count`, s.labels, s.count); this.line(`${name}_sum`, s.labels, s.sum); }
-    this.created(name, help, series.map((s) => s.labels));
+    for (const s of series) {
+      this.line(`${name}_count`, s.labels, s.count);
+      this.line(`${name}_sum`, s.labels, s.sum);
+    }
+    this.created(
+      name,
+      help,
+      series.map((s) => s.labels),
+    );
   }
 
   private created(name: string, help: string, labels: readonly Labels[]): void {
@@ -92,11 +112,17 @@ export class PromWriter {
     for (const l of labels) this.line(`${name}_created`, l, this.createdSeconds);
   }
 
-  text(): string { return this.parts.join(""); }
+  text(): string {
+    return this.parts.join("");
+  }
 }
 
 /** vLLM's build_1_2_5_buckets: 1, 2, 5, 10, 20, 50, ... up to max. */
 export function buckets125(max: number): number[] {
   const out: number[] = [];
-  for (let e = 1; ; e *= 10) for (const m of [1, 2, 5]) { if (m * e > max) return out; out.push(m * e); }
+  for (let e = 1; ; e *= 10)
+    for (const m of [1, 2, 5]) {
+      if (m * e > max) return out;
+      out.push(m * e);
+    }
 }

@@ -8,7 +8,13 @@ export function randomPicker(): Picker {
 
 export function roundRobinPicker(): Picker {
   let next = 0;
-  return { name: "round-robin", start() { next = 0; }, pick: (_r, _p, ctx) => ({ pod: next++ % ctx.pods.length }) };
+  return {
+    name: "round-robin",
+    start() {
+      next = 0;
+    },
+    pick: (_r, _p, ctx) => ({ pod: next++ % ctx.pods.length }),
+  };
 }
 
 export function leastRequestPicker(): Picker {

@@ -22,7 +22,11 @@ const SCRAPE_MS = 50;
 
 /** Engine names as the companion writes them into snapshots. */
 const SNAPSHOT_ENGINE: Record<EngineKind, string> = {
-  "vllm-v1": "vllm", "vllm-v0": "vllm", sglang: "sglang", "triton-trtllm": "triton-tensorrt-llm", "trtllm-serve": "trtllm-serve",
+  "vllm-v1": "vllm",
+  "vllm-v0": "vllm",
+  sglang: "sglang",
+  "triton-trtllm": "triton-tensorrt-llm",
+  "trtllm-serve": "trtllm-serve",
 };
 
 /** build/filter.wasm of the checkout this module runs from. */
@@ -45,7 +49,9 @@ export interface FilterPickerOptions {
   profile?: Partial<FlatProfile>;
 }
 
-interface Ticket { stream: HttpStream }
+interface Ticket {
+  stream: HttpStream;
+}
 
 export function filterPicker(opts: FilterPickerOptions = {}): Picker {
   let host: Host | null = null;
@@ -66,8 +72,14 @@ export function filterPicker(opts: FilterPickerOptions = {}): Picker {
     const endpoints: SnapshotEndpoint[] = ctx.pods.map((p, i) => {
       const m = view[i];
       return {
-        address: p.address, engine: SNAPSHOT_ENGINE[p.kind], stale: false, error: false,
-        queued: m.queued, running: m.running, kvUsage: m.kvUsage, ageMs: 0,
+        address: p.address,
+        engine: SNAPSHOT_ENGINE[p.kind],
+        stale: false,
+        error: false,
+        queued: m.queued,
+        running: m.running,
+        kvUsage: m.kvUsage,
+        ageMs: 0,
         lora: m.maxLora > 0 ? { running: m.loraRunning, waiting: m.loraWaiting, max: m.maxLora } : null,
         cache: { blockSize: m.blockSize, numBlocks: m.numBlocks },
       };
@@ -79,29 +91,42 @@ export function filterPicker(opts: FilterPickerOptions = {}): Picker {
       lastContent = content;
       version++;
       counters.snapshots++;
-      publishSnapshot(host!.sharedData, encodeSnapshot({ version, generatedAtMs: nowMs, profile: schedulingProfile, endpoints, baseModels: [ctx.profile.model] }), nowMs);
+      publishSnapshot(
+        host!.sharedData,
+        encodeSnapshot({
+          version,
+          generatedAtMs: nowMs,
+          profile: schedulingProfile,
+          endpoints,
+          baseModels: [ctx.profile.model],
+        }),
+        nowMs,
+      );
     } else {
       host!.sharedData.set(SNAPSHOT_META_KEY, snapshotMeta(version, nowMs));
     }
   };
 
-  const makeHost = (ctx: PickerContext, configuration: string) => createHost({
-    wasm: opts.wasm ?? defaultFilterWasm(),
-    rootId: "endpoint-picker",
-    vmId: "endpoint-picker",
-    configuration,
-    concurrency: opts.concurrency ?? 2,
-    manualTicks: true,
-    clock: () => epochNs(ctx) + BigInt(Math.round(ctx.clock.now() * 1e6)),
-    allowOnHeadersStopIteration: true,
-    logLevel: opts.logLevel ?? "warn",
-    onLog: () => { counters.logs++; },
-    // A filter that still polls its companion gets the current snapshot in-process.
-    httpCallHandler: () => {
-      const blob = host?.sharedData.get("endpoint-picker.snapshot")?.value;
-      return blob ? { headers: [[":status", "200"]], body: blob } : { headers: [[":status", "304"]] };
-    },
-  });
+  const makeHost = (ctx: PickerContext, configuration: string) =>
+    createHost({
+      wasm: opts.wasm ?? defaultFilterWasm(),
+      rootId: "endpoint-picker",
+      vmId: "endpoint-picker",
+      configuration,
+      concurrency: opts.concurrency ?? 2,
+      manualTicks: true,
+      clock: () => epochNs(ctx) + BigInt(Math.round(ctx.clock.now() * 1e6)),
+      allowOnHeadersStopIteration: true,
+      logLevel: opts.logLevel ?? "warn",
+      onLog: () => {
+        counters.logs++;
+      },
+      // A filter that still polls its companion gets the current snapshot in-process.
+      httpCallHandler: () => {
+        const blob = host?.sharedData.get("endpoint-picker.snapshot")?.value;
+        return blob ? { headers: [[":status", "200"]], body: blob } : { headers: [[":status", "304"]] };
+      },
+    });
 
   return {
     name: "filter",
@@ -117,10 +142,17 @@ export function filterPicker(opts: FilterPickerOptions = {}): Picker {
     pick(req, _prepared, ctx) {
       sync(ctx);
       const stream = host!.openStream();
-      stream.sendRequestHeaders([
-        [":method", "POST"], [":path", req.api === "chat" ? "/v1/chat/completions" : "/v1/completions"], [":authority", "gw"],
-        [":scheme", "http"], ["content-type", "application/json"], ["content-length", String(Buffer.byteLength(req.bodyText))],
-      ], false);
+      stream.sendRequestHeaders(
+        [
+          [":method", "POST"],
+          [":path", req.api === "chat" ? "/v1/chat/completions" : "/v1/completions"],
+          [":authority", "gw"],
+          [":scheme", "http"],
+          ["content-type", "application/json"],
+          ["content-length", String(Buffer.byteLength(req.bodyText))],
+        ],
+        false,
+      );
       stream.sendRequestData(req.bodyText, true);
       const reply = stream.localReply;
       if (reply) {
@@ -138,7 +170,13 @@ export function filterPicker(opts: FilterPickerOptions = {}): Picker {
     responseStarted(pick) {
       if (!("ticket" in pick) || !ctxRef) return;
       sync(ctxRef);
-      (pick.ticket as Ticket).stream.sendResponseHeaders([[":status", "200"], ["content-type", "text/event-stream"]], false);
+      (pick.ticket as Ticket).stream.sendResponseHeaders(
+        [
+          [":status", "200"],
+          ["content-type", "text/event-stream"],
+        ],
+        false,
+      );
     },
     responseEnded(pick, _now, ok) {
       if (!("ticket" in pick) || !ctxRef) return;
@@ -149,6 +187,9 @@ export function filterPicker(opts: FilterPickerOptions = {}): Picker {
       stream.finish();
     },
     stats: () => ({ ...counters, failedWorkers: host?.failedWorkers().length ?? 0 }),
-    close() { host?.close(); host = null; },
+    close() {
+      host?.close();
+      host = null;
+    },
   };
 }

@@ -27,7 +27,12 @@ const REFRESH_MS = 50;
 /** The user input GIE hashes: json.Marshal of the chat messages, or the completion prompt. */
 function userInput(bodyText: string): { model: string; text: string } {
   const body = JSON.parse(bodyText) as { model?: string; messages?: unknown; prompt?: unknown };
-  const text = body.messages !== undefined ? JSON.stringify(body.messages) : typeof body.prompt === "string" ? body.prompt : JSON.stringify(body.prompt ?? "");
+  const text =
+    body.messages !== undefined
+      ? JSON.stringify(body.messages)
+      : typeof body.prompt === "string"
+        ? body.prompt
+        : JSON.stringify(body.prompt ?? "");
   return { model: body.model ?? "", text };
 }
 
@@ -59,7 +64,10 @@ class PrefixIndexer {
 
   add(hashes: readonly number[], pod: number, capacity: number): void {
     let lru = this.lrus.get(pod);
-    if (!lru) { lru = new Map(); this.lrus.set(pod, lru); }
+    if (!lru) {
+      lru = new Map();
+      this.lrus.set(pod, lru);
+    }
     for (const h of hashes) {
       if (lru.has(h)) lru.delete(h);
       lru.set(h, true);
@@ -67,10 +75,16 @@ class PrefixIndexer {
         const oldest = lru.keys().next().value!;
         lru.delete(oldest);
         const pods = this.hashToPods.get(oldest);
-        if (pods) { pods.delete(pod); if (pods.size === 0) this.hashToPods.delete(oldest); }
+        if (pods) {
+          pods.delete(pod);
+          if (pods.size === 0) this.hashToPods.delete(oldest);
+        }
       }
       let pods = this.hashToPods.get(h);
-      if (!pods) { pods = new Set(); this.hashToPods.set(h, pods); }
+      if (!pods) {
+        pods = new Set();
+        this.hashToPods.set(h, pods);
+      }
       pods.add(pod);
     }
   }
@@ -102,7 +116,9 @@ export function giePicker(opts: { loraWeight?: number } = {}): Picker {
     start(ctx: PickerContext) {
       indexer = new PrefixIndexer();
       view = ctx.scrape();
-      ctx.every(REFRESH_MS, () => { view = ctx.scrape(); });
+      ctx.every(REFRESH_MS, () => {
+        view = ctx.scrape();
+      });
     },
     pick(req, prepared, ctx) {
       const adapter = loraWeight > 0 ? prepared.parsed.adapter : null;
@@ -110,12 +126,20 @@ export function giePicker(opts: { loraWeight?: number } = {}): Picker {
       const blockTokens = view[0]?.blockSize > 0 ? view[0].blockSize : DEFAULT_BLOCK_TOKENS;
       const hashes = giePromptHashes(req.bodyText, blockTokens * 4);
       const matches = indexer.matchLongestPrefix(hashes);
-      let minQ = Infinity, maxQ = -Infinity;
-      for (const m of view) { minQ = Math.min(minQ, m.queued); maxQ = Math.max(maxQ, m.queued); }
+      let minQ = Infinity,
+        maxQ = -Infinity;
+      for (const m of view) {
+        minQ = Math.min(minQ, m.queued);
+        maxQ = Math.max(maxQ, m.queued);
+      }
       // Shuffle, then keep the first highest score: a uniformly random tie-break, as GIE's max-score picker.
       const order = pods.map((p) => p.index);
-      for (let i = order.length - 1; i > 0; i--) { const j = ctx.rng.int(i + 1); [order[i], order[j]] = [order[j], order[i]]; }
-      let best = order[0], bestScore = -Infinity;
+      for (let i = order.length - 1; i > 0; i--) {
+        const j = ctx.rng.int(i + 1);
+        [order[i], order[j]] = [order[j], order[i]];
+      }
+      let best = order[0],
+        bestScore = -Infinity;
       for (const i of order) {
         const m = view[i];
         const queue = maxQ === minQ ? 1 : (maxQ - m.queued) / (maxQ - minQ);
@@ -123,7 +147,10 @@ export function giePicker(opts: { loraWeight?: number } = {}): Picker {
         const prefix = hashes.length > 0 ? (matches.get(i) ?? 0) / hashes.length : 0;
         const lora = adapter !== null ? loraWeight * loraAffinity(m, adapter) : 0;
         const score = WEIGHTS.queue * queue + WEIGHTS.kv * kv + WEIGHTS.prefix * prefix + lora;
-        if (score > bestScore) { bestScore = score; best = i; }
+        if (score > bestScore) {
+          bestScore = score;
+          best = i;
+        }
       }
       indexer.add(hashes, best, view[best]?.numBlocks > 0 ? view[best].numBlocks : DEFAULT_LRU_PER_SERVER);
       return { pod: best };

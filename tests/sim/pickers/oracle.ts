@@ -16,14 +16,19 @@ export function estimateTtftMs(pod: FleetPod, prepared: Prepared): number {
   const uncached = seq.promptTokens - cached;
   const backlog = e.backlogPrefillTokens();
   const running = e.numRunning;
-  const decodeStep = decodeMs(profile, { prefillTokens: 0, decodeRequests: running > 0 ? 1 : 0, kvUsage: e.kvUsage, batchSize: running + 1 }, null);
+  const decodeStep = decodeMs(
+    profile,
+    { prefillTokens: 0, decodeRequests: running > 0 ? 1 : 0, kvUsage: e.kvUsage, batchSize: running + 1 },
+    null,
+  );
   const load = e.runningLoad().sort((a, b) => a.remaining - b.remaining);
   let waitMs = 0;
   // A batch slot: the (excess + 1)-th running request to finish frees one.
   const excess = running + e.numWaiting - profile.scheduler.maxNumSeqs;
   if (excess >= 0 && load.length > 0) waitMs = load[Math.min(load.length - 1, excess)].remaining * decodeStep;
   // KV blocks: wait until enough running requests finish to free what this request needs.
-  const blocksNeeded = Math.ceil((seq.promptTokens + prepared.parsed.outputTokens) / e.blockSize) - Math.floor(cached / e.blockSize);
+  const blocksNeeded =
+    Math.ceil((seq.promptTokens + prepared.parsed.outputTokens) / e.blockSize) - Math.floor(cached / e.blockSize);
   let short = blocksNeeded - e.pool.freeBlocks;
   for (const r of load) {
     if (short <= 0) break;
@@ -42,11 +47,15 @@ export function oraclePicker(): Picker {
     name: "oracle",
     start() {},
     pick(_req, prepared, ctx) {
-      let best = 0, bestCost = Infinity;
+      let best = 0,
+        bestCost = Infinity;
       for (const pod of ctx.pods) {
         // Ties (e.g. idle pods) go to the pod with the fewest requests in flight, then the lowest index.
         const cost = estimateTtftMs(pod, prepared) + pod.inFlight * 1e-6;
-        if (cost < bestCost) { bestCost = cost; best = pod.index; }
+        if (cost < bestCost) {
+          bestCost = cost;
+          best = pod.index;
+        }
       }
       return { pod: best };
     },
