@@ -25,6 +25,12 @@ export class PluginConfig {
   maxBodyBytes: u32 = 262144;
   /** False: snapshots are written into shared data by someone else (tests, the simulator). */
   fetchSnapshots: bool = true;
+  /**
+   * Share requests in flight and prefix chains with the other gateway replicas through the companion
+   * (docs/GATEWAYS.md). Unset: as fetchSnapshots (a filter fed by someone else has no companion to report to).
+   */
+  shareWithGateways: bool = true;
+  gatewayReportPath: string = "/v1/gateway-report";
   /** InferenceObjective priorities by name (header x-gateway-inference-objective); negative = sheddable. */
   objectiveNames: string[] = [];
   objectivePriorities: i32[] = [];
@@ -103,6 +109,7 @@ export function parseConfig(text: string): ConfigResult {
   const obj = <JSON.Obj>value;
   const keys = obj.keys;
   const err = new ConfigResult();
+  let shareSet = false;
   for (let i = 0; i < keys.length; i++) {
     const key = keys[i];
     const v = obj.get(key)!;
@@ -110,6 +117,7 @@ export function parseConfig(text: string): ConfigResult {
       key == "companionCluster" ||
       key == "companionAuthority" ||
       key == "snapshotPath" ||
+      key == "gatewayReportPath" ||
       key == "apiToken" ||
       key == "destinationHeader" ||
       key == "fallbackHeader" ||
@@ -133,6 +141,10 @@ export function parseConfig(text: string): ConfigResult {
         if (!s.startsWith("/") || s.includes("?"))
           return fail('.snapshotPath: "' + s + '" must be a path starting with / and without a query');
         cfg.snapshotPath = s;
+      } else if (key == "gatewayReportPath") {
+        if (!s.startsWith("/") || s.includes("?"))
+          return fail('.gatewayReportPath: "' + s + '" must be a path starting with / and without a query');
+        cfg.gatewayReportPath = s;
       } else if (key == "failureMode") {
         if (s == "FailClose") cfg.failureMode = FAIL_CLOSE;
         else if (s == "FailOpen") cfg.failureMode = FAIL_OPEN;
@@ -150,9 +162,13 @@ export function parseConfig(text: string): ConfigResult {
       cfg.stalenessLimitMs = <u32>integerIn(v, key, 100, 3600000, err);
     } else if (key == "maxBodyBytes") {
       cfg.maxBodyBytes = <u32>integerIn(v, key, 0, 16777216, err);
-    } else if (key == "fetchSnapshots") {
-      if (!v.isBool) return fail(".fetchSnapshots: must be true or false");
-      cfg.fetchSnapshots = (<JSON.Bool>v).valueOf();
+    } else if (key == "fetchSnapshots" || key == "shareWithGateways") {
+      if (!v.isBool) return fail("." + key + ": must be true or false");
+      if (key == "fetchSnapshots") cfg.fetchSnapshots = (<JSON.Bool>v).valueOf();
+      else {
+        cfg.shareWithGateways = (<JSON.Bool>v).valueOf();
+        shareSet = true;
+      }
     } else if (key == "objectivePriorities") {
       if (!v.isObj) return fail(".objectivePriorities: must be an object of objective name to integer priority");
       const o = <JSON.Obj>v;
@@ -169,5 +185,6 @@ export function parseConfig(text: string): ConfigResult {
     if (err.error.length > 0) return err;
   }
   if (cfg.destinationHeader == cfg.fallbackHeader) return fail(".fallbackHeader: must differ from destinationHeader");
+  if (!shareSet) cfg.shareWithGateways = cfg.fetchSnapshots;
   return ok;
 }

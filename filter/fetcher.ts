@@ -5,7 +5,7 @@ import { WasmResultValues, BufferTypeValues, HeaderPair } from "@solo-io/proxy-r
 import { PluginConfig } from "./config";
 import { Pool, Meta, readMeta, encodeMeta, SNAPSHOT_KEY, META_KEY, LEASE_KEY } from "./pool";
 import { decodeSnapshot, lastError, Snapshot } from "./snapshot";
-import { shouldTakeLease, encodeLease, LEASE_TTL_MS } from "./lease";
+import { Lease } from "./lease";
 import {
   getShared,
   setShared,
@@ -27,7 +27,7 @@ const MIN_POLL_GAP_MS: u64 = 20;
 const STATUS = encode(":status");
 
 export class Fetcher {
-  leader: bool = false;
+  private lease: Lease;
   private token: u32 = 0;
   private nextPollMs: u64 = 0;
   private lastPollMs: u64 = 0;
@@ -43,25 +43,17 @@ export class Fetcher {
     private metrics: Metrics,
   ) {
     this.cluster = encode(cfg.companionCluster);
+    this.lease = new Lease(LEASE_KEY, vm);
   }
 
   /** Called on every tick: take or renew the lease, and poll when leading and idle. */
   tick(nowMs: u64): void {
-    const lease = getShared(LEASE_KEY);
-    const cas = lastCas;
-    if (shouldTakeLease(lease, this.vm, nowMs)) {
-      const wasLeader = this.leader;
-      // Writing an absent key cannot be compared-and-swapped (cas 0 sets unconditionally), so every VM of a
-      // new vm_id would win: that write only claims; the last claimer renews with a real CAS next tick.
-      const ok =
-        setShared(LEASE_KEY, encodeLease(this.vm, nowMs + LEASE_TTL_MS), lease == null ? 0 : cas) ==
-        WasmResultValues.Ok;
-      this.leader = ok && lease != null;
-      if (this.leader && !wasLeader) logInfo("this worker now fetches snapshots from " + this.cfg.companionCluster);
-    } else {
-      this.leader = false;
-    }
+    if (this.lease.renew(nowMs)) logInfo("this worker now fetches snapshots from " + this.cfg.companionCluster);
     if (this.leader && this.token == 0 && nowMs >= this.nextPollMs) this.poll(nowMs);
+  }
+
+  get leader(): bool {
+    return this.lease.leader;
   }
 
   private poll(nowMs: u64): void {

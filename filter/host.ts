@@ -222,17 +222,22 @@ export function serializePairs(headers: Headers): ArrayBuffer {
   return out;
 }
 
-/** Dispatches an HTTP call; returns the token, or 0 when the host refused it. */
-export function httpCall(cluster: ArrayBuffer, headers: ArrayBuffer, timeoutMs: u32): u32 {
-  const empty = new ArrayBuffer(0);
+/** Dispatches an HTTP call (with `body`, when given); returns the token, or 0 when the host refused it. */
+export function httpCall(
+  cluster: ArrayBuffer,
+  headers: ArrayBuffer,
+  timeoutMs: u32,
+  body: ArrayBuffer | null = null,
+): u32 {
+  const sent = body != null ? body : new ArrayBuffer(0);
   const noTrailers = new ArrayBuffer(4);
   const r = abi.proxy_http_call(
     changetype<usize>(cluster),
     cluster.byteLength,
     changetype<usize>(headers),
     headers.byteLength,
-    changetype<usize>(empty),
-    0,
+    changetype<usize>(sent),
+    sent.byteLength,
     changetype<usize>(noTrailers),
     4,
     timeoutMs,

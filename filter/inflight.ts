@@ -147,28 +147,11 @@ export class InFlight {
    * replaced and sections of VMs that stopped publishing dropped.
    */
   publish(old: ArrayBuffer | null, vm: u32, nowMs: u64): ArrayBuffer {
-    const keepAt = new Array<i32>();
-    const keepSize = new Array<i32>();
-    let total = TABLE_HEADER + this.sectionSize();
-    const walker = new SectionWalker(old);
-    while (walker.next()) {
-      if (walker.vm == vm || !fresh(walker.publishedAtMs, nowMs)) continue;
-      keepAt.push(walker.at);
-      keepSize.push(walker.size);
-      total += walker.size;
-    }
-    const out = new ArrayBuffer(total);
-    const o = changetype<usize>(out);
-    store<u32>(o, TABLE_MAGIC);
-    store<u32>(o, <u32>(keepAt.length + 1), 4);
-    let w = o + TABLE_HEADER;
-    for (let k = 0; k < keepAt.length; k++) {
-      memory.copy(w, changetype<usize>(old) + <usize>keepAt[k], <usize>keepSize[k]);
-      w += <usize>keepSize[k];
-    }
-    this.writeSection(w, vm, nowMs);
+    const size = this.sectionSize();
+    const table = replaceSection(old, vm, size, nowMs);
+    this.writeSection(changetype<usize>(table.buffer) + <usize>table.at, vm, nowMs);
     this.changed = false;
-    return out;
+    return table.buffer;
   }
 
   /** Replaces `remote` (and the adapters' remote counts) with the sums of the other VMs' fresh sections. */
@@ -205,6 +188,108 @@ export class InFlight {
 
 const TABLE_HEADER: i32 = 8;
 const SECTION_HEADER: i32 = 24;
+/**
+ * The section of the other gateway replicas (docs/GATEWAYS.md): written by this Envoy's reporter from the
+ * companion's answer under this id, which no worker VM has (VM ids are never 0). Every VM adds it to its
+ * remote counts like another VM's, and it ages out like one when the answers stop.
+ */
+export const PEERS_VM: u32 = 0;
+
+class NewTable {
+  constructor(
+    public buffer: ArrayBuffer,
+    public at: i32,
+  ) {}
+}
+
+/** `old` with `vm`'s section dropped (and stale ones), room for a new section of `size` bytes at the end. */
+function replaceSection(old: ArrayBuffer | null, vm: u32, size: i32, nowMs: u64): NewTable {
+  const keepAt = new Array<i32>();
+  const keepSize = new Array<i32>();
+  let total = TABLE_HEADER + size;
+  const walker = new SectionWalker(old);
+  while (walker.next()) {
+    if (walker.vm == vm || !fresh(walker.publishedAtMs, nowMs)) continue;
+    keepAt.push(walker.at);
+    keepSize.push(walker.size);
+    total += walker.size;
+  }
+  const out = new ArrayBuffer(total);
+  const o = changetype<usize>(out);
+  store<u32>(o, TABLE_MAGIC);
+  store<u32>(o, <u32>(keepAt.length + 1), 4);
+  let w = o + TABLE_HEADER;
+  for (let k = 0; k < keepAt.length; k++) {
+    memory.copy(w, changetype<usize>(old) + <usize>keepAt[k], <usize>keepSize[k]);
+    w += <usize>keepSize[k];
+  }
+  return new NewTable(out, <i32>(w - o));
+}
+
+/**
+ * `old` with the section of `vm` replaced by `pairs` (address hash, count) and `triples` (address hash,
+ * adapter hash, count) copied from `src` (8 * pairs bytes, then 12 * triples).
+ */
+export function withSection(
+  old: ArrayBuffer | null,
+  vm: u32,
+  src: usize,
+  pairs: i32,
+  triples: i32,
+  nowMs: u64,
+): ArrayBuffer {
+  const bytes = 8 * pairs + 12 * triples;
+  const table = replaceSection(old, vm, SECTION_HEADER + bytes, nowMs);
+  const at = changetype<usize>(table.buffer) + <usize>table.at;
+  store<u32>(at, vm);
+  store<u32>(at, <u32>pairs, 4);
+  store<u32>(at, <u32>triples, 8);
+  store<u32>(at, 0, 12);
+  store<u64>(at, nowMs, 16);
+  memory.copy(at + <usize>SECTION_HEADER, src, <usize>bytes);
+  return table.buffer;
+}
+
+/**
+ * This Envoy's requests in flight (every fresh section but the peers'), summed per endpoint into `pairs`
+ * (address hash, count) and per (endpoint, adapter) into `triples` (address hash, adapter hash, count), as
+ * the gateway report carries them.
+ */
+export function collectCounts(table: ArrayBuffer | null, nowMs: u64, pairs: Array<u32>, triples: Array<u32>): void {
+  const perEndpoint = new Map<u32, u32>();
+  const perAdapter = new Map<u64, u32>();
+  const walker = new SectionWalker(table);
+  while (walker.next()) {
+    if (walker.vm == PEERS_VM || !fresh(walker.publishedAtMs, nowMs)) continue;
+    const base = changetype<usize>(table) + <usize>walker.at + SECTION_HEADER;
+    for (let k = 0; k < walker.pairs; k++) {
+      const h = load<u32>(base + <usize>(8 * k));
+      const n = load<u32>(base + <usize>(8 * k), 4);
+      perEndpoint.set(h, (perEndpoint.has(h) ? perEndpoint.get(h) : 0) + n);
+    }
+    const t = base + <usize>(8 * walker.pairs);
+    for (let k = 0; k < walker.triples; k++) {
+      const key = ((<u64>load<u32>(t + <usize>(12 * k))) << 32) | (<u64>load<u32>(t + <usize>(12 * k), 4));
+      const n = load<u32>(t + <usize>(12 * k), 8);
+      perAdapter.set(key, (perAdapter.has(key) ? perAdapter.get(key) : 0) + n);
+    }
+  }
+  const hashes = perEndpoint.keys();
+  for (let k = 0; k < hashes.length; k++) {
+    const n = perEndpoint.get(hashes[k]);
+    if (n == 0) continue;
+    pairs.push(hashes[k]);
+    pairs.push(n);
+  }
+  const keys = perAdapter.keys();
+  for (let k = 0; k < keys.length; k++) {
+    const n = perAdapter.get(keys[k]);
+    if (n == 0) continue;
+    triples.push(<u32>(keys[k] >> 32));
+    triples.push(<u32>keys[k]);
+    triples.push(n);
+  }
+}
 
 /** Published within REMOTE_MAX_AGE_MS either way (a clock stepped back does not keep a dead VM fresh). */
 function fresh(publishedAtMs: u64, nowMs: u64): bool {

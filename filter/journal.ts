@@ -6,6 +6,17 @@
 // Journal value: u32 magic, u32 records, then per record u32 seq, u32 endpoint hash, u32 blocks n,
 // u32 c = storedCount(n), c x u32 level hashes.
 import { PrefixChain, PrefixIndex, storedCount } from "./prefix";
+import { encode } from "./host";
+
+/** The shared-data key of the journal of VM `vm` (PEERS_VM: the other gateways' chains). */
+export function journalKey(vm: u32): ArrayBuffer {
+  return encode("endpoint-picker.prefix." + vm.toString());
+}
+
+/** Takes the records a reader applies from another VM's journal (the gateway reporter's outbox). */
+export abstract class RecordSink {
+  abstract noteRecord(ep: u32, n: u32, c: i32, levels: usize): void;
+}
 
 const MAGIC: u32 = 0x314a5045; // "EPJ1"
 /** Words of records per tick at most (256 KiB): a tick beyond it drops records (only affinity is lost). */
@@ -25,6 +36,29 @@ export class JournalWriter {
     this.pending.push(<u32>chain.count);
     this.pending.push(<u32>c);
     for (let j = 0; j < c; j++) this.pending.push(chain.levelHash(j, c));
+  }
+
+  /** Notes a record as another source gave it: endpoint `ep`, `n` blocks, `c` level hashes at `levels`. */
+  noteRecord(ep: u32, n: u32, c: i32, levels: usize): void {
+    if (c <= 0 || this.pending.length + 4 + c > MAX_WORDS) return;
+    this.pending.push(this.seq);
+    this.pending.push(ep);
+    this.pending.push(n);
+    this.pending.push(<u32>c);
+    for (let j = 0; j < c; j++) this.pending.push(load<u32>(levels + <usize>(4 * j)));
+  }
+
+  /** Continues the sequence of `journal` (another writer's, under the same key): readers skip lower ones. */
+  continueAfter(journal: ArrayBuffer | null): void {
+    if (journal == null || journal.byteLength < 8 || load<u32>(changetype<usize>(journal)) != MAGIC) return;
+    const p = changetype<usize>(journal);
+    const records = <i32>load<u32>(p, 4);
+    let at = 8;
+    for (let r = 0; r < records && at <= journal.byteLength - 16; r++) {
+      const seq = load<u32>(p + <usize>at);
+      if (seq >= this.seq) this.seq = seq + 1;
+      at += 16 + 4 * <i32>load<u32>(p + <usize>at, 12);
+    }
   }
 
   /** The last journal published held records (readers still copy it every tick until it is emptied). */
@@ -70,8 +104,11 @@ export class JournalReader {
   /** Newest seq applied, per VM. */
   private applied: Map<u32, u32> = new Map();
 
-  /** Applies the records of `vm`'s journal it has not applied yet; ignores a malformed journal from the bad byte on. */
-  apply(vm: u32, journal: ArrayBuffer, index: PrefixIndex): i32 {
+  /**
+   * Applies the records of `vm`'s journal it has not applied yet, and hands each to `sink` when given;
+   * ignores a malformed journal from the bad byte on.
+   */
+  apply(vm: u32, journal: ArrayBuffer, index: PrefixIndex, sink: RecordSink | null = null): i32 {
     const len = journal.byteLength;
     if (len < 8) return 0;
     const p = changetype<usize>(journal);
@@ -90,6 +127,7 @@ export class JournalReader {
       if (n <= 0 || n > 65535 || c != storedCount(n) || at + 16 + 4 * c > len) break;
       if (seq > last) {
         for (let j = 0; j < c; j++) index.insert(load<u32>(p + <usize>(at + 16 + 4 * j)), ep);
+        if (sink != null) sink.noteRecord(ep, <u32>n, c, p + <usize>(at + 16));
         if (seq > newest) newest = seq;
         done++;
       }

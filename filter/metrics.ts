@@ -21,6 +21,10 @@ export class Metrics {
   fetchNotModified: u32 = NO_METRIC;
   fetchError: u32 = NO_METRIC;
   prefixHits: u32 = NO_METRIC;
+  reportsSent: u32 = NO_METRIC;
+  reportsOk: u32 = NO_METRIC;
+  reportsFailed: u32 = NO_METRIC;
+  gateways: u32 = NO_METRIC;
   /** Pick counters per endpoint, keyed by address hash (defined on first use). */
   private pickIds: Map<u32, u32> = new Map();
 
@@ -37,6 +41,10 @@ export class Metrics {
     this.fetchNotModified = defineMetric(COUNTER, "endpoint_picker.fetch.not_modified");
     this.fetchError = defineMetric(COUNTER, "endpoint_picker.fetch.error");
     this.prefixHits = defineMetric(COUNTER, "endpoint_picker.prefix_hits");
+    this.reportsSent = defineMetric(COUNTER, "endpoint_picker.gateway_reports.sent");
+    this.reportsOk = defineMetric(COUNTER, "endpoint_picker.gateway_reports.ok");
+    this.reportsFailed = defineMetric(COUNTER, "endpoint_picker.gateway_reports.failed");
+    this.gateways = defineMetric(GAUGE, "endpoint_picker.gateways");
   }
 
   outcome(outcome: i32): void {

@@ -1,6 +1,6 @@
 // Root and HTTP contexts of the endpoint picker. The root context (one per worker VM) holds the
 // configuration and runs the tick: the snapshot fetcher (filter/fetcher.ts), the exchange with the other
-// worker VMs (filter/vm-exchange.ts) and the body watchdog (filter/body-watchdog.ts). The HTTP context
+// worker VMs (filter/vm-exchange.ts) and with the other gateway replicas (filter/gateway-reporter.ts) and the body watchdog (filter/body-watchdog.ts). The HTTP context
 // makes the per-request decision (filter/scoring/) with the VM's request scratch (filter/request-scratch.ts).
 import {
   RootContext,
@@ -14,6 +14,7 @@ import {
 import { PluginConfig, parseConfig, FAIL_OPEN } from "./config";
 import { Pool } from "./pool";
 import { Fetcher } from "./fetcher";
+import { GatewayReporter } from "./gateway-reporter";
 import { Metrics } from "./metrics";
 import { Decision, OUTCOME_PICKED, OUTCOME_SHED } from "./scoring/decision";
 import { RequestFacts } from "./scoring/plugin";
@@ -62,6 +63,7 @@ export class PickerRoot extends RootContext {
   fallbackKey: ArrayBuffer = new ArrayBuffer(0);
   servedKey: ArrayBuffer = new ArrayBuffer(0);
   private fetcher: Fetcher | null = null;
+  reporter: GatewayReporter | null = null;
   /** Prefix affinity: this VM's index of what was sent where (fed by this VM's picks and the others' journals). */
   prefixIndex: PrefixIndex | null = null;
 
@@ -82,6 +84,7 @@ export class PickerRoot extends RootContext {
     seedRandom(nowNs(), exchange.vm); // VMs started at the same instant still draw different numbers
     this.metrics.define();
     this.fetcher = this.cfg.fetchSnapshots ? new Fetcher(this.cfg, exchange.vm, this.pool, this.metrics) : null;
+    this.reporter = this.cfg.shareWithGateways ? new GatewayReporter(this.cfg, exchange.vm, this.metrics) : null;
     setTickPeriod(TICK_MS);
     return true;
   }
@@ -93,7 +96,13 @@ export class PickerRoot extends RootContext {
     if (exchange != null) {
       exchange.shareInFlight(this.pool, now);
       const snap = this.pool.snapshot;
-      exchange.sharePrefixes(this.pool, snap != null && snap.profile.prefixWeight > 0 ? this.indexFor(snap) : null);
+      const reporter = this.reporter;
+      exchange.sharePrefixes(
+        this.pool,
+        snap != null && snap.profile.prefixWeight > 0 ? this.indexFor(snap) : null,
+        reporter != null && reporter.leader ? reporter : null,
+      );
+      if (reporter != null) reporter.tick(now);
     }
     const f = this.fetcher;
     if (f != null) f.tick(now);
@@ -105,8 +114,11 @@ export class PickerRoot extends RootContext {
   }
 
   onHttpCallResponse(token: u32, headers: u32, body_size: u32, _trailers: u32): void {
+    const now = nowNs() / 1000000;
     const f = this.fetcher;
-    if (f != null) f.onResponse(token, headers, body_size, nowNs() / 1000000);
+    if (f != null && f.onResponse(token, headers, body_size, now)) return;
+    const r = this.reporter;
+    if (r != null) r.onResponse(token, headers, body_size, now);
   }
 
   /** The VM is going away: its journal is emptied, so the other VMs stop copying it. */
@@ -399,5 +411,7 @@ export class PickerStream extends Context {
     const scratch = root.scratch;
     root.indexFor(snap).record(scratch.chain, ep, scratch.facts.matchedCurrent[i]);
     root.exchange!.journal.note(scratch.chain, ep);
+    const reporter = root.reporter;
+    if (reporter != null) reporter.noteChain(scratch.chain, ep);
   }
 }

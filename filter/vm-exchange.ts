@@ -4,9 +4,10 @@
 import { WasmResultValues } from "@solo-io/proxy-runtime/assembly";
 import { Pool, INFLIGHT_KEY, VM_COUNTER_KEY } from "./pool";
 import { PrefixIndex } from "./prefix";
-import { JournalWriter, JournalReader } from "./journal";
+import { JournalWriter, JournalReader, RecordSink, journalKey } from "./journal";
+import { PEERS_VM } from "./inflight";
 import { nextU64 } from "./rng";
-import { getShared, setShared, lastCas, encode } from "./host";
+import { getShared, setShared, lastCas } from "./host";
 
 /** In-flight counts are republished at least this often even when unchanged (a heartbeat for the others). */
 const PUBLISH_EVERY_MS: u64 = 500;
@@ -47,8 +48,11 @@ export class VmExchange {
     }
   }
 
-  /** Publishes the chains this VM sent since its last tick; applies the other VMs' new ones to `index`. */
-  sharePrefixes(pool: Pool, index: PrefixIndex | null): void {
+  /**
+   * Publishes the chains this VM sent since its last tick; applies the other VMs' new ones (and the other
+   * gateways', PEERS_VM) to `index`, handing this Envoy's to `outbox` (the gateway reporter, when it leads).
+   */
+  sharePrefixes(pool: Pool, index: PrefixIndex | null, outbox: RecordSink | null): void {
     const mine = this.journal.publish();
     if (mine != null) setShared(this.journalKey, mine);
     if (index == null) return;
@@ -65,7 +69,7 @@ export class VmExchange {
       if (j == null) continue;
       if (this.otherJournalCas.has(vm) && this.otherJournalCas.get(vm) == lastCas) continue; // nothing new
       this.otherJournalCas.set(vm, lastCas);
-      this.journals.apply(vm, j, index);
+      this.journals.apply(vm, j, index, vm == PEERS_VM ? null : outbox);
     }
   }
 
@@ -91,8 +95,4 @@ function allocateVmId(): u32 {
   }
   const id = ((<u32>(nextU64() >> 32)) & 0xffff0000) | (n & 0xffff);
   return id == 0 ? 1 : id;
-}
-
-function journalKey(vm: u32): ArrayBuffer {
-  return encode("endpoint-picker.prefix." + vm.toString());
 }

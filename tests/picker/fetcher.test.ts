@@ -57,7 +57,7 @@ test("one worker VM per process polls; each new snapshot is delivered to every V
   const h = new PickerHost({
     concurrency: 4,
     httpCallHandler: companion.handler,
-    config: { fetchSnapshots: true, apiToken: "s3cret" },
+    config: { fetchSnapshots: true, shareWithGateways: false, apiToken: "s3cret" },
   });
   h.advance(25);
   // Writing the absent lease key cannot be a compare-and-swap (in Envoy every worker may do it at once):
@@ -87,7 +87,7 @@ test("304 keeps the snapshot fresh; errors and corrupt snapshots keep the last g
   const companion = new FakeCompanion();
   const h = new PickerHost({
     httpCallHandler: companion.handler,
-    config: { fetchSnapshots: true, stalenessLimitMs: 5000 },
+    config: { fetchSnapshots: true, shareWithGateways: false, stalenessLimitMs: 5000 },
   });
   h.advance(100);
   companion.answer({ headers: [[":status", "200"]], body: blob(7n, [A]) });
@@ -126,7 +126,7 @@ test("a companion that stays away makes the snapshot stale after stalenessLimitM
   const companion = new FakeCompanion();
   const h = new PickerHost({
     httpCallHandler: companion.handler,
-    config: { fetchSnapshots: true, stalenessLimitMs: 2000 },
+    config: { fetchSnapshots: true, shareWithGateways: false, stalenessLimitMs: 2000 },
   });
   h.advance(100);
   companion.answer({ headers: [[":status", "200"]], body: blob(1n, [A]) });
@@ -140,7 +140,11 @@ test("a companion that stays away makes the snapshot stale after stalenessLimitM
 
 test("a fetcher whose VM dies is replaced once its lease expires", () => {
   const companion = new FakeCompanion();
-  const h = new PickerHost({ concurrency: 3, httpCallHandler: companion.handler, config: { fetchSnapshots: true } });
+  const h = new PickerHost({
+    concurrency: 3,
+    httpCallHandler: companion.handler,
+    config: { fetchSnapshots: true, shareWithGateways: false },
+  });
   h.advance(100);
   const leader = companion.calls[0].worker;
   companion.answer({ headers: [[":status", "200"]], body: blob(1n, [A]) });
