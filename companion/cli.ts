@@ -1,11 +1,13 @@
 // Command line: flag definitions, `--help`, and validation into CompanionOptions. Bad flags are UsageErrors
 // (exit 2); problems in files the flags point to are reported later as configuration errors (exit 1).
+import { isIP } from "node:net";
 import { parseArgs } from "node:util";
 import { parseEndpointAddress, parsePort } from "./address";
 import { ENGINE_FLAG_NAMES, type EngineFlags } from "./engine-config";
 import { MODEL_SERVER_TYPES, type ModelServerType } from "./engines";
 import { LOG_LEVELS, type LogLevel } from "./log";
 import { MetricSpecError, parseMetricSpec } from "./metric-spec";
+import type { PeerAddress } from "./peers";
 import { POOL_GROUPS, type EndpointAddress, type PoolGroup } from "./types";
 
 export class UsageError extends Error {}
@@ -34,6 +36,11 @@ export interface CompanionOptions {
   apiToken: string | undefined;
   once: boolean;
   logLevel: LogLevel;
+  /** The gateway exchange (docs/GATEWAYS.md): static peers, a headless Service's name, limits. */
+  peers: PeerAddress[];
+  peersDns: PeerAddress | undefined;
+  maxReportBytes: number;
+  exchangeRecords: number;
 }
 
 /**
@@ -206,6 +213,33 @@ export const FLAGS: ReadonlyArray<{ section: string; flags: FlagDoc[] }> = [
       { name: "help", boolean: true, help: "this text" },
     ],
   },
+  {
+    section: "Gateway exchange (docs/GATEWAYS.md)",
+    flags: [
+      {
+        name: "peers",
+        arg: "HOST:PORT,...",
+        help: "peer companions to relay gateway reports to (POST /v1/gateway-relay every 50ms); IPv6 as [addr]:port",
+      },
+      {
+        name: "peers-dns",
+        arg: "NAME:PORT",
+        help: "peer companions: the A/AAAA records of NAME (a headless Service), resolved every 5s, this process excluded",
+      },
+      {
+        name: "max-report-bytes",
+        arg: "BYTES",
+        help: "refuse larger gateway reports with 413 (a relay may hold one such report)",
+        def: "1Mi",
+      },
+      {
+        name: "exchange-records",
+        arg: "N",
+        help: "prefix chain records kept for the gateways at most (and 10s at most)",
+        def: "65536",
+      },
+    ],
+  },
 ];
 
 export function helpText(): string {
@@ -243,6 +277,19 @@ function parseByteSize(text: string, flag: string): number {
   if (!m) throw new UsageError(`--${flag}: "${text}" is not a byte count (examples: 1048576, 512Ki, 8Mi)`);
   const unit = { Ki: 1024, K: 1000, Mi: 1024 ** 2, M: 1000 ** 2, Gi: 1024 ** 3, G: 1000 ** 3 }[m[2] ?? ""] ?? 1;
   return Number(m[1]) * unit;
+}
+
+/** A DNS name (labels of letters, digits and inner hyphens, an optional final dot) or an IPv4 literal. */
+const HOST_NAME = String.raw`[A-Za-z0-9](?:[-A-Za-z0-9]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[-A-Za-z0-9]*[A-Za-z0-9])?)*\.?`;
+
+/** `host:port` or `[IPv6]:port`; host a DNS name or a literal IP. */
+function parsePeer(text: string, flag: string): PeerAddress {
+  const v6 = /^\[([0-9A-Fa-f:.]+)\]:(\d+)$/.exec(text);
+  const m = v6 && isIP(v6[1]) === 6 ? v6 : new RegExp(`^(${HOST_NAME}):(\\d+)$`).exec(text);
+  const port = m ? parsePort(m[2]) : null;
+  if (!m || port === null)
+    throw new UsageError(`--${flag}: "${text}" is not HOST:PORT (a name or IP, IPv6 as [addr]:port, port 1-65535)`);
+  return { host: m[1], port };
 }
 
 function parseSelector(text: string, flag: string): Record<string, string> {
@@ -437,6 +484,26 @@ export function parseCli(
   const apiToken = str("api-token") ?? env[API_TOKEN_ENV];
   if (apiToken !== undefined && apiToken.length === 0) throw new UsageError("--api-token: empty token");
 
+  const peersText = str("peers");
+  const peers =
+    peersText === undefined
+      ? []
+      : peersText
+          .split(",")
+          .map((s) => s.trim())
+          .filter(Boolean)
+          .map((p) => parsePeer(p, "peers"));
+  if (peersText !== undefined && peers.length === 0) throw new UsageError("--peers: the list is empty");
+  const peersDnsText = str("peers-dns");
+  const peersDns = peersDnsText === undefined ? undefined : parsePeer(peersDnsText.trim(), "peers-dns");
+  const maxReportBytes = parseByteSize(str("max-report-bytes") ?? "1Mi", "max-report-bytes");
+  if (maxReportBytes < 1024 || maxReportBytes > 256 * 1024 ** 2)
+    throw new UsageError(`--max-report-bytes: must be from 1Ki to 256Mi, got ${maxReportBytes}`);
+  const recordsText = str("exchange-records") ?? "65536";
+  const exchangeRecords = /^\d+$/.test(recordsText.trim()) ? Number(recordsText) : NaN;
+  if (!(exchangeRecords >= 1 && exchangeRecords <= 16_777_216))
+    throw new UsageError(`--exchange-records: "${recordsText}" is not a record count from 1 to 16777216`);
+
   return {
     kind: "run",
     options: {
@@ -458,6 +525,10 @@ export function parseCli(
       apiToken,
       once: values.once === true,
       logLevel: logLevel as LogLevel,
+      peers,
+      peersDns,
+      maxReportBytes,
+      exchangeRecords,
     },
   };
 }

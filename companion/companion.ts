@@ -7,9 +7,12 @@ import { longPollTimeoutWarning, type CompanionOptions } from "./cli";
 import { ConfigError } from "./config-fields";
 import { ConfigFileWatcher } from "./config-watcher";
 import type { EndpointView } from "./endpoint-state";
+import { GatewayExchange } from "./gateway-exchange";
+import { hex64 } from "./gateway-wire";
 import { ApiServer } from "./http-server";
 import { KubePool, defaultNamespace, loadKubeConfig } from "./kube-pool";
 import type { Logger } from "./log";
+import { PeerRelay } from "./peers";
 import { loadPickerConfig, type PickerConfig } from "./picker-config";
 import { ScrapeToSnapshotPipeline } from "./pipeline";
 import { SelfMetrics } from "./self-metrics";
@@ -69,6 +72,9 @@ export class Companion {
   private readonly pool: PoolSource;
   private server: ApiServer | null = null;
   private watcher: ConfigFileWatcher | null = null;
+  /** The gateways' merged view (docs/GATEWAYS.md), and the relay of its reports to the peer companions. */
+  readonly exchange: GatewayExchange;
+  private peers: PeerRelay | null = null;
 
   private constructor(
     private readonly options: CompanionOptions,
@@ -79,6 +85,15 @@ export class Companion {
     for (const note of this.config.notes) log.info(note);
     this.pipeline = new ScrapeToSnapshotPipeline(options, () => this.config, this.metrics, log);
     this.pool = createPoolSource(options, log, this.metrics);
+    this.exchange = new GatewayExchange({
+      maxRecords: options.exchangeRecords,
+      maxReportBytes: options.maxReportBytes,
+      relay: PeerRelay.configured({ peers: options.peers, dns: options.peersDns }),
+    });
+    this.metrics.gatewayState = () => {
+      const s = this.exchange.stats(Date.now());
+      return { liveGateways: s.liveGateways, records: s.records, peers: this.peers?.count ?? 0 };
+    };
   }
 
   /** Reads the configuration; throws ConfigError (exit 1) for anything wrong with it. */
@@ -125,16 +140,28 @@ export class Companion {
         profile: () => this.config.profile,
         notReadyReason: () => this.notReadyReason(),
         pool: this.pool.description,
+        exchange: this.exchange,
+        now: () => Date.now(),
       },
       {
         host: this.options.host,
         port: this.options.port,
         longPollTimeoutMs: this.options.longPollTimeoutMs,
         apiToken: this.options.apiToken,
+        maxReportBytes: this.options.maxReportBytes,
       },
       this.log,
     );
     const address = await this.server.listen();
+    if (PeerRelay.configured({ peers: this.options.peers, dns: this.options.peersDns })) {
+      this.peers = new PeerRelay(
+        this.exchange,
+        { peers: this.options.peers, dns: this.options.peersDns, apiToken: this.options.apiToken },
+        this.log,
+        { onSend: (result) => this.metrics.gatewayRelaySends.inc({ result }) },
+      );
+      this.peers.start(address.port);
+    }
     const warning = longPollTimeoutWarning(this.options.longPollTimeoutMs);
     if (warning !== null) this.log.warn(warning, { longPollTimeoutMs: this.options.longPollTimeoutMs });
     if (this.options.configFile !== undefined) {
@@ -150,6 +177,7 @@ export class Companion {
       pool: this.pool.description,
       defaultEngine: this.config.engines.defaultEngine,
       profile: this.config.profile,
+      companionId: hex64(this.exchange.companionId),
     });
     return address;
   }
@@ -190,6 +218,7 @@ export class Companion {
 
   async stop(): Promise<void> {
     this.watcher?.stop();
+    await this.peers?.stop();
     this.pipeline.stop(); // scrapers stopped, held long polls answered (304) ...
     await new Promise((r) => setImmediate(r)); // ... and flushed before the connections close
     await this.pool.stop();

@@ -53,6 +53,42 @@ export class SelfMetrics {
     labelNames: ["resource"] as const,
     registers: [this.registry],
   });
+  // The gateway exchange (docs/GATEWAYS.md).
+  /** Gateway gauges are computed when scraped, from the provider the companion installs. */
+  gatewayState: () => { liveGateways: number; records: number; peers: number } = () => ({
+    liveGateways: 0,
+    records: 0,
+    peers: 0,
+  });
+  readonly gatewayReports = new client.Counter({
+    name: `${PREFIX}gateway_reports_total`,
+    help: "POST /v1/gateway-report by result (ok, too_large, malformed, unauthorized).",
+    labelNames: ["result"] as const,
+    registers: [this.registry],
+  });
+  readonly gatewayAnswerBytes = new client.Counter({
+    name: `${PREFIX}gateway_answer_bytes_total`,
+    help: "Bytes of the merged views sent back to gateways.",
+    registers: [this.registry],
+  });
+  readonly gatewayRelaysReceived = new client.Counter({
+    name: `${PREFIX}gateway_relays_received_total`,
+    help: "POST /v1/gateway-relay from peers by result (ok, too_large, malformed, unauthorized, self).",
+    labelNames: ["result"] as const,
+    registers: [this.registry],
+  });
+  readonly gatewayRelayedReports = new client.Counter({
+    name: `${PREFIX}gateway_relayed_reports_total`,
+    help: "Reports inside peers' relays by result (applied, duplicate, malformed).",
+    labelNames: ["result"] as const,
+    registers: [this.registry],
+  });
+  readonly gatewayRelaySends = new client.Counter({
+    name: `${PREFIX}gateway_relay_sends_total`,
+    help: "Relays sent to peers by result (ok, error, rejected, dropped, self).",
+    labelNames: ["result"] as const,
+    registers: [this.registry],
+  });
   private reasonsByEndpoint = new Map<string, Set<string>>();
 
   constructor() {
@@ -64,6 +100,21 @@ export class SelfMetrics {
       (s) => s.stale,
     );
     this.poolGauge("error_endpoints", "Endpoints whose last scrape failed.", (s) => s.errors);
+    const gateway = () => this.gatewayState();
+    for (const [name, help, pick] of [
+      ["gateways_live", "Gateway replicas whose last report (direct or relayed) is under 3 s old.", "liveGateways"],
+      ["gateway_records", "Prefix chain records held for the gateways (at most --exchange-records, 10 s).", "records"],
+      ["gateway_peers", "Peer companions relayed to (--peers, --peers-dns), this companion excluded.", "peers"],
+    ] as const) {
+      new client.Gauge({
+        name: `${PREFIX}${name}`,
+        help,
+        registers: [this.registry],
+        collect() {
+          this.set(gateway()[pick]);
+        },
+      });
+    }
   }
 
   private poolGauge(name: string, help: string, pick: (s: ReturnType<SelfMetrics["poolState"]>) => number): void {
