@@ -7,7 +7,7 @@
 // section age out: the filter then decides with what this Envoy knows, as a single gateway does.
 import { BufferTypeValues, HeaderPair } from "@solo-io/proxy-runtime/assembly";
 import { PluginConfig } from "./config";
-import { INFLIGHT_KEY } from "./pool";
+import { INFLIGHT_KEY, GATEWAY_KEY } from "./pool";
 import { PEERS_VM, withSection, collectCounts } from "./inflight";
 import { PrefixChain, storedCount } from "./prefix";
 import { JournalWriter, RecordSink, journalKey } from "./journal";
@@ -24,11 +24,12 @@ import {
   encode,
   logInfo,
   logWarn,
+  hostRandomU64,
 } from "./host";
 import { WasmResultValues } from "@solo-io/proxy-runtime/assembly";
 import { Metrics } from "./metrics";
 
-export const REPORT_INTERVAL_MS: u64 = 50;
+export const REPORT_INTERVAL_MS: u64 = 20;
 const REPORT_TIMEOUT_MS: u32 = 1000;
 /** After a refusal (e.g. a companion that predates the exchange: 404), report again only after this long. */
 const REFUSED_RETRY_MS: u64 = 5000;
@@ -38,7 +39,6 @@ const FORMAT: u32 = 1;
 const MAX_OUTBOX_WORDS: i32 = 65536;
 /** Companion replicas whose cursor a report carries. */
 const MAX_CURSORS: i32 = 8;
-const GATEWAY_KEY = encode("endpoint-picker.gateway");
 const LEASE_KEY = encode("endpoint-picker.gateway.lease");
 const PEERS_JOURNAL_KEY = journalKey(PEERS_VM);
 const STATUS = encode(":status");
@@ -246,7 +246,7 @@ export class GatewayReporter extends RecordSink {
     for (let attempt = 0; attempt < 4; attempt++) {
       const table = getShared(INFLIGHT_KEY);
       const cas = lastCas;
-      const next = withSection(table, PEERS_VM, s, pairs, triples, nowMs);
+      const next = withSection(table, PEERS_VM, s, pairs, triples, nowMs, gateways);
       if (setShared(INFLIGHT_KEY, next, table == null ? 0 : cas) == WasmResultValues.Ok) break;
     }
     r = at;
@@ -311,7 +311,8 @@ function gatewayId(): u64 {
   for (let attempt = 0; attempt < 8; attempt++) {
     const v = getShared(GATEWAY_KEY);
     if (v != null && v.byteLength == 8 && load<u64>(changetype<usize>(v)) != 0) return load<u64>(changetype<usize>(v));
-    let id = nextU64();
+    // The host's random device: gateways started at the same instant (same clock, same VM numbers) differ.
+    let id = hostRandomU64() ^ nextU64();
     if (id == 0) id = 1;
     const out = new ArrayBuffer(8);
     store<u64>(changetype<usize>(out), id);

@@ -277,6 +277,17 @@ export function logAt(level: i32, message: string): void {
   abi.proxy_log(level, changetype<usize>(b), b.byteLength);
 }
 
+// WASI's random_get: proxy-wasm-cpp-host fills it from the host's random device (Envoy and the emulator
+// both provide it). Only for identities that must differ between Envoy processes started at the same
+// instant; decisions use the seeded generator in rng.ts.
+// @ts-ignore: decorator
+@external("wasi_snapshot_preview1", "random_get") declare function wasiRandomGet(buf: usize, len: usize): u16;
+
+/** 64 random bits from the host, or 0 when it has none to give. */
+export function hostRandomU64(): u64 {
+  return wasiRandomGet(outU32, 8) == 0 ? load<u64>(outU32) : 0;
+}
+
 // The filter's log lines, at proxy-wasm's levels, each prefixed with the plugin's name.
 export function logInfo(message: string): void {
   logAt(2, "endpoint-picker: " + message);

@@ -27,6 +27,17 @@ export class InFlight {
   changed: bool = true;
   /** Ids of the other VMs with a fresh section, as of the last `readOthers`. */
   otherVms: Array<u32> = new Array<u32>();
+  /** Live gateway replicas sharing their counts (1: this one alone, or the companion not answering). */
+  gateways: i32 = 1;
+  /**
+   * Per endpoint, this gateway's own order of preference among near-equally loaded endpoints (0..1, from a
+   * hash of the gateway id, the address and the epoch; scaled by GATEWAY_SPREAD of the mean load). The other gateways' counts arrive tens of
+   * milliseconds late; gateways that all ranked endpoints alike would all send that window's requests to
+   * the same least loaded one. Used only while other gateways share their counts.
+   */
+  spread: StaticArray<f64> = new StaticArray<f64>(0);
+  private gatewayId: u64 = 0;
+  private spreadEpoch: u64 = 0;
   /** Requests in flight per (endpoint, adapter), this VM's and the others'. */
   adapters: AdapterLoad = new AdapterLoad();
 
@@ -58,6 +69,7 @@ export class InFlight {
     this.local = local;
     this.remote = remote;
     this.snap = next;
+    this.spread = spreadOf(next, this.gatewayId, this.spreadEpoch);
     this.adapters.rebase(next);
     this.changed = true;
   }
@@ -70,6 +82,26 @@ export class InFlight {
     }
     this.orphanHash.push(hash);
     this.orphanCount.push(n);
+  }
+
+  /** This Envoy's gateway id (once the reporter has created it). */
+  setGateway(id: u64): void {
+    if (id == this.gatewayId) return;
+    this.gatewayId = id;
+    const s = this.snap;
+    if (s != null) this.spread = spreadOf(s, id, this.spreadEpoch);
+  }
+
+  /**
+   * Draws new preferences every SPREAD_EPOCH_MS (every VM of this Envoy alike): a preference held for good
+   * could leave an endpoint last in every gateway's order, idle until the others are SPREAD requests busier.
+   */
+  refreshSpread(nowMs: u64): void {
+    const epoch = nowMs / SPREAD_EPOCH_MS;
+    if (epoch == this.spreadEpoch) return;
+    this.spreadEpoch = epoch;
+    const s = this.snap;
+    if (s != null) this.spread = spreadOf(s, this.gatewayId, epoch);
   }
 
   total(i: i32): i32 {
@@ -159,11 +191,13 @@ export class InFlight {
     for (let i = 0; i < this.remote.length; i++) unchecked((this.remote[i] = 0));
     this.adapters.clearRemote();
     this.otherVms.length = 0;
+    this.gateways = 1;
     const s = this.snap;
     const walker = new SectionWalker(table);
     while (walker.next()) {
       if (walker.vm == vm || !fresh(walker.publishedAtMs, nowMs)) continue;
       this.otherVms.push(walker.vm);
+      if (walker.vm == PEERS_VM) this.gateways = max(<i32>walker.extra, 1);
       if (s == null) continue;
       const base = changetype<usize>(table) + <usize>walker.at + SECTION_HEADER;
       for (let k = 0; k < walker.pairs; k++) {
@@ -184,6 +218,24 @@ export class InFlight {
     }
     this.adapters.retouch();
   }
+}
+
+/** The widest preference offset between two endpoints, as a share of the mean load (see InFlight.spread). */
+export const GATEWAY_SPREAD: f64 = 1.0;
+
+const SPREAD_EPOCH_MS: u64 = 1000;
+
+function spreadOf(s: Snapshot, gatewayId: u64, epoch: u64): StaticArray<f64> {
+  const out = new StaticArray<f64>(s.count);
+  for (let i = 0; i < s.count; i++) {
+    let h =
+      (gatewayId ^ (<u64>unchecked(s.addrHash[i]) * 0x9e3779b97f4a7c15) ^ (epoch * 0xd6e8feb86659fd93)) +
+      0x632be59bd9b4e019;
+    h = (h ^ (h >> 29)) * 0xbf58476d1ce4e5b9;
+    h ^= h >> 32;
+    unchecked((out[i] = <f64>(h >> 11) / 9007199254740992.0));
+  }
+  return out;
 }
 
 const TABLE_HEADER: i32 = 8;
@@ -237,6 +289,7 @@ export function withSection(
   pairs: i32,
   triples: i32,
   nowMs: u64,
+  extra: u32 = 0,
 ): ArrayBuffer {
   const bytes = 8 * pairs + 12 * triples;
   const table = replaceSection(old, vm, SECTION_HEADER + bytes, nowMs);
@@ -244,7 +297,7 @@ export function withSection(
   store<u32>(at, vm);
   store<u32>(at, <u32>pairs, 4);
   store<u32>(at, <u32>triples, 8);
-  store<u32>(at, 0, 12);
+  store<u32>(at, extra, 12);
   store<u64>(at, nowMs, 16);
   memory.copy(at + <usize>SECTION_HEADER, src, <usize>bytes);
   return table.buffer;
@@ -306,6 +359,8 @@ class SectionWalker {
   pairs: i32 = 0;
   triples: i32 = 0;
   publishedAtMs: u64 = 0;
+  /** The section's fourth word: 0 for a VM's; the peers' section puts the live gateway count there. */
+  extra: u32 = 0;
   private left: i32 = 0;
   private len: i32 = 0;
   private ptr: usize = 0;
@@ -342,6 +397,7 @@ class SectionWalker {
     this.pairs = pairs;
     this.triples = triples;
     this.publishedAtMs = load<u64>(p, 16);
+    this.extra = load<u32>(p, 12);
     this.size = SECTION_HEADER + 8 * pairs + 12 * triples;
     this.left--;
     return true;

@@ -12,6 +12,8 @@ export const LEASE_KEY = encode("endpoint-picker.lease");
 export const VM_COUNTER_KEY = encode("endpoint-picker.vms");
 /** Every worker VM's in-flight counts, one section per VM (filter/inflight.ts). */
 export const INFLIGHT_KEY = encode("endpoint-picker.inflight");
+/** u64: this Envoy's gateway id in the exchange between gateway replicas (gateway-reporter.ts). */
+export const GATEWAY_KEY = encode("endpoint-picker.gateway");
 
 export class Meta {
   version: u64 = 0;

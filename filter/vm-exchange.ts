@@ -2,7 +2,7 @@
 // requests in flight (one shared key, a section per VM, CAS), and the prefix chains it sent (one journal
 // key per VM). No request writes shared data: a VM learns the others' picks within a tick or two.
 import { WasmResultValues } from "@solo-io/proxy-runtime/assembly";
-import { Pool, INFLIGHT_KEY, VM_COUNTER_KEY } from "./pool";
+import { Pool, INFLIGHT_KEY, VM_COUNTER_KEY, GATEWAY_KEY } from "./pool";
 import { PrefixIndex } from "./prefix";
 import { JournalWriter, JournalReader, RecordSink, journalKey } from "./journal";
 import { PEERS_VM } from "./inflight";
@@ -20,6 +20,7 @@ export class VmExchange {
   private journals: JournalReader = new JournalReader();
   private journalKey: ArrayBuffer = new ArrayBuffer(0);
   private lastPublishMs: u64 = 0;
+  private knowsGateway: bool = false;
   /** Other VMs' journal keys and the CAS of the journal last applied (unchanged journals are skipped). */
   private otherJournalKeys: Map<u32, ArrayBuffer> = new Map();
   private otherJournalCas: Map<u32, u32> = new Map();
@@ -31,6 +32,14 @@ export class VmExchange {
 
   /** Publishes this VM's in-flight counts and reads the other VMs' (one shared key, CAS). */
   shareInFlight(pool: Pool, now: u64): void {
+    if (!this.knowsGateway) {
+      const id = getShared(GATEWAY_KEY);
+      if (id != null && id.byteLength == 8 && load<u64>(changetype<usize>(id)) != 0) {
+        pool.inflight.setGateway(load<u64>(changetype<usize>(id)));
+        this.knowsGateway = true;
+      }
+    }
+    pool.inflight.refreshSpread(now);
     const table = getShared(INFLIGHT_KEY);
     const cas = lastCas;
     const inflight = pool.inflight;

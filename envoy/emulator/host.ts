@@ -61,6 +61,8 @@ export interface HostOptions {
   onLog?: (level: string, message: string, worker: number) => void;
   /** Wall clock for get_current_time_nanoseconds, in ns. */
   clock?: () => bigint;
+  /** Bytes for WASI random_get (default: Math.random); tests and the simulator pass a seeded source. */
+  random?: () => number;
   /** Ticks and http-call timeouts run on virtual time, moved by host.advance(ms). */
   manualTicks?: boolean;
   clusters?: Record<string, ClusterSpec>;
@@ -138,6 +140,7 @@ export class Host {
       logLevel: () => this.level,
       log: (level, msg, worker) => this.emitLog(level, msg, worker),
       nowNs: () => this.clockFn(),
+      random: options.random ?? Math.random,
       startHttpCall: (req, worker, deliver) => this.startHttpCall(req, worker, deliver),
       defer: (fn) => {
         this.deferred.push(fn);

@@ -76,6 +76,8 @@ export interface VmEnv {
   logLevel(): number;
   log(level: number, message: string, worker: number): void;
   nowNs(): bigint;
+  /** A number in [0, 1) for WASI random_get (the host's random device in Envoy). */
+  random(): number;
   /** Starts an http call; returns WasmResult.Ok or an error code; `deliver` is called once later. */
   startHttpCall(req: HttpCallRequest, worker: number, deliver: (o: HttpCallOutcome) => void): number;
   /** Runs `fn` once the outermost VM call on the host returns (cpp-host's after-VM-call actions). */
@@ -685,7 +687,7 @@ export class WorkerVm {
       clock_time_get: (_id: number, _precision: bigint, ptr: number) => (this.setU64(ptr, this.env.nowNs()) ? 0 : 21),
       random_get: (ptr: number, len: number) => {
         const b = this.bytes();
-        for (let i = 0; i < len; i++) b[ptr + i] = Math.floor(Math.random() * 256);
+        for (let i = 0; i < len; i++) b[ptr + i] = Math.floor(this.env.random() * 256);
         return 0;
       },
       environ_sizes_get: (a: number, b: number) => (this.setU32(a, 0) && this.setU32(b, 0) ? 0 : 21),

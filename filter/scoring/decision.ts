@@ -6,7 +6,8 @@ import { Snapshot, FLAG_STALE, FLAG_KV } from "../snapshot";
 import { InFlight } from "../inflight";
 import { DecisionState, RequestFacts, Profile, EXCLUDED } from "./plugin";
 import { usableEndpoints } from "./usable-endpoints-filter";
-import { queueSlope, queueTerm } from "./queue-scorer";
+import { queueSlope, queueTerm, LOAD_SPAN_FLOOR } from "./queue-scorer";
+import { GATEWAY_SPREAD } from "../inflight";
 import { runningTerm } from "./running-requests-size-scorer";
 import { prefixTerm } from "./prefix-cache-scorer";
 import { LoraAffinity } from "./lora-affinity-scorer";
@@ -84,6 +85,14 @@ export class Decision extends DecisionState {
     const waitingP = changetype<usize>(this.waiting),
       runningP = changetype<usize>(this.running);
     const outstandingP = changetype<usize>(this.outstanding);
+    // With other gateways, this gateway's own preference among near-equal endpoints (InFlight.spread).
+    const spreadP =
+      inflight.gateways > 1 && inflight.spread.length == snap.count ? changetype<usize>(inflight.spread) : 0;
+    // minW/maxW: the outstanding load; minQ/maxQ: the same with this gateway's preferences, which only the
+    // queue-scorer ranks by (the prefix and LoRA slacks measure how busy an endpoint really is).
+    let minQ = f64.MAX_VALUE,
+      maxQ = -f64.MAX_VALUE,
+      total = 0.0;
     let minW = f64.MAX_VALUE,
       maxW = -f64.MAX_VALUE,
       minR = f64.MAX_VALUE,
@@ -99,6 +108,7 @@ export class Decision extends DecisionState {
       const w = max(queued, sent - run);
       const r = max(run, sent - queued);
       const outstandingNow = sent + 0.5 * max(0.0, queued + run - sent);
+      total += outstandingNow;
       store<f64>(waitingP + (i << 3), w);
       store<f64>(runningP + (i << 3), r);
       store<f64>(outstandingP + (i << 3), outstandingNow);
@@ -114,6 +124,23 @@ export class Decision extends DecisionState {
         saturated++;
     }
     this.minOutstanding = minW;
+    // This gateway's preferences weigh up to GATEWAY_SPREAD of the mean load, more the more gateways there
+    // are (1 - 2/G: none for two, whose own skews would not average out): enough to keep gateways apart
+    // while the others' counts are in transit, never enough to matter between idle endpoints.
+    const gateways = <f64>inflight.gateways;
+    const spreadScale =
+      spreadP != 0 ? GATEWAY_SPREAD * (1.0 - 2.0 / gateways) * max(total / <f64>count, LOAD_SPAN_FLOOR) : 0.0;
+    if (spreadP != 0) {
+      for (let k = 0; k < count; k++) {
+        const i = <usize>load<i32>(listP + ((<usize>k) << 2));
+        const ranked = load<f64>(outstandingP + (i << 3)) + spreadScale * load<f64>(spreadP + (i << 3));
+        minQ = min(minQ, ranked);
+        maxQ = max(maxQ, ranked);
+      }
+    } else {
+      minQ = minW;
+      maxQ = maxW;
+    }
     if (req.sheddable && saturated == count) return OUTCOME_SHED;
 
     const lora = this.lora;
@@ -129,7 +156,7 @@ export class Decision extends DecisionState {
     const prefixOn = p.prefixWeight > 0 && req.chainBlocks > 0 && req.matched.length == snap.count;
     const wq = p.queueWeight,
       wr = p.runningWeight;
-    const qSlope = queueSlope(wq, minW, maxW);
+    const qSlope = queueSlope(wq, minQ, maxQ);
     const prefixScale = prefixOn ? p.prefixWeight / <f64>req.chainBlocks : 0;
     const matchedP = changetype<usize>(req.matched),
       termsP = changetype<usize>(this.snapshotTerms);
@@ -152,7 +179,8 @@ export class Decision extends DecisionState {
         continue;
       }
       let s = load<f64>(termsP + at);
-      if (wq != 0) s += queueTerm(wq, qSlope, minW, busy);
+      if (wq != 0)
+        s += queueTerm(wq, qSlope, minQ, busy + (spreadP != 0 ? spreadScale * load<f64>(spreadP + at) : 0.0));
       if (wr != 0) s += runningTerm(wr, minR, maxR, load<f64>(runningP + at));
       if (prefixOn)
         s += prefixTerm(prefixScale, <f64>load<i32>(matchedP + ((<usize>i) << 2)), <f64>minMatched, busy - minW, minW);
