@@ -100,6 +100,7 @@ export function runFleet(o: FleetOptions): FleetResult {
       periodic.push({ interval: intervalMs, fn, next: clock.now() + intervalMs });
     },
     scrape,
+    active: () => outstanding > 0,
   };
 
   // One ticker drives the periodic callbacks and the queue-depth samples while requests are outstanding.
@@ -133,6 +134,7 @@ export function runFleet(o: FleetOptions): FleetResult {
       outputTokens: 0,
       cachedTokens: 0,
       fallback: false,
+      gateway: 0,
     };
     records.push(record);
     const failed = () => {
@@ -150,6 +152,7 @@ export function runFleet(o: FleetOptions): FleetResult {
       return;
     }
     const pick: Pick = o.picker.pick(req, prepared, ctx);
+    record.gateway = pick.gateway ?? 0;
     if ("reject" in pick) {
       record.status = "rejected";
       record.httpStatus = pick.reject;

@@ -13,6 +13,8 @@ export interface RequestRecord {
   outputTokens: number;
   cachedTokens: number;
   fallback: boolean;
+  /** The gateway replica the load balancer sent the request to (0 for pickers modelling one gateway). */
+  gateway: number;
 }
 
 export interface Summary {

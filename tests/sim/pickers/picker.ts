@@ -41,11 +41,20 @@ export interface PickerContext {
   every(intervalMs: number, fn: (nowMs: number) => void): void;
   /** The pods' metrics as a scrape now would read them. */
   scrape(): ScrapedMetrics[];
+  /** True while requests are outstanding: work a picker schedules itself on the clock should stop after. */
+  active(): boolean;
 }
 
 export type Pick =
-  | { pod: number; /** The router did not choose; the gateway's fallback did. */ fallback?: boolean; ticket?: unknown }
-  | { reject: number };
+  | {
+      pod: number;
+      /** The router did not choose; the gateway's fallback did. */
+      fallback?: boolean;
+      ticket?: unknown;
+      /** The gateway replica that handled the request (pickers modelling several; default 0). */
+      gateway?: number;
+    }
+  | { reject: number; gateway?: number };
 
 export interface Picker {
   readonly name: string;
