@@ -1,7 +1,9 @@
 // `make demo`: the picker's job on one machine. Simulated model servers of mixed engines, the companion and
 // a gateway (a real `envoy` when one is on PATH, else the emulator) serve one shared-prefix chat workload
 // three times: through this picker, and through plain round-robin and least-request load balancing. Then a
-// side-by-side table. Ctrl-C stops everything. Options: --requests N, --load F, --pods N, --time-scale X.
+// side-by-side table. Ctrl-C stops everything. Options: --requests N, --load F, --pods N, --time-scale X,
+// --gateways N (gateway replicas; the client spreads requests over them round-robin, as a load balancer
+// would) and --companions N (companion replicas, relaying to each other; docs/GATEWAYS.md).
 import { parseArgs } from "node:util";
 import { execFileSync } from "node:child_process";
 import { SingleBar, Presets } from "cli-progress";
@@ -66,37 +68,73 @@ function envoyOnPath(): string | undefined {
   }
 }
 
+interface Topology {
+  pods: number;
+  gateways: number;
+  companions: number;
+}
+
+/** Companion replicas on loopback, each told the others' ports (--peers). */
+async function startCompanions(count: number, endpoints: string): Promise<Proc[]> {
+  const ports = await Promise.all(Array.from({ length: count }, () => freePort()));
+  return Promise.all(
+    ports.map((port) =>
+      startCompanion(
+        [
+          "--endpoints-file",
+          endpoints,
+          "--refresh-interval",
+          "50ms",
+          ...(count > 1
+            ? [
+                "--peers",
+                ports
+                  .filter((p) => p !== port)
+                  .map((p) => `127.0.0.1:${p}`)
+                  .join(","),
+              ]
+            : []),
+        ],
+        port,
+      ),
+    ),
+  );
+}
+
 async function runPhase(
   phase: Phase,
   requests: WorkloadRequest[],
   timeScale: number,
-  podCount: number,
+  topology: Topology,
   envoy: string | undefined,
 ): Promise<PhaseResult> {
+  const podCount = topology.pods;
   const profile = loadProfile("bench-scaled");
   const engines = Array.from({ length: podCount }, (_, i) => ENGINES[i % ENGINES.length]);
   const set = await startSimPods({ engines, profile, timeScale });
   running.push({ stop: set.close });
-  let companion: Proc | null = null;
-  if (phase.withFilter) {
-    companion = await startCompanion(["--endpoints-file", endpointsFile(set.pods), "--refresh-interval", "50ms"]);
-    running.push(companion);
+  const companions = phase.withFilter ? await startCompanions(topology.companions, endpointsFile(set.pods)) : [];
+  running.push(...companions);
+  const companionPorts = companions.length > 0 ? companions.map((c) => c.port) : [await freePort()];
+  const gateways: Proc[] = [];
+  for (let g = 0; g < topology.gateways; g++) {
+    const gateway = await startGateway({
+      companionPort: companionPorts,
+      fallbackPorts: set.pods.map((p) => p.port),
+      withFilter: phase.withFilter,
+      // FailClose: a request the picker cannot place fails visibly instead of going round-robin in its column.
+      configuration: { failureMode: "FailClose" },
+      fallbackLbPolicy: phase.lb,
+      envoy,
+      port: await freePort(),
+      // One worker each when there are several: the machine runs every replica.
+      concurrency: topology.gateways > 1 ? 1 : 2,
+    });
+    running.push(gateway);
+    gateways.push(gateway);
+    if (phase.withFilter)
+      await gatewayPicking(gateway.port, JSON.stringify({ model: profile.model, prompt: "warm up", max_tokens: 1 }));
   }
-  const port = await freePort();
-  const gateway = await startGateway({
-    companionPort: companion?.port ?? (await freePort()),
-    fallbackPorts: set.pods.map((p) => p.port),
-    withFilter: phase.withFilter,
-    // FailClose: a request the picker cannot place fails visibly instead of going round-robin in its column.
-    configuration: { failureMode: "FailClose" },
-    fallbackLbPolicy: phase.lb,
-    envoy,
-    port,
-    concurrency: 2,
-  });
-  running.push(gateway);
-  if (phase.withFilter)
-    await gatewayPicking(gateway.port, JSON.stringify({ model: profile.model, prompt: "warm up", max_tokens: 1 }));
 
   const bar = new SingleBar(
     { format: `  ${phase.name.padEnd(26)} {bar} {value}/{total} requests | {eta}s left`, hideCursor: true },
@@ -106,11 +144,11 @@ async function runPhase(
   const started = performance.now();
   const results: StreamResult[] = [];
   await Promise.all(
-    requests.map(async (r) => {
+    requests.map(async (r, k) => {
       const wait = r.arrivalMs / timeScale - (performance.now() - started);
       if (wait > 0) await new Promise((res) => setTimeout(res, wait));
       if (stopping) return;
-      results.push(await streamChat(gateway.port, r.bodyText));
+      results.push(await streamChat(gateways[k % gateways.length].port, r.bodyText));
       bar.increment();
     }),
   );
@@ -129,16 +167,30 @@ async function main(): Promise<void> {
       requests: { type: "string", default: "360" },
       load: { type: "string", default: "0.8" },
       pods: { type: "string", default: "6" },
+      gateways: { type: "string", default: "1" },
+      companions: { type: "string" },
       "time-scale": { type: "string" },
     },
   });
   const count = Number(values.requests),
     load = Number(values.load),
-    pods = Number(values.pods);
-  if (!(count > 0) || !(load > 0 && load <= 1.5) || !(pods > 0)) {
-    process.stderr.write("usage: demo [--requests N] [--load 0.1..1.5] [--pods N] [--time-scale X]\n");
+    pods = Number(values.pods),
+    gatewayCount = Number(values.gateways),
+    companionCount = Number(values.companions ?? (gatewayCount > 1 ? 2 : 1));
+  const integerIn = (v: number, lo: number, hi: number) => Number.isInteger(v) && v >= lo && v <= hi;
+  if (
+    !(count > 0) ||
+    !(load > 0 && load <= 1.5) ||
+    !(pods > 0) ||
+    !integerIn(gatewayCount, 1, 16) ||
+    !integerIn(companionCount, 1, 4)
+  ) {
+    process.stderr.write(
+      "usage: demo [--requests N] [--load 0.1..1.5] [--pods N] [--gateways 1..16] [--companions 1..4] [--time-scale X]\n",
+    );
     process.exit(2);
   }
+  const topology: Topology = { pods, gateways: gatewayCount, companions: companionCount };
   const profile = loadProfile("bench-scaled");
   const workload = sharedPrefix({ count, ratePerSec: 1, model: profile.model, seed: 11 }, DEMO_SHAPE, "demo");
   const engines = Array.from({ length: pods }, (_, i) => ENGINES[i % ENGINES.length]);
@@ -153,11 +205,12 @@ async function main(): Promise<void> {
   ${pods} simulated model servers (${[...new Set(engines)].join(", ")}), 64K-token KV cache each
   workload: shared-prefix chat, ${DEMO_SHAPE.groups} tenants x ${DEMO_SHAPE.systemTokens}-token system prompts, ${count} requests
   load: ${Math.round(load * 100)}% of the pool's capacity (${rate.toFixed(1)} req/s of model time); simulated time runs at ${timeScale.toFixed(2)}x real time
-  gateway: ${envoy ? `envoy (${envoy})` : "the Node emulator of Envoy (no envoy binary on PATH)"} serving envoy/envoy.yaml\n\n`);
+  gateway: ${gatewayCount > 1 ? `${gatewayCount} replicas of ` : ""}${envoy ? `envoy (${envoy})` : "the Node emulator of Envoy (no envoy binary on PATH)"} serving envoy/envoy.yaml${gatewayCount > 1 ? ", requests spread over them round-robin" : ""}
+  companion: ${companionCount} replica${companionCount > 1 ? "s" : ""}\n\n`);
   const rows: PhaseResult[] = [];
   for (const phase of PHASES) {
     if (stopping) return;
-    rows.push(await runPhase(phase, requests, timeScale, pods, envoy));
+    rows.push(await runPhase(phase, requests, timeScale, topology, envoy));
   }
   printTable(rows, timeScale);
 }

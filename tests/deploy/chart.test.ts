@@ -111,9 +111,15 @@ test("chart renders valid manifests for vllm (defaults)", () => {
     "RoleBinding",
     "Service",
     "Service",
+    "Service",
     "ServiceAccount",
     "VirtualService",
   ]);
+  // The companion replicas find each other through a headless Service (docs/GATEWAYS.md).
+  const peers = docs.find((d) => d.kind === "Service" && d.spec.clusterIP === "None");
+  assert.equal(peers.metadata.name, "llm-epp-peers");
+  assert.equal(peers.spec.publishNotReadyAddresses, true);
+  assert.ok(args(docs).includes("--peers-dns=llm-epp-peers.models.svc:9002"));
   const ecds = docs.find((d) => d.kind === "EnvoyFilter" && d.spec.configPatches[0].applyTo === "EXTENSION_CONFIG");
   const pc = JSON.parse(ecds.spec.configPatches[0].patch.value.typed_config.config.configuration.value);
   assert.equal(pc.companionCluster, "outbound|9002||llm-epp.models.svc.cluster.local");

@@ -119,7 +119,8 @@ export async function startCompanion(args: string[], port = 0): Promise<Proc> {
 }
 
 export interface GatewayOptions {
-  companionPort: number;
+  /** The companion replicas' ports. */
+  companionPort: number | number[];
   /** Ports (on 127.0.0.1) of the fallback cluster: where requests without a destination header go. */
   fallbackPorts: number[];
   /** The filter configuration (the shipped one when omitted); `withFilter: false` removes the filter. */

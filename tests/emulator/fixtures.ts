@@ -76,7 +76,8 @@ type Y = Record<string, any>; // eslint-disable-line @typescript-eslint/no-expli
  */
 export function tempBootstrap(opts: {
   fallbackPorts: number[];
-  companionPort: number;
+  /** The companion replicas' ports (the companion cluster's endpoints). */
+  companionPort: number | number[];
   withFilter?: boolean;
   configuration?: object;
   edit?: (doc: Y) => void;
@@ -102,7 +103,7 @@ export function tempBootstrap(opts: {
       c.name === "inference-pool-fallback"
         ? opts.fallbackPorts
         : c.name === "endpoint-picker-companion"
-          ? [opts.companionPort]
+          ? [opts.companionPort].flat()
           : null;
     if (ports) {
       c.load_assignment.endpoints = [
