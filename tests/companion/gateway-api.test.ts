@@ -7,11 +7,11 @@ import http from "node:http";
 import { parseCli, type CompanionOptions } from "../../companion/cli";
 import { Companion } from "../../companion/companion";
 import { createLogger } from "../../companion/log";
+import { gatewayReport } from "../helpers/companion-process";
 import {
   VIEW_CONTENT_TYPE,
   decodeView,
   encodeRelay,
-  encodeReport,
   type ChainRecord,
   type GatewayView,
 } from "../../companion/gateway-wire";
@@ -41,16 +41,7 @@ async function start(t: { after(fn: () => unknown): void }, args: string[] = [])
 
 const rec = (ep: number, tag: number): ChainRecord => ({ endpointHash: ep, blocks: 1, levels: [tag] });
 
-function report(gatewayId: bigint, seq: bigint, inflight: Array<[number, number]>, records: ChainRecord[] = []) {
-  return encodeReport({
-    gatewayId,
-    reportSeq: seq,
-    cursors: [],
-    inflight: inflight.map(([addressHash, count]) => ({ addressHash, count })),
-    adapters: [],
-    records,
-  });
-}
+const report = gatewayReport;
 
 async function post(base: string, path: string, body: Uint8Array<ArrayBuffer>, headers: Record<string, string> = auth) {
   return fetch(`${base}${path}`, {

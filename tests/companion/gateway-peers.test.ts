@@ -5,14 +5,15 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import type { AddressInfo } from "node:net";
 import { GatewayExchange } from "../../companion/gateway-exchange";
-import { decodeRelay, decodeReport, decodeView, encodeReport, type GatewayView } from "../../companion/gateway-wire";
+import { decodeRelay, decodeReport, decodeView, type GatewayView } from "../../companion/gateway-wire";
 import { createLogger } from "../../companion/log";
 import { PeerRelay, isOwnAddress, type RelaySendResult } from "../../companion/peers";
 import { freePortOn } from "../helpers/ports";
 import { until } from "../helpers/until";
+import { spawnCompanion, gatewayReport } from "../helpers/companion-process";
 
 type Log = Array<{ level: string; msg: string; [k: string]: unknown }>;
 
@@ -21,16 +22,13 @@ function capture(): { log: ReturnType<typeof createLogger>; lines: Log } {
   return { log: createLogger("debug", (l) => void lines.push(JSON.parse(l))), lines };
 }
 
-function report(gatewayId: bigint, seq: bigint, inflight: Array<[number, number]> = [], tags: number[] = []) {
-  return encodeReport({
+const report = (gatewayId: bigint, seq: bigint, inflight: Array<[number, number]> = [], tags: number[] = []) =>
+  gatewayReport(
     gatewayId,
-    reportSeq: seq,
-    cursors: [],
-    inflight: inflight.map(([addressHash, count]) => ({ addressHash, count })),
-    adapters: [],
-    records: tags.map((tag) => ({ endpointHash: 1, blocks: 1, levels: [tag] })),
-  });
-}
+    seq,
+    inflight,
+    tags.map((tag) => ({ endpointHash: 1, blocks: 1, levels: [tag] })),
+  );
 
 /** A fake peer companion: records what it is sent, answers `status`, or never answers when `hang`. */
 async function fakePeer(t: { after(fn: () => unknown): void }, port = 0, host = "127.0.0.1") {
@@ -202,34 +200,17 @@ interface Running {
 const TOKEN = "relay-token";
 
 async function companion(port: number, peerArgs: string[]): Promise<Running> {
-  const child = spawn(
-    process.execPath,
-    [
-      "build/companion.mjs",
-      "--endpoints",
-      "127.0.0.1:1",
-      "--port",
-      String(port),
-      "--host",
-      "127.0.0.1",
-      "--api-token",
-      TOKEN,
-      ...peerArgs,
-    ],
-    { stdio: ["ignore", "pipe", "pipe"] },
-  );
-  let err = "";
-  child.stderr!.on("data", (d) => (err += d));
-  const base = await new Promise<string>((resolve, reject) => {
-    let out = "";
-    child.stdout!.on("data", (d) => {
-      out += d;
-      const m = /companion listening on ([\d.]+):(\d+)/.exec(out);
-      if (m) resolve(`http://${m[1]}:${m[2]}`);
-    });
-    child.once("exit", (code) => reject(new Error(`companion exited ${code}: ${err}`)));
-  });
-  return { child, base, stderr: () => err };
+  return spawnCompanion([
+    "--endpoints",
+    "127.0.0.1:1",
+    "--port",
+    String(port),
+    "--host",
+    "127.0.0.1",
+    "--api-token",
+    TOKEN,
+    ...peerArgs,
+  ]);
 }
 
 async function ask(base: string, body: Uint8Array<ArrayBuffer>): Promise<GatewayView> {

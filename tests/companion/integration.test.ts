@@ -4,7 +4,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -12,6 +12,7 @@ import { decodeSnapshot, type Snapshot, type SnapshotEndpoint } from "../../comp
 import { FakeKube, inferencePoolV1, pod } from "../helpers/fake-kube";
 import { sglangPage, trtllmServePage, tritonPage, vllmPage } from "./fixtures/pages";
 import { freePortOn } from "../helpers/ports";
+import { spawnCompanion, type RunningCompanion } from "../helpers/companion-process";
 
 const ENGINE_LABEL = "inference.networking.k8s.io/engine-type";
 
@@ -41,29 +42,10 @@ async function modelServer(ip: string, port: number, respond: ModelServer["respo
 const page = (text: string) => (_req: http.IncomingMessage, res: http.ServerResponse) =>
   res.writeHead(200, { "content-type": "text/plain; version=0.0.4" }).end(text);
 
-interface Running {
-  child: ChildProcess;
-  base: string;
-  stderr: () => string;
-}
+type Running = RunningCompanion;
 
-async function startCompanion(args: string[]): Promise<Running> {
-  const child = spawn(process.execPath, ["build/companion.mjs", ...args, "--port", "0", "--host", "127.0.0.1"], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let err = "";
-  child.stderr!.on("data", (d) => (err += d));
-  const base = await new Promise<string>((resolve, reject) => {
-    let out = "";
-    child.stdout!.on("data", (d) => {
-      out += d;
-      const m = /companion listening on ([\d.]+):(\d+)/.exec(out);
-      if (m) resolve(`http://${m[1]}:${m[2]}`);
-    });
-    child.once("exit", (code) => reject(new Error(`companion exited ${code}: ${err}`)));
-  });
-  return { child, base, stderr: () => err };
-}
+const startCompanion = (args: string[]): Promise<Running> =>
+  spawnCompanion([...args, "--port", "0", "--host", "127.0.0.1"]);
 
 async function snapshot(base: string, after?: bigint): Promise<Snapshot | null> {
   const res = await fetch(`${base}/v1/snapshot${after !== undefined ? `?after=${after}` : ""}`);

@@ -3,7 +3,8 @@
 // three times: through this picker, and through plain round-robin and least-request load balancing. Then a
 // side-by-side table. Ctrl-C stops everything. Options: --requests N, --load F, --pods N, --time-scale X,
 // --gateways N (gateway replicas; the client spreads requests over them round-robin, as a load balancer
-// would) and --companions N (companion replicas, relaying to each other; docs/GATEWAYS.md).
+// would), --companions N (companion replicas, relaying to each other; docs/GATEWAYS.md) and --picker-only
+// (skip the round-robin and least-request runs).
 import { parseArgs } from "node:util";
 import { execFileSync } from "node:child_process";
 import { SingleBar, Presets } from "cli-progress";
@@ -169,6 +170,7 @@ async function main(): Promise<void> {
       pods: { type: "string", default: "6" },
       gateways: { type: "string", default: "1" },
       companions: { type: "string" },
+      "picker-only": { type: "boolean", default: false },
       "time-scale": { type: "string" },
     },
   });
@@ -186,7 +188,7 @@ async function main(): Promise<void> {
     !integerIn(companionCount, 1, 4)
   ) {
     process.stderr.write(
-      "usage: demo [--requests N] [--load 0.1..1.5] [--pods N] [--gateways 1..16] [--companions 1..4] [--time-scale X]\n",
+      "usage: demo [--requests N] [--load 0.1..1.5] [--pods N] [--gateways 1..16] [--companions 1..4] [--picker-only] [--time-scale X]\n",
     );
     process.exit(2);
   }
@@ -208,7 +210,7 @@ async function main(): Promise<void> {
   gateway: ${gatewayCount > 1 ? `${gatewayCount} replicas of ` : ""}${envoy ? `envoy (${envoy})` : "the Node emulator of Envoy (no envoy binary on PATH)"} serving envoy/envoy.yaml${gatewayCount > 1 ? ", requests spread over them round-robin" : ""}
   companion: ${companionCount} replica${companionCount > 1 ? "s" : ""}\n\n`);
   const rows: PhaseResult[] = [];
-  for (const phase of PHASES) {
+  for (const phase of values["picker-only"] ? PHASES.filter((p) => p.withFilter) : PHASES) {
     if (stopping) return;
     rows.push(await runPhase(phase, requests, timeScale, topology, envoy));
   }
