@@ -1,7 +1,7 @@
 // Delivery of snapshots into shared data: the worker VM holding the lease long-polls the companion
 // (GET <snapshotPath>?after=<version>) with proxy_http_call and writes each new snapshot, then its meta key,
 // into shared data. On errors it backs off and the last snapshot stays. Every VM reads the result (pool.ts).
-import { WasmResultValues, BufferTypeValues, HeaderPair } from "@solo-io/proxy-runtime/assembly";
+import { BufferTypeValues, HeaderPair } from "@solo-io/proxy-runtime/assembly";
 import { PluginConfig } from "./config";
 import { Pool, Meta, readMeta, encodeMeta, SNAPSHOT_KEY, META_KEY, LEASE_KEY } from "./pool";
 import { decodeSnapshot, lastError, Snapshot } from "./snapshot";

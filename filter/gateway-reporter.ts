@@ -5,7 +5,7 @@
 // worker VMs already look on every tick: their counts into the in-flight table as one more section
 // (PEERS_VM), their chains into the journal of PEERS_VM. A companion that stops answering only makes that
 // section age out: the filter then decides with what this Envoy knows, as a single gateway does.
-import { BufferTypeValues, HeaderPair } from "@solo-io/proxy-runtime/assembly";
+import { BufferTypeValues, HeaderPair, WasmResultValues } from "@solo-io/proxy-runtime/assembly";
 import { PluginConfig } from "./config";
 import { INFLIGHT_KEY, GATEWAY_KEY } from "./pool";
 import { PEERS_VM, withSection, collectCounts } from "./inflight";
@@ -26,7 +26,6 @@ import {
   logWarn,
   hostRandomU64,
 } from "./host";
-import { WasmResultValues } from "@solo-io/proxy-runtime/assembly";
 import { Metrics } from "./metrics";
 
 export const REPORT_INTERVAL_MS: u64 = 20;
@@ -127,7 +126,8 @@ export class GatewayReporter extends RecordSink {
     collectCounts(getShared(INFLIGHT_KEY), nowMs, pairs, triples);
     const cursors = this.companionIds.length;
     const words = this.outbox.length;
-    const size = 32 + 16 * cursors + 4 + 4 * pairs.length + 4 + 4 * triples.length + 4 + 4 * words;
+    // 26 bytes of fields, the cursors, then three counted lists of words (docs/GATEWAYS.md).
+    const size = 26 + 16 * cursors + 12 + 4 * (pairs.length + triples.length + words);
     const body = new ArrayBuffer(size);
     const p = changetype<usize>(body);
     this.seq++;
@@ -145,8 +145,6 @@ export class GatewayReporter extends RecordSink {
     w = putWords(w, pairs, 2);
     w = putWords(w, triples, 3);
     w = putWords(w, this.outbox, 0, this.outboxRecords);
-    // The rest of the header's 32 bytes: 26 bytes of fields, then the cursors; no padding on the wire.
-    const sent = <i32>(w - p);
     // Swap the outbox out: it is empty for the next report; a failed report puts its records back.
     const spent = this.sentWords;
     this.sentWords = this.outbox;
@@ -162,7 +160,7 @@ export class GatewayReporter extends RecordSink {
       pair("accept", "application/vnd.endpoint-picker.gateway-view"),
     ];
     if (this.cfg.apiToken.length > 0) headers.push(pair("authorization", "Bearer " + this.cfg.apiToken));
-    this.token = httpCall(this.cluster, serializePairs(headers), REPORT_TIMEOUT_MS, body.slice(0, sent));
+    this.token = httpCall(this.cluster, serializePairs(headers), REPORT_TIMEOUT_MS, body);
     this.nextReportMs = nowMs + REPORT_INTERVAL_MS;
     if (this.token == 0) this.failed(nowMs, "the host refused the call to cluster " + this.cfg.companionCluster);
     else this.metrics.count(this.metrics.reportsSent);
