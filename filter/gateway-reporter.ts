@@ -38,6 +38,8 @@ const FORMAT: u32 = 1;
 const MAX_OUTBOX_WORDS: i32 = 65536;
 /** Companion replicas whose cursor a report carries. */
 const MAX_CURSORS: i32 = 8;
+/** The other gateways' journal holds a whole answer (4,096 records of up to 64 levels). */
+const PEERS_JOURNAL_WORDS: i32 = 4096 * 68;
 const LEASE_KEY = encode("endpoint-picker.gateway.lease");
 const PEERS_JOURNAL_KEY = journalKey(PEERS_VM);
 const STATUS = encode(":status");
@@ -49,6 +51,7 @@ export class GatewayReporter extends RecordSink {
   private seq: u64 = 0;
   private token: u32 = 0;
   private nextReportMs: u64 = 0;
+  private sentAtMs: u64 = 0;
   private failing: bool = false;
   /** Chain records ({ep, n, c, c level hashes}) this Envoy's VMs sent since the last report. */
   private outbox: Array<u32> = new Array<u32>();
@@ -59,7 +62,7 @@ export class GatewayReporter extends RecordSink {
   private companionIds: Array<u64> = new Array<u64>();
   private cursors: Array<u64> = new Array<u64>();
   /** The other gateways' chains, for this Envoy's VMs (published on the tick like a VM's journal). */
-  private peersJournal: JournalWriter = new JournalWriter();
+  private peersJournal: JournalWriter = new JournalWriter(PEERS_JOURNAL_WORDS);
   /** How many gateways the companion last said are live (this one included), for the metrics. */
   gateways: i32 = 0;
 
@@ -90,6 +93,8 @@ export class GatewayReporter extends RecordSink {
     }
     const peers = this.peersJournal.publish();
     if (peers != null) setShared(PEERS_JOURNAL_KEY, peers);
+    // A call whose callback never came (it should within its timeout): given up, so reporting goes on.
+    if (this.token != 0 && nowMs > this.sentAtMs + <u64>REPORT_TIMEOUT_MS + 1000) this.token = 0;
     if (this.token == 0 && nowMs >= this.nextReportMs) this.report(nowMs);
   }
 
@@ -130,7 +135,9 @@ export class GatewayReporter extends RecordSink {
     const size = 26 + 16 * cursors + 12 + 4 * (pairs.length + triples.length + words);
     const body = new ArrayBuffer(size);
     const p = changetype<usize>(body);
-    this.seq++;
+    // Increasing for the Envoy process, whichever VM reports: a reporter that takes over (a lease handoff, a
+    // plugin reload) continues above its predecessor, whose seqs the companions compare with.
+    this.seq = max(this.seq + 1, nowMs << 10);
     store<u32>(p, MAGIC);
     store<u16>(p, <u16>FORMAT, 4);
     store<u16>(p, 0, 6);
@@ -162,7 +169,8 @@ export class GatewayReporter extends RecordSink {
     if (this.cfg.apiToken.length > 0) headers.push(pair("authorization", "Bearer " + this.cfg.apiToken));
     this.token = httpCall(this.cluster, serializePairs(headers), REPORT_TIMEOUT_MS, body);
     this.nextReportMs = nowMs + REPORT_INTERVAL_MS;
-    if (this.token == 0) this.failed(nowMs, "the host refused the call to cluster " + this.cfg.companionCluster);
+    this.sentAtMs = nowMs;
+    if (this.token == 0) this.failed(nowMs, "the host refused the call to cluster " + this.cfg.companionCluster, true);
     else this.metrics.count(this.metrics.reportsSent);
   }
 
@@ -170,29 +178,36 @@ export class GatewayReporter extends RecordSink {
   onResponse(token: u32, headers: u32, bodySize: u32, nowMs: u64): bool {
     if (token != this.token || token == 0) return false;
     this.token = 0;
+    if (!this.leader) return true; // an answer for a reporter this VM no longer is: the new leader reports
     const status: ArrayBuffer | null = headers == 0 ? null : httpCallHeader(STATUS);
     const code = status == null ? "" : String.UTF8.decode(status);
     if (code != "200") {
-      const refused = code.length > 0 && code != "503";
+      // No answer, or a 5xx (Envoy answers a timed-out call with a local 504): the next report, on the next
+      // tick, goes to another replica. A 4xx is this filter's problem (an older companion, the token, a
+      // report too large): wait before trying again, and drop the chains a refused report carried.
+      const transient = code.length == 0 || code.startsWith("5");
       this.failed(
         nowMs,
         code.length == 0
-          ? "the gateway report to the companion failed (timeout, reset or refused)"
+          ? "the gateway report to the companion failed (reset or refused)"
           : "the companion answered the gateway report with " +
               code +
               (code == "404"
                 ? " (a companion older than this filter?)"
                 : code == "401" || code == "403"
                   ? " (check apiToken)"
-                  : ""),
+                  : code == "413"
+                    ? " (larger than its --max-report-bytes)"
+                    : ""),
+        transient,
       );
-      if (refused) this.nextReportMs = nowMs + REFUSED_RETRY_MS;
+      if (!transient) this.nextReportMs = nowMs + REFUSED_RETRY_MS;
       return true;
     }
     const body = getBuffer(BufferTypeValues.HttpCallResponseBody, 0, bodySize);
     const problem = body == null ? "no body" : this.apply(body, nowMs);
     if (problem.length > 0) {
-      this.failed(nowMs, "the companion's gateway view is malformed: " + problem);
+      this.failed(nowMs, "the companion's gateway view is malformed: " + problem, true);
       return true;
     }
     this.metrics.count(this.metrics.reportsOk);
@@ -276,12 +291,12 @@ export class GatewayReporter extends RecordSink {
     this.cursors.push(cursor);
   }
 
-  private failed(nowMs: u64, why: string): void {
+  private failed(nowMs: u64, why: string, keepChains: bool): void {
     this.metrics.count(this.metrics.reportsFailed);
     if (!this.failing) logWarn(why + "; deciding with this gateway's own state until it answers again");
     this.failing = true;
-    // The chains of the failed report go back into the outbox, in front, within its bound.
-    if (this.sentRecords > 0 && this.sentWords.length + this.outbox.length <= MAX_OUTBOX_WORDS) {
+    // The chains of a report that did not arrive go back into the outbox, in front, within its bound.
+    if (keepChains && this.sentRecords > 0 && this.sentWords.length + this.outbox.length <= MAX_OUTBOX_WORDS) {
       for (let k = 0; k < this.outbox.length; k++) this.sentWords.push(unchecked(this.outbox[k]));
       const spent = this.outbox;
       this.outbox = this.sentWords;

@@ -23,6 +23,9 @@ const MAGIC: u32 = 0x314a5045; // "EPJ1"
 const MAX_WORDS: i32 = 65536;
 
 export class JournalWriter {
+  /** Words of records per tick at most (the other gateways' journal takes a whole answer: larger). */
+  constructor(private maxWords: i32 = MAX_WORDS) {}
+
   private pending: Array<u32> = new Array<u32>();
   private previous: Array<u32> = new Array<u32>();
   private seq: u32 = 1;
@@ -30,7 +33,7 @@ export class JournalWriter {
   /** Notes that endpoint `ep` was sent `chain` during the current tick. */
   note(chain: PrefixChain, ep: u32): void {
     const c = storedCount(chain.count);
-    if (c == 0 || this.pending.length + 4 + c > MAX_WORDS) return;
+    if (c == 0 || this.pending.length + 4 + c > this.maxWords) return;
     this.pending.push(this.seq);
     this.pending.push(ep);
     this.pending.push(<u32>chain.count);
@@ -40,7 +43,7 @@ export class JournalWriter {
 
   /** Notes a record as another source gave it: endpoint `ep`, `n` blocks, `c` level hashes at `levels`. */
   noteRecord(ep: u32, n: u32, c: i32, levels: usize): void {
-    if (c <= 0 || this.pending.length + 4 + c > MAX_WORDS) return;
+    if (c <= 0 || this.pending.length + 4 + c > this.maxWords) return;
     this.pending.push(this.seq);
     this.pending.push(ep);
     this.pending.push(n);
@@ -48,16 +51,28 @@ export class JournalWriter {
     for (let j = 0; j < c; j++) this.pending.push(load<u32>(levels + <usize>(4 * j)));
   }
 
-  /** Continues the sequence of `journal` (another writer's, under the same key): readers skip lower ones. */
+  /**
+   * Continues the sequence of `journal` (another writer's, under the same key), so readers, which skip
+   * records at or below the newest they applied, take this writer's: after its records' seqs, or after the
+   * seq an empty journal carries.
+   */
   continueAfter(journal: ArrayBuffer | null): void {
     if (journal == null || journal.byteLength < 8 || load<u32>(changetype<usize>(journal)) != MAGIC) return;
     const p = changetype<usize>(journal);
+    const len = journal.byteLength;
     const records = <i32>load<u32>(p, 4);
+    if (records == 0 && len >= 12) {
+      const seq = load<u32>(p, 8);
+      if (seq >= this.seq) this.seq = seq + 1;
+      return;
+    }
     let at = 8;
-    for (let r = 0; r < records && at <= journal.byteLength - 16; r++) {
+    for (let r = 0; r < records && at <= len - 16; r++) {
       const seq = load<u32>(p + <usize>at);
       if (seq >= this.seq) this.seq = seq + 1;
-      at += 16 + 4 * <i32>load<u32>(p + <usize>at, 12);
+      const c = <i32>load<u32>(p + <usize>at, 12);
+      if (c < 0 || c > (len - at - 16) / 4) break;
+      at += 16 + 4 * c;
     }
   }
 
@@ -72,8 +87,10 @@ export class JournalWriter {
     if (this.pending.length == 0 && this.previous.length == 0) {
       if (!this.holding) return null;
       this.holding = false;
-      const empty = new ArrayBuffer(8);
+      // No records; the seq reached, for a writer that takes over this key (continueAfter).
+      const empty = new ArrayBuffer(12);
       store<u32>(changetype<usize>(empty), MAGIC);
+      store<u32>(changetype<usize>(empty), this.seq, 8);
       return empty;
     }
     this.holding = true;

@@ -34,8 +34,9 @@ export function shouldTakeLease(value: ArrayBuffer | null, me: u32, nowMs: u64):
   const owner = leaseOwner(value);
   if (owner == 0 || owner == me) return true;
   const expiry = leaseExpiry(value);
-  // An expiry further ahead than one TTL was written by a clock that has since stepped back: expired.
-  return nowMs >= expiry || expiry - nowMs > LEASE_TTL_MS;
+  // An expiry further ahead than two TTLs was written by a clock that has since stepped back: expired. (Not
+  // one TTL: the holder may have renewed a moment after this VM read its clock.)
+  return nowMs >= expiry || expiry - nowMs > 2 * LEASE_TTL_MS;
 }
 
 /** One lease under `key`, taken or renewed by VM `vm` on every tick. */

@@ -189,9 +189,35 @@ describe("prefix journals", () => {
     expect(late.apply(7, j2, lateIndex)).toBe(2);
     expect(writer.publish()).not.toBeNull(); // the previous tick's records once more
     const emptied = writer.publish()!; // then, once, an empty journal (readers stop copying the last one)
-    expect(emptied.byteLength).toBe(8);
+    expect(emptied.byteLength).toBe(12); // magic, no records, the seq reached
     expect(new JournalReader().apply(7, emptied, lateIndex)).toBe(0);
     expect(writer.publish()).toBeNull(); // then nothing new
+  });
+
+  it("continue under a new writer of the same key, even after the last one was emptied", () => {
+    // The other gateways' journal changes hands with the reporter's lease: readers that applied the old
+    // writer's records must take the new writer's.
+    const snap = snapOf(1);
+    const old = new JournalWriter();
+    const reader = new JournalReader();
+    const index = new PrefixIndex(4096);
+    for (let k = 0; k < 5; k++) {
+      old.note(chainOf("m", blocks("o" + k.toString(), 2)), snap.addrHash[0]);
+      expect(reader.apply(0, old.publish()!, index)).toBe(1);
+    }
+    old.publish();
+    const emptied = old.publish()!;
+    const next = new JournalWriter();
+    next.continueAfter(emptied);
+    const c = chainOf("m", blocks("new", 6));
+    next.note(c, snap.addrHash[0]);
+    expect(reader.apply(0, next.publish()!, index)).toBe(1);
+    expect(matchedBy(index, c, snap)[0]).toBe(6);
+    // And after a journal that still holds records.
+    const busy = new JournalWriter();
+    busy.continueAfter(next.publish());
+    busy.note(chainOf("m", blocks("b", 3)), snap.addrHash[0]);
+    expect(reader.apply(0, busy.publish()!, index)).toBe(1);
   });
 
   it("stop at the first malformed record without trapping", () => {

@@ -20,6 +20,14 @@ describe("fetcher lease", () => {
     expect(shouldTakeLease(held, 9, 1999)).toBe(true);
     expect(shouldTakeLease(held, 7, 2000)).toBe(true);
   });
+
+  it("is not taken from a holder that renewed a moment after this VM read its clock; a clock stepped back is", () => {
+    // The holder renewed at 1001 (expiry 2001) after this VM read 1000: one TTL and a millisecond ahead.
+    expect(shouldTakeLease(encodeLease(9, 2001), 7, 1000)).toBe(false);
+    expect(shouldTakeLease(encodeLease(9, 2999), 7, 1000)).toBe(false);
+    // An expiry more than two TTLs ahead was written before the clock stepped back.
+    expect(shouldTakeLease(encodeLease(9, 3001), 7, 1000)).toBe(true);
+  });
 });
 
 describe("in-flight accounting", () => {

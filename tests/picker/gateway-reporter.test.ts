@@ -173,3 +173,73 @@ test("a malformed answer or a refusal is logged and changes nothing", () => {
   );
   assert.ok(refused.counter("endpoint_picker.gateway_reports.failed") <= 2, "a refusal waits before reporting again");
 });
+
+test("one hung companion replica of two: the next report goes to the other at once (Envoy's 504 is no refusal)", () => {
+  let calls = 0,
+    answered = 0;
+  const h = gateway((call) => {
+    decodeReport(new Uint8Array(call.body));
+    if (calls++ % 2 === 1) return undefined; // this replica never answers: the call times out
+    answered++;
+    return {
+      headers: [[":status", "200"]],
+      body: encodeView({
+        companionId: COMPANION,
+        cursor: 1n,
+        gatewayCount: 2,
+        inflight: [],
+        adapters: [],
+        records: [],
+      }),
+    };
+  });
+  h.advance(5000);
+  // One call in flight at a time, each hung one costing its 1 s timeout: an answer about every second (a
+  // 504 taken for a refusal would wait 5 s after each).
+  assert.ok(answered >= 4, `answered reports in 5 s: ${answered}`);
+});
+
+test("a report refused as too large is not sent again: its chains are dropped, reporting resumes after a pause", () => {
+  const seen: GatewayReport[] = [];
+  let refuse = false;
+  const h = gateway((call) => {
+    const r = decodeReport(new Uint8Array(call.body));
+    seen.push(r);
+    if (refuse) return { headers: [[":status", "413"]] };
+    return {
+      headers: [[":status", "200"]],
+      body: encodeView({
+        companionId: COMPANION,
+        cursor: 1n,
+        gatewayCount: 1,
+        inflight: [],
+        adapters: [],
+        records: [],
+      }),
+    };
+  });
+  h.advance(100);
+  refuse = true; // from the report that carries the chains below
+  for (let i = 0; i < 4; i++) h.pick({ worker: i % 2, body: completion("m", prompt(i)) }).stream.finish();
+  h.advance(100);
+  const refusedAt = seen.length;
+  assert.ok(
+    seen.some((r) => r.records.length > 0),
+    "the chains went out once",
+  );
+  refuse = false;
+  h.advance(2000);
+  assert.equal(seen.length, refusedAt, "no report during the pause after a refusal");
+  h.advance(4000);
+  assert.ok(seen.length > refusedAt, "reporting resumed");
+  // Four chains were sent, each reported once: the refused report's were not sent again.
+  assert.equal(
+    seen.reduce((n, r) => n + r.records.length, 0),
+    4,
+    "every chain reported once",
+  );
+  assert.ok(
+    h.logs.some((l) => /413 \(larger than its --max-report-bytes\)/.test(l)),
+    h.logs.join("\n"),
+  );
+});
