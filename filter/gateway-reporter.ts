@@ -38,6 +38,8 @@ const FORMAT: u32 = 1;
 const MAX_OUTBOX_WORDS: i32 = 65536;
 /** Companion replicas whose cursor a report carries. */
 const MAX_CURSORS: i32 = 8;
+/** Reports in a row without an answer after which the companions count as down (see `collecting`). */
+const OUTAGE_FAILURES: i32 = 3;
 /** The other gateways' journal holds a whole answer (4,096 records of up to 64 levels). */
 const PEERS_JOURNAL_WORDS: i32 = 4096 * 68;
 const LEASE_KEY = encode("endpoint-picker.gateway.lease");
@@ -53,6 +55,7 @@ export class GatewayReporter extends RecordSink {
   private nextReportMs: u64 = 0;
   private sentAtMs: u64 = 0;
   private failing: bool = false;
+  private failuresInARow: i32 = 0;
   /** Chain records ({ep, n, c, c level hashes}) this Envoy's VMs sent since the last report. */
   private outbox: Array<u32> = new Array<u32>();
   private outboxRecords: i32 = 0;
@@ -80,6 +83,14 @@ export class GatewayReporter extends RecordSink {
     return this.lease.leader;
   }
 
+  /**
+   * Chains are collected while this VM leads and the companions answer: after OUTAGE_FAILURES reports in a
+   * row got no answer (every replica down), none are kept until one answers again.
+   */
+  private get collecting(): bool {
+    return this.lease.leader && this.failuresInARow < OUTAGE_FAILURES;
+  }
+
   /** On every tick: keep the lease, publish the other gateways' chains, report when due. */
   tick(nowMs: u64): void {
     if (this.lease.renew(nowMs)) {
@@ -100,7 +111,7 @@ export class GatewayReporter extends RecordSink {
 
   /** A chain this VM sent to endpoint `ep` (when it leads: the other VMs' come through `noteRecord`). */
   noteChain(chain: PrefixChain, ep: u32): void {
-    if (!this.leader) return;
+    if (!this.collecting) return;
     const c = storedCount(chain.count);
     if (c == 0 || this.outbox.length + 3 + c > MAX_OUTBOX_WORDS) return;
     this.outbox.push(ep);
@@ -112,7 +123,7 @@ export class GatewayReporter extends RecordSink {
 
   /** A chain another worker VM of this Envoy sent (from its journal: `c` level hashes at `levels`). */
   noteRecord(ep: u32, n: u32, c: i32, levels: usize): void {
-    if (!this.leader || this.outbox.length + 3 + c > MAX_OUTBOX_WORDS) return;
+    if (!this.collecting || this.outbox.length + 3 + c > MAX_OUTBOX_WORDS) return;
     this.outbox.push(ep);
     this.outbox.push(n);
     this.outbox.push(<u32>c);
@@ -152,7 +163,7 @@ export class GatewayReporter extends RecordSink {
     w = putWords(w, pairs, 2);
     w = putWords(w, triples, 3);
     w = putWords(w, this.outbox, 0, this.outboxRecords);
-    // Swap the outbox out: it is empty for the next report; a failed report puts its records back.
+    // Swap the outbox out: it is empty for the next report.
     const spent = this.sentWords;
     this.sentWords = this.outbox;
     this.sentRecords = this.outboxRecords;
@@ -170,7 +181,7 @@ export class GatewayReporter extends RecordSink {
     this.token = httpCall(this.cluster, serializePairs(headers), REPORT_TIMEOUT_MS, body);
     this.nextReportMs = nowMs + REPORT_INTERVAL_MS;
     this.sentAtMs = nowMs;
-    if (this.token == 0) this.failed(nowMs, "the host refused the call to cluster " + this.cfg.companionCluster, true);
+    if (this.token == 0) this.failed("the host refused the call to cluster " + this.cfg.companionCluster);
     else this.metrics.count(this.metrics.reportsSent);
   }
 
@@ -184,10 +195,9 @@ export class GatewayReporter extends RecordSink {
     if (code != "200") {
       // No answer, or a 5xx (Envoy answers a timed-out call with a local 504): the next report, on the next
       // tick, goes to another replica. A 4xx is this filter's problem (an older companion, the token, a
-      // report too large): wait before trying again, and drop the chains a refused report carried.
+      // report too large): wait before trying again.
       const transient = code.length == 0 || code.startsWith("5");
       this.failed(
-        nowMs,
         code.length == 0
           ? "the gateway report to the companion failed (reset or refused)"
           : "the companion answered the gateway report with " +
@@ -199,7 +209,6 @@ export class GatewayReporter extends RecordSink {
                   : code == "413"
                     ? " (larger than its --max-report-bytes)"
                     : ""),
-        transient,
       );
       if (!transient) this.nextReportMs = nowMs + REFUSED_RETRY_MS;
       return true;
@@ -207,12 +216,13 @@ export class GatewayReporter extends RecordSink {
     const body = getBuffer(BufferTypeValues.HttpCallResponseBody, 0, bodySize);
     const problem = body == null ? "no body" : this.apply(body, nowMs);
     if (problem.length > 0) {
-      this.failed(nowMs, "the companion's gateway view is malformed: " + problem, true);
+      this.failed("the companion's gateway view is malformed: " + problem);
       return true;
     }
     this.metrics.count(this.metrics.reportsOk);
     if (this.failing) logInfo("the gateway exchange with the companion works again");
     this.failing = false;
+    this.failuresInARow = 0;
     this.sentWords.length = 0;
     this.sentRecords = 0;
     return true;
@@ -291,19 +301,17 @@ export class GatewayReporter extends RecordSink {
     this.cursors.push(cursor);
   }
 
-  private failed(nowMs: u64, why: string, keepChains: bool): void {
+  /**
+   * A report that got no answer: its chains are dropped (they are tens of milliseconds of picks; keeping them
+   * through an outage would only grow memory), and the gateway decides on its own state meanwhile.
+   */
+  private failed(why: string): void {
     this.metrics.count(this.metrics.reportsFailed);
     if (!this.failing) logWarn(why + "; deciding with this gateway's own state until it answers again");
     this.failing = true;
-    // The chains of a report that did not arrive go back into the outbox, in front, within its bound.
-    if (keepChains && this.sentRecords > 0 && this.sentWords.length + this.outbox.length <= MAX_OUTBOX_WORDS) {
-      for (let k = 0; k < this.outbox.length; k++) this.sentWords.push(unchecked(this.outbox[k]));
-      const spent = this.outbox;
-      this.outbox = this.sentWords;
-      this.outboxRecords += this.sentRecords;
-      spent.length = 0;
-      this.sentWords = spent;
-    } else this.sentWords.length = 0;
+    this.failuresInARow++;
+    if (this.failuresInARow >= OUTAGE_FAILURES) this.clearOutbox();
+    this.sentWords.length = 0;
     this.sentRecords = 0;
   }
 }
