@@ -14,6 +14,7 @@ import {
   httpCallHeader,
   getBuffer,
   serializePairs,
+  headerPair,
   encode,
   logInfo,
   logWarn,
@@ -61,12 +62,12 @@ export class Fetcher {
     const known = readMeta(this.meta) ? this.meta.version : 0;
     const path = known > 0 ? this.cfg.snapshotPath + "?after=" + known.toString() : this.cfg.snapshotPath;
     const headers = [
-      pair(":method", "GET"),
-      pair(":path", path),
-      pair(":authority", this.cfg.companionAuthority),
-      pair("accept", "application/vnd.endpoint-picker.snapshot; format=2"),
+      headerPair(":method", "GET"),
+      headerPair(":path", path),
+      headerPair(":authority", this.cfg.companionAuthority),
+      headerPair("accept", "application/vnd.endpoint-picker.snapshot; format=2"),
     ];
-    if (this.cfg.apiToken.length > 0) headers.push(pair("authorization", "Bearer " + this.cfg.apiToken));
+    if (this.cfg.apiToken.length > 0) headers.push(headerPair("authorization", "Bearer " + this.cfg.apiToken));
     this.token = httpCall(this.cluster, serializePairs(headers), this.cfg.pollTimeoutMs);
     if (this.token == 0)
       this.failed(
@@ -140,8 +141,4 @@ export class Fetcher {
     this.backoffMs = this.backoffMs == 0 ? BACKOFF_MIN_MS : min(this.backoffMs * 2, BACKOFF_MAX_MS);
     this.nextPollMs = nowMs + <u64>this.backoffMs;
   }
-}
-
-function pair(key: string, value: string): HeaderPair {
-  return new HeaderPair(String.UTF8.encode(key), String.UTF8.encode(value));
 }

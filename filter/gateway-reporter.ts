@@ -21,6 +21,7 @@ import {
   httpCallHeader,
   getBuffer,
   serializePairs,
+  headerPair,
   encode,
   logInfo,
   logWarn,
@@ -59,9 +60,6 @@ export class GatewayReporter extends RecordSink {
   /** Chain records ({ep, n, c, c level hashes}) this Envoy's VMs sent since the last report. */
   private outbox: Array<u32> = new Array<u32>();
   private outboxRecords: i32 = 0;
-  /** Records of the report in flight (returned to the outbox if it fails). */
-  private sentWords: Array<u32> = new Array<u32>();
-  private sentRecords: i32 = 0;
   private companionIds: Array<u64> = new Array<u64>();
   private cursors: Array<u64> = new Array<u64>();
   /** The other gateways' chains, for this Envoy's VMs (published on the tick like a VM's journal). */
@@ -163,21 +161,16 @@ export class GatewayReporter extends RecordSink {
     w = putWords(w, pairs, 2);
     w = putWords(w, triples, 3);
     w = putWords(w, this.outbox, 0, this.outboxRecords);
-    // Swap the outbox out: it is empty for the next report.
-    const spent = this.sentWords;
-    this.sentWords = this.outbox;
-    this.sentRecords = this.outboxRecords;
-    spent.length = 0;
-    this.outbox = spent;
+    this.clearOutbox(); // the chains go with this report (one that gets no answer loses them)
     this.outboxRecords = 0;
     const headers: HeaderPair[] = [
-      pair(":method", "POST"),
-      pair(":path", this.cfg.gatewayReportPath),
-      pair(":authority", this.cfg.companionAuthority),
-      pair("content-type", "application/vnd.endpoint-picker.gateway-report"),
-      pair("accept", "application/vnd.endpoint-picker.gateway-view"),
+      headerPair(":method", "POST"),
+      headerPair(":path", this.cfg.gatewayReportPath),
+      headerPair(":authority", this.cfg.companionAuthority),
+      headerPair("content-type", "application/vnd.endpoint-picker.gateway-report"),
+      headerPair("accept", "application/vnd.endpoint-picker.gateway-view"),
     ];
-    if (this.cfg.apiToken.length > 0) headers.push(pair("authorization", "Bearer " + this.cfg.apiToken));
+    if (this.cfg.apiToken.length > 0) headers.push(headerPair("authorization", "Bearer " + this.cfg.apiToken));
     this.token = httpCall(this.cluster, serializePairs(headers), REPORT_TIMEOUT_MS, body);
     this.nextReportMs = nowMs + REPORT_INTERVAL_MS;
     this.sentAtMs = nowMs;
@@ -223,8 +216,6 @@ export class GatewayReporter extends RecordSink {
     if (this.failing) logInfo("the gateway exchange with the companion works again");
     this.failing = false;
     this.failuresInARow = 0;
-    this.sentWords.length = 0;
-    this.sentRecords = 0;
     return true;
   }
 
@@ -311,8 +302,6 @@ export class GatewayReporter extends RecordSink {
     this.failing = true;
     this.failuresInARow++;
     if (this.failuresInARow >= OUTAGE_FAILURES) this.clearOutbox();
-    this.sentWords.length = 0;
-    this.sentRecords = 0;
   }
 }
 
@@ -341,8 +330,4 @@ function gatewayId(): u64 {
     if (v == null) continue; // claimed an absent key: read it back (another VM may have claimed it too)
   }
   return 1;
-}
-
-function pair(key: string, value: string): HeaderPair {
-  return new HeaderPair(String.UTF8.encode(key), String.UTF8.encode(value));
 }

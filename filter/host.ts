@@ -3,7 +3,13 @@
 // they take pre-encoded keys, so a request does not re-encode the same strings every time.
 import * as abi from "@solo-io/proxy-runtime/assembly/imports";
 import { free, malloc as pinnedBuffer } from "@solo-io/proxy-runtime/assembly/malloc";
-import { WasmResultValues, HeaderMapTypeValues, BufferTypeValues, Headers } from "@solo-io/proxy-runtime/assembly";
+import {
+  WasmResultValues,
+  HeaderMapTypeValues,
+  BufferTypeValues,
+  Headers,
+  HeaderPair,
+} from "@solo-io/proxy-runtime/assembly";
 
 // Out-parameters for the host: it writes a pointer and a size (or a CAS / a time) here.
 const outPtr = memory.data(8);
@@ -197,6 +203,11 @@ export function localReply(status: u32, details: string, body: string): u32 {
     pairs.byteLength,
     -1,
   );
+}
+
+/** A header of an http call's request. */
+export function headerPair(key: string, value: string): HeaderPair {
+  return new HeaderPair(String.UTF8.encode(key), String.UTF8.encode(value));
 }
 
 /** Serialises header pairs for proxy_http_call (the runtime's own serialiser is private). */
