@@ -23,6 +23,8 @@ export class PluginConfig {
   stalenessLimitMs: u32 = 5000;
   /** Bytes of request body scanned for `model` and the prompt at most. */
   maxBodyBytes: u32 = 262144;
+  /** A companion answer (snapshot or gateway view) larger than this is refused unread. */
+  maxSnapshotBytes: u32 = 16777216;
   /** False: snapshots are written into shared data by someone else (tests, the simulator). */
   fetchSnapshots: bool = true;
   /**
@@ -162,6 +164,8 @@ export function parseConfig(text: string): ConfigResult {
       cfg.stalenessLimitMs = <u32>integerIn(v, key, 100, 3600000, err);
     } else if (key == "maxBodyBytes") {
       cfg.maxBodyBytes = <u32>integerIn(v, key, 0, 16777216, err);
+    } else if (key == "maxSnapshotBytes") {
+      cfg.maxSnapshotBytes = <u32>integerIn(v, key, 1024, 268435456, err);
     } else if (key == "fetchSnapshots" || key == "shareWithGateways") {
       if (!v.isBool) return fail("." + key + ": must be true or false");
       if (key == "fetchSnapshots") cfg.fetchSnapshots = (<JSON.Bool>v).valueOf();

@@ -84,7 +84,16 @@ export class Fetcher {
     this.token = 0;
     const status: ArrayBuffer | null = headers == 0 ? null : httpCallHeader(STATUS);
     const code = status == null ? "" : String.UTF8.decode(status!);
-    if (code == "200") {
+    if (code == "200" && bodySize > this.cfg.maxSnapshotBytes) {
+      // Never copied into the VM: a runaway or hostile answer costs Envoy's buffer, not this VM's memory.
+      this.failed(
+        nowMs,
+        "the companion sent a snapshot of " +
+          bodySize.toString() +
+          " bytes, over maxSnapshotBytes " +
+          this.cfg.maxSnapshotBytes.toString(),
+      );
+    } else if (code == "200") {
       const body = getBuffer(BufferTypeValues.HttpCallResponseBody, 0, bodySize);
       const decoded: Snapshot | null = body == null ? null : decodeSnapshot(body!);
       if (decoded == null) {

@@ -206,6 +206,10 @@ export class GatewayReporter extends RecordSink {
       if (!transient) this.nextReportMs = nowMs + REFUSED_RETRY_MS;
       return true;
     }
+    if (bodySize > this.cfg.maxSnapshotBytes) {
+      this.failed("the companion's gateway view is " + bodySize.toString() + " bytes, over maxSnapshotBytes");
+      return true;
+    }
     const body = getBuffer(BufferTypeValues.HttpCallResponseBody, 0, bodySize);
     const problem = body == null ? "no body" : this.apply(body, nowMs);
     if (problem.length > 0) {

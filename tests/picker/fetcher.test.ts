@@ -160,3 +160,26 @@ test("a fetcher whose VM dies is replaced once its lease expires", () => {
   assert.notEqual(next.worker, leader);
   assert.equal(companion.path(next), "/v1/snapshot?after=1");
 });
+
+test("a companion answer over maxSnapshotBytes is refused unread: a clear log line, the last snapshot stays, memory does not grow", () => {
+  const companion = new FakeCompanion();
+  const h = new PickerHost({
+    httpCallHandler: companion.handler,
+    config: { fetchSnapshots: true, shareWithGateways: false, maxSnapshotBytes: 65536 },
+  });
+  h.advance(100);
+  companion.answer({ headers: [[":status", "200"]], body: blob(1n, [A]) });
+  h.pick({ body: completion("m", "warm up") });
+  const pages = h.host.memoryPages();
+  h.advance(100);
+  // 64 MB of garbage: refused by its size before any byte is copied into the VM.
+  companion.answer({ headers: [[":status", "200"]], body: new Uint8Array(64 * 1024 * 1024) });
+  assert.ok(
+    h.logs.some((l) => /sent a snapshot of 67108864 bytes, over maxSnapshotBytes 65536/.test(l)),
+    h.logs.join("\n"),
+  );
+  assert.equal(meta(h)?.version, 1n);
+  assert.equal(h.pick({ body: completion("m", "x") }).dest, A, "the last good snapshot still serves");
+  // A copy would take 1,024 pages of 64 KiB.
+  h.host.memoryPages().forEach((n, w) => assert.ok(n - pages[w] < 64, `worker ${w}: ${pages[w]} -> ${n} pages`));
+});
