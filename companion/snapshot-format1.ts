@@ -3,7 +3,16 @@
 // so the companion can be upgraded before the filter without a filter ever refusing a snapshot. Format 1
 // knows only the built-in plugins: other scorers are left out of it. Written from the same content as
 // format 2; remove once no format-1 filter is deployed.
-import { fnv1a, MAGIC, HEADER_SIZE, MAX_BASE_MODELS, type Snapshot, type ProfilePlugin } from "./snapshot";
+import {
+  fnv1a,
+  clampU16,
+  clampU32,
+  MAGIC,
+  HEADER_SIZE,
+  MAX_BASE_MODELS,
+  type Snapshot,
+  type ProfilePlugin,
+} from "./snapshot";
 
 const WEIGHT_ORDER = [
   "queue-scorer",
@@ -13,10 +22,6 @@ const WEIGHT_ORDER = [
   "running-requests-size-scorer",
 ];
 const PICKERS = ["max-score-picker", "random-picker", "weighted-random-picker"];
-
-const u16 = (v: number): number => Math.min(0xffff, Math.max(0, Math.round(v)));
-const u32 = (v: number | null): number =>
-  v === null || !Number.isFinite(v) ? 0 : Math.min(0xffffffff, Math.max(0, Math.round(v)));
 
 function param(plugins: ProfilePlugin[], type: string, name: string, fallback: number): number {
   const v = plugins.find((p) => p.type === type)?.parameters[name];
@@ -66,9 +71,9 @@ export function encodeFormat1(s: Snapshot): Buffer {
       ),
       23,
     );
-    b.writeUInt16LE(u16(param(plugins, "prefix-cache-scorer", "blockSizeChars", 64)), 24);
-    b.writeUInt16LE(u16(param(plugins, "prefix-cache-scorer", "maxPrefixBlocksToMatch", 256)), 26);
-    b.writeUInt16LE(u16(param(plugins, "prefix-cache-scorer", "lruCapacityPerServer", 31250)), 28);
+    b.writeUInt16LE(clampU16(param(plugins, "prefix-cache-scorer", "blockSizeChars", 64)), 24);
+    b.writeUInt16LE(clampU16(param(plugins, "prefix-cache-scorer", "maxPrefixBlocksToMatch", 256)), 26);
+    b.writeUInt16LE(clampU16(param(plugins, "prefix-cache-scorer", "lruCapacityPerServer", 31250)), 28);
     b.writeFloatLE(detector ? param(plugins, "utilization-detector", "queueDepthThreshold", 5) : 3e38, 30);
     b.writeFloatLE(detector ? param(plugins, "utilization-detector", "kvCacheUtilThreshold", 0.8) : 3e38, 34);
   });
@@ -85,11 +90,11 @@ export function encodeFormat1(s: Snapshot): Buffer {
       (e.lora !== null ? 32 : 0);
     put(19, (b) => {
       b.writeUInt8(flags, 0);
-      b.writeUInt32LE(u32(e.queued), 1);
-      b.writeUInt32LE(u32(e.running), 5);
+      b.writeUInt32LE(clampU32(e.queued), 1);
+      b.writeUInt32LE(clampU32(e.running), 5);
       b.writeFloatLE(e.kvUsage === null || !Number.isFinite(e.kvUsage) ? 0 : Math.min(1, Math.max(0, e.kvUsage)), 9);
       b.writeUInt32LE(0, 13); // ageMs: never read
-      b.writeUInt16LE(u16(e.lora?.max ?? 0), 17);
+      b.writeUInt16LE(clampU16(e.lora?.max ?? 0), 17);
     });
     for (const list of [e.lora?.running ?? [], e.lora?.waiting ?? []]) {
       put(2, (b) => b.writeUInt16LE(list.length));

@@ -149,9 +149,10 @@ class Writer {
   }
 }
 
-const clampU32 = (v: number | null): number =>
+/** A count as the u32 the wire carries (0 when absent or not a number). */
+export const clampU32 = (v: number | null): number =>
   v === null || !Number.isFinite(v) ? 0 : Math.min(0xffffffff, Math.max(0, Math.round(v)));
-const clampU16 = (v: number): number => Math.min(0xffff, Math.max(0, Math.round(v)));
+export const clampU16 = (v: number): number => Math.min(0xffff, Math.max(0, Math.round(v)));
 
 function section(w: Writer, id: number, later: LaterRevision | undefined, body: () => void): void {
   w.u16(id);

@@ -1,24 +1,13 @@
 // Delivery of snapshots into shared data: the worker VM holding the lease long-polls the companion
 // (GET <snapshotPath>?after=<version>) with proxy_http_call and writes each new snapshot, then its meta key,
 // into shared data. On errors it backs off and the last snapshot stays. Every VM reads the result (pool.ts).
-import { BufferTypeValues, HeaderPair } from "@solo-io/proxy-runtime/assembly";
+import { BufferTypeValues } from "@solo-io/proxy-runtime/assembly";
 import { PluginConfig } from "./config";
 import { Pool, Meta, readMeta, encodeMeta, SNAPSHOT_KEY, META_KEY, LEASE_KEY } from "./pool";
 import { decodeSnapshot, lastError, Snapshot } from "./snapshot";
 import { Lease } from "./lease";
-import {
-  getShared,
-  setShared,
-  lastCas,
-  httpCall,
-  httpCallHeader,
-  getBuffer,
-  serializePairs,
-  headerPair,
-  encode,
-  logInfo,
-  logWarn,
-} from "./host";
+import { CompanionCall } from "./companion-call";
+import { getShared, setShared, lastCas, httpCallHeader, getBuffer, encode, logInfo, logWarn } from "./host";
 import { Metrics } from "./metrics";
 
 const BACKOFF_MIN_MS: u32 = 100;
@@ -34,7 +23,7 @@ export class Fetcher {
   private lastPollMs: u64 = 0;
   private backoffMs: u32 = 0;
   private failing: bool = false;
-  private cluster: ArrayBuffer;
+  private call: CompanionCall;
   private meta: Meta = new Meta();
 
   constructor(
@@ -43,7 +32,7 @@ export class Fetcher {
     private pool: Pool,
     private metrics: Metrics,
   ) {
-    this.cluster = encode(cfg.companionCluster);
+    this.call = new CompanionCall(cfg);
     this.lease = new Lease(LEASE_KEY, vm);
   }
 
@@ -61,14 +50,12 @@ export class Fetcher {
     this.lastPollMs = nowMs;
     const known = readMeta(this.meta) ? this.meta.version : 0;
     const path = known > 0 ? this.cfg.snapshotPath + "?after=" + known.toString() : this.cfg.snapshotPath;
-    const headers = [
-      headerPair(":method", "GET"),
-      headerPair(":path", path),
-      headerPair(":authority", this.cfg.companionAuthority),
-      headerPair("accept", "application/vnd.endpoint-picker.snapshot; format=2"),
-    ];
-    if (this.cfg.apiToken.length > 0) headers.push(headerPair("authorization", "Bearer " + this.cfg.apiToken));
-    this.token = httpCall(this.cluster, serializePairs(headers), this.cfg.pollTimeoutMs);
+    this.token = this.call.start(
+      "GET",
+      path,
+      "application/vnd.endpoint-picker.snapshot; format=2",
+      this.cfg.pollTimeoutMs,
+    );
     if (this.token == 0)
       this.failed(
         nowMs,

@@ -5,23 +5,21 @@
 // worker VMs already look on every tick: their counts into the in-flight table as one more section
 // (PEERS_VM), their chains into the journal of PEERS_VM. A companion that stops answering only makes that
 // section age out: the filter then decides with what this Envoy knows, as a single gateway does.
-import { BufferTypeValues, HeaderPair, WasmResultValues } from "@solo-io/proxy-runtime/assembly";
+import { BufferTypeValues, WasmResultValues } from "@solo-io/proxy-runtime/assembly";
 import { PluginConfig } from "./config";
 import { INFLIGHT_KEY, GATEWAY_KEY } from "./pool";
 import { PEERS_VM, withSection, collectCounts } from "./inflight";
 import { PrefixChain, storedCount } from "./prefix";
 import { JournalWriter, RecordSink, journalKey } from "./journal";
 import { Lease } from "./lease";
+import { CompanionCall } from "./companion-call";
 import { nextU64 } from "./rng";
 import {
   getShared,
   setShared,
   lastCas,
-  httpCall,
   httpCallHeader,
   getBuffer,
-  serializePairs,
-  headerPair,
   encode,
   logInfo,
   logWarn,
@@ -49,7 +47,7 @@ const STATUS = encode(":status");
 
 export class GatewayReporter extends RecordSink {
   private lease: Lease;
-  private cluster: ArrayBuffer;
+  private call: CompanionCall;
   private gatewayId: u64 = 0;
   private seq: u64 = 0;
   private token: u32 = 0;
@@ -74,7 +72,7 @@ export class GatewayReporter extends RecordSink {
   ) {
     super();
     this.lease = new Lease(LEASE_KEY, vm);
-    this.cluster = encode(cfg.companionCluster);
+    this.call = new CompanionCall(cfg);
   }
 
   get leader(): bool {
@@ -163,15 +161,14 @@ export class GatewayReporter extends RecordSink {
     w = putWords(w, this.outbox, 0, this.outboxRecords);
     this.clearOutbox(); // the chains go with this report (one that gets no answer loses them)
     this.outboxRecords = 0;
-    const headers: HeaderPair[] = [
-      headerPair(":method", "POST"),
-      headerPair(":path", this.cfg.gatewayReportPath),
-      headerPair(":authority", this.cfg.companionAuthority),
-      headerPair("content-type", "application/vnd.endpoint-picker.gateway-report"),
-      headerPair("accept", "application/vnd.endpoint-picker.gateway-view"),
-    ];
-    if (this.cfg.apiToken.length > 0) headers.push(headerPair("authorization", "Bearer " + this.cfg.apiToken));
-    this.token = httpCall(this.cluster, serializePairs(headers), REPORT_TIMEOUT_MS, body);
+    this.token = this.call.start(
+      "POST",
+      this.cfg.gatewayReportPath,
+      "application/vnd.endpoint-picker.gateway-view",
+      REPORT_TIMEOUT_MS,
+      body,
+      "application/vnd.endpoint-picker.gateway-report",
+    );
     this.nextReportMs = nowMs + REPORT_INTERVAL_MS;
     this.sentAtMs = nowMs;
     if (this.token == 0) this.failed("the host refused the call to cluster " + this.cfg.companionCluster);
