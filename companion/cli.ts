@@ -48,7 +48,7 @@ export interface CompanionOptions {
  * largest value. A held long poll must be answered before it, so `--long-poll-timeout` must stay below the
  * filter's setting.
  */
-const FILTER_DEFAULT_POLL_TIMEOUT_MS = 5000;
+const FILTER_DEFAULT_POLL_TIMEOUT_MS = 2500;
 const FILTER_MAX_POLL_TIMEOUT_MS = 600_000;
 /** The filter's default `stalenessLimitMs`: a 304 to a long poll is its only contact on a quiet pool. */
 const FILTER_DEFAULT_STALENESS_LIMIT_MS = 5000;
@@ -201,7 +201,7 @@ export const FLAGS: ReadonlyArray<{ section: string; flags: FlagDoc[] }> = [
         name: "long-poll-timeout",
         arg: "DUR",
         help: `how long GET /v1/snapshot?after=V is held before 304, less than ${FILTER_MAX_POLL_TIMEOUT_MS}ms; must stay below the filter's pollTimeoutMs (default ${FILTER_DEFAULT_POLL_TIMEOUT_MS}ms): from ${FILTER_DEFAULT_POLL_TIMEOUT_MS}ms on, raise the filter's pollTimeoutMs and stalenessLimitMs above it (a warning is logged at start)`,
-        def: "3000ms",
+        def: "1000ms",
       },
       {
         name: "api-token",
@@ -468,7 +468,7 @@ export function parseCli(
   }
   const maxPageBytes = parseByteSize(str("max-page-bytes") ?? "8Mi", "max-page-bytes");
   if (maxPageBytes < 1024) throw new UsageError("--max-page-bytes: must be at least 1024");
-  const longPollTimeoutMs = duration("long-poll-timeout", "3000ms");
+  const longPollTimeoutMs = duration("long-poll-timeout", "1000ms");
   if (longPollTimeoutMs >= FILTER_MAX_POLL_TIMEOUT_MS) {
     throw new UsageError(
       `--long-poll-timeout: must be less than ${FILTER_MAX_POLL_TIMEOUT_MS}ms, the filter's largest pollTimeoutMs (a held request must be answered before the filter's call times out), got ${longPollTimeoutMs}ms`,

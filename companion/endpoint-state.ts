@@ -12,6 +12,8 @@ interface Entry {
   /** Wall clock (ms) of the last successful scrape. */
   updatedAt: number | null;
   error: string | null;
+  /** The last scrape's connection was refused (nothing listens: the pod is probably gone). */
+  unreachable: boolean;
   /** A scrape has completed (successfully or not) since the endpoint joined. */
   attempted: boolean;
 }
@@ -52,7 +54,16 @@ export class EndpointStore {
       const old = this.entries.get(t.address);
       const engine = this.engines.resolve(t.labels).mapping.name;
       if (old && old.engine === engine) next.set(t.address, { ...old, target: t });
-      else next.set(t.address, { target: t, engine, metrics: null, updatedAt: null, error: null, attempted: false });
+      else
+        next.set(t.address, {
+          target: t,
+          engine,
+          metrics: null,
+          updatedAt: null,
+          error: null,
+          unreachable: false,
+          attempted: false,
+        });
     }
     this.entries = next;
     this.changed();
@@ -79,16 +90,20 @@ export class EndpointStore {
   recordSuccess(address: string, engine: string, metrics: EndpointMetrics, at: number): boolean {
     const e = this.current(address, engine);
     if (!e) return false;
-    Object.assign(e, { metrics, updatedAt: at, error: null, attempted: true });
+    Object.assign(e, { metrics, updatedAt: at, error: null, unreachable: false, attempted: true });
     this.changed();
     return true;
   }
 
-  /** Applies a failed scrape (the last good metrics are kept); false when the outcome is out of date. */
-  recordFailure(address: string, engine: string, error: string): boolean {
+  /**
+   * Applies a failed scrape (the last good metrics are kept); false when the outcome is out of date. The
+   * endpoint stays in the snapshot, flagged: the filter keeps routing to it by its own in-flight counts
+   * (a metrics outage is not a traffic outage), unless `unreachable` (connection refused) and others are left.
+   */
+  recordFailure(address: string, engine: string, error: string, unreachable = false): boolean {
     const e = this.current(address, engine);
     if (!e) return false;
-    Object.assign(e, { error, attempted: true });
+    Object.assign(e, { error, unreachable, attempted: true });
     this.changed();
     return true;
   }
@@ -165,6 +180,7 @@ export class EndpointStore {
       address: e.target.address,
       stale: this.isStale(e, now),
       error: e.error !== null,
+      ...(e.error !== null && e.unreachable ? { unreachable: true } : {}),
       queued: e.metrics?.queued ?? null,
       running: e.metrics?.running ?? null,
       kvUsage: e.metrics?.kvUsage ?? null,

@@ -139,7 +139,7 @@ export class ScrapeToSnapshotPipeline {
     this.metrics.scrapeDuration.observe({ result: outcome.ok ? "ok" : "error" }, outcome.durationMs / 1000);
     const current = outcome.ok
       ? this.store.recordSuccess(target.address, outcome.engine, outcome.metrics, Date.now())
-      : this.store.recordFailure(target.address, outcome.engine, outcome.error);
+      : this.store.recordFailure(target.address, outcome.engine, outcome.error, outcome.reason === "refused");
     // An outcome for an engine the endpoint no longer has (relabelled or reloaded mid-scrape) is dropped.
     if (!current) return;
     if (!outcome.ok) this.metrics.scrapeError(target.address, outcome.reason);
@@ -155,6 +155,11 @@ export class ScrapeToSnapshotPipeline {
           engine: outcome.engine,
           reason: outcome.reason,
           error: outcome.error,
+          // What the filter does with it (docs/FILTER.md, "Decision"): a metrics outage is not a traffic outage.
+          routing:
+            outcome.reason === "refused"
+              ? "avoided while other endpoints are left (nothing listens on its metrics port)"
+              : "degraded: still routed, by the proxy's own requests in flight",
         });
       else if (before !== undefined)
         this.log.info("scrape recovered", { endpoint: target.address, pod: target.pod, engine: outcome.engine });

@@ -35,7 +35,7 @@ export type ScrapeOutcome =
   | { ok: false; engine: string; error: string; reason: ScrapeFailureReason; durationMs: number };
 
 export type ScrapeFailureReason =
-  "timeout" | "connect" | "http_status" | "too_large" | "content_type" | "parse" | "metrics" | "internal";
+  "timeout" | "refused" | "connect" | "http_status" | "too_large" | "content_type" | "parse" | "metrics" | "internal";
 
 export interface ScrapeListener {
   (target: PoolTarget, outcome: ScrapeOutcome): void;
@@ -324,7 +324,12 @@ export class Scraper {
         () => done(new ScrapeFailure("timeout", `no complete page within ${this.opts.timeoutMs}ms`)),
         this.opts.timeoutMs,
       );
-      req.on("error", (err) => done(new ScrapeFailure("connect", `GET ${path}: ${err.message}`)));
+      req.on("error", (err) => {
+        // Refused or unreachable: nothing listens there (the pod is probably gone), unlike a page that fails.
+        const code = (err as NodeJS.ErrnoException).code ?? "";
+        const refused = code === "ECONNREFUSED" || code === "EHOSTUNREACH" || code === "ENETUNREACH";
+        done(new ScrapeFailure(refused ? "refused" : "connect", `GET ${path}: ${err.message}`));
+      });
       req.end();
     });
   }

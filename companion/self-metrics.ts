@@ -14,7 +14,7 @@ export class SelfMetrics {
   });
   readonly scrapeErrors = new client.Counter({
     name: `${PREFIX}scrape_errors_total`,
-    help: "Failed scrapes by endpoint and reason (timeout, connect, http_status, too_large, content_type, parse, metrics).",
+    help: "Failed scrapes by endpoint and reason (timeout, refused, connect, http_status, too_large, content_type, parse, metrics).",
     labelNames: ["endpoint", "reason"] as const,
     registers: [this.registry],
   });

@@ -24,6 +24,8 @@ export interface SnapshotEndpoint {
   address: string;
   stale: boolean;
   error: boolean;
+  /** The metrics port refused the connection (the pod is probably gone): the filter uses it only as a last resort. */
+  unreachable?: boolean;
   queued: number | null;
   running: number | null;
   kvUsage: number | null;
@@ -72,7 +74,8 @@ const FLAG_STALE = 1,
   FLAG_QUEUE = 4,
   FLAG_RUNNING = 8,
   FLAG_KV = 16,
-  FLAG_LORA = 32;
+  FLAG_LORA = 32,
+  FLAG_UNREACHABLE = 64;
 
 export function fnv1a(bytes: Uint8Array, start: number, end: number): number {
   let h = 0x811c9dc5;
@@ -198,6 +201,7 @@ function writeEndpoint(w: Writer, e: SnapshotEndpoint, later: LaterRevision | un
   if (e.running !== null) flags |= FLAG_RUNNING;
   if (e.kvUsage !== null) flags |= FLAG_KV;
   if (e.lora !== null) flags |= FLAG_LORA;
+  if (e.unreachable) flags |= FLAG_UNREACHABLE;
   w.u8(flags);
   w.u32(clampU32(e.queued));
   w.u32(clampU32(e.running));
@@ -333,6 +337,7 @@ function readEndpoint(r: Reader): SnapshotEndpoint {
     address,
     stale: (flags & FLAG_STALE) !== 0,
     error: (flags & FLAG_ERROR) !== 0,
+    ...(flags & FLAG_UNREACHABLE ? { unreachable: true } : {}),
     queued: flags & FLAG_QUEUE ? queued : null,
     running: flags & FLAG_RUNNING ? running : null,
     kvUsage: flags & FLAG_KV ? kvUsage : null,

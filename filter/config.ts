@@ -10,14 +10,18 @@ export class PluginConfig {
   companionCluster: string = "endpoint-picker-companion";
   companionAuthority: string = "endpoint-picker-companion";
   snapshotPath: string = "/v1/snapshot";
-  /** Timeout of one long poll; the companion answers 304 before it (its --long-poll-timeout). */
-  pollTimeoutMs: u32 = 5000;
+  /**
+   * Timeout of one long poll: the liveness window of a companion replica. The companion answers 304 every
+   * --long-poll-timeout (1000 ms) when nothing changed, so a poll unanswered after this is a hung replica;
+   * the next poll goes to another (docs/DEPLOY.md, "Companion failover").
+   */
+  pollTimeoutMs: u32 = 2500;
   /** Sent as `authorization: Bearer <token>` to the companion when not empty. */
   apiToken: string = "";
   destinationHeader: string = "x-gateway-destination-endpoint";
   fallbackHeader: string = "x-gateway-destination-endpoint-fallback";
-  /** Response header naming the endpoint that served the request; empty: not added. */
-  servedHeader: string = "x-gateway-destination-endpoint-served";
+  /** Response header naming the endpoint that served the request; empty (the default): not added. */
+  servedHeader: string = "";
   failureMode: i32 = FAIL_CLOSE;
   /** A snapshot without contact with the companion for longer than this is stale. */
   stalenessLimitMs: u32 = 5000;
@@ -33,7 +37,15 @@ export class PluginConfig {
    */
   shareWithGateways: bool = true;
   gatewayReportPath: string = "/v1/gateway-report";
-  /** InferenceObjective priorities by name (header x-gateway-inference-objective); negative = sheddable. */
+  /** Request header naming the InferenceObjective; empty: the header is ignored (nothing is sheddable). */
+  objectiveHeader: string = "x-gateway-inference-objective";
+  /** Outlier detection of endpoints that fail requests (filter/outliers.ts); maxEjectionPercent 0: off. */
+  consecutive5xx: i32 = 5;
+  consecutiveGatewayFailure: i32 = 3;
+  baseEjectionTimeMs: u32 = 10000;
+  maxEjectionTimeMs: u32 = 30000;
+  maxEjectionPercent: i32 = 50;
+  /** InferenceObjective priorities by name (header objectiveHeader); negative = sheddable. */
   objectiveNames: string[] = [];
   objectivePriorities: i32[] = [];
 
@@ -124,6 +136,7 @@ export function parseConfig(text: string): ConfigResult {
       key == "destinationHeader" ||
       key == "fallbackHeader" ||
       key == "servedHeader" ||
+      key == "objectiveHeader" ||
       key == "failureMode"
     ) {
       if (!v.isString) return fail("." + key + ": must be a string");
@@ -132,8 +145,9 @@ export function parseConfig(text: string): ConfigResult {
         cfg.apiToken = s;
         continue;
       }
-      if (key == "servedHeader" && s.length == 0) {
-        cfg.servedHeader = "";
+      if ((key == "servedHeader" || key == "objectiveHeader") && s.length == 0) {
+        if (key == "servedHeader") cfg.servedHeader = "";
+        else cfg.objectiveHeader = "";
         continue;
       }
       if (s.length == 0) return fail("." + key + ": must not be empty");
@@ -156,6 +170,7 @@ export function parseConfig(text: string): ConfigResult {
         if (!validHeaderName(name)) return fail("." + key + ': "' + s + '" is not a valid header name');
         if (key == "destinationHeader") cfg.destinationHeader = name;
         else if (key == "fallbackHeader") cfg.fallbackHeader = name;
+        else if (key == "objectiveHeader") cfg.objectiveHeader = name;
         else cfg.servedHeader = name;
       }
     } else if (key == "pollTimeoutMs") {
@@ -173,6 +188,25 @@ export function parseConfig(text: string): ConfigResult {
         cfg.shareWithGateways = (<JSON.Bool>v).valueOf();
         shareSet = true;
       }
+    } else if (key == "outlierDetection") {
+      if (!v.isObj) return fail(".outlierDetection: must be an object");
+      const o = <JSON.Obj>v;
+      const names = o.keys;
+      for (let k = 0; k < names.length; k++) {
+        const name = names[k];
+        const f = "outlierDetection." + name;
+        const x = o.get(name)!;
+        if (name == "consecutive5xx") cfg.consecutive5xx = <i32>integerIn(x, f, 1, 1000, err);
+        else if (name == "consecutiveGatewayFailure")
+          cfg.consecutiveGatewayFailure = <i32>integerIn(x, f, 1, 1000, err);
+        else if (name == "baseEjectionTimeMs") cfg.baseEjectionTimeMs = <u32>integerIn(x, f, 100, 3600000, err);
+        else if (name == "maxEjectionTimeMs") cfg.maxEjectionTimeMs = <u32>integerIn(x, f, 100, 3600000, err);
+        else if (name == "maxEjectionPercent") cfg.maxEjectionPercent = <i32>integerIn(x, f, 0, 100, err);
+        else return fail("." + f + ": unknown field");
+        if (err.error.length > 0) return err;
+      }
+      if (cfg.maxEjectionTimeMs < cfg.baseEjectionTimeMs)
+        return fail(".outlierDetection.maxEjectionTimeMs: must not be below baseEjectionTimeMs");
     } else if (key == "objectivePriorities") {
       if (!v.isObj) return fail(".objectivePriorities: must be an object of objective name to integer priority");
       const o = <JSON.Obj>v;

@@ -104,6 +104,14 @@ export function readHeaderToScratch(map: HeaderMapTypeValues, key: ArrayBuffer):
   );
 }
 
+/** A stream property (path segments joined by NUL, e.g. "upstream\0address") into `scratch`: its length or -1. */
+export function readPropertyToScratch(path: ArrayBuffer): i32 {
+  armScratch();
+  return scratchResult(
+    abi.proxy_get_property(changetype<usize>(path), path.byteLength, outPtr, outSize) == WasmResultValues.Ok,
+  );
+}
+
 export function nowNs(): u64 {
   if (abi.proxy_get_current_time_nanoseconds(outU64) != WasmResultValues.Ok) return 0;
   return load<u64>(outU64);

@@ -25,6 +25,10 @@ export class Metrics {
   reportsOk: u32 = NO_METRIC;
   reportsFailed: u32 = NO_METRIC;
   gateways: u32 = NO_METRIC;
+  degraded: u32 = NO_METRIC;
+  ejected: u32 = NO_METRIC;
+  ejections: u32 = NO_METRIC;
+  ejectionsCapped: u32 = NO_METRIC;
   /** Pick counters per endpoint, keyed by address hash (defined on first use). */
   private pickIds: Map<u32, u32> = new Map();
 
@@ -45,6 +49,10 @@ export class Metrics {
     this.reportsOk = defineMetric(COUNTER, "endpoint_picker.gateway_reports.ok");
     this.reportsFailed = defineMetric(COUNTER, "endpoint_picker.gateway_reports.failed");
     this.gateways = defineMetric(GAUGE, "endpoint_picker.gateways");
+    this.degraded = defineMetric(GAUGE, "endpoint_picker.endpoints_degraded");
+    this.ejected = defineMetric(GAUGE, "endpoint_picker.outliers.ejected");
+    this.ejections = defineMetric(COUNTER, "endpoint_picker.outliers.ejections");
+    this.ejectionsCapped = defineMetric(COUNTER, "endpoint_picker.outliers.ejections_capped");
   }
 
   outcome(outcome: i32): void {

@@ -22,6 +22,7 @@ import { Snapshot } from "./snapshot";
 import { BodyScanner, promptKindForPath, PROMPT_ANY, SCAN_NEED_MORE } from "./body";
 import { PrefixIndex, modelSeed, indexCapacity } from "./prefix";
 import { VmExchange } from "./vm-exchange";
+import { OutlierDetector } from "./outliers";
 import { BodyWatchdog } from "./body-watchdog";
 import { RequestScratch, PROMPT_RESERVE_MAX } from "./request-scratch";
 import { seedRandom } from "./rng";
@@ -40,13 +41,18 @@ import {
   scratch,
   readHeaderToScratch,
   readBufferToScratch,
+  readPropertyToScratch,
 } from "./host";
 
 export const ROOT_ID = "endpoint-picker";
 const TICK_MS: u32 = 20;
 const PATH = encode(":path");
-const OBJECTIVE = encode("x-gateway-inference-objective");
 const CONTENT_LENGTH = encode("content-length");
+const STATUS = encode(":status");
+/** Envoy's stream properties: the host the request went to last (after retries), and why the response is what it is. */
+const UPSTREAM_ADDRESS = encode("upstream\0address");
+const CODE_DETAILS = encode("response\0code_details");
+const VIA_UPSTREAM = encode("via_upstream");
 /** Prompt bytes a request may hold at most. */
 const PROMPT_CAP_MAX: i32 = 1 << 20;
 
@@ -62,6 +68,8 @@ export class PickerRoot extends RootContext {
   destKey: ArrayBuffer = new ArrayBuffer(0);
   fallbackKey: ArrayBuffer = new ArrayBuffer(0);
   servedKey: ArrayBuffer = new ArrayBuffer(0);
+  objectiveKey: ArrayBuffer = new ArrayBuffer(0);
+  outliers: OutlierDetector = new OutlierDetector(new PluginConfig(), this.metrics);
   private fetcher: Fetcher | null = null;
   reporter: GatewayReporter | null = null;
   /** Prefix affinity: this VM's index of what was sent where (fed by this VM's picks and the others' journals). */
@@ -78,6 +86,8 @@ export class PickerRoot extends RootContext {
     this.destKey = encode(this.cfg.destinationHeader);
     this.fallbackKey = encode(this.cfg.fallbackHeader);
     this.servedKey = encode(this.cfg.servedHeader);
+    this.objectiveKey = encode(this.cfg.objectiveHeader);
+    this.outliers = new OutlierDetector(this.cfg, this.metrics);
     seedRandom(nowNs(), this.context_id);
     const exchange = new VmExchange();
     this.exchange = exchange;
@@ -107,9 +117,11 @@ export class PickerRoot extends RootContext {
     const f = this.fetcher;
     if (f != null) f.tick(now);
     this.watchdog.watch(now);
+    this.outliers.refresh(this.pool.snapshot, now);
     if (this.pool.snapshot != null) {
       this.metrics.record(this.metrics.snapshotAgeMs, now > this.pool.contactMs ? now - this.pool.contactMs : 0);
       this.metrics.record(this.metrics.endpoints, <u64>this.pool.snapshot!.count);
+      this.metrics.record(this.metrics.degraded, <u64>this.pool.snapshot!.degraded);
     }
   }
 
@@ -192,8 +204,8 @@ export class PickerStream extends Context {
     removeHeader(HeaderMapTypeValues.RequestHeaders, root.fallbackKey);
     const pathLen = readHeaderToScratch(HeaderMapTypeValues.RequestHeaders, PATH);
     if (pathLen > 0) this.kind = promptKindForPath(scratch, pathLen);
-    if (root.cfg.objectiveNames.length > 0) {
-      const objective = getHeader(HeaderMapTypeValues.RequestHeaders, OBJECTIVE);
+    if (root.cfg.objectiveNames.length > 0 && root.objectiveKey.byteLength > 0) {
+      const objective = getHeader(HeaderMapTypeValues.RequestHeaders, root.objectiveKey);
       if (objective != null) this.sheddable = root.cfg.priorityOf(String.UTF8.decode(objective)) < 0;
     }
     const watchdog = root.watchdog;
@@ -253,13 +265,49 @@ export class PickerStream extends Context {
   }
 
   onResponseHeaders(_headers: u32, _end_of_stream: bool): FilterHeadersStatusValues {
-    const key = this.root.servedKey;
     const snap = this.pickedSnapshot;
-    if (snap != null && key.byteLength > 0) {
+    if (snap == null) return FilterHeadersStatusValues.Continue;
+    if (this.root.outliers.enabled) this.observeOutcome(snap);
+    const key = this.root.servedKey;
+    if (key.byteLength > 0) {
       const i = this.pickedIndex;
       replaceHeader(HeaderMapTypeValues.ResponseHeaders, key, snap.base + <usize>snap.addrOff[i], snap.addrLen[i]);
     }
     return FilterHeadersStatusValues.Continue;
+  }
+
+  /**
+   * How the picked request ended, for the outlier detector. Envoy's `upstream.address` names the host of the
+   * last attempt: another host than the pick means the pick was never reached (its connection failed or
+   * reset and a retry moved on), a gateway failure of the pick. The answering host's status then counts for
+   * it: a 5xx is a failure, a gateway failure when 502/503/504 or not from the upstream at all (the router's
+   * own reply: connection failure, reset before the response, timeout); anything else a success.
+   */
+  private observeOutcome(snap: Snapshot): void {
+    const root = this.root;
+    const now = nowNs() / 1000000;
+    const outliers = root.outliers;
+    let answered = this.pickedHash;
+    const upLen = readPropertyToScratch(UPSTREAM_ADDRESS);
+    if (upLen > 0) {
+      const h = fnv1a32(scratch, upLen);
+      if (h != answered) {
+        outliers.failure(answered, true, snap, now);
+        answered = h;
+      }
+    }
+    const status = parseDecimal(scratch, readHeaderToScratch(HeaderMapTypeValues.ResponseHeaders, STATUS));
+    if (status < 500) {
+      if (status >= 100) outliers.success(answered, snap, now);
+      return;
+    }
+    let gateway = status == 502 || status == 503 || status == 504;
+    if (!gateway) {
+      const n = readPropertyToScratch(CODE_DETAILS);
+      gateway =
+        n >= 0 && !(n == VIA_UPSTREAM.byteLength && memory.compare(scratch, changetype<usize>(VIA_UPSTREAM), n) == 0);
+    }
+    outliers.failure(answered, gateway, snap, now);
   }
 
   onDelete(): void {
@@ -317,7 +365,7 @@ export class PickerStream extends Context {
     facts.nowMs = now;
     this.collectFacts(facts);
 
-    const outcome = root.decision.decide(snap, snap.profile, pool.inflight, facts);
+    const outcome = root.decision.decide(snap, snap.profile, pool.inflight, facts, root.outliers.ejected);
     root.metrics.outcome(outcome);
     if (outcome == OUTCOME_SHED) {
       localReply(

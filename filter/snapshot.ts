@@ -20,7 +20,9 @@ export const FLAG_QUEUE: u8 = 4;
 export const FLAG_RUNNING: u8 = 8;
 export const FLAG_KV: u8 = 16;
 export const FLAG_LORA: u8 = 32;
-const KNOWN_FLAGS: u8 = 63;
+/** The pod refused the metrics connection: probably gone (used only when no other endpoint is left). */
+export const FLAG_UNREACHABLE: u8 = 64;
+const KNOWN_FLAGS: u8 = 127;
 /** Not on the wire: set by the decoder for an address that cannot go into a header (never picked). */
 export const FLAG_UNUSABLE: u8 = 128;
 
@@ -55,6 +57,8 @@ export class Snapshot {
   adapterHash: StaticArray<u32> = new StaticArray<u32>(0);
   /** Some endpoint reports LoRA state (FLAG_LORA). */
   anyLora: bool = false;
+  /** Endpoints whose metrics cannot be read (error, stale or unreachable): routed by the proxy's own counts. */
+  degraded: i32 = 0;
   /** Every adapter hash any endpoint lists, sorted, for `isAdapter`. */
   adapterSet: StaticArray<u32> = new StaticArray<u32>(0);
   /** Hashes of the base models the pool serves (the snapshot's trailing section), sorted; empty when unknown. */
@@ -320,7 +324,11 @@ export function decodeSnapshot(buf: ArrayBuffer): Snapshot | null {
     lastError = "no endpoints section";
     return null;
   }
-  for (let i = 0; i < snap.count; i++) if ((unchecked(snap.flags[i]) & FLAG_LORA) != 0) snap.anyLora = true;
+  for (let i = 0; i < snap.count; i++) {
+    const f = unchecked(snap.flags[i]);
+    if ((f & FLAG_LORA) != 0) snap.anyLora = true;
+    if ((f & (FLAG_ERROR | FLAG_STALE | FLAG_UNREACHABLE)) != 0) snap.degraded++;
+  }
   snap.adapterSet = sortedUnique(snap.adapterHash);
   snap.profile = buildProfile(snap.entries);
   snap.buildIndex();
@@ -414,6 +422,9 @@ function readEndpoints(r: Reader, snap: Snapshot): bool {
     }
     r.pos = end; // fields a later revision appended to the record: skipped
     if (!usableAddress(base, ao, al)) flags |= FLAG_UNUSABLE;
+    // Stale metrics say nothing about the endpoint now: it is scored by what the proxy knows (its in-flight
+    // counts, the prefix index), like an engine that reports no such metrics.
+    if ((flags & FLAG_STALE) != 0) flags &= ~(FLAG_QUEUE | FLAG_RUNNING | FLAG_KV);
     if (!isFinite(kv) || kv < 0) kv = 0;
     if (kv > 1) kv = 1;
     unchecked((snap.addrOff[i] = ao));

@@ -29,6 +29,10 @@ export class Decision extends DecisionState {
   private requestTerms: StaticArray<f64> = new StaticArray<f64>(0);
   private taken: StaticArray<bool> = new StaticArray<bool>(0);
   private lora: LoraAffinity = new LoraAffinity();
+  /** The snapshot's usable endpoints (per version); `candidates` is them less the ejected ones, per request. */
+  private usable: StaticArray<i32> = new StaticArray<i32>(0);
+  private usableCount: i32 = 0;
+  private live: StaticArray<i32> = new StaticArray<i32>(0);
 
   private prepare(snap: Snapshot, profile: Profile): void {
     this.prepared = snap;
@@ -41,25 +45,40 @@ export class Decision extends DecisionState {
     this.requestTerms = new StaticArray<f64>(n);
     this.tied = new StaticArray<i32>(n);
     this.taken = new StaticArray<bool>(n);
-    this.candidates = new StaticArray<i32>(n);
-    this.candidateCount = usableEndpoints(snap, this.candidates);
+    this.usable = new StaticArray<i32>(n);
+    this.usableCount = usableEndpoints(snap, this.usable);
+    this.candidates = this.usable;
+    this.candidateCount = this.usableCount;
     this.lora.reset(snap);
     const scorers = profile.snapshotScorers;
     for (let s = 0; s < scorers.length; s++) {
       const scorer = scorers[s];
-      for (let k = 0; k < this.candidateCount; k++) {
-        const i = unchecked(this.candidates[k]);
+      for (let k = 0; k < this.usableCount; k++) {
+        const i = unchecked(this.usable[k]);
         unchecked((this.snapshotTerms[i] += scorer.weight * scorer.scoreEndpoint(snap, i)));
       }
     }
   }
 
-  /** Decides for one request; returns an OUTCOME_* and sets `primary`/`fallbacks` when PICKED. */
-  decide(snap: Snapshot, profile: Profile, inflight: InFlight, req: RequestFacts): i32 {
+  /**
+   * Decides for one request; returns an OUTCOME_* and sets `primary`/`fallbacks` when PICKED. `ejected` (per
+   * snapshot endpoint, 1 = ejected by the outlier detector, filter/outliers.ts) removes endpoints from the
+   * candidates, unless that would leave none.
+   */
+  decide(
+    snap: Snapshot,
+    profile: Profile,
+    inflight: InFlight,
+    req: RequestFacts,
+    ejected: StaticArray<u8> | null = null,
+  ): i32 {
     if (this.prepared !== snap || this.profile !== profile) {
       this.profile = profile;
       this.prepare(snap, profile);
     }
+    this.candidates = this.usable;
+    this.candidateCount = this.usableCount;
+    if (ejected != null && ejected.length == snap.count) this.skipEjected(ejected);
     this.snapshot = snap;
     this.facts = req;
     this.primary = -1;
@@ -199,6 +218,23 @@ export class Decision extends DecisionState {
     if (this.primary < 0) return OUTCOME_NO_ENDPOINT;
     if (p.fallbackCount > 0) this.rankFallbacks(p.fallbackCount);
     return OUTCOME_PICKED;
+  }
+
+  /** Candidates without the ejected endpoints (into a per-request list; the usable list stays as it is). */
+  private skipEjected(ejected: StaticArray<u8>): void {
+    let live = this.live;
+    if (live.length != this.usable.length) {
+      live = new StaticArray<i32>(this.usable.length);
+      this.live = live;
+    }
+    let n = 0;
+    for (let k = 0; k < this.usableCount; k++) {
+      const i = unchecked(this.usable[k]);
+      if (unchecked(ejected[i]) == 0) unchecked((live[n++] = i));
+    }
+    if (n == 0) return; // everything usable is ejected: better a failing endpoint than none
+    this.candidates = live;
+    this.candidateCount = n;
   }
 
   /** The next best candidates after the primary, best first (selection of k out of n, one pass each). */

@@ -41,7 +41,7 @@ test("defaults", () => {
       o.logLevel,
       o.once,
     ],
-    [9002, "0.0.0.0", 50, 2000, 3000, 1000, 5000, 8 * 1024 * 1024, "info", false],
+    [9002, "0.0.0.0", 50, 2000, 1000, 1000, 5000, 8 * 1024 * 1024, "info", false],
   );
   assert.deepEqual(o.engineFlags, {});
   assert.equal(o.apiToken, undefined);
@@ -180,7 +180,7 @@ test("the bundled companion: exit 2 on bad flags, 1 on a bad config, 0 for --hel
 });
 
 test("--long-poll-timeout: anything below the filter's largest pollTimeoutMs, a warning from its default on", () => {
-  // The filter's pollTimeoutMs is configurable up to 600000 ms (filter/config.ts); its default is 5000 ms.
+  // The filter's pollTimeoutMs is configurable up to 600000 ms (filter/config.ts); its default is 2500 ms.
   for (const [text, ms] of [
     ["4999", 4999],
     ["5s", 5000],
@@ -197,19 +197,19 @@ test("--long-poll-timeout: anything below the filter's largest pollTimeoutMs, a 
       text,
     );
 
-  assert.equal(longPollTimeoutWarning(3000), null);
-  assert.equal(longPollTimeoutWarning(4999), null);
-  for (const ms of [5000, 15_000]) {
+  assert.equal(longPollTimeoutWarning(1000), null);
+  assert.equal(longPollTimeoutWarning(2499), null);
+  for (const ms of [2500, 15_000]) {
     const warning = longPollTimeoutWarning(ms);
     assert.ok(warning !== null, `${ms}ms is not below the filter's default pollTimeoutMs`);
     assert.ok(
-      warning.startsWith(`--long-poll-timeout ${ms}ms is not below the filter's default pollTimeoutMs (5000ms)`),
+      warning.startsWith(`--long-poll-timeout ${ms}ms is not below the filter's default pollTimeoutMs (2500ms)`),
       warning,
     );
     assert.ok(warning.includes(`the filter's pollTimeoutMs must be raised above ${ms}ms`), warning);
     assert.ok(warning.includes("stalenessLimitMs"), warning);
   }
-  assert.match(helpText(), /--long-poll-timeout DUR +.*less than 600000ms.*pollTimeoutMs \(default 5000ms\)/);
+  assert.match(helpText(), /--long-poll-timeout DUR +.*less than 600000ms.*pollTimeoutMs \(default 2500ms\)/);
 });
 
 /** Starts the bundled companion, waits for its "companion started" log line, and returns the JSON log lines so far. */
@@ -237,17 +237,17 @@ async function startupLog(args: string[]): Promise<Array<{ level: string; msg: s
   }
 }
 
-test("the bundled companion serves with a long poll over 5s and warns at start that the filter's pollTimeoutMs must be raised", async () => {
+test("the bundled companion serves with a long poll over 2.5s and warns at start that the filter's pollTimeoutMs must be raised", async () => {
   const lines = await startupLog(["--long-poll-timeout", "20s"]);
   const warnings = lines.filter((l) => l.level === "warn" && l.msg.includes("pollTimeoutMs"));
   assert.equal(warnings.length, 1, JSON.stringify(lines));
   assert.match(
     warnings[0].msg,
-    /^--long-poll-timeout 20000ms is not below the filter's default pollTimeoutMs \(5000ms\): the filter's pollTimeoutMs must be raised above 20000ms/,
+    /^--long-poll-timeout 20000ms is not below the filter's default pollTimeoutMs \(2500ms\): the filter's pollTimeoutMs must be raised above 20000ms/,
   );
   assert.equal(warnings[0].longPollTimeoutMs, 20_000);
 
-  const quiet = await startupLog(["--long-poll-timeout", "4999ms"]);
+  const quiet = await startupLog(["--long-poll-timeout", "2499ms"]);
   assert.deepEqual(
     quiet.filter((l) => l.msg.includes("pollTimeoutMs")),
     [],

@@ -174,7 +174,7 @@ test("failures are classified and explained", async (t) => {
     }
   }
   const refused = await s.scrape({ address: "127.0.0.1:1", ip: "127.0.0.1", port: 1, labels: {} });
-  assert.deepEqual([refused.ok, !refused.ok && refused.reason], [false, "connect"]);
+  assert.deepEqual([refused.ok, !refused.ok && refused.reason], [false, "refused"]);
 });
 
 test("gzip pages, OpenMetrics content type, engine-specific path and port overrides", async (t) => {

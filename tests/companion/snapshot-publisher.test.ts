@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { EndpointStore } from "../../companion/endpoint-state";
 import { loadPickerConfig } from "../../companion/picker-config";
 import { SnapshotPublisher } from "../../companion/snapshot-publisher";
-import { decodeSnapshot } from "../../companion/snapshot";
+import { decodeSnapshot, encodeSnapshot } from "../../companion/snapshot";
 import { DEFAULT_PROFILE } from "../../companion/profile-config";
 import type { PoolTarget } from "../../companion/types";
 
@@ -49,6 +49,35 @@ test("staleness: never scraped and older than the threshold are stale; errors ke
   assert.equal(store.views(1600)[0].error, null, "a good scrape clears the error");
   store.recordSuccess("10.0.0.9:8000", "vllm", metrics(1), 1600); // left the pool mid-scrape: ignored
   assert.equal(store.size, 2);
+});
+
+test("a refused metrics connection marks the endpoint unreachable in the snapshot; a page that fails does not", () => {
+  const store = new EndpointStore(engines, 2000);
+  store.setTargets([target("10.0.0.1:8000"), target("10.0.0.2:8000")]);
+  store.recordSuccess("10.0.0.1:8000", "vllm", metrics(1), 1000);
+  store.recordSuccess("10.0.0.2:8000", "vllm", metrics(1), 1000);
+  store.recordFailure("10.0.0.1:8000", "vllm", "GET /metrics: connect ECONNREFUSED", true);
+  store.recordFailure("10.0.0.2:8000", "vllm", "HTTP 404", false);
+  const [gone, degraded] = store.snapshotEndpoints(1500);
+  assert.deepEqual([gone.error, gone.unreachable, degraded.error, degraded.unreachable], [true, true, true, undefined]);
+  const snap = decodeSnapshot(
+    encodeSnapshot({
+      version: 1n,
+      generatedAtMs: 0,
+      profile: DEFAULT_PROFILE,
+      endpoints: [gone, degraded],
+      baseModels: [],
+    }),
+  );
+  assert.deepEqual(
+    snap.endpoints.map((e) => [e.address, e.error, e.unreachable ?? false]),
+    [
+      ["10.0.0.1:8000", true, true],
+      ["10.0.0.2:8000", true, false],
+    ],
+  );
+  store.recordSuccess("10.0.0.1:8000", "vllm", metrics(2), 1600);
+  assert.equal(store.snapshotEndpoints(1600)[0].unreachable, undefined, "a good scrape clears it");
 });
 
 test("the pool's base models are the union of the endpoints' served models", () => {

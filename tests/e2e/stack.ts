@@ -143,7 +143,8 @@ export async function startGateway(opts: GatewayOptions): Promise<Proc> {
     fallbackPorts: opts.fallbackPorts,
     companionPort: opts.companionPort,
     withFilter: opts.withFilter,
-    configuration: opts.configuration ?? {},
+    // The tests and the demo see where requests went by the served header, which is off by default.
+    configuration: { servedHeader: "x-gateway-destination-endpoint-served", ...(opts.configuration ?? {}) },
     edit: (d) => {
       d.static_resources.listeners[0].address.socket_address.port_value = opts.port ?? 0;
       if (d.admin) d.admin.address.socket_address.port_value = 0;

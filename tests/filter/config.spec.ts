@@ -8,10 +8,43 @@ describe("plugin configuration", () => {
     const c = r.config!;
     expect(c.destinationHeader).toBe("x-gateway-destination-endpoint");
     expect(c.fallbackHeader).toBe("x-gateway-destination-endpoint-fallback");
-    expect(c.servedHeader).toBe("x-gateway-destination-endpoint-served");
+    expect(c.servedHeader).toBe("");
     expect(c.failureMode).toBe(FAIL_CLOSE);
     expect(c.stalenessLimitMs).toBe(5000);
+    expect(c.pollTimeoutMs).toBe(2500);
     expect(c.fetchSnapshots).toBe(true);
+    expect(c.objectiveHeader).toBe("x-gateway-inference-objective");
+    expect(c.consecutive5xx).toBe(5);
+    expect(c.consecutiveGatewayFailure).toBe(3);
+    expect(c.baseEjectionTimeMs).toBe(10000);
+    expect(c.maxEjectionTimeMs).toBe(30000);
+    expect(c.maxEjectionPercent).toBe(50);
+  });
+
+  it("reads outlier detection and the objective header, and names their errors", () => {
+    const r = parseConfig(
+      '{"objectiveHeader":"X-Trusted-Objective","outlierDetection":{"consecutive5xx":2,"consecutiveGatewayFailure":1,' +
+        '"baseEjectionTimeMs":500,"maxEjectionTimeMs":4000,"maxEjectionPercent":0}}',
+    );
+    expect(r.error).toBe("");
+    const c = r.config!;
+    expect(c.objectiveHeader).toBe("x-trusted-objective");
+    expect(c.consecutive5xx).toBe(2);
+    expect(c.consecutiveGatewayFailure).toBe(1);
+    expect(c.baseEjectionTimeMs).toBe(500);
+    expect(c.maxEjectionTimeMs).toBe(4000);
+    expect(c.maxEjectionPercent).toBe(0);
+    expect(parseConfig('{"objectiveHeader":""}').config!.objectiveHeader).toBe("");
+    expect(parseConfig('{"outlierDetection":{"interval":1}}').error).toBe(
+      "configuration.outlierDetection.interval: unknown field",
+    );
+    expect(parseConfig('{"outlierDetection":{"maxEjectionPercent":101}}').error).toBe(
+      "configuration.outlierDetection.maxEjectionPercent: 101 is outside 0..100",
+    );
+    expect(parseConfig('{"outlierDetection":{"baseEjectionTimeMs":5000,"maxEjectionTimeMs":1000}}').error).toBe(
+      "configuration.outlierDetection.maxEjectionTimeMs: must not be below baseEjectionTimeMs",
+    );
+    expect(parseConfig('{"outlierDetection":true}').error).toBe("configuration.outlierDetection: must be an object");
   });
 
   it("reads every field it knows", () => {

@@ -15,7 +15,8 @@ const STALE: u8 = 1,
   Q: u8 = 4,
   R: u8 = 8,
   KV: u8 = 16,
-  LORA: u8 = 32;
+  LORA: u8 = 32,
+  UNREACHABLE: u8 = 64;
 
 function ep(address: string, queued: u32, kv: f32, flags: u8 = Q | R | KV): TestEndpoint {
   return new TestEndpoint(address, flags, queued, kv);
@@ -307,26 +308,57 @@ describe("candidates, saturation and outcomes", () => {
     seedRandom(7, 1);
   });
 
-  it("never picks an endpoint in error; no candidate at all is NO_ENDPOINT", () => {
+  it("keeps an endpoint whose metrics fail; an unreachable one only when nothing else is left", () => {
+    // In error (its last metrics still fresh) it competes on them: the idle one wins.
     const s = snapOf([ep("10.0.0.1:1", 0, 0, Q | ERROR), ep("10.0.0.2:1", 9, 0.7)]);
     const sc = new Decision();
+    expect(sc.decide(s, s.profile, flight(s), new RequestFacts())).toBe(OUTCOME_PICKED);
+    expect(sc.primary).toBe(0);
+    expect(sc.candidateCount).toBe(2);
+    // Its metrics port refused the connection: never picked while another endpoint is there.
+    const gone = snapOf([ep("10.0.0.1:1", 0, 0, Q | ERROR | UNREACHABLE), ep("10.0.0.2:1", 9, 0.7)]);
     for (let k = 0; k < 20; k++) {
-      expect(sc.decide(s, s.profile, flight(s), new RequestFacts())).toBe(OUTCOME_PICKED);
+      expect(sc.decide(gone, gone.profile, flight(gone), new RequestFacts())).toBe(OUTCOME_PICKED);
       expect(sc.primary).toBe(1);
     }
-    const none = snapOf([ep("10.0.0.1:1", 0, 0, Q | ERROR)]);
-    expect(sc.decide(none, none.profile, flight(none), new RequestFacts())).toBe(OUTCOME_NO_ENDPOINT);
+    const last = snapOf([ep("10.0.0.1:1", 0, 0, Q | ERROR | UNREACHABLE)]);
+    expect(sc.decide(last, last.profile, flight(last), new RequestFacts())).toBe(OUTCOME_PICKED);
     const empty = snapOf([]);
     expect(sc.decide(empty, empty.profile, flight(empty), new RequestFacts())).toBe(OUTCOME_NO_ENDPOINT);
   });
 
-  it("uses stale endpoints only when nothing is fresh", () => {
-    const s = snapOf([ep("10.0.0.1:1", 0, 0, Q | STALE), ep("10.0.0.2:1", 4, 0.7)]);
+  it("scores an endpoint with stale metrics by the proxy's own requests in flight", () => {
+    // Its stale queue of 30 is ignored: with nothing in flight it is the least loaded.
+    const s = snapOf([ep("10.0.0.1:1", 30, 0.9, Q | R | KV | STALE), ep("10.0.0.2:1", 4, 0.7)]);
     const sc = new Decision();
-    sc.decide(s, s.profile, flight(s), new RequestFacts());
+    const f = flight(s);
+    sc.decide(s, s.profile, f, new RequestFacts());
+    expect(sc.primary).toBe(0);
+    for (let k = 0; k < 4; k++) f.started(0);
+    sc.decide(s, s.profile, f, new RequestFacts());
     expect(sc.primary).toBe(1);
     const stale = snapOf([ep("10.0.0.1:1", 0, 0, Q | STALE)]);
     expect(sc.decide(stale, stale.profile, flight(stale), new RequestFacts())).toBe(OUTCOME_PICKED);
+  });
+
+  it("skips ejected endpoints, unless every candidate is ejected", () => {
+    const s = snapOf([ep("10.0.0.1:1", 0, 0), ep("10.0.0.2:1", 6, 0), ep("10.0.0.3:1", 3, 0)]);
+    const sc = new Decision();
+    const ejected = new StaticArray<u8>(3);
+    sc.decide(s, s.profile, flight(s), new RequestFacts(), ejected);
+    expect(sc.primary).toBe(0);
+    ejected[0] = 1;
+    for (let k = 0; k < 10; k++) {
+      sc.decide(s, s.profile, flight(s), new RequestFacts(), ejected);
+      expect(sc.primary).toBe(2);
+    }
+    ejected[1] = 1;
+    ejected[2] = 1;
+    expect(sc.decide(s, s.profile, flight(s), new RequestFacts(), ejected)).toBe(OUTCOME_PICKED);
+    expect(sc.candidateCount).toBe(3);
+    // The next request without ejections sees every usable endpoint again.
+    sc.decide(s, s.profile, flight(s), new RequestFacts());
+    expect(sc.primary).toBe(0);
   });
 
   it("sheds a sheddable request only when every endpoint is saturated (queue >= 5 or kv >= 0.8)", () => {
@@ -385,7 +417,7 @@ describe("pickers", () => {
     const p = only(new TestProfile(), 1, 0, 0, 0, 0);
     p.fallbacks = 2;
     const s = snapOf(
-      [ep("10.0.0.1:1", 8, 0), ep("10.0.0.2:1", 0, 0), ep("10.0.0.3:1", 4, 0), ep("10.0.0.4:1", 2, 0, Q | ERROR)],
+      [ep("10.0.0.1:1", 8, 0), ep("10.0.0.2:1", 0, 0), ep("10.0.0.3:1", 4, 0), ep("10.0.0.4:1", 2, 0, Q | UNREACHABLE)],
       p,
     );
     const sc = new Decision();

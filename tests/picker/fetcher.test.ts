@@ -71,7 +71,7 @@ test("one worker VM per process polls; each new snapshot is delivered to every V
     first.headers.find(([k]) => k === "authorization"),
     ["authorization", "Bearer s3cret"],
   );
-  assert.equal(first.timeoutMs, 5000);
+  assert.equal(first.timeoutMs, 2500);
   companion.answer({ headers: [[":status", "200"]], body: blob(1000n, [A]) });
   assert.equal(meta(h)?.version, 1000n);
   assert.equal(companion.pending.length, 1, "the next long poll goes out at once");
@@ -91,10 +91,10 @@ test("304 keeps the snapshot fresh; errors and corrupt snapshots keep the last g
   });
   h.advance(100);
   companion.answer({ headers: [[":status", "200"]], body: blob(7n, [A]) });
-  h.advance(3000);
+  h.advance(1000); // the companion's heartbeat: a 304 every --long-poll-timeout (1 s)
   companion.answer({ headers: [[":status", "304"]] });
   assert.equal(meta(h)?.contactMs, h.nowMs, "contact recorded without a new version");
-  h.advance(3000); // 6 s after the snapshot, 3 s after the last contact: still fresh
+  h.advance(2000); // 2 s after the last contact, the next poll still within pollTimeoutMs: fresh
   assert.equal(h.pick({ body: completion("m", "x") }).dest, A);
 
   const corrupt = blob(8n, [B]);

@@ -108,6 +108,10 @@ export class PickerHost {
   counter(name: string): number {
     return this.host.metrics().counters[`wasmcustom.${name}`] ?? 0;
   }
+
+  gauge(name: string): number | undefined {
+    return this.host.metrics().gauges[`wasmcustom.${name}`];
+  }
 }
 
 export function endpoint(address: string): SnapshotEndpoint {

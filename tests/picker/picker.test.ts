@@ -37,18 +37,40 @@ test("a client's destination and fallback headers never reach the upstream", () 
   assert.deepEqual(h.host.failedWorkers(), []);
 });
 
-test("picks the least loaded endpoint and never one in error", () => {
+test("picks the least loaded endpoint, never one whose metrics port refused while others are left", () => {
   const h = new PickerHost();
   h.publish([
     { address: A, queued: 3, kvUsage: 0.5 },
     { address: B, queued: 0, kvUsage: 0.1 },
-    { address: C, error: true },
+    { address: C, error: true, unreachable: true },
   ]);
   for (let i = 0; i < 5; i++) {
     const { stream, dest } = h.pick({ body: completion("m", `q${i}`) });
     assert.equal(dest, B);
     stream.finish();
   }
+});
+
+test("a metrics outage is not a traffic outage: endpoints whose metrics fail are routed by the proxy's counts", () => {
+  const h = new PickerHost({ config: { objectivePriorities: { batch: -1 } } });
+  h.publish([
+    { address: A, error: true, stale: true, queued: 9, running: 9, kvUsage: 0.99 },
+    { address: B, error: true, stale: true, queued: 0, running: 0, kvUsage: 0 },
+    { address: C, error: true, stale: true },
+  ]);
+  const seen = new Map<string, number>();
+  const streams = [];
+  for (let i = 0; i < 30; i++) {
+    const { stream, dest } = h.pick({ body: completion("m", `q${i}`) });
+    assert.ok(dest, "every request is routed");
+    seen.set(dest!, (seen.get(dest!) ?? 0) + 1);
+    streams.push(stream);
+  }
+  // The stale numbers are ignored: the proxy's own requests in flight spread the load evenly.
+  assert.deepEqual([...seen.values()].sort(), [10, 10, 10]);
+  for (const s of streams) s.finish();
+  h.advance(20);
+  assert.equal(h.gauge("endpoint_picker.endpoints_degraded"), 3);
 });
 
 test("requests sharing a long prefix go to the same endpoint, whichever worker VM decides (after a tick)", () => {
@@ -223,7 +245,7 @@ test("no usable endpoint answers 503; a sheddable request answers 429 when every
   const h = new PickerHost({ config: { objectivePriorities: { batch: -1, chat: 5 } } });
   h.publish([]);
   assert.equal(h.send({ body: completion("m", "x") }).localReply?.status, 503);
-  h.publish([{ address: A, error: true }, { address: "not-an-address with spaces" }]);
+  h.publish([{ address: "not-an-address with spaces" }]);
   const s = h.send({ body: completion("m", "x") });
   assert.equal(s.localReply?.status, 503);
   assert.equal(s.localReply?.details, "endpoint_picker_no_endpoint");
@@ -246,7 +268,7 @@ test("no usable endpoint answers 503; a sheddable request answers 429 when every
 });
 
 test("the response names the endpoint that served it; fallbacks come best first in their own header", () => {
-  const h = new PickerHost();
+  const h = new PickerHost({ config: { servedHeader: SERVED_HEADER } });
   h.publish(
     [
       { address: A, queued: 4 },
@@ -488,4 +510,76 @@ test("a client's content-length never sizes memory: huge values with small bodie
   for (const s of held) assert.ok(destination(s));
   assert.deepEqual(h.host.failedWorkers(), []);
   assert.ok(Math.max(...h.host.memoryPages()) < 1024, `wasm memory stays small: ${h.host.memoryPages()} pages`);
+});
+
+/** Sends a request and ends it as `status` (from `upstream`, when given, as Envoy's upstream.address says). */
+function answered(h: PickerHost, status: number, opts: { worker?: number; upstream?: string; details?: string } = {}) {
+  const { stream, dest } = h.pick({ worker: opts.worker, body: completion("m", "x") });
+  if (opts.upstream) stream.properties.set("upstream.address", opts.upstream);
+  stream.properties.set("response.code_details", opts.details ?? "via_upstream");
+  stream.sendResponseHeaders([[":status", String(status)]], true);
+  stream.finish();
+  return dest;
+}
+
+test("outlier detection: an endpoint that fails at once is ejected for every worker, longer each time", () => {
+  const h = new PickerHost({
+    concurrency: 2,
+    config: { outlierDetection: { consecutive5xx: 3, baseEjectionTimeMs: 1000, maxEjectionTimeMs: 4000 } },
+  });
+  // A looks idle, so a least-loaded picker keeps choosing it while its requests fail at once.
+  h.publish([
+    { address: A, queued: 0 },
+    { address: B, queued: 3 },
+    { address: C, queued: 3 },
+  ]);
+  for (let i = 0; i < 3; i++) assert.equal(answered(h, 500, { worker: 0 }), A);
+  assert.equal(h.counter("endpoint_picker.outliers.ejections"), 1);
+  assert.ok(h.logs.some((l) => /outlier detection: 10\.0\.0\.1:8000 ejected for 1000 ms \(ejection 1\)/.test(l)));
+  h.advance(20); // the other worker reads the shared table on its tick
+  for (let i = 0; i < 10; i++) assert.notEqual(answered(h, 200, { worker: i % 2 }), A);
+  assert.equal(h.gauge("endpoint_picker.outliers.ejected"), 1);
+  // Back after 1 s on probation: its first failure ejects it again, for twice as long.
+  h.advance(1000);
+  assert.equal(answered(h, 500, { worker: 1 }), A);
+  assert.equal(h.counter("endpoint_picker.outliers.ejections"), 2);
+  h.advance(1500);
+  assert.notEqual(answered(h, 200, { worker: 0 }), A, "still out after 1.5 of its 2 s");
+  h.advance(600);
+  // Healthy again: one success ends the probation, and two failures in a row no longer eject it.
+  assert.equal(answered(h, 200, { worker: 0 }), A);
+  assert.ok(h.logs.some((l) => /10\.0\.0\.1:8000 answers again after its ejection/.test(l)));
+  h.advance(20);
+  assert.equal(answered(h, 500, { worker: 1 }), A);
+  assert.equal(answered(h, 500, { worker: 1 }), A);
+  assert.equal(h.counter("endpoint_picker.outliers.ejections"), 2);
+});
+
+test("outlier detection: a pick never reached, or the router's own 5xx, is a gateway failure; at most half the pool is ejected", () => {
+  const h = new PickerHost({
+    config: { outlierDetection: { consecutiveGatewayFailure: 2, baseEjectionTimeMs: 5000 } },
+  });
+  h.publish([
+    { address: A, queued: 0 },
+    { address: B, queued: 2 },
+    { address: C, queued: 4 },
+    { address: "10.0.0.4:8000", queued: 6 },
+  ]);
+  // Envoy's retry moved on to B (A refused the connection): the client got B's 200, A is charged.
+  assert.equal(answered(h, 200, { upstream: B }), A);
+  assert.equal(answered(h, 200, { upstream: B }), A);
+  assert.equal(h.counter("endpoint_picker.outliers.ejections"), 1, "A ejected after 2 gateway failures");
+  // The router's local 503 (connection failure without a retry) counts for B.
+  assert.equal(answered(h, 503, { details: "upstream_reset_before_response_started{connection_failure}" }), B);
+  assert.equal(answered(h, 500, { details: "upstream_reset_before_response_started{remote_reset}" }), B);
+  assert.equal(h.counter("endpoint_picker.outliers.ejections"), 2);
+  // Two of four are out: C's failures are counted but it stays in use (maxEjectionPercent 50).
+  assert.equal(answered(h, 502), C);
+  assert.equal(answered(h, 502), C);
+  assert.equal(h.counter("endpoint_picker.outliers.ejections"), 2);
+  assert.equal(h.counter("endpoint_picker.outliers.ejections_capped"), 1);
+  assert.ok(h.logs.some((l) => /2 of 4 endpoints are ejected \(maxEjectionPercent 50\)/.test(l)));
+  const off = new PickerHost({ config: { outlierDetection: { maxEjectionPercent: 0 } } });
+  off.publish([{ address: A }, { address: B, queued: 5 }]);
+  for (let i = 0; i < 10; i++) assert.equal(answered(off, 500), A, "maxEjectionPercent 0 turns it off");
 });

@@ -45,6 +45,11 @@ export class SimPod {
   private readonly profile: EngineProfile;
   private nextId = 0;
   private bound: AddressInfo | null = null;
+  /**
+   * Fault injection for the failure tests: a status to answer every inference request with at once (its
+   * /metrics stay healthy, as a pod whose engine is broken but whose server is up); null: serve normally.
+   */
+  failWith: number | null = null;
 
   constructor(private readonly opts: PodOptions) {
     this.name = opts.name;
@@ -80,6 +85,11 @@ export class SimPod {
   async close(): Promise<void> {
     this.server.closeAllConnections();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  /** The pod dies: every connection is reset (streams in progress fail) and new connections are refused. */
+  kill(): void {
+    void this.close();
   }
 
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
@@ -129,6 +139,11 @@ export class SimPod {
       });
       req.on("end", () => {
         if (res.headersSent) return;
+        if (this.failWith !== null)
+          return json(
+            this.failWith,
+            new ApiError(this.failWith, "injected failure: the engine is broken", "InternalServerError").body(),
+          );
         let parsed: ParsedRequest;
         try {
           parsed = parseRequest(api, Buffer.concat(chunks).toString("utf8"), this.profile);

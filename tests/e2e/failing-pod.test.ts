@@ -1,0 +1,139 @@
+// Failures users hit, over real processes on loopback (issue: "a partial outage must never become a full
+// one"): a pod that answers every request with an immediate 500 while its /metrics look healthy, and a pod
+// killed under streaming load. Simulated vLLM pods, the bundled companion, the emulator serving envoy/envoy.yaml.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import http from "node:http";
+import {
+  startSimPods,
+  startCompanion,
+  startGateway,
+  endpointsFile,
+  send,
+  sleep,
+  eventually,
+  gatewayPicking,
+  type Proc,
+  type Reply,
+} from "./stack";
+import { makeProfile } from "../sim/profile";
+import type { SimPod } from "../sim/pod-server";
+
+const profile = makeProfile({});
+const completion = (n: number, maxTokens = 4, stream = false) =>
+  JSON.stringify({
+    model: profile.model,
+    prompt: `question ${n}: what is ${n} times ${n}?`,
+    max_tokens: maxTokens,
+    stream,
+  });
+const podOf = (r: Reply) => String(r.headers["x-sim-pod"]);
+
+interface Stack {
+  pods: SimPod[];
+  companion: Proc;
+  gateway: Proc;
+  close(): Promise<void>;
+}
+
+async function startStack(configuration: object = {}): Promise<Stack> {
+  const set = await startSimPods({ engines: ["vllm-v1", "vllm-v1", "vllm-v1", "vllm-v1"], profile, timeScale: 10 });
+  const companion = await startCompanion(["--endpoints-file", endpointsFile(set.pods), "--refresh-interval", "50ms"]);
+  const gateway = await startGateway({
+    companionPort: companion.port,
+    fallbackPorts: set.pods.map((p) => p.port),
+    configuration: { failureMode: "FailClose", ...configuration },
+    concurrency: 2,
+  });
+  await gatewayPicking(gateway.port, completion(0, 1));
+  return {
+    pods: set.pods,
+    companion,
+    gateway,
+    close: async () => {
+      await gateway.stop();
+      await companion.stop();
+      await set.close();
+    },
+  };
+}
+
+/** `rate` requests a second for `ms`, each on its own connection, without waiting for answers. */
+async function steadyLoad(port: number, rate: number, ms: number): Promise<Reply[]> {
+  const replies: Promise<Reply>[] = [];
+  const started = Date.now();
+  for (let k = 0; Date.now() - started < ms; k++) {
+    replies.push(send(port, "/v1/completions", completion(k)));
+    const next = started + ((k + 1) * 1000) / rate;
+    await sleep(Math.max(0, next - Date.now()));
+  }
+  return Promise.all(replies);
+}
+
+/** `clients` clients, each sending its next request as soon as the last one is answered, for `ms`. */
+async function closedLoop(port: number, clients: number, ms: number): Promise<Reply[]> {
+  const replies: Reply[] = [];
+  const until = Date.now() + ms;
+  const agent = new http.Agent({ keepAlive: true });
+  await Promise.all(
+    Array.from({ length: clients }, async (_, c) => {
+      for (let k = 0; Date.now() < until; k++)
+        replies.push(await send(port, "/v1/completions", completion(c * 100_000 + k), {}, agent));
+    }),
+  );
+  agent.destroy();
+  return replies;
+}
+
+function shareOf(replies: Reply[], pod: string): number {
+  return replies.filter((r) => podOf(r) === pod).length / replies.length;
+}
+
+test("a pod answering 500 at once gets at most 5% of requests, steady and closed-loop, and is used again once healthy", async () => {
+  const [steady, closed] = await Promise.all([startStack(), startStack()]);
+  try {
+    const badSteady = steady.pods[3];
+    const badClosed = closed.pods[3];
+    badSteady.failWith = 500;
+    badClosed.failWith = 500;
+    const [s, c] = await Promise.all([
+      steadyLoad(steady.gateway.port, 30, 30_000),
+      closedLoop(closed.gateway.port, 8, 30_000),
+    ]);
+    const steadyShare = shareOf(s, badSteady.name);
+    const closedShare = shareOf(c, badClosed.name);
+    console.log(
+      `failing pod's share: steady 30 req/s ${(100 * steadyShare).toFixed(1)}% of ${s.length}, ` +
+        `closed loop (8 clients) ${(100 * closedShare).toFixed(1)}% of ${c.length}`,
+    );
+    assert.ok(steadyShare <= 0.05, `steady: ${(100 * steadyShare).toFixed(1)}% went to the failing pod`);
+    assert.ok(closedShare <= 0.05, `closed loop: ${(100 * closedShare).toFixed(1)}% went to the failing pod`);
+    for (const [replies, bad] of [
+      [s, badSteady],
+      [c, badClosed],
+    ] as const)
+      for (const r of replies)
+        if (r.status !== 200) assert.equal(podOf(r), bad.name, "only the failing pod's requests fail");
+
+    // Healthy again: within a minute it serves requests again (its ejection runs out, a success ends probation).
+    badSteady.failWith = null;
+    const healed = Date.now();
+    let k = 0;
+    await eventually(
+      "the healed pod to serve again",
+      async () => {
+        const r = await send(steady.gateway.port, "/v1/completions", completion(1_000_000 + k++));
+        return r.status === 200 && podOf(r) === badSteady.name;
+      },
+      60_000,
+      50,
+    );
+    console.log(`healed pod used again after ${((Date.now() - healed) / 1000).toFixed(1)} s`);
+    assert.ok(
+      steady.gateway.output().includes(`outlier detection: ${badSteady.address} ejected`),
+      steady.gateway.output(),
+    );
+  } finally {
+    await Promise.all([steady.close(), closed.close()]);
+  }
+});
