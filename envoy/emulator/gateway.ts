@@ -1,15 +1,23 @@
-// The HTTP side of the emulator: listeners from the bootstrap, each request driven through the wasm
-// filter (when configured) and then Envoy's router: route match on the headers as the filter left them,
-// upstream host from the route's cluster, streamed request and response bodies (SSE included).
+// The HTTP side of the emulator: listeners from the bootstrap, each request driven like Envoy's HTTP
+// connection manager drives it: the HTTP/1 codec's view of the request (absolute-form URIs, CONNECT,
+// trailers), the wasm filter (when configured), then Envoy's router (router-filter.ts): route match on the
+// headers as the filter left them, the host from the route's cluster (upstream.ts), streamed request and
+// response bodies (SSE included), retries, timeouts, and the router's local replies back through the
+// filter's response path.
 import http from "node:http";
 import { randomUUID } from "node:crypto";
 import { lookup } from "node:dns/promises";
+import { EventEmitter } from "node:events";
 import { isIP, AddressInfo, Socket } from "node:net";
 import { Bootstrap, Cluster, Listener, loadBootstrap, BootstrapError } from "./bootstrap";
-import { createHost, Host, EnvoyProcess, ClusterSpec } from "./host";
+import { createHost, Host, EnvoyProcess } from "./host";
 import { HttpStream, StreamSink } from "./stream";
 import { Pairs } from "./pairs";
-import { ClusterPicker, matchRoute } from "./router";
+import { matchRoute } from "./router";
+import { RouterFilter } from "./router-filter";
+import { RealScheduler } from "./scheduler";
+import { CodeDetails, ResponseFlag, StreamInfo, newStreamInfo } from "./stream-info";
+import { ClusterManager } from "./upstream";
 
 export interface GatewayOptions {
   bootstrap: Bootstrap | string;
@@ -20,15 +28,14 @@ export interface GatewayOptions {
   wasmFile?: string;
 }
 
-const CONNECT_REFUSED =
-  "remote connection failure, transport failure reason: delayed connect error: Connection refused";
-
 const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "host"]);
 
 /** The parts of a stream the gateway drives; the filter stream or a pass-through without a filter. */
 interface FilterChain {
+  readonly info: StreamInfo;
   sendRequestHeaders(h: Pairs, eos: boolean): unknown;
   sendRequestData(c: Uint8Array, eos: boolean): unknown;
+  sendRequestTrailers(t: Pairs): unknown;
   sendResponseHeaders(h: Pairs, eos: boolean): unknown;
   sendResponseData(c: Uint8Array, eos: boolean): unknown;
   sendResponseTrailers(t: Pairs): unknown;
@@ -36,6 +43,7 @@ interface FilterChain {
 }
 
 class PassThrough implements FilterChain {
+  readonly info = newStreamInfo();
   constructor(private sink: StreamSink) {}
   sendRequestHeaders(h: Pairs, eos: boolean) {
     this.sink.requestHeaders?.(h, eos);
@@ -43,7 +51,11 @@ class PassThrough implements FilterChain {
   sendRequestData(c: Uint8Array, eos: boolean) {
     this.sink.requestData?.(c, eos);
   }
+  sendRequestTrailers(t: Pairs) {
+    this.sink.requestTrailers?.(t);
+  }
   sendResponseHeaders(h: Pairs, eos: boolean) {
+    this.info.responseCodeDetails ??= CodeDetails.ViaUpstream;
     this.sink.responseHeaders?.(h, eos);
   }
   sendResponseData(c: Uint8Array, eos: boolean) {
@@ -55,6 +67,52 @@ class PassThrough implements FilterChain {
   finish() {}
 }
 
+/** The response side the gateway writes to: Node's ServerResponse, or a raw socket (CONNECT). */
+interface Downstream extends EventEmitter {
+  readonly headersSent: boolean;
+  readonly writableEnded: boolean;
+  readonly writableFinished: boolean;
+  writeHead(status: number, headers: string[]): unknown;
+  write(chunk: Uint8Array): unknown;
+  end(): unknown;
+  destroy(): unknown;
+}
+
+/** An HTTP/1.1 response written on a socket Node's server handed over (CONNECT); the connection closes after. */
+class RawResponse extends EventEmitter implements Downstream {
+  headersSent = false;
+  writableEnded = false;
+  writableFinished = false;
+  constructor(private socket: Socket) {
+    super();
+    socket.on("error", () => {});
+    socket.on("close", () => this.emit("close"));
+  }
+  writeHead(status: number, headers: string[]) {
+    this.headersSent = true;
+    let head = `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? "Unknown"}\r\n`;
+    for (let i = 0; i < headers.length; i += 2) head += `${headers[i]}: ${headers[i + 1]}\r\n`;
+    this.socket.write(head + "connection: close\r\n\r\n");
+    return this;
+  }
+  write(chunk: Uint8Array) {
+    return this.socket.write(chunk);
+  }
+  end() {
+    if (this.writableEnded) return this;
+    this.writableEnded = true;
+    this.socket.end(() => {
+      this.writableFinished = true;
+      this.emit("finish");
+    });
+    return this;
+  }
+  destroy() {
+    this.socket.destroy();
+    return this;
+  }
+}
+
 export interface RunningListener {
   name: string;
   host: string;
@@ -62,11 +120,34 @@ export interface RunningListener {
   wasmHost: Host | null;
 }
 
+/** The request as Envoy's HTTP/1 codec hands it to the connection manager, or a codec error. */
+function requestHead(
+  l: Listener,
+  req: http.IncomingMessage,
+): { path: string | null; authority: string; scheme: string } | { error: string } {
+  const method = req.method ?? "GET";
+  const url = req.url ?? "/";
+  if (method === "CONNECT") return { path: null, authority: url, scheme: "http" };
+  // Origin-form (and OPTIONS *): as it is.
+  if (url.startsWith("/") || (method === "OPTIONS" && url === "*") || !l.http1.allowAbsoluteUrl)
+    return { path: url, authority: req.headers.host ?? "", scheme: "http" };
+  // Absolute-form (allow_absolute_url, on by default): the path and the authority come from the URI (a
+  // Host header is replaced), the scheme too (http or https only).
+  const m = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/([^/?#]+)([^#]*)/.exec(url);
+  if (!m) return { error: "http1.invalid_url" };
+  const scheme = m[1].toLowerCase();
+  if (scheme !== "http" && scheme !== "https") return { error: "http1.invalid_scheme" };
+  const rest = m[3];
+  return { path: rest === "" ? "/" : rest.startsWith("?") ? "/" + rest : rest, authority: m[2], scheme };
+}
+
 export class Gateway {
   readonly process = new EnvoyProcess();
   readonly listeners: RunningListener[] = [];
+  /** The upstream clusters (hosts, load balancers, outlier detection), shared by the router and http calls. */
+  readonly upstreams = new ClusterManager(new RealScheduler());
+  private readonly scheduler = new RealScheduler();
   private servers: http.Server[] = [];
-  private pickers = new Map<string, ClusterPicker>();
   private agent = new http.Agent({ keepAlive: true, maxSockets: Infinity, maxFreeSockets: 1024 });
   private bootstrap!: Bootstrap;
   private sockets = new Set<Socket>();
@@ -78,11 +159,7 @@ export class Gateway {
       typeof this.options.bootstrap === "string" ? loadBootstrap(this.options.bootstrap) : this.options.bootstrap;
     for (const c of this.bootstrap.clusters.values()) {
       await this.resolveEndpoints(c);
-      this.pickers.set(c.name, new ClusterPicker(c));
-    }
-    const clusters: Record<string, ClusterSpec> = {};
-    for (const c of this.bootstrap.clusters.values()) {
-      clusters[c.name] = { endpoints: c.endpoints.map((e) => ({ host: e.address, port: e.port })) };
+      this.upstreams.add(c);
     }
     for (const l of this.bootstrap.listeners) {
       let wasmHost: Host | null = null;
@@ -99,7 +176,7 @@ export class Gateway {
           concurrency: this.options.concurrency ?? 1,
           logLevel: this.options.logLevel ?? "info",
           onLog: this.options.onLog,
-          clusters,
+          clusterManager: this.upstreams,
           process: this.process,
         });
       }
@@ -114,6 +191,14 @@ export class Gateway {
         s.on("close", () => this.sockets.delete(s));
       });
       server.on("request", (req, res) => this.handle(l, wasmHost, req, res));
+      // CONNECT and Upgrade: Node hands over the socket; the stream runs as any other (no upgrade_configs: the
+      // request is never tunnelled) and the connection closes after the reply.
+      server.on("connect", (req: http.IncomingMessage, socket: Socket) =>
+        this.handle(l, wasmHost, req, new RawResponse(socket)),
+      );
+      server.on("upgrade", (req: http.IncomingMessage, socket: Socket) =>
+        this.handle(l, wasmHost, req, new RawResponse(socket)),
+      );
       await new Promise<void>((resolve, reject) => {
         server.once("error", reject);
         server.listen(l.address.port, l.address.address, () => resolve());
@@ -130,6 +215,7 @@ export class Gateway {
     for (const s of this.sockets) s.destroy();
     await Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
     this.agent.destroy();
+    this.upstreams.close();
   }
 
   private async resolveEndpoints(c: Cluster): Promise<void> {
@@ -151,14 +237,20 @@ export class Gateway {
     c.endpoints = out;
   }
 
-  private handle(l: Listener, wasmHost: Host | null, req: http.IncomingMessage, res: http.ServerResponse): void {
+  private handle(l: Listener, wasmHost: Host | null, req: http.IncomingMessage, res: Downstream): void {
     const socket = req.socket as Socket & { worker?: number };
-    const headers: Pairs = [
-      [":method", req.method ?? "GET"],
-      [":path", req.url ?? "/"],
-      [":authority", req.headers.host ?? ""],
-      [":scheme", "http"],
-    ];
+    const head = requestHead(l, req);
+    if ("error" in head) {
+      // A codec error: Envoy answers 400 before any filter runs, and closes the connection.
+      res.writeHead(400, ["content-length", "11", "content-type", "text/plain", "connection", "close"]);
+      res.write(Buffer.from("Bad Request"));
+      res.end();
+      return;
+    }
+    const isConnect = head.path === null;
+    const headers: Pairs = [[":method", req.method ?? "GET"]];
+    if (head.path !== null) headers.push([":path", head.path]);
+    headers.push([":authority", head.authority], [":scheme", head.scheme]);
     for (let i = 0; i < req.rawHeaders.length; i += 2) {
       const k = req.rawHeaders[i].toLowerCase();
       // header_mutation filters before the wasm filter remove what the client may not set.
@@ -167,30 +259,40 @@ export class Gateway {
     // Envoy's connection manager adds these before any filter runs.
     if (!req.headers["x-request-id"]) headers.push(["x-request-id", randomUUID()]);
     if (!req.headers["x-forwarded-proto"]) headers.push(["x-forwarded-proto", "http"]);
+    // CONNECT or an Upgrade without upgrade_configs: when a route matches, the connection manager refuses
+    // it with a 403 (upgrade_failed) before any filter runs and closes the connection; without a route the
+    // filters run and the router answers 404.
+    if ((isConnect || req.headers.upgrade !== undefined) && matchRoute(l.virtualHosts, headers)) {
+      res.writeHead(403, ["content-length", "0", "server", "envoy"]);
+      res.end();
+      return;
+    }
     const hasBody =
+      isConnect ||
+      req.headers.upgrade !== undefined ||
       req.headers["transfer-encoding"] !== undefined ||
       (req.headers["content-length"] !== undefined && req.headers["content-length"] !== "0");
 
-    let upstream: http.ClientRequest | null = null;
-    let release: (() => void) | null = null;
+    let router: RouterFilter | null = null;
     let responseStarted = false;
     let finished = false;
-    let routeTimer: NodeJS.Timeout | null = null;
-    const started = Date.now();
 
     const finish = () => {
       if (finished) return;
       finished = true;
-      if (routeTimer) clearTimeout(routeTimer);
-      release?.();
+      router?.onDestroy();
       chain.finish();
     };
-    const localReply = (status: number, body: string) => {
-      // Router replies go back through the filter's response path, as in Envoy.
+    const resetDownstream = () => {
+      res.destroy();
+      finish();
+    };
+    /** Envoy's sendLocalReply: through the filter's response path; once the response started, a reset. */
+    const localReply = (status: number, body: string, details: string) => {
       queueMicrotask(() => {
-        if (responseStarted || finished) return;
-        upstream?.destroy();
-        upstream = null;
+        if (finished) return;
+        if (responseStarted) return resetDownstream();
+        chain.info.responseCodeDetails = details;
         chain.sendResponseHeaders(
           [
             [":status", String(status)],
@@ -206,130 +308,43 @@ export class Gateway {
     const sink: StreamSink = {
       requestHeaders: (h, eos) => {
         const route = matchRoute(l.virtualHosts, h);
-        if (!route) return localReply(404, "");
-        if (route.direct) return localReply(route.direct.status, route.direct.body);
-        const picker = this.pickers.get(route.cluster!)!;
-        const picked = picker.pick(h);
-        if (!picked) return localReply(503, "no healthy upstream");
-        release = picked.done;
-        // An ORIGINAL_DST host with port 0 exists for Envoy; connecting to it is refused. (Node would
-        // silently take port 0 as the default port 80, so it never reaches http.request.)
-        if (picked.host.port === 0)
-          return localReply(
-            503,
-            `upstream connect error or disconnect/reset before headers. reset reason: ${CONNECT_REFUSED}`,
-          );
-        const out: Record<string, string | string[]> = {};
-        let method = "GET",
-          path = "/",
-          authority = "";
-        for (const [k, v] of h) {
-          if (k === ":method") method = v;
-          else if (k === ":path") path = v;
-          else if (k === ":authority") authority = v;
-          else if (!k.startsWith(":")) {
-            const cur = out[k];
-            out[k] = cur === undefined ? v : Array.isArray(cur) ? [...cur, v] : [cur, v];
-          }
+        if (!route) {
+          chain.info.responseFlags |= ResponseFlag.NoRouteFound;
+          return localReply(404, "", CodeDetails.RouteNotFound);
         }
-        out.host = authority;
-        const up = http.request({
-          host: picked.host.address,
-          port: picked.host.port,
-          method,
-          path,
-          headers: out,
-          agent: this.agent,
-        });
-        upstream = up;
-        const cluster = picker.cluster;
-        up.on("socket", (s: Socket) => {
-          if (!s.connecting) return;
-          const t = setTimeout(
-            () => up.destroy(Object.assign(new Error("connect timeout"), { code: "ETIMEDOUT" })),
-            cluster.connectTimeoutMs,
-          );
-          s.once("connect", () => clearTimeout(t));
-          s.once("close", () => clearTimeout(t));
-        });
-        up.on("response", (ur) => {
-          if (upstream !== up) {
-            ur.resume();
-            return;
-          }
-          const rh: Pairs = [[":status", String(ur.statusCode ?? 502)]];
-          for (let i = 0; i < ur.rawHeaders.length; i += 2) {
-            const k = ur.rawHeaders[i].toLowerCase();
-            if (!HOP_BY_HOP.has(k)) rh.push([k, ur.rawHeaders[i + 1]]);
-          }
-          rh.push(["x-envoy-upstream-service-time", String(Date.now() - started)]);
-          chain.sendResponseHeaders(rh, false);
-          ur.on("data", (c: Buffer) => chain.sendResponseData(c, false));
-          ur.on("end", () => {
-            if (ur.rawTrailers.length) {
-              const t: Pairs = [];
-              for (let i = 0; i < ur.rawTrailers.length; i += 2)
-                t.push([ur.rawTrailers[i].toLowerCase(), ur.rawTrailers[i + 1]]);
-              chain.sendResponseTrailers(t);
-            } else chain.sendResponseData(new Uint8Array(0), true);
-          });
-          // An upstream reset after the response started resets the client connection, as Envoy does.
-          ur.on("aborted", () => {
-            res.destroy();
-            finish();
-          });
-          ur.on("error", () => {
-            res.destroy();
-            finish();
-          });
-        });
-        up.on("error", (e: NodeJS.ErrnoException) => {
-          if (upstream !== up) return;
-          if (responseStarted) {
-            res.destroy();
-            finish();
-            return;
-          }
-          const reason =
-            e.code === "ECONNREFUSED"
-              ? CONNECT_REFUSED
-              : e.code === "ETIMEDOUT"
-                ? "connection timeout"
-                : "connection termination";
-          localReply(503, `upstream connect error or disconnect/reset before headers. reset reason: ${reason}`);
-        });
-        const armTimeout = () => {
-          if (route.timeoutMs > 0)
-            routeTimer = setTimeout(() => {
-              if (!responseStarted) localReply(504, "upstream request timeout");
-              else {
-                res.destroy();
-                finish();
-              }
-            }, route.timeoutMs);
-        };
-        if (eos) {
-          up.end();
-          armTimeout();
-        }
-        (up as http.ClientRequest & { armTimeout?: () => void }).armTimeout = armTimeout;
+        if (route.direct) return localReply(route.direct.status, route.direct.body, CodeDetails.DirectResponse);
+        router = new RouterFilter(
+          {
+            timeoutMs: route.timeoutMs,
+            retryPolicy: route.retryPolicy,
+            cluster: this.upstreams.get(route.cluster!)!,
+            agent: this.agent,
+            scheduler: this.scheduler,
+            bufferLimitBytes: l.bufferLimitBytes,
+          },
+          {
+            info: chain.info,
+            encodeHeaders: (rh, reos) => {
+              if (finished) return;
+              chain.sendResponseHeaders(
+                rh.filter(([k]) => !HOP_BY_HOP.has(k)),
+                reos,
+              );
+            },
+            encodeData: (c, deos) => {
+              if (!finished) chain.sendResponseData(c, deos);
+            },
+            encodeTrailers: (t) => {
+              if (!finished) chain.sendResponseTrailers(t);
+            },
+            sendLocalReply: localReply,
+            resetStream: resetDownstream,
+          },
+        );
+        router.decodeHeaders(h, eos);
       },
-      requestData: (c, eos) => {
-        const up = upstream;
-        if (!up) return;
-        if (c.length) up.write(c);
-        if (eos) {
-          up.end();
-          (up as http.ClientRequest & { armTimeout?: () => void }).armTimeout?.();
-        }
-      },
-      requestTrailers: () => {
-        const up = upstream;
-        if (up) {
-          up.end();
-          (up as http.ClientRequest & { armTimeout?: () => void }).armTimeout?.();
-        }
-      },
+      requestData: (c, eos) => router?.decodeData(c, eos),
+      requestTrailers: () => router?.decodeTrailers(),
       responseHeaders: (h, eos) => {
         if (res.headersSent || finished) return;
         responseStarted = true;
@@ -341,10 +356,9 @@ export class Gateway {
         }
         flat.push("server", "envoy");
         res.writeHead(status, flat);
-        if (typeof (res as unknown as { flushHeaders?: () => void }).flushHeaders === "function") res.flushHeaders();
-        if (eos) {
-          res.end();
-        }
+        const flush = (res as unknown as { flushHeaders?: () => void }).flushHeaders;
+        if (typeof flush === "function") flush.call(res);
+        if (eos) res.end();
       },
       responseData: (c, eos) => {
         if (finished || res.writableEnded) return;
@@ -354,11 +368,7 @@ export class Gateway {
       responseTrailers: () => {
         if (!res.writableEnded) res.end();
       },
-      reset: () => {
-        upstream?.destroy();
-        res.destroy();
-        finish();
-      },
+      reset: () => resetDownstream(),
     };
 
     const chain: FilterChain = wasmHost
@@ -375,22 +385,19 @@ export class Gateway {
       : new PassThrough(sink);
 
     req.on("error", () => {
-      upstream?.destroy();
+      chain.info.responseFlags |= ResponseFlag.DownstreamConnectionTermination;
       finish();
     });
-    res.on("error", () => {
-      upstream?.destroy();
-      finish();
-    });
+    res.on("error", () => finish());
     res.on("finish", finish);
     res.on("close", () => {
-      if (!res.writableFinished) {
-        upstream?.destroy();
-      }
+      if (!res.writableFinished) chain.info.responseFlags |= ResponseFlag.DownstreamConnectionTermination;
       finish();
     });
 
     chain.sendRequestHeaders(headers, !hasBody);
+    // CONNECT / Upgrade: what follows the request head would be tunnel data; it is never delivered.
+    if (res instanceof RawResponse) return;
     if (!hasBody) {
       req.resume();
       return;
@@ -402,7 +409,14 @@ export class Gateway {
       held = c;
     });
     req.on("end", () => {
-      chain.sendRequestData(held ?? new Uint8Array(0), true);
+      // Envoy's HTTP/1 codec drops request trailers unless http_protocol_options.enable_trailers is set.
+      if (l.http1.enableTrailers && req.rawTrailers.length > 0) {
+        const trailers: Pairs = [];
+        for (let i = 0; i < req.rawTrailers.length; i += 2)
+          trailers.push([req.rawTrailers[i].toLowerCase(), req.rawTrailers[i + 1]]);
+        chain.sendRequestData(held ?? new Uint8Array(0), false);
+        chain.sendRequestTrailers(trailers);
+      } else chain.sendRequestData(held ?? new Uint8Array(0), true);
       held = null;
     });
   }

@@ -11,6 +11,8 @@ import { RealScheduler, VirtualScheduler, Scheduler } from "./scheduler";
 import { WorkerVm, VmEnv, HttpCallOutcome, HttpCallRequest } from "./vm";
 import { HttpStream, StreamSink, PropertyValue } from "./stream";
 import { Endpoint, sendHttpCall, TIMEOUT_REPLY, PendingHttpCall } from "./http-call";
+import { LbConfig, OutlierConfig } from "./bootstrap";
+import { ClusterManager, staticCluster } from "./upstream";
 
 /**
  * Compile wasm as Envoy's V8 does: proxy-wasm-cpp-host turns Liftoff (V8's baseline compiler) off, so every
@@ -43,6 +45,11 @@ export type HttpCallHandler = (call: HttpCallContext) => HttpCallOutcome | Promi
 
 export interface ClusterSpec {
   endpoints: Endpoint[];
+  /** Load balancer (default round robin). */
+  lb?: LbConfig;
+  /** Envoy's outlier detection for the cluster (see `outlierConfig` in bootstrap.ts for the defaults). */
+  outlierDetection?: OutlierConfig;
+  connectTimeoutMs?: number;
 }
 
 export interface HostOptions {
@@ -66,6 +73,11 @@ export interface HostOptions {
   /** Ticks and http-call timeouts run on virtual time, moved by host.advance(ms). */
   manualTicks?: boolean;
   clusters?: Record<string, ClusterSpec>;
+  /**
+   * The upstream clusters of the Envoy process (the gateway passes its own, so http calls and routed requests
+   * share hosts and outlier detection); built from `clusters` when absent.
+   */
+  clusterManager?: ClusterManager;
   /** In-process answers for http calls, per cluster name ("*" for any cluster). */
   httpCallHandlers?: Record<string, HttpCallHandler>;
   /** Shorthand for httpCallHandlers["*"]: answers calls to clusters not listed in `clusters`. */
@@ -94,7 +106,8 @@ export class Host {
   private nextWorker = 0;
   private level: number;
   private clusters: Record<string, ClusterSpec>;
-  private rr = new Map<string, number>();
+  private upstreams: ClusterManager;
+  private ownUpstreams: boolean;
   private closed = false;
   private pendingCancels = new Set<() => void>();
   private readonly clockFn: () => bigint;
@@ -120,6 +133,17 @@ export class Host {
     this.scheduler = this.virtual ?? new RealScheduler();
     this.level = typeof options.logLevel === "number" ? options.logLevel : parseLogLevel(options.logLevel ?? "info");
     this.clusters = options.clusters ?? {};
+    this.ownUpstreams = !options.clusterManager;
+    this.upstreams = options.clusterManager ?? new ClusterManager(this.scheduler);
+    if (this.ownUpstreams)
+      for (const [name, spec] of Object.entries(this.clusters))
+        this.upstreams.add(
+          staticCluster(
+            name,
+            spec.endpoints.map((e) => ({ address: e.host, port: e.port })),
+            { lb: spec.lb, outlierDetection: spec.outlierDetection, connectTimeoutMs: spec.connectTimeoutMs },
+          ),
+        );
     this.clockFn =
       options.clock ??
       (this.virtual
@@ -153,7 +177,10 @@ export class Host {
         if (--this.depth === 0) this.drain();
       },
       knownCluster: (name) =>
-        name in this.clusters || name in (options.httpCallHandlers ?? {}) || "*" in (options.httpCallHandlers ?? {}),
+        name in this.clusters ||
+        this.upstreams.has(name) ||
+        name in (options.httpCallHandlers ?? {}) ||
+        "*" in (options.httpCallHandlers ?? {}),
     };
     const n = Math.max(1, options.concurrency ?? 1);
     for (let i = 0; i < n; i++) this.workers.push(new WorkerVm(module, env, i));
@@ -241,18 +268,14 @@ export class Host {
     for (const w of this.workers) w.stopTimers();
     for (const c of this.pendingCancels) c();
     this.pendingCancels.clear();
+    if (this.ownUpstreams) this.upstreams.close();
   }
 
   private startHttpCall(req: HttpCallRequest, worker: number, deliver: (o: HttpCallOutcome) => void): number {
     if (this.closed) return WasmResult.InternalFailure;
     const handlers = this.options.httpCallHandlers ?? {};
-    const handler = handlers[req.cluster] ?? (req.cluster in this.clusters ? undefined : handlers["*"]);
-    const eps = this.clusters[req.cluster]?.endpoints ?? [];
-    // A cluster without hosts: Envoy's router sends its 503 "no healthy upstream" local reply inline,
-    // inside AsyncClient::send, which then returns nullptr (async_client_impl.cc internalStartRequest);
-    // Context::httpCall answers InternalFailure, drops the token, and the deferred callback finds no
-    // handler, so the plugin never hears of this call again.
-    if (!handler && eps.length === 0) return WasmResult.InternalFailure;
+    const known = req.cluster in this.clusters || this.upstreams.has(req.cluster);
+    const handler = handlers[req.cluster] ?? (known ? undefined : handlers["*"]);
     let settled = false;
     let timer: { cancel(): void } | null = null;
     let io: PendingHttpCall | null = null;
@@ -270,17 +293,12 @@ export class Host {
       this.deferred.push(() => deliver(o));
       if (this.depth === 0) this.drain();
     };
-    if (req.timeoutMs > 0) {
-      timer = this.scheduler.after(req.timeoutMs, () => {
-        // Envoy's router on the global timeout: a 504 local reply while the response headers are awaited;
-        // once they arrived it can only reset, and the AsyncClient reports a failure (onHttpCallFailure).
-        const started = io?.responseStarted() ?? false;
-        io?.cancel();
-        finish(started ? { failure: "reset" } : TIMEOUT_REPLY());
-      });
-    }
-    this.pendingCancels.add(cancelAll);
     if (handler) {
+      if (req.timeoutMs > 0) {
+        // Envoy's router on the global timeout: a 504 local reply while the response is awaited.
+        timer = this.scheduler.after(req.timeoutMs, () => finish(TIMEOUT_REPLY()));
+      }
+      this.pendingCancels.add(cancelAll);
       const got = handler({ ...req, worker, respond: finish });
       if (got && typeof (got as Promise<HttpCallOutcome>).then === "function") {
         (got as Promise<HttpCallOutcome>).then(finish, () => finish({ failure: "reset" }));
@@ -289,9 +307,15 @@ export class Host {
       }
       return WasmResult.Ok;
     }
-    const i = this.rr.get(req.cluster) ?? 0;
-    this.rr.set(req.cluster, (i + 1) % eps.length);
-    io = sendHttpCall(eps[i % eps.length], req, finish);
+    const cluster = this.upstreams.get(req.cluster);
+    // No host for the call (no endpoints): Envoy's router sends its 503 "no healthy upstream" local reply
+    // inline, inside AsyncClient::send, which then returns nullptr (async_client_impl.cc
+    // internalStartRequest); Context::httpCall answers InternalFailure, drops the token, and the deferred
+    // callback finds no handler, so the plugin never hears of this call again.
+    if (!cluster) return WasmResult.InternalFailure;
+    io = sendHttpCall(cluster, req, this.scheduler, finish);
+    if (!io) return WasmResult.InternalFailure;
+    this.pendingCancels.add(cancelAll);
     return WasmResult.Ok;
   }
 }

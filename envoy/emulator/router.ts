@@ -1,7 +1,7 @@
-// Envoy's router decisions: virtual host by :authority, first matching route, and the upstream host of
-// the route's cluster (ORIGINAL_DST from a request header, or a load-balanced static endpoint).
+// Envoy's route matching: virtual host by :authority, first matching route; and the ORIGINAL_DST header
+// parse. (The host of a route's cluster comes from upstream.ts, the request's journey from router-filter.ts.)
 import { isIP } from "node:net";
-import { Cluster, HeaderMatch, Route, SocketAddress, VirtualHost } from "./bootstrap";
+import { HeaderMatch, Route, SocketAddress, VirtualHost } from "./bootstrap";
 import { Pairs } from "./pairs";
 
 function firstValue(headers: Pairs, name: string): string | undefined {
@@ -35,8 +35,8 @@ export function matchRoute(vhosts: VirtualHost[], headers: Pairs): Route | null 
   const authority = (firstValue(headers, ":authority") ?? "").toLowerCase();
   const vh = vhosts.find((v) => v.domains.some((d) => domainMatches(d, authority)));
   if (!vh) return null;
-  const fullPath = firstValue(headers, ":path") ?? "/";
-  const path = fullPath.split("?")[0];
+  // A request without :path (an HTTP/1.1 CONNECT) has the empty path: no "/" prefix matches it, as in Envoy.
+  const path = (firstValue(headers, ":path") ?? "").split("?")[0];
   for (const r of vh.routes) {
     if (r.prefix !== undefined && !path.startsWith(r.prefix)) continue;
     if (r.path !== undefined && path !== r.path) continue;
@@ -74,54 +74,4 @@ export function parseIpPort(value: string): SocketAddress | null {
   if (port > 65535) return null;
   if (isIP(ip) !== family) return null;
   return { address: ip, port };
-}
-
-/** A cluster's host picker; `done` must be called when the request to the host ends (LEAST_REQUEST). */
-export class ClusterPicker {
-  private rr = 0;
-  private active: number[];
-  constructor(
-    readonly cluster: Cluster,
-    private random: () => number = Math.random,
-  ) {
-    this.active = cluster.endpoints.map(() => 0);
-  }
-
-  pick(headers: Pairs): { host: SocketAddress; done: () => void } | null {
-    const c = this.cluster;
-    if (c.type === "ORIGINAL_DST") {
-      // Only the first value counts, as it is (no trimming); anything but a literal IP:port means no host.
-      const v = firstValue(headers, c.originalDstHeader!);
-      const host = v === undefined ? null : parseIpPort(v);
-      return host ? { host, done: () => {} } : null;
-    }
-    const n = c.endpoints.length;
-    if (n === 0) return null;
-    let i: number;
-    if (c.lbPolicy === "RANDOM") i = Math.floor(this.random() * n);
-    else if (c.lbPolicy === "LEAST_REQUEST" && n > 1) {
-      // Envoy's unweighted least-request: best of two random choices (choice_count 2).
-      const a = Math.floor(this.random() * n),
-        b = Math.floor(this.random() * n);
-      i = this.active[b] < this.active[a] ? b : a;
-    } else {
-      i = this.rr % n;
-      this.rr = (this.rr + 1) % n;
-    }
-    this.active[i]++;
-    let released = false;
-    return {
-      host: c.endpoints[i],
-      done: () => {
-        if (!released) {
-          released = true;
-          this.active[i]--;
-        }
-      },
-    };
-  }
-
-  activeRequests(): number[] {
-    return [...this.active];
-  }
 }

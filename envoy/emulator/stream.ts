@@ -18,6 +18,7 @@
 import { FilterDataStatus, FilterHeadersStatus, HeaderMapType, BufferType, StreamType, WasmResult } from "./abi";
 import { Pairs, headerGet } from "./pairs";
 import { Ctx, HostBuffer, StreamHooks, WorkerVm, concat } from "./vm";
+import { CodeDetails, StreamInfo, newStreamInfo } from "./stream-info";
 
 export interface LocalReply {
   status: number;
@@ -118,6 +119,13 @@ export class HttpStream implements StreamHooks {
     responseEnd: false,
   };
   readonly properties = new Map<string, PropertyValue>();
+  /**
+   * Envoy's StreamInfo for this stream, behind upstream.address, upstream.request_attempt_count,
+   * response.code_details and response.flags. The gateway's router fills it in before the response
+   * callbacks run; in-process callers may set it themselves (a response sent with sendResponseHeaders and
+   * no details set counts as an upstream one: "via_upstream").
+   */
+  readonly info: StreamInfo = newStreamInfo();
   private ctx: Ctx | null = null;
   private created = false;
   private failureReplySent = false;
@@ -195,6 +203,7 @@ export class HttpStream implements StreamHooks {
   sendResponseHeaders(headers: Pairs, endOfStream = false): this {
     this.run(() => {
       if (this.localReply || this.resetDetails !== null) return;
+      this.info.responseCodeDetails ??= CodeDetails.ViaUpstream;
       const d = this.response;
       d.headers = headers.map(([k, v]) => [k.toLowerCase(), v]);
       d.endStream = endOfStream;
@@ -507,6 +516,7 @@ export class HttpStream implements StreamHooks {
   private deliverLocalReply(reply: LocalReply): void {
     if (this.localReply) return;
     this.localReply = reply;
+    this.info.responseCodeDetails = reply.details;
     this.request.iter = "done";
     this.request.pending = [];
     if (this.response.headersForwarded) {
@@ -668,6 +678,19 @@ export class HttpStream implements StreamHooks {
         return enc.encode("HTTP/1.1");
       case "request.time":
         return encodeProperty(this.startNs);
+      // From the stream info (Envoy's UpstreamWrapper / ResponseWrapper), readable in any callback.
+      case "upstream.address":
+        return this.info.upstreamAddress === null ? undefined : enc.encode(this.info.upstreamAddress);
+      case "upstream.port": {
+        const a = this.info.upstreamAddress;
+        return a === null ? undefined : encodeProperty(BigInt(a.slice(a.lastIndexOf(":") + 1)));
+      }
+      case "upstream.request_attempt_count":
+        return encodeProperty(BigInt(this.info.attemptCount ?? 0));
+      case "response.code_details":
+        return this.info.responseCodeDetails === null ? undefined : enc.encode(this.info.responseCodeDetails);
+      case "response.flags":
+        return encodeProperty(BigInt(this.info.responseFlags));
       case "response.code": {
         const s = headerGet(this.response.headers, ":status");
         return s === undefined || (!this.response.headersForwarded && !respLive)

@@ -121,7 +121,7 @@ async function runPhase(
   for (let g = 0; g < topology.gateways; g++) {
     const gateway = await startGateway({
       companionPort: companionPorts,
-      fallbackPorts: set.pods.map((p) => p.port),
+      poolPorts: set.pods.map((p) => p.port),
       withFilter: phase.withFilter,
       // FailClose: a request the picker cannot place fails visibly instead of going round-robin in its column.
       configuration: { failureMode: "FailClose" },

@@ -55,7 +55,7 @@ before(async () => {
   for (let g = 0; g < 3; g++) {
     const gateway = await startGateway({
       companionPort: ports,
-      fallbackPorts: pods.map((p) => p.port),
+      poolPorts: pods.map((p) => p.port),
       configuration: { failureMode: "FailClose", stalenessLimitMs: 5000 },
       concurrency: 2,
     });

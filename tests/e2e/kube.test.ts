@@ -74,7 +74,7 @@ before(async () => {
   ]);
   gateway = await startGateway({
     companionPort: companion.port,
-    fallbackPorts: [port],
+    poolEndpoints: IPS.map((address) => ({ address, port })),
     configuration: { failureMode: "FailClose", stalenessLimitMs: 2500 },
   });
   await eventually(

@@ -121,12 +121,18 @@ export async function startCompanion(args: string[], port = 0): Promise<Proc> {
 export interface GatewayOptions {
   /** The companion replicas' ports. */
   companionPort: number | number[];
-  /** Ports (on 127.0.0.1) of the fallback cluster: where requests without a destination header go. */
-  fallbackPorts: number[];
+  /**
+   * The pods' ports on 127.0.0.1: the inference-pool cluster's hosts. Every pod the filter may pick must be
+   * one (override_host only connects to hosts of the cluster); requests without a destination header go to
+   * one of them by the fallback policy.
+   */
+  poolPorts?: number[];
+  /** The pods on other loopback addresses (tests with pods on 127.0.0.2...). */
+  poolEndpoints?: { address: string; port: number }[];
   /** The filter configuration (the shipped one when omitted); `withFilter: false` removes the filter. */
   configuration?: object;
   withFilter?: boolean;
-  /** lb_policy of the fallback cluster (the baselines of the demo). */
+  /** The pool's fallback policy (least request in envoy.yaml; the baselines of the demo run without the filter). */
   fallbackLbPolicy?: "ROUND_ROBIN" | "LEAST_REQUEST" | "RANDOM";
   concurrency?: number;
   /** Use this `envoy` binary instead of the emulator (the listener then needs a fixed `port`). */
@@ -135,12 +141,14 @@ export interface GatewayOptions {
 }
 
 /**
- * envoy/envoy.yaml rewired to loopback (companion, fallback cluster, listener port) and served by the
+ * envoy/envoy.yaml rewired to loopback (companion, the pool's pods, listener port) and served by the
  * emulator, or by a real Envoy when `envoy` names one.
  */
 export async function startGateway(opts: GatewayOptions): Promise<Proc> {
   const file = tempBootstrap({
-    fallbackPorts: opts.fallbackPorts,
+    poolPorts: opts.poolPorts,
+    poolEndpoints: opts.poolEndpoints,
+    fallbackLbPolicy: opts.fallbackLbPolicy,
     companionPort: opts.companionPort,
     withFilter: opts.withFilter,
     // The tests and the demo see where requests went by the served header, which is off by default.
@@ -148,8 +156,6 @@ export async function startGateway(opts: GatewayOptions): Promise<Proc> {
     edit: (d) => {
       d.static_resources.listeners[0].address.socket_address.port_value = opts.port ?? 0;
       if (d.admin) d.admin.address.socket_address.port_value = 0;
-      const fallback = d.static_resources.clusters.find((c: { name: string }) => c.name === "inference-pool-fallback");
-      if (opts.fallbackLbPolicy) fallback.lb_policy = opts.fallbackLbPolicy;
     },
   });
   if (!opts.envoy) {

@@ -81,7 +81,7 @@ before(async () => {
   companion = await startCompanion(endpointsArgs);
   gateway = await startGateway({
     companionPort: companion.port,
-    fallbackPorts: [pods[0].port],
+    poolPorts: pods.map((p) => p.port),
     configuration: {
       companionCluster: "endpoint-picker-companion",
       companionAuthority: "endpoint-picker-companion",

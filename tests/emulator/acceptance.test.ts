@@ -73,7 +73,7 @@ async function blast(
 test("build/filter.wasm with --concurrency 4: 10,000 requests, no failure, bounded memory", async () => {
   const a = await startUpstream("a"),
     b = await startUpstream("b");
-  const file = tempBootstrap({ fallbackPorts: [a.port], companionPort: await deadPort() });
+  const file = tempBootstrap({ poolPorts: [a.port, b.port], companionPort: await deadPort() });
   const g = await startGateway({ bootstrap: file, concurrency: 4, logLevel: "error", onLog: () => {} });
   const agent = new http.Agent({ keepAlive: true, maxSockets: PARALLEL });
   try {
@@ -137,7 +137,7 @@ function rss(pid: number): number {
 
 test("the CLI with --concurrency 4 serves 10,000 requests through a real socket; RSS grows < 64 MiB after warm-up", async () => {
   const a = await startUpstream("a");
-  const file = tempBootstrap({ fallbackPorts: [a.port], companionPort: await deadPort() });
+  const file = tempBootstrap({ poolPorts: [a.port], companionPort: await deadPort() });
   const child = spawn(
     process.execPath,
     ["build/emulator.mjs", "-c", file, "--concurrency", "4", "--log-level", "error"],

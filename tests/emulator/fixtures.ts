@@ -70,12 +70,55 @@ export async function startUpstream(name: string): Promise<Upstream> {
 
 type Y = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
+export type FallbackLbPolicy = "ROUND_ROBIN" | "LEAST_REQUEST" | "RANDOM";
+
+const LB_EXTENSION: Record<FallbackLbPolicy, [string, string]> = {
+  ROUND_ROBIN: ["envoy.load_balancing_policies.round_robin", "round_robin.v3.RoundRobin"],
+  LEAST_REQUEST: ["envoy.load_balancing_policies.least_request", "least_request.v3.LeastRequest"],
+  RANDOM: ["envoy.load_balancing_policies.random", "random.v3.Random"],
+};
+
+/** A LoadBalancingPolicy naming one of Envoy's plain load balancer extensions. */
+export function lbPolicy(policy: FallbackLbPolicy): Y {
+  const [name, type] = LB_EXTENSION[policy];
+  return {
+    policies: [
+      {
+        typed_extension_config: {
+          name,
+          typed_config: { "@type": `type.googleapis.com/envoy.extensions.load_balancing_policies.${type}` },
+        },
+      },
+    ],
+  };
+}
+
+/** The endpoints of a cluster as load_assignment lists them. */
+export function loadAssignment(name: string, endpoints: { address: string; port: number }[]): Y {
+  return {
+    cluster_name: name,
+    endpoints: [
+      {
+        lb_endpoints: endpoints.map((e) => ({
+          endpoint: { address: { socket_address: { address: e.address, port_value: e.port } } },
+        })),
+      },
+    ],
+  };
+}
+
 /**
- * envoy/envoy.yaml with the listener on 127.0.0.1:0, the fallback cluster at `fallbackPort`, the companion
- * at `companionPort`; `edit` may change anything else. Returns the temp file path.
+ * envoy/envoy.yaml with the listener on 127.0.0.1:0, the inference-pool cluster's hosts (the pods:
+ * `poolPorts` on 127.0.0.1 and/or `poolEndpoints`), the companion at `companionPort`; `fallbackLbPolicy`
+ * replaces the override_host fallback policy; `edit` may change anything else. Returns the temp file path.
  */
 export function tempBootstrap(opts: {
-  fallbackPorts: number[];
+  /** Ports of the pods on 127.0.0.1 (the inference-pool cluster's hosts). */
+  poolPorts?: number[];
+  /** Pods anywhere (several loopback IPs). */
+  poolEndpoints?: { address: string; port: number }[];
+  /** The fallback policy of the pool's override_host (requests without a destination header). */
+  fallbackLbPolicy?: FallbackLbPolicy;
   /** The companion replicas' ports (the companion cluster's endpoints). */
   companionPort: number | number[];
   withFilter?: boolean;
@@ -91,28 +134,29 @@ export function tempBootstrap(opts: {
     hcm.http_filters = hcm.http_filters.filter((f: Y) => f.name === "envoy.filters.http.router");
   else {
     // These tests exercise the gateway: unless told otherwise the filter fails open (no snapshot -> the
-    // fallback route) and a delivered snapshot never goes stale during a long test.
+    // pool's fallback policy) and a delivered snapshot never goes stale during a long test.
     const wasm = hcm.http_filters.find((f: Y) => f.name === "envoy.filters.http.wasm");
     const shipped = JSON.parse(wasm.typed_config.config.configuration.value);
     wasm.typed_config.config.configuration.value = JSON.stringify(
       opts.configuration ?? { ...shipped, failureMode: "FailOpen", stalenessLimitMs: 3_600_000 },
     );
   }
+  const pool = [
+    ...(opts.poolPorts ?? []).map((port) => ({ address: "127.0.0.1", port })),
+    ...(opts.poolEndpoints ?? []),
+  ];
   for (const c of doc.static_resources.clusters) {
-    const ports =
-      c.name === "inference-pool-fallback"
-        ? opts.fallbackPorts
-        : c.name === "endpoint-picker-companion"
-          ? [opts.companionPort].flat()
-          : null;
-    if (ports) {
-      c.load_assignment.endpoints = [
-        {
-          lb_endpoints: ports.map((p) => ({
-            endpoint: { address: { socket_address: { address: "127.0.0.1", port_value: p } } },
-          })),
-        },
-      ];
+    if (c.name === "endpoint-picker-companion")
+      c.load_assignment = loadAssignment(
+        c.name,
+        [opts.companionPort].flat().map((port) => ({ address: "127.0.0.1", port })),
+      );
+    if (c.name === "inference-pool") {
+      c.load_assignment = loadAssignment(c.name, pool);
+      if (opts.fallbackLbPolicy)
+        c.load_balancing_policy.policies[0].typed_extension_config.typed_config.fallback_policy = lbPolicy(
+          opts.fallbackLbPolicy,
+        );
     }
   }
   opts.edit?.(doc);

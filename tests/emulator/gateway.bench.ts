@@ -69,8 +69,8 @@ const r3 = (x: number) => Math.round(x * 1000) / 1000;
 async function main() {
   const up = await startUpstream("up");
   const companion = await deadPort();
-  const withFile = tempBootstrap({ fallbackPorts: [up.port], companionPort: companion });
-  const withoutFile = tempBootstrap({ fallbackPorts: [up.port], companionPort: companion, withFilter: false });
+  const withFile = tempBootstrap({ poolPorts: [up.port], companionPort: companion });
+  const withoutFile = tempBootstrap({ poolPorts: [up.port], companionPort: companion, withFilter: false });
   const gWith = await startGateway({ bootstrap: withFile, concurrency: 2, logLevel: "error", onLog: () => {} });
   const gWithout = await startGateway({ bootstrap: withoutFile, concurrency: 2, logLevel: "error", onLog: () => {} });
   deliverSnapshot(gWith.listeners[0].wasmHost!.sharedData, [up.address]);

@@ -1,6 +1,7 @@
-// The gateway and CLI serve envoy/envoy.yaml like Envoy: the filter's pick routes through the
-// ORIGINAL_DST cluster, the fallback route takes requests without a destination, invalid destinations get
-// Envoy's 503 "no healthy upstream", bodies and SSE stream through, unsupported config fails at startup.
+// The gateway and CLI serve envoy/envoy.yaml like Envoy: the filter's pick routes through the inference-pool
+// cluster's override_host load balancer, requests without a destination take its fallback policy, ORIGINAL_DST
+// still works as Envoy's (first header value, literal IP:port), bodies and SSE stream through, unsupported
+// config fails at startup.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
@@ -8,7 +9,8 @@ import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { parseBootstrap, loadBootstrap } from "../../envoy/emulator/bootstrap";
 import { startGateway, Gateway } from "../../envoy/emulator/gateway";
-import { ClusterPicker, parseIpPort } from "../../envoy/emulator/router";
+import { parseIpPort } from "../../envoy/emulator/router";
+import { UpstreamCluster } from "../../envoy/emulator/upstream";
 import { startUpstream, tempBootstrap, deliverSnapshot, deadPort, get, Upstream } from "./fixtures";
 import { parse, stringify } from "yaml";
 
@@ -35,10 +37,34 @@ test("envoy/envoy.yaml is read with the contract's names", () => {
   assert.equal(l.wasm!.rootId, "endpoint-picker");
   assert.equal(l.wasm!.vmId, "endpoint-picker");
   assert.equal(l.wasm!.filename, "build/filter.wasm");
-  assert.equal(b.clusters.get("inference-pool")!.type, "ORIGINAL_DST");
-  assert.equal(b.clusters.get("inference-pool")!.originalDstHeader, "x-gateway-destination-endpoint");
-  assert.ok(b.clusters.get("endpoint-picker-companion"));
-  assert.ok(b.clusters.get("inference-pool-fallback"));
+  const pool = b.clusters.get("inference-pool")!;
+  assert.equal(pool.type, "STRICT_DNS");
+  assert.deepEqual(pool.lb, {
+    kind: "override_host",
+    headers: ["x-gateway-destination-endpoint", "x-gateway-destination-endpoint-fallback"],
+    fallback: { kind: "least_request", choiceCount: 2 },
+  });
+  assert.deepEqual(pool.endpoints, [{ address: "127.0.0.1", port: 8000 }]);
+  assert.equal(b.clusters.get("inference-pool-fallback"), undefined);
+  const routes = l.virtualHosts[0].routes;
+  assert.equal(routes.length, 1);
+  assert.equal(routes[0].cluster, "inference-pool");
+  assert.equal(routes[0].timeoutMs, 0);
+  const rp = routes[0].retryPolicy!;
+  assert.deepEqual([...rp.retryOn].sort(), ["connect-failure", "refused-stream", "reset-before-request"]);
+  assert.equal(rp.numRetries, 2);
+  assert.equal(rp.previousHosts, true);
+  assert.equal(rp.hostSelectionRetryMaxAttempts, 3);
+  const companion = b.clusters.get("endpoint-picker-companion")!;
+  assert.equal(companion.lbPolicy, "ROUND_ROBIN");
+  assert.equal(companion.outlierDetection!.consecutiveGatewayFailure, 1);
+  assert.equal(companion.outlierDetection!.enforcingConsecutiveGatewayFailure, 100);
+  assert.equal(companion.outlierDetection!.baseEjectionTimeMs, 5000);
+  assert.equal(companion.outlierDetection!.maxEjectionPercent, 50);
+  assert.deepEqual(l.removeRequestHeaders, [
+    "x-gateway-destination-endpoint",
+    "x-gateway-destination-endpoint-fallback",
+  ]);
 });
 
 test("unsupported configuration is a startup error naming the field path", () => {
@@ -61,9 +87,18 @@ test("unsupported configuration is a startup error naming the field path", () =>
     ],
     [
       (d) => {
-        d.static_resources.clusters[1].lb_policy = "ROUND_ROBIN";
+        d.static_resources.clusters[1].type = "ORIGINAL_DST";
       },
-      /clusters\[1\]\.lb_policy: ORIGINAL_DST clusters need lb_policy CLUSTER_PROVIDED/,
+      /clusters\[1\]\.load_balancing_policy: not supported by the emulator for ORIGINAL_DST clusters/,
+    ],
+    [
+      (d) => {
+        d.static_resources.clusters[0].type = "ORIGINAL_DST";
+        delete d.static_resources.clusters[0].outlier_detection;
+        delete d.static_resources.clusters[0].load_assignment;
+        d.static_resources.clusters[0].original_dst_lb_config = { use_http_header: true };
+      },
+      /clusters\[0\]\.lb_policy: ORIGINAL_DST clusters need lb_policy CLUSTER_PROVIDED/,
     ],
     [
       (d) => {
@@ -93,15 +128,17 @@ test("unsupported configuration is a startup error naming the field path", () =>
   }
 });
 
-test("the filter's pick is routed via ORIGINAL_DST; a client's own destination header never is", async () => {
+test("the filter's pick is routed by override_host; a client's own destination header never is", async () => {
   const picked = await upstream("picked");
   const fallback = await upstream("fallback");
-  const file = tempBootstrap({ fallbackPorts: [fallback.port], companionPort: await deadPort() });
+  const decoy = await upstream("decoy");
+  const file = tempBootstrap({ poolPorts: [fallback.port, picked.port], companionPort: await deadPort() });
   const { g, port } = await gateway(file);
-  // No snapshot yet: the filter removes the client's header, the request takes the fallback route.
-  let r = await get(port, "/v1/completions", { "x-gateway-destination-endpoint": picked.address });
+  // No snapshot yet: the filter fails open without a destination, the header_mutation filter dropped the
+  // client's: the pool's fallback policy picks one of its pods.
+  let r = await get(port, "/v1/completions", { "x-gateway-destination-endpoint": decoy.address });
   assert.equal(r.status, 200);
-  assert.equal(JSON.parse(r.body).upstream, "fallback");
+  assert.notEqual(JSON.parse(r.body).upstream, "decoy");
   deliverSnapshot(g.listeners[0].wasmHost!.sharedData, [picked.address]);
   for (let i = 0; i < 4; i++) {
     // every worker VM sees the snapshot
@@ -113,11 +150,27 @@ test("the filter's pick is routed via ORIGINAL_DST; a client's own destination h
     assert.equal(b.body, JSON.stringify({ prompt: "hello" }));
     assert.equal(r.headers.server, "envoy");
   }
+  assert.equal(decoy.hits, 0);
 });
+
+/** envoy.yaml with inference-pool as the ORIGINAL_DST cluster it used to be (no retries). */
+function originalDst(d: any): void {
+  const pool = d.static_resources.clusters.find((c: { name: string }) => c.name === "inference-pool");
+  delete pool.load_balancing_policy;
+  delete pool.load_assignment;
+  delete pool.dns_refresh_rate;
+  Object.assign(pool, {
+    type: "ORIGINAL_DST",
+    lb_policy: "CLUSTER_PROVIDED",
+    original_dst_lb_config: { use_http_header: true, http_header_name: "x-gateway-destination-endpoint" },
+  });
+  delete d.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[0]
+    .routes[0].route.retry_policy;
+}
 
 test("ORIGINAL_DST: only the first header value counts, it must be a literal IP:port, else 503 no healthy upstream", async () => {
   const a = await upstream("a");
-  const file = tempBootstrap({ fallbackPorts: [a.port], companionPort: await deadPort(), withFilter: false });
+  const file = tempBootstrap({ companionPort: await deadPort(), withFilter: false, edit: originalDst });
   const { port } = await gateway(file);
   let r = await get(port, "/", { "x-gateway-destination-endpoint": a.address });
   assert.equal(JSON.parse(r.body).upstream, "a");
@@ -163,22 +216,24 @@ test("ORIGINAL_DST values parse as Envoy's parseInternetAddressAndPort: the valu
   ]) {
     assert.equal(parseIpPort(bad), null, bad);
   }
-  // The picker takes the header's first value untrimmed (a filter can set one with spaces; Envoy's parse fails).
-  const picker = new ClusterPicker({
+  // The cluster takes the header's first value untrimmed (a filter can set one with spaces; Envoy's parse fails).
+  const od = new UpstreamCluster({
     name: "od",
     type: "ORIGINAL_DST",
-    lbPolicy: "CLUSTER_PROVIDED",
+    lb: null,
     connectTimeoutMs: 1000,
     endpoints: [],
     originalDstHeader: "x-dst",
+    outlierDetection: null,
   });
-  assert.equal(picker.pick([["x-dst", " 10.0.0.1:80"]]), null);
-  assert.deepEqual(picker.pick([["x-dst", "10.0.0.1:80"]])?.host, { address: "10.0.0.1", port: 80 });
+  assert.equal(od.chooseHost({ headers: [["x-dst", " 10.0.0.1:80"]] }), null);
+  assert.equal(od.chooseHost({ headers: [["x-dst", "10.0.0.1:80"]] })?.key, "10.0.0.1:80");
+  assert.equal(od.chooseHost({ headers: [["x-dst", "[::1]:80"]] })?.key, "[::1]:80");
 });
 
 test("SSE streams through: the first event arrives before the upstream finishes", async () => {
   const a = await upstream("a");
-  const file = tempBootstrap({ fallbackPorts: [a.port], companionPort: await deadPort() });
+  const file = tempBootstrap({ poolPorts: [a.port], companionPort: await deadPort() });
   const { port } = await gateway(file);
   const times: number[] = [];
   const start = Date.now();
@@ -202,7 +257,7 @@ test("SSE streams through: the first event arrives before the upstream finishes"
 test("upstream failures answer like Envoy: connect failure 503, unknown route 404", async () => {
   const dead = await deadPort();
   const file = tempBootstrap({
-    fallbackPorts: [dead],
+    poolPorts: [dead],
     companionPort: await deadPort(),
     edit: (d) => {
       d.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[0].domains = [
@@ -215,15 +270,16 @@ test("upstream failures answer like Envoy: connect failure 503, unknown route 40
   assert.equal(r.status, 404);
   r = await get(port, "/", { host: "only.example" });
   assert.equal(r.status, 503);
+  // The route retries connect failures (twice, here on the only pod).
   assert.match(
     r.body,
-    /^upstream connect error or disconnect\/reset before headers\. reset reason: remote connection failure/,
+    /^upstream connect error or disconnect\/reset before headers\. retried and the latest reset reason: remote connection failure, transport failure reason: delayed connect error: Connection refused$/,
   );
 });
 
 test("upstream reset mid-response and client abort mid-stream: connection reset, gateway keeps serving, no context leaks", async () => {
   const a = await upstream("a");
-  const file = tempBootstrap({ fallbackPorts: [a.port], companionPort: await deadPort() });
+  const file = tempBootstrap({ poolPorts: [a.port], companionPort: await deadPort() });
   const { g, port } = await gateway(file, 1);
   const outcome = await new Promise<string>((resolve) => {
     http
@@ -256,48 +312,56 @@ test("upstream reset mid-response and client abort mid-stream: connection reset,
   );
 });
 
-test("lb policies: ROUND_ROBIN alternates, LEAST_REQUEST avoids a busy host", async () => {
+test("lb policies: round robin alternates, least request avoids a busy host", async () => {
   const a = await upstream("a"),
     b = await upstream("b");
-  const file = tempBootstrap({ fallbackPorts: [a.port, b.port], companionPort: await deadPort(), withFilter: false });
+  const file = tempBootstrap({
+    poolPorts: [a.port, b.port],
+    fallbackLbPolicy: "ROUND_ROBIN",
+    companionPort: await deadPort(),
+    withFilter: false,
+  });
   const { port } = await gateway(file);
   const seen: string[] = [];
   for (let i = 0; i < 4; i++) seen.push(JSON.parse((await get(port, "/")).body).upstream);
   assert.deepEqual(seen, ["a", "b", "a", "b"]);
   // LEAST_REQUEST: of two random choices the host with fewer active requests wins.
-  const { ClusterPicker } = await import("../../envoy/emulator/router");
   const rolls = [0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.9, 0.9, 0.1, 0.9, 0.9];
-  const picker = new ClusterPicker(
+  const c = new UpstreamCluster(
     {
       name: "c",
       type: "STATIC",
-      lbPolicy: "LEAST_REQUEST",
+      lb: { kind: "least_request", choiceCount: 2 },
       connectTimeoutMs: 1000,
       endpoints: [
         { address: "10.0.0.1", port: 1 },
         { address: "10.0.0.2", port: 1 },
       ],
       originalDstHeader: null,
+      outlierDetection: null,
     },
+    undefined,
     () => rolls.shift()!,
   );
-  for (let i = 0; i < 3; i++) picker.pick([]); // both choices land on host 0 three times: 3 active there
-  assert.deepEqual(picker.activeRequests(), [3, 0]);
-  const p1 = picker.pick([])!; // choices 0 and 1 -> host 1 (0 active)
-  const p2 = picker.pick([])!; // choices 1 and 0 -> host 1 (1 active < 3)
-  assert.equal(p1.host.address, "10.0.0.2");
-  assert.equal(p2.host.address, "10.0.0.2");
-  p1.done();
-  p2.done();
-  p2.done();
-  assert.deepEqual(picker.activeRequests(), [3, 0], "done() releases once");
-  picker.pick([]); // choices 1 and 1 -> host 1
-  assert.deepEqual(picker.activeRequests(), [3, 1]);
+  const pick = () => {
+    const h = c.chooseHost({ headers: [] })!;
+    h.active++;
+    return h;
+  };
+  for (let i = 0; i < 3; i++) pick(); // both choices land on host 0 three times: 3 active there
+  assert.deepEqual(
+    c.hosts.map((h) => h.active),
+    [3, 0],
+  );
+  assert.equal(pick().address, "10.0.0.2"); // choices 0 and 1 -> host 1 (0 active)
+  assert.equal(pick().address, "10.0.0.2"); // choices 1 and 0 -> host 1 (1 active < 3)
+  assert.equal(pick().address, "10.0.0.2"); // choices 1 and 1 -> host 1
+  c.close();
 });
 
 test("CLI: prints the listening line, serves, exits cleanly on SIGTERM; bad config exits non-zero naming the field", async () => {
   const a = await upstream("a");
-  const file = tempBootstrap({ fallbackPorts: [a.port], companionPort: await deadPort() });
+  const file = tempBootstrap({ poolPorts: [a.port], companionPort: await deadPort() });
   const child = spawn(
     process.execPath,
     ["build/emulator.mjs", "-c", file, "--concurrency", "2", "--log-level", "error"],
@@ -325,7 +389,7 @@ test("CLI: prints the listening line, serves, exits cleanly on SIGTERM; bad conf
     child.kill("SIGKILL");
   }
   const bad = tempBootstrap({
-    fallbackPorts: [a.port],
+    poolPorts: [a.port],
     companionPort: 1,
     edit: (d) => {
       d.static_resources.clusters[0].lb_policy = "MAGLEV";
@@ -347,7 +411,7 @@ test("header_mutation before the wasm filter strips the client's destination hea
   const decoy = await upstream("decoy");
   const fallback = await upstream("fallback");
   const file = tempBootstrap({
-    fallbackPorts: [fallback.port],
+    poolPorts: [fallback.port],
     companionPort: await deadPort(),
     edit: (d) => {
       const wasm = d.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters.find(

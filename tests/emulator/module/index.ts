@@ -250,6 +250,39 @@ let bodyOp: string = "";
 let queueToken: u32 = 0;
 let respPauseNext = false;
 let respPausedContext: u32 = 0;
+let propsContext: u32 = 0;
+
+/** A string property, or "none". */
+function propText(name: string): string {
+  const path = utf8(name.replaceAll(".", "\0"));
+  const rc = proxy_get_property(changetype<usize>(path), path.byteLength, out, out + 4);
+  return rc == 0 ? takeString() : "none";
+}
+/** An 8-byte little-endian integer property, or "none". */
+function propU64(name: string): string {
+  const path = utf8(name.replaceAll(".", "\0"));
+  const rc = proxy_get_property(changetype<usize>(path), path.byteLength, out, out + 4);
+  if (rc != 0) return "none";
+  const p = load<usize>(out),
+    n = load<usize>(out + 4);
+  const v = n == 8 ? load<u64>(p).toString() : "size=" + n.toString();
+  heap.free(p);
+  return v;
+}
+/** The stream-info properties the endpoint picker reads in on_response_headers and on_log. */
+function logProps(label: string): void {
+  log(
+    label +
+      " addr=" +
+      propText("upstream.address") +
+      " details=" +
+      propText("response.code_details") +
+      " flags=" +
+      propU64("response.flags") +
+      " attempts=" +
+      propU64("upstream.request_attempt_count"),
+  );
+}
 
 export function proxy_on_context_create(id: u32, parent: u32): void {
   if (parent == 0) rootId = id;
@@ -313,6 +346,10 @@ export function proxy_on_tick(id: u32): void {
 export function proxy_on_request_headers(id: u32, headers: u32, eos: u32): u32 {
   const op = arg("x-op");
   if (op == "") return 0;
+  if (op == "props") {
+    propsContext = id; // log the stream-info properties in on_response_headers and on_log
+    return 0;
+  }
   const a = arg("x-a"),
     b = arg("x-b");
   const ka = utf8(a),
@@ -573,6 +610,7 @@ export function proxy_on_request_body(id: u32, size: u32, eos: u32): u32 {
 }
 
 export function proxy_on_response_headers(id: u32, headers: u32, eos: u32): u32 {
+  if (id == propsContext) logProps("resp_props");
   const k = utf8("x-test-module"),
     v = utf8("seen");
   proxy_add_header_map_value(2, changetype<usize>(k), k.byteLength, changetype<usize>(v), v.byteLength);
@@ -615,6 +653,11 @@ export function proxy_on_queue_ready(id: u32, token: u32): void {
 }
 
 export function proxy_on_log(id: u32): void {
+  if (id == propsContext) {
+    logProps("log_props");
+    propsContext = 0;
+    return;
+  }
   const k = utf8("x-op");
   const rc = proxy_add_header_map_value(0, changetype<usize>(k), k.byteLength, changetype<usize>(k), k.byteLength);
   const v = header(0, ":path");
