@@ -45,14 +45,26 @@ export interface CompanionOptions {
 
 /**
  * The filter's `pollTimeoutMs` (filter/config.ts), the timeout of its long-poll call: its default and its
- * largest value. A held long poll must be answered before it, so `--long-poll-timeout` must stay below the
- * filter's setting.
+ * largest value. A held long poll must be answered before it, with room for the network and a busy event
+ * loop (POLL_TIMEOUT_SLACK_MS), so `--long-poll-timeout` must stay that much below the filter's setting: then
+ * only a hung replica lets a poll time out, and the gateway's outlier detection ejects it (docs/DEPLOY.md,
+ * "Companion failover").
  */
-const FILTER_DEFAULT_POLL_TIMEOUT_MS = 2500;
+export const FILTER_DEFAULT_POLL_TIMEOUT_MS = 2500;
 const FILTER_MAX_POLL_TIMEOUT_MS = 600_000;
+export const POLL_TIMEOUT_SLACK_MS = 1000;
 /** The filter's default `stalenessLimitMs`: a 304 to a long poll is its only contact on a quiet pool. */
 const FILTER_DEFAULT_STALENESS_LIMIT_MS = 5000;
-const API_TOKEN_ENV = "COMPANION_API_TOKEN";
+/**
+ * `--long-poll-timeout`'s default: a heartbeat, a 304 every second on a quiet pool. A hung replica costs the
+ * filter one pollTimeoutMs; the next poll goes to another replica and is answered within this, so the
+ * snapshot stays fresh: 2500 + 1000 < 5000 (stalenessLimitMs).
+ */
+export const DEFAULT_LONG_POLL_TIMEOUT_MS = 1000;
+/** The environment variable that gives the token of `--api-token` (the manifests set it from a Secret). */
+export const API_TOKEN_ENV = "COMPANION_API_TOKEN";
+/** The placeholder the plain manifests ship for the token; the companion refuses it as its token. */
+export const API_TOKEN_PLACEHOLDER = "REPLACE-WITH-THE-TOKEN";
 
 interface FlagDoc {
   name: string;
@@ -200,13 +212,13 @@ export const FLAGS: ReadonlyArray<{ section: string; flags: FlagDoc[] }> = [
       {
         name: "long-poll-timeout",
         arg: "DUR",
-        help: `how long GET /v1/snapshot?after=V is held before 304, less than ${FILTER_MAX_POLL_TIMEOUT_MS}ms; must stay below the filter's pollTimeoutMs (default ${FILTER_DEFAULT_POLL_TIMEOUT_MS}ms): from ${FILTER_DEFAULT_POLL_TIMEOUT_MS}ms on, raise the filter's pollTimeoutMs and stalenessLimitMs above it (a warning is logged at start)`,
-        def: "1000ms",
+        help: `how long GET /v1/snapshot?after=V is held before 304, less than ${FILTER_MAX_POLL_TIMEOUT_MS}ms; must stay ${POLL_TIMEOUT_SLACK_MS}ms below the filter's pollTimeoutMs (default ${FILTER_DEFAULT_POLL_TIMEOUT_MS}ms): above ${FILTER_DEFAULT_POLL_TIMEOUT_MS - POLL_TIMEOUT_SLACK_MS}ms, raise the filter's pollTimeoutMs and stalenessLimitMs (a warning is logged at start)`,
+        def: `${DEFAULT_LONG_POLL_TIMEOUT_MS}ms`,
       },
       {
         name: "api-token",
         arg: "TOKEN",
-        help: `require "authorization: Bearer TOKEN" on /v1/* (or set $${API_TOKEN_ENV})`,
+        help: `require "authorization: Bearer TOKEN" on /v1/* (or set $${API_TOKEN_ENV}); without one, a warning at start unless --host is a loopback address`,
       },
       { name: "log-level", arg: "LEVEL", help: LOG_LEVELS.join(" | "), def: "info" },
       { name: "once", boolean: true, help: "resolve the pool, scrape once, print the endpoint states as JSON, exit" },
@@ -321,16 +333,45 @@ function parsePorts(text: string, flag: string): number[] {
 }
 
 /**
- * The warning logged at start when `--long-poll-timeout` is not below the filter's default pollTimeoutMs
- * (then the filter must be configured with a larger one), else null.
+ * The warning logged at start when `--long-poll-timeout` leaves less than POLL_TIMEOUT_SLACK_MS before the
+ * filter's default pollTimeoutMs (then the filter must be configured with a larger one), else null.
  */
 export function longPollTimeoutWarning(longPollTimeoutMs: number): string | null {
-  if (longPollTimeoutMs < FILTER_DEFAULT_POLL_TIMEOUT_MS) return null;
+  if (longPollTimeoutMs + POLL_TIMEOUT_SLACK_MS <= FILTER_DEFAULT_POLL_TIMEOUT_MS) return null;
+  const poll = longPollTimeoutMs + POLL_TIMEOUT_SLACK_MS;
   return (
-    `--long-poll-timeout ${longPollTimeoutMs}ms is not below the filter's default pollTimeoutMs (${FILTER_DEFAULT_POLL_TIMEOUT_MS}ms): ` +
-    `the filter's pollTimeoutMs must be raised above ${longPollTimeoutMs}ms, or its long polls time out before the companion answers them; ` +
-    `raise its stalenessLimitMs (default ${FILTER_DEFAULT_STALENESS_LIMIT_MS}ms) above it too, since an unchanged pool is confirmed only once per long poll`
+    `--long-poll-timeout ${longPollTimeoutMs}ms leaves less than ${POLL_TIMEOUT_SLACK_MS}ms before the filter's default pollTimeoutMs (${FILTER_DEFAULT_POLL_TIMEOUT_MS}ms): ` +
+    `the filter's pollTimeoutMs must be raised to ${poll}ms or more, or its long polls time out before the companion answers them (and a timed-out poll ejects this replica); ` +
+    `raise its stalenessLimitMs (default ${FILTER_DEFAULT_STALENESS_LIMIT_MS}ms) above pollTimeoutMs + ${longPollTimeoutMs}ms too, since an unchanged pool is confirmed only once per long poll`
   );
+}
+
+/** Loopback addresses: only processes of this host (or pod) reach a companion listening there. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.toLowerCase().replace(/^\[(.*)\]$/, "$1");
+  return h === "localhost" || h === "::1" || /^(::ffff:)?127\.\d+\.\d+\.\d+$/.test(h);
+}
+
+/**
+ * The warning logged at start when the companion listens on a non-loopback address without a token: then
+ * anything that reaches its port reads the pool's snapshot and can post gateway reports. Else null.
+ */
+export function apiTokenWarning(host: string, apiToken: string | undefined): string | null {
+  if (apiToken !== undefined || isLoopbackHost(host)) return null;
+  return (
+    `no API token while listening on ${host}: /v1/* (the snapshot, the gateway reports) is open to anything that reaches this port; ` +
+    `give --api-token TOKEN or $${API_TOKEN_ENV} (and the filter's apiToken), or listen on a loopback address (--host 127.0.0.1)`
+  );
+}
+
+/** Every warning to log when the service starts, with its log fields. */
+export function startupWarnings(options: CompanionOptions): Array<{ msg: string; fields: Record<string, unknown> }> {
+  const out: Array<{ msg: string; fields: Record<string, unknown> }> = [];
+  const poll = longPollTimeoutWarning(options.longPollTimeoutMs);
+  if (poll !== null) out.push({ msg: poll, fields: { longPollTimeoutMs: options.longPollTimeoutMs } });
+  const token = apiTokenWarning(options.host, options.apiToken);
+  if (token !== null) out.push({ msg: token, fields: { host: options.host } });
+  return out;
 }
 
 export type CliResult = { kind: "help" } | { kind: "run"; options: CompanionOptions };
@@ -468,7 +509,7 @@ export function parseCli(
   }
   const maxPageBytes = parseByteSize(str("max-page-bytes") ?? "8Mi", "max-page-bytes");
   if (maxPageBytes < 1024) throw new UsageError("--max-page-bytes: must be at least 1024");
-  const longPollTimeoutMs = duration("long-poll-timeout", "1000ms");
+  const longPollTimeoutMs = duration("long-poll-timeout", `${DEFAULT_LONG_POLL_TIMEOUT_MS}ms`);
   if (longPollTimeoutMs >= FILTER_MAX_POLL_TIMEOUT_MS) {
     throw new UsageError(
       `--long-poll-timeout: must be less than ${FILTER_MAX_POLL_TIMEOUT_MS}ms, the filter's largest pollTimeoutMs (a held request must be answered before the filter's call times out), got ${longPollTimeoutMs}ms`,
@@ -483,6 +524,10 @@ export function parseCli(
     throw new UsageError(`--log-level: "${logLevel}" is not one of ${LOG_LEVELS.join(", ")}`);
   const apiToken = str("api-token") ?? env[API_TOKEN_ENV];
   if (apiToken !== undefined && apiToken.length === 0) throw new UsageError("--api-token: empty token");
+  if (apiToken !== undefined && apiToken.trim() === API_TOKEN_PLACEHOLDER)
+    throw new UsageError(
+      `--api-token / $${API_TOKEN_ENV}: "${API_TOKEN_PLACEHOLDER}" is the placeholder of the shipped manifests, not a token: create the Secret endpoint-picker-api-token with a random token (docs/DEPLOY.md)`,
+    );
 
   const peersText = str("peers");
   const peers =

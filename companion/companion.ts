@@ -3,7 +3,7 @@
 // only handles the process around it.
 import { readFile } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
-import { longPollTimeoutWarning, type CompanionOptions } from "./cli";
+import { startupWarnings, type CompanionOptions } from "./cli";
 import { ConfigError } from "./config-fields";
 import { ConfigFileWatcher } from "./config-watcher";
 import type { EndpointView } from "./endpoint-state";
@@ -162,8 +162,7 @@ export class Companion {
       );
       this.peers.start(address.port);
     }
-    const warning = longPollTimeoutWarning(this.options.longPollTimeoutMs);
-    if (warning !== null) this.log.warn(warning, { longPollTimeoutMs: this.options.longPollTimeoutMs });
+    for (const w of startupWarnings(this.options)) this.log.warn(w.msg, w.fields);
     if (this.options.configFile !== undefined) {
       this.watcher = new ConfigFileWatcher(
         this.options.configFile,

@@ -3,11 +3,17 @@ import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import {
+  API_TOKEN_ENV,
+  API_TOKEN_PLACEHOLDER,
+  DEFAULT_LONG_POLL_TIMEOUT_MS,
   FLAGS,
+  apiTokenWarning,
   helpText,
+  isLoopbackHost,
   longPollTimeoutWarning,
   parseCli,
   parseDuration,
+  startupWarnings,
   type CompanionOptions,
 } from "../../companion/cli";
 import { until } from "../helpers/until";
@@ -179,10 +185,12 @@ test("the bundled companion: exit 2 on bad flags, 1 on a bad config, 0 for --hel
   assert.match(help.stdout, /--staleness-threshold DUR/);
 });
 
-test("--long-poll-timeout: anything below the filter's largest pollTimeoutMs, a warning from its default on", () => {
-  // The filter's pollTimeoutMs is configurable up to 600000 ms (filter/config.ts); its default is 2500 ms.
+test("--long-poll-timeout: anything below the filter's largest pollTimeoutMs, a warning above its default minus 1s", () => {
+  // The filter's pollTimeoutMs is configurable up to 600000 ms (filter/config.ts); its default is 2500 ms, and
+  // a long poll must be answered at least 1000 ms before it (else a healthy replica's polls time out).
+  assert.equal(DEFAULT_LONG_POLL_TIMEOUT_MS, 1000);
   for (const [text, ms] of [
-    ["4999", 4999],
+    ["1500", 1500],
     ["5s", 5000],
     ["15s", 15_000],
     ["9m", 540_000],
@@ -198,26 +206,78 @@ test("--long-poll-timeout: anything below the filter's largest pollTimeoutMs, a 
     );
 
   assert.equal(longPollTimeoutWarning(1000), null);
-  assert.equal(longPollTimeoutWarning(2499), null);
-  for (const ms of [2500, 15_000]) {
+  assert.equal(longPollTimeoutWarning(1500), null);
+  for (const ms of [1501, 3000, 15_000]) {
     const warning = longPollTimeoutWarning(ms);
-    assert.ok(warning !== null, `${ms}ms is not below the filter's default pollTimeoutMs`);
+    assert.ok(warning !== null, `${ms}ms leaves less than 1000ms before the filter's default pollTimeoutMs`);
     assert.ok(
-      warning.startsWith(`--long-poll-timeout ${ms}ms is not below the filter's default pollTimeoutMs (2500ms)`),
+      warning.startsWith(
+        `--long-poll-timeout ${ms}ms leaves less than 1000ms before the filter's default pollTimeoutMs (2500ms)`,
+      ),
       warning,
     );
-    assert.ok(warning.includes(`the filter's pollTimeoutMs must be raised above ${ms}ms`), warning);
-    assert.ok(warning.includes("stalenessLimitMs"), warning);
+    assert.ok(warning.includes(`the filter's pollTimeoutMs must be raised to ${ms + 1000}ms or more`), warning);
+    assert.ok(warning.includes(`stalenessLimitMs (default 5000ms) above pollTimeoutMs + ${ms}ms`), warning);
   }
   assert.match(helpText(), /--long-poll-timeout DUR +.*less than 600000ms.*pollTimeoutMs \(default 2500ms\)/);
+  assert.match(helpText(), /--long-poll-timeout DUR +.*\(default: 1000ms\)/);
+});
+
+test("API token: a warning without one on a non-loopback address; the manifests' placeholder is refused", () => {
+  assert.equal(API_TOKEN_ENV, "COMPANION_API_TOKEN");
+  for (const h of ["127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost", "::ffff:127.0.0.1"])
+    assert.ok(isLoopbackHost(h), h);
+  for (const h of ["0.0.0.0", "::", "10.0.0.5", "fd00::1", "example.com", "128.0.0.1"])
+    assert.ok(!isLoopbackHost(h), h);
+
+  const warning = apiTokenWarning("0.0.0.0", undefined);
+  assert.ok(warning !== null);
+  assert.match(warning, /^no API token while listening on 0\.0\.0\.0: /);
+  assert.ok(warning.includes("--api-token") && warning.includes("$COMPANION_API_TOKEN"), warning);
+  assert.equal(apiTokenWarning("0.0.0.0", "s3cret"), null);
+  assert.equal(apiTokenWarning("127.0.0.1", undefined), null);
+
+  // The defaults (--host 0.0.0.0, no token): one warning; a token from the environment silences it.
+  const open = startupWarnings(run(["--endpoints", "10.0.0.1:1"], {}));
+  assert.deepEqual(
+    open.map((w) => w.fields),
+    [{ host: "0.0.0.0" }],
+  );
+  assert.deepEqual(startupWarnings(run(["--endpoints", "10.0.0.1:1"], { [API_TOKEN_ENV]: "s3cret" })), []);
+  assert.deepEqual(startupWarnings(run(["--endpoints", "10.0.0.1:1", "--host", "127.0.0.1"], {})), []);
+  assert.deepEqual(
+    startupWarnings(run(["--endpoints", "10.0.0.1:1", "--api-token", "t", "--long-poll-timeout", "2s"], {})).map(
+      (w) => w.fields,
+    ),
+    [{ longPollTimeoutMs: 2000 }],
+  );
+
+  for (const [args, env] of [
+    [["--api-token", API_TOKEN_PLACEHOLDER], {}],
+    [[], { [API_TOKEN_ENV]: API_TOKEN_PLACEHOLDER }],
+  ] as const) {
+    assert.throws(() => parseCli(["--endpoints", "10.0.0.1:1", ...args], env), {
+      message:
+        '--api-token / $COMPANION_API_TOKEN: "REPLACE-WITH-THE-TOKEN" is the placeholder of the shipped manifests, not a token: create the Secret endpoint-picker-api-token with a random token (docs/DEPLOY.md)',
+    });
+  }
+  // The placeholder is what the shipped plain manifests carry, so this refusal is what a forgotten edit meets.
+  for (const f of ["envoy/istio/endpoint-picker-ecds.yaml", "envoy/istio/wasmplugin.yaml"])
+    assert.ok(readFileSync(f, "utf8").includes(API_TOKEN_PLACEHOLDER), f);
 });
 
 /** Starts the bundled companion, waits for its "companion started" log line, and returns the JSON log lines so far. */
-async function startupLog(args: string[]): Promise<Array<{ level: string; msg: string; [k: string]: unknown }>> {
+async function startupLog(
+  args: string[],
+  host = "127.0.0.1",
+): Promise<Array<{ level: string; msg: string; [k: string]: unknown }>> {
   const child = spawn(
     process.execPath,
-    ["build/companion.mjs", "--endpoints", "127.0.0.1:1", "--port", "0", "--host", "127.0.0.1", ...args],
-    { stdio: ["ignore", "ignore", "pipe"] },
+    ["build/companion.mjs", "--endpoints", "127.0.0.1:1", "--port", "0", "--host", host, ...args],
+    {
+      stdio: ["ignore", "ignore", "pipe"],
+      env: Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== API_TOKEN_ENV)),
+    },
   );
   let stderr = "";
   child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
@@ -237,20 +297,33 @@ async function startupLog(args: string[]): Promise<Array<{ level: string; msg: s
   }
 }
 
-test("the bundled companion serves with a long poll over 2.5s and warns at start that the filter's pollTimeoutMs must be raised", async () => {
+test("the bundled companion serves with a long poll over 1.5s and warns at start that the filter's pollTimeoutMs must be raised", async () => {
   const lines = await startupLog(["--long-poll-timeout", "20s"]);
   const warnings = lines.filter((l) => l.level === "warn" && l.msg.includes("pollTimeoutMs"));
   assert.equal(warnings.length, 1, JSON.stringify(lines));
   assert.match(
     warnings[0].msg,
-    /^--long-poll-timeout 20000ms is not below the filter's default pollTimeoutMs \(2500ms\): the filter's pollTimeoutMs must be raised above 20000ms/,
+    /^--long-poll-timeout 20000ms leaves less than 1000ms before the filter's default pollTimeoutMs \(2500ms\): the filter's pollTimeoutMs must be raised to 21000ms or more/,
   );
   assert.equal(warnings[0].longPollTimeoutMs, 20_000);
 
-  const quiet = await startupLog(["--long-poll-timeout", "2499ms"]);
+  const quiet = await startupLog(["--long-poll-timeout", "1500ms"]);
   assert.deepEqual(
     quiet.filter((l) => l.msg.includes("pollTimeoutMs")),
     [],
-    "no warning below the filter's default",
+    "no warning 1000ms or more below the filter's default",
+  );
+});
+
+test("the bundled companion warns at start when it listens on 0.0.0.0 without a token, not with one", async () => {
+  const open = await startupLog([], "0.0.0.0");
+  const warnings = open.filter((l) => l.level === "warn" && l.msg.startsWith("no API token"));
+  assert.equal(warnings.length, 1, JSON.stringify(open));
+  assert.ok(String(warnings[0].msg).includes("--api-token"));
+  assert.equal(warnings[0].host, "0.0.0.0");
+  const closed = await startupLog(["--api-token", "s3cret"], "0.0.0.0");
+  assert.deepEqual(
+    closed.filter((l) => l.msg.startsWith("no API token")),
+    [],
   );
 });

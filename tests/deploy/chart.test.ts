@@ -2,8 +2,10 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, readdirSync } from "node:fs";
 import { parse } from "yaml";
-import { renderTemplate, setValue } from "./helm-subset";
+import { renderChart, renderTemplate, setValue, type RenderOptions } from "./helm-subset";
 import { parseManifests, validateManifest } from "./validate";
+import { assertOverrideHostPolicy, assertRetries } from "./routing-checks";
+import { API_TOKEN_ENV } from "../../companion/cli";
 import { codeBlocks, referenceExcerpt } from "../helpers/reference-doc";
 import { Ajv } from "ajv";
 
@@ -11,12 +13,15 @@ const ajv = new Ajv({ allErrors: true, strict: false });
 ajv.addSchema(JSON.parse(readFileSync("tests/deploy/fixtures/envoy-bootstrap-subset.schema.json", "utf8")));
 const wasmSchema = ajv.getSchema("envoy-subset#/$defs/wasmFilter")!;
 const clusterSchema = ajv.getSchema("envoy-subset#/$defs/cluster")!;
+const clusterMergeSchema = ajv.getSchema("envoy-subset#/$defs/clusterMerge")!;
 const headerMutationSchema = ajv.getSchema("envoy-subset#/$defs/headerMutationFilter")!;
 
 const dir = "envoy/chart/templates";
+// Helm renders every file of templates/; _helpers.tpl only defines named templates.
 const templates = readdirSync(dir)
-  .filter((f) => f.endsWith(".yaml"))
-  .map((f) => readFileSync(`${dir}/${f}`, "utf8"));
+  .filter((f) => f.endsWith(".yaml") || f.endsWith(".tpl"))
+  .sort()
+  .map((f) => ({ name: f, src: readFileSync(`${dir}/${f}`, "utf8") }));
 const baseValues = () => parse(readFileSync("envoy/chart/values.yaml", "utf8"));
 
 function render(
@@ -24,12 +29,13 @@ function render(
   flags: unknown[] = [],
   release = { Name: "llm", Namespace: "models" },
   edit: (values: any) => void = () => {},
+  opts: RenderOptions = {},
 ) {
   const values = baseValues();
   for (const s of sets) setValue(values, s);
   values.inferenceExtension.flags = flags;
   edit(values);
-  const docs = templates.flatMap((t) => parseManifests(renderTemplate(t, values, release), "chart"));
+  const docs = renderChart(templates, values, release, opts).flatMap((f) => parseManifests(f.src, f.name));
   for (const d of docs as any[]) {
     validateManifest(d);
     // EnvoyFilter patch values are raw Envoy config: check them against the Envoy subset schema too.
@@ -39,7 +45,9 @@ function render(
         p.applyTo === "EXTENSION_CONFIG"
           ? wasmSchema
           : p.applyTo === "CLUSTER"
-            ? clusterSchema
+            ? p.patch.operation === "MERGE"
+              ? clusterMergeSchema
+              : clusterSchema
             : p.applyTo === "HTTP_FILTER" && typed
               ? headerMutationSchema
               : undefined;
@@ -104,11 +112,13 @@ test("chart renders valid manifests for vllm (defaults)", () => {
   assert.deepEqual(docs.map((d) => d.kind).sort(), [
     "ConfigMap",
     "Deployment",
+    "DestinationRule",
     "EnvoyFilter",
     "EnvoyFilter",
     "InferencePool",
     "Role",
     "RoleBinding",
+    "Secret",
     "Service",
     "Service",
     "Service",
@@ -136,48 +146,177 @@ test("chart renders valid manifests for vllm (defaults)", () => {
   assert.equal(wp.spec.pluginConfig.companionCluster, "outbound|9002||llm-epp.models.svc.cluster.local");
 });
 
-// Point 1/5: the chart's HTTP_ROUTE patch must name a route that exists, that route must only take requests
-// that carry the picker's header (ORIGINAL_DST without it has no host: 503), and a second route without a
-// header match must take FailOpen requests to a real Service.
-test("chart: VirtualService with the header route the HTTP_ROUTE patch names, then the FailOpen route", () => {
+// Point 1: the pool Service's gateway cluster gets the override_host policy, and the VirtualService has one
+// route to that Service (FailOpen requests, without the header, take the policy's least-request fallback).
+test("chart: override_host on the routed Service's cluster, one route with retries and no timeout", () => {
   const docs = render([]);
   const vs = docs.find((d) => d.kind === "VirtualService");
   assert.deepEqual(vs.spec.gateways, ["istio-ingress/inference-gateway"]);
-  const [picked, fallback, ...rest] = vs.spec.http;
-  assert.equal(rest.length, 0);
-  const [routePatch] = patches(docs, "HTTP_ROUTE");
-  assert.equal(routePatch.match.routeConfiguration.vhost.route.name, picked.name);
-  assert.equal(routePatch.patch.value.route.cluster, patches(docs, "CLUSTER")[0].patch.value.name);
-  assert.equal(picked.match.length, 1);
-  assert.deepEqual(picked.match[0].headers, { "x-gateway-destination-endpoint": { regex: ".+" } });
-  assert.ok(
-    new RegExp(`^(?:${picked.match[0].headers["x-gateway-destination-endpoint"].regex})$`).test("10.0.0.5:8000"),
-  );
-  assert.notEqual(fallback.name, picked.name);
-  assert.ok(
-    fallback.match.every((m: any) => m.headers === undefined),
-    "the FailOpen route must not need the header",
-  );
+  assert.equal(vs.spec.http.length, 1);
+  const [r] = vs.spec.http;
+  assert.equal(r.name, "llm-inference-pool");
+  assert.deepEqual(r.match, [{ uri: { prefix: "/v1/" } }]);
+  assert.equal(r.timeout, undefined, "Istio's CRD refuses timeout: 0s; without one Istio sets no route timeout");
+  assertRetries(r.retries);
+  const dest = r.route[0].destination;
+  assert.deepEqual(dest, { host: "llm-fallback.models.svc.cluster.local", port: { number: 8000 } });
+  const ef = docs.find((d) => d.kind === "EnvoyFilter" && d.metadata.name === "llm-override-host");
+  assert.equal(ef.metadata.namespace, "istio-ingress");
   assert.deepEqual(
-    fallback.match.map((m: any) => m.uri),
-    picked.match.map((m: any) => m.uri),
+    ef.spec.configPatches.map((p: any) => [p.applyTo, p.patch.operation]),
+    [["CLUSTER", "MERGE"]],
   );
+  const [p] = ef.spec.configPatches;
+  assert.deepEqual(p.match, { context: "GATEWAY", cluster: { service: dest.host, portNumber: dest.port.number } });
+  assertOverrideHostPolicy(p.patch.value);
+  assert.equal(patches(docs, "HTTP_ROUTE").length, 0);
+  assert.doesNotMatch(JSON.stringify(docs), /ORIGINAL_DST|original_dst_lb_config/);
   // Default destination: the chart's own Service over the pool's pods.
   const svc = docs.find((d) => d.kind === "Service" && d.metadata.name === "llm-fallback");
   assert.deepEqual(svc.spec.selector, { app: "vllm-llama3-8b-instruct" });
-  for (const r of [picked, fallback]) {
-    assert.deepEqual(r.route[0].destination, { host: "llm-fallback.models.svc.cluster.local", port: { number: 8000 } });
-  }
-  // An existing Service instead: no Service rendered, both routes point at it.
-  const own = render(["istio.fallback.service=vllm.default.svc.cluster.local"]);
+  // An existing Service instead: no Service rendered, the route and the patch both name it.
+  const own = render(["istio.fallback.service=vllm.default.svc.cluster.local", "istio.fallback.port=80"]);
   assert.ok(!own.some((d) => d.metadata.name === "llm-fallback"));
-  for (const r of own.find((d) => d.kind === "VirtualService").spec.http)
-    assert.equal(r.route[0].destination.host, "vllm.default.svc.cluster.local");
+  assert.deepEqual(own.find((d) => d.kind === "VirtualService").spec.http[0].route[0].destination, {
+    host: "vllm.default.svc.cluster.local",
+    port: { number: 80 },
+  });
+  assert.deepEqual(patches(own, "CLUSTER")[0].match.cluster, {
+    service: "vllm.default.svc.cluster.local",
+    portNumber: 80,
+  });
   assert.ok(
     !render(["istio.virtualService=false"]).some(
       (d) => d.kind === "VirtualService" || d.metadata.name === "llm-fallback",
     ),
   );
+});
+
+// The old value name keeps working: set, it decides (true or false) and renders the override_host form.
+test("chart: istio.originalDst, deprecated, is an alias of istio.overrideHost", () => {
+  const names = (docs: any[]) =>
+    docs
+      .filter((d) => d.kind === "EnvoyFilter")
+      .map((d) => d.metadata.name)
+      .sort();
+  assert.deepEqual(names(render([])), ["llm-endpoint-picker", "llm-override-host"]);
+  assert.deepEqual(names(render(["istio.originalDst=true"])), ["llm-endpoint-picker", "llm-override-host"]);
+  assert.deepEqual(names(render(["istio.overrideHost=false", "istio.originalDst=true"])), [
+    "llm-endpoint-picker",
+    "llm-override-host",
+  ]);
+  assert.deepEqual(names(render(["istio.originalDst=false"])), ["llm-endpoint-picker"]);
+  assert.deepEqual(names(render(["istio.overrideHost=false"])), ["llm-endpoint-picker"]);
+  const values = readFileSync("envoy/chart/values.yaml", "utf8");
+  assert.match(values, /Deprecated alias: originalDst/);
+  assert.equal(parse(values).istio.originalDst, undefined, "the alias is not set by default");
+});
+
+// Point 2: one timed-out long poll (a 504 to Envoy's outlier detection) ejects a hung companion replica.
+test("chart: the companion's DestinationRule: round robin, outlier ejection after one gateway error", () => {
+  const docs = render([]);
+  const dr = docs.find((d) => d.kind === "DestinationRule");
+  assert.equal(dr.metadata.namespace, "models");
+  assert.equal(dr.spec.host, "llm-epp.models.svc.cluster.local");
+  const ecds = patches(docs, "EXTENSION_CONFIG")[0].patch.value;
+  const pc = JSON.parse(ecds.typed_config.config.configuration.value);
+  assert.equal(pc.companionCluster, `outbound|9002||${dr.spec.host}`);
+  assert.deepEqual(dr.spec.trafficPolicy.loadBalancer, { simple: "ROUND_ROBIN" });
+  assert.deepEqual(dr.spec.trafficPolicy.outlierDetection, {
+    consecutiveGatewayErrors: 1,
+    interval: "1s",
+    baseEjectionTime: "5s",
+    maxEjectionPercent: 50,
+  });
+  assert.ok(!render(["istio.companionDestinationRule=false"]).some((d) => d.kind === "DestinationRule"));
+});
+
+const filterConfigs = (docs: any[]) => [
+  ...patches(docs, "EXTENSION_CONFIG").map((p: any) =>
+    JSON.parse(p.patch.value.typed_config.config.configuration.value),
+  ),
+  ...docs.filter((d) => d.kind === "WasmPlugin").map((d) => d.spec.pluginConfig),
+];
+const tokenEnv = (docs: any[]) =>
+  docs
+    .find((d) => d.kind === "Deployment")
+    .spec.template.spec.containers[0].env?.find((e: any) => e.name === API_TOKEN_ENV);
+const secretToken = (docs: any[]) => {
+  const secret = docs.find((d) => d.kind === "Secret");
+  return secret && Buffer.from(secret.data.token, "base64").toString("utf8");
+};
+
+// Point 3: a token by default, the same in the Secret the companion reads and in the filter configuration.
+test("chart: API token generated into RELEASE-epp-token, read by the companion, written into the filter config", () => {
+  for (const sets of [[], ["wasmPlugin.enabled=true", "istio.ecds=false"]]) {
+    const docs = render(sets);
+    const token = secretToken(docs);
+    assert.match(token, /^[A-Za-z0-9]{48}$/);
+    assert.equal(docs.find((d) => d.kind === "Secret").metadata.name, "llm-epp-token");
+    assert.deepEqual(tokenEnv(docs).valueFrom.secretKeyRef, { name: "llm-epp-token", key: "token" });
+    const configs = filterConfigs(docs);
+    assert.equal(configs.length, 1);
+    assert.equal(configs[0].apiToken, token);
+    const annotations = docs.find((d) => d.kind === "Deployment").spec.template.metadata.annotations;
+    assert.match(annotations["checksum/api-token"], /^[0-9a-f]{64}$/);
+  }
+  // Each install without a Secret yet gets its own token.
+  assert.notEqual(secretToken(render([])), secretToken(render([])));
+});
+
+test("chart: API token kept on upgrade (lookup finds RELEASE-epp-token)", () => {
+  const asked: string[] = [];
+  const lookup = (apiVersion: string, kind: string, ns: string, name: string) => {
+    asked.push(`${apiVersion}/${kind} ${ns}/${name}`);
+    return name === "llm-epp-token" ? { data: { token: Buffer.from("kept-token").toString("base64") } } : undefined;
+  };
+  const docs = render([], [], undefined, undefined, { lookup });
+  assert.deepEqual([...new Set(asked)], ["v1/Secret models/llm-epp-token"]);
+  assert.equal(secretToken(docs), "kept-token");
+  assert.equal(filterConfigs(docs)[0].apiToken, "kept-token");
+});
+
+test("chart: inferenceExtension.apiToken.existingSecret, and enabled=false", () => {
+  const lookup = (_v: string, _k: string, ns: string, name: string) =>
+    ns === "models" && name === "my-token" ? { data: { key1: Buffer.from('t"ok\\en').toString("base64") } } : undefined;
+  const sets = [
+    "inferenceExtension.apiToken.existingSecret=my-token",
+    "inferenceExtension.apiToken.existingSecretKey=key1",
+  ];
+  const own = render(sets, [], undefined, undefined, { lookup });
+  assert.ok(!own.some((d) => d.kind === "Secret"), "no Secret of the chart's own");
+  assert.deepEqual(tokenEnv(own).valueFrom.secretKeyRef, { name: "my-token", key: "key1" });
+  assert.equal(filterConfigs(own)[0].apiToken, 't"ok\\en', "JSON-escaped in the filter configuration");
+  // Not in the cluster (or helm template): the install fails with a message, never with an empty token.
+  assert.throws(
+    () => render(sets),
+    /fail: inferenceExtension\.apiToken\.existingSecret: no key key1 in a Secret my-token/,
+  );
+
+  for (const extra of [[], ["wasmPlugin.enabled=true", "istio.ecds=false"]]) {
+    const off = render(["inferenceExtension.apiToken.enabled=false", ...extra]);
+    assert.ok(!off.some((d) => d.kind === "Secret"));
+    assert.equal(tokenEnv(off), undefined);
+    assert.equal(filterConfigs(off)[0].apiToken, undefined);
+    assert.equal(off.find((d) => d.kind === "Deployment").spec.template.metadata.annotations, undefined);
+  }
+});
+
+// Points 2 and 4: no shipped override of the filter's failover defaults; no served header unless asked for.
+test("chart: filter configuration keeps pollTimeoutMs, stalenessLimitMs and servedHeader at the filter's defaults", () => {
+  for (const docs of [render([]), render(["wasmPlugin.enabled=true", "istio.ecds=false"])]) {
+    const [c] = filterConfigs(docs);
+    assert.deepEqual(Object.keys(c).sort(), ["apiToken", "companionAuthority", "companionCluster", "failureMode"]);
+  }
+  for (const docs of [
+    render(["wasmPlugin.servedHeader=x-gateway-destination-endpoint-served"]),
+    render([
+      "wasmPlugin.enabled=true",
+      "istio.ecds=false",
+      "wasmPlugin.servedHeader=x-gateway-destination-endpoint-served",
+    ]),
+  ])
+    assert.equal(filterConfigs(docs)[0].servedHeader, "x-gateway-destination-endpoint-served");
 });
 
 // Point 3: without listener.portNumber the picker lands on every listener of the gateway.
@@ -288,7 +427,7 @@ test("chart: optional InferencePool and WasmPlugin, replicas as a number", () =>
   const docs = render([
     "inferencePool.create=false",
     "istio.ecds=false",
-    "istio.originalDst=false",
+    "istio.overrideHost=false",
     "inferenceExtension.replicas=3",
   ]);
   assert.ok(!docs.some((d) => d.kind === "InferencePool" || d.kind === "WasmPlugin" || d.kind === "EnvoyFilter"));
@@ -302,9 +441,52 @@ test("chart: a wrong-typed value fails validation of the rendered manifest", () 
 });
 
 test("renderer rejects template features it does not implement", () => {
-  assert.throws(() => renderTemplate('{{ include "x" . }}', {}), /unsupported/);
+  assert.throws(() => renderTemplate('{{ tpl "x" . }}', {}), /unsupported function tpl/);
+  assert.throws(() => renderTemplate("{{ with .Values.a }}x{{ end }}", { a: 1 }), /unsupported action/);
+  assert.throws(() => renderTemplate('{{ include "x" . }}', {}), /no template "x"/);
   assert.throws(() => renderTemplate("{{ if .Values.a }}x", { a: 1 }), /missing/);
   assert.throws(() => renderTemplate('{{ regexMatch "(?=a)" "a" }}', {}), /RE2/);
+  assert.throws(() => renderTemplate("{{ $x = 1 }}", {}), /undefined variable \$x/);
+  assert.throws(() => renderTemplate("{{ if true }}{{ $x := 1 }}{{ end }}{{ $x }}", {}), /undefined variable \$x/);
+  assert.throws(() => renderTemplate("{{ .Values.a.b }}", {}), /nil pointer evaluating \.b/);
+});
+
+test("renderer: define/include, variables, sub-pipelines and the functions of the token template", () => {
+  const r = (t: string, v: unknown = {}, opts: RenderOptions = {}) => renderTemplate(t, v, undefined, opts);
+  const chart = renderChart(
+    [
+      { name: "_helpers.tpl", src: '{{- define "greet" -}}hi {{ .name }}{{- end -}}' },
+      { name: "a.yaml", src: '{{ include "greet" (dict "name" "a") | quote }}' },
+    ],
+    {},
+  );
+  assert.deepEqual(chart, [{ name: "a.yaml", src: '"hi a"' }], "_ files render nothing");
+  // A variable assigned in an if is seen after it; one declared in it is not.
+  assert.equal(r("{{ $x := 1 }}{{ if true }}{{ $x = 2 }}{{ end }}{{ $x }}"), "2");
+  assert.equal(r("{{ if false }}a{{ else if .Values.b }}b{{ else }}c{{ end }}", { b: 1 }), "b");
+  assert.equal(r('{{ $m := dict "b" "<&>" "a" 1 }}{{ toJson $m }}'), '{"a":1,"b":"\\u003c\\u0026\\u003e"}');
+  assert.equal(r('{{ $m := dict }}{{ $_ := set $m "k" "v" }}{{ hasKey $m "k" }} {{ index $m "k" }}'), "true v");
+  assert.equal(r('{{ "tok" | b64enc }} {{ "dG9r" | b64dec }}'), "dG9r tok");
+  assert.match(r("{{ randAlphaNum 48 }}"), /^[A-Za-z0-9]{48}$/);
+  assert.equal(r('{{ "a" | sha256sum }}'), "ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb");
+  assert.equal(r('{{ and 1 "" }}|{{ or 0 "x" }}|{{ eq .Values.a "b" }}|{{ ne 1 2 }}', { a: "b" }), "|x|true|true");
+  // lookup: an empty map when the object does not exist (helm template), else what the cluster holds.
+  assert.equal(r('{{ $s := lookup "v1" "Secret" "ns" "n" }}{{ if $s }}found{{ else }}none{{ end }}'), "none");
+  const found = r(
+    '{{ $s := lookup "v1" "Secret" "ns" "n" }}{{ $s.data.k }}',
+    {},
+    { lookup: () => ({ data: { k: "v" } }) },
+  );
+  assert.equal(found, "v");
+  // .Values is shared by all files: a value set by one is seen by the next.
+  const shared = renderChart(
+    [
+      { name: "a.yaml", src: '{{ $_ := set .Values "memo" "m" }}' },
+      { name: "b.yaml", src: "{{ .Values.memo }}" },
+    ],
+    {},
+  );
+  assert.equal(shared[1].src, "m");
 });
 
 test("renderer: sprig functions the chart uses behave as in Helm", () => {

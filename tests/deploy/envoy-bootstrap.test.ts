@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { Ajv } from "ajv";
 import { parse } from "yaml";
+import { assertOverrideHostLbPolicy } from "./routing-checks";
 
 // A closed schema of the v3 fields envoy/envoy.yaml uses (hand-written from Envoy's protos).
 const ajv = new Ajv({ allErrors: true, strict: false });
@@ -17,12 +18,20 @@ const check = (b: unknown) => {
 test("envoy/envoy.yaml matches the Envoy v3 bootstrap subset schema", () => check(bootstrap()));
 
 test("envoy/envoy.yaml: a misspelt field or wrong type anywhere fails", () => {
+  const pool = (b: any) => b.static_resources.clusters.find((c: any) => c.name === "inference-pool");
   const mutations: Array<(b: any) => void> = [
     (b) => {
-      b.static_resources.clusters[1].original_dst_lb_config.use_http_headers = true;
+      pool(b).load_balancing_policy.policies[0].typed_extension_config.typed_config.override_host_source = [];
     },
     (b) => {
-      b.static_resources.clusters[1].lb_policy = "CLUSTER_PROVIDE";
+      b.static_resources.clusters[0].lb_policy = "ROUND_ROBBIN";
+    },
+    (b) => {
+      b.static_resources.clusters[0].outlier_detection = { consecutive_gateway_failures: 1 };
+    },
+    (b) => {
+      b.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[0].routes[0].route.retry_policy.retry_onn =
+        "5xx";
     },
     (b) => {
       b.static_resources.listeners[0].address.socket_address.port_value = "10000";
@@ -43,7 +52,7 @@ test("envoy/envoy.yaml: a misspelt field or wrong type anywhere fails", () => {
   }
 });
 
-test("envoy/envoy.yaml follows contract 4 (names, ORIGINAL_DST header, vm_id/root_id)", () => {
+test("envoy/envoy.yaml follows contract 4 (names, override_host on the picker's headers, vm_id/root_id)", () => {
   const b = bootstrap();
   const l = b.static_resources.listeners[0];
   assert.equal(l.address.socket_address.port_value, 10000);
@@ -56,10 +65,20 @@ test("envoy/envoy.yaml follows contract 4 (names, ORIGINAL_DST header, vm_id/roo
   JSON.parse(wasm.configuration.value);
   const clusters = Object.fromEntries(b.static_resources.clusters.map((c: any) => [c.name, c]));
   assert.ok(clusters["endpoint-picker-companion"]);
-  assert.ok(clusters["inference-pool-fallback"]);
-  assert.deepEqual(clusters["inference-pool"].original_dst_lb_config, {
-    use_http_header: true,
-    http_header_name: "x-gateway-destination-endpoint",
-  });
-  assert.equal(clusters["inference-pool"].lb_policy, "CLUSTER_PROVIDED");
+  // The pool's pods are hosts of the cluster; the picker's headers choose among them (never ORIGINAL_DST).
+  assertOverrideHostLbPolicy(clusters["inference-pool"].load_balancing_policy);
+  assert.notEqual(clusters["inference-pool"].type, "ORIGINAL_DST");
+  const routes = hcm.route_config.virtual_hosts[0].routes;
+  assert.equal(routes.length, 1);
+  assert.equal(routes[0].match.headers, undefined);
+  assert.equal(routes[0].route.cluster, "inference-pool");
+  assert.equal(routes[0].route.timeout, "0s");
+  // Retries only before a model server saw the request, never to a pod already tried.
+  const retry = routes[0].route.retry_policy;
+  assert.deepEqual(retry.retry_on.split(",").sort(), ["connect-failure", "refused-stream", "reset-before-request"]);
+  assert.equal(retry.num_retries, 2);
+  assert.deepEqual(
+    retry.retry_host_predicate.map((p: any) => p.name),
+    ["envoy.retry_host_predicates.previous_hosts"],
+  );
 });

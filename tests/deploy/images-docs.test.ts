@@ -112,3 +112,22 @@ test("DEPLOY.md: Istio install, Gateway, InferencePool CRD, HF token, model Serv
   assert.match(doc, /override_host/);
   assert.match(doc, /plaintext/);
 });
+
+// The routing, failover, token and served-header sections the files' comments and filter/config.ts point to.
+test("DEPLOY.md: routing by override_host, companion failover, API token, served header", () => {
+  const doc = read("docs/DEPLOY.md");
+  for (const heading of [
+    "### Routing: override_host, retries",
+    "## 4b. Companion failover",
+    "## 4c. The API token",
+    "## 4d. The served header (debugging)",
+  ])
+    assert.ok(doc.includes(`\n${heading}\n`), heading);
+  assert.match(doc, /kubectl apply -f envoy\/istio\/override-host\.yaml/);
+  assert.match(doc, /kubectl apply -f envoy\/istio\/companion-destinationrule\.yaml/);
+  assert.match(doc, /inferenceExtension\.apiToken\.existingSecret/);
+  assert.match(doc, /inferenceExtension\.apiToken\.enabled=false/);
+  assert.match(doc, /--set wasmPlugin\.servedHeader=x-gateway-destination-endpoint-served/);
+  // The routes of the ORIGINAL_DST form must not come back as the current setup.
+  assert.doesNotMatch(doc, /inference-pool-fallback`: |route `inference-pool` with `cluster:\s+inference-pool`/);
+});

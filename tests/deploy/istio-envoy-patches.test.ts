@@ -3,13 +3,14 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { Ajv } from "ajv";
 import { parseManifests } from "./validate";
+import { assertOverrideHostPolicy, assertRetries } from "./routing-checks";
 
 // EnvoyFilter patch values are raw Envoy config that Istio's schema does not check: validate them with
 // the same closed Envoy v3 subset schema as envoy/envoy.yaml.
 const ajv = new Ajv({ allErrors: true, strict: false });
 ajv.addSchema(JSON.parse(readFileSync("tests/deploy/fixtures/envoy-bootstrap-subset.schema.json", "utf8")));
 const wasm = ajv.getSchema("envoy-subset#/$defs/wasmFilter")!;
-const cluster = ajv.getSchema("envoy-subset#/$defs/cluster")!;
+const clusterMerge = ajv.getSchema("envoy-subset#/$defs/clusterMerge")!;
 const headerMutation = ajv.getSchema("envoy-subset#/$defs/headerMutationFilter")!;
 const ok = (v: typeof wasm, x: unknown) => {
   if (!v(x)) throw new Error(ajv.errorsText(v.errors));
@@ -64,35 +65,52 @@ test("ECDS EnvoyFilter: the extension name cannot clash with a WasmPlugin's; one
   assert.equal(ext.typed_config.config.vm_config.vm_id, "endpoint-picker");
 });
 
-test("ORIGINAL_DST EnvoyFilter: the added cluster is valid Envoy config with the header LB", () => {
-  const ef = load("envoy/istio/original-dst.yaml").find((d) => d.kind === "EnvoyFilter");
-  const c = ef.spec.configPatches.find((p: any) => p.applyTo === "CLUSTER").patch.value;
-  ok(cluster, c);
-  assert.deepEqual(c.original_dst_lb_config, {
-    use_http_header: true,
-    http_header_name: "x-gateway-destination-endpoint",
-  });
-  const bad = structuredClone(c);
-  bad.original_dst_lb_config.http_headr_name = "x";
-  assert.throws(() => ok(cluster, bad));
+// Point 1: the picked pod is chosen by Envoy's override_host policy on the gateway's own (EDS) cluster of the
+// pool Service, not by an ORIGINAL_DST cluster that connects wherever a header says.
+test("override_host EnvoyFilter: a CLUSTER MERGE on the VirtualService destination's cluster", () => {
+  const docs = load("envoy/istio/override-host.yaml");
+  const efs = docs.filter((d) => d.kind === "EnvoyFilter");
+  assert.equal(efs.length, 1);
+  const patches = efs[0].spec.configPatches;
+  assert.deepEqual(
+    patches.map((p: any) => [p.applyTo, p.patch.operation]),
+    [["CLUSTER", "MERGE"]],
+    "no ORIGINAL_DST cluster ADD, no HTTP_ROUTE patch",
+  );
+  const [p] = patches;
+  const vs = docs.find((d) => d.kind === "VirtualService");
+  const dest = vs.spec.http[0].route[0].destination;
+  assert.deepEqual(p.match, { context: "GATEWAY", cluster: { service: dest.host, portNumber: dest.port.number } });
+  assertOverrideHostPolicy(p.patch.value);
+  const bad = structuredClone(p.patch.value);
+  bad.load_balancing_policy.policies[0].typed_extension_config.typed_config.override_host_source = [];
+  assert.throws(() => ok(clusterMerge, bad));
+  assert.doesNotMatch(JSON.stringify(docs), /ORIGINAL_DST|original_dst_lb_config/);
 });
 
-// Point 1: FailOpen lets a request through without the header; ORIGINAL_DST then has no host (503). Only
-// requests with the header may reach the patched route; the others need a route to a real Service.
-test("VirtualService: header route (patched to ORIGINAL_DST) first, then a FailOpen route without the header", () => {
-  const docs = load("envoy/istio/original-dst.yaml");
-  const ef = docs.find((d) => d.kind === "EnvoyFilter");
-  const vs = docs.find((d) => d.kind === "VirtualService");
-  const routePatch = ef.spec.configPatches.find((p: any) => p.applyTo === "HTTP_ROUTE");
-  const clusterName = ef.spec.configPatches.find((p: any) => p.applyTo === "CLUSTER").patch.value.name;
-  assert.equal(vs.spec.http.length, 2);
-  const [picked, fallback] = vs.spec.http;
-  assert.equal(routePatch.match.routeConfiguration.vhost.route.name, picked.name);
-  assert.equal(routePatch.patch.value.route.cluster, clusterName);
-  // Istio names the Envoy route after the http route (plus "." + match name, which must stay unset).
-  assert.ok(picked.match.every((m: any) => m.name === undefined));
-  for (const m of picked.match) assert.deepEqual(m.headers, { "x-gateway-destination-endpoint": { regex: ".+" } });
-  assert.ok(fallback.match.every((m: any) => m.headers === undefined));
-  assert.notEqual(fallback.name, picked.name);
-  assert.deepEqual(fallback.route, picked.route);
+// One route: FailOpen requests (no header) go by the fallback policy of the same cluster; no route timeout
+// (Istio's CRD refuses timeout: 0s; without one Istio sets none); retries only before any upstream saw it.
+test("VirtualService: one route to the pool Service, no timeout, retries only for requests no pod has seen", () => {
+  const vs = load("envoy/istio/override-host.yaml").find((d) => d.kind === "VirtualService");
+  assert.equal(vs.spec.http.length, 1);
+  const [r] = vs.spec.http;
+  assert.ok(r.match.every((m: any) => m.headers === undefined && m.name === undefined));
+  assert.equal(r.timeout, undefined);
+  assert.equal(r.route.length, 1);
+  assertRetries(r.retries);
+});
+
+// Point 2: a hung companion replica is ejected after one timed-out long poll (a 504 to outlier detection).
+test("companion DestinationRule: round robin, one gateway error ejects a replica, never both of two", () => {
+  const [dr] = load("envoy/istio/companion-destinationrule.yaml");
+  const [ef] = load("envoy/istio/endpoint-picker-ecds.yaml");
+  const pc = JSON.parse(ef.spec.configPatches[0].patch.value.typed_config.config.configuration.value);
+  assert.equal(pc.companionCluster, `outbound|9002||${dr.spec.host}`);
+  assert.deepEqual(dr.spec.trafficPolicy.loadBalancer, { simple: "ROUND_ROBIN" });
+  assert.deepEqual(dr.spec.trafficPolicy.outlierDetection, {
+    consecutiveGatewayErrors: 1,
+    interval: "1s",
+    baseEjectionTime: "5s",
+    maxEjectionPercent: 50,
+  });
 });

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { readFileSync, readdirSync } from "node:fs";
 import { parse } from "yaml";
 import { parseManifests, validateManifest, WASM_FAIL_STRATEGIES } from "./validate";
+import { API_TOKEN_ENV, API_TOKEN_PLACEHOLDER } from "../../companion/cli";
 
 const files = ["envoy/kubernetes", "envoy/istio", "envoy/examples"].flatMap((dir) =>
   readdirSync(dir)
@@ -31,6 +32,9 @@ function mutate(d: Record<string, any>): Record<string, any> {
       break;
     case "ConfigMap":
       m.data = { "config.yaml": 1 };
+      break;
+    case "Secret":
+      m.data = { token: 1 };
       break;
     case "Role":
       m.rules = [{ verbs: "get" }];
@@ -108,6 +112,49 @@ test("companion Deployment: hardened pod, probes and the config file flag", () =
   assert.ok(role.rules.some((r) => r.apiGroups.includes("inference.networking.x-k8s.io")));
 });
 
+// Point 3: the companion requires the token of a Secret the user creates (not optional: no Secret, no pod),
+// and the shipped filter configurations carry a placeholder the companion refuses as its own token.
+test("API token: the companion reads the Secret endpoint-picker-api-token; the filter configs carry the placeholder", () => {
+  const docs = parseManifests(readFileSync("envoy/kubernetes/companion.yaml", "utf8"), "companion") as any[];
+  const c = docs.find((d) => d.kind === "Deployment").spec.template.spec.containers[0];
+  const env = c.env.find((e: any) => e.name === API_TOKEN_ENV);
+  assert.deepEqual(env.valueFrom.secretKeyRef, { name: "endpoint-picker-api-token", key: "token" });
+  assert.notEqual(env.valueFrom.secretKeyRef.optional, true);
+  assert.ok(!(c.args as string[]).some((a) => a.startsWith("--api-token")), "the token is not on the command line");
+  const [ecds] = parseManifests(readFileSync("envoy/istio/endpoint-picker-ecds.yaml", "utf8"), "ecds") as any[];
+  const pc = JSON.parse(ecds.spec.configPatches[0].patch.value.typed_config.config.configuration.value);
+  assert.equal(pc.apiToken, API_TOKEN_PLACEHOLDER);
+  const [wp] = parseManifests(readFileSync("envoy/istio/wasmplugin.yaml", "utf8"), "wasmplugin") as any[];
+  assert.equal(wp.spec.pluginConfig.apiToken, API_TOKEN_PLACEHOLDER);
+  // The commands that create the Secret and fill in the placeholder, where the files and the guide say so.
+  const create = /kubectl -n default create secret generic endpoint-picker-api-token --from-literal=token=\$TOKEN/;
+  const fill =
+    /sed "s\/REPLACE-WITH-THE-TOKEN\/\$TOKEN\/" envoy\/istio\/endpoint-picker-ecds\.yaml \| kubectl apply -f -/;
+  for (const f of ["envoy/kubernetes/companion.yaml", "envoy/istio/endpoint-picker-ecds.yaml", "docs/DEPLOY.md"]) {
+    const text = readFileSync(f, "utf8");
+    assert.match(text, create, f);
+    assert.match(text, fill, f);
+  }
+});
+
+// Point 4: the served header shows clients a pod's address; no shipped configuration turns it on.
+test("no shipped filter configuration sets servedHeader", () => {
+  for (const f of ["envoy/istio/endpoint-picker-ecds.yaml", "envoy/istio/wasmplugin.yaml"]) {
+    const text = readFileSync(f, "utf8");
+    const configs = (parseManifests(text, f) as any[]).flatMap((d) =>
+      d.kind === "WasmPlugin"
+        ? [d.spec.pluginConfig]
+        : d.kind === "EnvoyFilter"
+          ? d.spec.configPatches
+              .filter((p: any) => p.applyTo === "EXTENSION_CONFIG")
+              .map((p: any) => JSON.parse(p.patch.value.typed_config.config.configuration.value))
+          : [],
+    );
+    assert.ok(configs.length > 0, f);
+    for (const c of configs) assert.equal(c.servedHeader, undefined, f);
+  }
+});
+
 test("WasmPlugin: root id, failStrategy (not in the 2.3.0 model's schema) and contract-3 config keys", () => {
   const [wp] = parseManifests(readFileSync("envoy/istio/wasmplugin.yaml", "utf8"), "wasmplugin") as any[];
   assert.equal(wp.spec.pluginName, "endpoint-picker");
@@ -125,6 +172,11 @@ test("WasmPlugin: root id, failStrategy (not in the 2.3.0 model's schema) and co
     "stalenessLimitMs",
     "maxBodyBytes",
     "fetchSnapshots",
+    "maxSnapshotBytes",
+    "shareWithGateways",
+    "gatewayReportPath",
+    "objectiveHeader",
+    "outlierDetection",
     "objectivePriorities",
   ];
   for (const k of Object.keys(wp.spec.pluginConfig)) assert.ok(known.includes(k), `unknown pluginConfig key ${k}`);
@@ -182,7 +234,7 @@ test("example pool: ships the Service the VirtualService routes to, and the gate
     svc.spec.ports.map((p: any) => p.targetPort),
     pool.spec.targetPorts.map((p: any) => p.number),
   );
-  const vs = parseManifests(readFileSync("envoy/istio/original-dst.yaml", "utf8"), "original-dst").find(
+  const vs = parseManifests(readFileSync("envoy/istio/override-host.yaml", "utf8"), "override-host").find(
     (d: any) => d.kind === "VirtualService",
   ) as any;
   for (const r of vs.spec.http) {
@@ -207,7 +259,7 @@ test("example pool: ships the Service the VirtualService routes to, and the gate
 test("Gateway: the one the VirtualService binds to, on the pods the EnvoyFilters patch", () => {
   const [gw] = parseManifests(readFileSync("envoy/istio/gateway.yaml", "utf8"), "gateway") as any[];
   const ref = `${gw.metadata.namespace}/${gw.metadata.name}`;
-  const vs = parseManifests(readFileSync("envoy/istio/original-dst.yaml", "utf8"), "original-dst").find(
+  const vs = parseManifests(readFileSync("envoy/istio/override-host.yaml", "utf8"), "override-host").find(
     (d: any) => d.kind === "VirtualService",
   ) as any;
   assert.deepEqual(vs.spec.gateways, [ref]);
@@ -215,7 +267,7 @@ test("Gateway: the one the VirtualService binds to, on the pods the EnvoyFilters
   assert.equal(chart.istio.gateway, ref);
   for (const f of [
     "envoy/istio/endpoint-picker-ecds.yaml",
-    "envoy/istio/original-dst.yaml",
+    "envoy/istio/override-host.yaml",
     "envoy/istio/wasmplugin.yaml",
   ]) {
     for (const d of parseManifests(readFileSync(f, "utf8"), f) as any[]) {

@@ -1,6 +1,9 @@
-// Validates Kubernetes/Istio/InferencePool manifests against their schemas (kubernetes-models, ajv).
+// Validates Kubernetes/Istio/InferencePool manifests against their schemas (kubernetes-models, ajv), and,
+// when ../shared/upstream-schemas is beside the checkout, against the upstream definitions too
+// (upstream-schemas.ts: Istio's and GIE's CRDs with their CEL rules, Kubernetes' OpenAPI, Envoy's protos
+// for EnvoyFilter patch values).
 import { Deployment } from "kubernetes-models/apps/v1";
-import { ConfigMap, Service, ServiceAccount } from "kubernetes-models/v1";
+import { ConfigMap, Secret, Service, ServiceAccount } from "kubernetes-models/v1";
 import { Role, RoleBinding } from "kubernetes-models/rbac.authorization.k8s.io/v1";
 import { WasmPlugin } from "@kubernetes-models/istio/extensions.istio.io/v1alpha1";
 import { DestinationRule, EnvoyFilter, ServiceEntry } from "@kubernetes-models/istio/networking.istio.io/v1alpha3";
@@ -14,12 +17,14 @@ import { Ajv } from "ajv";
 import { readFileSync } from "node:fs";
 import { parseAllDocuments, stringify } from "yaml";
 import { loadPickerConfig } from "../../companion/picker-config";
+import { upstreamAvailable, validateUpstream } from "./upstream-schemas";
 
 type Obj = Record<string, unknown>;
 export const WASM_FAIL_STRATEGIES = ["FAIL_CLOSE", "FAIL_OPEN", "FAIL_RELOAD"];
 const models: Record<string, new (o: Obj) => { validate(): void }> = {
   "apps/v1/Deployment": Deployment as never,
   "v1/ConfigMap": ConfigMap as never,
+  "v1/Secret": Secret as never,
   "v1/Service": Service as never,
   "v1/ServiceAccount": ServiceAccount as never,
   "rbac.authorization.k8s.io/v1/Role": Role as never,
@@ -57,6 +62,7 @@ export function validateManifest(obj: Obj): void {
     loadPickerConfig(stringify(obj));
     return;
   }
+  if (upstreamAvailable()) validateUpstream(obj);
   if (key === "inference.networking.k8s.io/v1/InferencePool") {
     if (!inferencePool(obj)) throw new Error(`${key} ${name}: ${ajv.errorsText(inferencePool.errors)}`);
     return;
