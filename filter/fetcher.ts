@@ -114,7 +114,7 @@ export class Fetcher {
       this.failed(
         nowMs,
         code.length == 0
-          ? "the call to the companion failed (connection reset or refused)"
+          ? "the call to the companion failed (connection reset or refused, or an answer over Envoy's 32 MiB async-client limit)"
           : "the companion answered " + code + (code == "401" || code == "403" ? " (check apiToken)" : ""),
       );
     }

@@ -41,7 +41,7 @@ async function startStack(configuration: object = {}): Promise<Stack> {
   const companion = await startCompanion(["--endpoints-file", endpointsFile(set.pods), "--refresh-interval", "50ms"]);
   const gateway = await startGateway({
     companionPort: companion.port,
-    fallbackPorts: set.pods.map((p) => p.port),
+    poolPorts: set.pods.map((p) => p.port),
     configuration: { failureMode: "FailClose", ...configuration },
     concurrency: 2,
   });
@@ -135,5 +135,86 @@ test("a pod answering 500 at once gets at most 5% of requests, steady and closed
     );
   } finally {
     await Promise.all([steady.close(), closed.close()]);
+  }
+});
+
+interface StreamResult {
+  pod: string;
+  status: number;
+  /** ms (Date.now) when the response headers arrived; 0 if they never did. */
+  headersAt: number;
+  /** The stream ended with [DONE]. */
+  complete: boolean;
+}
+
+/** One streaming completion; resolves when the stream ends, however it ends. */
+function streamOnce(port: number, n: number): Promise<StreamResult> {
+  return new Promise((resolve) => {
+    const result: StreamResult = { pod: "", status: 0, headersAt: 0, complete: false };
+    const body = completion(n, 24, true);
+    const req = http.request(
+      {
+        host: "127.0.0.1",
+        port,
+        path: "/v1/completions",
+        method: "POST",
+        agent: false,
+        headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) },
+      },
+      (res) => {
+        result.status = res.statusCode ?? 0;
+        result.pod = String(res.headers["x-sim-pod"] ?? "");
+        result.headersAt = Date.now();
+        let text = "";
+        res.on("data", (c: Buffer) => (text += c));
+        res.on("end", () => {
+          result.complete = res.complete && text.includes("data: [DONE]");
+          resolve(result);
+        });
+        res.on("error", () => resolve(result));
+        res.on("aborted", () => resolve(result));
+      },
+    );
+    req.on("error", () => resolve(result));
+    req.end(body);
+  });
+}
+
+test("a pod killed under 50 req/s of streaming load: only the streams already started on it fail", async () => {
+  const stack = await startStack();
+  try {
+    const victim = stack.pods[2];
+    const results: Promise<StreamResult>[] = [];
+    const started = Date.now();
+    let killedAt = 0;
+    for (let k = 0; Date.now() - started < 6000; k++) {
+      if (killedAt === 0 && Date.now() - started >= 2000) {
+        victim.kill();
+        killedAt = Date.now();
+      }
+      results.push(streamOnce(stack.gateway.port, k));
+      await sleep(Math.max(0, started + ((k + 1) * 1000) / 50 - Date.now()));
+    }
+    const all = await Promise.all(results);
+    const failed = all.filter((r) => r.status !== 200 || !r.complete);
+    const onVictimBefore = all.filter((r) => r.pod === victim.name && r.headersAt > 0 && r.headersAt < killedAt);
+    const afterKill = all.filter((r) => r.headersAt >= killedAt);
+    console.log(
+      `${all.length} streams, ${failed.length} failed, all of them started on the killed pod before it died ` +
+        `(${onVictimBefore.length} streams had started there); ${afterKill.filter((r) => r.pod === victim.name).length} ` +
+        `of ${afterKill.length} answered after the kill came from it`,
+    );
+    for (const r of failed)
+      assert.ok(
+        r.pod === victim.name && r.headersAt > 0 && r.headersAt < killedAt,
+        `a stream failed that had not started on the killed pod: ${JSON.stringify(r)}`,
+      );
+    assert.ok(afterKill.length > 150, "the load went on after the kill");
+    assert.ok(
+      afterKill.every((r) => r.pod !== victim.name),
+      "no answer after the kill comes from the killed pod",
+    );
+  } finally {
+    await stack.close();
   }
 });
