@@ -506,3 +506,27 @@ test("renderer: sprig functions the chart uses behave as in Helm", () => {
   );
   assert.throws(() => r('{{ fail "boom" }}'), /fail: boom/);
 });
+
+test("ECDS config_discovery lists the RBAC type istio-agent substitutes when the module cannot be fetched", () => {
+  const shipped = parseManifests(readFileSync("envoy/istio/endpoint-picker-ecds.yaml", "utf8"), "ecds") as any[];
+  for (const [where, docs] of [
+    ["envoy/istio/endpoint-picker-ecds.yaml", shipped],
+    ["chart", render([])],
+  ] as const) {
+    const discovery = (docs as any[])
+      .filter((d) => d.kind === "EnvoyFilter")
+      .flatMap((d) => d.spec.configPatches)
+      .map((p: any) => p.patch.value.config_discovery)
+      .filter(Boolean);
+    assert.equal(discovery.length, 1, where);
+    // Without it Envoy rejects istio-agent's deny-all (FAIL_CLOSED) or allow-all (FAIL_OPEN) stand-in.
+    assert.deepEqual(
+      discovery[0].type_urls,
+      [
+        "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+        "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC",
+      ],
+      where,
+    );
+  }
+});
