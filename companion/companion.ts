@@ -15,6 +15,7 @@ import type { Logger } from "./log";
 import { PeerRelay } from "./peers";
 import { loadPickerConfig, type PickerConfig } from "./picker-config";
 import { ScrapeToSnapshotPipeline } from "./pipeline";
+import { ObjectiveWatcher, type Objective } from "./objectives";
 import { SelfMetrics } from "./self-metrics";
 import { StaticPool } from "./static-pool";
 import type { PoolSource, PoolTarget } from "./types";
@@ -47,12 +48,20 @@ function loadConfig(text: string | null, options: CompanionOptions): PickerConfi
   }
 }
 
-function createPoolSource(options: CompanionOptions, log: Logger, metrics: SelfMetrics): PoolSource {
+function createPoolSource(
+  options: CompanionOptions,
+  log: Logger,
+  metrics: SelfMetrics,
+  onObjectives: (objectives: Objective[]) => void,
+): { pool: PoolSource; objectives: ObjectiveWatcher | null } {
   const pool = options.pool;
-  if (pool.kind === "static") return new StaticPool(pool.endpoints, pool.file);
+  if (pool.kind === "static") return { pool: new StaticPool(pool.endpoints, pool.file), objectives: null };
   const kubeConfig = loadKubeConfig(options.kubeconfig);
   const namespace = defaultNamespace(kubeConfig, pool.namespace);
-  return new KubePool({
+  // InferenceObjectives name their InferencePool: with a selector there is no pool for them to name.
+  const objectives =
+    pool.kind === "inference-pool" ? new ObjectiveWatcher(kubeConfig, namespace, pool.name, log, onObjectives) : null;
+  const source = new KubePool({
     kubeConfig,
     namespace,
     log,
@@ -62,6 +71,7 @@ function createPoolSource(options: CompanionOptions, log: Logger, metrics: SelfM
         : { kind: "selector", selector: pool.selector, targetPorts: pool.targetPorts },
     onWatchRestart: (resource) => metrics.watchRestarts.inc({ resource }),
   });
+  return { pool: source, objectives };
 }
 
 export class Companion {
@@ -70,6 +80,7 @@ export class Companion {
   /** Scrapes the pool into the endpoint store and publishes its snapshots. */
   readonly pipeline: ScrapeToSnapshotPipeline;
   private readonly pool: PoolSource;
+  private readonly objectives: ObjectiveWatcher | null;
   private server: ApiServer | null = null;
   private watcher: ConfigFileWatcher | null = null;
   /** The gateways' merged view (docs/GATEWAYS.md), and the relay of its reports to the peer companions. */
@@ -84,7 +95,9 @@ export class Companion {
     this.config = loadConfig(configText, options);
     for (const note of this.config.notes) log.info(note);
     this.pipeline = new ScrapeToSnapshotPipeline(options, () => this.config, this.metrics, log);
-    this.pool = createPoolSource(options, log, this.metrics);
+    const source = createPoolSource(options, log, this.metrics, (o) => this.pipeline.setObjectives(o));
+    this.pool = source.pool;
+    this.objectives = source.objectives;
     this.exchange = new GatewayExchange({
       maxRecords: options.exchangeRecords,
       maxReportBytes: options.maxReportBytes,
@@ -183,6 +196,7 @@ export class Companion {
 
   /** Resolves once the pool is listed; rejects on a configuration error (e.g. a bad --endpoints-file). */
   async discover(): Promise<void> {
+    this.objectives?.start(); // never waited for: the CRDs are optional
     await this.pool.start((targets) => this.pipeline.setTargets(targets));
     this.log.info("pool listed", { pool: this.pool.description, endpoints: this.pipeline.size });
     this.pipeline.markPoolListed();
@@ -220,6 +234,7 @@ export class Companion {
     await this.peers?.stop();
     this.pipeline.stop(); // scrapers stopped, held long polls answered (304) ...
     await new Promise((r) => setImmediate(r)); // ... and flushed before the connections close
+    this.objectives?.stop();
     await this.pool.stop();
     await this.server?.close();
   }

@@ -96,7 +96,7 @@ class SafeWatch extends Watch {
 }
 
 /** One ListWatch kept alive across errors. */
-class ResilientInformer<T extends KubernetesObject> {
+export class ResilientInformer<T extends KubernetesObject> {
   private informer: ListWatch<T>;
   private stopped = false;
   private retryMs: number;

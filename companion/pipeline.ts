@@ -37,6 +37,8 @@ export class ScrapeToSnapshotPipeline {
   private firstRound = false;
   /** Address -> "ok" or the last error: scrape results are logged on transitions only. */
   private lastStatus = new Map<string, string>();
+  /** InferenceObjective priorities (companion/objectives.ts), carried in the snapshot. */
+  private objectives: Array<{ name: string; priority: number }> = [];
 
   /** `config` is read on every use: a reload swaps it (engines then go through setEngines()). */
   constructor(
@@ -51,6 +53,7 @@ export class ScrapeToSnapshotPipeline {
         profile: config().profile,
         endpoints: this.store.snapshotEndpoints(now),
         baseModels: this.store.baseModels(),
+        objectives: this.objectives,
       }),
       {
         minIntervalMs: settings.refreshIntervalMs,
@@ -102,6 +105,12 @@ export class ScrapeToSnapshotPipeline {
   /** The pool has been listed and every endpoint scraped once, successfully or not. */
   get firstRoundDone(): boolean {
     return this.firstRound;
+  }
+
+  /** New InferenceObjective priorities: the next snapshot carries them. */
+  setObjectives(objectives: Array<{ name: string; priority: number }>): void {
+    this.objectives = objectives;
+    this.publisher.requestUpdate();
   }
 
   /** A new full target list from discovery. */

@@ -38,6 +38,8 @@ export interface SnapshotContent {
   endpoints: SnapshotEndpoint[];
   /** Base models the pool serves; a request naming another model is for a LoRA adapter (empty: unknown). */
   baseModels: string[];
+  /** InferenceObjective priorities by name (companion/objectives.ts); absent or empty: none known. */
+  objectives?: Array<{ name: string; priority: number }>;
 }
 
 export interface Snapshot extends SnapshotContent {
@@ -57,6 +59,8 @@ export interface LaterRevision {
 
 /** Base model names a snapshot carries at most. */
 export const MAX_BASE_MODELS = 64;
+/** InferenceObjectives a snapshot carries at most (sorted by name: the first ones). */
+export const MAX_OBJECTIVES = 1024;
 
 export const MAGIC = "EPS1";
 export const FORMAT = 2;
@@ -65,6 +69,7 @@ export const HEADER_SIZE = 32;
 export const SECTION_PROFILE = 1;
 export const SECTION_ENDPOINTS = 2;
 export const SECTION_BASE_MODELS = 3;
+export const SECTION_OBJECTIVES = 4;
 
 const ROLES: readonly PluginRole[] = ["filter", "scorer", "picker", "saturation-detector"]; // wire 1..4
 const PARAM_NUMBER = 0,
@@ -238,6 +243,15 @@ export function encodeSnapshot(s: Snapshot, later?: LaterRevision): Buffer {
       w.u16(bases.length);
       for (const m of bases) w.str(m);
     });
+  const objectives = (s.objectives ?? []).slice(0, MAX_OBJECTIVES);
+  if (objectives.length > 0)
+    section(w, SECTION_OBJECTIVES, later, () => {
+      w.u16(objectives.length);
+      for (const o of objectives) {
+        w.str(o.name);
+        w.u32(o.priority >>> 0); // an i32, two's complement
+      }
+    });
   if (later) section(w, later.sectionId, undefined, () => w.bytes(later.tail));
   const out = w.finish();
   out.writeUInt32LE(out.length, 24);
@@ -363,6 +377,7 @@ export function decodeSnapshot(buf: Uint8Array): Snapshot {
   let profile: SchedulingProfile | null = null;
   let endpoints: SnapshotEndpoint[] | null = null;
   const baseModels: string[] = [];
+  const objectives: Array<{ name: string; priority: number }> = [];
   while (r.at < r.end) {
     const id = r.u16();
     const body = r.sized();
@@ -372,9 +387,11 @@ export function decodeSnapshot(buf: Uint8Array): Snapshot {
       for (let n = body.u32(); n > 0; n--) endpoints.push(readEndpoint(body.sized()));
     } else if (id === SECTION_BASE_MODELS) {
       for (let n = body.u16(); n > 0; n--) baseModels.push(body.str());
+    } else if (id === SECTION_OBJECTIVES) {
+      for (let n = body.u16(); n > 0; n--) objectives.push({ name: body.str(), priority: body.u32() | 0 });
     } // other ids: sections of a newer format revision, skipped
   }
   if (!profile) throw new Error("snapshot: no profile section");
   if (!endpoints) throw new Error("snapshot: no endpoints section");
-  return { version, generatedAtMs, profile, endpoints, baseModels };
+  return { version, generatedAtMs, profile, endpoints, baseModels, ...(objectives.length ? { objectives } : {}) };
 }

@@ -37,8 +37,11 @@ export class PluginConfig {
    */
   shareWithGateways: bool = true;
   gatewayReportPath: string = "/v1/gateway-report";
-  /** Request header naming the InferenceObjective; empty: the header is ignored (nothing is sheddable). */
-  objectiveHeader: string = "x-gateway-inference-objective";
+  /**
+   * Request headers naming the InferenceObjective, the first present one counts: llm-d-router's, then its
+   * legacy alias, GIE's. Empty: the headers are ignored (nothing is sheddable).
+   */
+  objectiveHeaders: string[] = ["x-llm-d-inference-objective", "x-gateway-inference-objective"];
   /** Outlier detection of endpoints that fail requests (filter/outliers.ts); maxEjectionPercent 0: off. */
   consecutive5xx: i32 = 5;
   consecutiveGatewayFailure: i32 = 3;
@@ -50,10 +53,15 @@ export class PluginConfig {
   objectivePriorities: i32[] = [];
 
   priorityOf(objective: string): i32 {
+    return this.priorityFor(objective, 0);
+  }
+
+  /** The configured priority of `objective`, or `fallback` when objectivePriorities does not name it. */
+  priorityFor(objective: string, fallback: i32): i32 {
     for (let i = 0; i < this.objectiveNames.length; i++) {
       if (unchecked(this.objectiveNames[i]) == objective) return unchecked(this.objectivePriorities[i]);
     }
-    return 0;
+    return fallback;
   }
 }
 
@@ -136,7 +144,6 @@ export function parseConfig(text: string): ConfigResult {
       key == "destinationHeader" ||
       key == "fallbackHeader" ||
       key == "servedHeader" ||
-      key == "objectiveHeader" ||
       key == "failureMode"
     ) {
       if (!v.isString) return fail("." + key + ": must be a string");
@@ -145,9 +152,8 @@ export function parseConfig(text: string): ConfigResult {
         cfg.apiToken = s;
         continue;
       }
-      if ((key == "servedHeader" || key == "objectiveHeader") && s.length == 0) {
-        if (key == "servedHeader") cfg.servedHeader = "";
-        else cfg.objectiveHeader = "";
+      if (key == "servedHeader" && s.length == 0) {
+        cfg.servedHeader = "";
         continue;
       }
       if (s.length == 0) return fail("." + key + ": must not be empty");
@@ -170,7 +176,6 @@ export function parseConfig(text: string): ConfigResult {
         if (!validHeaderName(name)) return fail("." + key + ': "' + s + '" is not a valid header name');
         if (key == "destinationHeader") cfg.destinationHeader = name;
         else if (key == "fallbackHeader") cfg.fallbackHeader = name;
-        else if (key == "objectiveHeader") cfg.objectiveHeader = name;
         else cfg.servedHeader = name;
       }
     } else if (key == "pollTimeoutMs") {
@@ -187,6 +192,25 @@ export function parseConfig(text: string): ConfigResult {
       else {
         cfg.shareWithGateways = (<JSON.Bool>v).valueOf();
         shareSet = true;
+      }
+    } else if (key == "objectiveHeader") {
+      // A header name, a list of them (the first present one counts), or "" / [] to ignore objectives.
+      const names = new Array<string>();
+      if (v.isString) {
+        const s = (<JSON.Str>v).valueOf();
+        if (s.length > 0) names.push(s);
+      } else if (v.isArr) {
+        const arr = (<JSON.Arr>v).valueOf();
+        for (let k = 0; k < arr.length; k++) {
+          if (!arr[k].isString) return fail(".objectiveHeader[" + k.toString() + "]: must be a string");
+          names.push((<JSON.Str>arr[k]).valueOf());
+        }
+      } else return fail(".objectiveHeader: must be a header name or a list of them");
+      cfg.objectiveHeaders = [];
+      for (let k = 0; k < names.length; k++) {
+        const name = names[k].toLowerCase();
+        if (!validHeaderName(name)) return fail('.objectiveHeader: "' + names[k] + '" is not a valid header name');
+        cfg.objectiveHeaders.push(name);
       }
     } else if (key == "outlierDetection") {
       if (!v.isObj) return fail(".outlierDetection: must be an object");

@@ -29,7 +29,6 @@ import { seedRandom } from "./rng";
 import { fnv1a32 } from "./hash";
 import {
   nowNs,
-  getHeader,
   removeHeader,
   replaceHeader,
   getBuffer,
@@ -68,7 +67,7 @@ export class PickerRoot extends RootContext {
   destKey: ArrayBuffer = new ArrayBuffer(0);
   fallbackKey: ArrayBuffer = new ArrayBuffer(0);
   servedKey: ArrayBuffer = new ArrayBuffer(0);
-  objectiveKey: ArrayBuffer = new ArrayBuffer(0);
+  objectiveKeys: ArrayBuffer[] = [];
   outliers: OutlierDetector = new OutlierDetector(new PluginConfig(), this.metrics);
   private fetcher: Fetcher | null = null;
   reporter: GatewayReporter | null = null;
@@ -86,7 +85,7 @@ export class PickerRoot extends RootContext {
     this.destKey = encode(this.cfg.destinationHeader);
     this.fallbackKey = encode(this.cfg.fallbackHeader);
     this.servedKey = encode(this.cfg.servedHeader);
-    this.objectiveKey = encode(this.cfg.objectiveHeader);
+    this.objectiveKeys = this.cfg.objectiveHeaders.map<ArrayBuffer>((h: string) => encode(h));
     this.outliers = new OutlierDetector(this.cfg, this.metrics);
     seedRandom(nowNs(), this.context_id);
     const exchange = new VmExchange();
@@ -204,10 +203,7 @@ export class PickerStream extends Context {
     removeHeader(HeaderMapTypeValues.RequestHeaders, root.fallbackKey);
     const pathLen = readHeaderToScratch(HeaderMapTypeValues.RequestHeaders, PATH);
     if (pathLen > 0) this.kind = promptKindForPath(scratch, pathLen);
-    if (root.cfg.objectiveNames.length > 0 && root.objectiveKey.byteLength > 0) {
-      const objective = getHeader(HeaderMapTypeValues.RequestHeaders, root.objectiveKey);
-      if (objective != null) this.sheddable = root.cfg.priorityOf(String.UTF8.decode(objective)) < 0;
-    }
+    this.sheddable = this.objectiveSheddable();
     const watchdog = root.watchdog;
     if (
       end_of_stream ||
@@ -228,6 +224,27 @@ export class PickerStream extends Context {
       expected > 0 ? <i32>min(expected, min(cap, PROMPT_RESERVE_MAX)) : 256,
     );
     return FilterHeadersStatusValues.StopIteration; // decided in the body callback, which may still set headers
+  }
+
+  /**
+   * Whether the request's InferenceObjective (the first objective header present) has a negative priority:
+   * the plugin configuration's objectivePriorities first, then the snapshot's InferenceObjectives.
+   * Headers are read only when some priority is known.
+   */
+  private objectiveSheddable(): bool {
+    const root = this.root;
+    root.pool.refresh();
+    const snap = root.pool.snapshot;
+    const known = root.cfg.objectiveNames.length > 0 || (snap != null && snap.objectiveHash.length > 0);
+    if (!known) return false;
+    for (let k = 0; k < root.objectiveKeys.length; k++) {
+      const n = readHeaderToScratch(HeaderMapTypeValues.RequestHeaders, unchecked(root.objectiveKeys[k]));
+      if (n < 0) continue;
+      const fromSnapshot = snap != null && n > 0 ? snap.priorityOf(fnv1a32(scratch, n), 0) : 0;
+      if (root.cfg.objectiveNames.length == 0) return fromSnapshot < 0;
+      return root.cfg.priorityFor(String.UTF8.decodeUnsafe(scratch, <usize>max(n, 0)), fromSnapshot) < 0;
+    }
+    return false;
   }
 
   onRequestBody(body_buffer_length: usize, end_of_stream: bool): FilterDataStatusValues {

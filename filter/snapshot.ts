@@ -11,6 +11,7 @@ export const FORMAT: u16 = 2;
 const SECTION_PROFILE: u16 = 1;
 const SECTION_ENDPOINTS: u16 = 2;
 const SECTION_BASE_MODELS: u16 = 3;
+const SECTION_OBJECTIVES: u16 = 4;
 const PARAM_NUMBER: u8 = 0;
 const PARAM_STRING: u8 = 1;
 
@@ -61,6 +62,17 @@ export class Snapshot {
   degraded: i32 = 0;
   /** Every adapter hash any endpoint lists, sorted, for `isAdapter`. */
   adapterSet: StaticArray<u32> = new StaticArray<u32>(0);
+  /** InferenceObjectives (section 4): FNV-1a of each name and its priority, in the snapshot's order. */
+  objectiveHash: StaticArray<u32> = new StaticArray<u32>(0);
+  objectivePriority: StaticArray<i32> = new StaticArray<i32>(0);
+
+  /** The priority of the objective whose name hashes to `h`; `fallback` when the snapshot has none such. */
+  priorityOf(h: u32, fallback: i32): i32 {
+    for (let k = 0; k < this.objectiveHash.length; k++)
+      if (unchecked(this.objectiveHash[k]) == h) return unchecked(this.objectivePriority[k]);
+    return fallback;
+  }
+
   /** Hashes of the base models the pool serves (the snapshot's trailing section), sorted; empty when unknown. */
   baseSet: StaticArray<u32> = new StaticArray<u32>(0);
 
@@ -312,6 +324,8 @@ export function decodeSnapshot(buf: ArrayBuffer): Snapshot | null {
       if (!readEndpoints(body, snap)) return null;
     } else if (id == SECTION_BASE_MODELS) {
       if (!readBaseModels(body, snap)) return null;
+    } else if (id == SECTION_OBJECTIVES) {
+      if (!readObjectives(body, snap)) return null;
     }
     r.pos = end; // a section of a later revision, or bytes a known section gained: skipped
   }
@@ -457,6 +471,24 @@ function readBaseModels(r: Reader, snap: Snapshot): bool {
   }
   if (!r.ok) return false;
   snap.baseSet = sortedUnique(bases);
+  return true;
+}
+
+function readObjectives(r: Reader, snap: Snapshot): bool {
+  const n = <i32>r.u16();
+  const hashes = new StaticArray<u32>(max(n, 0));
+  const priorities = new StaticArray<i32>(max(n, 0));
+  for (let k = 0; k < n && r.ok; k++) {
+    const off = r.str();
+    const p = <i32>r.u32();
+    if (r.ok) {
+      unchecked((hashes[k] = fnv1a32(r.base + <usize>off, r.lastLen)));
+      unchecked((priorities[k] = p));
+    }
+  }
+  if (!r.ok) return false;
+  snap.objectiveHash = hashes;
+  snap.objectivePriority = priorities;
   return true;
 }
 

@@ -13,7 +13,9 @@ describe("plugin configuration", () => {
     expect(c.stalenessLimitMs).toBe(5000);
     expect(c.pollTimeoutMs).toBe(2500);
     expect(c.fetchSnapshots).toBe(true);
-    expect(c.objectiveHeader).toBe("x-gateway-inference-objective");
+    expect(c.objectiveHeaders.length).toBe(2);
+    expect(c.objectiveHeaders[0]).toBe("x-llm-d-inference-objective");
+    expect(c.objectiveHeaders[1]).toBe("x-gateway-inference-objective");
     expect(c.consecutive5xx).toBe(5);
     expect(c.consecutiveGatewayFailure).toBe(3);
     expect(c.baseEjectionTimeMs).toBe(10000);
@@ -28,13 +30,20 @@ describe("plugin configuration", () => {
     );
     expect(r.error).toBe("");
     const c = r.config!;
-    expect(c.objectiveHeader).toBe("x-trusted-objective");
+    expect(c.objectiveHeaders.length).toBe(1);
+    expect(c.objectiveHeaders[0]).toBe("x-trusted-objective");
     expect(c.consecutive5xx).toBe(2);
     expect(c.consecutiveGatewayFailure).toBe(1);
     expect(c.baseEjectionTimeMs).toBe(500);
     expect(c.maxEjectionTimeMs).toBe(4000);
     expect(c.maxEjectionPercent).toBe(0);
-    expect(parseConfig('{"objectiveHeader":""}').config!.objectiveHeader).toBe("");
+    expect(parseConfig('{"objectiveHeader":""}').config!.objectiveHeaders.length).toBe(0);
+    expect(parseConfig('{"objectiveHeader":[]}').config!.objectiveHeaders.length).toBe(0);
+    expect(parseConfig('{"objectiveHeader":["A-One","x-two"]}').config!.objectiveHeaders[0]).toBe("a-one");
+    expect(parseConfig('{"objectiveHeader":[1]}').error).toBe("configuration.objectiveHeader[0]: must be a string");
+    expect(parseConfig('{"objectiveHeader":"bad header"}').error).toBe(
+      'configuration.objectiveHeader: "bad header" is not a valid header name',
+    );
     expect(parseConfig('{"outlierDetection":{"interval":1}}').error).toBe(
       "configuration.outlierDetection.interval: unknown field",
     );

@@ -83,6 +83,13 @@ const DEFAULT_RESOURCES: Resource[] = [
   { group: "", version: "v1", plural: "pods", kind: "Pod" },
   { group: "inference.networking.k8s.io", version: "v1", plural: "inferencepools", kind: "InferencePool" },
   { group: "inference.networking.x-k8s.io", version: "v1alpha2", plural: "inferencepools", kind: "InferencePool" },
+  { group: "llm-d.ai", version: "v1alpha2", plural: "inferenceobjectives", kind: "InferenceObjective" },
+  {
+    group: "inference.networking.x-k8s.io",
+    version: "v1alpha2",
+    plural: "inferenceobjectives",
+    kind: "InferenceObjective",
+  },
 ];
 
 const apiVersionOf = (r: Resource): string => (r.group ? `${r.group}/${r.version}` : r.version);

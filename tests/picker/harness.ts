@@ -58,6 +58,7 @@ export class PickerHost {
     endpoints: Partial<SnapshotEndpoint>[],
     profile: Partial<FlatProfile> = {},
     baseModels: string[] = [],
+    objectives: Array<{ name: string; priority: number }> = [],
   ): Uint8Array {
     this.version += 1n;
     const blob = new Uint8Array(
@@ -67,6 +68,7 @@ export class PickerHost {
         profile: profileOf(profile),
         endpoints: endpoints.map((e) => ({ ...endpoint(e.address ?? "10.0.0.1:8000"), ...e })),
         baseModels,
+        objectives,
       }),
     );
     publishSnapshot(this.host.sharedData, blob, this.nowMs);

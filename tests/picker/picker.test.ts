@@ -583,3 +583,38 @@ test("outlier detection: a pick never reached, or the router's own 5xx, is a gat
   off.publish([{ address: A }, { address: B, queued: 5 }]);
   for (let i = 0; i < 10; i++) assert.equal(answered(off, 500), A, "maxEjectionPercent 0 turns it off");
 });
+
+test("InferenceObjectives from the snapshot: llm-d-router's header, then GIE's; objectivePriorities wins a name", () => {
+  const saturated = [
+    { address: A, queued: 7 },
+    { address: B, queued: 9 },
+  ];
+  const objectives = [
+    { name: "best-effort", priority: -10 },
+    { name: "premium", priority: 100 },
+    { name: "overridden", priority: -5 },
+  ];
+  const h = new PickerHost({ config: { objectivePriorities: { overridden: 1 } } });
+  h.publish(saturated, {}, [], objectives);
+  const status = (headers: [string, string][]) => h.send({ headers, body: completion("m", "x") }).localReply?.status;
+  assert.equal(status([["x-llm-d-inference-objective", "best-effort"]]), 429);
+  assert.equal(status([["x-gateway-inference-objective", "best-effort"]]), 429, "GIE's header, llm-d's legacy alias");
+  assert.equal(
+    status([
+      ["x-llm-d-inference-objective", "premium"],
+      ["x-gateway-inference-objective", "best-effort"],
+    ]),
+    undefined,
+    "the current name wins",
+  );
+  assert.equal(status([["x-llm-d-inference-objective", "overridden"]]), undefined, "the plugin configuration wins");
+  assert.equal(status([["x-llm-d-inference-objective", "unknown"]]), undefined, "an unknown objective: priority 0");
+  assert.equal(status([]), undefined);
+  // Ignoring client-set objectives: nothing is shed.
+  const off = new PickerHost({ config: { objectiveHeader: "" } });
+  off.publish(saturated, {}, [], objectives);
+  assert.equal(
+    off.send({ headers: [["x-llm-d-inference-objective", "best-effort"]], body: completion("m", "x") }).localReply,
+    null,
+  );
+});
