@@ -5,7 +5,8 @@
 // utilisation is the mean: each rank has an equal share of the pod's cache and the engine's own balancer
 // (vLLM's DP coordinator) places a new request on a free rank, so the mean is the fraction of the pod's
 // cache in use, while the max would call a pod full because one of its ranks is. LoRA info: the series with
-// the largest value (its last-update timestamp) is current. Cache info: block sizes must agree; block counts
+// the largest value (its last-update timestamp) is current; its adapter lists are made disjoint (normaliseLora:
+// current vLLM V1 writes every adapter in flight into both). Cache info: block sizes must agree; block counts
 // are summed over ranks. Served models: the `model_name` label (vLLM, SGLang, trtllm-serve) of the load
 // series, the base model(s) the pod serves, so the filter can tell a request for a LoRA adapter nobody runs
 // yet from one for the base model.
@@ -136,11 +137,36 @@ function latestLora(page: ParsedPage, spec: MetricSpec | null): LoraState | null
       throw new ExtractError(`${used.name}: max_lora ${JSON.stringify(maxText)} is not a whole number`);
     max = Number(maxText);
   }
-  return {
-    running: adapters(used, "running_lora_adapters", latest.labels.running_lora_adapters),
-    waiting: adapters(used, "waiting_lora_adapters", latest.labels.waiting_lora_adapters),
+  return normaliseLora(
+    adapters(used, "running_lora_adapters", latest.labels.running_lora_adapters),
+    adapters(used, "waiting_lora_adapters", latest.labels.waiting_lora_adapters),
     max,
-  };
+  );
+}
+
+/**
+ * The adapter lists as the filter reads them: disjoint, each adapter once (it counts running + waiting
+ * against `max`). vLLM V0 (`LLMEngine._get_stats`) and V1 until PR #26801 (`LoRARequestStates`) list the
+ * adapters of running requests and those of waiting requests apart, so an adapter with requests in both is
+ * in both labels: it runs, and holds one slot. Current V1 (`LoRARequestStates.update_scheduler_stats`)
+ * writes every adapter with a request in flight, running or queued, into both labels alike: read as
+ * running, each once. A page alone cannot tell the two V1 readings apart when the labels are equal, and
+ * "in both = running" is right for either. One exception shows on the page: more adapters running than
+ * `max_lora` slots cannot be (the scheduler batches at most that many), so the list is current V1's
+ * in-flight set with some adapters only queued for a slot, which ones unknown: then none is reported as
+ * running, all as holding or waiting for slots (the pod is full; an adapter listed there may wait).
+ */
+export function normaliseLora(running: readonly string[], waiting: readonly string[], max: number): LoraState {
+  const run = [...new Set(running)];
+  const seen = new Set(run);
+  const wait: string[] = [];
+  for (const a of waiting) {
+    if (seen.has(a)) continue;
+    seen.add(a);
+    wait.push(a);
+  }
+  if (max > 0 && run.length > max) return { running: [], waiting: [...run, ...wait], max };
+  return { running: run, waiting: wait, max };
 }
 
 /** A whole number from a label, or null for values such as vLLM's "None" before the cache is profiled. */
@@ -183,7 +209,10 @@ function cacheInfo(page: ParsedPage, mapping: EngineMapping): { found: boolean; 
 
 /**
  * Normalised metrics of one page. A disabled spec, or one whose series are absent, gives null. A page on
- * which none of the mapping's enabled metrics appear is an error (wrong engine label, wrong port or path).
+ * which none of the mapping's enabled metrics appear is an error (wrong engine label, wrong port or path),
+ * unless LoRA info is the only metric wanted: vLLM has that family only when it serves adapters, and GIE's
+ * extractor skips it silently when absent (it errs only on the absence of the other families). So a page with
+ * nothing on it, even an empty one, is fine when nothing (or only LoRA info) is wanted.
  */
 export function extractMetrics(page: ParsedPage, mapping: EngineMapping): EndpointMetrics {
   const queued = sumCounts(page, mapping.queued);
@@ -200,12 +229,16 @@ export function extractMetrics(page: ParsedPage, mapping: EngineMapping): Endpoi
     mapping.cacheBlockSize,
     mapping.cacheNumBlocks,
   ].filter((s): s is MetricSpec => s !== null);
-  if (enabled.length > 0 && queued === null && running === null && kvUsage === null && lora === null && !cacheFound) {
+  const required = enabled.some((s) => s !== mapping.lora);
+  if (required && queued === null && running === null && kvUsage === null && lora === null && !cacheFound) {
+    const names = enabled
+      .map((s) => s.name)
+      .filter((n, i, a) => a.indexOf(n) === i)
+      .join(", ");
     throw new ExtractError(
-      `none of engine ${mapping.name}'s metrics are on the page (looked for ${enabled
-        .map((s) => s.name)
-        .filter((n, i, a) => a.indexOf(n) === i)
-        .join(", ")})`,
+      page.empty
+        ? `empty metrics page: none of engine ${mapping.name}'s metrics are on it (looked for ${names})`
+        : `none of engine ${mapping.name}'s metrics are on the page (looked for ${names})`,
     );
   }
   return {

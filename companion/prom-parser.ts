@@ -7,7 +7,8 @@
 // Validation: every line must start like an exposition line (a metric name, `#`, `{` or blank; blank lines
 // may end in CR), the first sample line is parsed in full, the page must end with a newline (Prometheus
 // text) or `# EOF` (OpenMetrics), and nothing may follow `# EOF`. Lines of other families are not checked
-// beyond their first byte.
+// beyond their first byte. An empty Prometheus text page is valid (no samples), as for Prometheus's own
+// parser; an empty OpenMetrics page lacks its `# EOF`.
 
 export interface Sample {
   labels: Record<string, string>;
@@ -19,6 +20,8 @@ export interface ParsedPage {
   /** Wanted family name -> its samples, in page order. Families absent from the page are absent here. */
   samples: Map<string, Sample[]>;
   sawEof: boolean;
+  /** The page had no bytes: a valid Prometheus text page without metrics (whether that is fine: extract.ts). */
+  empty: boolean;
 }
 
 export class PageError extends Error {}
@@ -231,7 +234,6 @@ class LineParser {
  */
 export function parseSelectedFamilies(page: Buffer, selector: FamilySelector, openMetrics = false): ParsedPage {
   const n = page.length;
-  if (n === 0) throw new PageError("empty page");
   const samples = new Map<string, Sample[]>();
   const table = selector.byFirstByte;
   let pos = 0;
@@ -301,5 +303,5 @@ export function parseSelectedFamilies(page: Buffer, selector: FamilySelector, op
     pos = eol + 1;
   }
   if (openMetrics && !sawEof) throw new PageError("page truncated: OpenMetrics page without # EOF");
-  return { samples, sawEof };
+  return { samples, sawEof, empty: n === 0 };
 }

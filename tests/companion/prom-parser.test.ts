@@ -209,7 +209,6 @@ test("special values in any case, as Go's ParseFloat (and so Prometheus) reads t
 test("bad pages give a clear error, never a crash", () => {
   const sel = select("vllm:num_requests_waiting");
   const cases: Array<[string, string]> = [
-    ["", "empty page"],
     [
       "<html><body>502 Bad Gateway</body></html>\n",
       'line 1: not a metrics exposition line: "<html><body>502 Bad Gateway</body></html>"',
@@ -260,6 +259,17 @@ test("bad pages give a clear error, never a crash", () => {
         .value,
     ),
   );
+});
+
+test("an empty page is a valid Prometheus text page with no samples; an empty OpenMetrics page lacks # EOF", () => {
+  const sel = select("vllm:num_requests_waiting");
+  const parsed = parseSelectedFamilies(page(""), sel);
+  assert.equal(parsed.samples.size, 0);
+  assert.equal(parsed.empty, true);
+  assert.equal(parseSelectedFamilies(page("\n# HELP x y\n"), sel).empty, false);
+  assert.throws(() => parseSelectedFamilies(page(""), sel, true), {
+    message: "page truncated: OpenMetrics page without # EOF",
+  });
 });
 
 test("random garbage never escapes as anything but a PageError", () => {

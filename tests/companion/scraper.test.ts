@@ -206,6 +206,44 @@ test("gzip pages, OpenMetrics content type, engine-specific path and port overri
   assert.ok(viaOverride.ok && viaOverride.metrics.queued === 9, "--model-server-metrics-port/path");
 });
 
+test("an empty page: fine when the engine wants no metric (or only LoRA info, as GIE), an error when it wants one", async (t) => {
+  const empty = await server(t, (_q, res) => res.writeHead(200, { "content-type": "text/plain; version=0.0.4" }).end());
+  const off = { totalQueuedRequestsMetric: "", totalRunningRequestsMetric: "", kvCacheUsagePercentageMetric: "" };
+  const nothingWanted = await scraper(t, {}, () => {}, { ...off, loraInfoMetric: "", cacheInfoMetric: "" }).scrape(
+    empty.target(),
+  );
+  assert.ok(nothingWanted.ok, nothingWanted.ok ? "" : nothingWanted.error);
+  assert.deepEqual(nothingWanted.metrics, {
+    queued: null,
+    running: null,
+    kvUsage: null,
+    lora: null,
+    cache: null,
+    models: [],
+  });
+  // vLLM has vllm:lora_requests_info only while it serves adapters; GIE skips its absence silently.
+  const loraOnly = await scraper(t, {}, () => {}, { ...off, cacheInfoMetric: "" }).scrape(empty.target());
+  assert.ok(loraOnly.ok && loraOnly.metrics.lora === null, loraOnly.ok ? "" : loraOnly.error);
+  const wanted = await scraper(t).scrape(empty.target());
+  assert.ok(!wanted.ok);
+  assert.equal(wanted.reason, "metrics");
+  assert.equal(
+    wanted.error,
+    "empty metrics page: none of engine vllm's metrics are on it (looked for vllm:num_requests_waiting, vllm:num_requests_running, vllm:kv_cache_usage_perc, vllm:lora_requests_info, vllm:cache_config_info)",
+  );
+  const kvOnly = await scraper(t, {}, () => {}, { ...off, kvCacheUsagePercentageMetric: "vllm:kv_cache_usage_perc" });
+  const kv = await kvOnly.scrape(empty.target());
+  assert.ok(!kv.ok && kv.reason === "metrics" && /looked for vllm:kv_cache_usage_perc/.test(kv.error));
+  // An OpenMetrics page must end with # EOF, so an empty one is cut short whatever is wanted.
+  const om = await server(t, (_q, res) =>
+    res.writeHead(200, { "content-type": "application/openmetrics-text; version=1.0.0" }).end(),
+  );
+  const omEmpty = await scraper(t, {}, () => {}, { ...off, loraInfoMetric: "", cacheInfoMetric: "" }).scrape(
+    om.target(),
+  );
+  assert.ok(!omEmpty.ok && omEmpty.reason === "parse" && /without # EOF/.test(omEmpty.error));
+});
+
 test("loops: every endpoint keeps being scraped; removed endpoints stop", async (t) => {
   const good = await server(t, (_q, res) => res.writeHead(200).end("vllm:num_requests_waiting 1\n"));
   const outcomes: ScrapeOutcome[] = [];

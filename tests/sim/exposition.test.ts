@@ -7,6 +7,10 @@ import { createExposition } from "./exposition/index";
 import { ENGINE_KINDS, type EngineKind, makeProfile } from "./profile";
 import { Rng } from "./rng";
 import { TokenSequence, answerText, synthText } from "./text";
+import { extractMetrics } from "../../companion/extract";
+import { familiesOf } from "../../companion/engines";
+import { loadPickerConfig } from "../../companion/picker-config";
+import { FamilySelector, parseSelectedFamilies } from "../../companion/prom-parser";
 
 interface Family {
   name: string;
@@ -161,6 +165,59 @@ test("vllm-v1: a page is tens of KB, cache_config_info and lora_requests_info ca
   // (parse-prometheus-text-format drops _count of labelled histograms, so read the line itself.)
   const count = /^vllm:time_to_first_token_seconds_count\{[^}]*\} (\S+)$/m.exec(text);
   assert.ok(count && Number(count[1]) >= 4, "finished requests observed");
+});
+
+test("vllm:lora_requests_info: V1 lists every adapter in flight in both labels (current vLLM), V0 running and waiting apart", () => {
+  // One slot: sql-lora's requests hold it (some run, the rest queue past max-num-seqs), chat-lora waits for it.
+  const profile = makeProfile({
+    scheduler: { maxNumSeqs: 2 },
+    metricsLagMs: 0,
+    lora: { adapters: ["sql-lora", "chat-lora"], maxLoras: 1 },
+  });
+  const pages = new Map<string, string>();
+  for (const kind of ["vllm-v1", "vllm-v0"] as const) {
+    const clock = new VirtualClock();
+    const engine = new Engine(kind, profile, clock, 5);
+    const exposition = createExposition(engine, { modelName: profile.model });
+    ["sql-lora", "sql-lora", "sql-lora", "chat-lora"].forEach((adapter, i) => {
+      const prompt = synthText(new Rng(`l${i}`), 200);
+      clock.at(i * 10, () =>
+        engine.submit({
+          id: `r${i}`,
+          seq: new TokenSequence(prompt, answerText(prompt, adapter, 2000), adapter),
+          maxTokens: 2000,
+          finishReason: "length",
+          adapter,
+          maxTokensParam: 2000,
+          onFinish: () => {},
+        }),
+      );
+    });
+    clock.run(1_000);
+    pages.set(kind, exposition.render());
+  }
+  const latest = (text: string) => {
+    const lora = parsePrometheus(text).find((f) => f.name === "vllm:lora_requests_info")!.metrics;
+    return lora.reduce((a, b) => (Number(b.value) > Number(a.value) ? b : a)).labels!;
+  };
+  assert.deepEqual(latest(pages.get("vllm-v1")!), {
+    max_lora: "1",
+    waiting_lora_adapters: "sql-lora,chat-lora",
+    running_lora_adapters: "sql-lora,chat-lora",
+  });
+  assert.deepEqual(latest(pages.get("vllm-v0")!), {
+    running_lora_adapters: "sql-lora",
+    max_lora: "1",
+    waiting_lora_adapters: "sql-lora,chat-lora",
+  });
+  // The companion's reading: each adapter once. V1 lists two adapters in flight for one slot, so one of them
+  // only waits, which one the page does not say: none is reported running, the pod is full.
+  const vllm = loadPickerConfig(null).engines.engines.get("vllm")!;
+  const lora = (kind: string) =>
+    extractMetrics(parseSelectedFamilies(Buffer.from(pages.get(kind)!), new FamilySelector(familiesOf(vllm))), vllm)
+      .lora;
+  assert.deepEqual(lora("vllm-v1"), { running: [], waiting: ["sql-lora", "chat-lora"], max: 1 });
+  assert.deepEqual(lora("vllm-v0"), { running: ["sql-lora"], waiting: ["chat-lora"], max: 1 });
 });
 
 test("gauges on the page lag by metricsLagMs; counters do not", () => {

@@ -4,6 +4,7 @@
 // the same options and seed give the same records.
 import { VirtualClock } from "./clock";
 import { Engine } from "./engine";
+import { scrapedLoraLists } from "./exposition/vllm";
 import { ApiError } from "./openai";
 import type { FleetPod, Pick, Picker, PickerContext, ScrapedMetrics } from "./pickers/picker";
 import { type EngineKind, type EngineProfile, makeProfile } from "./profile";
@@ -79,12 +80,13 @@ export function runFleet(o: FleetOptions): FleetResult {
   const scrape = (): ScrapedMetrics[] =>
     pods.map((p) => {
       const g = p.engine.gauges();
+      const lora = scrapedLoraLists(p.kind, g.loraRunning, g.loraWaiting);
       return {
         queued: g.waiting,
         running: g.running,
         kvUsage: g.kvUsage,
-        loraRunning: g.loraRunning,
-        loraWaiting: g.loraWaiting,
+        loraRunning: lora.running,
+        loraWaiting: lora.waiting,
         maxLora: profile.lora.adapters.length > 0 ? profile.lora.maxLoras : 0,
         blockSize: p.engine.blockSize,
         numBlocks: p.engine.numGpuBlocks,

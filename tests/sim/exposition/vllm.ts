@@ -1,7 +1,10 @@
 // vLLM's /metrics, V1 (vllm/v1/metrics/loggers.py, v0.10 era: labels model_name and engine, *_created series)
 // and V0 (vllm/engine/metrics.py, v0.6 era: label model_name, created series disabled), plus the Python
 // process collectors and the API server's HTTP metrics. Gauges come from the engine's lagged view.
+// vllm:lora_requests_info as each generation fills it (vllmLoraLabels): V1 as current vLLM, every adapter
+// with a request in flight in both adapter labels; V0 the adapters of running and of waiting requests.
 import type { Engine, RequestResult } from "../engine";
+import type { EngineKind } from "../profile";
 import {
   type Exposition,
   type ExpositionOptions,
@@ -31,6 +34,34 @@ const V0_TPOT = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 
 const V0_LATENCY = [0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0];
 const V0_ITERATION = [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8096];
 const V0_FORWARD_MS = [1, 2, 3, 5, 8, 10, 20, 30, 50, 80, 100, 200, 300, 500, 800, 1000, 2000, 3000];
+
+/**
+ * The adapter labels of vllm:lora_requests_info for the engine's adapters with running and with waiting
+ * requests. V0 (`LLMEngine._get_stats`: the LoRA names of `scheduler.running` and of `scheduler.waiting`)
+ * lists each set in its own label, so an adapter with requests in both is in both. Current V1
+ * (`LoRARequestStates.update_scheduler_stats` in vllm/v1/metrics/stats.py, since vLLM PR #26801) writes every
+ * adapter with a request in flight, running or waiting, into both labels: one key set rendered twice.
+ * (V1 before that PR listed the two sets apart, as V0 does; the simulator's V1 is the current one.)
+ */
+export function vllmLoraLabels(
+  version: "v1" | "v0",
+  running: readonly string[],
+  waiting: readonly string[],
+): { running: string[]; waiting: string[] } {
+  if (version === "v0") return { running: [...running], waiting: [...waiting] };
+  const inFlight = [...new Set([...running, ...waiting])];
+  return { running: inFlight, waiting: [...inFlight] };
+}
+
+/** The adapter lists a scrape of a pod of this kind shows (other engines: the engine's own lists). */
+export function scrapedLoraLists(
+  kind: EngineKind,
+  running: readonly string[],
+  waiting: readonly string[],
+): { running: string[]; waiting: string[] } {
+  if (kind === "vllm-v1") return vllmLoraLabels("v1", running, waiting);
+  return vllmLoraLabels("v0", running, waiting);
+}
 
 /** Most label sets of vllm:lora_requests_info kept (prometheus_client keeps every one ever set). */
 const LORA_SERIES_KEPT = 32;
@@ -285,10 +316,11 @@ export class VllmExposition implements Exposition {
   ): void {
     const lora = this.engine.profile.lora;
     if (lora.adapters.length === 0) return;
+    const lists = vllmLoraLabels(this.version, running, waiting);
     const values: Record<string, string> = {
       max_lora: String(lora.maxLoras),
-      running_lora_adapters: running.join(","),
-      waiting_lora_adapters: waiting.join(","),
+      running_lora_adapters: lists.running.join(","),
+      waiting_lora_adapters: lists.waiting.join(","),
     };
     const labels: Labels = order.map((k) => [k, values[k]] as const);
     const key = JSON.stringify(labels);

@@ -12,8 +12,10 @@
 // holds each block, and stops at the first block no server holds (as GIE does).
 //
 // With `loraWeight` > 0 the profile also has lora-affinity-scorer: for a request naming an adapter, 1.0 where
-// the (scraped) running list has it, 0.8 where running + waiting adapters leave a slot free, 0.6 where it is
-// waiting, else 0.
+// the (scraped) running list has it, 0.8 where the distinct adapters of both lists leave a slot free, 0.6
+// where it is waiting, else 0. The scraped lists are the raw labels (a vLLM V1 pod names every adapter in
+// flight in both). Distinct adapters as llm-d-router's scorer counts them since its PR #2625; before, the
+// lengths of the two lists were added, which counts every adapter twice against current vLLM V1.
 import { hashString } from "../rng";
 import { chainHash } from "../text";
 import type { Picker, PickerContext, ScrapedMetrics } from "./picker";
@@ -102,7 +104,7 @@ class PrefixIndexer {
 
 function loraAffinity(m: ScrapedMetrics, adapter: string): number {
   if (m.loraRunning.includes(adapter)) return 1;
-  if (m.loraRunning.length + m.loraWaiting.length < m.maxLora) return 0.8;
+  if (new Set([...m.loraRunning, ...m.loraWaiting]).size < m.maxLora) return 0.8;
   if (m.loraWaiting.includes(adapter)) return 0.6;
   return 0;
 }
