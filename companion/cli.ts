@@ -3,6 +3,7 @@
 import { isIP } from "node:net";
 import { parseArgs } from "node:util";
 import { parseEndpointAddress, parsePort } from "./address";
+import { parseGoDuration } from "./config-fields";
 import { ENGINE_FLAG_NAMES, type EngineFlags } from "./engine-config";
 import { MODEL_SERVER_TYPES, type ModelServerType } from "./engines";
 import { LOG_LEVELS, type LogLevel } from "./log";
@@ -22,9 +23,14 @@ export interface CompanionOptions {
   kubeconfig: string | undefined;
   configFile: string | undefined;
   configText: string | undefined;
+  /** Engine and scrape flags, resolved with the config (`--model-server-metrics-path` & co. are in here). */
   engineFlags: EngineFlags;
   metricsPort: number | undefined;
-  metricsPath: string | undefined;
+  /**
+   * Always undefined: `--model-server-metrics-path` goes to `engineFlags.metricsPath`, the default that
+   * `metrics-data-source`'s `path` overrides (GIE's order); a path here would win over the config's.
+   */
+  metricsPath: undefined;
   refreshIntervalMs: number;
   scrapeTimeoutMs: number;
   maxBackoffMs: number;
@@ -41,6 +47,14 @@ export interface CompanionOptions {
   peersDns: PeerAddress | undefined;
   maxReportBytes: number;
   exchangeRecords: number;
+  /** GIE / llm-d-router EPP flags given that have no effect here, each logged as a warning at start. */
+  ignoredFlags: IgnoredFlag[];
+}
+
+export interface IgnoredFlag {
+  flag: string;
+  value: string;
+  reason: string;
 }
 
 /**
@@ -73,6 +87,8 @@ interface FlagDoc {
   def?: string;
   alias?: string;
   boolean?: boolean;
+  /** A Go-style boolean (GIE's): `--name`, `--name=BOOL` or `--name BOOL`; read by the pre-scan (goFlags). */
+  goBool?: boolean;
 }
 
 /** Every flag, in the order `--help` lists them. GIE's spelling is accepted as an alias where it differs. */
@@ -199,8 +215,21 @@ export const FLAGS: ReadonlyArray<{ section: string; flags: FlagDoc[] }> = [
       {
         name: "model-server-metrics-path",
         arg: "PATH",
-        help: "metrics path for engines without their own metricsPath (overrides metrics-data-source's path)",
+        help: "metrics path for engines without their own metricsPath; metrics-data-source's path wins (as in GIE)",
         def: "/metrics",
+      },
+      {
+        name: "model-server-metrics-scheme",
+        arg: "SCHEME",
+        help: "http | https; metrics-data-source's scheme wins (as in GIE)",
+        def: "http",
+      },
+      {
+        name: "model-server-metrics-https-insecure-skip-verify",
+        arg: "[=BOOL]",
+        goBool: true,
+        help: "do not verify model servers' certificates with https; metrics-data-source's insecureSkipVerify wins (as in GIE)",
+        def: "true",
       },
     ],
   },
@@ -254,6 +283,150 @@ export const FLAGS: ReadonlyArray<{ section: string; flags: FlagDoc[] }> = [
   },
 ];
 
+/** What the companion does with a flag of GIE's or llm-d-router's EPP that it does not define itself. */
+export interface EppFlag {
+  name: string;
+  /** Go-style boolean (`--name`, `--name=BOOL`) or a flag with a value. */
+  kind: "bool" | "value";
+  /** `ignore`: accepted, a warning at start; `refuse`: a usage error; `log-level`: sets the log level. */
+  action: "ignore" | "refuse" | "log-level";
+  reason: string;
+}
+
+const NO_GRPC = "the companion serves HTTP on --port (snapshots, /healthz, /readyz, /metrics), no ext_proc gRPC";
+const PLAIN_HTTP = "the companion serves plain HTTP (protect /v1/* with --api-token; put TLS in front of it if needed)";
+const LOGS = "logs are JSON lines on stderr; --log-level sets the level";
+
+/**
+ * The flags of GIE's EPP (1.0-1.5: cmd/epp/runner, pkg/epp/server/options.go, the zap and -v logging flags)
+ * and llm-d-router's (pkg/epp/server/options.go) that the companion has no flag of its own for. The flags it
+ * shares (pool, selector, metric specs, intervals, config) are in FLAGS, under GIE's spelling or as aliases.
+ */
+export const EPP_FLAGS: readonly EppFlag[] = [
+  { name: "grpc-port", kind: "value", action: "ignore", reason: NO_GRPC },
+  { name: "grpc-health-port", kind: "value", action: "ignore", reason: NO_GRPC },
+  { name: "metrics-port", kind: "value", action: "ignore", reason: "the companion's metrics are on --port, /metrics" },
+  { name: "health-checking", kind: "bool", action: "ignore", reason: NO_GRPC },
+  {
+    name: "ha-enable-leader-election",
+    kind: "bool",
+    action: "ignore",
+    reason: "every companion replica is active and serves the same snapshots; no leader (docs/DEPLOY.md)",
+  },
+  { name: "drain-timeout", kind: "value", action: "ignore", reason: "held long polls are answered 304 on SIGTERM" },
+  { name: "grpc-max-recv-msg-size", kind: "value", action: "ignore", reason: NO_GRPC },
+  { name: "grpc-max-send-msg-size", kind: "value", action: "ignore", reason: NO_GRPC },
+  {
+    name: "disable-endpoint-subset-filter",
+    kind: "bool",
+    action: "ignore",
+    reason: "the filter does not read x-gateway-destination-endpoint-subset",
+  },
+  { name: "emit-endpoint-scores", kind: "bool", action: "ignore", reason: "the filter decides; no scores are emitted" },
+  {
+    name: "refresh-prometheus-metrics-interval",
+    kind: "value",
+    action: "ignore",
+    reason: "the companion's metrics are computed when /metrics is read",
+  },
+  { name: "tracing", kind: "bool", action: "ignore", reason: "the companion emits no traces" },
+  { name: "enable-pprof", kind: "bool", action: "ignore", reason: "no profiling endpoint" },
+  { name: "enable-grpc-stream-metrics", kind: "bool", action: "ignore", reason: NO_GRPC },
+  { name: "secure-serving", kind: "bool", action: "ignore", reason: PLAIN_HTTP },
+  { name: "enable-cert-reload", kind: "bool", action: "ignore", reason: PLAIN_HTTP },
+  { name: "tls-min-version", kind: "value", action: "ignore", reason: PLAIN_HTTP },
+  { name: "tls-cipher-suites", kind: "value", action: "ignore", reason: PLAIN_HTTP },
+  {
+    name: "metrics-endpoint-auth",
+    kind: "bool",
+    action: "ignore",
+    reason: "/metrics is open, like the probes (--api-token guards /v1/*)",
+  },
+  { name: "allow-experimental-plugins", kind: "bool", action: "ignore", reason: "the config's plugin types are fixed" },
+  { name: "cert-path", kind: "value", action: "refuse", reason: PLAIN_HTTP },
+  { name: "metrics-cert-dir", kind: "value", action: "refuse", reason: PLAIN_HTTP },
+  { name: "metrics-client-ca-file", kind: "value", action: "refuse", reason: PLAIN_HTTP },
+  {
+    name: "v",
+    kind: "value",
+    action: "log-level",
+    reason: "4 or more: debug, else info (when --log-level is not given)",
+  },
+  {
+    name: "zap-log-level",
+    kind: "value",
+    action: "log-level",
+    reason: "debug, info, error (panic: error), or a verbosity as -v (when --log-level is not given)",
+  },
+  { name: "zap-devel", kind: "bool", action: "ignore", reason: LOGS },
+  { name: "zap-encoder", kind: "value", action: "ignore", reason: LOGS },
+  { name: "zap-stacktrace-level", kind: "value", action: "ignore", reason: LOGS },
+  { name: "zap-time-encoding", kind: "value", action: "ignore", reason: LOGS },
+];
+
+/** Go's strconv.ParseBool. */
+function parseGoBool(text: string, flag: string): boolean {
+  if (["1", "t", "T", "TRUE", "true", "True"].includes(text)) return true;
+  if (["0", "f", "F", "FALSE", "false", "False"].includes(text)) return false;
+  throw new UsageError(`--${flag}: "${text}" is not a boolean (true or false)`);
+}
+
+/**
+ * Takes the Go-style flags out of argv (GIE's EPP flags of EPP_FLAGS, and the companion's own Go-style
+ * booleans), which node's parseArgs cannot read: `--name=value`, `--name value`, a bare `--name` for booleans
+ * (a following `true` / `false` is taken as its value, as GIE's Helm chart writes `--flag "false"`), and
+ * `-v N` / `-vN` / `-v=N`. Returns the rest of argv and what was taken, in order.
+ */
+function takeGoFlags(argv: readonly string[]): { rest: string[]; taken: Array<{ name: string; value: string }> } {
+  const bools = new Set([
+    ...EPP_FLAGS.filter((f) => f.kind === "bool").map((f) => f.name),
+    ...FLAGS.flatMap((s) => s.flags)
+      .filter((f) => f.goBool)
+      .map((f) => f.name),
+  ]);
+  const values = new Set(EPP_FLAGS.filter((f) => f.kind === "value").map((f) => f.name));
+  const rest: string[] = [];
+  const taken: Array<{ name: string; value: string }> = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--") {
+      rest.push(...argv.slice(i));
+      break;
+    }
+    const long = /^--([^=]+)(?:=(.*))?$/s.exec(a);
+    const short = long ? null : /^-v(?:=?(.+))?$/s.exec(a);
+    const name = long ? long[1] : short ? "v" : null;
+    const inline = long ? long[2] : short?.[1];
+    if (name !== null && bools.has(name)) {
+      let value = inline;
+      if (value === undefined && /^(true|false)$/i.test(argv[i + 1] ?? "")) value = argv[++i];
+      taken.push({ name, value: value ?? "true" });
+    } else if (name !== null && values.has(name)) {
+      let value = inline;
+      if (value === undefined) {
+        if (i + 1 >= argv.length) throw new UsageError(`--${name}: needs a value`);
+        value = argv[++i];
+      }
+      taken.push({ name, value });
+    } else {
+      rest.push(a);
+    }
+  }
+  return { rest, taken };
+}
+
+/** The log level a GIE `-v` / `--zap-log-level` value stands for. */
+function eppLogLevel(name: string, value: string): LogLevel {
+  const text = value.trim().toLowerCase();
+  if (name === "zap-log-level" && (text === "debug" || text === "info" || text === "error")) return text;
+  if (name === "zap-log-level" && text === "panic") return "error";
+  if (!/^\d+$/.test(text))
+    throw new UsageError(
+      `--${name}: "${value}" is not ${name === "v" ? "a number" : "debug, info, error, panic or a number"}`,
+    );
+  return Number(text) >= 4 ? "debug" : "info"; // GIE's verbosity: 2 default, 3 verbose, 4 debug, 5 trace
+}
+
 export function helpText(): string {
   const lines = [
     "usage: node build/companion.mjs (--pool-name NAME | --selector K=V --target-ports P | --endpoints LIST | --endpoints-file FILE) [flags]",
@@ -264,20 +437,35 @@ export function helpText(): string {
   for (const { section, flags } of FLAGS) {
     lines.push("", `${section}:`);
     for (const f of flags) {
-      const head = `  --${f.name}${f.arg ? ` ${f.arg}` : ""}`;
+      const head = `  --${f.name}${f.arg ? (f.arg.startsWith("[") ? f.arg : ` ${f.arg}`) : ""}`;
       const tail = [f.help, f.def ? `(default: ${f.def})` : "", f.alias ? `[also --${f.alias}]` : ""]
         .filter(Boolean)
         .join(" ");
       lines.push(head.length < 38 ? `${head.padEnd(38)}${tail}` : `${head}\n${" ".repeat(38)}${tail}`);
     }
   }
-  lines.push("", "Exit status: 0 ok, 1 configuration error, 2 bad flags.");
+  lines.push(
+    "",
+    "Flags of GIE's and llm-d-router's EPP are accepted too (docs/COMPANION.md, \"Flags of GIE and llm-d-router\"):",
+    `  ${EPP_FLAGS.filter((f) => f.action === "log-level")
+      .map((f) => `--${f.name}`)
+      .join(", ")} set the log level; --${EPP_FLAGS.filter((f) => f.action === "refuse")
+      .map((f) => f.name)
+      .join(", --")} are refused; the others are ignored with a warning.`,
+    "",
+    "Exit status: 0 ok, 1 configuration error, 2 bad flags.",
+  );
   return lines.join("\n") + "\n";
 }
 
-/** `50ms`, `2s`, `1.5s`, `1m`, or a bare number of milliseconds. */
+/**
+ * `50ms`, `2s`, `1.5s`, `1m`, a bare number of milliseconds, or any other Go duration (`1m30s`, `500us`, `1h`:
+ * what GIE's flags take).
+ */
 export function parseDuration(text: string, flag: string): number {
   const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(text.trim());
+  const go = m ? null : parseGoDuration(text.trim());
+  if (go !== null && go >= 0) return go;
   if (!m) throw new UsageError(`--${flag}: "${text}" is not a duration (examples: 50ms, 2s, 1m)`);
   const ms = Number(m[1]) * (m[2] === "s" ? 1000 : m[2] === "m" ? 60_000 : 1);
   if (!Number.isFinite(ms)) throw new UsageError(`--${flag}: "${text}" is not a duration`);
@@ -306,11 +494,22 @@ function parsePeer(text: string, flag: string): PeerAddress {
 
 function parseSelector(text: string, flag: string): Record<string, string> {
   const out: Record<string, string> = {};
+  // llm-d-router takes Kubernetes' full selector syntax; only its equality requirements are read here.
+  const setBased = /\s(not)?in\s*\(/.exec(text)
+    ? text
+    : text
+        .split(",")
+        .map((s) => s.trim())
+        .find((part) => /!=|^!|^[-A-Za-z0-9_./]+$/.test(part));
+  if (setBased !== undefined)
+    throw new UsageError(
+      `--${flag}: "${setBased}" is a set-based or existence requirement (llm-d-router's selector syntax); only label=value pairs are supported: select the pods by labels they all have, or use an InferencePool`,
+    );
   for (const part of text
     .split(",")
     .map((s) => s.trim())
     .filter(Boolean)) {
-    const m = /^([A-Za-z0-9][-A-Za-z0-9_./]*)=([-A-Za-z0-9_.]*)$/.exec(part);
+    const m = /^([A-Za-z0-9][-A-Za-z0-9_./]*)==?([-A-Za-z0-9_.]*)$/.exec(part);
     if (!m) throw new UsageError(`--${flag}: "${part}" is not a label=value pair`);
     out[m[1]] = m[2];
   }
@@ -371,8 +570,16 @@ export function startupWarnings(options: CompanionOptions): Array<{ msg: string;
   if (poll !== null) out.push({ msg: poll, fields: { longPollTimeoutMs: options.longPollTimeoutMs } });
   const token = apiTokenWarning(options.host, options.apiToken);
   if (token !== null) out.push({ msg: token, fields: { host: options.host } });
+  for (const f of options.ignoredFlags ?? [])
+    out.push({
+      msg: `${f.flag} (a flag of GIE's EPP) is ignored: ${f.reason}`,
+      fields: { flag: f.flag, value: f.value },
+    });
   return out;
 }
+
+/** Flags whose values are taken as given even when wrapped in double quotes. */
+const UNQUOTED_FLAGS = new Set(["config-text", "api-token"]);
 
 export type CliResult = { kind: "help" } | { kind: "run"; options: CompanionOptions };
 
@@ -383,13 +590,15 @@ export function parseCli(
   const options: Record<string, { type: "string" | "boolean" }> = {};
   for (const { flags } of FLAGS) {
     for (const f of flags) {
+      if (f.goBool) continue;
       options[f.name] = { type: f.boolean ? "boolean" : "string" };
       if (f.alias) options[f.alias] = { type: "string" };
     }
   }
+  const { rest, taken } = takeGoFlags(argv);
   let values: Record<string, string | boolean | undefined>;
   try {
-    values = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }).values;
+    values = parseArgs({ args: rest, options, strict: true, allowPositionals: false }).values;
   } catch (e) {
     throw new UsageError((e as Error).message.replace(/\. To specify a positional argument.*$/s, ""));
   }
@@ -401,8 +610,26 @@ export function parseCli(
     const alias = doc?.alias ? (values[doc.alias] as string | undefined) : undefined;
     if (v !== undefined && alias !== undefined)
       throw new UsageError(`--${name} and --${doc!.alias} are the same flag; give one`);
-    return v ?? alias;
+    const text = v ?? alias;
+    // GIE's Helm chart writes some flags as `--flag="value"`, quotes included in the argument: unquote.
+    return text !== undefined && !UNQUOTED_FLAGS.has(name) && /^"[^"]*"$/.test(text) ? text.slice(1, -1) : text;
   };
+  const eppFlags = new Map(EPP_FLAGS.map((f) => [f.name, f]));
+  const ignoredFlags: IgnoredFlag[] = [];
+  let eppLevel: LogLevel | undefined;
+  let insecureSkipVerify: boolean | undefined;
+  for (const { name, value } of taken) {
+    const epp = eppFlags.get(name);
+    if (!epp) {
+      insecureSkipVerify = parseGoBool(value, name); // the one Go-style boolean of FLAGS
+      continue;
+    }
+    if (epp.kind === "bool") parseGoBool(value, name);
+    if (epp.action === "refuse")
+      throw new UsageError(`--${name}: not supported by the companion (a flag of GIE's EPP): ${epp.reason}`);
+    if (epp.action === "log-level") eppLevel = eppLogLevel(name, value);
+    else ignoredFlags.push({ flag: `--${name}`, value, reason: epp.reason });
+  }
   const duration = (name: string, def: string): number => parseDuration(str(name) ?? def, name);
 
   const poolName = str("pool-name");
@@ -493,6 +720,12 @@ export function parseCli(
   const metricsPath = str("model-server-metrics-path");
   if (metricsPath !== undefined && !metricsPath.startsWith("/"))
     throw new UsageError(`--model-server-metrics-path: "${metricsPath}" must start with /`);
+  if (metricsPath !== undefined) engineFlags.metricsPath = metricsPath;
+  const scheme = str("model-server-metrics-scheme");
+  if (scheme !== undefined && scheme !== "http" && scheme !== "https")
+    throw new UsageError(`--model-server-metrics-scheme: "${scheme}" is not http or https`);
+  if (scheme !== undefined) engineFlags.metricsScheme = scheme;
+  if (insecureSkipVerify !== undefined) engineFlags.metricsInsecureSkipVerify = insecureSkipVerify;
 
   const refreshIntervalMs = duration("refresh-interval", "50ms");
   if (refreshIntervalMs < 1) throw new UsageError("--refresh-interval: must be at least 1ms");
@@ -519,7 +752,7 @@ export function parseCli(
   const portText = str("port") ?? "9002";
   const port = portText === "0" ? 0 : parsePort(portText);
   if (port === null) throw new UsageError(`--port: "${portText}" is not a port number from 0 to 65535`);
-  const logLevel = str("log-level") ?? "info";
+  const logLevel = str("log-level") ?? eppLevel ?? "info";
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel))
     throw new UsageError(`--log-level: "${logLevel}" is not one of ${LOG_LEVELS.join(", ")}`);
   const apiToken = str("api-token") ?? env[API_TOKEN_ENV];
@@ -558,7 +791,7 @@ export function parseCli(
       configText,
       engineFlags,
       metricsPort,
-      metricsPath,
+      metricsPath: undefined,
       refreshIntervalMs,
       scrapeTimeoutMs,
       maxBackoffMs,
@@ -574,6 +807,7 @@ export function parseCli(
       peersDns,
       maxReportBytes,
       exchangeRecords,
+      ignoredFlags,
     },
   };
 }

@@ -76,3 +76,41 @@ export function optArray(obj: Fields, key: string, path: string): unknown[] | un
   if (!Array.isArray(v)) fail(join(path, key), "must be a list", v);
   return v;
 }
+
+const GO_DURATION_UNITS_MS: Readonly<Record<string, number>> = {
+  ns: 1e-6,
+  us: 1e-3,
+  "\u00b5s": 1e-3,
+  "\u03bcs": 1e-3,
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+};
+
+/**
+ * A Go duration (`time.ParseDuration`, what metav1.Duration fields take: "200ms", "1.5s", "1h2m", "-10s",
+ * "0") in milliseconds, or null when the text is not one.
+ */
+export function parseGoDuration(text: string): number | null {
+  const m = /^([-+]?)(.*)$/s.exec(text)!;
+  if (m[2] === "0") return 0;
+  if (m[2] === "") return null;
+  let total = 0;
+  for (let rest = m[2]; rest !== "";) {
+    const part = /^(\d+\.?\d*|\.\d+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)/.exec(rest);
+    if (!part) return null;
+    total += Number(part[1]) * GO_DURATION_UNITS_MS[part[2]];
+    rest = rest.slice(part[0].length);
+  }
+  return m[1] === "-" ? -total : total;
+}
+
+/** An optional Go duration field, in milliseconds; a number or malformed text is an error. */
+export function optGoDuration(obj: Fields, key: string, path: string): number | undefined {
+  const v = obj[key];
+  if (v === undefined || v === null) return undefined;
+  const ms = typeof v === "string" ? parseGoDuration(v) : null;
+  if (ms === null) fail(join(path, key), 'must be a duration such as "200ms" or "1.5s"', v);
+  return ms;
+}

@@ -2,7 +2,7 @@
 // metric flags, resolved into one EngineRegistry.
 //
 // How the sources combine (docs/COMPANION.md, "Engines"):
-//   1. Built-in engines (vllm, sglang, triton-tensorrt-llm, trtllm-serve).
+//   1. Built-in engines (vllm, sglang, triton-tensorrt-llm, trtllm-serve, triton).
 //   2. `engineConfigs` entries: a built-in name replaces that engine's mapping entirely; other names add engines.
 //   3. The default engine (used for pods without the engine label) is `defaultEngine` from the file, else
 //      `--model-server-type`, else vllm. The file wins because the Helm chart always passes the flag.
@@ -22,10 +22,10 @@ import {
 import {
   BUILTIN_ENGINES,
   DEFAULT_ENGINE,
-  DEFAULT_ENGINE_LABEL_KEY,
   ENGINE_SPEC_FIELDS,
   EngineRegistry,
   RESERVED_ENGINE_NAME,
+  engineLabelKeys,
   buildMapping,
   withVllmV0Fallback,
   type EngineConfigEntry,
@@ -40,9 +40,15 @@ export interface MetricsPluginParams {
   engineLabelKey?: string;
   defaultEngine?: string;
   engineConfigs?: EngineConfigEntry[];
+  /** Things accepted and ignored (llm-d-router's `customMetrics`), for the log. */
+  notes?: string[];
 }
 
-/** Helm-style flags; `undefined` = not given, `""` = disable that metric. */
+/**
+ * The flags the config is resolved with; `undefined` = not given. The metric specs are Helm-style (`""`
+ * disables that metric). The `metrics*` flags are GIE's `--model-server-metrics-*`: defaults of the scrape
+ * settings that the `metrics-data-source` parameters override (GIE's order: built-in, flag, parameters).
+ */
 export interface EngineFlags {
   modelServerType?: ModelServerType;
   totalQueuedRequestsMetric?: string;
@@ -50,9 +56,18 @@ export interface EngineFlags {
   kvCacheUsagePercentageMetric?: string;
   loraInfoMetric?: string;
   cacheInfoMetric?: string;
+  /** `--model-server-metrics-scheme`. */
+  metricsScheme?: "http" | "https";
+  /** `--model-server-metrics-path`. */
+  metricsPath?: string;
+  /** `--model-server-metrics-https-insecure-skip-verify`. */
+  metricsInsecureSkipVerify?: boolean;
 }
 
-export const ENGINE_FLAG_NAMES: Record<Exclude<keyof EngineFlags, "modelServerType">, string> = {
+export const ENGINE_FLAG_NAMES: Record<
+  Exclude<keyof EngineFlags, "modelServerType" | "metricsScheme" | "metricsPath" | "metricsInsecureSkipVerify">,
+  string
+> = {
   totalQueuedRequestsMetric: "--total-queued-requests-metric",
   totalRunningRequestsMetric: "--total-running-requests-metric",
   kvCacheUsagePercentageMetric: "--kv-cache-usage-percentage-metric",
@@ -67,6 +82,7 @@ const ENTRY_KEYS = [
   "cacheNumBlocksLabelName",
   "metricsPath",
   "metricsPort",
+  "customMetrics",
 ];
 
 function specAt(path: string, text: string): MetricSpec | null {
@@ -78,7 +94,27 @@ function specAt(path: string, text: string): MetricSpec | null {
   }
 }
 
-function parseEntry(raw: unknown, path: string): EngineConfigEntry {
+/**
+ * llm-d-router's `customMetrics` (`attributeKey`, `metricSpec`): extra scalars stored as endpoint attributes
+ * for llm-d-router's own plugins. Their shape is checked (not the specs: nothing here reads them), then they
+ * are ignored; returns the note.
+ */
+function checkCustomMetrics(obj: Fields, path: string, engine: string): string | null {
+  const list = optArray(obj, "customMetrics", path);
+  if (!list) return null;
+  list.forEach((item, i) => {
+    const at = join(join(path, "customMetrics"), i);
+    const m = asObject(item, at);
+    onlyKeys(m, at, ["attributeKey", "metricSpec"]);
+    optString(m, "attributeKey", at);
+    optString(m, "metricSpec", at);
+  });
+  return list.length
+    ? `${join(path, "customMetrics")} of engine ${engine} is accepted and ignored: llm-d-router stores them as endpoint attributes for its own plugins, none of which run here`
+    : null;
+}
+
+function parseEntry(raw: unknown, path: string, notes: string[]): EngineConfigEntry {
   const obj = asObject(raw, path);
   onlyKeys(obj, path, ENTRY_KEYS);
   const name = optString(obj, "name", path);
@@ -113,6 +149,8 @@ function parseEntry(raw: unknown, path: string): EngineConfigEntry {
   }
   const metricsPort = optNumber(obj, "metricsPort", path, { integer: true, min: 1, max: 65535 });
   if (metricsPort !== undefined) entry.metricsPort = metricsPort;
+  const custom = checkCustomMetrics(obj, path, name);
+  if (custom) notes.push(custom);
   return entry;
 }
 
@@ -132,13 +170,15 @@ export function parseMetricsPluginParams(raw: unknown, path: string): MetricsPlu
   const list = optArray(obj, "engineConfigs", path);
   if (list) {
     const seen = new Set<string>();
+    const notes: string[] = [];
     params.engineConfigs = list.map((item, i) => {
-      const entry = parseEntry(item, join(join(path, "engineConfigs"), i));
+      const entry = parseEntry(item, join(join(path, "engineConfigs"), i), notes);
       if (seen.has(entry.name))
         fail(join(join(join(path, "engineConfigs"), i), "name"), "engine defined twice", entry.name);
       seen.add(entry.name);
       return entry;
     });
+    if (notes.length) params.notes = notes;
   }
   return params;
 }
@@ -158,7 +198,7 @@ export function resolveEngines(
   flags: EngineFlags,
   paramsPath = "plugins[?].parameters",
 ): ResolvedEngines {
-  const warnings: string[] = [];
+  const warnings: string[] = [...(params?.notes ?? [])];
   const entries = new Map<string, EngineConfigEntry>();
   for (const builtin of BUILTIN_ENGINES) entries.set(builtin.name, builtin);
   for (const entry of params?.engineConfigs ?? []) entries.set(entry.name, entry); // full replacement per name
@@ -198,13 +238,9 @@ export function resolveEngines(
     unlabelled.cacheBlockSize = null;
     unlabelled.cacheNumBlocks = null;
   }
+  const [labelKey, ...fallbackKeys] = engineLabelKeys(params?.engineLabelKey);
   return {
-    registry: new EngineRegistry(
-      params?.engineLabelKey ?? DEFAULT_ENGINE_LABEL_KEY,
-      defaultEngine,
-      engines,
-      unlabelled,
-    ),
+    registry: new EngineRegistry(labelKey, defaultEngine, engines, unlabelled, fallbackKeys),
     warnings,
   };
 }

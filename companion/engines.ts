@@ -1,15 +1,30 @@
 // Engines: which metric names a model server exposes, and how a pod is matched to its engine.
-// Built-in names follow GIE's model-server-protocol table (docs/COMPANION.md lists them with sources).
+// Built-in names follow GIE's model-server-protocol table and llm-d-router's built-in engine configs
+// (docs/COMPANION.md lists them with sources).
 import { parseMetricSpec, type MetricSpec } from "./metric-spec";
 
+/** GIE's pod label naming the engine; llm-d-router still reads it after its own (LLMD_ENGINE_LABEL_KEY). */
 export const DEFAULT_ENGINE_LABEL_KEY = "inference.networking.k8s.io/engine-type";
+/** llm-d-router's pod label naming the engine (its default `engineLabelKey`). */
+export const LLMD_ENGINE_LABEL_KEY = "llm-d.ai/engine-type";
+/**
+ * The label keys read, first non-empty value wins, for an `engineLabelKey` (undefined = not configured): the
+ * configured key (default llm-d-router's), then GIE's, as llm-d-router's extractor reads them.
+ */
+export function engineLabelKeys(configured: string | undefined): string[] {
+  const first = configured ?? LLMD_ENGINE_LABEL_KEY;
+  return first === DEFAULT_ENGINE_LABEL_KEY ? [first] : [first, DEFAULT_ENGINE_LABEL_KEY];
+}
 export const DEFAULT_ENGINE = "vllm";
 /** GIE registers the mapping for unlabelled pods under this name, so no engine may use it. */
 export const RESERVED_ENGINE_NAME = "default";
-export const MODEL_SERVER_TYPES = ["vllm", "sglang", "triton-tensorrt-llm", "trtllm-serve"] as const;
+export const MODEL_SERVER_TYPES = ["vllm", "sglang", "triton-tensorrt-llm", "trtllm-serve", "triton"] as const;
 export type ModelServerType = (typeof MODEL_SERVER_TYPES)[number];
 
-/** One `engineConfigs` entry as written (GIE field names; `metricsPath`/`metricsPort` are ours). */
+/**
+ * One `engineConfigs` entry as written (GIE field names; `metricsPath`/`metricsPort` are ours; llm-d-router's
+ * `customMetrics` is validated and ignored in engine-config.ts).
+ */
 export interface EngineConfigEntry {
   name: string;
   queuedRequestsSpec?: string;
@@ -91,6 +106,13 @@ export const BUILTIN_ENGINES: readonly EngineConfigEntry[] = [
     // trtllm-serve answers /metrics with JSON iteration stats; its Prometheus page is mounted here.
     metricsPath: "/prometheus/metrics",
   },
+  {
+    // llm-d-router's built-in for Triton Inference Server's own metrics (non-LLM backends): pending requests
+    // as the queue, and, as llm-d-router reads it, the execution counter as "running"; no KV cache, no LoRA.
+    name: "triton",
+    queuedRequestsSpec: "nv_inference_pending_request_count",
+    runningRequestsSpec: "nv_inference_exec_count",
+  },
 ];
 
 /** vLLM V1 renamed the KV-cache gauge; V0 servers only have the old name, with the same meaning. */
@@ -147,20 +169,28 @@ export function familiesOf(mapping: EngineMapping): string[] {
 
 /** The resolved engine set: what every pod is scraped with. */
 export class EngineRegistry {
+  /** The pod label keys naming the engine, in precedence order (the first non-empty value counts). */
+  readonly engineLabelKeys: readonly string[];
+
   constructor(
+    /** The first label key read (`engineLabelKey`); `fallbackLabelKeys` are read when it is absent or empty. */
     readonly engineLabelKey: string,
     readonly defaultEngine: string,
     readonly engines: ReadonlyMap<string, EngineMapping>,
     /** Mapping for pods without the label: the default engine's, with the Helm-style metric flags applied. */
     readonly unlabelled: EngineMapping,
-  ) {}
+    fallbackLabelKeys: readonly string[] = [],
+  ) {
+    this.engineLabelKeys = [...new Set([engineLabelKey, ...fallbackLabelKeys])];
+  }
 
   /**
    * The mapping for a pod's labels. A label naming no known engine falls back to the unlabelled mapping,
    * as GIE does; `unknownLabel` reports it so the caller can warn.
    */
   resolve(labels: Readonly<Record<string, string>>): { mapping: EngineMapping; unknownLabel: string | null } {
-    const value = labels[this.engineLabelKey];
+    let value: string | undefined;
+    for (const key of this.engineLabelKeys) if ((value = labels[key])) break;
     if (!value) return { mapping: this.unlabelled, unknownLabel: null };
     const mapping = this.engines.get(value);
     return mapping ? { mapping, unknownLabel: null } : { mapping: this.unlabelled, unknownLabel: value };

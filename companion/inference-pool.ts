@@ -10,8 +10,32 @@ export interface PoolSpec {
   targetPorts: number[];
 }
 
-/** GIE's annotation restricting which of the pool's target ports a pod serves on. */
-const ACTIVE_PORTS_ANNOTATION = "inference.networking.k8s.io/active-ports";
+/**
+ * The annotations restricting which of the pool's target ports a pod serves on (comma-separated ports):
+ * llm-d-router's, else GIE's (which llm-d-router still reads as its fallback).
+ */
+export const ACTIVE_PORTS_ANNOTATIONS = ["llm-d.ai/active-ports", "inference.networking.k8s.io/active-ports"] as const;
+
+/**
+ * The target ports a pod serves on: all of them without an annotation; with one, those it lists (blanks
+ * around entries allowed; entries that are no port, or no target port, are skipped; an empty annotation
+ * leaves none), in the pool's order.
+ */
+export function activePorts(
+  annotations: Readonly<Record<string, string>> | undefined,
+  targetPorts: readonly number[],
+): number[] {
+  const key = ACTIVE_PORTS_ANNOTATIONS.find((k) => annotations?.[k] !== undefined);
+  if (key === undefined) return [...targetPorts];
+  const listed = new Set(
+    annotations![key]
+      .split(",")
+      .map((s) => s.trim())
+      .filter((s) => /^\d+$/.test(s))
+      .map(Number),
+  );
+  return targetPorts.filter((p) => listed.has(p));
+}
 
 const isPort = (v: unknown): v is number => typeof v === "number" && Number.isInteger(v) && v >= 1 && v <= 65535;
 
@@ -78,12 +102,7 @@ export function podTargets(pod: PodLike, targetPorts: readonly number[]): PoolTa
   if (!ip) return [];
   const ready = (pod.status?.conditions ?? []).some((c) => c.type === "Ready" && c.status === "True");
   if (!ready) return [];
-  let ports = targetPorts;
-  const active = meta.annotations?.[ACTIVE_PORTS_ANNOTATION];
-  if (active !== undefined) {
-    const allowed = new Set(active.split(",").map((s) => Number(s.trim())));
-    ports = targetPorts.filter((p) => allowed.has(p));
-  }
+  const ports = activePorts(meta.annotations, targetPorts);
   const labels = { ...(meta.labels ?? {}) };
   const podName = `${meta.namespace ?? ""}/${meta.name ?? ""}`;
   return ports.map((port) => ({ address: formatAddress(ip, port), ip, port, labels, pod: podName }));

@@ -52,7 +52,10 @@ export function loadKubeConfig(path: string | undefined, env: NodeJS.ProcessEnv 
   return kc;
 }
 
-/** --pool-namespace, else $POD_NAMESPACE, the in-cluster namespace, the kubeconfig context's, "default". */
+/**
+ * --pool-namespace, else $POD_NAMESPACE, $NAMESPACE (what GIE's EPP reads; its chart sets it from the pod's
+ * namespace), the in-cluster namespace, the kubeconfig context's, "default".
+ */
 export function defaultNamespace(
   kc: KubeConfig,
   flag: string | undefined,
@@ -60,6 +63,7 @@ export function defaultNamespace(
 ): string {
   if (flag) return flag;
   if (env.POD_NAMESPACE) return env.POD_NAMESPACE;
+  if (env.NAMESPACE) return env.NAMESPACE;
   try {
     const ns = readFileSync(IN_CLUSTER_NAMESPACE_FILE, "utf8").trim();
     if (ns) return ns;

@@ -1,9 +1,21 @@
 // EndpointPickerConfig (GIE's YAML, `--config-file` / `--config-text`) -> engines, scheduling profile and
 // scrape settings. One file drives both the companion and, through the snapshot, the filter.
 import YAML from "yaml";
-import { ConfigError, asObject, fail, join, onlyKeys, optArray, optBool, optString, isObject } from "./config-fields";
+import {
+  ConfigError,
+  asObject,
+  fail,
+  join,
+  onlyKeys,
+  optArray,
+  optBool,
+  optGoDuration,
+  optNumber,
+  optString,
+  isObject,
+} from "./config-fields";
 import { METRICS_PLUGIN_TYPES, parseMetricsPluginParams, resolveEngines, type EngineFlags } from "./engine-config";
-import type { EngineRegistry } from "./engines";
+import { EngineRegistry, type EngineMapping } from "./engines";
 import { PREFIX_PRODUCER_TYPE, SATURATION_DETECTOR_TYPE, buildProfile, type PluginDecl } from "./profile-config";
 import { PROFILE_PLUGIN_TYPES } from "./profile-plugins";
 import type { SchedulingProfile } from "./snapshot";
@@ -34,11 +46,18 @@ const TOP_LEVEL_KEYS = [
   "schedulingProfiles",
   "saturationDetector",
   "data",
+  "dataLayer",
   "flowControl",
+  "requestHandler",
   "parser",
 ];
-/** Sections GIE reads that have no effect here. */
-const IGNORED_SECTIONS = ["data", "flowControl", "parser", "featureGates"];
+/**
+ * Sections GIE or llm-d-router read that have no effect here. The data layer section is `data` in GIE 1.3-1.4
+ * and `dataLayer` in GIE 1.5 and llm-d-router (each version's strict decoding refuses the other name, so a
+ * file never has both); `requestHandler` is llm-d-router's. Of `flowControl`, only llm-d-router's
+ * `saturationDetector.pluginRef` is read (profile-config.ts).
+ */
+const IGNORED_SECTIONS = ["data", "dataLayer", "flowControl", "requestHandler", "parser", "featureGates"];
 
 export interface ScrapeSettings {
   scheme: "http" | "https";
@@ -47,14 +66,23 @@ export interface ScrapeSettings {
   insecureSkipVerify: boolean;
 }
 
+/** metrics-data-source parameters of llm-d-router that the scraper cannot honour: refused, not ignored. */
+const UNSUPPORTED_SOURCE_KEYS: Readonly<Record<string, string>> = {
+  caCertPath: "verifying model servers against a CA bundle",
+  clientCertPath: "client certificates (mTLS) toward model servers",
+  clientKeyPath: "client certificates (mTLS) toward model servers",
+};
+
 export const DEFAULT_SCRAPE: ScrapeSettings = { scheme: "http", path: "/metrics", insecureSkipVerify: true };
 
 export interface PickerConfig {
   engines: EngineRegistry;
   profile: SchedulingProfile;
   scrape: ScrapeSettings;
-  /** Notes for the log: ignored plugins and sections, precedence decisions. */
+  /** Notes for the log: ignored plugins and sections, precedence decisions; `warnings` included. */
   notes: string[];
+  /** The notes that deserve a warning: values replaced by GIE's defaults. */
+  warnings: string[];
 }
 
 function supportedTypes(): string[] {
@@ -88,25 +116,58 @@ function parsePlugins(raw: unknown): Map<string, PluginDecl> {
   return plugins;
 }
 
-function scrapeSettings(plugins: ReadonlyMap<string, PluginDecl>): ScrapeSettings {
+/**
+ * The scrape settings: built-in defaults, then the `--model-server-metrics-*` flags, then the
+ * `metrics-data-source` parameters (GIE's order: the flags are the source's defaults). llm-d-router's `port`
+ * becomes the metrics port of every engine without its own `metricsPort` (so it wins over
+ * `--model-server-metrics-port` too); its `interval` is accepted and ignored.
+ */
+function scrapeSettings(
+  plugins: ReadonlyMap<string, PluginDecl>,
+  flags: EngineFlags,
+  notes: string[],
+): { scrape: ScrapeSettings; port: number | undefined } {
   const sources = [...plugins.values()].filter((p) => p.type === DATA_SOURCE_TYPE);
   if (sources.length > 1)
     fail(join(sources[1].path, "type"), `only one ${DATA_SOURCE_TYPE} is supported`, sources[1].type);
-  const out = { ...DEFAULT_SCRAPE };
+  const out: ScrapeSettings = {
+    scheme: flags.metricsScheme ?? DEFAULT_SCRAPE.scheme,
+    path: flags.metricsPath ?? DEFAULT_SCRAPE.path,
+    insecureSkipVerify: flags.metricsInsecureSkipVerify ?? DEFAULT_SCRAPE.insecureSkipVerify,
+  };
   const src = sources[0];
-  if (!src || src.parameters == null) return out;
+  if (!src || src.parameters == null) return { scrape: out, port: undefined };
   const path = join(src.path, "parameters");
   const params = asObject(src.parameters, path);
-  onlyKeys(params, path, ["scheme", "path", "insecureSkipVerify"]);
+  onlyKeys(params, path, [
+    "scheme",
+    "path",
+    "insecureSkipVerify",
+    "port",
+    "interval",
+    ...Object.keys(UNSUPPORTED_SOURCE_KEYS),
+  ]);
+  for (const [key, what] of Object.entries(UNSUPPORTED_SOURCE_KEYS)) {
+    if (params[key] !== undefined && params[key] !== null && params[key] !== "")
+      fail(
+        join(path, key),
+        `${what} is not supported by the companion's scraper (it would be ignored, which changes what is trusted); leave it out, or serve metrics over http`,
+        params[key],
+      );
+  }
   const scheme = optString(params, "scheme", path);
   if (scheme !== undefined && scheme !== "http" && scheme !== "https")
     fail(join(path, "scheme"), 'must be "http" or "https"', scheme);
   if (scheme) out.scheme = scheme as "http" | "https";
   const p = optString(params, "path", path);
-  if (p !== undefined && !p.startsWith("/")) fail(join(path, "path"), "must start with /", p);
+  if (p !== undefined && p !== "" && !p.startsWith("/")) fail(join(path, "path"), "must start with /", p);
   if (p) out.path = p;
   out.insecureSkipVerify = optBool(params, "insecureSkipVerify", path) ?? out.insecureSkipVerify;
-  return out;
+  const port = optNumber(params, "port", path, { integer: true, min: 1, max: 65535 });
+  const interval = optGoDuration(params, "interval", path);
+  if (interval !== undefined)
+    notes.push(`${join(path, "interval")} is accepted and ignored: every endpoint is scraped every --refresh-interval`);
+  return { scrape: out, port };
 }
 
 /** Parses YAML text into an object; YAML errors become ConfigErrors with line and column. */
@@ -140,6 +201,12 @@ export function loadPickerConfig(text: string | null, flags: EngineFlags = {}): 
       apiVersion,
     );
   }
+  if (cfg.data !== undefined && cfg.dataLayer !== undefined)
+    fail(
+      "dataLayer",
+      "the data layer section is data (GIE 1.3-1.4) or dataLayer (GIE 1.5, llm-d-router), not both (no GIE version reads both)",
+      Object.keys(cfg).filter((k) => k === "data" || k === "dataLayer"),
+    );
   const gates = optArray(cfg, "featureGates", "");
   gates?.forEach((g, i) => {
     if (typeof g !== "string") fail(`featureGates[${i}]`, "must be a string", g);
@@ -159,18 +226,42 @@ export function loadPickerConfig(text: string | null, flags: EngineFlags = {}): 
   const metricsPlugin = metricsPlugins[0];
   const paramsPath = metricsPlugin ? join(metricsPlugin.path, "parameters") : "";
   const params = metricsPlugin ? parseMetricsPluginParams(metricsPlugin.parameters, paramsPath) : null;
-  const { registry, warnings } = resolveEngines(params, flags, paramsPath);
-  notes.push(...warnings);
+  const engines = resolveEngines(params, flags, paramsPath);
+  notes.push(...engines.warnings);
   for (const p of plugins.values()) {
     if (p.type in IGNORED_PLUGIN_TYPES)
       notes.push(`plugin ${p.name} (${p.type}) is accepted and ignored: ${IGNORED_PLUGIN_TYPES[p.type]}`);
   }
   for (const section of IGNORED_SECTIONS)
-    if (cfg[section] !== undefined) notes.push(`section ${section} is accepted and ignored`);
+    if (cfg[section] !== undefined)
+      notes.push(
+        section === "flowControl" && isObject(cfg.flowControl) && cfg.flowControl.saturationDetector != null
+          ? "section flowControl is accepted and ignored, apart from its saturationDetector.pluginRef"
+          : `section ${section} is accepted and ignored`,
+      );
+  const warnings: string[] = [];
   const profile = buildProfile({
     plugins,
     schedulingProfiles: cfg.schedulingProfiles,
     saturationDetector: cfg.saturationDetector,
+    flowControl: cfg.flowControl,
+    warnings,
   });
-  return { engines: registry, profile, scrape: scrapeSettings(plugins), notes };
+  const { scrape, port } = scrapeSettings(plugins, flags, notes);
+  notes.push(...warnings);
+  return { engines: withMetricsPort(engines.registry, port), profile, scrape, notes, warnings };
+}
+
+/** The registry with `port` as the metrics port of every mapping that has none of its own. */
+function withMetricsPort(registry: EngineRegistry, port: number | undefined): EngineRegistry {
+  if (port === undefined) return registry;
+  const withPort = (m: EngineMapping): EngineMapping => (m.metricsPort === null ? { ...m, metricsPort: port } : m);
+  const engines = new Map([...registry.engines].map(([name, m]) => [name, withPort(m)]));
+  return new EngineRegistry(
+    registry.engineLabelKey,
+    registry.defaultEngine,
+    engines,
+    withPort(registry.unlabelled),
+    registry.engineLabelKeys.slice(1),
+  );
 }

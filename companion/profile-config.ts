@@ -6,7 +6,18 @@
 // such a file (no scorers, random ties).
 import type { ProfilePlugin, SchedulingProfile } from "./snapshot";
 import { PROFILE_PLUGIN_TYPES, roleOf } from "./profile-plugins";
-import { asObject, fail, join, onlyKeys, optArray, optBool, optNumber, optString, type Fields } from "./config-fields";
+import {
+  asObject,
+  fail,
+  join,
+  onlyKeys,
+  optArray,
+  optBool,
+  optGoDuration,
+  optNumber,
+  optString,
+  type Fields,
+} from "./config-fields";
 
 export const PREFIX_SCORER_TYPE = "prefix-cache-scorer";
 export const PREFIX_PRODUCER_TYPE = "approx-prefix-cache-producer";
@@ -19,6 +30,8 @@ const CHARS_PER_TOKEN = 4;
 /** GIE's defaults (prefix-cache-scorer and utilization-detector), resolved as the filter applies them. */
 export const DEFAULT_PREFIX = { blockSizeChars: 64, maxPrefixBlocksToMatch: 256, lruCapacityPerServer: 31250 };
 export const DEFAULT_SATURATION = { queueDepthThreshold: 5, kvCacheUtilThreshold: 0.8 };
+/** GIE's default metricsStalenessThreshold of the utilization detector (accepted; staleness is --staleness-threshold). */
+const DEFAULT_DETECTOR_STALENESS = "200ms";
 
 const scorerEntry = (type: string, weight: number): ProfilePlugin => ({
   role: "scorer",
@@ -52,6 +65,10 @@ export interface ProfileInput {
   schedulingProfiles: unknown;
   /** The raw `saturationDetector` value. */
   saturationDetector: unknown;
+  /** The raw `flowControl` value: llm-d-router's `flowControl.saturationDetector.pluginRef` is read from it. */
+  flowControl?: unknown;
+  /** Receives a warning per value replaced by GIE's default (GIE falls back the same way, with a log line). */
+  warnings?: string[];
 }
 
 const isScorer = (type: string): boolean => roleOf(type) === "scorer";
@@ -131,11 +148,34 @@ const PREFIX_KEYS = [
 ];
 
 /**
+ * A whole-number parameter that GIE replaces by its default when it is zero or less (with a log line): its
+ * value, undefined when absent or not positive, and for the latter `warn`, which makes the warning once the
+ * caller knows what applies instead.
+ */
+function positiveOrDefault(
+  params: Fields,
+  key: string,
+  path: string,
+  check: { max?: number } = {},
+): { value: number | undefined; warn: ((instead: string) => string) | null } {
+  const v = optNumber(params, key, path, { integer: true, ...check });
+  if (v === undefined || v > 0) return { value: v, warn: null };
+  return {
+    value: undefined,
+    warn: (instead) => `${join(path, key)}: ${v} is not positive; ${instead} applies instead, as in GIE`,
+  };
+}
+
+/**
  * Prefix-cache parameters, from `prefix-cache-scorer` (GIE up to v1.5) or `approx-prefix-cache-producer`
  * (later GIE). `blockSizeTokens` is in tokens (x4 characters); the legacy `blockSize` (v1.1-v1.3) and
- * `hashBlockSize` (v1.0) were already in characters. `autoTune` is accepted and has no effect here.
+ * `hashBlockSize` (v1.0) were already in characters. `autoTune` is accepted and has no effect here. Sizes and
+ * counts of zero or less fall back to GIE's defaults as GIE's prefix plugin does (v1.2-v1.4: "is not
+ * positive, using default value"; v1.0-v1.1 for lruCapacityPerServer only), with a warning; a
+ * `blockSizeTokens` of zero or less counts as not given (what GIE's decoding makes of a 0), so a `blockSize`
+ * beside it still applies.
  */
-function prefixSettings(plugins: ReadonlyMap<string, PluginDecl>): typeof DEFAULT_PREFIX {
+function prefixSettings(plugins: ReadonlyMap<string, PluginDecl>, warnings: string[]): typeof DEFAULT_PREFIX {
   const sources = [...plugins.values()].filter(
     (p) => (p.type === PREFIX_SCORER_TYPE || p.type === PREFIX_PRODUCER_TYPE) && p.parameters != null,
   );
@@ -152,11 +192,17 @@ function prefixSettings(plugins: ReadonlyMap<string, PluginDecl>): typeof DEFAUL
   const params = asObject(src.parameters, path);
   onlyKeys(params, path, PREFIX_KEYS);
   optBool(params, "autoTune", path);
-  const tokens = optNumber(params, "blockSizeTokens", path, { integer: true, min: 1 });
-  const chars =
-    optNumber(params, "blockSize", path, { integer: true, min: 1 }) ??
-    optNumber(params, "hashBlockSize", path, { integer: true, min: 1 });
+  const sizes = ["blockSizeTokens", "blockSize", "hashBlockSize"].map((key) => positiveOrDefault(params, key, path));
+  const tokens = sizes[0].value;
+  const chars = sizes[1].value ?? sizes[2].value;
   const blockChars = tokens !== undefined ? tokens * CHARS_PER_TOKEN : (chars ?? out.blockSizeChars);
+  const applies =
+    tokens !== undefined
+      ? `blockSizeTokens ${tokens} (${blockChars} characters)`
+      : chars !== undefined
+        ? `a block of ${chars} characters`
+        : `GIE's default block of 16 tokens (${blockChars} characters)`;
+  for (const s of sizes) if (s.warn) warnings.push(s.warn(applies));
   if (blockChars > MAX_BLOCK_CHARS)
     fail(
       join(path, tokens !== undefined ? "blockSizeTokens" : "blockSize"),
@@ -164,7 +210,8 @@ function prefixSettings(plugins: ReadonlyMap<string, PluginDecl>): typeof DEFAUL
       tokens ?? chars,
     );
   out.blockSizeChars = blockChars;
-  const maxBlocks = optNumber(params, "maxPrefixBlocksToMatch", path, { integer: true, min: 1, max: MAX_BLOCKS });
+  const maxBlocks = positiveOrDefault(params, "maxPrefixBlocksToMatch", path, { max: MAX_BLOCKS });
+  if (maxBlocks.warn) warnings.push(maxBlocks.warn(`GIE's default ${DEFAULT_PREFIX.maxPrefixBlocksToMatch}`));
   const maxTokens = optNumber(params, "maxPrefixTokensToMatch", path, { integer: true, min: 0 });
   if (maxTokens !== undefined && maxTokens > 0) {
     const blocks = Math.max(1, Math.floor(maxTokens / ((tokens ?? blockChars / CHARS_PER_TOKEN) || 1)));
@@ -175,11 +222,12 @@ function prefixSettings(plugins: ReadonlyMap<string, PluginDecl>): typeof DEFAUL
         maxTokens,
       );
     out.maxPrefixBlocksToMatch = blocks;
-  } else if (maxBlocks !== undefined) {
-    out.maxPrefixBlocksToMatch = maxBlocks;
+  } else if (maxBlocks.value !== undefined) {
+    out.maxPrefixBlocksToMatch = maxBlocks.value;
   }
-  const lru = optNumber(params, "lruCapacityPerServer", path, { integer: true, min: 1, max: MAX_LRU });
-  if (lru !== undefined) out.lruCapacityPerServer = lru;
+  const lru = positiveOrDefault(params, "lruCapacityPerServer", path, { max: MAX_LRU });
+  if (lru.warn) warnings.push(lru.warn(`GIE's default ${DEFAULT_PREFIX.lruCapacityPerServer}`));
+  if (lru.value !== undefined) out.lruCapacityPerServer = lru.value;
   return out;
 }
 
@@ -188,25 +236,78 @@ const MAX_BLOCK_CHARS = 0xffff,
   MAX_BLOCKS = 0xffff,
   MAX_LRU = 0xffff;
 
+/** The inline thresholds of `saturationDetector` in GIE 1.2-1.4 (1.5 and llm-d-router: `pluginRef` only). */
+const INLINE_SATURATION_KEYS = ["queueDepthThreshold", "kvCacheUtilThreshold", "metricsStalenessThreshold"];
+
+/**
+ * GIE 1.2-1.4's inline `saturationDetector` thresholds, with their loader's fallbacks: a queue depth of zero or
+ * less, a KV-cache threshold outside (0, 1) (1 itself included) and a staleness of zero or less take GIE's
+ * defaults, each with a warning. Wrong types stay errors, as GIE's strict decoding refuses them.
+ */
+function inlineSaturation(sd: Fields, warnings: string[]): typeof DEFAULT_SATURATION {
+  const out = { ...DEFAULT_SATURATION };
+  const path = "saturationDetector";
+  const fallback = (key: string, value: unknown, range: string, def: unknown) =>
+    warnings.push(`${join(path, key)}: ${value} is ${range}; GIE's default ${def} applies instead, as in GIE`);
+  const queue = optNumber(sd, "queueDepthThreshold", path, { integer: true });
+  if (queue !== undefined && queue > 0) out.queueDepthThreshold = queue;
+  else if (queue !== undefined) fallback("queueDepthThreshold", queue, "not positive", out.queueDepthThreshold);
+  const kv = optNumber(sd, "kvCacheUtilThreshold", path);
+  if (kv !== undefined && kv > 0 && kv < 1) out.kvCacheUtilThreshold = kv;
+  else if (kv !== undefined) fallback("kvCacheUtilThreshold", kv, "outside (0, 1)", out.kvCacheUtilThreshold);
+  const staleness = optGoDuration(sd, "metricsStalenessThreshold", path);
+  if (staleness !== undefined && staleness <= 0)
+    warnings.push(
+      `${join(path, "metricsStalenessThreshold")}: ${JSON.stringify(sd.metricsStalenessThreshold)} is not positive; GIE would use its default ${DEFAULT_DETECTOR_STALENESS} (the companion's staleness is --staleness-threshold either way)`,
+    );
+  return out;
+}
+
+/**
+ * The saturation detector: the plugin `saturationDetector.pluginRef` names (llm-d-router:
+ * `flowControl.saturationDetector.pluginRef`, which wins), else the plugin named `utilization-detector`, else
+ * GIE 1.2-1.4's inline thresholds, else GIE's defaults.
+ */
 function saturationSettings(input: ProfileInput): typeof DEFAULT_SATURATION {
+  const warnings = input.warnings ?? [];
   let ref = SATURATION_DETECTOR_TYPE;
+  let refPath: string | null = null;
+  let inline: Fields | null = null;
   if (input.saturationDetector !== undefined && input.saturationDetector !== null) {
     const sd = asObject(input.saturationDetector, "saturationDetector");
-    onlyKeys(sd, "saturationDetector", ["pluginRef"]);
-    ref = optString(sd, "pluginRef", "saturationDetector") || SATURATION_DETECTOR_TYPE;
-    const plugin = input.plugins.get(ref);
-    if (!plugin && ref !== SATURATION_DETECTOR_TYPE)
-      fail("saturationDetector.pluginRef", "no plugin of that name in plugins", ref);
+    onlyKeys(sd, "saturationDetector", ["pluginRef", ...INLINE_SATURATION_KEYS]);
+    if (INLINE_SATURATION_KEYS.some((k) => sd[k] !== undefined && sd[k] !== null)) inline = sd;
+    const r = optString(sd, "pluginRef", "saturationDetector");
+    if (r) [ref, refPath] = [r, "saturationDetector.pluginRef"];
+  }
+  const fc = input.flowControl;
+  if (fc !== null && typeof fc === "object" && !Array.isArray(fc)) {
+    const fsd = (fc as Fields).saturationDetector;
+    if (fsd !== undefined && fsd !== null) {
+      const path = "flowControl.saturationDetector";
+      const r = optString(asObject(fsd, path), "pluginRef", path);
+      if (r) [ref, refPath] = [r, join(path, "pluginRef")];
+    }
+  }
+  const plugin = input.plugins.get(ref);
+  if (refPath !== null) {
+    if (!plugin && ref !== SATURATION_DETECTOR_TYPE) fail(refPath, "no plugin of that name in plugins", ref);
     if (plugin && plugin.type !== SATURATION_DETECTOR_TYPE)
+      fail(refPath, `plugin "${ref}" has type ${plugin.type}; only ${SATURATION_DETECTOR_TYPE} is supported`, ref);
+  }
+  const configured = plugin && plugin.type === SATURATION_DETECTOR_TYPE && plugin.parameters != null;
+  if (inline) {
+    // No GIE version takes both: 1.2-1.4 know only the inline thresholds, 1.5 only pluginRef.
+    if (refPath !== null || configured)
       fail(
-        "saturationDetector.pluginRef",
-        `plugin "${ref}" has type ${plugin.type}; only ${SATURATION_DETECTOR_TYPE} is supported`,
-        ref,
+        "saturationDetector",
+        `inline thresholds (GIE 1.2-1.4) and a detector plugin (${refPath ?? plugin!.path}, GIE 1.5) both configure the saturation detector; give one`,
+        Object.fromEntries(INLINE_SATURATION_KEYS.filter((k) => k in inline!).map((k) => [k, inline![k]])),
       );
+    return inlineSaturation(inline, warnings);
   }
   const out = { ...DEFAULT_SATURATION };
-  const plugin = input.plugins.get(ref);
-  if (!plugin || plugin.type !== SATURATION_DETECTOR_TYPE || plugin.parameters == null) return out;
+  if (!configured) return out;
   const path = join(plugin.path, "parameters");
   const params = asObject(plugin.parameters, path);
   // metricsStalenessThreshold and headroom are accepted; staleness is the companion's --staleness-threshold.
@@ -215,9 +316,10 @@ function saturationSettings(input: ProfileInput): typeof DEFAULT_SATURATION {
     optNumber(params, "queueDepthThreshold", path, { integer: true, min: 1 }) ?? out.queueDepthThreshold;
   out.kvCacheUtilThreshold =
     optNumber(params, "kvCacheUtilThreshold", path, { minExclusive: 0, max: 1 }) ?? out.kvCacheUtilThreshold;
-  const staleness = params.metricsStalenessThreshold;
-  if (staleness !== undefined && typeof staleness !== "string")
-    fail(join(path, "metricsStalenessThreshold"), 'must be a duration string such as "200ms"', staleness);
+  // GIE 1.5's plugin refuses a staleness of zero or less (its loader's inline fallback is gone).
+  const staleness = optGoDuration(params, "metricsStalenessThreshold", path);
+  if (staleness !== undefined && staleness <= 0)
+    fail(join(path, "metricsStalenessThreshold"), "must be positive", params.metricsStalenessThreshold);
   optNumber(params, "headroom", path, { min: 0 });
   return out;
 }
@@ -225,7 +327,7 @@ function saturationSettings(input: ProfileInput): typeof DEFAULT_SATURATION {
 export function buildProfile(input: ProfileInput): SchedulingProfile {
   const resolved = new Map<string, ProfilePlugin["parameters"]>();
   for (const p of input.plugins.values()) if (roleOf(p.type)) resolved.set(p.name, ownParameters(p)); // validate even when unreferenced
-  const prefix = prefixSettings(input.plugins);
+  const prefix = prefixSettings(input.plugins, input.warnings ?? []);
   const refs = profileRefs(input);
   if (!refs) {
     const plugins = DEFAULT_PROFILE.plugins

@@ -121,7 +121,7 @@ test("bad flags are UsageErrors with a message", () => {
     ],
     [
       ["--endpoints", "10.0.0.1:1", "--model-server-type", "tgi"],
-      '--model-server-type: "tgi" is not one of vllm, sglang, triton-tensorrt-llm, trtllm-serve',
+      '--model-server-type: "tgi" is not one of vllm, sglang, triton-tensorrt-llm, trtllm-serve, triton',
     ],
     [
       ["--endpoints", "10.0.0.1:1", "--kv-cache-usage-percentage-metric", "x{a=~b}"],

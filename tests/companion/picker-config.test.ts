@@ -16,7 +16,7 @@ test("engine config errors name the field path and the value", () => {
     ],
     [
       metricsPlugin('defaultEngine: "tgi"'),
-      'plugins[0].parameters.defaultEngine: unknown engine (known: vllm, sglang, triton-tensorrt-llm, trtllm-serve), got "tgi"',
+      'plugins[0].parameters.defaultEngine: unknown engine (known: vllm, sglang, triton-tensorrt-llm, trtllm-serve, triton), got "tgi"',
     ],
     [
       metricsPlugin('engineConfigs:\n- name: x\n  kvUsageSpec: "kv{a!=b}"'),
@@ -53,7 +53,7 @@ test("engine config errors name the field path and the value", () => {
     ],
     [
       `${HEAD}plugin: []`,
-      "plugin: unknown field (known fields: apiVersion, kind, featureGates, plugins, schedulingProfiles, saturationDetector, data, flowControl, parser), got []",
+      "plugin: unknown field (known fields: apiVersion, kind, featureGates, plugins, schedulingProfiles, saturationDetector, data, dataLayer, flowControl, requestHandler, parser), got []",
     ],
     [
       `apiVersion: v1\nkind: EndpointPickerConfig\n`,
@@ -113,9 +113,14 @@ test("engineConfigs extensions: label names for info gauges, metricsPath, metric
     ["page", "pages", "/stats/prometheus", 8002],
   );
   assert.equal(
-    cfg.engines.resolve({ "inference.networking.k8s.io/engine-type": "custom" }).mapping.name,
+    cfg.engines.resolve({ "llm-d.ai/engine-type": "custom" }).mapping.name,
     "vllm",
-    "only the configured label key counts",
+    "the configured label key replaces llm-d-router's default one",
+  );
+  assert.equal(
+    cfg.engines.resolve({ "inference.networking.k8s.io/engine-type": "custom", "example.com/engine": "" }).mapping.name,
+    "custom",
+    "GIE's label key is read after the configured one, as llm-d-router reads it",
   );
   const unknown = cfg.engines.resolve({ "example.com/engine": "tgi" });
   assert.deepEqual([unknown.mapping.name, unknown.unknownLabel], ["vllm", "tgi"]);

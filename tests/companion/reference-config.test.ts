@@ -101,11 +101,17 @@ test("the committed excerpt is the live reference document's text, and holds all
   );
 });
 
-test("no configuration: vLLM is the default, all four engines built in, GIE's default profile", () => {
+test("no configuration: vLLM is the default, all five engines built in, GIE's default profile", () => {
   const cfg = loadPickerConfig(null);
   assert.equal(cfg.engines.defaultEngine, "vllm");
   assert.deepEqual(specs(cfg.engines.unlabelled), VLLM);
-  assert.deepEqual([...cfg.engines.engines.keys()].sort(), ["sglang", "triton-tensorrt-llm", "trtllm-serve", "vllm"]);
+  assert.deepEqual([...cfg.engines.engines.keys()].sort(), [
+    "sglang",
+    "triton",
+    "triton-tensorrt-llm",
+    "trtllm-serve",
+    "vllm",
+  ]);
   assert.deepEqual(specs(cfg.engines.engines.get("triton-tensorrt-llm")!), TRITON);
   assert.equal(cfg.engines.engines.get("trtllm-serve")!.metricsPath, "/prometheus/metrics");
   assert.deepEqual(cfg.profile, DEFAULT_PROFILE);
