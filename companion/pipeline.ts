@@ -3,7 +3,8 @@
 //   pool targets --setTargets()--> EndpointStore (the entries) and Scraper (one loop per endpoint)
 //   Scraper outcome --record()--> EndpointStore.recordSuccess / recordFailure   (+ scrape metrics, logs)
 //   EndpointStore change --> SnapshotPublisher.requestUpdate()   (coalesced to one rebuild per interval)
-//   SnapshotPublisher rebuild: the profile + the store's endpoints and base models; a new version only when
+//   SnapshotPublisher rebuild: the profile + the store's endpoints and base models (+ the InferenceObjectives
+//   and InferenceModelRewrite rules discovery set); a new version only when
 //   the content changed (+ snapshot metrics); the next staleness expiry re-arms a rebuild by itself.
 //
 // It also tracks the first scrape round (readiness). The process around it (config load and reload, pool
@@ -16,6 +17,7 @@ import type { PickerConfig } from "./picker-config";
 import { Scraper, type ScrapeOutcome } from "./scraper";
 import type { SelfMetrics } from "./self-metrics";
 import { SnapshotPublisher } from "./snapshot-publisher";
+import type { ModelRewriteRule } from "./snapshot";
 import type { PoolTarget } from "./types";
 
 export type PipelineSettings = Pick<
@@ -39,6 +41,8 @@ export class ScrapeToSnapshotPipeline {
   private lastStatus = new Map<string, string>();
   /** InferenceObjective priorities (companion/objectives.ts), carried in the snapshot. */
   private objectives: Array<{ name: string; priority: number }> = [];
+  /** InferenceModelRewrite rules in precedence order (companion/model-rewrites.ts), carried in the snapshot. */
+  private modelRewrites: ModelRewriteRule[] = [];
 
   /** `config` is read on every use: a reload swaps it (engines then go through setEngines()). */
   constructor(
@@ -54,6 +58,7 @@ export class ScrapeToSnapshotPipeline {
         endpoints: this.store.snapshotEndpoints(now),
         baseModels: this.store.baseModels(),
         objectives: this.objectives,
+        modelRewrites: this.modelRewrites,
       }),
       {
         minIntervalMs: settings.refreshIntervalMs,
@@ -110,6 +115,12 @@ export class ScrapeToSnapshotPipeline {
   /** New InferenceObjective priorities: the next snapshot carries them. */
   setObjectives(objectives: Array<{ name: string; priority: number }>): void {
     this.objectives = objectives;
+    this.publisher.requestUpdate();
+  }
+
+  /** New InferenceModelRewrite rules: the next snapshot carries them. */
+  setModelRewrites(rules: ModelRewriteRule[]): void {
+    this.modelRewrites = rules;
     this.publisher.requestUpdate();
   }
 

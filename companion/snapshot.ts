@@ -40,6 +40,22 @@ export interface SnapshotContent {
   baseModels: string[];
   /** InferenceObjective priorities by name (companion/objectives.ts); absent or empty: none known. */
   objectives?: Array<{ name: string; priority: number }>;
+  /**
+   * InferenceModelRewrite rules (companion/model-rewrites.ts), in precedence order: the first rule that
+   * matches a request's model wins. Absent or empty: no rewrites.
+   */
+  modelRewrites?: ModelRewriteRule[];
+}
+
+/** One model rewrite rule as the filter applies it (docs/SNAPSHOT.md, section 5). */
+export interface ModelRewriteRule {
+  /** Exact model names the rule matches; empty: every request with a model. */
+  matches: string[];
+  /**
+   * The models a matching request is rewritten to, each chosen with probability weight / total weight
+   * (weights resolved by the companion). No targets, or a total of 0: the model is left as it is.
+   */
+  targets: Array<{ model: string; weight: number }>;
 }
 
 export interface Snapshot extends SnapshotContent {
@@ -61,6 +77,14 @@ export interface LaterRevision {
 export const MAX_BASE_MODELS = 64;
 /** InferenceObjectives a snapshot carries at most (sorted by name: the first ones). */
 export const MAX_OBJECTIVES = 1024;
+/** Model rewrite rules a snapshot carries at most (in precedence order: the first ones). */
+export const MAX_REWRITE_RULES = 256;
+/** Exact model matches per rewrite rule at most. */
+export const MAX_REWRITE_MATCHES = 32;
+/** Targets per rewrite rule at most. */
+export const MAX_REWRITE_TARGETS = 16;
+/** A rewrite target's weight at most (llm-d-router's CRD: 1..1,000,000). */
+export const MAX_REWRITE_WEIGHT = 1_000_000;
 
 export const MAGIC = "EPS1";
 export const FORMAT = 2;
@@ -70,6 +94,7 @@ export const SECTION_PROFILE = 1;
 export const SECTION_ENDPOINTS = 2;
 export const SECTION_BASE_MODELS = 3;
 export const SECTION_OBJECTIVES = 4;
+export const SECTION_MODEL_REWRITES = 5;
 
 const ROLES: readonly PluginRole[] = ["filter", "scorer", "picker", "saturation-detector"]; // wire 1..4
 const PARAM_NUMBER = 0,
@@ -252,6 +277,25 @@ export function encodeSnapshot(s: Snapshot, later?: LaterRevision): Buffer {
         w.u32(o.priority >>> 0); // an i32, two's complement
       }
     });
+  const rules = (s.modelRewrites ?? []).slice(0, MAX_REWRITE_RULES);
+  if (rules.length > 0)
+    section(w, SECTION_MODEL_REWRITES, later, () => {
+      w.u16(rules.length);
+      for (const rule of rules) {
+        const at = w.start();
+        const matches = rule.matches.slice(0, MAX_REWRITE_MATCHES);
+        w.u16(matches.length);
+        for (const m of matches) w.str(m);
+        const targets = rule.targets.slice(0, MAX_REWRITE_TARGETS);
+        w.u16(targets.length);
+        for (const t of targets) {
+          w.str(t.model);
+          w.u32(Math.min(MAX_REWRITE_WEIGHT, clampU32(t.weight)));
+        }
+        if (later) w.bytes(later.tail);
+        w.end(at);
+      }
+    });
   if (later) section(w, later.sectionId, undefined, () => w.bytes(later.tail));
   const out = w.finish();
   out.writeUInt32LE(out.length, 24);
@@ -378,6 +422,7 @@ export function decodeSnapshot(buf: Uint8Array): Snapshot {
   let endpoints: SnapshotEndpoint[] | null = null;
   const baseModels: string[] = [];
   const objectives: Array<{ name: string; priority: number }> = [];
+  const modelRewrites: ModelRewriteRule[] = [];
   while (r.at < r.end) {
     const id = r.u16();
     const body = r.sized();
@@ -389,9 +434,26 @@ export function decodeSnapshot(buf: Uint8Array): Snapshot {
       for (let n = body.u16(); n > 0; n--) baseModels.push(body.str());
     } else if (id === SECTION_OBJECTIVES) {
       for (let n = body.u16(); n > 0; n--) objectives.push({ name: body.str(), priority: body.u32() | 0 });
+    } else if (id === SECTION_MODEL_REWRITES) {
+      for (let n = body.u16(); n > 0; n--) {
+        const e = body.sized();
+        const matches: string[] = [];
+        for (let k = e.u16(); k > 0; k--) matches.push(e.str());
+        const targets: ModelRewriteRule["targets"] = [];
+        for (let k = e.u16(); k > 0; k--) targets.push({ model: e.str(), weight: e.u32() });
+        modelRewrites.push({ matches, targets }); // bytes a later revision appends to the rule: skipped
+      }
     } // other ids: sections of a newer format revision, skipped
   }
   if (!profile) throw new Error("snapshot: no profile section");
   if (!endpoints) throw new Error("snapshot: no endpoints section");
-  return { version, generatedAtMs, profile, endpoints, baseModels, ...(objectives.length ? { objectives } : {}) };
+  return {
+    version,
+    generatedAtMs,
+    profile,
+    endpoints,
+    baseModels,
+    ...(objectives.length ? { objectives } : {}),
+    ...(modelRewrites.length ? { modelRewrites } : {}),
+  };
 }

@@ -63,6 +63,8 @@ export class BodyScanner {
   model: StaticArray<u8> = new StaticArray<u8>(MAX_MODEL_BYTES);
   modelLen: i32 = 0;
   hasModel: bool = false;
+  /** Body offset of the `model` string's first byte (after its opening quote), valid when hasModel. */
+  modelStart: i32 = -1;
   /** The prompt value's first bytes, raw JSON (quotes and brackets included). */
   prompt: StaticArray<u8> = new StaticArray<u8>(0);
   promptLen: i32 = 0;
@@ -99,6 +101,7 @@ export class BodyScanner {
     this.consumed = 0;
     this.modelLen = 0;
     this.hasModel = false;
+    this.modelStart = -1;
     this.promptLen = 0;
     this.promptSeen = false;
     this.promptComplete = false;
@@ -182,6 +185,7 @@ export class BodyScanner {
           continue;
         } // the literal's first byte is scanned with the rest of it
         if (this.role == ROLE_PROMPT) this.appendPrompt(ptr + <usize>(p - 1), 1);
+        else if (this.role == ROLE_MODEL) this.modelStart = this.consumed + p;
         if (c == 0x22) this.inString = true;
         else this.depth = 1;
       } else {

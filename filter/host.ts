@@ -167,6 +167,15 @@ export function getHeader(map: HeaderMapTypeValues, key: ArrayBuffer): ArrayBuff
   return adopt();
 }
 
+/**
+ * Replaces bytes [0, length) of a body buffer with `size` bytes at `ptr` (Envoy's Buffer::copyFrom: start 0
+ * drains `length` bytes and prepends the data; start >= size appends; any other start is BAD_ARGUMENT, so a
+ * range in the middle is rewritten by replacing everything before its end). Returns the WasmResult.
+ */
+export function replaceBufferPrefix(kind: BufferTypeValues, length: u32, ptr: usize, size: i32): u32 {
+  return abi.proxy_set_buffer_bytes(kind, 0, length, ptr, size);
+}
+
 export function removeHeader(map: HeaderMapTypeValues, key: ArrayBuffer): u32 {
   return abi.proxy_remove_header_map_value(map, changetype<usize>(key), key.byteLength);
 }

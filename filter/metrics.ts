@@ -29,6 +29,7 @@ export class Metrics {
   ejected: u32 = NO_METRIC;
   ejections: u32 = NO_METRIC;
   ejectionsCapped: u32 = NO_METRIC;
+  modelRewrites: u32 = NO_METRIC;
   /** Pick counters per endpoint, keyed by address hash (defined on first use). */
   private pickIds: Map<u32, u32> = new Map();
 
@@ -53,6 +54,7 @@ export class Metrics {
     this.ejected = defineMetric(GAUGE, "endpoint_picker.outliers.ejected");
     this.ejections = defineMetric(COUNTER, "endpoint_picker.outliers.ejections");
     this.ejectionsCapped = defineMetric(COUNTER, "endpoint_picker.outliers.ejections_capped");
+    this.modelRewrites = defineMetric(COUNTER, "endpoint_picker.model_rewrites");
   }
 
   outcome(outcome: i32): void {

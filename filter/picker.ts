@@ -1,7 +1,8 @@
 // Root and HTTP contexts of the endpoint picker. The root context (one per worker VM) holds the
 // configuration and runs the tick: the snapshot fetcher (filter/fetcher.ts), the exchange with the other
 // worker VMs (filter/vm-exchange.ts) and with the other gateway replicas (filter/gateway-reporter.ts) and the body watchdog (filter/body-watchdog.ts). The HTTP context
-// makes the per-request decision (filter/scoring/) with the VM's request scratch (filter/request-scratch.ts).
+// makes the per-request decision (filter/scoring/) with the VM's request scratch (filter/request-scratch.ts),
+// and applies the snapshot's model rewrites to the request body and back to the response (docs/FILTER.md).
 import {
   RootContext,
   Context,
@@ -31,7 +32,6 @@ import {
   nowNs,
   removeHeader,
   replaceHeader,
-  getBuffer,
   localReply,
   setTickPeriod,
   encode,
@@ -41,6 +41,9 @@ import {
   readHeaderToScratch,
   readBufferToScratch,
   readPropertyToScratch,
+  replaceBufferPrefix,
+  getBuffer,
+  SCRATCH_BYTES,
 } from "./host";
 
 export const ROOT_ID = "endpoint-picker";
@@ -48,6 +51,10 @@ const TICK_MS: u32 = 20;
 const PATH = encode(":path");
 const CONTENT_LENGTH = encode("content-length");
 const STATUS = encode(":status");
+/** Where a rewritten content-length is formatted (at most 20 digits). */
+const DIGITS = memory.data(24);
+/** The key a rewritten model is found under in a response body (llm-d-router's rewriteModelName). */
+const MODEL_KEY = encode('"model":');
 /** Envoy's stream properties: the host the request went to last (after retries), and why the response is what it is. */
 const UPSTREAM_ADDRESS = encode("upstream\0address");
 const CODE_DETAILS = encode("response\0code_details");
@@ -161,6 +168,48 @@ function promptCap(snap: Snapshot | null, maxBodyBytes: u32): i32 {
   return <i32>min(want, min(<i64>maxBodyBytes, <i64>PROMPT_CAP_MAX));
 }
 
+/** Writes `v` (>= 0) in decimal at DIGITS; returns the digit count. */
+function formatDecimal(v: i64): i32 {
+  let n = 0;
+  let x = v;
+  do {
+    n++;
+    x /= 10;
+  } while (x > 0);
+  x = v;
+  for (let i = n - 1; i >= 0; i--) {
+    store<u8>(DIGITS + <usize>i, <u8>(0x30 + <i32>(x % 10)));
+    x /= 10;
+  }
+  return n;
+}
+
+/**
+ * The length of the match of `"model":"<name>"` or `"model": "<name>"` (`name`: `nameLen` bytes at
+ * `namePtr`) at `ptr`, within `avail` bytes: the whole pattern's length when it is there, 0 when it is not,
+ * and -1 when the bytes end while they still agree with it (the pattern may continue in the next chunk).
+ */
+function modelPatternAt(ptr: usize, avail: i32, namePtr: usize, nameLen: i32): i32 {
+  const key = changetype<usize>(MODEL_KEY);
+  const keyLen = MODEL_KEY.byteLength;
+  let i = 0;
+  for (; i < keyLen; i++) {
+    if (i >= avail) return -1;
+    if (load<u8>(ptr + <usize>i) != load<u8>(key + <usize>i)) return 0;
+  }
+  if (i >= avail) return -1;
+  if (load<u8>(ptr + <usize>i) == 0x20) i++; // llm-d-router also matches one space after the colon
+  if (i >= avail) return -1;
+  if (load<u8>(ptr + <usize>i) != 0x22) return 0;
+  i++;
+  for (let k = 0; k < nameLen; k++, i++) {
+    if (i >= avail) return -1;
+    if (load<u8>(ptr + <usize>i) != load<u8>(namePtr + <usize>k)) return 0;
+  }
+  if (i >= avail) return -1;
+  return load<u8>(ptr + <usize>i) == 0x22 ? i + 1 : 0;
+}
+
 /** `n` bytes of ASCII digits at `ptr` as a number (-1 if anything else or over 2^31). */
 function parseDecimal(ptr: usize, n: i32): i64 {
   if (n <= 0 || n > 10) return -1;
@@ -185,6 +234,15 @@ export class PickerStream extends Context {
   private pickedIndex: i32 = 0;
   /** The LoRA adapter (model hash) of the request, when it names one the pool knows; 0 otherwise. */
   private pickedAdapter: u32 = 0;
+  /** The request's content-length (-1: none, e.g. a chunked body), fixed when its model is rewritten. */
+  private contentLength: i64 = -1;
+  /** The decision runs in the body callback: the only callback whose body bytes the filter can rewrite. */
+  private inBodyCallback: bool = false;
+  /** The model rewrite target drawn for this request (its index in the snapshot's target columns), -1: none. */
+  private rewriteTarget: i32 = -1;
+  /** The client's model when the filter rewrote it: response bodies name it again instead of the target. */
+  private clientModel: StaticArray<u8> | null = null;
+  private clientModelLen: i32 = 0;
   /** Position in the root's list of streams held for their body (-1: not held). */
   heldIndex: i32 = -1;
   heldAtMs: u64 = 0;
@@ -218,6 +276,7 @@ export class PickerStream extends Context {
     // Reserve the prompt copy from content-length, so it is allocated once, but never more than a small
     // amount before the bytes arrive: the header is the client's word, not memory it has sent.
     const expected = parseDecimal(scratch, readHeaderToScratch(HeaderMapTypeValues.RequestHeaders, CONTENT_LENGTH));
+    this.contentLength = expected;
     this.scanner = root.scratch.takeScanner(
       this.kind,
       cap,
@@ -267,7 +326,10 @@ export class PickerStream extends Context {
     if (!scanner.settled && !end_of_stream && limit < <i32>this.root.cfg.maxBodyBytes) {
       return FilterDataStatusValues.StopIterationAndBuffer;
     }
-    return this.decide() ? FilterDataStatusValues.Continue : FilterDataStatusValues.StopIterationNoBuffer;
+    this.inBodyCallback = true; // every body byte read so far is in Envoy's buffer: a model rewrite can be written
+    const go = this.decide();
+    this.inBodyCallback = false;
+    return go ? FilterDataStatusValues.Continue : FilterDataStatusValues.StopIterationNoBuffer;
   }
 
   /** The watchdog's decision for a held stream whose body never came; resumes the stream. */
@@ -290,7 +352,71 @@ export class PickerStream extends Context {
       const i = this.pickedIndex;
       replaceHeader(HeaderMapTypeValues.ResponseHeaders, key, snap.base + <usize>snap.addrOff[i], snap.addrLen[i]);
     }
+    // The body will name the client's model instead of the target: a length that changes cannot be announced.
+    if (this.clientModel != null && this.clientModelLen != snap.rwTargetLen[this.rewriteTarget])
+      removeHeader(HeaderMapTypeValues.ResponseHeaders, CONTENT_LENGTH);
     return FilterHeadersStatusValues.Continue;
+  }
+
+  onResponseBody(body_buffer_length: usize, end_of_stream: bool): FilterDataStatusValues {
+    if (this.clientModel == null || body_buffer_length == 0) return FilterDataStatusValues.Continue;
+    return this.modelBackInResponse(<i32>body_buffer_length, end_of_stream);
+  }
+
+  /**
+   * llm-d-router's response rewrite: every `"model":"<target>"` (or `"model": "<target>"`) of a rewritten
+   * request's response body names the client's model again. A chunk that ends where such a pattern may
+   * begin is held (buffered) until the next one, so a pattern split between chunks is rewritten too.
+   */
+  private modelBackInResponse(size: i32, end: bool): FilterDataStatusValues {
+    const snap = this.pickedSnapshot!;
+    const t = this.rewriteTarget;
+    const to = changetype<usize>(this.clientModel!);
+    const toLen = this.clientModelLen;
+    const fromPtr = snap.base + <usize>snap.rwTargetOff[t];
+    const fromLen = snap.rwTargetLen[t];
+    let copy: ArrayBuffer | null = null; // a GC copy, only for a buffer larger than the scratch area
+    let ptr = scratch;
+    if (size <= SCRATCH_BYTES) {
+      if (readBufferToScratch(BufferTypeValues.HttpResponseBody, 0, <u32>size) != size)
+        return FilterDataStatusValues.Continue;
+    } else {
+      copy = getBuffer(BufferTypeValues.HttpResponseBody, 0, <u32>size);
+      if (copy == null || copy.byteLength != size) return FilterDataStatusValues.Continue;
+      ptr = changetype<usize>(copy);
+    }
+    let found = 0;
+    for (let i = 0; i < size; i++) {
+      if (load<u8>(ptr + <usize>i) != 0x22) continue;
+      const m = modelPatternAt(ptr + <usize>i, size - i, fromPtr, fromLen);
+      if (m < 0 && !end) return FilterDataStatusValues.StopIterationAndBuffer; // may continue in the next chunk
+      if (m > 0) {
+        found++;
+        i += m - 1;
+      }
+    }
+    if (found == 0) return FilterDataStatusValues.Continue;
+    const outLen = size + found * (toLen - fromLen);
+    const out = this.root.scratch.outBuffer(outLen);
+    const o = changetype<usize>(out);
+    let w = 0,
+      from = 0;
+    for (let i = 0; i < size; i++) {
+      if (load<u8>(ptr + <usize>i) != 0x22) continue;
+      const m = modelPatternAt(ptr + <usize>i, size - i, fromPtr, fromLen);
+      if (m <= 0) continue;
+      const nameAt = i + m - 1 - fromLen; // the target's first byte (the pattern ends with its closing quote)
+      memory.copy(o + <usize>w, ptr + <usize>from, <usize>(nameAt - from));
+      w += nameAt - from;
+      memory.copy(o + <usize>w, to, <usize>toLen);
+      w += toLen;
+      from = i + m - 1; // the closing quote follows
+      i += m - 1;
+    }
+    memory.copy(o + <usize>w, ptr + <usize>from, <usize>(size - from));
+    w += size - from;
+    replaceBufferPrefix(BufferTypeValues.HttpResponseBody, <u32>size, o, w);
+    return FilterDataStatusValues.Continue;
   }
 
   /**
@@ -339,6 +465,11 @@ export class PickerStream extends Context {
       this.root.pool.inflight.adapters.finished(this.pickedHash, this.pickedAdapter);
       this.picked = false;
       this.pickedSnapshot = null;
+    }
+    const client = this.clientModel;
+    if (client != null) {
+      this.root.scratch.giveBackModelCopy(client);
+      this.clientModel = null;
     }
   }
 
@@ -412,8 +543,9 @@ export class PickerStream extends Context {
     }
     this.picked = true;
     this.pickedHash = snap.addrHash[i];
-    this.pickedSnapshot = snap; // kept alive by this stream until its response headers
+    this.pickedSnapshot = snap; // kept alive by this stream until it ends
     this.pickedIndex = i;
+    if (this.rewriteTarget >= 0) this.rewriteModel(snap);
     pool.inflight.started(i);
     if (facts.modelLen > 0 && snap.namesAdapter(facts.modelHash)) {
       this.pickedAdapter = facts.modelHash;
@@ -438,19 +570,22 @@ export class PickerStream extends Context {
     facts.adapters = root.pool.inflight.adapters;
     facts.chainBlocks = 0;
     facts.modelLen = 0;
+    this.rewriteTarget = -1;
     if (s == null) return;
     if (s.state == SCAN_NEED_MORE) s.finish();
     const modelPtr = changetype<usize>(s.model);
+    facts.modelPtr = modelPtr;
     if (s.hasModel) {
-      facts.modelPtr = modelPtr;
       facts.modelLen = s.modelLen;
       facts.modelHash = fnv1a32(modelPtr, s.modelLen);
+      // A rewritten model is what the decision sees (LoRA affinity, prefix chains), as in llm-d-router.
+      if (snap.rewriteCount > 0 && this.inBodyCallback && s.modelStart > 0) this.drawRewrite(snap, facts);
     }
     const p = snap.profile;
     if (p.prefixWeight <= 0 || !s.promptSeen || s.promptLen == 0) return;
     const chain = root.scratch.chain;
     chain.compute(
-      modelSeed(modelPtr, facts.modelLen),
+      modelSeed(facts.modelPtr, facts.modelLen),
       changetype<usize>(s.prompt),
       s.promptLen,
       p.prefixBlockChars,
@@ -466,6 +601,67 @@ export class PickerStream extends Context {
     }
     root.indexFor(snap).lookup(chain, snap, facts.matched, facts.matchedCurrent);
     facts.chainBlocks = chain.count;
+  }
+
+  /** The snapshot's first rewrite rule for the request's model, and a target drawn by weight: the facts name it. */
+  private drawRewrite(snap: Snapshot, facts: RequestFacts): void {
+    const r = snap.rewriteRuleFor(facts.modelHash, facts.modelPtr, facts.modelLen);
+    if (r < 0) return;
+    const t = snap.drawRewriteTarget(r);
+    if (t < 0) return;
+    const ptr = snap.base + <usize>snap.rwTargetOff[t];
+    const len = snap.rwTargetLen[t];
+    if (len == facts.modelLen && memory.compare(ptr, facts.modelPtr, <usize>len) == 0) return; // drawn the same model
+    this.rewriteTarget = t;
+    facts.modelPtr = ptr;
+    facts.modelLen = len;
+    facts.modelHash = snap.rwTargetHash[t];
+  }
+
+  /**
+   * Writes the drawn target over the model string in Envoy's body buffer and fixes content-length. Envoy
+   * replaces only a buffer's first bytes (Buffer::copyFrom at start 0), so everything before the model's
+   * closing quote is written again: the body's bytes before the model, then the target. The body callback
+   * runs before the request continues, so the bytes are in Envoy's buffer and the headers still held.
+   */
+  private rewriteModel(snap: Snapshot): void {
+    const s = this.scanner!;
+    const t = this.rewriteTarget;
+    const start = s.modelStart;
+    const oldLen = s.modelLen;
+    const tPtr = snap.base + <usize>snap.rwTargetOff[t];
+    const tLen = snap.rwTargetLen[t];
+    const n = start + tLen;
+    let written = false;
+    if (n <= SCRATCH_BYTES) {
+      if (readBufferToScratch(BufferTypeValues.HttpRequestBody, 0, <u32>start) == start) {
+        memory.copy(scratch + <usize>start, tPtr, <usize>tLen);
+        written = replaceBufferPrefix(BufferTypeValues.HttpRequestBody, <u32>(start + oldLen), scratch, n) == 0;
+      }
+    } else {
+      // The model comes after 16 KiB of the body (e.g. after the messages): a GC copy of what precedes it.
+      const before = getBuffer(BufferTypeValues.HttpRequestBody, 0, <u32>start);
+      if (before != null && before.byteLength == start) {
+        const out = this.root.scratch.outBuffer(n);
+        memory.copy(changetype<usize>(out), changetype<usize>(before), <usize>start);
+        memory.copy(changetype<usize>(out) + <usize>start, tPtr, <usize>tLen);
+        written =
+          replaceBufferPrefix(BufferTypeValues.HttpRequestBody, <u32>(start + oldLen), changetype<usize>(out), n) == 0;
+      }
+    }
+    if (!written) {
+      this.rewriteTarget = -1; // the body keeps the client's model (the decision used the target)
+      return;
+    }
+    if (this.contentLength >= 0) {
+      const digits = formatDecimal(max<i64>(0, this.contentLength + <i64>(tLen - oldLen)));
+      replaceHeader(HeaderMapTypeValues.RequestHeaders, CONTENT_LENGTH, DIGITS, digits);
+    }
+    const client = this.root.scratch.takeModelCopy();
+    memory.copy(changetype<usize>(client), changetype<usize>(s.model), <usize>oldLen);
+    this.clientModel = client;
+    this.clientModelLen = oldLen;
+    this.root.metrics.count(this.root.metrics.modelRewrites);
   }
 
   /** Records that endpoint `i` was sent this request's prefix: in this VM's index and its journal. */

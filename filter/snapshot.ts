@@ -4,6 +4,7 @@
 // header and compare adapter names with the request's model bytes without allocating. Sections, endpoint
 // records and plugin entries carry their length: what this decoder does not know, it skips.
 import { fnv1a32 } from "./hash";
+import { nextU64 } from "./rng";
 import { PluginEntry, Params, Profile } from "./scoring/plugin";
 import { buildProfile } from "./scoring/registry";
 
@@ -12,6 +13,9 @@ const SECTION_PROFILE: u16 = 1;
 const SECTION_ENDPOINTS: u16 = 2;
 const SECTION_BASE_MODELS: u16 = 3;
 const SECTION_OBJECTIVES: u16 = 4;
+const SECTION_MODEL_REWRITES: u16 = 5;
+/** A model name the filter matches or writes: at most the bytes the body scanner keeps (body.ts). */
+const MAX_REWRITE_NAME: i32 = 256;
 const PARAM_NUMBER: u8 = 0;
 const PARAM_STRING: u8 = 1;
 
@@ -65,6 +69,60 @@ export class Snapshot {
   /** InferenceObjectives (section 4): FNV-1a of each name and its priority, in the snapshot's order. */
   objectiveHash: StaticArray<u32> = new StaticArray<u32>(0);
   objectivePriority: StaticArray<i32> = new StaticArray<i32>(0);
+
+  /**
+   * Model rewrite rules (section 5), in precedence order. Rule r's exact matches are
+   * [rwMatchStart[r], + rwMatchCount[r]) of the rwMatch* columns (none: it matches every model), its targets
+   * [rwTargetStart[r], + rwTargetCount[r]) of the rwTarget* columns, whose weights sum to rwTotal[r]. Names
+   * point into the blob.
+   */
+  rewriteCount: i32 = 0;
+  rwMatchStart: StaticArray<i32> = new StaticArray<i32>(0);
+  rwMatchCount: StaticArray<i32> = new StaticArray<i32>(0);
+  rwTargetStart: StaticArray<i32> = new StaticArray<i32>(0);
+  rwTargetCount: StaticArray<i32> = new StaticArray<i32>(0);
+  rwTotal: StaticArray<u64> = new StaticArray<u64>(0);
+  rwMatchOff: StaticArray<i32> = new StaticArray<i32>(0);
+  rwMatchLen: StaticArray<i32> = new StaticArray<i32>(0);
+  rwMatchHash: StaticArray<u32> = new StaticArray<u32>(0);
+  rwTargetOff: StaticArray<i32> = new StaticArray<i32>(0);
+  rwTargetLen: StaticArray<i32> = new StaticArray<i32>(0);
+  rwTargetHash: StaticArray<u32> = new StaticArray<u32>(0);
+  rwTargetWeight: StaticArray<u32> = new StaticArray<u32>(0);
+
+  /** The first rewrite rule matching the model (`len` bytes at `ptr`, FNV-1a `h`), or -1. */
+  rewriteRuleFor(h: u32, ptr: usize, len: i32): i32 {
+    const base = this.base;
+    for (let r = 0; r < this.rewriteCount; r++) {
+      const n = unchecked(this.rwMatchCount[r]);
+      if (n == 0) return r;
+      const start = unchecked(this.rwMatchStart[r]);
+      for (let k = start; k < start + n; k++) {
+        if (
+          unchecked(this.rwMatchHash[k]) == h &&
+          unchecked(this.rwMatchLen[k]) == len &&
+          memory.compare(base + <usize>unchecked(this.rwMatchOff[k]), ptr, <usize>len) == 0
+        )
+          return r;
+      }
+    }
+    return -1;
+  }
+
+  /** A target of rule `r` drawn by weight with the filter's PRNG (its index in the rwTarget* columns), or -1 when the rule has none. */
+  drawRewriteTarget(r: i32): i32 {
+    const total = unchecked(this.rwTotal[r]);
+    if (total == 0) return -1;
+    let x = nextU64() % total;
+    const start = unchecked(this.rwTargetStart[r]);
+    const end = start + unchecked(this.rwTargetCount[r]);
+    for (let t = start; t < end; t++) {
+      const w = <u64>unchecked(this.rwTargetWeight[t]);
+      if (x < w) return t;
+      x -= w;
+    }
+    return -1; // not reached: the weights sum to the total
+  }
 
   /** The priority of the objective whose name hashes to `h`; `fallback` when the snapshot has none such. */
   priorityOf(h: u32, fallback: i32): i32 {
@@ -326,6 +384,8 @@ export function decodeSnapshot(buf: ArrayBuffer): Snapshot | null {
       if (!readBaseModels(body, snap)) return null;
     } else if (id == SECTION_OBJECTIVES) {
       if (!readObjectives(body, snap)) return null;
+    } else if (id == SECTION_MODEL_REWRITES) {
+      if (!readModelRewrites(body, snap)) return null;
     }
     r.pos = end; // a section of a later revision, or bytes a known section gained: skipped
   }
@@ -489,6 +549,88 @@ function readObjectives(r: Reader, snap: Snapshot): bool {
   if (!r.ok) return false;
   snap.objectiveHash = hashes;
   snap.objectivePriority = priorities;
+  return true;
+}
+
+/** A target name the filter may write into a JSON string as it is: 1..256 bytes, nothing JSON must escape. */
+function writableName(base: usize, off: i32, len: i32): bool {
+  if (len <= 0 || len > MAX_REWRITE_NAME) return false;
+  for (let i = 0; i < len; i++) {
+    const c = load<u8>(base + <usize>(off + i));
+    if (c < 0x20 || c == 0x22 || c == 0x5c) return false;
+  }
+  return true;
+}
+
+function readModelRewrites(r: Reader, snap: Snapshot): bool {
+  const n = <i32>r.u16();
+  // Each rule takes at least its length and two counts: a count the section cannot hold is corrupt.
+  if (!r.ok || n > (r.end - r.pos) / 8) {
+    lastError = "bad model rewrite count";
+    return false;
+  }
+  const base = r.base;
+  snap.rwMatchStart = new StaticArray<i32>(n);
+  snap.rwMatchCount = new StaticArray<i32>(n);
+  snap.rwTargetStart = new StaticArray<i32>(n);
+  snap.rwTargetCount = new StaticArray<i32>(n);
+  snap.rwTotal = new StaticArray<u64>(n);
+  const matchOff = new Array<i32>(),
+    matchLen = new Array<i32>(),
+    targetOff = new Array<i32>(),
+    targetLen = new Array<i32>(),
+    targetWeight = new Array<u32>();
+  for (let k = 0; k < n; k++) {
+    const end = r.sized();
+    if (!r.ok) return false;
+    const e = r.sub(end);
+    unchecked((snap.rwMatchStart[k] = matchOff.length));
+    const matches = <i32>e.u16();
+    for (let j = 0; j < matches && e.ok; j++) {
+      matchOff.push(e.str());
+      matchLen.push(e.lastLen);
+    }
+    unchecked((snap.rwMatchCount[k] = matches));
+    unchecked((snap.rwTargetStart[k] = targetOff.length));
+    const targets = <i32>e.u16();
+    let total: u64 = 0;
+    for (let j = 0; j < targets && e.ok; j++) {
+      const off = e.str();
+      const len = e.lastLen;
+      let w = e.u32();
+      if (!writableName(base, off, len)) w = 0; // never chosen: it could not be written into the body
+      targetOff.push(off);
+      targetLen.push(len);
+      targetWeight.push(w);
+      total += <u64>w;
+    }
+    if (!e.ok) {
+      r.ok = false;
+      return false;
+    }
+    unchecked((snap.rwTargetCount[k] = targets));
+    unchecked((snap.rwTotal[k] = total));
+    r.pos = end; // fields a later revision appended to the rule: skipped
+  }
+  snap.rwMatchOff = new StaticArray<i32>(matchOff.length);
+  snap.rwMatchLen = new StaticArray<i32>(matchOff.length);
+  snap.rwMatchHash = new StaticArray<u32>(matchOff.length);
+  for (let k = 0; k < matchOff.length; k++) {
+    unchecked((snap.rwMatchOff[k] = matchOff[k]));
+    unchecked((snap.rwMatchLen[k] = matchLen[k]));
+    unchecked((snap.rwMatchHash[k] = fnv1a32(base + <usize>matchOff[k], matchLen[k])));
+  }
+  snap.rwTargetOff = new StaticArray<i32>(targetOff.length);
+  snap.rwTargetLen = new StaticArray<i32>(targetOff.length);
+  snap.rwTargetHash = new StaticArray<u32>(targetOff.length);
+  snap.rwTargetWeight = new StaticArray<u32>(targetOff.length);
+  for (let k = 0; k < targetOff.length; k++) {
+    unchecked((snap.rwTargetOff[k] = targetOff[k]));
+    unchecked((snap.rwTargetLen[k] = targetLen[k]));
+    unchecked((snap.rwTargetHash[k] = fnv1a32(base + <usize>targetOff[k], targetLen[k])));
+    unchecked((snap.rwTargetWeight[k] = targetWeight[k]));
+  }
+  snap.rewriteCount = n;
   return true;
 }
 

@@ -378,6 +378,50 @@ test("body buffering (StopIterationAndBuffer) accumulates chunks; set_buffer_byt
   assert.equal(Buffer.concat(s.forwarded.requestBody).toString(), "XYginal");
 });
 
+test("set_buffer_bytes as Envoy's Buffer::copyFrom: a range in the middle is BAD_ARGUMENT, start >= size appends, a prefix may change length", () => {
+  const { host, last } = makeHost({ allowOnHeadersStopIteration: true });
+  let s = host.openStream();
+  s.sendRequestHeaders([...base, ["x-op", "pause"], ["x-a", "middle"]], false);
+  s.sendRequestData("original", true);
+  assert.equal(last("middle"), "middle rc=2");
+  assert.equal(Buffer.concat(s.forwarded.requestBody).toString(), "original");
+  s = host.openStream();
+  s.sendRequestHeaders([...base, ["x-op", "pause"], ["x-a", "append"]], false);
+  s.sendRequestData("original", true);
+  assert.equal(last("append"), "append rc=0");
+  assert.equal(Buffer.concat(s.forwarded.requestBody).toString(), "original!");
+  // Buffered over three chunks, then the first 3 bytes become 7 and content-length follows (a model rewrite).
+  s = host.openStream();
+  s.sendRequestHeaders([...base, ["x-op", "pause"], ["x-a", "resize"], ["content-length", "11"]], false);
+  s.sendRequestData("abc", false);
+  s.sendRequestData("defg", false);
+  s.sendRequestData("hijk", true);
+  assert.equal(last("resize"), "resize rc=0 content_length rc=0");
+  assert.equal(Buffer.concat(s.forwarded.requestBody).toString(), "ABCDEFGdefghijk");
+  assert.deepEqual(
+    s.forwarded.requestHeaders!.filter(([k]) => k === "content-length"),
+    [["content-length", "15"]],
+  );
+  // The response body the same way (its content-length removed in the headers callback).
+  s = host.openStream();
+  s.sendRequestHeaders([...base, ["x-op", "pause"], ["x-b", "resp_resize"]], true);
+  s.sendResponseHeaders(
+    [
+      [":status", "200"],
+      ["content-length", "5"],
+    ],
+    false,
+  );
+  s.sendResponseData("he", false);
+  s.sendResponseData("llo", true);
+  assert.equal(last("resp_resize"), "resp_resize rc=0");
+  assert.equal(Buffer.concat(s.forwarded.responseBody).toString(), "<hello>");
+  assert.equal(
+    s.forwarded.responseHeaders!.some(([k]) => k === "content-length"),
+    false,
+  );
+});
+
 test("get_buffer_bytes clamps any length to the rest of the buffer (cpp-host's 64-bit Word never overflows)", () => {
   const { host, last } = makeHost({ allowOnHeadersStopIteration: true });
   const s = host.openStream();

@@ -82,6 +82,18 @@ export class TestEntry {
   }
 }
 
+/** A model rewrite rule (section 5): exact matches (none: every model) and weighted targets. */
+export class TestRewrite {
+  targets: string[] = [];
+  weights: u32[] = [];
+  constructor(public matches: string[] = []) {}
+  to(model: string, weight: u32): TestRewrite {
+    this.targets.push(model);
+    this.weights.push(weight);
+    return this;
+  }
+}
+
 export const PICKERS: string[] = ["max-score-picker", "random-picker", "weighted-random-picker"];
 
 /** GIE's scorers and settings as weights; `extra` entries follow them. */
@@ -136,6 +148,7 @@ export function buildBlobWith(
   endpoints: TestEndpoint[],
   p: TestProfile,
   baseModels: string[] | null = null,
+  rewrites: TestRewrite[] | null = null,
 ): ArrayBuffer {
   const w = new BlobWriter();
   w.u8(0x45).u8(0x50).u8(0x53).u8(0x31).u16(2).u16(32).u64(version).u64(1700000000000).u32(0).u32(0);
@@ -177,6 +190,21 @@ export function buildBlobWith(
     section = w.start();
     w.u16(<u16>baseModels.length);
     for (let k = 0; k < baseModels.length; k++) w.str(baseModels[k]);
+    w.end(section);
+  }
+  if (rewrites != null && rewrites.length > 0) {
+    w.u16(5);
+    section = w.start();
+    w.u16(<u16>rewrites.length);
+    for (let k = 0; k < rewrites.length; k++) {
+      const r = rewrites[k];
+      const at = w.start();
+      w.u16(<u16>r.matches.length);
+      for (let j = 0; j < r.matches.length; j++) w.str(r.matches[j]);
+      w.u16(<u16>r.targets.length);
+      for (let j = 0; j < r.targets.length; j++) w.str(r.targets[j]).u32(r.weights[j]);
+      w.end(at);
+    }
     w.end(section);
   }
   const out = new Uint8Array(w.bytes.length);

@@ -66,6 +66,18 @@ describe("request body scanning", () => {
     expect(prompt(whole).endsWith('"hi"}]')).toBe(true);
   });
 
+  it("knows where the model string's bytes are in the body, however the body is split (model rewrites)", () => {
+    const body =
+      '{ "messages" : [{"role":"user","content":"a \\"model\\": \\"x\\""}],\n "model" :  "sql-lora", "n": 1 }';
+    const at = body.indexOf('"sql-lora"') + 1;
+    for (let chunk = 1; chunk < 14; chunk++) {
+      const s = scan(body, PROMPT_MESSAGES, 1000, chunk);
+      expect(model(s)).toBe("sql-lora");
+      expect(s.modelStart).toBe(at);
+    }
+    expect(scan('{"model":"m"}', PROMPT_ANY).modelStart).toBe(10);
+  });
+
   it("keeps only the first promptCap bytes of the prompt and is settled once model and cap are known", () => {
     const s = scan('{"model":"m","prompt":"' + "x".repeat(500) + '"', PROMPT_PROMPT, 64);
     expect(s.promptLen).toBe(64);

@@ -90,6 +90,13 @@ const DEFAULT_RESOURCES: Resource[] = [
     plural: "inferenceobjectives",
     kind: "InferenceObjective",
   },
+  { group: "llm-d.ai", version: "v1alpha2", plural: "inferencemodelrewrites", kind: "InferenceModelRewrite" },
+  {
+    group: "inference.networking.x-k8s.io",
+    version: "v1alpha2",
+    plural: "inferencemodelrewrites",
+    kind: "InferenceModelRewrite",
+  },
 ];
 
 const apiVersionOf = (r: Resource): string => (r.group ? `${r.group}/${r.version}` : r.version);
@@ -267,8 +274,12 @@ export class FakeKube {
     this.rv++;
     obj.metadata.resourceVersion = String(this.rv);
     obj.metadata.uid = (previous?.metadata.uid as string | undefined) ?? `uid-${this.rv}`;
+    // Kept across updates. A new object takes the one its input carries, if any (the apiserver would set
+    // its own; tests of precedence by age set theirs), else now.
     obj.metadata.creationTimestamp =
-      (previous?.metadata.creationTimestamp as string | undefined) ?? new Date().toISOString();
+      (previous?.metadata.creationTimestamp as string | undefined) ??
+      (input.metadata.creationTimestamp as string | undefined) ??
+      new Date().toISOString();
     this.objects.set(k, obj);
     this.record({ rv: this.rv, type: previous ? "MODIFIED" : "ADDED", object: obj, previous });
     return clone(obj);

@@ -1,9 +1,11 @@
 // Benchmark: the filter's decision time per request at 8, 64, 256 and 1024 endpoints, and the cost of a whole
-// stream through the filter as a ratio to a do-nothing filter on the same runtime, in one run.
+// stream through the filter as a ratio to a do-nothing filter on the same runtime, in one run; then the cost
+// of model rewrites (InferenceModelRewrite rules in the snapshot) on the body callback and a response chunk.
 // In process (the emulator's host, V8 like Envoy's runtime); prints a table, writes build/bench/filter.json.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { PickerHost } from "./harness";
 import { type HttpStream } from "../../envoy/emulator/host";
+import type { ModelRewriteRule } from "../../companion/snapshot";
 
 const SIZES = [8, 64, 256, 1024];
 const WARMUP = 2000;
@@ -157,5 +159,128 @@ const p99 = at256.decideP99Us as number;
 console.log(
   `target: p99 decision at 256 endpoints < 20 µs: ${p99} µs ${p99 < 20 ? "(met)" : "(NOT met)"}; whole body callback p99 ${(at256.decisionP99Us as number).toFixed(1)} µs`,
 );
+// Model rewrites at 256 endpoints: the body callback (where the rewrite is drawn and written) and one SSE
+// response chunk naming a target (where the client's model is written back), without rules, with rules no
+// request matches, and with rules rewriting every request (base: 90/10 to two canaries; each adapter to the
+// next one, so LoRA affinity keeps working on listed adapters). Interleaved in slices, as above.
+const REWRITE_ENDPOINTS = 256;
+const REWRITE_CASES: Array<{ name: string; rules: ModelRewriteRule[] }> = [
+  { name: "no rules", rules: [] },
+  {
+    name: "8 rules, none matching",
+    rules: Array.from({ length: 8 }, (_, k) => ({
+      matches: [`other-${k}`],
+      targets: [{ model: `other-${k}-v2`, weight: 1 }],
+    })),
+  },
+  {
+    name: "every request rewritten",
+    rules: [
+      {
+        matches: ["base"],
+        targets: [
+          { model: "base-canary", weight: 90 },
+          { model: "base-stable", weight: 10 },
+        ],
+      },
+      ...Array.from({ length: 5 }, (_, k) => ({
+        matches: [`lora-${k}`],
+        targets: [{ model: `lora-${(k + 1) % 5}`, weight: 1 }],
+      })),
+    ],
+  },
+];
+const CHUNK = new Uint8Array(
+  Buffer.from(
+    `data: ${JSON.stringify({ id: "chatcmpl-1", object: "chat.completion.chunk", created: 1, model: "base-canary", choices: [{ index: 0, delta: { content: "token" }, finish_reason: null }] })}\n\n`,
+  ),
+);
+
+function driveRewrites(h: PickerHost, n: number): { bodyUs: number[]; chunkUs: number[] } {
+  const bodyUs: number[] = [],
+    chunkUs: number[] = [];
+  const open: HttpStream[] = [];
+  for (let i = 0; i < n; i++) {
+    const body = reqs[i % reqs.length];
+    const s = h.host.openStream({ worker: i % WORKERS });
+    s.sendRequestHeaders(
+      [
+        [":method", "POST"],
+        [":path", "/v1/chat/completions"],
+        [":authority", "gw"],
+        ["content-type", "application/json"],
+        ["content-length", String(body.length)],
+      ],
+      false,
+    );
+    const t1 = process.hrtime.bigint();
+    s.sendRequestData(body, true);
+    const t2 = process.hrtime.bigint();
+    s.sendResponseHeaders(
+      [
+        [":status", "200"],
+        ["content-type", "text/event-stream"],
+      ],
+      false,
+    );
+    const t3 = process.hrtime.bigint();
+    s.sendResponseData(CHUNK, false);
+    const t4 = process.hrtime.bigint();
+    s.sendResponseData(new Uint8Array(0), true);
+    bodyUs.push(Number(t2 - t1) / 1000);
+    chunkUs.push(Number(t4 - t3) / 1000);
+    open.push(s);
+    if (open.length > 64) open.shift()!.finish();
+    if (i % 1000 === 999) h.advance(100);
+  }
+  for (const s of open) s.finish();
+  return { bodyUs, chunkUs };
+}
+
+const rewriteHosts = REWRITE_CASES.map((c) => {
+  const h = new PickerHost({
+    concurrency: WORKERS,
+    config: { failureMode: "FailClose", stalenessLimitMs: 3_600_000 },
+    realTimeClock: true,
+  });
+  h.publish(pool(REWRITE_ENDPOINTS, rng(11)), { loraWeight: 1 }, [], [], c.rules);
+  driveRewrites(h, WARMUP);
+  return h;
+});
+const rewriteTimes = REWRITE_CASES.map(() => ({ bodyUs: [] as number[], chunkUs: [] as number[] }));
+for (let slice = 0; slice < 10; slice++) {
+  rewriteHosts.forEach((h, k) => {
+    const t = driveRewrites(h, REQUESTS / 10);
+    rewriteTimes[k].bodyUs.push(...t.bodyUs);
+    rewriteTimes[k].chunkUs.push(...t.chunkUs);
+  });
+}
+console.log(
+  `model rewrites at ${REWRITE_ENDPOINTS} endpoints | body callback p50 / p99 (µs) | response chunk p50 / p99 (µs) | rewritten`,
+);
+const rewriteResults = REWRITE_CASES.map((c, k) => {
+  const h = rewriteHosts[k];
+  const b = summary(rewriteTimes[k].bodyUs),
+    ch = summary(rewriteTimes[k].chunkUs);
+  const rewritten =
+    h.counter("endpoint_picker.model_rewrites") / Math.max(1, h.counter("endpoint_picker.decisions.picked"));
+  if (h.host.failedWorkers().length > 0) throw new Error(`model rewrites (${c.name}): a worker failed`);
+  console.log(
+    `${c.name.padStart(39)} | ${b.p50.toFixed(1).padStart(14)} / ${b.p99.toFixed(1).padStart(5)} | ${ch.p50.toFixed(1).padStart(15)} / ${ch.p99.toFixed(1).padStart(5)} | ${(100 * rewritten).toFixed(0)}%`,
+  );
+  h.host.close();
+  return {
+    case: c.name,
+    endpoints: REWRITE_ENDPOINTS,
+    bodyCallbackP50Us: b.p50,
+    bodyCallbackP99Us: b.p99,
+    responseChunkP50Us: ch.p50,
+    responseChunkP99Us: ch.p99,
+    rewrittenShare: rewritten,
+  };
+});
 mkdirSync("build/bench", { recursive: true });
-writeFileSync("build/bench/filter.json", JSON.stringify({ workers: WORKERS, requests: REQUESTS, results }, null, 2));
+writeFileSync(
+  "build/bench/filter.json",
+  JSON.stringify({ workers: WORKERS, requests: REQUESTS, results, modelRewrites: rewriteResults }, null, 2),
+);

@@ -1,7 +1,7 @@
 // Drives the real filter (build/filter.wasm) in the emulator's in-process host on virtual time, for the
 // filter's behaviour tests and benchmark.
 import { createHost, Host, HttpStream, type HttpCallHandler, type Pairs } from "../../envoy/emulator/host";
-import { encodeSnapshot, type SnapshotEndpoint } from "../../companion/snapshot";
+import { encodeSnapshot, type ModelRewriteRule, type SnapshotEndpoint } from "../../companion/snapshot";
 import { profileOf, type FlatProfile } from "../helpers/profile";
 import { publishSnapshot, DESTINATION_HEADER } from "../helpers/filter-contract";
 
@@ -59,6 +59,7 @@ export class PickerHost {
     profile: Partial<FlatProfile> = {},
     baseModels: string[] = [],
     objectives: Array<{ name: string; priority: number }> = [],
+    modelRewrites: ModelRewriteRule[] = [],
   ): Uint8Array {
     this.version += 1n;
     const blob = new Uint8Array(
@@ -69,6 +70,7 @@ export class PickerHost {
         endpoints: endpoints.map((e) => ({ ...endpoint(e.address ?? "10.0.0.1:8000"), ...e })),
         baseModels,
         objectives,
+        modelRewrites,
       }),
     );
     publishSnapshot(this.host.sharedData, blob, this.nowMs);

@@ -1,6 +1,7 @@
 // One simulated model-server pod over real HTTP: the OpenAI endpoints (streaming SSE or not), /v1/models,
 // /health and the engine's /metrics, in front of an Engine on a (real, possibly sped-up) clock. Every
-// response carries x-sim-pod and x-sim-address so a test can see where a request landed.
+// response carries x-sim-pod and x-sim-address so a test can see where a request landed, and an inference
+// response x-sim-model, the model the request asked the pod for (after any rewrite on the way).
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Clock } from "./clock";
@@ -177,6 +178,7 @@ export class SimPod {
     const id = `${p.api === "chat" ? "chatcmpl" : "cmpl"}-${this.name}-${this.nextId++}`;
     const created = Math.floor((this.clock.epochMs + this.clock.now()) / 1000);
     const seq = sequenceFor(p);
+    res.setHeader("x-sim-model", p.model);
     const tokenText = (i: number) => seq.answer.slice(i * CHARS_PER_TOKEN, (i + 1) * CHARS_PER_TOKEN);
     const sse = (body: unknown) => {
       res.write(`data: ${JSON.stringify(body)}\n\n`);

@@ -250,6 +250,8 @@ let bodyOp: string = "";
 let queueToken: u32 = 0;
 let respPauseNext = false;
 let respPausedContext: u32 = 0;
+/** The next response has its length changed in the body callback (and its content-length removed). */
+let respResize = false;
 let propsContext: u32 = 0;
 
 /** A string property, or "none". */
@@ -441,6 +443,7 @@ export function proxy_on_request_headers(id: u32, headers: u32, eos: u32): u32 {
   } else if (op == "pause") {
     bodyOp = a; // what to do in the body callback
     if (b == "resp_pause") respPauseNext = true; // and hold the response headers until the next tick
+    if (b == "resp_resize") respResize = true;
     return 1;
   } else if (op == "pause_until_tick") {
     pausedContext = id;
@@ -601,6 +604,31 @@ export function proxy_on_request_body(id: u32, size: u32, eos: u32): u32 {
     const rc2 = proxy_set_buffer_bytes(0, 0, 3, changetype<usize>(nb), nb.byteLength);
     log("prefix rc=" + rc2.toString());
   }
+  if (bodyOp == "middle") {
+    // a range that neither starts at 0 nor at the end: Envoy's Buffer::copyFrom refuses it
+    const nb = utf8("Z");
+    const rc2 = proxy_set_buffer_bytes(0, 2, 1, changetype<usize>(nb), nb.byteLength);
+    log("middle rc=" + rc2.toString());
+  }
+  if (bodyOp == "append") {
+    const nb = utf8("!");
+    const rc2 = proxy_set_buffer_bytes(0, size, 0, changetype<usize>(nb), nb.byteLength);
+    log("append rc=" + rc2.toString());
+  }
+  if (bodyOp == "resize") {
+    // What a model rewrite does: buffer the whole body, replace its first 3 bytes with 7, fix content-length.
+    if (eos == 0) return 1;
+    const nb = utf8("ABCDEFG");
+    const rc2 = proxy_set_buffer_bytes(0, 0, 3, changetype<usize>(nb), nb.byteLength);
+    const cl = header(0, "content-length");
+    let rc3: u32 = 99;
+    if (cl != null) {
+      const k = utf8("content-length"),
+        v = utf8((<i64>parseInt(cl) + 4).toString());
+      rc3 = proxy_replace_header_map_value(0, changetype<usize>(k), k.byteLength, changetype<usize>(v), v.byteLength);
+    }
+    log("resize rc=" + rc2.toString() + " content_length rc=" + rc3.toString());
+  }
   if (bodyOp == "rest") {
     // the "rest of the buffer" idiom: start 2, length 0xFFFFFFFF
     const rc2 = proxy_get_buffer_bytes(0, 2, 0xffffffff, out, out + 4);
@@ -609,8 +637,24 @@ export function proxy_on_request_body(id: u32, size: u32, eos: u32): u32 {
   return 0;
 }
 
+export function proxy_on_response_body(id: u32, size: u32, eos: u32): u32 {
+  if (!respResize) return 0;
+  if (eos == 0) return 1; // buffered until the end
+  respResize = false;
+  const brc = proxy_get_buffer_bytes(1, 0, size, out, out + 4);
+  const body = brc == 0 ? takeString() : "";
+  const nb = utf8("<" + body + ">");
+  const rc = proxy_set_buffer_bytes(1, 0, size, changetype<usize>(nb), nb.byteLength);
+  log("resp_resize rc=" + rc.toString());
+  return 0;
+}
+
 export function proxy_on_response_headers(id: u32, headers: u32, eos: u32): u32 {
   if (id == propsContext) logProps("resp_props");
+  if (respResize) {
+    const cl = utf8("content-length");
+    proxy_remove_header_map_value(2, changetype<usize>(cl), cl.byteLength);
+  }
   const k = utf8("x-test-module"),
     v = utf8("seen");
   proxy_add_header_map_value(2, changetype<usize>(k), k.byteLength, changetype<usize>(v), v.byteLength);

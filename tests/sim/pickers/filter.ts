@@ -1,7 +1,8 @@
 // The real filter (build/filter.wasm) making each pick, through the emulator's in-process proxy-wasm host on
 // the fleet's virtual time. `gateways` replicas each run their own host (one Envoy: its own shared data and
 // worker VMs) behind a load balancer model (gateways.ts) that spreads the requests over them. A
-// simulated companion scrapes the pods' (lagged) metrics every 50 ms, encodes an EPS1 snapshot when its
+// simulated companion scrapes the pods' (lagged) metrics every 50 ms (adapter lists read as the companion
+// reads them, companion/extract.ts normaliseLora), encodes an EPS1 snapshot when its
 // content changed (versions increase) and publishes it into every gateway's shared data as the filter's
 // fetcher would, after that gateway's delay (the long poll's answer plus a per-gateway phase); the contact
 // time is refreshed on every scrape, as every long-poll round trip does. Per request: headers + body
@@ -14,6 +15,7 @@
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { normaliseLora } from "../../../companion/extract";
 import { type SnapshotEndpoint, encodeSnapshot } from "../../../companion/snapshot";
 import { profileOf, type FlatProfile } from "../../helpers/profile";
 import { createHost, type Host } from "../../../envoy/emulator/host";
@@ -152,7 +154,7 @@ export function filterPicker(opts: FilterPickerOptions = {}): Picker {
         running: m.running,
         kvUsage: m.kvUsage,
         ageMs: 0,
-        lora: m.maxLora > 0 ? { running: m.loraRunning, waiting: m.loraWaiting, max: m.maxLora } : null,
+        lora: m.maxLora > 0 ? normaliseLora(m.loraRunning, m.loraWaiting, m.maxLora) : null,
         cache: { blockSize: m.blockSize, numBlocks: m.numBlocks },
       };
     });

@@ -18,7 +18,11 @@ export interface FleetPod {
   inFlight: number;
 }
 
-/** One pod's /metrics as a scraper saw them (the engine's lagged gauges), at scrapedAtMs. */
+/**
+ * One pod's /metrics as a scraper saw them (the engine's lagged gauges), at scrapedAtMs. The adapter lists
+ * are the labels of vllm:lora_requests_info as the pod's engine writes them (vllmLoraLabels: a vLLM V1 pod
+ * lists every adapter in flight in both).
+ */
 export interface ScrapedMetrics {
   queued: number;
   running: number;
