@@ -16,6 +16,7 @@ import { PeerRelay } from "./peers";
 import { loadPickerConfig, type PickerConfig } from "./picker-config";
 import { ScrapeToSnapshotPipeline } from "./pipeline";
 import { ObjectiveWatcher, type Objective } from "./objectives";
+import { ModelRewriteWatcher, type ModelRewriteRule } from "./model-rewrites";
 import { SelfMetrics } from "./self-metrics";
 import { StaticPool } from "./static-pool";
 import type { PoolSource, PoolTarget } from "./types";
@@ -53,14 +54,21 @@ function createPoolSource(
   log: Logger,
   metrics: SelfMetrics,
   onObjectives: (objectives: Objective[]) => void,
-): { pool: PoolSource; objectives: ObjectiveWatcher | null } {
+  onModelRewrites: (rules: ModelRewriteRule[]) => void,
+): { pool: PoolSource; objectives: ObjectiveWatcher | null; modelRewrites: ModelRewriteWatcher | null } {
   const pool = options.pool;
-  if (pool.kind === "static") return { pool: new StaticPool(pool.endpoints, pool.file), objectives: null };
+  if (pool.kind === "static")
+    return { pool: new StaticPool(pool.endpoints, pool.file), objectives: null, modelRewrites: null };
   const kubeConfig = loadKubeConfig(options.kubeconfig);
   const namespace = defaultNamespace(kubeConfig, pool.namespace);
-  // InferenceObjectives name their InferencePool: with a selector there is no pool for them to name.
+  // InferenceObjectives and InferenceModelRewrites name their InferencePool: with a selector there is no
+  // pool for them to name.
   const objectives =
     pool.kind === "inference-pool" ? new ObjectiveWatcher(kubeConfig, namespace, pool.name, log, onObjectives) : null;
+  const modelRewrites =
+    pool.kind === "inference-pool"
+      ? new ModelRewriteWatcher(kubeConfig, namespace, pool.name, pool.group, log, onModelRewrites)
+      : null;
   const source = new KubePool({
     kubeConfig,
     namespace,
@@ -71,7 +79,7 @@ function createPoolSource(
         : { kind: "selector", selector: pool.selector, targetPorts: pool.targetPorts },
     onWatchRestart: (resource) => metrics.watchRestarts.inc({ resource }),
   });
-  return { pool: source, objectives };
+  return { pool: source, objectives, modelRewrites };
 }
 
 export class Companion {
@@ -81,6 +89,7 @@ export class Companion {
   readonly pipeline: ScrapeToSnapshotPipeline;
   private readonly pool: PoolSource;
   private readonly objectives: ObjectiveWatcher | null;
+  private readonly modelRewrites: ModelRewriteWatcher | null;
   private server: ApiServer | null = null;
   private watcher: ConfigFileWatcher | null = null;
   /** The gateways' merged view (docs/GATEWAYS.md), and the relay of its reports to the peer companions. */
@@ -93,11 +102,20 @@ export class Companion {
     private readonly configText: string | null,
   ) {
     this.config = loadConfig(configText, options);
-    for (const note of this.config.notes) log.info(note);
+    for (const note of this.config.notes)
+      if (this.config.warnings.includes(note)) log.warn(note);
+      else log.info(note);
     this.pipeline = new ScrapeToSnapshotPipeline(options, () => this.config, this.metrics, log);
-    const source = createPoolSource(options, log, this.metrics, (o) => this.pipeline.setObjectives(o));
+    const source = createPoolSource(
+      options,
+      log,
+      this.metrics,
+      (o) => this.pipeline.setObjectives(o),
+      (r) => this.pipeline.setModelRewrites(r),
+    );
     this.pool = source.pool;
     this.objectives = source.objectives;
+    this.modelRewrites = source.modelRewrites;
     this.exchange = new GatewayExchange({
       maxRecords: options.exchangeRecords,
       maxReportBytes: options.maxReportBytes,
@@ -133,7 +151,9 @@ export class Companion {
       return;
     }
     this.config = next;
-    for (const note of next.notes) this.log.info(note);
+    for (const note of next.notes)
+      if (next.warnings.includes(note)) this.log.warn(note);
+      else this.log.info(note);
     this.pipeline.setEngines(next.engines); // requests a snapshot rebuild (the profile is part of it)
     this.metrics.configReloads.inc({ result: "success" });
     this.log.info("config reloaded", {
@@ -197,6 +217,7 @@ export class Companion {
   /** Resolves once the pool is listed; rejects on a configuration error (e.g. a bad --endpoints-file). */
   async discover(): Promise<void> {
     this.objectives?.start(); // never waited for: the CRDs are optional
+    this.modelRewrites?.start();
     await this.pool.start((targets) => this.pipeline.setTargets(targets));
     this.log.info("pool listed", { pool: this.pool.description, endpoints: this.pipeline.size });
     this.pipeline.markPoolListed();
@@ -235,6 +256,7 @@ export class Companion {
     this.pipeline.stop(); // scrapers stopped, held long polls answered (304) ...
     await new Promise((r) => setImmediate(r)); // ... and flushed before the connections close
     this.objectives?.stop();
+    this.modelRewrites?.stop();
     await this.pool.stop();
     await this.server?.close();
   }
