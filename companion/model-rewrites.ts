@@ -11,11 +11,10 @@
 //   weight / the sum of the weights set; a target without a weight counts 0 when another one has a weight;
 //   when no target has a weight (or they sum to 0) every target is equally likely.
 //
-// Either CRD may be absent: a list answered 404 is checked again every CRD_RECHECK_MS with one log line,
-// and never holds up the pool's discovery.
-import { CustomObjectsApi, type KubeConfig, type KubernetesObject } from "@kubernetes/client-node";
-import { ResilientInformer } from "./kube-pool";
+// Either CRD may be absent (companion/optional-crd.ts).
+import type { KubeConfig, KubernetesObject } from "@kubernetes/client-node";
 import type { Logger } from "./log";
+import { OptionalCrdWatch, type OptionalCrdOptions } from "./optional-crd";
 import {
   MAX_REWRITE_MATCHES,
   MAX_REWRITE_RULES,
@@ -29,7 +28,6 @@ export const REWRITE_GROUPS = [
   { group: "llm-d.ai", version: "v1alpha2" },
   { group: "inference.networking.x-k8s.io", version: "v1alpha2" },
 ] as const;
-const CRD_RECHECK_MS = 60_000;
 /** spec.poolRef.group when absent (the CRD's default). */
 const DEFAULT_POOL_GROUP = "inference.networking.k8s.io";
 /** Model names the filter can match or write: 1..256 bytes (the filter reads models of at most 256 bytes). */
@@ -162,49 +160,51 @@ export function rewriteRulesOf(
 }
 
 export class ModelRewriteWatcher {
-  private informers: Array<ResilientInformer<RewriteObject> | null> = REWRITE_GROUPS.map(() => null);
-  private timers: NodeJS.Timeout[] = [];
-  private stopped = false;
-  private readonly custom: CustomObjectsApi;
-  private last = "";
+  private readonly watch: OptionalCrdWatch<RewriteObject, ModelRewriteRule[]>;
   private skipLogged = new Set<string>();
 
   constructor(
-    private readonly kc: KubeConfig,
-    private readonly namespace: string,
+    kc: KubeConfig,
+    namespace: string,
     private readonly pool: string,
     private readonly poolGroup: string,
     private readonly log: Logger,
-    private readonly onChange: (rules: ModelRewriteRule[]) => void,
-    private readonly opts: { retryInitialMs: number; retryMaxMs: number; recheckMs?: number } = {
-      retryInitialMs: 500,
-      retryMaxMs: 30_000,
-    },
+    onChange: (rules: ModelRewriteRule[]) => void,
+    opts?: OptionalCrdOptions,
   ) {
-    this.custom = kc.makeApiClient(CustomObjectsApi);
+    this.watch = new OptionalCrdWatch(
+      { kind: "InferenceModelRewrite", plural: "inferencemodelrewrites", groups: REWRITE_GROUPS },
+      kc,
+      namespace,
+      log,
+      (byGroup) => this.merge(byGroup),
+      onChange,
+      opts,
+    );
   }
 
   /** Starts watching; returns at once (rules arrive through onChange). */
   start(): void {
-    REWRITE_GROUPS.forEach((_, i) => void this.probe(i, true));
+    this.watch.start();
   }
 
   stop(): void {
-    this.stopped = true;
-    for (const t of this.timers) clearTimeout(t);
-    for (const inf of this.informers) inf?.stop();
+    this.watch.stop();
   }
 
   /** The merged rules now, in precedence order (what the snapshot carries). */
   rules(): ModelRewriteRule[] {
+    return this.watch.current();
+  }
+
+  /** The objects of every group (the first group wins a name), resolved into ordered rules. */
+  private merge(byGroup: ReadonlyArray<readonly RewriteObject[]>): ModelRewriteRule[] {
     const byName = new Map<string, RewriteObject>();
-    for (const inf of this.informers) {
-      if (!inf) continue;
-      for (const o of inf.list()) {
+    for (const objects of byGroup)
+      for (const o of objects) {
         const name = o.metadata?.name;
         if (name && !byName.has(name)) byName.set(name, o);
       }
-    }
     const { rules, dropped } = rewriteRulesOf([...byName.values()], this.pool, this.poolGroup, (name, why) =>
       this.skip(name, why),
     );
@@ -218,58 +218,5 @@ export class ModelRewriteWatcher {
     if (this.skipLogged.has(key)) return;
     this.skipLogged.add(key);
     this.log.warn("InferenceModelRewrite: part left out", { rewrite: name, reason: why });
-  }
-
-  private list(i: number) {
-    const { group, version } = REWRITE_GROUPS[i];
-    return this.custom.listNamespacedCustomObject({
-      group,
-      version,
-      namespace: this.namespace,
-      plural: "inferencemodelrewrites",
-    }) as Promise<{ items: RewriteObject[]; metadata?: { resourceVersion?: string } }>;
-  }
-
-  /** Lists once: a 404 (CRD not installed) is checked again later; anything else starts the informer. */
-  private async probe(i: number, first: boolean): Promise<void> {
-    if (this.stopped) return;
-    const { group, version } = REWRITE_GROUPS[i];
-    try {
-      await this.list(i);
-    } catch (e) {
-      const status = (e as { code?: unknown; statusCode?: number }).statusCode ?? (e as { code?: unknown }).code;
-      if (status === 404) {
-        if (first)
-          this.log.info("InferenceModelRewrite API not served; its rewrites are unused until it is", {
-            apiVersion: `${group}/${version}`,
-            recheckMs: this.opts.recheckMs ?? CRD_RECHECK_MS,
-          });
-        this.timers.push(setTimeout(() => void this.probe(i, false), this.opts.recheckMs ?? CRD_RECHECK_MS));
-        return;
-      }
-      // Another failure (RBAC, the API server away): the informer retries and logs it.
-    }
-    if (this.stopped) return;
-    const inf = new ResilientInformer<RewriteObject>(
-      "inferencemodelrewrites",
-      this.kc,
-      `/apis/${group}/${version}/namespaces/${this.namespace}/inferencemodelrewrites`,
-      () => this.list(i) as never,
-      undefined,
-      undefined,
-      () => this.changed(),
-      { log: this.log, ...this.opts },
-    );
-    this.informers[i] = inf;
-    void inf.start();
-  }
-
-  private changed(): void {
-    const now = this.rules();
-    const key = JSON.stringify(now);
-    if (key === this.last) return;
-    this.last = key;
-    this.log.info("inference model rewrites", { rules: now.length });
-    this.onChange(now);
   }
 }

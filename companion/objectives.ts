@@ -3,19 +3,16 @@
 // inference.networking.x-k8s.io/v1alpha2 and llm-d-router's llm-d.ai/v1alpha2 (where the EPP moved them in
 // 2026); an objective counts for this pool when its spec.poolRef names the pool. The filter reads the
 // priorities from the snapshot; a negative priority makes a request sheddable (docs/FILTER.md).
-//
-// Either CRD may be absent: a list answered 404 is checked again every CRD_RECHECK_MS with one log line,
-// and never holds up the pool's discovery.
-import { CustomObjectsApi, type KubeConfig, type KubernetesObject } from "@kubernetes/client-node";
-import { ResilientInformer } from "./kube-pool";
+// Either CRD may be absent (companion/optional-crd.ts).
+import type { KubeConfig, KubernetesObject } from "@kubernetes/client-node";
 import type { Logger } from "./log";
+import { OptionalCrdWatch, type OptionalCrdOptions } from "./optional-crd";
 
 /** The groups InferenceObjective is served in, with their version; the first wins for a name in both. */
 export const OBJECTIVE_GROUPS = [
   { group: "llm-d.ai", version: "v1alpha2" },
   { group: "inference.networking.x-k8s.io", version: "v1alpha2" },
 ] as const;
-const CRD_RECHECK_MS = 60_000;
 
 export interface Objective {
   name: string;
@@ -53,106 +50,55 @@ export function objectivesOf(
 }
 
 export class ObjectiveWatcher {
-  private informers: Array<ResilientInformer<ObjectiveObject> | null> = OBJECTIVE_GROUPS.map(() => null);
-  private timers: NodeJS.Timeout[] = [];
-  private stopped = false;
-  private readonly custom: CustomObjectsApi;
-  private last = "";
+  private readonly watch: OptionalCrdWatch<ObjectiveObject, Objective[]>;
+  private skipLogged = new Set<string>();
 
   constructor(
-    private readonly kc: KubeConfig,
-    private readonly namespace: string,
+    kc: KubeConfig,
+    namespace: string,
     private readonly pool: string,
     private readonly log: Logger,
-    private readonly onChange: (objectives: Objective[]) => void,
-    private readonly opts: { retryInitialMs: number; retryMaxMs: number; recheckMs?: number } = {
-      retryInitialMs: 500,
-      retryMaxMs: 30_000,
-    },
+    onChange: (objectives: Objective[]) => void,
+    opts?: OptionalCrdOptions,
   ) {
-    this.custom = kc.makeApiClient(CustomObjectsApi);
+    this.watch = new OptionalCrdWatch(
+      { kind: "InferenceObjective", plural: "inferenceobjectives", groups: OBJECTIVE_GROUPS },
+      kc,
+      namespace,
+      log,
+      (byGroup) => this.merge(byGroup),
+      onChange,
+      opts,
+    );
   }
 
   /** Starts watching; returns at once (objectives arrive through onChange). */
   start(): void {
-    OBJECTIVE_GROUPS.forEach((_, i) => void this.probe(i, true));
+    this.watch.start();
   }
 
   stop(): void {
-    this.stopped = true;
-    for (const t of this.timers) clearTimeout(t);
-    for (const inf of this.informers) inf?.stop();
+    this.watch.stop();
   }
 
   /** The merged objectives now, sorted by name (what the snapshot carries). */
   objectives(): Objective[] {
+    return this.watch.current();
+  }
+
+  /** This pool's objectives of each group; the first group wins a name. */
+  private merge(byGroup: ReadonlyArray<readonly ObjectiveObject[]>): Objective[] {
     const byName = new Map<string, Objective>();
-    this.informers.forEach((inf) => {
-      if (!inf) return;
-      for (const o of objectivesOf(inf.list(), this.pool, (name, why) => this.skip(name, why)))
+    for (const objects of byGroup)
+      for (const o of objectivesOf(objects, this.pool, (name, why) => this.skip(name, why)))
         if (!byName.has(o.name)) byName.set(o.name, o);
-    });
     return [...byName.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
-  private skipLogged = new Set<string>();
   private skip(name: string, why: string): void {
     const key = `${name}: ${why}`;
     if (this.skipLogged.has(key)) return;
     this.skipLogged.add(key);
     this.log.warn("InferenceObjective skipped", { objective: name, reason: why });
-  }
-
-  private list(i: number) {
-    const { group, version } = OBJECTIVE_GROUPS[i];
-    return this.custom.listNamespacedCustomObject({
-      group,
-      version,
-      namespace: this.namespace,
-      plural: "inferenceobjectives",
-    }) as Promise<{ items: ObjectiveObject[]; metadata?: { resourceVersion?: string } }>;
-  }
-
-  /** Lists once: a 404 (CRD not installed) is checked again later; anything else starts the informer. */
-  private async probe(i: number, first: boolean): Promise<void> {
-    if (this.stopped) return;
-    const { group, version } = OBJECTIVE_GROUPS[i];
-    try {
-      await this.list(i);
-    } catch (e) {
-      const status = (e as { code?: unknown; statusCode?: number }).statusCode ?? (e as { code?: unknown }).code;
-      if (status === 404) {
-        if (first)
-          this.log.info("InferenceObjective API not served; its objectives are unused until it is", {
-            apiVersion: `${group}/${version}`,
-            recheckMs: this.opts.recheckMs ?? CRD_RECHECK_MS,
-          });
-        this.timers.push(setTimeout(() => void this.probe(i, false), this.opts.recheckMs ?? CRD_RECHECK_MS));
-        return;
-      }
-      // Another failure (RBAC, the API server away): the informer retries and logs it.
-    }
-    if (this.stopped) return;
-    const inf = new ResilientInformer<ObjectiveObject>(
-      "inferenceobjectives",
-      this.kc,
-      `/apis/${group}/${version}/namespaces/${this.namespace}/inferenceobjectives`,
-      () => this.list(i) as never,
-      undefined,
-      undefined,
-      () => this.changed(),
-      { log: this.log, ...this.opts },
-    );
-    this.informers[i] = inf;
-    void inf.start();
-  }
-
-  private changed(): void {
-    const now = this.objectives();
-    const key = JSON.stringify(now);
-    if (key === this.last) return;
-    this.last = key;
-    this.log.info("inference objectives", { objectives: now.length });
-    this.onChange(now);
   }
 }
