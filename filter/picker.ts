@@ -261,6 +261,7 @@ export class PickerStream extends Context {
     removeHeader(HeaderMapTypeValues.RequestHeaders, root.fallbackKey);
     const pathLen = readHeaderToScratch(HeaderMapTypeValues.RequestHeaders, PATH);
     if (pathLen > 0) this.kind = promptKindForPath(scratch, pathLen);
+    root.pool.refresh(); // once per request here: the objectives and the prompt cap read the snapshot
     this.sheddable = this.objectiveSheddable();
     const watchdog = root.watchdog;
     if (
@@ -271,7 +272,6 @@ export class PickerStream extends Context {
       return this.decide() ? FilterHeadersStatusValues.Continue : FilterHeadersStatusValues.StopIteration;
     }
     watchdog.hold(this, nowNs() / 1000000);
-    root.pool.refresh();
     const cap = promptCap(root.pool.snapshot, root.cfg.maxBodyBytes);
     // Reserve the prompt copy from content-length, so it is allocated once, but never more than a small
     // amount before the bytes arrive: the header is the client's word, not memory it has sent.
@@ -292,7 +292,6 @@ export class PickerStream extends Context {
    */
   private objectiveSheddable(): bool {
     const root = this.root;
-    root.pool.refresh();
     const snap = root.pool.snapshot;
     const known = root.cfg.objectiveNames.length > 0 || (snap != null && snap.objectiveHash.length > 0);
     if (!known) return false;
