@@ -9,7 +9,7 @@
 // timed-out poll, a 504 to outlier detection), so that next poll does go to another replica.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync, readdirSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { parse } from "yaml";
 import {
   DEFAULT_LONG_POLL_TIMEOUT_MS,
@@ -17,8 +17,8 @@ import {
   POLL_TIMEOUT_SLACK_MS,
   parseCli,
 } from "../../companion/cli";
-import { renderChart, setValue } from "./helm-subset";
 import { parseManifests } from "./validate";
+import { filterConfigs, renderChartDefaults } from "./shipped";
 
 const read = (f: string) => readFileSync(f, "utf8");
 const load = (f: string) => parseManifests(read(f), f) as any[];
@@ -36,30 +36,6 @@ function longPollOf(args: string[]): number {
   const r = parseCli(["--endpoints", "10.0.0.1:1", ...args.filter((a) => a.startsWith("--long-poll-timeout"))], {});
   assert.equal(r.kind, "run");
   return (r as { options: { longPollTimeoutMs: number } }).options.longPollTimeoutMs;
-}
-
-function renderChartDefaults(sets: string[] = []): any[] {
-  const dir = "envoy/chart/templates";
-  const values = parse(read("envoy/chart/values.yaml"));
-  for (const s of sets) setValue(values, s);
-  const files = readdirSync(dir)
-    .filter((f) => f.endsWith(".yaml") || f.endsWith(".tpl"))
-    .sort()
-    .map((f) => ({ name: f, src: read(`${dir}/${f}`) }));
-  return renderChart(files, values, { Name: "llm", Namespace: "models" }).flatMap((f) => parseManifests(f.src, f.name));
-}
-
-/** The filter configurations of a set of manifests: ECDS EnvoyFilter configurations and WasmPlugin pluginConfigs. */
-function filterConfigs(docs: any[]): Array<Record<string, unknown>> {
-  return docs.flatMap((d) =>
-    d.kind === "WasmPlugin"
-      ? [d.spec.pluginConfig]
-      : d.kind === "EnvoyFilter"
-        ? d.spec.configPatches
-            .filter((p: any) => p.applyTo === "EXTENSION_CONFIG")
-            .map((p: any) => JSON.parse(p.patch.value.typed_config.config.configuration.value))
-        : [],
-  );
 }
 
 const chart = renderChartDefaults();

@@ -4,9 +4,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
-import { readFileSync, readdirSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";
-import { parse } from "yaml";
 import {
   startSimPods,
   startGateway,
@@ -23,7 +22,7 @@ import {
 } from "./stack";
 import { tempBootstrap } from "../emulator/fixtures";
 import { DEFAULT_PROFILE } from "../sim/profile";
-import { renderChart } from "../deploy/helm-subset";
+import { filterConfigs, renderChartDefaults } from "../deploy/shipped";
 import { parseManifests } from "../deploy/validate";
 
 /** Peak and current resident memory of a process, MiB (Linux /proc). */
@@ -99,19 +98,6 @@ test("a 64 MB companion answer is refused by its size; the gateway process stays
 const TOKEN = "hung-replica-test-token";
 type Y = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
-/** The filter configurations (ECDS EnvoyFilter configuration, WasmPlugin pluginConfig) of some manifests. */
-function filterConfigsOf(docs: Y[]): Y[] {
-  return docs.flatMap((d) =>
-    d.kind === "WasmPlugin"
-      ? [d.spec.pluginConfig]
-      : d.kind === "EnvoyFilter"
-        ? d.spec.configPatches
-            .filter((p: Y) => p.applyTo === "EXTENSION_CONFIG")
-            .map((p: Y) => JSON.parse(p.patch.value.typed_config.config.configuration.value))
-        : [],
-  );
-}
-
 /**
  * What Istio makes of a DestinationRule's traffic policy for the companion's cluster (its outlier detection
  * and load balancer), as Envoy cluster fields: Istio enforces the consecutive errors it is given at 100%.
@@ -134,16 +120,6 @@ function istioCompanionCluster(docs: Y[]): Y {
   if (od.baseEjectionTime) outlier.base_ejection_time = od.baseEjectionTime;
   if (od.maxEjectionPercent !== undefined) outlier.max_ejection_percent = od.maxEjectionPercent;
   return { lb_policy: tp.loadBalancer?.simple ?? "LEAST_REQUEST", outlier_detection: outlier };
-}
-
-function chartManifests(): Y[] {
-  const dir = "envoy/chart/templates";
-  const values = parse(readFileSync("envoy/chart/values.yaml", "utf8"));
-  const files = readdirSync(dir)
-    .filter((f) => f.endsWith(".yaml") || f.endsWith(".tpl"))
-    .sort()
-    .map((f) => ({ name: f, src: readFileSync(`${dir}/${f}`, "utf8") }));
-  return renderChart(files, values, { Name: "llm", Namespace: "models" }).flatMap((f) => parseManifests(f.src, f.name));
 }
 
 /** A gateway serving envoy/envoy.yaml with the filter configuration and companion cluster a shipped form gives. */
@@ -201,11 +177,11 @@ test("one of two companion replicas hung (SIGSTOP) for 12 s on an idle pool: no 
   const istio = parseManifests(readFileSync("envoy/istio/endpoint-picker-ecds.yaml", "utf8"), "ecds").concat(
     parseManifests(readFileSync("envoy/istio/companion-destinationrule.yaml", "utf8"), "dr"),
   );
-  const chart = chartManifests();
+  const chart = renderChartDefaults();
   const forms: Array<[string, Y | null, Y | null]> = [
     ["envoy/envoy.yaml", null, null],
-    ["envoy/istio", filterConfigsOf(istio)[0], istioCompanionCluster(istio)],
-    ["chart defaults", filterConfigsOf(chart)[0], istioCompanionCluster(chart)],
+    ["envoy/istio", filterConfigs(istio)[0], istioCompanionCluster(istio)],
+    ["chart defaults", filterConfigs(chart)[0], istioCompanionCluster(chart)],
   ];
   const poolPorts = set.pods.map((p) => p.port);
   const gateways = await Promise.all(

@@ -11,6 +11,7 @@ import {
   endpointsFile,
   send,
   sleep,
+  steadyLoad,
   eventually,
   gatewayPicking,
   type Proc,
@@ -58,18 +59,6 @@ async function startStack(configuration: object = {}): Promise<Stack> {
   };
 }
 
-/** `rate` requests a second for `ms`, each on its own connection, without waiting for answers. */
-async function steadyLoad(port: number, rate: number, ms: number): Promise<Reply[]> {
-  const replies: Promise<Reply>[] = [];
-  const started = Date.now();
-  for (let k = 0; Date.now() - started < ms; k++) {
-    replies.push(send(port, "/v1/completions", completion(k)));
-    const next = started + ((k + 1) * 1000) / rate;
-    await sleep(Math.max(0, next - Date.now()));
-  }
-  return Promise.all(replies);
-}
-
 /** `clients` clients, each sending its next request as soon as the last one is answered, for `ms`. */
 async function closedLoop(port: number, clients: number, ms: number): Promise<Reply[]> {
   const replies: Reply[] = [];
@@ -97,7 +86,7 @@ test("a pod answering 500 at once gets at most 5% of requests, steady and closed
     badSteady.failWith = 500;
     badClosed.failWith = 500;
     const [s, c] = await Promise.all([
-      steadyLoad(steady.gateway.port, 30, 30_000),
+      steadyLoad(steady.gateway.port, 30, 30_000, completion),
       closedLoop(closed.gateway.port, 8, 30_000),
     ]);
     const steadyShare = shareOf(s, badSteady.name);

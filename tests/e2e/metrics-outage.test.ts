@@ -11,12 +11,10 @@ import {
   startGateway,
   endpointsFile,
   tempFile,
-  send,
-  sleep,
+  steadyLoad,
   eventually,
   gatewayPicking,
   companionEndpoints,
-  type Reply,
 } from "./stack";
 import { makeProfile } from "../sim/profile";
 
@@ -32,16 +30,6 @@ const config = (path: string) =>
     `  parameters: {path: ${path}}`,
     "",
   ].join("\n");
-
-async function steadyLoad(port: number, rate: number, ms: number): Promise<Reply[]> {
-  const replies: Promise<Reply>[] = [];
-  const started = Date.now();
-  for (let k = 0; Date.now() - started < ms; k++) {
-    replies.push(send(port, "/v1/completions", completion(k)));
-    await sleep(Math.max(0, started + ((k + 1) * 1000) / rate - Date.now()));
-  }
-  return Promise.all(replies);
-}
 
 test("a 30 s metrics-only outage: at least 99% of requests get 200, picked by the filter, under FailOpen and FailClose", async () => {
   const set = await startSimPods({ engines: ["vllm-v1", "vllm-v1", "vllm-v1", "vllm-v1"], profile, timeScale: 10 });
@@ -74,7 +62,7 @@ test("a 30 s metrics-only outage: at least 99% of requests get 200, picked by th
       async () => (await companionEndpoints(companion.port)).every((e) => e.error !== null),
       10_000,
     );
-    const [open, close] = await Promise.all(gateways.map((g) => steadyLoad(g.port, 15, 30_000)));
+    const [open, close] = await Promise.all(gateways.map((g) => steadyLoad(g.port, 15, 30_000, completion)));
     for (const [name, replies] of [
       ["FailOpen", open],
       ["FailClose", close],

@@ -267,6 +267,22 @@ export function send(
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** `rate` completions a second (body `bodyOf(k)` for the k-th) for `ms`, each on its own connection, not waiting for answers. */
+export async function steadyLoad(
+  port: number,
+  rate: number,
+  ms: number,
+  bodyOf: (k: number) => string,
+): Promise<Reply[]> {
+  const replies: Promise<Reply>[] = [];
+  const started = Date.now();
+  for (let k = 0; Date.now() - started < ms; k++) {
+    replies.push(send(port, "/v1/completions", bodyOf(k)));
+    await sleep(Math.max(0, started + ((k + 1) * 1000) / rate - Date.now()));
+  }
+  return Promise.all(replies);
+}
+
 /** Polls `check` until it is true or `timeoutMs` passes (then throws with `what`). */
 export async function eventually(
   what: string,
