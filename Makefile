@@ -68,8 +68,23 @@ format: deps
 	$(BIN)/prettier --write --log-level=warn .
 	$(BIN)/prettier --write --log-level=warn .
 
-bench: build
+bench: build bench-python
 	@for b in $$(find build/tests -name '*.bench.mjs' | sort); do echo "== $$b"; $(NODE) $$b || exit 1; done
+
+# The model-server cost figure (tests/companion/model-server-cost.py) runs Debian's /usr/bin/python3 with
+# python3-prometheus-client: installed here when missing and we are root; otherwise the figure is skipped.
+.PHONY: bench-python
+bench-python:
+	@if /usr/bin/python3 -c 'import prometheus_client' >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  dpkg -s python3-prometheus-client >/dev/null 2>&1 || (apt-get install -y python3-prometheus-client || (apt-get update && apt-get install -y python3-prometheus-client)) \
+	    || echo "bench: could not install python3-prometheus-client; modelServerCost will be skipped"; \
+	elif [ ! -x /usr/bin/python3 ]; then \
+	  echo "bench: no /usr/bin/python3 (and not root with apt-get to install python3-prometheus-client); modelServerCost will be skipped"; \
+	else \
+	  echo "bench: /usr/bin/python3 lacks prometheus_client and we are not root with apt-get (apt-get install python3-prometheus-client); modelServerCost will be skipped"; \
+	fi
 
 build/demo.mjs: $(TS_SRC) node_modules/.package-lock.json
 	$(ESBUILD_NODE) tests/demo/demo.ts --outfile=$@

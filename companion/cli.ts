@@ -31,6 +31,8 @@ export interface CompanionOptions {
    * `metrics-data-source`'s `path` overrides (GIE's order); a path here would win over the config's.
    */
   metricsPath: undefined;
+  /** `--metrics-name-filter`: ask for the wanted families only where a server honours `name[]`. */
+  metricsNameFilter: boolean;
   refreshIntervalMs: number;
   scrapeTimeoutMs: number;
   maxBackoffMs: number;
@@ -229,6 +231,13 @@ export const FLAGS: ReadonlyArray<{ section: string; flags: FlagDoc[] }> = [
         arg: "[=BOOL]",
         goBool: true,
         help: "do not verify model servers' certificates with https; metrics-data-source's insecureSkipVerify wins (as in GIE)",
+        def: "true",
+      },
+      {
+        name: "metrics-name-filter",
+        arg: "[=BOOL]",
+        goBool: true,
+        help: "ask model servers for the wanted metric families only (?name[]=...), checked against each server's full page (docs/COMPANION.md)",
         def: "true",
       },
     ],
@@ -617,11 +626,11 @@ export function parseCli(
   const eppFlags = new Map(EPP_FLAGS.map((f) => [f.name, f]));
   const ignoredFlags: IgnoredFlag[] = [];
   let eppLevel: LogLevel | undefined;
-  let insecureSkipVerify: boolean | undefined;
+  const goBools = new Map<string, boolean>();
   for (const { name, value } of taken) {
     const epp = eppFlags.get(name);
     if (!epp) {
-      insecureSkipVerify = parseGoBool(value, name); // the one Go-style boolean of FLAGS
+      goBools.set(name, parseGoBool(value, name)); // a Go-style boolean of FLAGS
       continue;
     }
     if (epp.kind === "bool") parseGoBool(value, name);
@@ -725,6 +734,7 @@ export function parseCli(
   if (scheme !== undefined && scheme !== "http" && scheme !== "https")
     throw new UsageError(`--model-server-metrics-scheme: "${scheme}" is not http or https`);
   if (scheme !== undefined) engineFlags.metricsScheme = scheme;
+  const insecureSkipVerify = goBools.get("model-server-metrics-https-insecure-skip-verify");
   if (insecureSkipVerify !== undefined) engineFlags.metricsInsecureSkipVerify = insecureSkipVerify;
 
   const refreshIntervalMs = duration("refresh-interval", "50ms");
@@ -792,6 +802,7 @@ export function parseCli(
       engineFlags,
       metricsPort,
       metricsPath: undefined,
+      metricsNameFilter: goBools.get("metrics-name-filter") ?? true,
       refreshIntervalMs,
       scrapeTimeoutMs,
       maxBackoffMs,

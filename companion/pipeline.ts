@@ -28,6 +28,7 @@ export type PipelineSettings = Pick<
   | "maxPageBytes"
   | "metricsPort"
   | "metricsPath"
+  | "metricsNameFilter"
   | "stalenessThresholdMs"
 >;
 
@@ -85,11 +86,13 @@ export class ScrapeToSnapshotPipeline {
         maxPageBytes: settings.maxPageBytes,
         metricsPort: settings.metricsPort,
         metricsPath: settings.metricsPath,
+        nameFilter: settings.metricsNameFilter,
       },
       { engines: () => config().engines, scrape: () => config().scrape },
       (target, outcome) => this.record(target, outcome),
       log,
     );
+    metrics.pageModes = () => this.scraper.pageModes();
   }
 
   /** Endpoints in the pool. */

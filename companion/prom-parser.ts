@@ -22,6 +22,11 @@ export interface ParsedPage {
   sawEof: boolean;
   /** The page had no bytes: a valid Prometheus text page without metrics (whether that is fine: extract.ts). */
   empty: boolean;
+  /**
+   * Sample lines of other series: a server asked for some families only (`name[]`) that answers more
+   * ignores the restriction.
+   */
+  otherSamples: number;
 }
 
 export class PageError extends Error {}
@@ -77,6 +82,79 @@ function lineOf(page: Uint8Array, at: number): number {
   let line = 1;
   for (let i = 0; i < at && i < page.length; i++) if (page[i] === LF) line++;
   return line;
+}
+
+/**
+ * Label names and values repeat from scrape to scrape (model names, engine indexes, block sizes): decoded
+ * once and reused, found by a hash of their bytes and checked byte for byte. Bounded; cleared when full.
+ */
+class StringCache {
+  private readonly table = new Map<number, Array<{ bytes: Buffer; text: string }>>();
+  private size = 0;
+  constructor(
+    private readonly encoding: "latin1" | "utf8",
+    private readonly limit = 4096,
+  ) {}
+
+  get(page: Buffer, start: number, end: number): string {
+    const len = end - start;
+    if (len > 128) return page.toString(this.encoding, start, end);
+    let h = len;
+    for (let i = start; i < end; i++) h = Math.imul(h ^ page[i], 16777619);
+    const bucket = this.table.get(h);
+    if (bucket !== undefined) {
+      for (const e of bucket) {
+        const b = e.bytes;
+        if (b.length !== len) continue;
+        let k = 0;
+        while (k < len && b[k] === page[start + k]) k++;
+        if (k === len) return e.text;
+      }
+    }
+    const text = page.toString(this.encoding, start, end);
+    if (this.size >= this.limit) {
+      this.table.clear();
+      this.size = 0;
+    }
+    const entry = { bytes: Buffer.from(page.subarray(start, end)), text };
+    if (bucket !== undefined && this.table.has(h)) bucket.push(entry);
+    else this.table.set(h, [entry]);
+    this.size++;
+    return text;
+  }
+}
+const labelNames = new StringCache("latin1");
+const labelValues = new StringCache("utf8");
+
+const DIGIT0 = 48,
+  DOT = 46;
+/** Powers of ten that are exact doubles. */
+const EXACT_POW10 = Array.from({ length: 23 }, (_, k) => 10 ** k);
+
+/**
+ * A plain decimal (`12`, `0.25`, `3.0`) of at most 15 digits, read from the bytes: the integer of its digits
+ * divided by an exact power of ten is the correctly rounded value, as Number() would give. Anything else
+ * (signs, exponents, NaN, Inf, long numbers) returns null for the general path.
+ */
+function plainDecimal(page: Buffer, start: number, end: number): number | null {
+  let m = 0,
+    digits = 0,
+    fraction = -1;
+  for (let i = start; i < end; i++) {
+    const c = page[i];
+    if (c === DOT) {
+      if (fraction >= 0) return null;
+      fraction = 0;
+      continue;
+    }
+    const d = c - DIGIT0;
+    if (d < 0 || d > 9) return null;
+    m = m * 10 + d;
+    digits++;
+    if (fraction >= 0) fraction++;
+  }
+  if (digits === 0 || digits > 15) return null;
+  return fraction > 0 ? m / EXACT_POW10[fraction] : m;
 }
 
 const NUMBER = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
@@ -147,9 +225,12 @@ class LineParser {
     }
     const valueStart = i;
     while (i < this.end && p[i] !== SP && p[i] !== TAB && p[i] !== CR) i++;
-    const valueText = p.toString("latin1", valueStart, i);
-    const value = parseNumber(valueText);
-    if (value === null) this.fail(valueText ? `bad value ${JSON.stringify(valueText)}` : "missing value", valueStart);
+    let value = plainDecimal(p, valueStart, i);
+    if (value === null) {
+      const valueText = p.toString("latin1", valueStart, i);
+      value = parseNumber(valueText);
+      if (value === null) this.fail(valueText ? `bad value ${JSON.stringify(valueText)}` : "missing value", valueStart);
+    }
     i = this.skipBlanks(i);
     if (i < this.end && p[i] !== HASH && p[i] !== CR) {
       const tsStart = i;
@@ -180,7 +261,7 @@ class LineParser {
       if (!LABEL_START[p[i]]) this.fail("expected a label name", i);
       const nameStart = i;
       while (i < this.end && LABEL_CHAR[p[i]]) i++;
-      const name = p.toString("latin1", nameStart, i);
+      const name = labelNames.get(p, nameStart, i);
       i = this.skipBlanks(i);
       if (p[i] !== EQ) this.fail(`expected "=" after label ${name}`, i);
       i = this.skipBlanks(i + 1);
@@ -196,7 +277,7 @@ class LineParser {
         i++;
       }
       if (i >= this.end) this.fail(`unterminated value of label ${name}`, valueStart);
-      out[name] = escaped ? this.unescape(valueStart, i) : p.toString("utf8", valueStart, i);
+      out[name] = escaped ? this.unescape(valueStart, i) : labelValues.get(p, valueStart, i);
       i = this.skipBlanks(i + 1);
       if (p[i] === COMMA) {
         i++;
@@ -239,6 +320,7 @@ export function parseSelectedFamilies(page: Buffer, selector: FamilySelector, op
   let pos = 0;
   let sawEof = false;
   let checkedFirstSample = false;
+  let otherSamples = 0;
   while (pos < n) {
     let c = page[pos];
     while (c === SP || c === TAB) c = page[++pos];
@@ -284,6 +366,7 @@ export function parseSelectedFamilies(page: Buffer, selector: FamilySelector, op
           break;
         }
       }
+      if (!matched) otherSamples++;
       if (!checkedFirstSample) {
         // Parse the first sample line in full whatever its family, so non-exposition text that happens to
         // start with a letter (an error message, say) is refused.
@@ -294,14 +377,16 @@ export function parseSelectedFamilies(page: Buffer, selector: FamilySelector, op
         }
         checkedFirstSample = true;
       }
-    } else if (c !== LBRACE) {
-      // `{` starts a line whose metric name is quoted (Prometheus 3 UTF-8 names): never one of ours.
+    } else if (c === LBRACE) {
+      otherSamples++;
+    } else {
       const shown = page.toString("utf8", pos, Math.min(eol, pos + 60));
       throw new PageError(`line ${lineOf(page, pos)}: not a metrics exposition line: ${JSON.stringify(shown)}`);
     }
+    // (`{` starts a line whose metric name is quoted, Prometheus 3 UTF-8 names: never one of ours.)
     if (lastLine) throw new PageError(`page truncated: line ${lineOf(page, pos)} has no newline`);
     pos = eol + 1;
   }
   if (openMetrics && !sawEof) throw new PageError("page truncated: OpenMetrics page without # EOF");
-  return { samples, sawEof, empty: n === 0 };
+  return { samples, sawEof, empty: n === 0, otherSamples };
 }

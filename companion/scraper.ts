@@ -1,16 +1,18 @@
 // Scrapes every endpoint's metrics page on its own loop: concurrently, every refresh interval with jitter,
-// one request at a time per endpoint, a per-scrape timeout, a page-size cap, keep-alive connections, and
-// exponential backoff while an endpoint keeps failing.
-import http from "node:http";
-import https from "node:https";
-import { gunzip } from "node:zlib";
+// one request at a time per endpoint, a per-scrape timeout, a page-size cap, keep-alive connections
+// (metrics-http.ts), only the wanted families where the server can (page-selection.ts), and exponential
+// backoff while an endpoint keeps failing.
 import type { EngineMapping, EngineRegistry } from "./engines";
 import { familiesOf } from "./engines";
 import { ExtractError, extractMetrics, type EndpointMetrics } from "./extract";
 import type { Logger } from "./log";
+import { MetricsHttp, ScrapeFailure, type MetricsOrigin, type ScrapeFailureReason } from "./metrics-http";
+import { PageSelections, type PageMode, type RestrictedVerdict } from "./page-selection";
 import type { ScrapeSettings } from "./picker-config";
-import { FamilySelector, PageError, parseSelectedFamilies } from "./prom-parser";
+import { FamilySelector, PageError, parseSelectedFamilies, type ParsedPage } from "./prom-parser";
 import type { PoolTarget } from "./types";
+
+export type { ScrapeFailureReason } from "./metrics-http";
 
 export interface ScraperOptions {
   intervalMs: number;
@@ -22,6 +24,8 @@ export interface ScraperOptions {
   /** --model-server-metrics-port / --model-server-metrics-path. */
   metricsPort?: number;
   metricsPath?: string;
+  /** Ask servers for the wanted families only (`?name[]=`), where they honour it (default true). */
+  nameFilter?: boolean;
 }
 
 /** What the scraper reads its engines and data source settings from (swapped on config reload). */
@@ -31,11 +35,8 @@ export interface ScrapeConfigSource {
 }
 
 export type ScrapeOutcome =
-  | { ok: true; engine: string; metrics: EndpointMetrics; durationMs: number }
+  | { ok: true; engine: string; metrics: EndpointMetrics; durationMs: number; page: PageMode }
   | { ok: false; engine: string; error: string; reason: ScrapeFailureReason; durationMs: number };
-
-export type ScrapeFailureReason =
-  "timeout" | "refused" | "connect" | "http_status" | "too_large" | "content_type" | "parse" | "metrics" | "internal";
 
 export interface ScrapeListener {
   (target: PoolTarget, outcome: ScrapeOutcome): void;
@@ -56,30 +57,20 @@ export function nextDelayMs(
   return Math.max(0, base * (1 + jitter * (2 * random - 1)));
 }
 
-class ScrapeFailure extends Error {
-  constructor(
-    readonly reason: ScrapeFailureReason,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-const ACCEPT = "text/plain;version=0.0.4;q=1,application/openmetrics-text;version=1.0.0;q=0.5,*/*;q=0.1";
-
 interface Loop {
   target: PoolTarget;
   stopped: boolean;
   failures: number;
   timer: NodeJS.Timeout | null;
-  request: http.ClientRequest | null;
-  /** Ports this loop has connected to (the endpoint's own, or a metrics port): its kept-alive sockets. */
-  ports: Set<number>;
+  /** Cancels the scrape in flight. */
+  abort: (() => void) | null;
+  /** Origins this loop has scraped (the endpoint's own port, or a metrics port): its kept-alive connections. */
+  origins: Set<string>;
 }
 
 export class Scraper {
-  private readonly httpAgent: http.Agent;
-  private readonly httpsAgents = new Map<boolean, https.Agent>();
+  private readonly http = new MetricsHttp();
+  private readonly pages: PageSelections;
   private loops = new Map<string, Loop>();
   private selectors = new WeakMap<EngineMapping, FamilySelector>();
   /** Address -> unknown engine labels already warned about (pruned when the endpoint leaves). */
@@ -93,25 +84,18 @@ export class Scraper {
     private readonly log: Logger,
   ) {
     this.jitter = opts.jitter ?? 0.1;
-    // One kept-alive connection per endpoint is all a sequential loop needs; a spare covers a slow close.
-    this.httpAgent = new http.Agent({ keepAlive: true, maxSockets: 2, maxFreeSockets: 1, scheduling: "lifo" });
-  }
-
-  private agentFor(scheme: "http" | "https", insecure: boolean): http.Agent {
-    if (scheme === "http") return this.httpAgent;
-    let agent = this.httpsAgents.get(insecure);
-    if (!agent)
-      this.httpsAgents.set(
-        insecure,
-        (agent = new https.Agent({ keepAlive: true, maxSockets: 2, maxFreeSockets: 1, rejectUnauthorized: !insecure })),
-      );
-    return agent;
+    this.pages = new PageSelections(opts.nameFilter ?? true);
   }
 
   private selectorFor(mapping: EngineMapping): FamilySelector {
     let s = this.selectors.get(mapping);
     if (!s) this.selectors.set(mapping, (s = new FamilySelector(familiesOf(mapping))));
     return s;
+  }
+
+  /** How many endpoints get the full page, a restricted one, or are still to be probed. */
+  pageModes(): Record<PageMode, number> {
+    return this.pages.counts();
   }
 
   /** Starts loops for new endpoints, stops those of removed ones. Label changes apply on the next scrape. */
@@ -123,7 +107,7 @@ export class Scraper {
         loop.target = t;
         next.set(t.address, loop);
       } else {
-        const fresh: Loop = { target: t, stopped: false, failures: 0, timer: null, request: null, ports: new Set() };
+        const fresh: Loop = { target: t, stopped: false, failures: 0, timer: null, abort: null, origins: new Set() };
         next.set(t.address, fresh);
         // A random first delay spreads the first round over one interval instead of one burst.
         this.schedule(fresh, Math.random() * Math.min(this.opts.intervalMs, 1000));
@@ -133,44 +117,26 @@ export class Scraper {
     this.loops = next;
     for (const loop of removed) this.stopLoop(loop);
     for (const address of this.warnedLabels.keys()) if (!next.has(address)) this.warnedLabels.delete(address);
-    if (removed.length > 0) this.closeIdleSockets(removed);
-  }
-
-  /**
-   * Closes the kept-alive idle connections to endpoints that left the pool (a pod that is gone would
-   * otherwise hold a socket until its server or the kernel gives up), except those a remaining endpoint
-   * uses too (two target ports of one pod scraped on one metrics port).
-   */
-  private closeIdleSockets(removed: readonly Loop[]): void {
-    const inUse = new Set<string>();
-    for (const loop of this.loops.values()) for (const port of loop.ports) inUse.add(`${loop.target.ip}:${port}:`);
-    const prefixes: string[] = [];
-    for (const loop of removed) {
-      for (const port of loop.ports) {
-        const prefix = `${loop.target.ip}:${port}:`; // how node:http's Agent names a host's pool (getName)
-        if (!inUse.has(prefix)) prefixes.push(prefix);
-      }
-    }
-    if (prefixes.length === 0) return;
-    for (const agent of [this.httpAgent, ...this.httpsAgents.values()]) {
-      for (const [name, sockets] of Object.entries(agent.freeSockets)) {
-        if (!prefixes.some((p) => name.startsWith(p))) continue;
-        for (const socket of sockets ?? []) socket.destroy();
-      }
+    this.pages.retain(new Set(next.keys()));
+    if (removed.length > 0) {
+      // Close the connections of endpoints that left, except those a remaining endpoint uses too (two
+      // target ports of one pod scraped on one metrics port).
+      const inUse = new Set<string>();
+      for (const loop of this.loops.values()) for (const o of loop.origins) inUse.add(o);
+      this.http.closeExcept(inUse);
     }
   }
 
   private stopLoop(loop: Loop): void {
     loop.stopped = true;
     if (loop.timer) clearTimeout(loop.timer);
-    loop.request?.destroy();
+    loop.abort?.();
   }
 
   stop(): void {
     for (const loop of this.loops.values()) this.stopLoop(loop);
     this.loops.clear();
-    this.httpAgent.destroy();
-    for (const a of this.httpsAgents.values()) a.destroy();
+    this.http.stop();
   }
 
   private schedule(loop: Loop, delayMs: number): void {
@@ -182,11 +148,11 @@ export class Scraper {
 
   private async runOnce(loop: Loop): Promise<void> {
     if (loop.stopped) return;
-    const outcome = await this.scrape(loop.target, (req, port) => {
-      loop.request = req;
-      loop.ports.add(port);
+    const outcome = await this.scrape(loop.target, (abort, origin) => {
+      loop.abort = abort;
+      loop.origins.add(origin);
     });
-    loop.request = null;
+    loop.abort = null;
     if (loop.stopped) return;
     this.onOutcome(loop.target, outcome);
     loop.failures = outcome.ok ? 0 : loop.failures + 1;
@@ -199,7 +165,7 @@ export class Scraper {
   /** One scrape of one endpoint (also what `--once` uses). Never throws. */
   async scrape(
     target: PoolTarget,
-    onRequest: (req: http.ClientRequest, port: number) => void = () => {},
+    onRequest: (abort: () => void, origin: string) => void = () => {},
   ): Promise<ScrapeOutcome> {
     const started = performance.now();
     const { mapping, unknownLabel } = this.config.engines().resolve(target.labels);
@@ -215,10 +181,10 @@ export class Scraper {
       });
     }
     try {
-      const { body, openMetrics } = await this.fetchPage(target, mapping, onRequest);
-      const page = parseSelectedFamilies(body, this.selectorFor(mapping), openMetrics);
+      const { page, mode } = await this.readPage(target, mapping, onRequest);
       const metrics = extractMetrics(page, mapping);
-      return { ok: true, engine: mapping.name, metrics, durationMs: performance.now() - started };
+      if (mode === "probe") this.pages.probed(target.address, mapping, this.pathFor(mapping), page);
+      return { ok: true, engine: mapping.name, metrics, durationMs: performance.now() - started, page: mode };
     } catch (e) {
       const reason: ScrapeFailureReason =
         e instanceof ScrapeFailure
@@ -239,98 +205,67 @@ export class Scraper {
     }
   }
 
-  private fetchPage(
+  private pathFor(mapping: EngineMapping): string {
+    return mapping.metricsPath ?? this.opts.metricsPath ?? this.config.scrape().path;
+  }
+
+  /**
+   * The endpoint's page, parsed: restricted to the wanted families once the endpoint has shown it honours
+   * that, else in full. A restricted answer that fails its check is replaced by the full page at once.
+   */
+  private async readPage(
     target: PoolTarget,
     mapping: EngineMapping,
-    onRequest: (req: http.ClientRequest, port: number) => void,
-  ): Promise<{ body: Buffer; openMetrics: boolean }> {
+    onRequest: (abort: () => void, origin: string) => void,
+  ): Promise<{ page: ParsedPage; mode: PageMode }> {
     const settings = this.config.scrape();
-    const port = mapping.metricsPort ?? this.opts.metricsPort ?? target.port;
-    const path = mapping.metricsPath ?? this.opts.metricsPath ?? settings.path;
-    const lib = settings.scheme === "https" ? https : http;
-    const max = this.opts.maxPageBytes;
-    return new Promise((resolve, reject) => {
-      let settled = false;
-      const done = (err: Error | null, value?: { body: Buffer; openMetrics: boolean }): void => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        if (err) {
-          req.destroy();
-          reject(err);
-        } else resolve(value!);
-      };
-      const req = lib.request(
-        {
-          host: target.ip,
-          port,
-          path,
-          method: "GET",
-          agent: this.agentFor(settings.scheme, settings.insecureSkipVerify),
-          headers: { accept: ACCEPT, "user-agent": "endpoint-picker-companion" },
-        },
-        (res) => {
-          const status = res.statusCode ?? 0;
-          const type = String(res.headers["content-type"] ?? "").toLowerCase();
-          if (status !== 200) {
-            res.resume();
-            return done(new ScrapeFailure("http_status", `GET ${path} answered HTTP ${status}`));
-          }
-          if (type.startsWith("application/json") || type.startsWith("text/html")) {
-            res.resume();
-            return done(
-              new ScrapeFailure("content_type", `GET ${path} answered ${type.split(";")[0]}, not a metrics page`),
-            );
-          }
-          const declared = Number(res.headers["content-length"]);
-          if (Number.isFinite(declared) && declared > max) {
-            res.resume();
-            return done(
-              new ScrapeFailure("too_large", `metrics page of ${declared} bytes is over the ${max}-byte limit`),
-            );
-          }
-          const chunks: Buffer[] = [];
-          let size = 0;
-          res.on("data", (chunk: Buffer) => {
-            size += chunk.length;
-            if (size > max) done(new ScrapeFailure("too_large", `metrics page is over the ${max}-byte limit`));
-            else chunks.push(chunk);
-          });
-          res.on("error", (err) => done(new ScrapeFailure("connect", `reading the page: ${err.message}`)));
-          res.on("end", () => {
-            if (!res.complete)
-              return done(new ScrapeFailure("connect", "connection closed before the page was complete"));
-            const raw = Buffer.concat(chunks, size);
-            const openMetrics = type.startsWith("application/openmetrics-text");
-            const encoding = String(res.headers["content-encoding"] ?? "identity").toLowerCase();
-            if (encoding === "identity") return done(null, { body: raw, openMetrics });
-            if (encoding !== "gzip")
-              return done(new ScrapeFailure("content_type", `unsupported content-encoding ${encoding}`));
-            gunzip(raw, { maxOutputLength: max }, (err, body) => {
-              if (err)
-                done(
-                  new ScrapeFailure(
-                    (err as NodeJS.ErrnoException).code === "ERR_BUFFER_TOO_LARGE" ? "too_large" : "parse",
-                    `gzip page: ${err.message}`,
-                  ),
-                );
-              else done(null, { body, openMetrics });
-            });
-          });
-        },
-      );
-      onRequest(req, port);
-      const timer = setTimeout(
-        () => done(new ScrapeFailure("timeout", `no complete page within ${this.opts.timeoutMs}ms`)),
+    const origin: MetricsOrigin = {
+      scheme: settings.scheme,
+      ip: target.ip,
+      port: mapping.metricsPort ?? this.opts.metricsPort ?? target.port,
+      insecureSkipVerify: settings.insecureSkipVerify,
+    };
+    const path = this.pathFor(mapping);
+    const selector = this.selectorFor(mapping);
+    const fetchParsed = async (p: string): Promise<ParsedPage> => {
+      const { body, openMetrics } = await this.http.get(
+        origin,
+        p,
         this.opts.timeoutMs,
+        this.opts.maxPageBytes,
+        (abort) => onRequest(abort, this.http.key(origin)),
       );
-      req.on("error", (err) => {
-        // Refused or unreachable: nothing listens there (the pod is probably gone), unlike a page that fails.
-        const code = (err as NodeJS.ErrnoException).code ?? "";
-        const refused = code === "ECONNREFUSED" || code === "EHOSTUNREACH" || code === "ENETUNREACH";
-        done(new ScrapeFailure(refused ? "refused" : "connect", `GET ${path}: ${err.message}`));
-      });
-      req.end();
+      return parseSelectedFamilies(body, selector, openMetrics);
+    };
+    const mode = this.pages.mode(target.address, mapping, path);
+    if (mode !== "restricted") return { page: await fetchParsed(path), mode };
+    let restricted: ParsedPage | null = null;
+    let verdict: RestrictedVerdict;
+    try {
+      restricted = await fetchParsed(this.pages.restrictedPathFor(mapping, path));
+      verdict = this.pages.checkRestricted(target.address, mapping, path, restricted);
+    } catch (e) {
+      // Transport failures say nothing about the query: they are this scrape's outcome.
+      const pageFailure =
+        e instanceof PageError ||
+        (e instanceof ScrapeFailure && (e.reason === "http_status" || e.reason === "content_type"));
+      if (!pageFailure) throw e;
+      verdict = this.pages.restrictedFailed(target.address, mapping, path, (e as Error).message);
+    }
+    if (verdict.ok) return { page: restricted!, mode };
+    this.log.info("metrics server does not honour name[]; scraping its full page from now on", {
+      endpoint: target.address,
+      pod: target.pod,
+      engine: mapping.name,
+      why:
+        verdict.why === "ignored"
+          ? `answered ${verdict.others} other series`
+          : verdict.why === "missing"
+            ? `left out ${verdict.families.join(", ")}`
+            : `the restricted request failed: ${verdict.error}`,
     });
+    // Its answer was the full page already: no second request.
+    if (verdict.why === "ignored") return { page: restricted!, mode: "full" };
+    return { page: await fetchParsed(path), mode: "full" };
   }
 }

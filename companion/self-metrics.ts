@@ -53,6 +53,8 @@ export class SelfMetrics {
     labelNames: ["resource"] as const,
     registers: [this.registry],
   });
+  /** Endpoints per page mode (companion/page-selection.ts), computed when scraped. */
+  pageModes: () => Record<string, number> = () => ({});
   // The gateway exchange (docs/GATEWAYS.md).
   /** Gateway gauges are computed when scraped, from the provider the companion installs. */
   gatewayState: () => { liveGateways: number; records: number; peers: number } = () => ({
@@ -100,6 +102,16 @@ export class SelfMetrics {
       (s) => s.stale,
     );
     this.poolGauge("error_endpoints", "Endpoints whose last scrape failed.", (s) => s.errors);
+    const pageModes = () => this.pageModes();
+    new client.Gauge({
+      name: `${PREFIX}scrape_page_endpoints`,
+      help: "Endpoints by what is asked of their metrics page: probe (full page, first scrape), restricted (name[] filter), full.",
+      labelNames: ["page"],
+      registers: [this.registry],
+      collect() {
+        for (const [page, n] of Object.entries(pageModes())) this.set({ page }, n);
+      },
+    });
     const gateway = () => this.gatewayState();
     for (const [name, help, pick] of [
       ["gateways_live", "Gateway replicas whose last report (direct or relayed) is under 3 s old.", "liveGateways"],

@@ -15,7 +15,9 @@ import { silentLogger } from "../../companion/log";
 import { DEFAULT_SCRAPE, loadPickerConfig } from "../../companion/picker-config";
 import { FamilySelector, parseSelectedFamilies } from "../../companion/prom-parser";
 import { Scraper } from "../../companion/scraper";
+import { restrictToSamples } from "../sim/exposition/prom-text";
 import { vllmPage } from "./fixtures/pages";
+import { measureModelServerCost } from "./model-server-cost";
 
 const HANDLERS = [
   "/v1/completions",
@@ -114,14 +116,30 @@ function parserBench() {
   return rows;
 }
 
-/** Child-process role: serve the page on `count` ports, print them, live until stdin closes. */
-async function serveEndpoints(count: number): Promise<void> {
-  const body = Buffer.from(PAGES["vLLM V1, 2 DP engines"]);
+/**
+ * Child-process role: serve the page on `count` ports, print them, live until stdin closes. With
+ * `honourNames` a request with `name[]` gets the restricted page, as from prometheus_client.
+ */
+async function serveEndpoints(count: number, honourNames: boolean): Promise<void> {
+  const text = PAGES["vLLM V1, 2 DP engines"];
+  const full = Buffer.from(text);
+  const restricted = new Map<string, Buffer>();
+  const pageFor = (url: string): Buffer => {
+    const q = url.indexOf("?");
+    if (!honourNames || q < 0) return full;
+    let body = restricted.get(url);
+    if (!body) {
+      const names = new URLSearchParams(url.slice(q + 1)).getAll("name[]");
+      restricted.set(url, (body = Buffer.from(restrictToSamples(text, new Set(names)))));
+    }
+    return body;
+  };
   const ports: number[] = [];
   for (let i = 0; i < count; i++) {
-    const s = http.createServer((_q, res) =>
-      res.writeHead(200, { "content-type": "text/plain; version=0.0.4", "content-length": body.length }).end(body),
-    );
+    const s = http.createServer((q, res) => {
+      const body = pageFor(q.url ?? "/");
+      res.writeHead(200, { "content-type": "text/plain; version=0.0.4", "content-length": body.length }).end(body);
+    });
     s.keepAliveTimeout = 60_000;
     await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
     ports.push((s.address() as AddressInfo).port);
@@ -131,9 +149,14 @@ async function serveEndpoints(count: number): Promise<void> {
   process.stdin.on("end", () => process.exit(0));
 }
 
-async function scrapeCapacity(endpoints: number, seconds: number) {
+async function scrapeCapacity(endpoints: number, seconds: number, honourNames: boolean) {
   const child = spawn(process.execPath, [fileURLToPath(import.meta.url)], {
-    env: { ...process.env, BENCH_ROLE: "servers", BENCH_ENDPOINTS: String(endpoints) },
+    env: {
+      ...process.env,
+      BENCH_ROLE: "servers",
+      BENCH_ENDPOINTS: String(endpoints),
+      BENCH_HONOUR_NAMES: honourNames ? "1" : "",
+    },
     stdio: ["pipe", "pipe", "inherit"],
   });
   const ports = await new Promise<number[]>((resolve) => {
@@ -145,13 +168,16 @@ async function scrapeCapacity(endpoints: number, seconds: number) {
   });
   const config = loadPickerConfig(null);
   let ok = 0,
-    failed = 0;
+    failed = 0,
+    restrictedScrapes = 0;
   const scraper = new Scraper(
     { intervalMs: 1, timeoutMs: 5000, maxBackoffMs: 1000, maxPageBytes: 8 << 20, jitter: 0 },
     { engines: () => config.engines, scrape: () => DEFAULT_SCRAPE },
     (_t, o) => {
-      if (o.ok) ok++;
-      else failed++;
+      if (o.ok) {
+        ok++;
+        if (o.page === "restricted") restrictedScrapes++;
+      } else failed++;
     },
     silentLogger,
   );
@@ -164,12 +190,18 @@ async function scrapeCapacity(endpoints: number, seconds: number) {
   const cpu = process.cpuUsage(cpu0),
     wall = Number(process.hrtime.bigint() - t0) / 1e9;
   const done = ok - ok0;
+  const restrictedShare = restrictedScrapes / ok;
   scraper.stop();
   child.stdin!.end();
   const cpuSeconds = (cpu.user + cpu.system) / 1e6;
   return {
     endpoints,
+    serversHonourNameFilter: honourNames,
     pageBytes: Buffer.byteLength(PAGES["vLLM V1, 2 DP engines"]),
+    restrictedPageBytes: Buffer.byteLength(
+      restrictToSamples(PAGES["vLLM V1, 2 DP engines"], new Set(familiesOf(WANTED_ENGINE))),
+    ),
+    restrictedShare,
     scrapes: done,
     failed,
     wallSeconds: wall,
@@ -182,7 +214,8 @@ async function scrapeCapacity(endpoints: number, seconds: number) {
 }
 
 async function main(): Promise<void> {
-  if (process.env.BENCH_ROLE === "servers") return serveEndpoints(Number(process.env.BENCH_ENDPOINTS));
+  if (process.env.BENCH_ROLE === "servers")
+    return serveEndpoints(Number(process.env.BENCH_ENDPOINTS), process.env.BENCH_HONOUR_NAMES === "1");
   const parser = parserBench();
   console.log("Parser: companion (selective, from bytes) vs parse-prometheus-text-format (decode + full parse)");
   console.log(
@@ -202,20 +235,36 @@ async function main(): Promise<void> {
         r.generalUs.toFixed(0).padStart(12) +
         `${r.ratio.toFixed(1)}x`.padStart(8),
     );
-  const capacity = await scrapeCapacity(50, 4);
-  console.log(
-    `\nScrape capacity (${capacity.endpoints} local endpoints, ${capacity.pageBytes}-byte vLLM V1 page, fetch + parse + normalise):`,
-  );
-  console.log(
-    `  ${Math.round(capacity.scrapesPerCpuSecond)} scrapes per CPU-second of the companion (${Math.round(capacity.scrapesPerWallSecond)}/s wall, ${capacity.failed} failed)`,
-  );
-  console.log(
-    `  = ${Math.round(capacity.endpointsPerCoreAt50ms)} endpoints on one core at the default 50 ms refresh interval`,
-  );
+  const capacity = await scrapeCapacity(50, 4, true);
+  const capacityFullPage = await scrapeCapacity(50, 4, false);
+  for (const [what, c] of [
+    [`servers that honour name[] (${capacity.restrictedPageBytes}-byte answer)`, capacity],
+    [`servers that ignore name[] (the ${capacityFullPage.pageBytes}-byte vLLM V1 page)`, capacityFullPage],
+  ] as const) {
+    console.log(`\nScrape capacity, ${c.endpoints} local endpoints, ${what}: fetch + parse + normalise`);
+    console.log(
+      `  ${Math.round(c.scrapesPerCpuSecond)} scrapes per CPU-second of the companion (${Math.round(c.scrapesPerWallSecond)}/s wall, ${c.failed} failed, ${(100 * c.restrictedShare).toFixed(1)}% restricted)`,
+    );
+    console.log(
+      `  = ${Math.round(c.endpointsPerCoreAt50ms)} endpoints on one core at the default 50 ms refresh interval`,
+    );
+  }
+  const modelServerCost = await measureModelServerCost();
+  if ("skipped" in modelServerCost) console.log(`\nModel-server cost: skipped (${modelServerCost.skipped})`);
+  else
+    console.log(
+      `\nModel-server cost (prometheus_client ${modelServerCost.prometheusClientVersion}, a vLLM V1 registry, ${modelServerCost.served}): ` +
+        `${modelServerCost.fullUs.toFixed(0)} µs of the server's CPU per full page (${modelServerCost.fullPageBytes} bytes), ` +
+        `${modelServerCost.restrictedUs.toFixed(0)} µs per restricted page (${modelServerCost.restrictedPageBytes} bytes): ${modelServerCost.ratio.toFixed(1)}x less`,
+    );
   mkdirSync("build/bench", { recursive: true });
   writeFileSync(
     "build/bench/companion.json",
-    JSON.stringify({ parser, capacity, node: process.version, date: new Date().toISOString() }, null, 2) + "\n",
+    JSON.stringify(
+      { parser, capacity, capacityFullPage, modelServerCost, node: process.version, date: new Date().toISOString() },
+      null,
+      2,
+    ) + "\n",
   );
   console.log("wrote build/bench/companion.json");
 }

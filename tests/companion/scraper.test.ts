@@ -10,6 +10,8 @@ import { DEFAULT_SCRAPE, loadPickerConfig } from "../../companion/picker-config"
 import { silentLogger, type Logger } from "../../companion/log";
 import { EndpointStore } from "../../companion/endpoint-state";
 import type { PoolTarget } from "../../companion/types";
+import { familiesOf } from "../../companion/engines";
+import { restrictToSamples } from "../sim/exposition/prom-text";
 import { vllmPage } from "./fixtures/pages";
 import { until } from "../helpers/until";
 
@@ -97,7 +99,95 @@ test("a good page: metrics read over one kept-alive connection", async (t) => {
     assert.equal(o.engine, "vllm");
   }
   assert.equal(srv.connections.count, 1, "keep-alive: one connection for all scrapes");
+  // The full page first, then the wanted families only; this server answers the full page to that
+  // (it ignores name[]), so the endpoint is read in full from then on.
+  assert.deepEqual(srv.paths, ["/metrics", RESTRICTED, "/metrics"]);
+});
+
+const WANTED = familiesOf(loadPickerConfig(null).engines.engines.get("vllm")!);
+const RESTRICTED = "/metrics?" + WANTED.map((n) => `name%5B%5D=${encodeURIComponent(n)}`).join("&");
+const EXPECTED = {
+  queued: 4,
+  running: 12,
+  kvUsage: 0.5,
+  lora: null,
+  cache: { blockSize: 16, numBlocks: 200 },
+  models: ["meta-llama/Llama-3.1-8B-Instruct"],
+};
+
+/** A metrics server that treats name[] as `mode` says (prometheus_client's behaviours, tests/sim). */
+function namedPage(mode: "honour" | "empty" | "drop-cache-info" | "refuse-query"): Handler {
+  return (req, res) => {
+    const names = new URL(req.url ?? "/", "http://x").searchParams.getAll("name[]");
+    if (mode === "refuse-query" && names.length > 0) return void res.writeHead(404).end("Not Found");
+    let page = PAGE;
+    if (names.length > 0) {
+      if (mode === "empty") page = "";
+      else {
+        const only = new Set(names);
+        if (mode === "drop-cache-info") only.delete("vllm:cache_config_info");
+        page = restrictToSamples(PAGE, only);
+      }
+    }
+    res.writeHead(200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }).end(page);
+  };
+}
+
+test("name[]: after one full page, a server that honours it is asked for the wanted families only", async (t) => {
+  const srv = await server(t, namedPage("honour"));
+  const s = scraper(t);
+  const modes: string[] = [];
+  for (let i = 0; i < 4; i++) {
+    const o = await s.scrape(srv.target());
+    assert.ok(o.ok, JSON.stringify(o));
+    assert.deepEqual(o.metrics, EXPECTED);
+    modes.push(o.page);
+  }
+  assert.deepEqual(srv.paths, ["/metrics", RESTRICTED, RESTRICTED, RESTRICTED]);
+  assert.deepEqual(modes, ["probe", "restricted", "restricted", "restricted"]);
+  assert.deepEqual(s.pageModes(), { probe: 0, restricted: 1, full: 0 });
+  // The restricted page is a few lines of the full one.
+  const restricted = restrictToSamples(PAGE, new Set(WANTED));
+  assert.ok(restricted.length * 10 < PAGE.length, `${restricted.length} vs ${PAGE.length} bytes`);
+});
+
+test("name[]: an empty, partial or failed answer is replaced by the full page at once, and the endpoint read in full after", async (t) => {
+  for (const mode of ["empty", "drop-cache-info", "refuse-query"] as const) {
+    const srv = await server(t, namedPage(mode));
+    const infos: unknown[] = [];
+    const log: Logger = { ...silentLogger, info: (msg, fields) => void infos.push([msg, fields?.why]) };
+    const s = scraper(t, {}, () => {}, {}, log);
+    for (let i = 0; i < 4; i++) {
+      const o = await s.scrape(srv.target());
+      assert.ok(o.ok, `${mode}: ${JSON.stringify(o)}`);
+      assert.deepEqual(o.metrics, EXPECTED, `${mode}: no scrape reads the partial page's numbers`);
+    }
+    assert.deepEqual(srv.paths, ["/metrics", RESTRICTED, "/metrics", "/metrics", "/metrics"], mode);
+    const why = {
+      empty: /^left out .*vllm:num_requests_waiting/,
+      "drop-cache-info": /^left out vllm:cache_config_info$/,
+      "refuse-query": /^the restricted request failed: GET \/metrics\?name.* answered HTTP 404$/,
+    }[mode];
+    assert.equal(infos.length, 1, mode);
+    assert.match(String((infos[0] as string[])[1]), why, mode);
+    assert.deepEqual(s.pageModes(), { probe: 0, restricted: 0, full: 1 });
+  }
+});
+
+test("name[]: off with --metrics-name-filter=false; a new engine mapping probes again", async (t) => {
+  const srv = await server(t, namedPage("honour"));
+  const off = scraper(t, { nameFilter: false });
+  for (let i = 0; i < 3; i++) assert.ok((await off.scrape(srv.target())).ok);
   assert.deepEqual(srv.paths, ["/metrics", "/metrics", "/metrics"]);
+
+  const other = await server(t, namedPage("honour"));
+  const s = scraper(t);
+  await s.scrape(other.target());
+  await s.scrape(other.target());
+  // Relabelled to SGLang: other families, so the full page again first.
+  const sglang = await s.scrape(other.target({ "inference.networking.k8s.io/engine-type": "sglang" }));
+  assert.ok(!sglang.ok && sglang.reason === "metrics");
+  assert.deepEqual(other.paths, ["/metrics", RESTRICTED, "/metrics"]);
 });
 
 test("failures are classified and explained", async (t) => {

@@ -7,6 +7,7 @@ import type { AddressInfo } from "node:net";
 import type { Clock } from "./clock";
 import { Engine, type RequestResult } from "./engine";
 import { type Exposition, createExposition } from "./exposition/index";
+import { restrictToSamples } from "./exposition/prom-text";
 import {
   ApiError,
   type Api,
@@ -51,6 +52,12 @@ export class SimPod {
    * /metrics stay healthy, as a pod whose engine is broken but whose server is up); null: serve normally.
    */
   failWith: number | null = null;
+  /**
+   * What the metrics page does with `?name[]=`: honour it as prometheus_client's WSGI app and ASGI app
+   * since 0.23 do (the Python engines), ignore it (Triton's C++ server, prometheus_client's ASGI app before
+   * 0.23), or answer an empty page (its multiprocess collector before 0.25).
+   */
+  nameFilter: "honour" | "ignore" | "empty";
 
   constructor(private readonly opts: PodOptions) {
     this.name = opts.name;
@@ -59,6 +66,7 @@ export class SimPod {
     this.profile = opts.profile;
     this.engine = new Engine(opts.kind, opts.profile, opts.clock, opts.seed ?? opts.name);
     this.exposition = createExposition(this.engine, { modelName: opts.profile.model });
+    this.nameFilter = opts.kind === "triton-trtllm" ? "ignore" : "honour";
     this.server = http.createServer((req, res) => this.handle(req, res));
     this.server.keepAliveTimeout = 30_000;
   }
@@ -164,7 +172,10 @@ export class SimPod {
     }
     if (path === "/v1/models") return json(200, modelsBody(this.profile, Math.floor(this.clock.epochMs / 1000)));
     if (path === this.exposition.metricsPath) {
-      const text = this.exposition.render();
+      const names = new URL(req.url ?? "/", "http://pod").searchParams.getAll("name[]");
+      let text = this.exposition.render();
+      if (names.length > 0 && this.nameFilter !== "ignore")
+        text = this.nameFilter === "empty" ? "" : restrictToSamples(text, new Set(names));
       res.writeHead(200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
       res.end(text);
       return;

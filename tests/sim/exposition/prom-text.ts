@@ -117,6 +117,33 @@ export class PromWriter {
   }
 }
 
+/**
+ * The page prometheus_client answers to `?name[]=...` (its restricted registry): only the samples whose
+ * name is listed (counters need their `_total`, histograms their `_bucket`, `_sum`, `_count`), and the HELP
+ * and TYPE lines of the families that keep at least one.
+ */
+export function restrictToSamples(page: string, names: ReadonlySet<string>): string {
+  const out: string[] = [];
+  let head: string[] = [];
+  let headShown = false;
+  for (const line of page.split("\n")) {
+    if (line === "") continue;
+    if (line.startsWith("# HELP ")) {
+      head = [line];
+      headShown = false;
+    } else if (line.startsWith("#")) {
+      head.push(line);
+    } else {
+      const end = line.search(/[{ ]/);
+      if (!names.has(end < 0 ? line : line.slice(0, end))) continue;
+      if (!headShown) out.push(...head);
+      headShown = true;
+      out.push(line);
+    }
+  }
+  return out.length === 0 ? "" : out.join("\n") + "\n";
+}
+
 /** vLLM's build_1_2_5_buckets: 1, 2, 5, 10, 20, 50, ... up to max. */
 export function buckets125(max: number): number[] {
   const out: number[] = [];
