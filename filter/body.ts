@@ -129,6 +129,7 @@ export class BodyScanner {
     while (p < len && this.state == SCAN_NEED_MORE) {
       if (this.at == IN_VALUE) {
         p = this.skipValue(ptr, len, p);
+        if (this.role == ROLE_PROMPT && this.settled) break; // the rest of the body can tell nothing more
         continue;
       }
       const c = <u32>load<u8>(ptr + <usize>p);
@@ -273,8 +274,10 @@ export class BodyScanner {
   }
 
   /**
-   * Skips value bytes from `p0`; returns where it stopped (the value's end, or `len`). The state lives in
-   * locals inside the loop, and the bytes the value's role wants are copied once per call, not per byte.
+   * Skips value bytes from `p0`; returns where it stopped (the value's end, `len`, or, once the model is
+   * known, where the prompt copy is full). The state lives in locals inside the loop, and the bytes the
+   * value's role wants are copied once per call, not per byte. String contents (nearly all of a prompt) go
+   * 16 bytes at a time (`stringRun`).
    */
   private skipValue(ptr: usize, len: i32, p0: i32): i32 {
     let p = p0;
@@ -298,7 +301,10 @@ export class BodyScanner {
       let inString = this.inString,
         escape = this.escape,
         depth = this.depth;
-      while (p < len) {
+      const end = this.role == ROLE_PROMPT && this.hasModel ? min(len, p0 + this.promptCap - this.promptLen) : len;
+      while (p < end) {
+        if (inString && !escape) p = stringRun(ptr, p, end);
+        if (p >= end) break;
         const c = <u32>load<u8>(ptr + <usize>p);
         p++;
         if (inString) {
@@ -346,4 +352,37 @@ export class BodyScanner {
 
 @inline function isLiteralByte(c: u32): bool {
   return (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c == 0x2d || c == 0x2b || c == 0x2e || c == 0x45;
+}
+
+// Eight bytes at a time (SWAR): `(v - ONES) & ~v & HIGHS` is non-zero when a byte of v is zero, and its
+// lowest set bit marks the first zero byte (a borrow can flag only bytes above a zero byte). A byte equal to
+// `"` or `\` is a zero byte of x ^ QUOTES or x ^ BACKSLASHES. Plain wasm (no SIMD), for every runtime.
+const ONES: u64 = 0x0101010101010101;
+const HIGHS: u64 = 0x8080808080808080;
+const QUOTES: u64 = 0x2222222222222222;
+const BACKSLASHES: u64 = 0x5c5c5c5c5c5c5c5c;
+
+@inline function quoteOrBackslash(x: u64): u64 {
+  const q = x ^ QUOTES,
+    b = x ^ BACKSLASHES;
+  return (((q - ONES) & ~q) | ((b - ONES) & ~b)) & HIGHS;
+}
+
+/**
+ * Skips string bytes from `p` that are neither `"` nor `\` (inside a JSON string nothing else matters), 16
+ * then 8 at a time: returns the position of the first quote or backslash, or where fewer than 8 bytes are
+ * left (the caller goes on byte by byte).
+ */
+@inline function stringRun(ptr: usize, p: i32, len: i32): i32 {
+  while (p <= len - 16) {
+    const hx = quoteOrBackslash(load<u64>(ptr + <usize>p));
+    const hy = quoteOrBackslash(load<u64>(ptr + <usize>p, 8));
+    if ((hx | hy) != 0) return hx != 0 ? p + <i32>(ctz(hx) >> 3) : p + 8 + <i32>(ctz(hy) >> 3);
+    p += 16;
+  }
+  if (p <= len - 8) {
+    const h = quoteOrBackslash(load<u64>(ptr + <usize>p));
+    return h != 0 ? p + <i32>(ctz(h) >> 3) : p + 8;
+  }
+  return p;
 }

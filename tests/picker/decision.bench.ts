@@ -1,11 +1,29 @@
 // Benchmark: the filter's decision time per request at 8, 64, 256 and 1024 endpoints, and the cost of a whole
 // stream through the filter as a ratio to a do-nothing filter on the same runtime, in one run; then the cost
-// of model rewrites (InferenceModelRewrite rules in the snapshot) on the body callback and a response chunk.
-// In process (the emulator's host, V8 like Envoy's runtime); prints a table, writes build/bench/filter.json.
-import { mkdirSync, writeFileSync } from "node:fs";
+// of model rewrites (InferenceModelRewrite rules in the snapshot) on the body callback and a response chunk;
+// then the filter's CPU per large body in the VM (large-bodies.ts).
+// In process (the emulator's host, V8 like Envoy's runtime); prints tables, writes build/bench/filter.json.
+// `--large-bodies`: only the large bodies, merged into an existing build/bench/filter.json.
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { PickerHost } from "./harness";
+import { CHUNK_BYTES, MAX_BODY_BYTES, printLargeBodies, runLargeBodies, type LargeBodyResult } from "./large-bodies";
 import { type HttpStream } from "../../envoy/emulator/host";
 import type { ModelRewriteRule } from "../../companion/snapshot";
+
+const OUT = "build/bench/filter.json";
+
+function largeBodiesEntry(results: LargeBodyResult[]) {
+  return { chunkBytes: CHUNK_BYTES, maxBodyBytes: MAX_BODY_BYTES, results };
+}
+
+if (process.argv.includes("--large-bodies")) {
+  const large = runLargeBodies();
+  printLargeBodies(large);
+  const previous = existsSync(OUT) ? (JSON.parse(readFileSync(OUT, "utf8")) as Record<string, unknown>) : {};
+  mkdirSync("build/bench", { recursive: true });
+  writeFileSync(OUT, JSON.stringify({ ...previous, largeBodies: largeBodiesEntry(large) }, null, 2));
+  process.exit(0);
+}
 
 const SIZES = [8, 64, 256, 1024];
 const WARMUP = 2000;
@@ -279,8 +297,20 @@ const rewriteResults = REWRITE_CASES.map((c, k) => {
     rewrittenShare: rewritten,
   };
 });
+const large = runLargeBodies();
+printLargeBodies(large);
 mkdirSync("build/bench", { recursive: true });
 writeFileSync(
-  "build/bench/filter.json",
-  JSON.stringify({ workers: WORKERS, requests: REQUESTS, results, modelRewrites: rewriteResults }, null, 2),
+  OUT,
+  JSON.stringify(
+    {
+      workers: WORKERS,
+      requests: REQUESTS,
+      results,
+      modelRewrites: rewriteResults,
+      largeBodies: largeBodiesEntry(large),
+    },
+    null,
+    2,
+  ),
 );
