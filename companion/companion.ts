@@ -125,6 +125,9 @@ export class Companion {
       const s = this.exchange.stats(Date.now());
       return { liveGateways: s.liveGateways, records: s.records, peers: this.peers?.count ?? 0 };
     };
+    // The gateways' flow-control queues (the report's tail), pool-wide: the queue-depth metric KEDA scales on.
+    const poolName = options.pool.kind === "inference-pool" ? options.pool.name : "";
+    this.metrics.flowControlQueue = () => ({ pool: poolName, sizes: this.exchange.queueSizes(Date.now()) });
   }
 
   /** Reads the configuration; throws ConfigError (exit 1) for anything wrong with it. */
@@ -154,12 +157,13 @@ export class Companion {
     for (const note of next.notes)
       if (next.warnings.includes(note)) this.log.warn(note);
       else this.log.info(note);
-    this.pipeline.setEngines(next.engines); // requests a snapshot rebuild (the profile is part of it)
+    this.pipeline.setEngines(next.engines); // requests a snapshot rebuild (the profile and flow control are part of it)
     this.metrics.configReloads.inc({ result: "success" });
     this.log.info("config reloaded", {
       defaultEngine: next.engines.defaultEngine,
       engines: [...next.engines.engines.keys()],
       profile: next.profile,
+      flowControl: next.flowControl,
     });
   }
 
@@ -171,6 +175,7 @@ export class Companion {
         metrics: this.metrics,
         views: () => this.pipeline.views(Date.now()),
         profile: () => this.config.profile,
+        flowControl: () => this.config.flowControl,
         notReadyReason: () => this.notReadyReason(),
         pool: this.pool.description,
         exchange: this.exchange,
@@ -209,6 +214,7 @@ export class Companion {
       pool: this.pool.description,
       defaultEngine: this.config.engines.defaultEngine,
       profile: this.config.profile,
+      flowControl: this.config.flowControl,
       companionId: hex64(this.exchange.companionId),
     });
     return address;

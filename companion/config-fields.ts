@@ -114,3 +114,51 @@ export function optGoDuration(obj: Fields, key: string, path: string): number | 
   if (ms === null) fail(join(path, key), 'must be a duration such as "200ms" or "1.5s"', v);
   return ms;
 }
+
+const QUANTITY = /^([+-]?)(\d*)(?:\.(\d*))?(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE]([+-]?\d+))?$/;
+const BINARY_SI: Readonly<Record<string, number>> = { Ki: 10, Mi: 20, Gi: 30, Ti: 40, Pi: 50, Ei: 60 };
+const DECIMAL_SI: Readonly<Record<string, number>> = { n: -9, u: -6, m: -3, k: 3, M: 6, G: 9, T: 12, P: 15, E: 18 };
+
+/**
+ * A Kubernetes resource quantity ("1Gi", "500M", "1k", "1.5", "2e3", or a YAML number) as the integer
+ * `Quantity.Value()` gives: fractions round away from zero ("500m" is 1). Exact (decimal arithmetic), so "1.1k" is 1100.
+ * Null when the text is not a quantity or the value is beyond an int64.
+ */
+export function parseQuantity(value: number | string): number | null {
+  if (typeof value === "number") return Number.isFinite(value) ? Math.sign(value) * Math.ceil(Math.abs(value)) : null;
+  const m = QUANTITY.exec(value.trim());
+  if (!m || (m[2] === "" && (m[3] ?? "") === "")) return null;
+  const [, sign, whole, frac = "", suffix = "", exponent] = m;
+  let digits = BigInt((whole + frac).replace(/^0+(?=.)/, "") || "0");
+  let pow10 = -frac.length;
+  let pow2 = 0;
+  if (exponent !== undefined) pow10 += Number(exponent);
+  else if (suffix in BINARY_SI) pow2 = BINARY_SI[suffix];
+  else if (suffix in DECIMAL_SI) pow10 += DECIMAL_SI[suffix];
+  if (digits === 0n) return 0;
+  if (pow10 > 40) return null; // far beyond an int64
+  digits <<= BigInt(pow2);
+  let v: bigint;
+  if (pow10 >= 0) v = digits * 10n ** BigInt(pow10);
+  else {
+    const d = 10n ** BigInt(-pow10);
+    v = (digits + d - 1n) / d; // Value() rounds a fraction up (away from zero)
+  }
+  if (v > 0x7fff_ffff_ffff_ffffn) return null;
+  return sign === "-" ? -Number(v) : Number(v);
+}
+
+/**
+ * An optional quantity field (a string or a number), as an integer; negative is an error ("must be
+ * non-negative", as llm-d-router's loader says), and so is a value above `max`.
+ */
+export function optQuantity(obj: Fields, key: string, path: string, max = Number.MAX_SAFE_INTEGER): number | undefined {
+  const v = obj[key];
+  if (v === undefined || v === null) return undefined;
+  const p = join(path, key);
+  const n = typeof v === "number" || typeof v === "string" ? parseQuantity(v) : null;
+  if (n === null) fail(p, 'must be a Kubernetes quantity such as "1Gi", "500M", "1k" or a whole number', v);
+  if (n < 0) fail(p, "must be non-negative", v);
+  if (n > max) fail(p, `must be at most ${max}`, v);
+  return n;
+}

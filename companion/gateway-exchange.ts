@@ -1,5 +1,5 @@
-// The merged view of the gateway replicas (docs/GATEWAYS.md): per gateway the latest in-flight counts, a
-// bounded log of the prefix chains they sent, and the answer each gateway gets (the other gateways' sums and
+// The merged view of the gateway replicas (docs/GATEWAYS.md): per gateway the latest in-flight counts (and
+// flow-control queue sizes, for the companion's metrics), a bounded log of the prefix chains they sent, and the answer each gateway gets (the other gateways' sums and
 // their chains since its cursor). Pure and clock-driven: no timers or sockets; the HTTP server, the peer
 // relay and the simulator call it with the time.
 import {
@@ -95,6 +95,8 @@ interface GatewayState {
   live: boolean;
   inflight: Map<number, number>;
   adapters: Map<number, Map<number, number>>;
+  /** Requests held in its flow-control queues, by priority (the report's tail). */
+  queue: Map<number, number>;
   /** Recent reportSeqs, oldest first. */
   seen: Set<bigint>;
   /** Newest receive time of any of its reports: the entry is forgotten RECORD_WINDOW_MS after it. */
@@ -119,6 +121,7 @@ export class GatewayExchange {
   /** Sums over the live gateways. */
   private readonly totalInflight = new Map<number, number>();
   private readonly totalAdapters = new Map<number, Map<number, number>>();
+  private readonly totalQueue = new Map<number, number>();
 
   /** Records in seq order, contiguous seqs; log[head] is the oldest held. */
   private log: HeldRecord[] = [];
@@ -154,6 +157,18 @@ export class GatewayExchange {
   gatewayCount(nowMs: number): number {
     this.expire(nowMs);
     return this.liveCount;
+  }
+
+  /**
+   * Requests held in the live gateways' flow-control queues, summed per priority (each gateway counted once,
+   * from its newest report, direct or relayed; an expired gateway's leave the sums), highest priority first.
+   * Priorities with nothing queued are left out.
+   */
+  queueSizes(nowMs: number): Array<{ priority: number; queued: number }> {
+    this.expire(nowMs);
+    return [...this.totalQueue]
+      .map(([priority, queued]) => ({ priority, queued }))
+      .sort((a, b) => b.priority - a.priority);
   }
 
   stats(nowMs: number): ExchangeStats {
@@ -262,6 +277,7 @@ export class GatewayExchange {
         live: false,
         inflight: new Map(),
         adapters: new Map(),
+        queue: new Map(),
         seen: new Set(),
         lastHeardMs: receivedAtMs,
       };
@@ -277,6 +293,8 @@ export class GatewayExchange {
       if (g.live) this.withdraw(g);
       g.inflight = new Map();
       g.adapters = new Map();
+      g.queue = new Map();
+      for (const e of report.queue ?? []) if (e.queued > 0) g.queue.set(e.priority, e.queued);
       for (const e of report.inflight) if (e.count > 0) g.inflight.set(e.addressHash, e.count);
       for (const e of report.adapters) {
         if (e.count === 0) continue;
@@ -300,6 +318,7 @@ export class GatewayExchange {
     if (!g.live) this.liveCount++;
     g.live = true;
     for (const [a, n] of g.inflight) addTo(this.totalInflight, a, n);
+    for (const [p, n] of g.queue) addTo(this.totalQueue, p, n);
     for (const [a, m] of g.adapters) {
       let t = this.totalAdapters.get(a);
       if (!t) this.totalAdapters.set(a, (t = new Map()));
@@ -312,6 +331,7 @@ export class GatewayExchange {
     this.liveCount--;
     g.live = false;
     for (const [a, n] of g.inflight) addTo(this.totalInflight, a, -n);
+    for (const [p, n] of g.queue) addTo(this.totalQueue, p, -n);
     for (const [a, m] of g.adapters) {
       const t = this.totalAdapters.get(a)!;
       for (const [h, n] of m) addTo(t, h, -n);
@@ -326,6 +346,7 @@ export class GatewayExchange {
         this.withdraw(g);
         g.inflight = new Map();
         g.adapters = new Map();
+        g.queue = new Map();
       }
       if (!g.live && nowMs - g.lastHeardMs >= RECORD_WINDOW_MS) this.gateways.delete(id);
     }

@@ -22,6 +22,8 @@ export const MAX_REPORT_RECORDS = 65_536;
 export const MAX_VIEW_RECORDS = 4096;
 /** A chain's block count: 1..65535 (u16 on the filter's side). */
 export const MAX_BLOCKS = 65_535;
+/** Queue entries (priorities) in a report's tail, at most (its count is a u16). */
+export const MAX_QUEUE_ENTRIES = 65_535;
 
 /** Fixed part of a report up to cursorCount (magic, format, reserved, gatewayId, reportSeq, cursorCount). */
 const REPORT_HEAD = 4 + 2 + 2 + 8 + 8 + 2;
@@ -30,6 +32,8 @@ const VIEW_HEAD = 4 + 2 + 2 + 8 + 8 + 4;
 const CURSOR_SIZE = 16;
 const INFLIGHT_SIZE = 8;
 const ADAPTER_SIZE = 12;
+/** A queue entry of the report's tail: i32 priority, u32 queued. */
+const QUEUE_ENTRY_SIZE = 8;
 /** A record without its level hashes: endpointHash, blocks, levels. */
 const RECORD_HEAD = 12;
 /** A relay's u64 companionId; each report after it: u64 receivedAtMs, u32 length. */
@@ -55,6 +59,12 @@ export interface AdapterEntry {
   count: number;
 }
 
+/** Requests a gateway holds in its flow-control queues at one priority (every worker VM summed). */
+export interface QueueEntry {
+  priority: number;
+  queued: number;
+}
+
 export interface CompanionCursor {
   companionId: bigint;
   cursor: bigint;
@@ -67,6 +77,11 @@ export interface GatewayReport {
   inflight: InflightEntry[];
   adapters: AdapterEntry[];
   records: ChainRecord[];
+  /**
+   * The optional tail (flow control, docs/GATEWAYS.md): requests held per priority. Absent: the report has no
+   * tail (nothing queued, or a filter that predates it); the decoder sets it only when the tail is there.
+   */
+  queue?: QueueEntry[];
 }
 
 export interface GatewayView {
@@ -196,12 +211,16 @@ function recordsSize(records: readonly ChainRecord[]): number {
 }
 
 /**
- * A report as the filter sends it. Writes what it is given (the level count is `levels.length`), so tests
- * can build reports the decoder refuses.
+ * A report as the filter sends it, with the queue tail when `queue` is given (even empty). Writes what it is
+ * given (the level count is `levels.length`), so tests can build reports the decoder refuses.
  */
 export function encodeReport(r: GatewayReport): Uint8Array<ArrayBuffer> {
   const out = new Out(
-    REPORT_HEAD + CURSOR_SIZE * r.cursors.length + countsSize(r.inflight, r.adapters) + recordsSize(r.records),
+    REPORT_HEAD +
+      CURSOR_SIZE * r.cursors.length +
+      countsSize(r.inflight, r.adapters) +
+      recordsSize(r.records) +
+      (r.queue ? 2 + QUEUE_ENTRY_SIZE * r.queue.length : 0),
   );
   out.head();
   out.u64(r.gatewayId);
@@ -213,6 +232,13 @@ export function encodeReport(r: GatewayReport): Uint8Array<ArrayBuffer> {
   }
   out.counts(r.inflight, r.adapters);
   out.records(r.records);
+  if (r.queue) {
+    out.u16(r.queue.length);
+    for (const e of r.queue) {
+      out.u32(e.priority >>> 0); // an i32, two's complement
+      out.u32(e.queued);
+    }
+  }
   return out.bytes;
 }
 
@@ -302,8 +328,8 @@ class In {
       this.fail(`${field} ${n} runs past the body (${this.left} bytes left at byte ${this.at})`);
     return n;
   }
-  end(): void {
-    if (this.left !== 0) this.fail(`${this.left} bytes after the last record`);
+  end(after = "the last record"): void {
+    if (this.left !== 0) this.fail(`${this.left} bytes after ${after}`);
   }
 }
 
@@ -372,8 +398,28 @@ export function decodeReport(bytes: Uint8Array): GatewayReport {
   }
   const { inflight, adapters } = readCounts(r);
   const records = readRecords(r, MAX_REPORT_RECORDS);
-  r.end();
-  return { gatewayId, reportSeq, cursors, inflight, adapters, records };
+  if (r.left === 0) return { gatewayId, reportSeq, cursors, inflight, adapters, records };
+  const queue = readQueue(r);
+  r.end("the queue entries");
+  return { gatewayId, reportSeq, cursors, inflight, adapters, records, queue };
+}
+
+/** The report's optional tail: u16 queueEntryCount, then {i32 priority, u32 queued}. */
+function readQueue(r: In): QueueEntry[] {
+  r.need(2, "queueEntryCount");
+  const n = r.u16();
+  r.need(QUEUE_ENTRY_SIZE * n, `queueEntryCount ${n}`);
+  const queue: QueueEntry[] = [];
+  const seen = new Set<number>();
+  for (let i = 0; i < n; i++) {
+    const priority = r.u32() | 0,
+      queued = r.u32();
+    if (queued > MAX_COUNT) r.fail(`queue[${i}]: queued ${queued} is above ${MAX_COUNT}`);
+    if (seen.has(priority)) r.fail(`queue[${i}]: priority ${priority} appears twice`);
+    seen.add(priority);
+    queue.push({ priority, queued });
+  }
+  return queue;
 }
 
 /**

@@ -9,7 +9,7 @@ import { VIEW_CONTENT_TYPE, hex64, peekGatewayId } from "./gateway-wire";
 import type { Logger } from "./log";
 import type { SelfMetrics } from "./self-metrics";
 import type { PublishedSnapshot, SnapshotPublisher } from "./snapshot-publisher";
-import type { SchedulingProfile } from "./snapshot";
+import type { SchedulingProfile, SnapshotFlowControl } from "./snapshot";
 
 const SNAPSHOT_CONTENT_TYPE = "application/vnd.endpoint-picker.snapshot";
 const VERSION_HEADER = "x-snapshot-version";
@@ -28,6 +28,8 @@ export interface ApiState {
   metrics: SelfMetrics;
   views(): EndpointView[];
   profile(): SchedulingProfile;
+  /** Flow control as the snapshot carries it (null: off). */
+  flowControl?(): SnapshotFlowControl | null;
   /** null when ready, else why not. */
   notReadyReason(): string | null;
   pool: string;
@@ -308,6 +310,7 @@ export class ApiServer {
       version: String(current.version),
       ready: this.state.notReadyReason() === null,
       profile: this.state.profile(),
+      flowControl: this.state.flowControl?.() ?? null,
       endpoints: this.state.views(),
     };
     res

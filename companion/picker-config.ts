@@ -7,7 +7,6 @@ import {
   fail,
   join,
   onlyKeys,
-  optArray,
   optBool,
   optGoDuration,
   optNumber,
@@ -18,7 +17,13 @@ import { METRICS_PLUGIN_TYPES, parseMetricsPluginParams, resolveEngines, type En
 import { EngineRegistry, type EngineMapping } from "./engines";
 import { PREFIX_PRODUCER_TYPE, SATURATION_DETECTOR_TYPE, buildProfile, type PluginDecl } from "./profile-config";
 import { PROFILE_PLUGIN_TYPES } from "./profile-plugins";
-import type { SchedulingProfile } from "./snapshot";
+import {
+  FLOW_CONTROL_PLUGIN_TYPES,
+  UNSUPPORTED_FLOW_CONTROL_TYPES,
+  describeFlowControl,
+  resolveFlowControl,
+} from "./flow-control-config";
+import type { SchedulingProfile, SnapshotFlowControl } from "./snapshot";
 
 export const DATA_SOURCE_TYPE = "metrics-data-source";
 
@@ -30,12 +35,6 @@ export const IGNORED_PLUGIN_TYPES: Readonly<Record<string, string>> = {
   "single-profile-handler": "one profile is all the filter applies",
   "openai-parser": "the filter parses OpenAI request bodies itself",
   "inflight-load-producer": "the filter counts its own in-flight requests",
-  "fcfs-ordering-policy": "flow control (request queueing in the EPP) has no counterpart here",
-  "edf-ordering-policy": "flow control has no counterpart here",
-  "slo-deadline-ordering-policy": "flow control has no counterpart here",
-  "global-strict-fairness-policy": "flow control has no counterpart here",
-  "round-robin-fairness-policy": "flow control has no counterpart here",
-  "static-usage-limit-policy": "flow control has no counterpart here",
 };
 
 const TOP_LEVEL_KEYS = [
@@ -54,10 +53,10 @@ const TOP_LEVEL_KEYS = [
 /**
  * Sections GIE or llm-d-router read that have no effect here. The data layer section is `data` in GIE 1.3-1.4
  * and `dataLayer` in GIE 1.5 and llm-d-router (each version's strict decoding refuses the other name, so a
- * file never has both); `requestHandler` is llm-d-router's. Of `flowControl`, only llm-d-router's
- * `saturationDetector.pluginRef` is read (profile-config.ts).
+ * file never has both); `requestHandler` is llm-d-router's. `featureGates` and `flowControl` are read by
+ * flow-control-config.ts (gates other than flowControl are ignored with a note).
  */
-const IGNORED_SECTIONS = ["data", "dataLayer", "flowControl", "requestHandler", "parser", "featureGates"];
+const IGNORED_SECTIONS = ["data", "dataLayer", "requestHandler", "parser"];
 
 export interface ScrapeSettings {
   scheme: "http" | "https";
@@ -78,6 +77,8 @@ export const DEFAULT_SCRAPE: ScrapeSettings = { scheme: "http", path: "/metrics"
 export interface PickerConfig {
   engines: EngineRegistry;
   profile: SchedulingProfile;
+  /** Flow control (the `flowControl` section) while the `flowControl` feature gate is on; else null. */
+  flowControl: SnapshotFlowControl | null;
   scrape: ScrapeSettings;
   /** Notes for the log: ignored plugins and sections, precedence decisions; `warnings` included. */
   notes: string[];
@@ -93,6 +94,7 @@ function supportedTypes(): string[] {
     PREFIX_PRODUCER_TYPE,
     SATURATION_DETECTOR_TYPE,
     ...Object.keys(IGNORED_PLUGIN_TYPES),
+    ...FLOW_CONTROL_PLUGIN_TYPES,
   ];
 }
 
@@ -106,6 +108,7 @@ function parsePlugins(raw: unknown): Map<string, PluginDecl> {
     onlyKeys(obj, path, ["name", "type", "parameters"]);
     const type = optString(obj, "type", path);
     if (!type) fail(join(path, "type"), "a plugin needs a type", obj.type);
+    if (type in UNSUPPORTED_FLOW_CONTROL_TYPES) fail(join(path, "type"), UNSUPPORTED_FLOW_CONTROL_TYPES[type], type);
     if (!supportedTypes().includes(type))
       fail(join(path, "type"), `unsupported plugin type (supported: ${supportedTypes().join(", ")})`, type);
     const name = optString(obj, "name", path) || type; // GIE: the name defaults to the type
@@ -194,10 +197,11 @@ export function loadPickerConfig(text: string | null, flags: EngineFlags = {}): 
   const kind = optString(cfg, "kind", "");
   if (kind !== undefined && kind !== "EndpointPickerConfig") fail("kind", 'must be "EndpointPickerConfig"', kind);
   const apiVersion = optString(cfg, "apiVersion", "");
-  if (apiVersion !== undefined && !/^inference\.networking\.(x-)?k8s\.io\/[a-z0-9]+$/.test(apiVersion)) {
+  // GIE's group, or llm-d-router's (`llm-d.ai/v1alpha1`; its guides also write llm-d.ai/v1).
+  if (apiVersion !== undefined && !/^(inference\.networking\.(x-)?k8s\.io|llm-d\.ai)\/[a-z0-9]+$/.test(apiVersion)) {
     fail(
       "apiVersion",
-      "must be an inference.networking API version such as inference.networking.x-k8s.io/v1alpha1",
+      "must be an inference.networking or llm-d.ai API version such as inference.networking.x-k8s.io/v1alpha1 or llm-d.ai/v1alpha1",
       apiVersion,
     );
   }
@@ -207,10 +211,6 @@ export function loadPickerConfig(text: string | null, flags: EngineFlags = {}): 
       "the data layer section is data (GIE 1.3-1.4) or dataLayer (GIE 1.5, llm-d-router), not both (no GIE version reads both)",
       Object.keys(cfg).filter((k) => k === "data" || k === "dataLayer"),
     );
-  const gates = optArray(cfg, "featureGates", "");
-  gates?.forEach((g, i) => {
-    if (typeof g !== "string") fail(`featureGates[${i}]`, "must be a string", g);
-  });
 
   const notes: string[] = [];
   const plugins = parsePlugins(cfg.plugins);
@@ -233,13 +233,16 @@ export function loadPickerConfig(text: string | null, flags: EngineFlags = {}): 
       notes.push(`plugin ${p.name} (${p.type}) is accepted and ignored: ${IGNORED_PLUGIN_TYPES[p.type]}`);
   }
   for (const section of IGNORED_SECTIONS)
-    if (cfg[section] !== undefined)
-      notes.push(
-        section === "flowControl" && isObject(cfg.flowControl) && cfg.flowControl.saturationDetector != null
-          ? "section flowControl is accepted and ignored, apart from its saturationDetector.pluginRef"
-          : `section ${section} is accepted and ignored`,
-      );
+    if (cfg[section] !== undefined) notes.push(`section ${section} is accepted and ignored`);
   const warnings: string[] = [];
+  const flowControl = resolveFlowControl({
+    featureGates: cfg.featureGates,
+    flowControl: cfg.flowControl,
+    plugins,
+    notes,
+    warnings,
+  });
+  if (flowControl) notes.push(describeFlowControl(flowControl));
   const profile = buildProfile({
     plugins,
     schedulingProfiles: cfg.schedulingProfiles,
@@ -249,7 +252,7 @@ export function loadPickerConfig(text: string | null, flags: EngineFlags = {}): 
   });
   const { scrape, port } = scrapeSettings(plugins, flags, notes);
   notes.push(...warnings);
-  return { engines: withMetricsPort(engines.registry, port), profile, scrape, notes, warnings };
+  return { engines: withMetricsPort(engines.registry, port), profile, flowControl, scrape, notes, warnings };
 }
 
 /** The registry with `port` as the metrics port of every mapping that has none of its own. */

@@ -3,8 +3,8 @@
 //   pool targets --setTargets()--> EndpointStore (the entries) and Scraper (one loop per endpoint)
 //   Scraper outcome --record()--> EndpointStore.recordSuccess / recordFailure   (+ scrape metrics, logs)
 //   EndpointStore change --> SnapshotPublisher.requestUpdate()   (coalesced to one rebuild per interval)
-//   SnapshotPublisher rebuild: the profile + the store's endpoints and base models (+ the InferenceObjectives
-//   and InferenceModelRewrite rules discovery set); a new version only when
+//   SnapshotPublisher rebuild: the profile and flow control (from the config) + the store's endpoints and base
+//   models (+ the InferenceObjectives and InferenceModelRewrite rules discovery set); a new version only when
 //   the content changed (+ snapshot metrics); the next staleness expiry re-arms a rebuild by itself.
 //
 // It also tracks the first scrape round (readiness). The process around it (config load and reload, pool
@@ -60,6 +60,7 @@ export class ScrapeToSnapshotPipeline {
         baseModels: this.store.baseModels(),
         objectives: this.objectives,
         modelRewrites: this.modelRewrites,
+        flowControl: config().flowControl,
       }),
       {
         minIntervalMs: settings.refreshIntervalMs,
@@ -145,7 +146,10 @@ export class ScrapeToSnapshotPipeline {
     this.publisher.requestUpdate();
   }
 
-  /** New engine definitions (config reload); requests a snapshot rebuild, which also picks up the new profile. */
+  /**
+   * New engine definitions (config reload); requests a snapshot rebuild, which also picks up the new profile
+   * and flow control.
+   */
   setEngines(engines: EngineRegistry): void {
     this.store.setEngines(engines);
   }

@@ -2,6 +2,22 @@
 import client from "prom-client";
 
 const PREFIX = "endpoint_picker_companion_";
+/** llm-d-router's name for the queue depth, which users' KEDA and HPA rules already query. */
+export const LLM_D_QUEUE_SIZE = "llm_d_epp_flow_control_queue_size";
+/**
+ * A priority whose queues emptied keeps a 0 series this long (llm-d-router collects an idle priority band
+ * after 10 minutes), so dashboards and autoscalers see the drop to 0 instead of the series vanishing.
+ */
+export const QUEUE_SERIES_HOLD_MS = 600_000;
+/** Zero series kept at most (the most recently busy priorities). */
+const MAX_HELD_QUEUE_SERIES = 256;
+
+/** What the gateways hold in their flow-control queues, summed over the live gateways. */
+export interface FlowControlQueueState {
+  /** The InferencePool's name (the `inference_pool` label); "" without one (a static list or a selector). */
+  pool: string;
+  sizes: Array<{ priority: number; queued: number }>;
+}
 
 export class SelfMetrics {
   readonly registry = new client.Registry();
@@ -91,6 +107,10 @@ export class SelfMetrics {
     labelNames: ["result"] as const,
     registers: [this.registry],
   });
+  /** Flow-control queue gauges are computed when scraped, from the provider the companion installs. */
+  flowControlQueue: () => FlowControlQueueState = () => ({ pool: "", sizes: [] });
+  /** When each priority last had requests queued (for its 0 series). */
+  private queueSeenAt = new Map<number, number>();
   private reasonsByEndpoint = new Map<string, Set<string>>();
 
   constructor() {
@@ -112,6 +132,28 @@ export class SelfMetrics {
         for (const [page, n] of Object.entries(pageModes())) this.set({ page }, n);
       },
     });
+    const queue = (now: number) => this.queueSeries(now);
+    new client.Gauge({
+      name: `${PREFIX}flow_control_queue_size`,
+      help: "Requests held in the gateways' flow-control queues, by priority (summed over the live gateways).",
+      labelNames: ["priority"],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [priority, n] of queue(Date.now()).series) this.set({ priority }, n);
+      },
+    });
+    new client.Gauge({
+      name: LLM_D_QUEUE_SIZE,
+      help: "Requests held in the gateways' flow-control queues, by priority: llm-d-router's metric, for KEDA and HPA rules written for it.",
+      labelNames: ["priority", "inference_pool"],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        const { pool, series } = queue(Date.now());
+        for (const [priority, n] of series) this.set({ priority, inference_pool: pool }, n);
+      },
+    });
     const gateway = () => this.gatewayState();
     for (const [name, help, pick] of [
       ["gateways_live", "Gateway replicas whose last report (direct or relayed) is under 3 s old.", "liveGateways"],
@@ -127,6 +169,23 @@ export class SelfMetrics {
         },
       });
     }
+  }
+
+  /** The queue series to export now: each busy priority, and 0 for those busy within QUEUE_SERIES_HOLD_MS. */
+  private queueSeries(now: number): { pool: string; series: Array<[priority: string, queued: number]> } {
+    const { pool, sizes } = this.flowControlQueue();
+    const out = new Map<number, number>();
+    for (const { priority, queued } of sizes) {
+      if (queued <= 0) continue;
+      out.set(priority, queued);
+      this.queueSeenAt.delete(priority); // re-inserted last: the map stays ordered by last busy time
+      this.queueSeenAt.set(priority, now);
+    }
+    for (const [priority, at] of this.queueSeenAt)
+      if (now - at >= QUEUE_SERIES_HOLD_MS || this.queueSeenAt.size > MAX_HELD_QUEUE_SERIES)
+        this.queueSeenAt.delete(priority);
+      else if (!out.has(priority)) out.set(priority, 0);
+    return { pool, series: [...out].map(([p, n]) => [String(p), n]) };
   }
 
   private poolGauge(name: string, help: string, pick: (s: ReturnType<SelfMetrics["poolState"]>) => number): void {

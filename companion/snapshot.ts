@@ -45,6 +45,44 @@ export interface SnapshotContent {
    * matches a request's model wins. Absent or empty: no rewrites.
    */
   modelRewrites?: ModelRewriteRule[];
+  /** Flow control (docs/SNAPSHOT.md, section 6): set while the `flowControl` feature gate is on; else off. */
+  flowControl?: SnapshotFlowControl | null;
+}
+
+/** How a band chooses among its flows (llm-d-router's fairness policies). */
+export type FlowFairness = "global-strict" | "round-robin";
+/** How a flow orders its requests (llm-d-router's ordering policies). */
+export type FlowOrdering = "fcfs" | "edf" | "slo-deadline";
+
+/** One priority band of flow control, every limit resolved (the filter keeps no defaults). */
+export interface FlowBand {
+  priority: number;
+  /** Requests held in the band at most (llm-d-router's default 5000). */
+  maxRequests: number;
+  /** Request body bytes held in the band at most (default 1e9). */
+  maxBytes: number;
+  fairness: FlowFairness;
+  ordering: FlowOrdering;
+}
+
+/** The `flowControl` section of the EndpointPickerConfig, resolved (companion/flow-control-config.ts). */
+export interface SnapshotFlowControl {
+  /** defaultRequestTTL: the longest a request waits while the pool has endpoints; 0 = no expiry. */
+  defaultRequestTtlMs: number;
+  /** noEndpointRequestTTL: the longest a request waits while the pool is empty; 0 = until an endpoint appears. */
+  noEndpointRequestTtlMs: number;
+  /** Requests held over all bands at most; 0 = no limit. */
+  maxRequests: number;
+  /** Request body bytes held over all bands at most; 0 = no limit. */
+  maxBytes: number;
+  /** static-usage-limit-policy's `threshold`: dispatch while the pool's saturation is below it. */
+  usageLimit: number;
+  /** defaultPriorityBand: the template of bands not listed (its priority is 0). */
+  defaultBand: FlowBand;
+  /** defaultNegativePriorityBand: the template of unlisted bands below 0 (else defaultBand's copy). */
+  defaultNegativeBand: FlowBand;
+  /** priorityBands, distinct priorities, highest first. */
+  bands: FlowBand[];
 }
 
 /** One model rewrite rule as the filter applies it (docs/SNAPSHOT.md, section 5). */
@@ -95,6 +133,13 @@ export const SECTION_ENDPOINTS = 2;
 export const SECTION_BASE_MODELS = 3;
 export const SECTION_OBJECTIVES = 4;
 export const SECTION_MODEL_REWRITES = 5;
+export const SECTION_FLOW_CONTROL = 6;
+
+/** Wire codes of the fairness and ordering policies (section 6). */
+export const FLOW_FAIRNESS: readonly FlowFairness[] = ["global-strict", "round-robin"];
+export const FLOW_ORDERING: readonly FlowOrdering[] = ["fcfs", "edf", "slo-deadline"];
+/** Explicit priority bands a snapshot carries at most (highest first: the first ones). */
+export const MAX_FLOW_BANDS = 0xffff;
 
 const ROLES: readonly PluginRole[] = ["filter", "scorer", "picker", "saturation-detector"]; // wire 1..4
 const PARAM_NUMBER = 0,
@@ -248,6 +293,19 @@ function writeEndpoint(w: Writer, e: SnapshotEndpoint, later: LaterRevision | un
   w.end(at);
 }
 
+/** band := i32 priority, u32 maxRequests, f64 maxBytes, u8 fairness, u8 ordering (docs/SNAPSHOT.md). */
+function writeBand(w: Writer, b: FlowBand): void {
+  const fairness = FLOW_FAIRNESS.indexOf(b.fairness);
+  const ordering = FLOW_ORDERING.indexOf(b.ordering);
+  if (fairness < 0) throw new Error(`snapshot: unknown fairness policy ${b.fairness}`);
+  if (ordering < 0) throw new Error(`snapshot: unknown ordering policy ${b.ordering}`);
+  w.u32(b.priority >>> 0); // an i32, two's complement
+  w.u32(clampU32(b.maxRequests));
+  w.f64(b.maxBytes);
+  w.u8(fairness);
+  w.u8(ordering);
+}
+
 export function encodeSnapshot(s: Snapshot, later?: LaterRevision): Buffer {
   const w = new Writer();
   for (const c of MAGIC) w.u8(c.charCodeAt(0));
@@ -295,6 +353,20 @@ export function encodeSnapshot(s: Snapshot, later?: LaterRevision): Buffer {
         if (later) w.bytes(later.tail);
         w.end(at);
       }
+    });
+  const fc = s.flowControl;
+  if (fc)
+    section(w, SECTION_FLOW_CONTROL, later, () => {
+      w.u32(clampU32(fc.defaultRequestTtlMs));
+      w.u32(clampU32(fc.noEndpointRequestTtlMs));
+      w.u32(clampU32(fc.maxRequests));
+      w.f64(fc.maxBytes);
+      w.f64(fc.usageLimit);
+      writeBand(w, { ...fc.defaultBand, priority: 0 });
+      writeBand(w, { ...fc.defaultNegativeBand, priority: 0 });
+      const bands = [...fc.bands].sort((a, b) => b.priority - a.priority).slice(0, MAX_FLOW_BANDS);
+      w.u16(bands.length);
+      for (const b of bands) writeBand(w, b);
     });
   if (later) section(w, later.sectionId, undefined, () => w.bytes(later.tail));
   const out = w.finish();
@@ -380,6 +452,42 @@ function readProfile(r: Reader): SchedulingProfile {
   return { plugins };
 }
 
+function readBand(r: Reader): FlowBand {
+  const priority = r.u32() | 0;
+  const maxRequests = r.u32();
+  const maxBytes = r.f64();
+  const f = r.u8(),
+    o = r.u8();
+  const fairness = FLOW_FAIRNESS[f];
+  const ordering = FLOW_ORDERING[o];
+  if (!fairness) throw new Error(`snapshot: flow control band ${priority}: unknown fairness code ${f}`);
+  if (!ordering) throw new Error(`snapshot: flow control band ${priority}: unknown ordering code ${o}`);
+  return { priority, maxRequests, maxBytes, fairness, ordering };
+}
+
+function readFlowControl(r: Reader): SnapshotFlowControl {
+  const defaultRequestTtlMs = r.u32();
+  const noEndpointRequestTtlMs = r.u32();
+  const maxRequests = r.u32();
+  const maxBytes = r.f64();
+  const usageLimit = r.f64();
+  const defaultBand = readBand(r);
+  const defaultNegativeBand = readBand(r);
+  const bands: FlowBand[] = [];
+  for (let n = r.u16(); n > 0; n--) bands.push(readBand(r));
+  // Bytes a later revision appends to the section: skipped.
+  return {
+    defaultRequestTtlMs,
+    noEndpointRequestTtlMs,
+    maxRequests,
+    maxBytes,
+    usageLimit,
+    defaultBand,
+    defaultNegativeBand,
+    bands,
+  };
+}
+
 function readEndpoint(r: Reader): SnapshotEndpoint {
   const flags = r.u8();
   const queued = r.u32(),
@@ -423,6 +531,7 @@ export function decodeSnapshot(buf: Uint8Array): Snapshot {
   const baseModels: string[] = [];
   const objectives: Array<{ name: string; priority: number }> = [];
   const modelRewrites: ModelRewriteRule[] = [];
+  let flowControl: SnapshotFlowControl | null = null;
   while (r.at < r.end) {
     const id = r.u16();
     const body = r.sized();
@@ -443,7 +552,8 @@ export function decodeSnapshot(buf: Uint8Array): Snapshot {
         for (let k = e.u16(); k > 0; k--) targets.push({ model: e.str(), weight: e.u32() });
         modelRewrites.push({ matches, targets }); // bytes a later revision appends to the rule: skipped
       }
-    } // other ids: sections of a newer format revision, skipped
+    } else if (id === SECTION_FLOW_CONTROL) flowControl = readFlowControl(body);
+    // other ids: sections of a newer format revision, skipped
   }
   if (!profile) throw new Error("snapshot: no profile section");
   if (!endpoints) throw new Error("snapshot: no endpoints section");
@@ -455,5 +565,6 @@ export function decodeSnapshot(buf: Uint8Array): Snapshot {
     baseModels,
     ...(objectives.length ? { objectives } : {}),
     ...(modelRewrites.length ? { modelRewrites } : {}),
+    ...(flowControl ? { flowControl } : {}),
   };
 }

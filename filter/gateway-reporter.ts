@@ -24,7 +24,9 @@ import {
   logInfo,
   logWarn,
   hostRandomU64,
+  getMetric,
 } from "./host";
+import { FlowControl } from "./flow-control";
 import { Metrics } from "./metrics";
 
 export const REPORT_INTERVAL_MS: u64 = 20;
@@ -58,6 +60,8 @@ export class GatewayReporter extends RecordSink {
   /** Chain records ({ep, n, c, c level hashes}) this Envoy's VMs sent since the last report. */
   private outbox: Array<u32> = new Array<u32>();
   private outboxRecords: i32 = 0;
+  /** This VM's flow-control queues, when flow control is on: their band gauges sum every VM's waiting requests. */
+  private flow: FlowControl | null = null;
   private companionIds: Array<u64> = new Array<u64>();
   private cursors: Array<u64> = new Array<u64>();
   /** The other gateways' chains, for this Envoy's VMs (published on the tick like a VM's journal). */
@@ -88,7 +92,8 @@ export class GatewayReporter extends RecordSink {
   }
 
   /** On every tick: keep the lease, publish the other gateways' chains, report when due. */
-  tick(nowMs: u64): void {
+  tick(nowMs: u64, flow: FlowControl | null = null): void {
+    this.flow = flow;
     if (this.lease.renew(nowMs)) {
       this.gatewayId = gatewayId();
       this.peersJournal.continueAfter(getShared(PEERS_JOURNAL_KEY)); // the VMs have applied up to there
@@ -138,8 +143,12 @@ export class GatewayReporter extends RecordSink {
     collectCounts(getShared(INFLIGHT_KEY), nowMs, pairs, triples);
     const cursors = this.companionIds.length;
     const words = this.outbox.length;
-    // 26 bytes of fields, the cursors, then three counted lists of words (docs/GATEWAYS.md).
-    const size = 26 + 16 * cursors + 12 + 4 * (pairs.length + triples.length + words);
+    // Flow control's tail: the requests this Envoy's VMs hold per priority (the band gauges are their sums).
+    const flow = this.flow;
+    const bands = flow != null ? flow.bands.length : 0;
+    // 26 bytes of fields, the cursors, then three counted lists of words (docs/GATEWAYS.md), then the tail.
+    const size =
+      26 + 16 * cursors + 12 + 4 * (pairs.length + triples.length + words) + (flow != null ? 2 + 8 * bands : 0);
     const body = new ArrayBuffer(size);
     const p = changetype<usize>(body);
     // Increasing for the Envoy process, whichever VM reports: a reporter that takes over (a lease handoff, a
@@ -159,6 +168,15 @@ export class GatewayReporter extends RecordSink {
     w = putWords(w, pairs, 2);
     w = putWords(w, triples, 3);
     w = putWords(w, this.outbox, 0, this.outboxRecords);
+    if (flow != null) {
+      store<u16>(w, <u16>bands);
+      w += 2;
+      for (let k = 0; k < bands; k++, w += 8) {
+        const b = unchecked(flow.bands[k]);
+        store<i32>(w, b.priority);
+        store<u32>(w, <u32>min<u64>(getMetric(b.sizeMetric), 1000000), 4); // the companion refuses more (MAX_COUNT)
+      }
+    }
     this.clearOutbox(); // the chains go with this report (one that gets no answer loses them)
     this.outboxRecords = 0;
     this.token = this.call.start(

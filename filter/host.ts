@@ -193,23 +193,44 @@ export function setEffectiveContext(id: u32): u32 {
   return abi.proxy_set_effective_context(id);
 }
 
-/** A local reply with a plain-text body; `details` shows in Envoy's access log as %RESPONSE_CODE_DETAILS%. */
-export function localReply(status: u32, details: string, body: string): u32 {
+/**
+ * A local reply with a plain-text body; `details` shows in Envoy's access log as %RESPONSE_CODE_DETAILS%.
+ * `extraName`/`extraValue`: one more response header (ASCII), e.g. flow control's reason.
+ */
+export function localReply(
+  status: u32,
+  details: string,
+  body: string,
+  extraName: string = "",
+  extraValue: string = "",
+): u32 {
   const d = String.UTF8.encode(details);
   const b = String.UTF8.encode(body);
-  // Serialised header pairs: count, then sizes, then NUL-terminated bytes (one pair: content-type).
-  const key = "content-type",
-    value = "text/plain";
-  const pairs = new ArrayBuffer(4 + 8 + key.length + 1 + value.length + 1);
+  // Serialised header pairs: count, then the sizes of each name and value, then NUL-terminated bytes.
+  const names: string[] = ["content-type"];
+  const values: string[] = ["text/plain"];
+  if (extraName.length > 0) {
+    names.push(extraName);
+    values.push(extraValue);
+  }
+  let size = 4;
+  for (let k = 0; k < names.length; k++) size += 8 + names[k].length + 1 + values[k].length + 1;
+  const pairs = new ArrayBuffer(size);
   const p = changetype<usize>(pairs);
-  store<u32>(p, 1);
-  store<u32>(p, key.length, 4);
-  store<u32>(p, value.length, 8);
-  for (let i = 0; i < key.length; i++) store<u8>(p + 12 + <usize>i, <u8>key.charCodeAt(i));
-  store<u8>(p + 12 + <usize>key.length, 0);
-  const v = p + 12 + <usize>key.length + 1;
-  for (let i = 0; i < value.length; i++) store<u8>(v + <usize>i, <u8>value.charCodeAt(i));
-  store<u8>(v + <usize>value.length, 0);
+  store<u32>(p, names.length);
+  let w = p + 4 + 8 * <usize>names.length;
+  for (let k = 0; k < names.length; k++) {
+    const key = names[k],
+      value = values[k];
+    store<u32>(p + 4 + 8 * <usize>k, key.length);
+    store<u32>(p + 8 + 8 * <usize>k, value.length);
+    for (let i = 0; i < key.length; i++) store<u8>(w + <usize>i, <u8>key.charCodeAt(i));
+    store<u8>(w + <usize>key.length, 0);
+    w += <usize>key.length + 1;
+    for (let i = 0; i < value.length; i++) store<u8>(w + <usize>i, <u8>value.charCodeAt(i));
+    store<u8>(w + <usize>value.length, 0);
+    w += <usize>value.length + 1;
+  }
   return abi.proxy_send_local_response(
     status,
     changetype<usize>(d),
@@ -295,6 +316,11 @@ export function defineMetric(kind: i32, name: string): u32 {
 }
 export function incrementMetric(id: u32, by: i64): void {
   if (id != NO_METRIC) abi.proxy_increment_metric(id, by);
+}
+/** A metric's current value (a gauge: the sum over every VM that adds to it); 0 when unknown. */
+export function getMetric(id: u32): u64 {
+  if (id == NO_METRIC || abi.proxy_get_metric(id, outU64) != WasmResultValues.Ok) return 0;
+  return load<u64>(outU64);
 }
 export function recordMetric(id: u32, value: u64): void {
   if (id != NO_METRIC) abi.proxy_record_metric(id, value);

@@ -19,7 +19,7 @@ import { GatewayReporter } from "./gateway-reporter";
 import { Metrics } from "./metrics";
 import { Decision, OUTCOME_PICKED, OUTCOME_SHED } from "./scoring/decision";
 import { RequestFacts } from "./scoring/plugin";
-import { Snapshot } from "./snapshot";
+import { Snapshot, FLAG_UNUSABLE } from "./snapshot";
 import { BodyScanner, promptKindForPath, PROMPT_ANY, SCAN_NEED_MORE } from "./body";
 import { PrefixIndex, modelSeed, indexCapacity } from "./prefix";
 import { VmExchange } from "./vm-exchange";
@@ -28,6 +28,7 @@ import { BodyWatchdog } from "./body-watchdog";
 import { RequestScratch, PROMPT_RESERVE_MAX } from "./request-scratch";
 import { seedRandom } from "./rng";
 import { fnv1a32 } from "./hash";
+import { FlowControl, Waiter, poolSaturation, ADMITTED, DEFAULT_FLOW } from "./flow-control";
 import {
   nowNs,
   removeHeader,
@@ -44,6 +45,10 @@ import {
   replaceBufferPrefix,
   getBuffer,
   SCRATCH_BYTES,
+  setEffectiveContext,
+  defineMetric,
+  incrementMetric,
+  recordMetric,
 } from "./host";
 
 export const ROOT_ID = "endpoint-picker";
@@ -61,6 +66,20 @@ const CODE_DETAILS = encode("response\0code_details");
 const VIA_UPSTREAM = encode("via_upstream");
 /** Prompt bytes a request may hold at most. */
 const PROMPT_CAP_MAX: i32 = 1 << 20;
+/** Flow control's request headers (llm-d-router's names first, then GIE's), stripped before the upstream. */
+const FAIRNESS_HEADERS: ArrayBuffer[] = [
+  encode("x-llm-d-inference-fairness-id"),
+  encode("x-gateway-inference-fairness-id"),
+];
+const SLO_TTFT_HEADERS: ArrayBuffer[] = [encode("x-llm-d-slo-ttft-ms"), encode("x-slo-ttft-ms")];
+/** llm-d-router's header naming why flow control turned a request away. */
+export const DROPPED_REASON_HEADER = "x-llm-d-request-dropped-reason";
+/** Dispatches one tick or one stream's end may make at most (the rest go on the next). */
+const MAX_DISPATCH_BURST: i32 = 256;
+/** decide()'s outcomes. */
+const GO: i32 = 0;
+const REPLIED: i32 = 1;
+const HELD: i32 = 2;
 
 export class PickerRoot extends RootContext {
   cfg: PluginConfig = new PluginConfig();
@@ -80,6 +99,13 @@ export class PickerRoot extends RootContext {
   reporter: GatewayReporter | null = null;
   /** Prefix affinity: this VM's index of what was sent where (fed by this VM's picks and the others' journals). */
   prefixIndex: PrefixIndex | null = null;
+  /** Flow control: this VM's queues, and the streams waiting in them by context id. */
+  flow: FlowControl = new FlowControl(defineMetric, incrementMetric);
+  held: Map<u32, PickerStream> = new Map();
+  /** The snapshot whose flow-control section the queues were last configured from. */
+  private flowSnapshot: Snapshot | null = null;
+  private expiredScratch: Waiter[] = [];
+  private dispatching: bool = false;
 
   onConfigure(configuration_size: u32): bool {
     const raw = getBuffer(BufferTypeValues.PluginConfiguration, 0, configuration_size);
@@ -118,11 +144,12 @@ export class PickerRoot extends RootContext {
         snap != null && snap.profile.prefixWeight > 0 ? this.indexFor(snap) : null,
         reporter != null && reporter.leader ? reporter : null,
       );
-      if (reporter != null) reporter.tick(now);
+      if (reporter != null) reporter.tick(now, this.flow.enabled ? this.flow : null);
     }
     const f = this.fetcher;
     if (f != null) f.tick(now);
     this.watchdog.watch(now);
+    this.serviceFlow(now);
     this.outliers.refresh(this.pool.snapshot, now);
     if (this.pool.snapshot != null) {
       this.metrics.record(this.metrics.snapshotAgeMs, now > this.pool.contactMs ? now - this.pool.contactMs : 0);
@@ -155,6 +182,92 @@ export class PickerRoot extends RootContext {
       this.prefixIndex = index;
     }
     return index;
+  }
+
+  /**
+   * Flow control's housekeeping: follows the snapshot's configuration, answers the requests whose TTL ran
+   * out, and dispatches what the pool has room for.
+   */
+  serviceFlow(now: u64): void {
+    const snap = this.pool.snapshot;
+    this.followFlowConfig();
+    if (this.flow.count == 0) return;
+    if (!this.flow.enabled) {
+      // The configuration dropped flow control: whatever waits goes now.
+      this.dispatchWaiting(now, true);
+      return;
+    }
+    const expired = this.expiredScratch;
+    expired.length = 0;
+    this.flow.expired(now, snap == null || this.usableCount(snap) == 0, expired);
+    for (let k = 0; k < expired.length; k++) {
+      const w = unchecked(expired[k]);
+      this.flow.remove(w);
+      if (!this.held.has(w.contextId)) continue;
+      const stream = this.held.get(w.contextId);
+      this.held.delete(w.contextId);
+      setEffectiveContext(w.contextId);
+      stream.rejectExpired(this.flow.poolEmpty);
+    }
+    this.dispatchWaiting(now, false);
+  }
+
+  /** Configures the queues from the current snapshot's flow-control section, when the snapshot changed. */
+  followFlowConfig(): void {
+    const snap = this.pool.snapshot;
+    if (snap === this.flowSnapshot) return;
+    this.flowSnapshot = snap;
+    const cfg = snap != null ? snap.flow : null;
+    if (cfg != null) this.flow.configure(cfg, this.knownPriorities(snap!));
+    else if (this.flow.enabled) this.flow.disable();
+  }
+
+  /** Endpoints the decision could use (the pool is empty when there are none). */
+  usableCount(snap: Snapshot): i32 {
+    let n = 0;
+    for (let i = 0; i < snap.count; i++) if ((unchecked(snap.flags[i]) & FLAG_UNUSABLE) == 0) n++;
+    return n;
+  }
+
+  /** Every priority a request can have under this snapshot and configuration. */
+  private knownPriorities(snap: Snapshot): i32[] {
+    const out: i32[] = [];
+    for (let k = 0; k < snap.objectivePriority.length; k++) out.push(unchecked(snap.objectivePriority[k]));
+    for (let k = 0; k < this.cfg.objectivePriorities.length; k++) out.push(unchecked(this.cfg.objectivePriorities[k]));
+    return out;
+  }
+
+  /** The pool's saturation now (llm-d-router's utilization detector over the proxy's view). */
+  saturation(snap: Snapshot): f64 {
+    return poolSaturation(snap, this.pool.inflight, snap.profile.saturationQueue, snap.profile.saturationKv);
+  }
+
+  /**
+   * Dispatches waiting requests while the pool is below its usage limit (all of them with `all`), highest
+   * band first; each is then decided as if it had just arrived.
+   */
+  dispatchWaiting(now: u64, all: bool): void {
+    if (this.dispatching) return; // a dispatch's own local reply or end must not recurse
+    this.dispatching = true;
+    for (let n = 0; n < MAX_DISPATCH_BURST && this.flow.count > 0; n++) {
+      this.pool.refresh();
+      const snap = this.pool.snapshot;
+      if (!all) {
+        if (snap == null || this.pool.isStale(now, <u64>this.cfg.stalenessLimitMs)) break;
+        const cfg = snap.flow;
+        if (cfg == null || this.usableCount(snap) == 0 || this.saturation(snap) >= cfg.usageLimit) break;
+      }
+      const w = this.flow.takeNext();
+      if (w == null) break;
+      if (!this.held.has(w.contextId)) continue;
+      const stream = this.held.get(w.contextId);
+      this.held.delete(w.contextId);
+      incrementMetric(this.flow.dispatched, 1);
+      recordMetric(this.flow.waitMs, now > w.enqueuedMs ? now - w.enqueuedMs : 0);
+      setEffectiveContext(w.contextId);
+      stream.dispatchHeld();
+    }
+    this.dispatching = false;
   }
 
   createContext(context_id: u32): Context {
@@ -246,6 +359,17 @@ export class PickerStream extends Context {
   /** Position in the root's list of streams held for their body (-1: not held). */
   heldIndex: i32 = -1;
   heldAtMs: u64 = 0;
+  /** The request's priority (its InferenceObjective's; 0 by default) and flow-control identity. */
+  private priority: i32 = 0;
+  private flowHash: u32 = 0;
+  private flowName: string = DEFAULT_FLOW;
+  private sloDeadlineMs: u64 = u64.MAX_VALUE;
+  /** Waiting in the flow-control queues (the stream is paused until dispatched or rejected). */
+  private waiter: Waiter | null = null;
+  /** Being decided after waiting: flow control does not hold it again. */
+  private dispatched: bool = false;
+  /** The snapshot whose rewrite target `rewriteTarget` indexes (a held request's may be older than the pick's). */
+  private rewriteSnapshot: Snapshot | null = null;
 
   constructor(
     context_id: u32,
@@ -262,14 +386,17 @@ export class PickerStream extends Context {
     const pathLen = readHeaderToScratch(HeaderMapTypeValues.RequestHeaders, PATH);
     if (pathLen > 0) this.kind = promptKindForPath(scratch, pathLen);
     root.pool.refresh(); // once per request here: the objectives and the prompt cap read the snapshot
-    this.sheddable = this.objectiveSheddable();
+    this.priority = this.objectivePriority();
+    this.sheddable = this.priority < 0;
+    const snap0 = root.pool.snapshot;
+    if (snap0 != null && snap0.flow != null) this.readFlowHeaders();
     const watchdog = root.watchdog;
     if (
       end_of_stream ||
       root.cfg.maxBodyBytes == 0 ||
       (watchdog.headersOnly && !watchdog.probeDue(nowNs() / 1000000))
     ) {
-      return this.decide() ? FilterHeadersStatusValues.Continue : FilterHeadersStatusValues.StopIteration;
+      return this.decide() == GO ? FilterHeadersStatusValues.Continue : FilterHeadersStatusValues.StopIteration;
     }
     watchdog.hold(this, nowNs() / 1000000);
     const cap = promptCap(root.pool.snapshot, root.cfg.maxBodyBytes);
@@ -286,23 +413,49 @@ export class PickerStream extends Context {
   }
 
   /**
-   * Whether the request's InferenceObjective (the first objective header present) has a negative priority:
-   * the plugin configuration's objectivePriorities first, then the snapshot's InferenceObjectives.
-   * Headers are read only when some priority is known.
+   * The priority of the request's InferenceObjective (the first objective header present): the plugin
+   * configuration's objectivePriorities first, then the snapshot's InferenceObjectives; 0 otherwise. A
+   * negative priority makes the request sheddable. Headers are read only when some priority is known.
    */
-  private objectiveSheddable(): bool {
+  private objectivePriority(): i32 {
     const root = this.root;
     const snap = root.pool.snapshot;
     const known = root.cfg.objectiveNames.length > 0 || (snap != null && snap.objectiveHash.length > 0);
-    if (!known) return false;
+    if (!known) return 0;
     for (let k = 0; k < root.objectiveKeys.length; k++) {
       const n = readHeaderToScratch(HeaderMapTypeValues.RequestHeaders, unchecked(root.objectiveKeys[k]));
       if (n < 0) continue;
       const fromSnapshot = snap != null && n > 0 ? snap.priorityOf(fnv1a32(scratch, n), 0) : 0;
-      if (root.cfg.objectiveNames.length == 0) return fromSnapshot < 0;
-      return root.cfg.priorityFor(String.UTF8.decodeUnsafe(scratch, <usize>max(n, 0)), fromSnapshot) < 0;
+      if (root.cfg.objectiveNames.length == 0) return fromSnapshot;
+      return root.cfg.priorityFor(String.UTF8.decodeUnsafe(scratch, <usize>max(n, 0)), fromSnapshot);
     }
-    return false;
+    return 0;
+  }
+
+  /**
+   * Flow control's request headers: the fairness id (llm-d-router's, then GIE's; the default flow without
+   * one) and the TTFT deadline in ms (for slo-deadline ordering). Both are removed before the upstream.
+   */
+  private readFlowHeaders(): void {
+    for (let k = 0; k < FAIRNESS_HEADERS.length; k++) {
+      const key = unchecked(FAIRNESS_HEADERS[k]);
+      const n = readHeaderToScratch(HeaderMapTypeValues.RequestHeaders, key);
+      if (n > 0 && this.flowHash == 0) {
+        const len = min(n, 256);
+        this.flowHash = fnv1a32(scratch, len) | 1; // never 0, the default flow's
+        this.flowName = String.UTF8.decodeUnsafe(scratch, <usize>len);
+      }
+      if (n >= 0) removeHeader(HeaderMapTypeValues.RequestHeaders, key);
+    }
+    for (let k = 0; k < SLO_TTFT_HEADERS.length; k++) {
+      const key = unchecked(SLO_TTFT_HEADERS[k]);
+      const n = readHeaderToScratch(HeaderMapTypeValues.RequestHeaders, key);
+      if (n > 0 && this.sloDeadlineMs == u64.MAX_VALUE) {
+        const ms = parseDecimal(scratch, n);
+        if (ms >= 0) this.sloDeadlineMs = nowNs() / 1000000 + <u64>ms;
+      }
+      if (n >= 0) removeHeader(HeaderMapTypeValues.RequestHeaders, key);
+    }
   }
 
   onRequestBody(body_buffer_length: usize, end_of_stream: bool): FilterDataStatusValues {
@@ -310,6 +463,7 @@ export class PickerStream extends Context {
       this.root.watchdog.release(this);
       this.root.watchdog.bodyArrived();
     }
+    if (this.waiter != null) return FilterDataStatusValues.StopIterationAndBuffer; // waiting: Envoy keeps the body
     if (this.decided) return FilterDataStatusValues.Continue;
     const scanner = this.scanner!;
     const limit = <i32>min(<u64>body_buffer_length, <u64>this.root.cfg.maxBodyBytes);
@@ -326,20 +480,60 @@ export class PickerStream extends Context {
       return FilterDataStatusValues.StopIterationAndBuffer;
     }
     this.inBodyCallback = true; // every body byte read so far is in Envoy's buffer: a model rewrite can be written
-    const go = this.decide();
+    const outcome = this.decide();
     this.inBodyCallback = false;
-    return go ? FilterDataStatusValues.Continue : FilterDataStatusValues.StopIterationNoBuffer;
+    if (outcome == GO) return FilterDataStatusValues.Continue;
+    return outcome == HELD
+      ? FilterDataStatusValues.StopIterationAndBuffer
+      : FilterDataStatusValues.StopIterationNoBuffer;
   }
 
   /** The watchdog's decision for a held stream whose body never came; resumes the stream. */
   decideWithoutBody(): void {
     if (this.decided) return;
-    if (this.decide()) continueRequest();
+    if (this.decide() == GO) continueRequest();
   }
 
   onRequestTrailers(_trailers: u32): FilterTrailersStatusValues {
+    if (this.waiter != null) return FilterTrailersStatusValues.StopIteration;
     if (this.decided) return FilterTrailersStatusValues.Continue;
-    return this.decide() ? FilterTrailersStatusValues.Continue : FilterTrailersStatusValues.StopIteration;
+    return this.decide() == GO ? FilterTrailersStatusValues.Continue : FilterTrailersStatusValues.StopIteration;
+  }
+
+  /** Flow control let the waiting request go: decide it now and resume the stream. */
+  dispatchHeld(): void {
+    this.waiter = null;
+    this.dispatched = true;
+    if (this.decide() == GO) continueRequest();
+  }
+
+  /**
+   * The request waited past its TTL: 429 `rejected-ttl-expired`, or while the pool has no endpoints (its
+   * noEndpointRequestTTL) 503 `rejected-no-endpoints`, as llm-d-router answers.
+   */
+  rejectExpired(poolEmpty: bool): void {
+    this.waiter = null;
+    this.releaseScanner();
+    const flow = this.root.flow;
+    if (poolEmpty) {
+      incrementMetric(flow.rejectedNoEndpoints, 1);
+      localReply(
+        503,
+        "endpoint_picker_no_endpoint",
+        "inference error: ServiceUnavailable - no endpoints available: request evicted from queue: no endpoints\n",
+        DROPPED_REASON_HEADER,
+        "rejected-no-endpoints",
+      );
+    } else {
+      incrementMetric(flow.rejectedTtl, 1);
+      localReply(
+        429,
+        "endpoint_picker_ttl_expired",
+        "inference error: ResourceExhausted - request timed out in queue: request evicted from queue: request TTL expired\n",
+        DROPPED_REASON_HEADER,
+        "rejected-ttl-expired",
+      );
+    }
   }
 
   onResponseHeaders(_headers: u32, _end_of_stream: bool): FilterHeadersStatusValues {
@@ -352,7 +546,7 @@ export class PickerStream extends Context {
       replaceHeader(HeaderMapTypeValues.ResponseHeaders, key, snap.base + <usize>snap.addrOff[i], snap.addrLen[i]);
     }
     // The body will name the client's model instead of the target: a length that changes cannot be announced.
-    if (this.clientModel != null && this.clientModelLen != snap.rwTargetLen[this.rewriteTarget])
+    if (this.clientModel != null && this.clientModelLen != this.rewriteSnapshot!.rwTargetLen[this.rewriteTarget])
       removeHeader(HeaderMapTypeValues.ResponseHeaders, CONTENT_LENGTH);
     return FilterHeadersStatusValues.Continue;
   }
@@ -368,7 +562,7 @@ export class PickerStream extends Context {
    * begin is held (buffered) until the next one, so a pattern split between chunks is rewritten too.
    */
   private modelBackInResponse(size: i32, end: bool): FilterDataStatusValues {
-    const snap = this.pickedSnapshot!;
+    const snap = this.rewriteSnapshot!;
     const t = this.rewriteTarget;
     const to = changetype<usize>(this.clientModel!);
     const toLen = this.clientModelLen;
@@ -453,38 +647,55 @@ export class PickerStream extends Context {
   }
 
   onDelete(): void {
-    this.root.watchdog.release(this);
+    const root = this.root;
+    root.watchdog.release(this);
+    const w = this.waiter;
+    if (w != null) {
+      // The client went while waiting: out of the queue at once.
+      root.flow.remove(w);
+      root.held.delete(this.context_id);
+      incrementMetric(root.flow.cancelled, 1);
+      this.waiter = null;
+    }
+    this.releaseScanner();
+    let freed = false;
+    if (this.picked) {
+      root.pool.inflight.finished(this.pickedHash);
+      root.pool.inflight.adapters.finished(this.pickedHash, this.pickedAdapter);
+      this.picked = false;
+      this.pickedSnapshot = null;
+      freed = true;
+    }
+    this.rewriteSnapshot = null;
+    const client = this.clientModel;
+    if (client != null) {
+      root.scratch.giveBackModelCopy(client);
+      this.clientModel = null;
+    }
+    // A request ended: room for a waiting one, now rather than at the next tick.
+    if (freed && root.flow.count > 0) root.dispatchWaiting(nowNs() / 1000000, false);
+  }
+
+  private releaseScanner(): void {
     const s = this.scanner;
     if (s != null) {
       this.root.scratch.giveBack(s);
       this.scanner = null;
-    }
-    if (this.picked) {
-      this.root.pool.inflight.finished(this.pickedHash);
-      this.root.pool.inflight.adapters.finished(this.pickedHash, this.pickedAdapter);
-      this.picked = false;
-      this.pickedSnapshot = null;
-    }
-    const client = this.clientModel;
-    if (client != null) {
-      this.root.scratch.giveBackModelCopy(client);
-      this.clientModel = null;
     }
   }
 
-  /** Makes the decision; true to let the request continue, false when a local reply was sent. */
-  private decide(): bool {
+  /**
+   * Makes the decision: GO to let the request continue, REPLIED when a local reply was sent, HELD when it
+   * waits in the flow-control queues (its scanner kept for the decision at dispatch).
+   */
+  private decide(): i32 {
     this.root.watchdog.release(this); // decided (e.g. in the trailers callback): the watchdog has nothing left to do
     const result = this.decideOnce();
-    const s = this.scanner;
-    if (s != null) {
-      this.root.scratch.giveBack(s);
-      this.scanner = null;
-    }
+    if (result != HELD) this.releaseScanner();
     return result;
   }
 
-  private decideOnce(): bool {
+  private decideOnce(): i32 {
     this.decided = true;
     const root = this.root;
     const cfg = root.cfg;
@@ -495,7 +706,7 @@ export class PickerStream extends Context {
     if (pool.isStale(now, <u64>cfg.stalenessLimitMs)) {
       if (cfg.failureMode == FAIL_OPEN) {
         root.metrics.count(root.metrics.failOpen);
-        return true;
+        return GO;
       }
       root.metrics.count(root.metrics.failClose);
       localReply(
@@ -505,12 +716,20 @@ export class PickerStream extends Context {
           ? "endpoint picker: no snapshot of the pool yet\n"
           : "endpoint picker: the pool snapshot is stale\n",
       );
-      return false;
+      return REPLIED;
     }
     const snap = pool.snapshot!;
     const facts = root.scratch.facts;
     facts.nowMs = now;
     this.collectFacts(facts);
+    const flow = snap.flow;
+    if (flow != null) {
+      facts.sheddable = false; // flow control queues what shedding would turn away
+      if (!this.dispatched) {
+        const admission = this.admitOrHold(snap, flow.usageLimit, now);
+        if (admission != GO) return admission;
+      }
+    }
 
     const outcome = root.decision.decide(snap, snap.profile, pool.inflight, facts, root.outliers.ejected);
     root.metrics.outcome(outcome);
@@ -520,11 +739,19 @@ export class PickerStream extends Context {
         "endpoint_picker_saturated",
         "endpoint picker: every endpoint is saturated and the request is sheddable\n",
       );
-      return false;
+      return REPLIED;
     }
     if (outcome != OUTCOME_PICKED) {
-      localReply(503, "endpoint_picker_no_endpoint", "endpoint picker: no endpoint can serve the request\n");
-      return false;
+      if (flow != null)
+        localReply(
+          503,
+          "endpoint_picker_no_endpoint",
+          "inference error: ServiceUnavailable - no endpoints available\n",
+          DROPPED_REASON_HEADER,
+          "rejected-no-endpoints",
+        );
+      else localReply(503, "endpoint_picker_no_endpoint", "endpoint picker: no endpoint can serve the request\n");
+      return REPLIED;
     }
     const i = root.decision.primary;
     replaceHeader(
@@ -544,7 +771,7 @@ export class PickerStream extends Context {
     this.pickedHash = snap.addrHash[i];
     this.pickedSnapshot = snap; // kept alive by this stream until it ends
     this.pickedIndex = i;
-    if (this.rewriteTarget >= 0) this.rewriteModel(snap);
+    if (this.rewriteTarget >= 0 && this.clientModel == null) this.rewriteModel(snap);
     pool.inflight.started(i);
     if (facts.modelLen > 0 && snap.namesAdapter(facts.modelHash)) {
       this.pickedAdapter = facts.modelHash;
@@ -557,7 +784,49 @@ export class PickerStream extends Context {
     }
     const ended = nowNs();
     if (ended >= started) root.metrics.record(root.metrics.decisionUs, (ended - started) / 1000);
-    return true;
+    return GO;
+  }
+
+  /**
+   * Flow control's admission: GO when the pool has endpoints, is below its usage limit and nothing of this
+   * band or a higher one waits; else the request waits (HELD), unless a queue limit turns it away (429
+   * `rejected-saturated`, or 503 `rejected-no-endpoints` while the pool is empty: REPLIED). A model rewrite
+   * drawn for it is written now, while the body callback can still change the body.
+   */
+  private admitOrHold(snap: Snapshot, usageLimit: f64, now: u64): i32 {
+    const root = this.root;
+    root.followFlowConfig();
+    const empty = root.usableCount(snap) == 0;
+    if (!empty && !root.flow.waitingAtOrAbove(this.priority) && root.saturation(snap) < usageLimit) return GO;
+    const w = new Waiter(this.context_id, this.priority, this.flowHash, this.flowName, this.sloDeadlineMs);
+    const s = this.scanner;
+    w.bytes = this.contentLength > 0 ? <f64>this.contentLength : s != null ? <f64>s.consumed : 0.0;
+    if (root.flow.admit(w, now) != ADMITTED) {
+      if (empty) {
+        incrementMetric(root.flow.rejectedNoEndpoints, 1);
+        localReply(
+          503,
+          "endpoint_picker_no_endpoint",
+          "inference error: ServiceUnavailable - no endpoints available: request rejected pre-queue: queue at capacity\n",
+          DROPPED_REASON_HEADER,
+          "rejected-no-endpoints",
+        );
+      } else {
+        incrementMetric(root.flow.rejectedSaturated, 1);
+        localReply(
+          429,
+          "endpoint_picker_queue_full",
+          "inference error: ResourceExhausted - request rejected pre-queue: queue at capacity\n",
+          DROPPED_REASON_HEADER,
+          "rejected-saturated",
+        );
+      }
+      return REPLIED;
+    }
+    if (this.rewriteTarget >= 0 && this.clientModel == null) this.rewriteModel(snap);
+    this.waiter = w;
+    root.held.set(this.context_id, this);
+    return HELD;
   }
 
   /** Model, prompt chain and, per endpoint, the prefix blocks it already holds. */
@@ -569,7 +838,9 @@ export class PickerStream extends Context {
     facts.adapters = root.pool.inflight.adapters;
     facts.chainBlocks = 0;
     facts.modelLen = 0;
-    this.rewriteTarget = -1;
+    // Rewritten while it waited: the decision at dispatch sees the target, as the first look did.
+    const rewritten = this.clientModel != null;
+    if (!rewritten) this.rewriteTarget = -1;
     if (s == null) return;
     if (s.state == SCAN_NEED_MORE) s.finish();
     const modelPtr = changetype<usize>(s.model);
@@ -578,7 +849,13 @@ export class PickerStream extends Context {
       facts.modelLen = s.modelLen;
       facts.modelHash = fnv1a32(modelPtr, s.modelLen);
       // A rewritten model is what the decision sees (LoRA affinity, prefix chains), as in llm-d-router.
-      if (snap.rewriteCount > 0 && this.inBodyCallback && s.modelStart > 0) this.drawRewrite(snap, facts);
+      if (rewritten) {
+        const rs = this.rewriteSnapshot!;
+        const t = this.rewriteTarget;
+        facts.modelPtr = rs.base + <usize>rs.rwTargetOff[t];
+        facts.modelLen = rs.rwTargetLen[t];
+        facts.modelHash = rs.rwTargetHash[t];
+      } else if (snap.rewriteCount > 0 && this.inBodyCallback && s.modelStart > 0) this.drawRewrite(snap, facts);
     }
     const p = snap.profile;
     if (p.prefixWeight <= 0 || !s.promptSeen || s.promptLen == 0) return;
@@ -659,6 +936,7 @@ export class PickerStream extends Context {
     const client = this.root.scratch.takeModelCopy();
     memory.copy(changetype<usize>(client), changetype<usize>(s.model), <usize>oldLen);
     this.clientModel = client;
+    this.rewriteSnapshot = snap;
     this.clientModelLen = oldLen;
     this.root.metrics.count(this.root.metrics.modelRewrites);
   }

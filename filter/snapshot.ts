@@ -3,6 +3,16 @@
 // point into the blob (no per-endpoint strings), so the per-request path can copy an address straight into a
 // header and compare adapter names with the request's model bytes without allocating. Sections, endpoint
 // records and plugin entries carry their length: what this decoder does not know, it skips.
+import {
+  FlowConfig,
+  BandConfig,
+  FAIRNESS_ROUND_ROBIN,
+  FAIRNESS_GLOBAL_STRICT,
+  ORDERING_EDF,
+  ORDERING_SLO_DEADLINE,
+  ORDERING_FCFS,
+  insertAt,
+} from "./flow-control";
 import { fnv1a32 } from "./hash";
 import { nextU64 } from "./rng";
 import { PluginEntry, Params, Profile } from "./scoring/plugin";
@@ -14,6 +24,7 @@ const SECTION_ENDPOINTS: u16 = 2;
 const SECTION_BASE_MODELS: u16 = 3;
 const SECTION_OBJECTIVES: u16 = 4;
 const SECTION_MODEL_REWRITES: u16 = 5;
+const SECTION_FLOW_CONTROL: u16 = 6;
 /** A model name the filter matches or writes: at most the bytes the body scanner keeps (body.ts). */
 const MAX_REWRITE_NAME: i32 = 256;
 const PARAM_NUMBER: u8 = 0;
@@ -66,6 +77,8 @@ export class Snapshot {
   degraded: i32 = 0;
   /** Every adapter hash any endpoint lists, sorted, for `isAdapter`. */
   adapterSet: StaticArray<u32> = new StaticArray<u32>(0);
+  /** Flow control (section 6), when the companion's config turns it on; null: off. */
+  flow: FlowConfig | null = null;
   /** InferenceObjectives (section 4): FNV-1a of each name and its priority, in the snapshot's order. */
   objectiveHash: StaticArray<u32> = new StaticArray<u32>(0);
   objectivePriority: StaticArray<i32> = new StaticArray<i32>(0);
@@ -386,6 +399,8 @@ export function decodeSnapshot(buf: ArrayBuffer): Snapshot | null {
       if (!readObjectives(body, snap)) return null;
     } else if (id == SECTION_MODEL_REWRITES) {
       if (!readModelRewrites(body, snap)) return null;
+    } else if (id == SECTION_FLOW_CONTROL) {
+      if (!readFlowControl(body, snap)) return null;
     }
     r.pos = end; // a section of a later revision, or bytes a known section gained: skipped
   }
@@ -549,6 +564,46 @@ function readObjectives(r: Reader, snap: Snapshot): bool {
   if (!r.ok) return false;
   snap.objectiveHash = hashes;
   snap.objectivePriority = priorities;
+  return true;
+}
+
+/** A band: i32 priority (written as 0 in the templates, whose priority is the request's), limits, policies. */
+function readBand(r: Reader, template: bool): BandConfig {
+  const b = new BandConfig();
+  const p = <i32>r.u32();
+  b.priority = template ? 0 : p;
+  b.maxRequests = r.u32();
+  b.maxBytes = r.f64();
+  b.fairness = r.u8() == FAIRNESS_ROUND_ROBIN ? FAIRNESS_ROUND_ROBIN : FAIRNESS_GLOBAL_STRICT;
+  const o = r.u8();
+  b.ordering = o == ORDERING_EDF || o == ORDERING_SLO_DEADLINE ? o : ORDERING_FCFS;
+  if (!(b.maxBytes >= 0)) b.maxBytes = 0; // NaN or negative: no byte limit
+  return b;
+}
+
+function readFlowControl(r: Reader, snap: Snapshot): bool {
+  const f = new FlowConfig();
+  f.defaultTtlMs = <u64>r.u32();
+  f.noEndpointTtlMs = <u64>r.u32();
+  f.maxRequests = r.u32();
+  f.maxBytes = r.f64();
+  f.usageLimit = r.f64();
+  if (!(f.maxBytes >= 0)) f.maxBytes = 0;
+  if (!(f.usageLimit > 0)) f.usageLimit = 1.0;
+  f.defaultBand = readBand(r, true);
+  f.negativeBand = readBand(r, true);
+  const n = <i32>r.u16();
+  for (let k = 0; k < n && r.ok; k++) {
+    const b = readBand(r, false);
+    let dup = false;
+    for (let j = 0; j < f.bands.length; j++) if (unchecked(f.bands[j]).priority == b.priority) dup = true;
+    if (dup) continue;
+    let at = f.bands.length;
+    while (at > 0 && unchecked(f.bands[at - 1]).priority < b.priority) at--;
+    insertAt<BandConfig>(f.bands, at, b);
+  }
+  if (!r.ok) return false;
+  snap.flow = f;
   return true;
 }
 

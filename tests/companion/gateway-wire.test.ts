@@ -260,7 +260,10 @@ test("report refusals name what is wrong", () => {
       patched(encodeReport({ ...base, records: [chain(1, 9)] }), (dv) => dv.setUint32(34, 2, true)),
       /^report: record 1 runs past the body/,
     ],
-    ["trailing bytes", Buffer.concat([good, Buffer.alloc(3)]), /^report: 3 bytes after the last record$/],
+    // After the last record comes the optional queue tail (u16 count, entries): 3 zero bytes are an empty tail
+    // and one byte more; a single byte is a truncated tail.
+    ["trailing bytes", Buffer.concat([good, Buffer.alloc(3)]), /^report: 1 bytes after the queue entries$/],
+    ["a truncated tail", Buffer.concat([good, Buffer.alloc(1)]), /^report: queueEntryCount runs past the body/],
   ];
   for (const [what, bytes, message] of cases) assert.throws(() => decodeReport(bytes), { message }, what);
   // Never anything but an Error with a reason: every truncation of a valid report.

@@ -57,7 +57,7 @@ test("engine config errors name the field path and the value", () => {
     ],
     [
       `apiVersion: v1\nkind: EndpointPickerConfig\n`,
-      'apiVersion: must be an inference.networking API version such as inference.networking.x-k8s.io/v1alpha1, got "v1"',
+      'apiVersion: must be an inference.networking or llm-d.ai API version such as inference.networking.x-k8s.io/v1alpha1 or llm-d.ai/v1alpha1, got "v1"',
     ],
     [`kind: Pod\n`, 'kind: must be "EndpointPickerConfig", got "Pod"'],
     ["- a\n- b\n", '(document): an EndpointPickerConfig must be a mapping, got ["a","b"]'],

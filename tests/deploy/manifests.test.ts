@@ -63,6 +63,9 @@ function mutate(d: Record<string, any>): Record<string, any> {
     case "EndpointPickerConfig":
       m.plugins[0].type = "queue-scorrer";
       break;
+    case "ScaledObject":
+      m.spec.triggers[0].metricType = "Averagevalue";
+      break;
     default:
       throw new Error(`no mutation for ${d.kind}`);
   }

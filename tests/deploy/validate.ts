@@ -1,4 +1,4 @@
-// Validates Kubernetes/Istio/InferencePool manifests against their schemas (kubernetes-models, ajv), and,
+// Validates Kubernetes/Istio/InferencePool/KEDA manifests against their schemas (kubernetes-models, ajv), and,
 // when ../shared/upstream-schemas is beside the checkout, against the upstream definitions too
 // (upstream-schemas.ts: Istio's and GIE's CRDs with their CEL rules, Kubernetes' OpenAPI, Envoy's protos
 // for EnvoyFilter patch values).
@@ -43,6 +43,10 @@ const ajv = new Ajv({ allErrors: true, strict: false });
 const inferencePool = ajv.compile(
   JSON.parse(readFileSync("tests/deploy/fixtures/inferencepool-v1.schema.json", "utf8")),
 );
+// KEDA's CRD is not among ../shared/upstream-schemas: a hand-written closed subset of its spec.
+const scaledObject = ajv.compile(
+  JSON.parse(readFileSync("tests/deploy/fixtures/keda-scaledobject-v1alpha1.schema.json", "utf8")),
+);
 
 export function parseManifests(text: string, source: string): Obj[] {
   return parseAllDocuments(text)
@@ -60,6 +64,10 @@ export function validateManifest(obj: Obj): void {
   // The companion's own loader is the schema of an EndpointPickerConfig (it refuses unknown fields and types).
   if (obj.kind === "EndpointPickerConfig") {
     loadPickerConfig(stringify(obj));
+    return;
+  }
+  if (key === "keda.sh/v1alpha1/ScaledObject") {
+    if (!scaledObject(obj)) throw new Error(`${key} ${name}: ${ajv.errorsText(scaledObject.errors)}`);
     return;
   }
   if (upstreamAvailable()) validateUpstream(obj);

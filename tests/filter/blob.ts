@@ -142,6 +142,20 @@ export function buildBlob(version: u64, endpoints: TestEndpoint[], picker: u8 = 
   return buildBlobWith(version, endpoints, p);
 }
 
+/** A flow-control section (6) as the companion writes it: the template and explicit bands (priority, fairness, ordering). */
+export class TestFlow {
+  defaultTtlMs: u32 = 60000;
+  noEndpointTtlMs: u32 = 60000;
+  maxRequests: u32 = 0;
+  maxBytes: f64 = 0;
+  usageLimit: f64 = 1.0;
+  bandMaxRequests: u32 = 5000;
+  bandFairness: u8 = 0;
+  bandOrdering: u8 = 0;
+  /** Explicit bands: priority, maxRequests, fairness, ordering. */
+  bands: i32[][] = [];
+}
+
 /** `baseModels` null or empty: no base-model section. */
 export function buildBlobWith(
   version: u64,
@@ -149,6 +163,7 @@ export function buildBlobWith(
   p: TestProfile,
   baseModels: string[] | null = null,
   rewrites: TestRewrite[] | null = null,
+  flow: TestFlow | null = null,
 ): ArrayBuffer {
   const w = new BlobWriter();
   w.u8(0x45).u8(0x50).u8(0x53).u8(0x31).u16(2).u16(32).u64(version).u64(1700000000000).u32(0).u32(0);
@@ -204,6 +219,22 @@ export function buildBlobWith(
       w.u16(<u16>r.targets.length);
       for (let j = 0; j < r.targets.length; j++) w.str(r.targets[j]).u32(r.weights[j]);
       w.end(at);
+    }
+    w.end(section);
+  }
+  if (flow != null) {
+    w.u16(6);
+    section = w.start();
+    w.u32(flow.defaultTtlMs).u32(flow.noEndpointTtlMs).u32(flow.maxRequests).f64(flow.maxBytes).f64(flow.usageLimit);
+    for (let t = 0; t < 2; t++) w.u32(0).u32(flow.bandMaxRequests).f64(1e9).u8(flow.bandFairness).u8(flow.bandOrdering);
+    w.u16(<u16>flow.bands.length);
+    for (let k = 0; k < flow.bands.length; k++) {
+      const b = flow.bands[k];
+      w.u32(<u32>b[0])
+        .u32(<u32>b[1])
+        .f64(1e9)
+        .u8(<u8>b[2])
+        .u8(<u8>b[3]);
     }
     w.end(section);
   }

@@ -1,7 +1,12 @@
 // Drives the real filter (build/filter.wasm) in the emulator's in-process host on virtual time, for the
 // filter's behaviour tests and benchmark.
 import { createHost, Host, HttpStream, type HttpCallHandler, type Pairs } from "../../envoy/emulator/host";
-import { encodeSnapshot, type ModelRewriteRule, type SnapshotEndpoint } from "../../companion/snapshot";
+import {
+  encodeSnapshot,
+  type ModelRewriteRule,
+  type SnapshotEndpoint,
+  type SnapshotFlowControl,
+} from "../../companion/snapshot";
 import { profileOf, type FlatProfile } from "../helpers/profile";
 import { publishSnapshot, DESTINATION_HEADER } from "../helpers/filter-contract";
 
@@ -60,6 +65,7 @@ export class PickerHost {
     baseModels: string[] = [],
     objectives: Array<{ name: string; priority: number }> = [],
     modelRewrites: ModelRewriteRule[] = [],
+    flowControl: SnapshotFlowControl | null = null,
   ): Uint8Array {
     this.version += 1n;
     const blob = new Uint8Array(
@@ -71,6 +77,7 @@ export class PickerHost {
         baseModels,
         objectives,
         modelRewrites,
+        flowControl,
       }),
     );
     publishSnapshot(this.host.sharedData, blob, this.nowMs);

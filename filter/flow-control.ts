@@ -1,0 +1,408 @@
+// Flow control, llm-d-router's in the proxy (docs/FILTER.md, "Flow control"): when the pool is saturated or
+// empty, requests wait here, paused, instead of queueing inside the engines. Bands by priority (strict: a
+// lower band never goes while a higher one waits), flows by fairness id inside a band (global-strict: the
+// best head of all flows; round-robin: each flow in turn), an order inside a flow (first come first served,
+// earliest TTL deadline, or earliest TTFT deadline). A request leaves the queue when the pool's saturation
+// falls below the usage limit (then the decision picks its endpoint, so it still gets prefix and LoRA
+// affinity), when its TTL runs out (429 / 503 with llm-d-router's reason header), or when its client goes.
+// Queues are per worker VM; the VMs share their requests in flight, so they see one saturation.
+import { Snapshot, FLAG_STALE, FLAG_KV, FLAG_UNUSABLE, FLAG_UNREACHABLE } from "./snapshot";
+import { InFlight } from "./inflight";
+
+export const FAIRNESS_GLOBAL_STRICT: u8 = 0;
+export const FAIRNESS_ROUND_ROBIN: u8 = 1;
+export const ORDERING_FCFS: u8 = 0;
+export const ORDERING_EDF: u8 = 1;
+export const ORDERING_SLO_DEADLINE: u8 = 2;
+
+/** Admission results. */
+export const ADMITTED: i32 = 0;
+export const OVER_CAPACITY: i32 = 1;
+
+/** llm-d-router's default flow when a request names no fairness id. */
+export const DEFAULT_FLOW = "default-flow";
+
+/** Inserts `v` at `at` (AssemblyScript's splice cannot insert). */
+export function insertAt<T>(a: T[], at: i32, v: T): void {
+  a.push(v);
+  for (let i = a.length - 1; i > at; i--) unchecked((a[i] = a[i - 1]));
+  unchecked((a[at] = v));
+}
+
+/** One priority band's limits and policies (snapshot section 6). */
+export class BandConfig {
+  priority: i32 = 0;
+  maxRequests: u32 = 5000;
+  maxBytes: f64 = 1e9;
+  fairness: u8 = FAIRNESS_GLOBAL_STRICT;
+  ordering: u8 = ORDERING_FCFS;
+
+  withPriority(p: i32): BandConfig {
+    const b = new BandConfig();
+    b.priority = p;
+    b.maxRequests = this.maxRequests;
+    b.maxBytes = this.maxBytes;
+    b.fairness = this.fairness;
+    b.ordering = this.ordering;
+    return b;
+  }
+}
+
+/** The flowControl configuration the companion resolved (snapshot section 6). */
+export class FlowConfig {
+  defaultTtlMs: u64 = 60000;
+  noEndpointTtlMs: u64 = 60000;
+  maxRequests: u32 = 0;
+  maxBytes: f64 = 0;
+  usageLimit: f64 = 1.0;
+  defaultBand: BandConfig = new BandConfig();
+  negativeBand: BandConfig = new BandConfig();
+  /** Explicit bands, priority descending. */
+  bands: BandConfig[] = [];
+
+  /** The band of `priority`: its explicit band, else one made from the template (negative below 0). */
+  bandFor(priority: i32): BandConfig {
+    for (let k = 0; k < this.bands.length; k++) {
+      const b = unchecked(this.bands[k]);
+      if (b.priority == priority) return b;
+    }
+    return (priority < 0 ? this.negativeBand : this.defaultBand).withPriority(priority);
+  }
+}
+
+/**
+ * The pool's saturation as llm-d-router's utilization detector computes it: the mean over the endpoints of
+ * max(waiting / queueDepthThreshold, KV usage / kvCacheUtilThreshold), 1 for an endpoint with stale
+ * metrics, 1 for an empty pool. Waiting is the proxy's best knowledge, as in the decision: the scraped queue,
+ * or more when this proxy has more requests out than the endpoint reports running. No detector in the
+ * profile (thresholds infinite): 0.
+ */
+export function poolSaturation(snap: Snapshot, inflight: InFlight, satQ: f64, satKv: f64): f64 {
+  const n = snap.count;
+  let reachable = 0;
+  for (let i = 0; i < n; i++) if ((unchecked(snap.flags[i]) & (FLAG_UNUSABLE | FLAG_UNREACHABLE)) == 0) reachable++;
+  const aligned = inflight.local.length == n && inflight.remote.length == n;
+  let sum = 0.0,
+    count = 0;
+  for (let i = 0; i < n; i++) {
+    const f = unchecked(snap.flags[i]);
+    if ((f & FLAG_UNUSABLE) != 0 || (reachable > 0 && (f & FLAG_UNREACHABLE) != 0)) continue;
+    count++;
+    if ((f & FLAG_STALE) != 0) {
+      sum += 1.0;
+      continue;
+    }
+    const sent = aligned ? <f64>(unchecked(inflight.local[i]) + unchecked(inflight.remote[i])) : 0.0;
+    const waiting = max(unchecked(snap.queued[i]), sent - unchecked(snap.running[i]));
+    let score = satQ == Infinity ? 0.0 : waiting / satQ;
+    if ((f & FLAG_KV) != 0 && satKv != Infinity) score = max(score, unchecked(snap.kv[i]) / satKv);
+    sum += score;
+  }
+  if (count == 0) return 1.0;
+  return sum / <f64>count;
+}
+
+/** A request waiting in the queues: its stream is paused until it is dispatched or rejected. */
+export class Waiter {
+  band: Band | null = null;
+  flow: FlowQueue | null = null;
+  seq: u64 = 0;
+  enqueuedMs: u64 = 0;
+  /** Ordering key: enqueue sequence (FCFS), TTL deadline (EDF) or TTFT deadline (SLO), then seq. */
+  key: u64 = 0;
+  bytes: f64 = 0;
+
+  constructor(
+    /** The paused stream's context id (the picker finds the stream by it). */
+    public contextId: u32,
+    public priority: i32,
+    public flowHash: u32,
+    public flowName: string,
+    /** Proxy-clock ms by which the first token is due (x-llm-d-slo-ttft-ms); u64.MAX_VALUE: none. */
+    public sloDeadlineMs: u64,
+  ) {}
+
+  get queued(): bool {
+    return this.band != null;
+  }
+}
+
+/** One flow's waiting requests, in the band's order (best first). */
+export class FlowQueue {
+  items: Waiter[] = [];
+  constructor(
+    public hash: u32,
+    public name: string,
+  ) {}
+
+  insert(w: Waiter): void {
+    // Most arrive in order: walk back from the end.
+    let at = this.items.length;
+    while (at > 0) {
+      const prev = unchecked(this.items[at - 1]);
+      if (prev.key < w.key || (prev.key == w.key && prev.seq < w.seq)) break;
+      at--;
+    }
+    insertAt<Waiter>(this.items, at, w);
+  }
+
+  remove(w: Waiter): bool {
+    const at = this.items.indexOf(w);
+    if (at < 0) return false;
+    this.items.splice(at, 1);
+    return true;
+  }
+}
+
+export class Band {
+  flows: FlowQueue[] = [];
+  count: i32 = 0;
+  bytes: f64 = 0;
+  /** Round-robin: the next flow to serve. */
+  private cursor: i32 = 0;
+  /** Gauge ids of this band's queue size and bytes (defined by FlowControl). */
+  sizeMetric: u32 = 0;
+  bytesMetric: u32 = 0;
+
+  constructor(public config: BandConfig) {}
+
+  get priority(): i32 {
+    return this.config.priority;
+  }
+
+  flowFor(hash: u32, name: string): FlowQueue {
+    for (let k = 0; k < this.flows.length; k++) if (unchecked(this.flows[k]).hash == hash) return this.flows[k];
+    const f = new FlowQueue(hash, name);
+    this.flows.push(f);
+    return f;
+  }
+
+  /** The flow whose head goes next (by the band's fairness policy); null when the band is empty. */
+  pickFlow(): FlowQueue | null {
+    const n = this.flows.length;
+    if (n == 0) return null;
+    if (this.config.fairness == FAIRNESS_ROUND_ROBIN) {
+      if (this.cursor >= n) this.cursor = 0;
+      const f = this.flows[this.cursor];
+      this.cursor = (this.cursor + 1) % n;
+      return f;
+    }
+    // global-strict: the best head of all flows, as one queue.
+    let best: FlowQueue | null = null;
+    for (let k = 0; k < n; k++) {
+      const f = unchecked(this.flows[k]);
+      const h = unchecked(f.items[0]);
+      if (best == null) {
+        best = f;
+        continue;
+      }
+      const b = unchecked(best.items[0]);
+      if (h.key < b.key || (h.key == b.key && h.seq < b.seq)) best = f;
+    }
+    return best;
+  }
+
+  /** Drops an emptied flow, keeping the round-robin cursor on the flow that was next. */
+  dropIfEmpty(f: FlowQueue): void {
+    if (f.items.length > 0) return;
+    const at = this.flows.indexOf(f);
+    if (at < 0) return;
+    this.flows.splice(at, 1);
+    if (this.cursor > at) this.cursor--;
+  }
+}
+
+const GAUGE = 1,
+  COUNTER = 0,
+  HISTOGRAM = 2;
+
+/** Stat name part of a priority: `priority_10`, `priority_minus_10`. */
+function priorityName(p: i32): string {
+  return p < 0 ? "priority_minus_" + (-(<i64>p)).toString() : "priority_" + p.toString();
+}
+
+/** This VM's queues. */
+export class FlowControl {
+  /** Bands, priority descending. */
+  bands: Band[] = [];
+  count: i32 = 0;
+  bytes: f64 = 0;
+  private seq: u64 = 0;
+  /** The pool was empty at the last look, and since when the current regime (empty or not) holds. */
+  private empty: bool = false;
+  private regimeSinceMs: u64 = 0;
+  private config: FlowConfig | null = null;
+  // Counters and the wait histogram, shared by name with the other VMs (Envoy sums them).
+  dispatched: u32 = 0;
+  rejectedSaturated: u32 = 0;
+  rejectedTtl: u32 = 0;
+  rejectedNoEndpoints: u32 = 0;
+  cancelled: u32 = 0;
+  waitMs: u32 = 0;
+  private defined: bool = false;
+
+  /** `define` and `add` are the host's metric calls (stubs in the specs). */
+  constructor(
+    private readonly define: (kind: i32, name: string) => u32,
+    private readonly add: (id: u32, by: i64) => void,
+  ) {}
+
+  private defineCounters(): void {
+    if (this.defined) return;
+    this.defined = true;
+    this.dispatched = this.define(COUNTER, "endpoint_picker.flow_control.dispatched");
+    this.rejectedSaturated = this.define(COUNTER, "endpoint_picker.flow_control.rejected_saturated");
+    this.rejectedTtl = this.define(COUNTER, "endpoint_picker.flow_control.rejected_ttl_expired");
+    this.rejectedNoEndpoints = this.define(COUNTER, "endpoint_picker.flow_control.rejected_no_endpoints");
+    this.cancelled = this.define(COUNTER, "endpoint_picker.flow_control.cancelled");
+    this.waitMs = this.define(HISTOGRAM, "endpoint_picker.flow_control.wait_ms");
+  }
+
+  /**
+   * Takes a (new) configuration: bands are re-made from it (waiting requests keep their place), and every
+   * priority in `known` (the configured bands, the InferenceObjectives', objectivePriorities', 0) gets its
+   * band, so each VM defines the same gauges and the gateway reporter can read them all.
+   */
+  configure(cfg: FlowConfig, known: i32[]): void {
+    this.defineCounters();
+    this.config = cfg;
+    for (let k = 0; k < this.bands.length; k++) {
+      const b = unchecked(this.bands[k]);
+      b.config = cfg.bandFor(b.priority);
+    }
+    for (let k = 0; k < cfg.bands.length; k++) this.band(unchecked(cfg.bands[k]).priority);
+    for (let k = 0; k < known.length; k++) this.band(unchecked(known[k]));
+    this.band(0);
+  }
+
+  get enabled(): bool {
+    return this.config != null;
+  }
+
+  /** Turns flow control off (the snapshot lost its section); the caller dispatches what still waits. */
+  disable(): void {
+    this.config = null;
+  }
+
+  /** The band of `priority`, made on first use. */
+  band(priority: i32): Band {
+    let at = 0;
+    for (; at < this.bands.length; at++) {
+      const b = unchecked(this.bands[at]);
+      if (b.priority == priority) return b;
+      if (b.priority < priority) break;
+    }
+    const cfg = this.config;
+    const b = new Band(cfg != null ? cfg.bandFor(priority) : new BandConfig().withPriority(priority));
+    const name = "endpoint_picker.flow_control." + priorityName(priority);
+    b.sizeMetric = this.define(GAUGE, name + ".queue_size");
+    b.bytesMetric = this.define(GAUGE, name + ".queue_bytes");
+    insertAt<Band>(this.bands, at, b);
+    return b;
+  }
+
+  /** A request of `priority` must wait behind others: some request of its band or a higher one waits. */
+  waitingAtOrAbove(priority: i32): bool {
+    for (let k = 0; k < this.bands.length; k++) {
+      const b = unchecked(this.bands[k]);
+      if (b.priority < priority) break;
+      if (b.count > 0) return true;
+    }
+    return false;
+  }
+
+  /** Queues `w` unless a limit (global bytes, global requests, band bytes, band requests) says no. */
+  admit(w: Waiter, nowMs: u64): i32 {
+    const cfg = this.config!;
+    const b = this.band(w.priority);
+    const bc = b.config;
+    if (cfg.maxBytes > 0 && this.bytes + w.bytes > cfg.maxBytes) return OVER_CAPACITY;
+    if (cfg.maxRequests > 0 && <u32>this.count + 1 > cfg.maxRequests) return OVER_CAPACITY;
+    if (bc.maxBytes > 0 && b.bytes + w.bytes > bc.maxBytes) return OVER_CAPACITY;
+    if (bc.maxRequests > 0 && <u32>b.count + 1 > bc.maxRequests) return OVER_CAPACITY;
+    w.seq = ++this.seq;
+    w.enqueuedMs = nowMs;
+    w.key =
+      bc.ordering == ORDERING_EDF
+        ? cfg.defaultTtlMs > 0
+          ? nowMs + cfg.defaultTtlMs
+          : u64.MAX_VALUE
+        : bc.ordering == ORDERING_SLO_DEADLINE
+          ? w.sloDeadlineMs
+          : w.seq;
+    const f = b.flowFor(w.flowHash, w.flowName);
+    f.insert(w);
+    w.band = b;
+    w.flow = f;
+    b.count++;
+    b.bytes += w.bytes;
+    this.count++;
+    this.bytes += w.bytes;
+    this.add(b.sizeMetric, 1);
+    this.add(b.bytesMetric, <i64>w.bytes);
+    return ADMITTED;
+  }
+
+  /** Takes `w` out of its queue (dispatched, rejected or gone); false when it was not queued. */
+  remove(w: Waiter): bool {
+    const b = w.band;
+    const f = w.flow;
+    if (b == null || f == null) return false;
+    f.remove(w);
+    b.dropIfEmpty(f);
+    b.count--;
+    b.bytes -= w.bytes;
+    this.count--;
+    this.bytes -= w.bytes;
+    this.add(b.sizeMetric, -1);
+    this.add(b.bytesMetric, -(<i64>w.bytes));
+    w.band = null;
+    w.flow = null;
+    return true;
+  }
+
+  /** The request to dispatch next (strict priority, then the band's fairness, then its order), taken out. */
+  takeNext(): Waiter | null {
+    for (let k = 0; k < this.bands.length; k++) {
+      const b = unchecked(this.bands[k]);
+      if (b.count == 0) continue;
+      const f = b.pickFlow();
+      if (f == null || f.items.length == 0) continue;
+      const w = unchecked(f.items[0]);
+      this.remove(w);
+      return w;
+    }
+    return null;
+  }
+
+  /**
+   * Notes whether the pool is empty (a change starts every waiting request's TTL afresh, as in
+   * llm-d-router) and collects the requests whose TTL ran out: `defaultRequestTTL` while the pool has
+   * endpoints, `noEndpointRequestTTL` while it has none.
+   */
+  expired(nowMs: u64, poolEmpty: bool, out: Waiter[]): void {
+    if (poolEmpty != this.empty || this.regimeSinceMs == 0) {
+      this.empty = poolEmpty;
+      this.regimeSinceMs = nowMs;
+    }
+    const cfg = this.config;
+    if (cfg == null || this.count == 0) return;
+    const ttl = poolEmpty ? cfg.noEndpointTtlMs : cfg.defaultTtlMs;
+    if (ttl == 0) return;
+    for (let k = 0; k < this.bands.length; k++) {
+      const b = unchecked(this.bands[k]);
+      for (let j = 0; j < b.flows.length; j++) {
+        const items = unchecked(b.flows[j]).items;
+        for (let i = 0; i < items.length; i++) {
+          const w = unchecked(items[i]);
+          const start = max(w.enqueuedMs, this.regimeSinceMs);
+          if (nowMs >= start && nowMs - start >= ttl) out.push(w);
+        }
+      }
+    }
+  }
+
+  get poolEmpty(): bool {
+    return this.empty;
+  }
+}
