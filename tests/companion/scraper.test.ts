@@ -80,6 +80,16 @@ const PAGE = vllmPage({
   cache: { blockSize: 16, numGpuBlocks: 100 },
 });
 
+/** What PAGE says, normalised. */
+const EXPECTED = {
+  queued: 4,
+  running: 12,
+  kvUsage: 0.5,
+  lora: null,
+  cache: { blockSize: 16, numBlocks: 200 },
+  models: ["meta-llama/Llama-3.1-8B-Instruct"],
+};
+
 test("a good page: metrics read over one kept-alive connection", async (t) => {
   const srv = await server(t, (_req, res) =>
     res.writeHead(200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }).end(PAGE),
@@ -88,14 +98,7 @@ test("a good page: metrics read over one kept-alive connection", async (t) => {
   for (let i = 0; i < 3; i++) {
     const o = await s.scrape(srv.target());
     assert.ok(o.ok, JSON.stringify(o));
-    assert.deepEqual(o.metrics, {
-      queued: 4,
-      running: 12,
-      kvUsage: 0.5,
-      lora: null,
-      cache: { blockSize: 16, numBlocks: 200 },
-      models: ["meta-llama/Llama-3.1-8B-Instruct"],
-    });
+    assert.deepEqual(o.metrics, EXPECTED);
     assert.equal(o.engine, "vllm");
   }
   assert.equal(srv.connections.count, 1, "keep-alive: one connection for all scrapes");
@@ -106,14 +109,6 @@ test("a good page: metrics read over one kept-alive connection", async (t) => {
 
 const WANTED = familiesOf(loadPickerConfig(null).engines.engines.get("vllm")!);
 const RESTRICTED = "/metrics?" + WANTED.map((n) => `name%5B%5D=${encodeURIComponent(n)}`).join("&");
-const EXPECTED = {
-  queued: 4,
-  running: 12,
-  kvUsage: 0.5,
-  lora: null,
-  cache: { blockSize: 16, numBlocks: 200 },
-  models: ["meta-llama/Llama-3.1-8B-Instruct"],
-};
 
 /** A metrics server that treats name[] as `mode` says (prometheus_client's behaviours, tests/sim). */
 function namedPage(mode: "honour" | "empty" | "drop-cache-info" | "refuse-query"): Handler {

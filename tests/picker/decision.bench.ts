@@ -5,7 +5,7 @@
 // In process (the emulator's host, V8 like Envoy's runtime); prints tables, writes build/bench/filter.json.
 // `--large-bodies`: only the large bodies, merged into an existing build/bench/filter.json.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { PickerHost } from "./harness";
+import { PickerHost, postHeaders } from "./harness";
 import { CHUNK_BYTES, MAX_BODY_BYTES, printLargeBodies, runLargeBodies, type LargeBodyResult } from "./large-bodies";
 import { type HttpStream } from "../../envoy/emulator/host";
 import type { ModelRewriteRule } from "../../companion/snapshot";
@@ -83,16 +83,7 @@ function drive(h: PickerHost, reqs: Uint8Array[], n: number): Timing {
     const body = reqs[i % reqs.length];
     const t0 = process.hrtime.bigint();
     const s = h.host.openStream({ worker: i % WORKERS });
-    s.sendRequestHeaders(
-      [
-        [":method", "POST"],
-        [":path", "/v1/chat/completions"],
-        [":authority", "gw"],
-        ["content-type", "application/json"],
-        ["content-length", String(body.length)],
-      ],
-      false,
-    );
+    s.sendRequestHeaders(postHeaders("/v1/chat/completions", body.length), false);
     const t1 = process.hrtime.bigint();
     s.sendRequestData(body, true); // the body callback: where the picker decides
     const t2 = process.hrtime.bigint();
@@ -221,16 +212,7 @@ function driveRewrites(h: PickerHost, n: number): { bodyUs: number[]; chunkUs: n
   for (let i = 0; i < n; i++) {
     const body = reqs[i % reqs.length];
     const s = h.host.openStream({ worker: i % WORKERS });
-    s.sendRequestHeaders(
-      [
-        [":method", "POST"],
-        [":path", "/v1/chat/completions"],
-        [":authority", "gw"],
-        ["content-type", "application/json"],
-        ["content-length", String(body.length)],
-      ],
-      false,
-    );
+    s.sendRequestHeaders(postHeaders("/v1/chat/completions", body.length), false);
     const t1 = process.hrtime.bigint();
     s.sendRequestData(body, true);
     const t2 = process.hrtime.bigint();

@@ -138,6 +138,17 @@ export function destination(s: HttpStream): string | null {
   return values.length === 0 ? null : values.join(",");
 }
 
+/** The request headers of a JSON POST of `length` bytes to `path` (body in later callbacks). */
+export function postHeaders(path: string, length: number): Pairs {
+  return [
+    [":method", "POST"],
+    [":path", path],
+    [":authority", "gw"],
+    ["content-type", "application/json"],
+    ["content-length", String(length)],
+  ];
+}
+
 export function completion(model: string, prompt: string): string {
   return JSON.stringify({ model, prompt, max_tokens: 16 });
 }

@@ -9,7 +9,7 @@
 // (proxy_get_buffer_bytes: JavaScript here, a memcpy in Envoy); and the whole stream through the emulator
 // (headers, chunks, response, end), which adds the emulator's JavaScript (its re-concatenation of the
 // buffered body per chunk, for one, is quadratic in the chunk count; Envoy's buffer is a list of slices).
-import { PickerHost } from "./harness";
+import { PickerHost, postHeaders } from "./harness";
 import type { WorkerVm } from "../../envoy/emulator/vm";
 
 export const CHUNK_BYTES = 16384;
@@ -205,16 +205,7 @@ interface Sample {
 function sendChunked(h: PickerHost, timer: VmTimer, body: Uint8Array): Sample {
   const t0 = process.hrtime.bigint();
   const s = h.host.openStream({ worker: 0 });
-  s.sendRequestHeaders(
-    [
-      [":method", "POST"],
-      [":path", "/v1/chat/completions"],
-      [":authority", "gw"],
-      ["content-type", "application/json"],
-      ["content-length", String(body.length)],
-    ],
-    false,
-  );
+  s.sendRequestHeaders(postHeaders("/v1/chat/completions", body.length), false);
   for (let at = 0; at < body.length; at += CHUNK_BYTES) {
     const end = Math.min(body.length, at + CHUNK_BYTES);
     s.sendRequestData(body.subarray(at, end), end === body.length);
