@@ -6,7 +6,11 @@ export interface RequestRecord {
   pod: number;
   status: "ok" | "rejected" | "error" | "unfinished";
   httpStatus: number;
+  /** A rejection's reason: the x-llm-d-request-dropped-reason header, else the picker's label ("" if none). */
+  reason: string;
   arrivalMs: number;
+  /** When the picker decided (placed or rejected it): the arrival, or later for a held request; NaN while held. */
+  dispatchMs: number;
   firstTokenMs: number;
   finishedMs: number;
   promptTokens: number;
@@ -15,6 +19,9 @@ export interface RequestRecord {
   fallback: boolean;
   /** The gateway replica the load balancer sent the request to (0 for pickers modelling one gateway). */
   gateway: number;
+  /** The request's tenant and objective (flow-control workloads; "" otherwise). */
+  tenant: string;
+  objective: string;
 }
 
 export interface Summary {

@@ -16,6 +16,11 @@ export interface WorkloadRequest {
   /** The conversation so far (multi-round chat). */
   messages?: ChatMessage[];
   session?: { id: number; round: number };
+  /** Extra request headers the client sends (objective, fairness id: the flow-control workloads). */
+  headers?: [string, string][];
+  /** For the reports: the request's tenant (fairness id) and objective, as its headers name them. */
+  tenant?: string;
+  objective?: string;
 }
 
 export interface Workload {
@@ -81,9 +86,9 @@ export function atRate(w: Workload, ratePerSec: number): Workload {
 const MESSAGE_OVERHEAD_TOKENS = 14;
 
 /** Message text such that the message, template wrapper included, is `tokens` tokens long. */
-const content = (rng: Rng, tokens: number) => synthText(rng, Math.max(1, tokens - MESSAGE_OVERHEAD_TOKENS));
+export const content = (rng: Rng, tokens: number) => synthText(rng, Math.max(1, tokens - MESSAGE_OVERHEAD_TOKENS));
 
-function chatBody(model: string, messages: ChatMessage[], maxTokens: number): string {
+export function chatBody(model: string, messages: ChatMessage[], maxTokens: number): string {
   return JSON.stringify({
     model,
     messages,
@@ -94,9 +99,16 @@ function chatBody(model: string, messages: ChatMessage[], maxTokens: number): st
   });
 }
 
-function poissonArrivals(rng: Rng, count: number, ratePerSec: number): number[] {
+export function poissonArrivals(rng: Rng, count: number, ratePerSec: number): number[] {
   let t = 0;
   return Array.from({ length: count }, () => (t += rng.exponential(1000 / ratePerSec)));
+}
+
+/** One ShareGPT-like request's prompt and output lengths (see shareGpt). */
+export function shareGptLengths(rng: Rng): { promptTokens: number; outputTokens: number } {
+  const promptTokens = Math.min(1024, Math.max(4, Math.round(rng.logNormal(140, 1.0))));
+  const outputTokens = Math.min(1024, Math.max(4, Math.round(rng.logNormal(120, 1.0))));
+  return { promptTokens, outputTokens };
 }
 
 /**
@@ -116,8 +128,7 @@ export function shareGpt(o: WorkloadOptions, adapters: string[] = []): Workload 
     return adapters[adapters.length - 1];
   };
   const requests = arrivals.map((arrivalMs, i) => {
-    const promptTokens = Math.min(1024, Math.max(4, Math.round(rng.logNormal(140, 1.0))));
-    const outputTokens = Math.min(1024, Math.max(4, Math.round(rng.logNormal(120, 1.0))));
+    const { promptTokens, outputTokens } = shareGptLengths(rng);
     const model = adapters.length > 0 ? pickAdapter() : o.model;
     const messages = [{ role: "user", content: content(rng, promptTokens) }];
     return {

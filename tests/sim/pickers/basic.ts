@@ -1,9 +1,17 @@
 // Load-balancer baselines: random, round-robin, and Envoy's LEAST_REQUEST (unweighted hosts: power of two
-// choices on the gateway's own active-request counts, the first drawn host winning a tie).
-import type { Picker } from "./picker";
+// choices on the gateway's own active-request counts, the first drawn host winning a tie). With no pod up,
+// Envoy's router answers 503 no_healthy_upstream.
+import type { Pick, Picker } from "./picker";
+
+/** Envoy's answer when the cluster has no host: 503, response code details no_healthy_upstream. */
+export const NO_HEALTHY_UPSTREAM: Pick = { reject: 503, reason: "no_healthy_upstream" };
 
 export function randomPicker(): Picker {
-  return { name: "random", start() {}, pick: (_r, _p, ctx) => ({ pod: ctx.rng.int(ctx.pods.length) }) };
+  return {
+    name: "random",
+    start() {},
+    pick: (_r, _p, ctx) => (ctx.pods.length === 0 ? NO_HEALTHY_UPSTREAM : { pod: ctx.rng.int(ctx.pods.length) }),
+  };
 }
 
 export function roundRobinPicker(): Picker {
@@ -13,7 +21,7 @@ export function roundRobinPicker(): Picker {
     start() {
       next = 0;
     },
-    pick: (_r, _p, ctx) => ({ pod: next++ % ctx.pods.length }),
+    pick: (_r, _p, ctx) => (ctx.pods.length === 0 ? NO_HEALTHY_UPSTREAM : { pod: next++ % ctx.pods.length }),
   };
 }
 
@@ -23,6 +31,7 @@ export function leastRequestPicker(): Picker {
     start() {},
     pick(_r, _p, ctx) {
       const n = ctx.pods.length;
+      if (n === 0) return NO_HEALTHY_UPSTREAM;
       if (n === 1) return { pod: 0 };
       const a = ctx.rng.int(n);
       let b = ctx.rng.int(n - 1);

@@ -12,14 +12,26 @@
 // open) the request goes round-robin, counted as a fallback. With `exchange`, the gateways' reports to the
 // companion (POST /v1/gateway-report) reach in-process exchange objects over a simulated network
 // (exchange.ts).
+// Flow control (`flowControl`: the snapshot's section 6, as the companion writes it with the feature gate
+// on): the filter may neither continue nor answer a stream in its headers/body callbacks but hold it paused,
+// and later, from its tick or from another stream's callback, continue it with the destination header set or
+// answer it with a local reply (429/503 and x-llm-d-request-dropped-reason). Every stream has a sink that
+// sees what leaves the filter, so a decision is noticed whenever it happens; while a gateway holds streams its
+// host is moved to the fleet's time at every one of its tick times (`tickMs`), so a tick's dispatch starts on
+// the fleet's clock at the tick's own time.
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { normaliseLora } from "../../../companion/extract";
-import { type SnapshotEndpoint, encodeSnapshot } from "../../../companion/snapshot";
+import {
+  type FlowBand,
+  type SnapshotEndpoint,
+  type SnapshotFlowControl,
+  encodeSnapshot,
+} from "../../../companion/snapshot";
 import { profileOf, type FlatProfile } from "../../helpers/profile";
 import { createHost, type Host } from "../../../envoy/emulator/host";
-import type { HttpStream } from "../../../envoy/emulator/stream";
+import type { HttpStream, StreamSink } from "../../../envoy/emulator/stream";
 import {
   DESTINATION_HEADER,
   SNAPSHOT_KEY,
@@ -31,7 +43,8 @@ import { type ExchangeOptions, ExchangeNetwork, gatewayCallHandler } from "./exc
 import { type GatewayBalancer, LB_KINDS, type LbKind, isLbKind, makeBalancer } from "./gateways";
 import type { EngineKind } from "../profile";
 import { Rng } from "../rng";
-import type { Picker, PickerContext, ScrapedMetrics } from "./picker";
+import { NO_HEALTHY_UPSTREAM } from "./basic";
+import type { Pick, Picker, PickerContext, ScrapedMetrics } from "./picker";
 
 export const FILTER_CONFIGURATION = JSON.stringify({ fetchSnapshots: false, failureMode: "FailOpen" });
 /**
@@ -50,6 +63,32 @@ export function filterConfiguration(exchange: boolean): string {
   return exchange
     ? JSON.stringify({ fetchSnapshots: false, failureMode: "FailOpen", [FILTER_EXCHANGE_FIELD]: true })
     : FILTER_CONFIGURATION;
+}
+
+/** The filter's tick period (filter/picker.ts TICK_MS): held streams are looked at on this grid. */
+export const FILTER_TICK_MS = 20;
+/** The filter's per-band queue-size gauges (filter/flow-control.ts). */
+const FLOW_QUEUE_SIZE = /^wasmcustom\.endpoint_picker\.flow_control\..*\.queue_size$/;
+/** The header that carries a flow-control rejection's reason (llm-d-router's name). */
+export const DROPPED_REASON_HEADER = "x-llm-d-request-dropped-reason";
+
+/** The snapshot's flow-control section (section 6), as the companion writes it with the feature gate on. */
+export type FlowControlSection = SnapshotFlowControl;
+
+/** llm-d-router's defaults: TTL 60 s (also with no endpoints), no global limits, usage limit 1.0, bands of 5000 requests / 1 GB, global-strict, FCFS. */
+export function flowControlSection(changes: Partial<FlowControlSection> = {}): FlowControlSection {
+  const band: FlowBand = { priority: 0, maxRequests: 5000, maxBytes: 1e9, fairness: "global-strict", ordering: "fcfs" };
+  return {
+    defaultRequestTtlMs: 60_000,
+    noEndpointRequestTtlMs: changes.defaultRequestTtlMs ?? 60_000,
+    maxRequests: 0,
+    maxBytes: 0,
+    usageLimit: 1,
+    defaultBand: band,
+    defaultNegativeBand: changes.defaultBand ?? band,
+    bands: [],
+    ...changes,
+  };
 }
 
 /** Engine names as the companion writes them into snapshots. */
@@ -93,11 +132,30 @@ export interface FilterPickerOptions {
   snapshotPhaseMs?: number;
   /** The exchange between the gateways through companion replicas (default: off). */
   exchange?: ExchangeOptions;
+  /** Fields added to the plugin configuration (e.g. objectivePriorities); ignored when `configuration` is given. */
+  config?: Record<string, unknown>;
+  /** InferenceObjectives the simulated companion ships (the snapshot's objectives section). */
+  objectives?: Array<{ name: string; priority: number }>;
+  /** The snapshot's flow-control section (the companion's, feature gate on); absent or null: none. */
+  flowControl?: FlowControlSection | null;
+  /** The grid held streams are looked at on: the filter's tick period (default FILTER_TICK_MS). */
+  tickMs?: number;
+  /** The picker's name in results (default "filter"). */
+  name?: string;
 }
 
+/** One stream through a gateway's filter and what left the filter so far. */
 interface Ticket {
   stream: HttpStream;
   gateway: number;
+  /** The request headers the filter let through (its decision to send the request upstream). */
+  continued: [string, string][] | null;
+  /** A local reply before the request went upstream (its decision to reject). */
+  reply: { status: number; reason: string } | null;
+  reset: string | null;
+  responseStarted: boolean;
+  /** While held: the fleet's callback for the decision. */
+  later: ((pick: Pick) => void) | null;
 }
 
 interface Gateway {
@@ -113,6 +171,9 @@ interface Gateway {
   requests: number;
   /** The gateway's round-robin fallback (a request without a destination header). */
   rr: number;
+  /** Streams held by the filter now, and whether the tick-grid pump runs. */
+  held: number;
+  pumping: boolean;
 }
 
 export function filterPicker(opts: FilterPickerOptions = {}): Picker {
@@ -122,7 +183,8 @@ export function filterPicker(opts: FilterPickerOptions = {}): Picker {
   let ctxRef: PickerContext | null = null;
   let version = 0n;
   let lastContent = "";
-  const counters = { fallbacks: 0, rejected: 0, snapshots: 0, logs: 0 };
+  const counters = { fallbacks: 0, rejected: 0, snapshots: 0, logs: 0, held: 0, heldMax: 0, heldNow: 0 };
+  const tickMs = opts.tickMs ?? FILTER_TICK_MS;
   const schedulingProfile = profileOf(opts.profile);
   const nGateways = opts.gateways ?? 1;
   const lb: LbKind = opts.lb ?? "round-robin";
@@ -170,6 +232,8 @@ export function filterPicker(opts: FilterPickerOptions = {}): Picker {
         profile: schedulingProfile,
         endpoints,
         baseModels: [ctx.profile.model],
+        ...(opts.objectives ? { objectives: opts.objectives } : {}),
+        ...(opts.flowControl ? { flowControl: opts.flowControl } : {}),
       });
     }
     const v = version;
@@ -189,7 +253,16 @@ export function filterPicker(opts: FilterPickerOptions = {}): Picker {
     const phaseMs = snapshotPhaseMs > 0 ? ctx.rng.next() * snapshotPhaseMs : 0;
     const skewNs = BigInt(Math.floor(ctx.rng.next() * 1e6));
     const epochNs = BigInt(ctx.clock.epochMs) * 1_000_000n + skewNs;
-    const gw = { index, baseMs: ctx.clock.now(), phaseMs, skewNs, requests: 0, rr: 0 } as Gateway;
+    const gw = {
+      index,
+      baseMs: ctx.clock.now(),
+      phaseMs,
+      skewNs,
+      requests: 0,
+      rr: 0,
+      held: 0,
+      pumping: false,
+    } as Gateway;
     // The VMs' clock is the gateway's own virtual time (a tick fired while catching up reads its own time).
     const clockMs = () => (gw.host ? hostNow(gw) : ctx.clock.now());
     // The host's random device (gateway ids) seeded per gateway: runs repeat exactly.
@@ -239,14 +312,74 @@ export function filterPicker(opts: FilterPickerOptions = {}): Picker {
     return out;
   };
 
+  /** What the filter decided for a stream, as the fleet's pick (a rejected or reset stream is finished here). */
+  const outcome = (ctx: PickerContext, t: Ticket): Pick => {
+    const gw = gateways[t.gateway];
+    if (t.reply) {
+      counters.rejected++;
+      t.stream.finish();
+      return { reject: t.reply.status, reason: t.reply.reason, gateway: t.gateway };
+    }
+    if (!t.continued) {
+      // close_stream: the client sees a reset, not an answer.
+      t.stream.finish();
+      return { reject: 0, reason: `reset: ${t.reset}`, gateway: t.gateway };
+    }
+    const dest = t.continued.find(([k]) => k === DESTINATION_HEADER)?.[1];
+    const pod = dest === undefined ? -1 : ctx.pods.findIndex((p) => p.address === dest);
+    if (pod >= 0) return { pod, ticket: t, gateway: t.gateway };
+    if (ctx.pods.length === 0) {
+      // Continued without a destination into an empty cluster: Envoy's router answers 503 itself.
+      t.responseStarted = true;
+      t.stream.sendResponseHeaders([[":status", "503"]], true);
+      t.stream.finish();
+      return { ...NO_HEALTHY_UPSTREAM, gateway: t.gateway };
+    }
+    counters.fallbacks++;
+    return { pod: gw.rr++ % ctx.pods.length, fallback: true, ticket: t, gateway: t.gateway };
+  };
+
+  /** A sink saw the filter decide; for a held stream the fleet hears of it on its clock, now. */
+  const decided = (ctx: PickerContext, t: Ticket) => {
+    const later = t.later;
+    if (!later) return; // still inside pick(): it reads the decision itself
+    t.later = null;
+    gateways[t.gateway].held--;
+    counters.heldNow--;
+    ctx.clock.at(ctx.clock.now(), () => later(outcome(ctx, t)));
+  };
+
+  /** While the gateway holds streams, moves its host to the fleet's time at each of its tick times. */
+  const pump = (ctx: PickerContext, gw: Gateway) => {
+    if (gw.pumping) return;
+    gw.pumping = true;
+    const step = () => {
+      sync(ctx, gw);
+      if (gw.held === 0) {
+        gw.pumping = false;
+        return;
+      }
+      ctx.clock.at(nextTick(ctx, gw), step);
+    };
+    ctx.clock.at(nextTick(ctx, gw), step);
+  };
+  /** The gateway's next tick time after now, in fleet ms (ticks run every tickMs of its host time). */
+  const nextTick = (ctx: PickerContext, gw: Gateway) =>
+    gw.baseMs + (Math.floor((ctx.clock.now() - gw.baseMs) / tickMs + 1e-9) + 1) * tickMs;
+
   return {
-    name: "filter",
+    name: opts.name ?? "filter",
     start(ctx) {
       ctxRef = ctx;
       version = 0n;
       lastContent = "";
+      for (const k of Object.keys(counters) as (keyof typeof counters)[]) counters[k] = 0;
       network = opts.exchange ? new ExchangeNetwork(ctx.clock, opts.exchange) : null;
-      const configuration = opts.configuration ?? filterConfiguration(network !== null);
+      const configuration =
+        opts.configuration ??
+        (opts.config
+          ? JSON.stringify({ ...JSON.parse(filterConfiguration(network !== null)), ...opts.config })
+          : filterConfiguration(network !== null));
       gateways = [];
       for (let g = 0; g < nGateways; g++) {
         try {
@@ -277,13 +410,42 @@ export function filterPicker(opts: FilterPickerOptions = {}): Picker {
         ctx.clock.at(ctx.clock.now() + stepMs, step);
       }
     },
-    pick(req, _prepared, ctx) {
+    pick(req, _prepared, ctx, later) {
       const g = balancer!.next();
       const gw = gateways[g];
       gw.requests++;
       sync(ctx, gw);
-      const stream = gw.host.openStream();
-      stream.sendRequestHeaders(
+      const t: Ticket = {
+        stream: null as unknown as HttpStream,
+        gateway: g,
+        continued: null,
+        reply: null,
+        reset: null,
+        responseStarted: false,
+        later: null,
+      };
+      const sink: StreamSink = {
+        requestHeaders: (headers) => {
+          t.continued = headers;
+          decided(ctx, t);
+        },
+        responseHeaders: (headers) => {
+          if (t.continued || t.reply || t.responseStarted) return;
+          // A local reply: the response left the filter before the request did.
+          const status = Number(headers.find(([k]) => k === ":status")?.[1] ?? 0);
+          const reason =
+            headers.find(([k]) => k === DROPPED_REASON_HEADER)?.[1] ?? t.stream?.info.responseCodeDetails ?? "";
+          t.reply = { status, reason };
+          decided(ctx, t);
+        },
+        reset: (details) => {
+          if (t.reset !== null) return;
+          t.reset = details;
+          decided(ctx, t);
+        },
+      };
+      t.stream = gw.host.openStream({ sink });
+      t.stream.sendRequestHeaders(
         [
           [":method", "POST"],
           [":path", req.api === "chat" ? "/v1/chat/completions" : "/v1/completions"],
@@ -291,29 +453,27 @@ export function filterPicker(opts: FilterPickerOptions = {}): Picker {
           [":scheme", "http"],
           ["content-type", "application/json"],
           ["content-length", String(Buffer.byteLength(req.bodyText))],
+          ...(req.headers ?? []),
         ],
         false,
       );
-      stream.sendRequestData(req.bodyText, true);
-      const reply = stream.localReply;
-      if (reply) {
-        counters.rejected++;
-        stream.finish();
-        return { reject: reply.status, gateway: g };
-      }
-      const headers = stream.forwarded.requestHeaders;
-      const dest = headers?.find(([k]) => k === DESTINATION_HEADER)?.[1];
-      const pod = dest === undefined ? -1 : ctx.pods.findIndex((p) => p.address === dest);
-      const ticket: Ticket = { stream, gateway: g };
-      if (pod >= 0) return { pod, ticket, gateway: g };
-      counters.fallbacks++;
-      return { pod: gw.rr++ % ctx.pods.length, fallback: true, ticket, gateway: g };
+      t.stream.sendRequestData(req.bodyText, true);
+      if (t.continued || t.reply || t.reset !== null) return outcome(ctx, t);
+      // Held: neither continued nor answered. The decision comes from a tick or another stream's callback.
+      t.later = later;
+      gw.held++;
+      counters.held++;
+      counters.heldNow++;
+      counters.heldMax = Math.max(counters.heldMax, counters.heldNow);
+      pump(ctx, gw);
+      return { held: true, gateway: g };
     },
     responseStarted(pick) {
       if (!("ticket" in pick) || !ctxRef) return;
-      const { stream, gateway } = pick.ticket as Ticket;
-      sync(ctxRef, gateways[gateway]);
-      stream.sendResponseHeaders(
+      const t = pick.ticket as Ticket;
+      sync(ctxRef, gateways[t.gateway]);
+      t.responseStarted = true;
+      t.stream.sendResponseHeaders(
         [
           [":status", "200"],
           ["content-type", "text/event-stream"],
@@ -323,11 +483,20 @@ export function filterPicker(opts: FilterPickerOptions = {}): Picker {
     },
     responseEnded(pick, _now, ok) {
       if (!("ticket" in pick) || !ctxRef) return;
-      const { stream, gateway } = pick.ticket as Ticket;
-      sync(ctxRef, gateways[gateway]);
-      if (!stream.forwarded.responseHeaders) stream.sendResponseHeaders([[":status", ok ? "200" : "500"]], false);
-      stream.sendResponseData("data: [DONE]\n\n", true);
-      stream.finish();
+      const t = pick.ticket as Ticket;
+      sync(ctxRef, gateways[t.gateway]);
+      if (!t.responseStarted) {
+        t.responseStarted = true;
+        t.stream.sendResponseHeaders([[":status", ok ? "200" : "500"]], false);
+      }
+      t.stream.sendResponseData("data: [DONE]\n\n", true);
+      t.stream.finish();
+    },
+    queued() {
+      let n = 0;
+      for (const gw of gateways)
+        for (const [name, v] of Object.entries(gw.host.metrics().gauges)) if (FLOW_QUEUE_SIZE.test(name)) n += v;
+      return n;
     },
     stats: () => ({
       ...counters,

@@ -16,7 +16,15 @@
 // where it is waiting, else 0. The scraped lists are the raw labels (a vLLM V1 pod names every adapter in
 // flight in both). Distinct adapters as llm-d-router's scorer counts them since its PR #2625; before, the
 // lengths of the two lists were added, which counts every adapter twice against current vLLM V1.
+//
+// With `shed` (GIE-style shedding, llm-d-router's admission with the flowControl feature gate off): a request
+// whose objective header (`x-llm-d-inference-objective`, then `x-gateway-inference-objective`) names an
+// objective of negative priority is rejected with 429 when the pool's saturation is >= 1.0: the
+// utilization-detector's mean over the endpoints of max(waiting / queueDepthThreshold, kv /
+// kvCacheUtilThreshold) (5 and 0.8), from the scraped view. Upstream sends no reason header; the simulator
+// labels these rejections `gie-shed-saturated`. Other requests are never shed. With no pod up: 503.
 import { hashString } from "../rng";
+import { NO_HEALTHY_UPSTREAM } from "./basic";
 import { chainHash } from "../text";
 import type { Picker, PickerContext, ScrapedMetrics } from "./picker";
 
@@ -25,6 +33,43 @@ const DEFAULT_BLOCK_TOKENS = 16;
 const MAX_PREFIX_BLOCKS = 256;
 const DEFAULT_LRU_PER_SERVER = 31250;
 const REFRESH_MS = 50;
+/** utilization-detector's defaults (GIE and llm-d-router). */
+export const SATURATION_QUEUE_DEPTH = 5;
+export const SATURATION_KV = 0.8;
+/** The objective headers, llm-d-router's name first, then GIE's. */
+export const OBJECTIVE_HEADERS = ["x-llm-d-inference-objective", "x-gateway-inference-objective"];
+/** The label of GIE-style shedding's 429 (upstream sends no reason header). */
+export const GIE_SHED_REASON = "gie-shed-saturated";
+
+/** The utilization-detector's pool saturation: mean endpoint score; an empty pool is saturated (1.0). */
+export function poolSaturation(
+  view: readonly ScrapedMetrics[],
+  queueDepth = SATURATION_QUEUE_DEPTH,
+  kv = SATURATION_KV,
+) {
+  if (view.length === 0) return 1;
+  let sum = 0;
+  for (const m of view) sum += Math.max(m.queued / queueDepth, m.kvUsage / kv);
+  return sum / view.length;
+}
+
+/** The priority a request's objective header gives (0 when absent or unknown). */
+export function requestPriority(
+  headers: readonly (readonly [string, string])[] | undefined,
+  priorities: Record<string, number>,
+): number {
+  for (const name of OBJECTIVE_HEADERS) {
+    const v = headers?.find(([k]) => k.toLowerCase() === name)?.[1];
+    if (v !== undefined && v !== "") return priorities[v] ?? 0;
+  }
+  return 0;
+}
+
+export interface GiePickerOptions {
+  loraWeight?: number;
+  /** GIE-style shedding of sheddable requests (priority < 0 by these objective priorities) when saturated. */
+  shed?: { objectivePriorities: Record<string, number> };
+}
 
 /** The user input GIE hashes: json.Marshal of the chat messages, or the completion prompt. */
 function userInput(bodyText: string): { model: string; text: string } {
@@ -109,20 +154,28 @@ function loraAffinity(m: ScrapedMetrics, adapter: string): number {
   return 0;
 }
 
-export function giePicker(opts: { loraWeight?: number } = {}): Picker {
+export function giePicker(opts: GiePickerOptions = {}): Picker {
   let view: ScrapedMetrics[] = [];
   let indexer = new PrefixIndexer();
+  let shed = 0;
   const loraWeight = opts.loraWeight ?? 0;
   return {
-    name: "gie",
+    name: opts.shed ? "gie-shed" : "gie",
     start(ctx: PickerContext) {
       indexer = new PrefixIndexer();
+      shed = 0;
       view = ctx.scrape();
       ctx.every(REFRESH_MS, () => {
         view = ctx.scrape();
       });
     },
     pick(req, prepared, ctx) {
+      // Pods that joined after the last refresh are not in the view yet (GIE's datastore learns of them later).
+      if (ctx.pods.length === 0 || view.length === 0) return NO_HEALTHY_UPSTREAM;
+      if (opts.shed && requestPriority(req.headers, opts.shed.objectivePriorities) < 0 && poolSaturation(view) >= 1) {
+        shed++;
+        return { reject: 429, reason: GIE_SHED_REASON };
+      }
       const adapter = loraWeight > 0 ? prepared.parsed.adapter : null;
       const pods = ctx.pods;
       const blockTokens = view[0]?.blockSize > 0 ? view[0].blockSize : DEFAULT_BLOCK_TOKENS;
@@ -135,7 +188,7 @@ export function giePicker(opts: { loraWeight?: number } = {}): Picker {
         maxQ = Math.max(maxQ, m.queued);
       }
       // Shuffle, then keep the first highest score: a uniformly random tie-break, as GIE's max-score picker.
-      const order = pods.map((p) => p.index);
+      const order = pods.filter((p) => p.index < view.length).map((p) => p.index);
       for (let i = order.length - 1; i > 0; i--) {
         const j = ctx.rng.int(i + 1);
         [order[i], order[j]] = [order[j], order[i]];
@@ -157,5 +210,6 @@ export function giePicker(opts: { loraWeight?: number } = {}): Picker {
       indexer.add(hashes, best, view[best]?.numBlocks > 0 ? view[best].numBlocks : DEFAULT_LRU_PER_SERVER);
       return { pod: best };
     },
+    stats: (): Record<string, number> => (opts.shed ? { shed } : {}),
   };
 }

@@ -5,6 +5,7 @@
 //   decode step), + adapter load if not resident, + prefill of everything queued ahead plus this prompt's
 //   uncached tokens, spread over steps of the chunked-prefill budget, each step also paying a decode.
 import { decodeMs, prefillMs } from "../latency";
+import { NO_HEALTHY_UPSTREAM } from "./basic";
 import type { FleetPod, Picker } from "./picker";
 import type { Prepared } from "../workloads";
 
@@ -47,6 +48,7 @@ export function oraclePicker(): Picker {
     name: "oracle",
     start() {},
     pick(_req, prepared, ctx) {
+      if (ctx.pods.length === 0) return NO_HEALTHY_UPSTREAM;
       let best = 0,
         bestCost = Infinity;
       for (const pod of ctx.pods) {

@@ -1,6 +1,8 @@
 // The picker interface of the virtual-time fleet: one decision per request, told when the response starts
 // and ends (routers that count in-flight requests need the end), plus the scraped view of the pods that
-// metrics-driven pickers (GIE, the filter's companion) read.
+// metrics-driven pickers (GIE, the filter's companion) read. A picker may hold a request and decide later
+// (the filter's flow control keeps the stream paused): it answers `{ held: true }` and calls `later` with the
+// decision once, on the fleet's clock.
 import type { VirtualClock } from "../clock";
 import type { Engine } from "../engine";
 import type { EngineKind, EngineProfile } from "../profile";
@@ -37,6 +39,7 @@ export interface ScrapedMetrics {
 
 export interface PickerContext {
   readonly clock: VirtualClock;
+  /** The pods that are up; it grows when pods join (FleetOptions.joins), indexes stay stable. May be empty. */
   readonly pods: readonly FleetPod[];
   readonly profile: EngineProfile;
   /** The picker's own seeded random stream. */
@@ -58,16 +61,39 @@ export type Pick =
       /** The gateway replica that handled the request (pickers modelling several; default 0). */
       gateway?: number;
     }
-  | { reject: number; gateway?: number };
+  | {
+      /** HTTP status of the rejection (a local reply: 429, 503, ...). */
+      reject: number;
+      /**
+       * Why: the `x-llm-d-request-dropped-reason` header of the reply, else a label of the picker's (the
+       * reply's response-code details, e.g. endpoint_picker_saturated); "" when it gives none.
+       */
+      reason?: string;
+      gateway?: number;
+    };
+
+/** The request is held (e.g. in the filter's flow-control queue): the decision comes later, through `later`. */
+export interface Held {
+  held: true;
+  gateway?: number;
+}
+
+export type PickOutcome = Pick | Held;
 
 export interface Picker {
   readonly name: string;
   start(ctx: PickerContext): void;
-  pick(req: WorkloadRequest, prepared: Prepared, ctx: PickerContext): Pick;
+  /**
+   * Decides now, or answers `{ held: true }` and calls `later(pick)` exactly once afterwards (never inside
+   * this call). Pickers that never hold ignore `later`. With no pods up a picker rejects (503).
+   */
+  pick(req: WorkloadRequest, prepared: Prepared, ctx: PickerContext, later: (pick: Pick) => void): PickOutcome;
   /** The response started (first token) at nowMs. */
   responseStarted?(pick: Pick, nowMs: number): void;
   /** The response ended at nowMs (ok false: the request failed). */
   responseEnded?(pick: Pick, nowMs: number, ok: boolean): void;
+  /** Requests held as the picker itself reports them (the filter: its flow-control queue-size gauges). */
+  queued?(): number;
   /** Counters the picker wants reported (e.g. fallbacks, configuration used). */
   stats?(): Record<string, number | string | boolean>;
   close?(): void;
