@@ -1,13 +1,20 @@
-// Finds `model` and the prompt in an OpenAI-style JSON request body as it arrives, chunk by chunk, without
-// buffering or decoding it: a resumable scanner over the top-level object that copies out only the `model`
-// string and the first `promptCap` bytes of the prompt value (raw JSON, which is what prefix hashing needs).
+// Finds `model` and the prompt in a JSON request body as it arrives, chunk by chunk, without buffering or
+// decoding it: a resumable scanner over the top-level object that copies out only the `model` string and the
+// first bytes of the values an engine's prompt is made of (raw JSON, which is what prefix hashing needs).
 // Each byte is looked at once however the body is split. Malformed input ends the scan; it never traps.
+//
+// An engine renders tools, then the system prompt, then the conversation (the chat template), so the bytes
+// hashed are those values in that order, whatever order the body's keys come in: `tools`, then `system`
+// (Anthropic) or `instructions` (Responses API), then `messages`, `input` or `prompt` (docs/FILTER.md,
+// "Request formats"). Each is copied to its own buffer as it comes and joined at the end of the scan.
 
-/** Which top-level key holds the prompt, from the request path. */
-export const PROMPT_ANY: i32 = 0; // unknown path: the first of messages, prompt, input
-export const PROMPT_PROMPT: i32 = 1; // /v1/completions
-export const PROMPT_MESSAGES: i32 = 2; // /v1/chat/completions
-export const PROMPT_INPUT: i32 = 3; // /v1/embeddings, /v1/responses
+/** Which top-level keys hold the prompt, from the request path. */
+export const PROMPT_ANY: i32 = 0; // unknown path: tools; system or instructions; the first of messages, prompt, input
+export const PROMPT_PROMPT: i32 = 1; // /v1/completions: prompt
+export const PROMPT_MESSAGES: i32 = 2; // /v1/chat/completions: tools, messages
+export const PROMPT_INPUT: i32 = 3; // /v1/embeddings: input
+export const PROMPT_ANTHROPIC: i32 = 4; // /v1/messages: tools, system, messages
+export const PROMPT_RESPONSES: i32 = 5; // /v1/responses: tools, instructions, input
 
 /** Scan outcome. */
 export const SCAN_NEED_MORE: i32 = 0; // inside the object: more body may tell more
@@ -15,6 +22,12 @@ export const SCAN_DONE: i32 = 1; // the whole top-level object was read
 export const SCAN_INVALID: i32 = 2; // not a JSON object (or broken JSON): decide without the body
 
 export const MAX_MODEL_BYTES: i32 = 256;
+
+/** The prompt's parts, in the order they are hashed (the chat template's order). */
+export const PART_TOOLS: i32 = 0;
+export const PART_SYSTEM: i32 = 1;
+export const PART_PROMPT: i32 = 2;
+const PARTS: i32 = 3;
 
 // Positions in the top-level object.
 const AT_START: i32 = 0; // before '{'
@@ -25,11 +38,11 @@ const AT_VALUE: i32 = 4; // before a member's value
 const IN_VALUE: i32 = 5;
 const AFTER_VALUE: i32 = 6; // ',' or '}'
 
-const ROLE_OTHER: i32 = 0;
-const ROLE_MODEL: i32 = 1;
-const ROLE_PROMPT: i32 = 2;
+const ROLE_OTHER: i32 = -2;
+const ROLE_MODEL: i32 = -1;
+// A role >= 0 is a part being copied (PART_*).
 
-const KEY_CAP: i32 = 8; // longest key we look for: "messages"
+const KEY_CAP: i32 = 12; // longest key we look for: "instructions"
 
 @inline function isWs(c: u32): bool {
   return c == 0x20 || c == 0x0a || c == 0x0d || c == 0x09;
@@ -42,8 +55,17 @@ export function promptKindForPath(ptr: usize, len: i32): i32 {
   while (end > 1 && load<u8>(ptr + <usize>(end - 1)) == 0x2f /* trailing / */) end--;
   if (endsWith(ptr, end, "/chat/completions")) return PROMPT_MESSAGES;
   if (endsWith(ptr, end, "/completions")) return PROMPT_PROMPT;
-  if (endsWith(ptr, end, "/embeddings") || endsWith(ptr, end, "/responses")) return PROMPT_INPUT;
+  if (endsWith(ptr, end, "/embeddings")) return PROMPT_INPUT;
+  if (endsWith(ptr, end, "/responses")) return PROMPT_RESPONSES;
+  if (endsWith(ptr, end, "/messages")) return PROMPT_ANTHROPIC;
   return PROMPT_ANY;
+}
+
+/** The parts a kind of request hashes, one bit per PART_*. */
+function partsOf(kind: i32): i32 {
+  if (kind == PROMPT_PROMPT || kind == PROMPT_INPUT) return 1 << PART_PROMPT;
+  if (kind == PROMPT_MESSAGES) return (1 << PART_TOOLS) | (1 << PART_PROMPT);
+  return (1 << PART_TOOLS) | (1 << PART_SYSTEM) | (1 << PART_PROMPT);
 }
 
 function endsWith(ptr: usize, len: i32, suffix: string): bool {
@@ -65,13 +87,19 @@ export class BodyScanner {
   hasModel: bool = false;
   /** Body offset of the `model` string's first byte (after its opening quote), valid when hasModel. */
   modelStart: i32 = -1;
-  /** The prompt value's first bytes, raw JSON (quotes and brackets included). */
+  /**
+   * Once the scan is over (SCAN_DONE, after `finish()`): the bytes to hash, at most promptCap: the raw JSON
+   * of tools, system and prompt parts, in that order, each as the body wrote it. Empty for a broken body.
+   */
   prompt: StaticArray<u8> = new StaticArray<u8>(0);
   promptLen: i32 = 0;
+  /** Some part of the prompt was found (valid when the scan is over). */
   promptSeen: bool = false;
+  /** Every part found was read whole into `prompt` (nothing cut at promptCap or by the scan's end). */
   promptComplete: bool = false;
 
   private kind: i32 = PROMPT_ANY;
+  private wanted: i32 = 0;
   private promptCap: i32 = 0;
   private at: i32 = AT_START;
   private first: bool = true;
@@ -85,6 +113,20 @@ export class BodyScanner {
   private escape: bool = false;
   private literal: bool = false;
   private modelOk: bool = false;
+  // Each part's copy (raw JSON, at most what the joined prompt can use of it), its length, and whether its
+  // value was found and read to its end.
+  private toolsCopy: StaticArray<u8> = new StaticArray<u8>(0);
+  private systemCopy: StaticArray<u8> = new StaticArray<u8>(0);
+  private promptCopy: StaticArray<u8> = new StaticArray<u8>(0);
+  private partLen: StaticArray<i32> = new StaticArray<i32>(PARTS);
+  private seenMask: i32 = 0;
+  private doneMask: i32 = 0;
+  /** Where the parts are joined when more than one was found. */
+  private joined: StaticArray<u8> = new StaticArray<u8>(0);
+  private joinedYet: bool = false;
+  private truncated: bool = false;
+  /** Bytes of the part value being scanned (copied or not). */
+  private valueLen: i32 = 0;
 
   /** `expectedPrompt`: bytes to reserve for the prompt copy up front (grown as needed, never past promptCap). */
   constructor(kind: i32, promptCap: i32, expectedPrompt: i32 = 256) {
@@ -94,9 +136,10 @@ export class BodyScanner {
   /** Makes the scanner new again for another body, keeping its buffers (scanners are pooled per VM). */
   reset(kind: i32, promptCap: i32, expectedPrompt: i32 = 256): void {
     this.kind = kind;
+    this.wanted = partsOf(kind);
     this.promptCap = promptCap < 0 ? 0 : promptCap;
     const want = min(max(expectedPrompt, 0), this.promptCap);
-    if (this.prompt.length < want) this.prompt = new StaticArray<u8>(want);
+    if (this.promptCopy.length < want) this.promptCopy = new StaticArray<u8>(want);
     this.state = SCAN_NEED_MORE;
     this.consumed = 0;
     this.modelLen = 0;
@@ -105,6 +148,11 @@ export class BodyScanner {
     this.promptLen = 0;
     this.promptSeen = false;
     this.promptComplete = false;
+    this.truncated = false;
+    for (let i = 0; i < PARTS; i++) unchecked((this.partLen[i] = 0));
+    this.seenMask = 0;
+    this.doneMask = 0;
+    this.joinedYet = false;
     this.at = AT_START;
     this.first = true;
     this.keyLen = 0;
@@ -117,19 +165,65 @@ export class BodyScanner {
     this.modelOk = false;
   }
 
+  /** The largest buffer this scanner holds (a pool keeps only scanners with small ones). */
+  get largestBuffer(): i32 {
+    return max(max(this.joined.length, this.promptCopy.length), max(this.toolsCopy.length, this.systemCopy.length));
+  }
+
+  private copyOf(i: i32): StaticArray<u8> {
+    return i == PART_TOOLS ? this.toolsCopy : i == PART_SYSTEM ? this.systemCopy : this.promptCopy;
+  }
+
+  /** Bytes of part `i` (PART_*) copied so far. */
+  partLength(i: i32): i32 {
+    return i >= 0 && i < PARTS ? unchecked(this.partLen[i]) : 0;
+  }
+
+  /** Whether part `i`'s key was found. */
+  partSeen(i: i32): bool {
+    return (this.seenMask & (1 << i)) != 0;
+  }
+
   /** True once model and enough prompt are known, or nothing more can be learnt. */
   get settled(): bool {
     if (this.state != SCAN_NEED_MORE) return true;
-    return this.hasModel && this.promptSeen && (this.promptComplete || this.promptLen >= this.promptCap);
+    return this.hasModel && this.partsSettled(-1);
   }
 
-  /** Scans the next `len` bytes of the body at `ptr`. */
+  /**
+   * Whether the joined prompt is known (every part it starts with found and read, up to promptCap), taking
+   * part `full` (or none: -1) as filled to the cap.
+   */
+  private partsSettled(full: i32): bool {
+    let acc = 0;
+    for (let i = 0; i < PARTS; i++) {
+      if ((this.wanted & (1 << i)) == 0) continue;
+      if (acc >= this.promptCap || i == full) return true;
+      if ((this.seenMask & (1 << i)) == 0) return false;
+      acc += unchecked(this.partLen[i]);
+      if ((this.doneMask & (1 << i)) == 0 && acc < this.promptCap) return false;
+    }
+    return true;
+  }
+
+  /** Bytes part `i` may still take: the cap less what it and the parts hashed before it have taken. */
+  private roomOf(i: i32): i32 {
+    let before = 0;
+    for (let j = 0; j < i; j++) before += unchecked(this.partLen[j]);
+    return this.promptCap - before - unchecked(this.partLen[i]);
+  }
+
+  /**
+   * Scans the next `len` bytes of the body at `ptr`: the bytes from offset `consumed`. Once settled it reads
+   * nothing more (a caller that feeds on anyway gets no wrong answer from bytes it skipped).
+   */
   feed(ptr: usize, len: i32): void {
+    if (this.settled) return;
     let p = 0;
     while (p < len && this.state == SCAN_NEED_MORE) {
       if (this.at == IN_VALUE) {
         p = this.skipValue(ptr, len, p);
-        if (this.role == ROLE_PROMPT && this.settled) break; // the rest of the body can tell nothing more
+        if (this.hasModel && this.settled) break; // the rest of the body can tell nothing more
         continue;
       }
       const c = <u32>load<u8>(ptr + <usize>p);
@@ -156,17 +250,17 @@ export class BodyScanner {
       if (isWs(c)) continue;
       if (this.at == AT_START) {
         if (c != 0x7b) {
-          this.state = SCAN_INVALID;
+          this.invalid();
           break;
         }
         this.at = AT_MEMBER;
       } else if (this.at == AT_MEMBER) {
         if (c == 0x7d && this.first) {
-          this.state = SCAN_DONE;
+          this.done();
           break;
         }
         if (c != 0x22) {
-          this.state = SCAN_INVALID;
+          this.invalid();
           break;
         }
         this.first = false;
@@ -174,7 +268,7 @@ export class BodyScanner {
         this.at = IN_KEY;
       } else if (this.at == AT_COLON) {
         if (c != 0x3a) {
-          this.state = SCAN_INVALID;
+          this.invalid();
           break;
         }
         this.at = AT_VALUE;
@@ -185,18 +279,20 @@ export class BodyScanner {
           p--;
           continue;
         } // the literal's first byte is scanned with the rest of it
-        if (this.role == ROLE_PROMPT) this.appendPrompt(ptr + <usize>(p - 1), 1);
-        else if (this.role == ROLE_MODEL) this.modelStart = this.consumed + p;
+        if (this.role >= 0) {
+          this.valueLen = 1;
+          this.appendPart(this.role, ptr + <usize>(p - 1), 1);
+        } else if (this.role == ROLE_MODEL) this.modelStart = this.consumed + p;
         if (c == 0x22) this.inString = true;
         else this.depth = 1;
       } else {
         // AFTER_VALUE
         if (c == 0x7d) {
-          this.state = SCAN_DONE;
+          this.done();
           break;
         }
         if (c != 0x2c) {
-          this.state = SCAN_INVALID;
+          this.invalid();
           break;
         }
         this.at = AT_MEMBER;
@@ -207,7 +303,65 @@ export class BodyScanner {
 
   /** Marks the scan finished by the end of the body (or the byte limit): whatever is open stays unknown. */
   finish(): void {
-    if (this.state == SCAN_NEED_MORE) this.state = this.at == AT_START ? SCAN_INVALID : SCAN_DONE;
+    if (this.state != SCAN_NEED_MORE) return;
+    if (this.at == AT_START) this.invalid();
+    else this.done();
+  }
+
+  private done(): void {
+    this.state = SCAN_DONE;
+    this.join();
+  }
+
+  /** A broken body: no prompt (the request is picked by load), whatever was copied before the fault. */
+  private invalid(): void {
+    this.state = SCAN_INVALID;
+    this.promptLen = 0;
+    this.promptSeen = false;
+    this.promptComplete = false;
+  }
+
+  /**
+   * The parts in hashing order, into `prompt`, at most promptCap bytes (an empty tools or system value took
+   * no room: endValue). A lone part is used where it is (no copy).
+   */
+  private join(): void {
+    if (this.joinedYet) return;
+    this.joinedYet = true;
+    this.promptSeen = this.seenMask != 0;
+    this.promptComplete = this.promptSeen && !this.truncated && (this.seenMask & ~this.doneMask) == 0;
+    let count = 0,
+      total = 0,
+      only = -1;
+    for (let i = 0; i < PARTS; i++) {
+      const n = unchecked(this.partLen[i]);
+      if (n == 0) continue;
+      count++;
+      total += n;
+      only = i;
+    }
+    if (count == 0) {
+      this.promptLen = 0;
+      return;
+    }
+    if (total > this.promptCap) this.promptComplete = false;
+    total = min(total, this.promptCap);
+    if (count == 1) {
+      this.prompt = this.copyOf(only);
+      this.promptLen = total;
+      return;
+    }
+    if (this.joined.length < total) this.joined = new StaticArray<u8>(total);
+    let at = 0;
+    for (let i = 0; i < PARTS && at < total; i++) {
+      const n = unchecked(this.partLen[i]);
+      if (n == 0) continue;
+      const take = min(n, total - at);
+      memory.copy(changetype<usize>(this.joined) + <usize>at, changetype<usize>(this.copyOf(i)), <usize>take);
+      at += take;
+    }
+    this.prompt = this.joined;
+    this.promptLen = at;
   }
 
   private keyIs(name: string): bool {
@@ -218,66 +372,86 @@ export class BodyScanner {
     return true;
   }
 
-  private isPromptKey(): bool {
+  /** The part the current key holds for this kind of request, or -1. */
+  private partOfKey(): i32 {
     const k = this.kind;
-    if (k == PROMPT_PROMPT) return this.keyIs("prompt");
-    if (k == PROMPT_MESSAGES) return this.keyIs("messages");
-    if (k == PROMPT_INPUT) return this.keyIs("input");
-    return this.keyIs("messages") || this.keyIs("prompt") || this.keyIs("input");
+    if (k == PROMPT_PROMPT) return this.keyIs("prompt") ? PART_PROMPT : -1;
+    if (k == PROMPT_INPUT) return this.keyIs("input") ? PART_PROMPT : -1;
+    if (this.keyIs("tools")) return PART_TOOLS;
+    if (k == PROMPT_MESSAGES) return this.keyIs("messages") ? PART_PROMPT : -1;
+    if (k == PROMPT_ANTHROPIC) return this.keyIs("system") ? PART_SYSTEM : this.keyIs("messages") ? PART_PROMPT : -1;
+    if (k == PROMPT_RESPONSES) return this.keyIs("instructions") ? PART_SYSTEM : this.keyIs("input") ? PART_PROMPT : -1;
+    if (this.keyIs("system") || this.keyIs("instructions")) return PART_SYSTEM;
+    return this.keyIs("messages") || this.keyIs("prompt") || this.keyIs("input") ? PART_PROMPT : -1;
   }
 
   private startValue(c: u32): void {
     this.role = ROLE_OTHER;
+    this.literal = c != 0x22 && c != 0x7b && c != 0x5b;
     if (!this.hasModel && !this.modelOk && this.keyIs("model")) {
       this.role = ROLE_MODEL;
       this.modelOk = c == 0x22;
       this.modelLen = 0;
-    } else if (!this.promptSeen && this.isPromptKey()) {
-      this.role = ROLE_PROMPT;
-      this.promptSeen = true;
-      this.promptLen = 0;
+    } else if (this.keyLen <= KEY_CAP) {
+      const part = this.partOfKey();
+      // The first value of each part counts; a literal one (null, a number) is an empty part.
+      if (part >= 0 && (this.seenMask & (1 << part)) == 0) {
+        this.seenMask |= 1 << part;
+        unchecked((this.partLen[part] = 0));
+        if (this.literal) this.doneMask |= 1 << part;
+        else this.role = part;
+      }
     }
     this.depth = 0;
     this.inString = false;
     this.escape = false;
-    this.literal = c != 0x22 && c != 0x7b && c != 0x5b;
     if (this.literal && !isLiteralByte(c)) {
-      this.state = SCAN_INVALID;
+      this.invalid();
       return;
     }
     this.at = IN_VALUE;
   }
 
-  /** Appends up to `n` bytes at `src` to the prompt copy, within promptCap. */
-  private appendPrompt(src: usize, n: i32): void {
-    const take = min(n, this.promptCap - this.promptLen);
+  /** Appends up to `n` bytes at `src` to part `i`'s copy, within the room the joined prompt leaves it. */
+  private appendPart(i: i32, src: usize, n: i32): void {
+    const take = min(n, this.roomOf(i));
+    if (take < n) this.truncated = true;
     if (take <= 0) return;
-    const need = this.promptLen + take;
-    if (need > this.prompt.length) {
-      let cap = max(this.prompt.length * 2, 256);
+    const len = unchecked(this.partLen[i]);
+    const need = len + take;
+    let buf = this.copyOf(i);
+    if (need > buf.length) {
+      let cap = max(buf.length * 2, 256);
       while (cap < need) cap *= 2;
       if (cap > this.promptCap) cap = this.promptCap;
       const grown = new StaticArray<u8>(cap);
-      memory.copy(changetype<usize>(grown), changetype<usize>(this.prompt), <usize>this.promptLen);
-      this.prompt = grown;
+      memory.copy(changetype<usize>(grown), changetype<usize>(buf), <usize>len);
+      if (i == PART_TOOLS) this.toolsCopy = grown;
+      else if (i == PART_SYSTEM) this.systemCopy = grown;
+      else this.promptCopy = grown;
+      buf = grown;
     }
-    memory.copy(changetype<usize>(this.prompt) + <usize>this.promptLen, src, <usize>take);
-    this.promptLen = need;
+    memory.copy(changetype<usize>(buf) + <usize>len, src, <usize>take);
+    unchecked((this.partLen[i] = need));
   }
 
   private endValue(): void {
     if (this.role == ROLE_MODEL && this.modelOk && this.modelLen > 0) this.hasModel = true;
     if (this.role == ROLE_MODEL) this.modelOk = false;
-    if (this.role == ROLE_PROMPT) this.promptComplete = true;
+    if (this.role >= 0) {
+      this.doneMask |= 1 << this.role;
+      // An empty tools list or system prompt (`[]`, `""`, `{}`) is the same as none: it takes no room.
+      if (this.role != PART_PROMPT && this.valueLen <= 2) unchecked((this.partLen[this.role] = 0));
+    }
     this.role = ROLE_OTHER;
     this.at = AFTER_VALUE;
   }
 
   /**
-   * Skips value bytes from `p0`; returns where it stopped (the value's end, `len`, or, once the model is
-   * known, where the prompt copy is full). The state lives in locals inside the loop, and the bytes the
-   * value's role wants are copied once per call, not per byte. String contents (nearly all of a prompt) go
-   * 16 bytes at a time (`stringRun`).
+   * Skips value bytes from `p0`; returns where it stopped (the value's end, `len`, or, when the model is
+   * known and this part's copy filling up settles the scan, where it is full). The state lives in locals
+   * inside the loop, and the bytes the value's role wants are copied once per call, not per byte. String
+   * contents (nearly all of a prompt) go 16 bytes at a time (`stringRun`).
    */
   private skipValue(ptr: usize, len: i32, p0: i32): i32 {
     let p = p0;
@@ -291,7 +465,7 @@ export class BodyScanner {
           break;
         }
         if (!isLiteralByte(c)) {
-          this.state = SCAN_INVALID;
+          this.invalid();
           return p;
         }
         p++;
@@ -301,7 +475,10 @@ export class BodyScanner {
       let inString = this.inString,
         escape = this.escape,
         depth = this.depth;
-      const end = this.role == ROLE_PROMPT && this.hasModel ? min(len, p0 + this.promptCap - this.promptLen) : len;
+      let end = len;
+      if (this.role >= 0 && this.hasModel && this.partsSettled(this.role)) {
+        end = min(len, p0 + max(this.roomOf(this.role), 0));
+      }
       while (p < end) {
         if (inString && !escape) p = stringRun(ptr, p, end);
         if (p >= end) break;
@@ -335,8 +512,9 @@ export class BodyScanner {
       this.depth = depth;
     }
     const n = p - p0;
-    if (this.role == ROLE_PROMPT) {
-      this.appendPrompt(ptr + <usize>p0, n);
+    if (this.role >= 0) {
+      this.valueLen += n;
+      this.appendPart(this.role, ptr + <usize>p0, n);
     } else if (this.role == ROLE_MODEL && this.modelOk) {
       const body = ended ? n - 1 : n; // not the closing quote
       if (escaped || this.modelLen + body > MAX_MODEL_BYTES) this.modelOk = false;

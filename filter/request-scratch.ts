@@ -47,6 +47,6 @@ export class RequestScratch {
 
   /** Returns a scanner to the pool (a few, with small buffers: a rare huge prompt does not stay resident). */
   giveBack(s: BodyScanner): void {
-    if (this.scanners.length < 64 && s.prompt.length <= PROMPT_RESERVE_MAX) this.scanners.push(s);
+    if (this.scanners.length < 64 && s.largestBuffer <= PROMPT_RESERVE_MAX) this.scanners.push(s);
   }
 }

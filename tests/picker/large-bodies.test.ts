@@ -5,8 +5,8 @@
 // prefix index (the same prompt, split differently, is the same chain).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { PickerHost, header } from "./harness";
-import { chatBody, CHUNK_BYTES, MAX_BODY_BYTES } from "./large-bodies";
+import { PickerHost, destination, header } from "./harness";
+import { agentBody, chatBody, CHUNK_BYTES, MAX_BODY_BYTES } from "./large-bodies";
 import type { HttpStream } from "../../envoy/emulator/host";
 
 const MODEL = "base-model";
@@ -24,11 +24,11 @@ function host(maxBodyBytes?: number): PickerHost {
   return h;
 }
 
-function send(h: PickerHost, body: Uint8Array, chunk: number): HttpStream {
+function send(h: PickerHost, body: Uint8Array, chunk: number, path = "/v1/chat/completions"): HttpStream {
   const chunks: Uint8Array[] = [];
   for (let at = 0; at < body.length; at += chunk) chunks.push(body.subarray(at, at + chunk));
   return h.send({
-    path: "/v1/chat/completions",
+    path,
     headers: [["content-length", String(body.length)]],
     chunks,
   });
@@ -125,4 +125,122 @@ test("the same prompt split differently is the same prefix chain", () => {
     if (chunk !== CHUNK_BYTES) assert.equal(now, hits + 1, `chunks of ${chunk}: a prefix hit`);
     hits = now;
   }
+});
+
+test("the agent bodies of the benchmark: the model is found first and last at 220 KiB in 16 KiB chunks", () => {
+  const h = host(MAX_BODY_BYTES);
+  for (const modelLast of [false, true]) {
+    const body = new Uint8Array(
+      Buffer.from(
+        Buffer.from(agentBody(220 * 1024, modelLast, 5))
+          .toString()
+          .replace(/meta-llama\/[^"]+/, MODEL),
+      ),
+    );
+    const s = send(h, body, CHUNK_BYTES, "/v1/messages");
+    assertRewritten(s, body, `agent body, model ${modelLast ? "last" : "first"}`);
+    s.finish();
+  }
+  assert.deepEqual(h.host.failedWorkers(), []);
+});
+
+/** JSON text with its keys in the given order (the values as given). */
+const ordered = (o: Record<string, unknown>, keys: string[]) =>
+  new Uint8Array(Buffer.from("{" + keys.map((k) => `${JSON.stringify(k)}:${JSON.stringify(o[k])}`).join(",") + "}"));
+
+test("an agent request's prefix chain is tools, system, messages, whatever the key order and chunks", () => {
+  const h = host();
+  const long = (tag: string, n: number) => `${tag} `.repeat(n);
+  const tools = [{ name: "read", description: long("reads a file", 60), input_schema: { type: "object" } }];
+  const system = [{ type: "text", text: long("You are a coding agent.", 80), cache_control: { type: "ephemeral" } }];
+  const messages = [{ role: "user", content: long("Fix the failing test in parser.ts.", 120) }];
+  const a = { model: MODEL, max_tokens: 512, tools, system, messages };
+  const hits = () => h.counter("endpoint_picker.prefix_hits");
+  const first = send(h, ordered(a, ["messages", "system", "tools", "max_tokens", "model"]), 1000, "/v1/messages");
+  const dest = destination(first);
+  first.finish();
+  assert.ok(dest);
+  assert.equal(hits(), 0);
+  // The same request, keys in another order, split otherwise: the same chain.
+  const again = send(h, ordered(a, ["model", "tools", "system", "messages", "max_tokens"]), 17, "/v1/messages");
+  assert.equal(destination(again), dest);
+  assert.equal(hits(), 1, "the same chain, whatever the key order");
+  again.finish();
+  // Other tools and system prompt, the same messages: the chain starts elsewhere (tools first), no match.
+  const other = {
+    ...a,
+    tools: [{ name: "write", description: long("writes a file", 60), input_schema: { type: "object" } }],
+    system: "Another agent. ".repeat(90),
+  };
+  send(h, ordered(other, ["model", "messages", "tools", "system"]), CHUNK_BYTES, "/v1/messages").finish();
+  assert.equal(hits(), 1, "messages alone are not the start of the engine's prompt");
+  // The next turn: a tool call and its result appended; the previous chain is its prefix.
+  const next = {
+    ...a,
+    messages: [
+      ...messages,
+      { role: "assistant", content: [{ type: "tool_use", id: "t1", name: "read", input: { path: "parser.ts" } }] },
+      { role: "user", content: [{ type: "tool_result", tool_use_id: "t1", content: long("export function", 50) }] },
+    ],
+  };
+  const turn2 = send(h, ordered(next, ["system", "messages", "model", "tools"]), 4096, "/v1/messages");
+  assert.equal(destination(turn2), dest, "the next turn goes where the conversation is cached");
+  assert.equal(hits(), 2);
+  turn2.finish();
+  assert.deepEqual(h.host.failedWorkers(), []);
+});
+
+test("OpenAI chat tools after the messages hash as tools before them", () => {
+  const h = host();
+  const tools = [{ type: "function", function: { name: "search", description: "x ".repeat(400), parameters: {} } }];
+  const messages = [
+    { role: "system", content: "You are helpful. ".repeat(100) },
+    { role: "user", content: "Find the bug. ".repeat(50) },
+  ];
+  const c = { model: MODEL, messages, tools, tool_choice: "auto" };
+  const first = send(h, ordered(c, ["messages", "model", "tool_choice", "tools"]), 1000);
+  const dest = destination(first);
+  first.finish();
+  const second = send(h, ordered(c, ["model", "tools", "messages", "tool_choice"]), 333);
+  assert.equal(destination(second), dest);
+  assert.equal(h.counter("endpoint_picker.prefix_hits"), 1);
+  second.finish();
+  // Without the tools the chain is another one (the engine's prompt differs from its start).
+  send(h, ordered({ model: MODEL, messages }, ["model", "messages"]), 1000).finish();
+  assert.equal(h.counter("endpoint_picker.prefix_hits"), 1);
+});
+
+test("a completions prompt of token ids: a longer prompt extends the shorter one's chain", () => {
+  const h = host();
+  const ids = Array.from({ length: 3000 }, (_, i) => (i * 7919) % 128000);
+  const first = send(
+    h,
+    new Uint8Array(Buffer.from(JSON.stringify({ model: MODEL, prompt: ids }))),
+    1000,
+    "/v1/completions",
+  );
+  const dest = destination(first);
+  first.finish();
+  const longer = { model: MODEL, prompt: [...ids, 1, 2, 3, 4, 5] };
+  const second = send(h, new Uint8Array(Buffer.from(JSON.stringify(longer))), 777, "/v1/completions");
+  assert.equal(destination(second), dest);
+  assert.equal(h.counter("endpoint_picker.prefix_hits"), 1);
+  second.finish();
+});
+
+test("a broken agent body is picked by load, never an error", () => {
+  const h = host();
+  const broken = new Uint8Array(
+    Buffer.from('{"model":"base-model","system":"s","messages":[{"role":"user"}] "tools":[]}'),
+  );
+  const s = send(h, broken, 8, "/v1/messages");
+  assert.ok(destination(s), "picked");
+  // Forwarded as sent, but for the model rewrite rule of this host (the model itself was readable).
+  assert.equal(
+    Buffer.concat(s.forwarded.requestBody).toString(),
+    Buffer.from(broken).toString().replace(MODEL, TARGET),
+  );
+  assert.equal(h.counter("endpoint_picker.prefix_hits"), 0);
+  s.finish();
+  assert.deepEqual(h.host.failedWorkers(), []);
 });

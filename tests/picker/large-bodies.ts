@@ -1,6 +1,7 @@
 // Benchmark part: the filter's own CPU per large request body, inside the wasm VM. OpenAI chat bodies of
 // 220 KiB and 2 MiB with long, realistic messages (prose, code with braces and quotes, escapes, non-ASCII),
-// `model` first and `model` last, delivered in 16 KiB chunks (Envoy's default per-read buffer: one body
+// `model` first and `model` last, and Anthropic /v1/messages agent bodies of 220 KiB whose `system` and
+// `tools` come after the messages (every part of the hashed prompt must be found and joined), delivered in 16 KiB chunks (Envoy's default per-read buffer: one body
 // callback per read); a filter that returns StopIterationAndBuffer sees the whole body buffered so far in
 // each call (the emulator does the same).
 //
@@ -24,6 +25,8 @@ export interface LargeBodyCase {
   bytes: number;
   modelLast: boolean;
   repetitions: number;
+  /** OpenAI chat (the default) or an Anthropic agent request (tools, system, messages). */
+  agent?: boolean;
 }
 
 export const LARGE_BODY_CASES: LargeBodyCase[] = [
@@ -31,7 +34,24 @@ export const LARGE_BODY_CASES: LargeBodyCase[] = [
   { name: "220 KiB, model last", bytes: 220 * 1024, modelLast: true, repetitions: 1000 },
   { name: "2 MiB, model first", bytes: 2 * 1024 * 1024, modelLast: false, repetitions: 200 },
   { name: "2 MiB, model last", bytes: 2 * 1024 * 1024, modelLast: true, repetitions: 200 },
+  {
+    name: "220 KiB agent /v1/messages, model first",
+    bytes: 220 * 1024,
+    modelLast: false,
+    repetitions: 1000,
+    agent: true,
+  },
+  {
+    name: "220 KiB agent /v1/messages, model last",
+    bytes: 220 * 1024,
+    modelLast: true,
+    repetitions: 1000,
+    agent: true,
+  },
 ];
+
+/** The request path of a case's bodies. */
+export const pathOf = (c: { agent?: boolean }): string => (c.agent ? "/v1/messages" : "/v1/chat/completions");
 
 export interface LargeBodyResult {
   case: string;
@@ -131,6 +151,73 @@ export function chatBody(bytes: number, modelLast: boolean, seed: number): Uint8
   return new Uint8Array(out.buffer, out.byteOffset, out.length);
 }
 
+/** Tool definitions as an agent sends them (Anthropic form): names, long descriptions, JSON schemas. */
+function agentTools(random: () => number, count: number) {
+  return Array.from({ length: count }, (_, i) => ({
+    name: `tool_${i}`,
+    description: text(random, 300 + Math.floor(random() * 900)),
+    input_schema: {
+      type: "object",
+      properties: {
+        path: { type: "string", description: "Absolute path of the file" },
+        pattern: { type: "string", description: 'A regular expression, e.g. "^func\\s+\\w+"' },
+        limit: { type: "integer", minimum: 1 },
+      },
+      required: ["path"],
+    },
+  }));
+}
+
+/**
+ * An Anthropic /v1/messages agent body of exactly `bytes` bytes: messages (a task, then tool calls and their
+ * results of a few KiB to tens of KiB), then `system` (text blocks with cache_control) and `tools` after
+ * them, `model` first or last. Parts after the messages are the hard case: the scan cannot stop early.
+ */
+export function agentBody(bytes: number, modelLast: boolean, seed: number): Uint8Array {
+  const random = rng(seed);
+  const system = [
+    { type: "text", text: "You are an agent for software engineering tasks.", cache_control: { type: "ephemeral" } },
+    { type: "text", text: text(random, 12000) },
+  ];
+  const tools = agentTools(random, 12);
+  type Block = Record<string, unknown>;
+  const messages: Array<{ role: string; content: string | Block[] }> = [
+    { role: "user", content: `Task ${seed}: ` + text(random, 2000) },
+  ];
+  const wrap = (msgs: typeof messages, pad: string) => {
+    const all = pad ? [...msgs, { role: "user", content: pad }] : msgs;
+    const rest = { messages: all, system, tools, max_tokens: 4096, stream: true };
+    return modelLast ? JSON.stringify({ ...rest, model: MODEL }) : JSON.stringify({ model: MODEL, ...rest });
+  };
+  const size = (x: string) => Buffer.byteLength(x);
+  let total = size(wrap(messages, ""));
+  for (let turn = 0; ; turn++) {
+    const id = `toolu_${seed}_${turn}`;
+    const call = {
+      role: "assistant",
+      content: [
+        { type: "text", text: text(random, 200) },
+        { type: "tool_use", id, name: `tool_${turn % 12}`, input: { path: `/src/file_${turn}.ts`, limit: 200 } },
+      ],
+    };
+    const result = {
+      role: "user",
+      content: [{ type: "tool_result", tool_use_id: id, content: text(random, 2000 + Math.floor(random() * 20000)) }],
+    };
+    const added = size(JSON.stringify(call)) + size(JSON.stringify(result)) + 2;
+    if (total + added > bytes - 1024) break;
+    messages.push(call, result);
+    total += added;
+  }
+  let pad = "Continue with the task.";
+  const missing = bytes - size(wrap(messages, pad));
+  if (missing < 0) throw new Error(`agent body over ${bytes} bytes`);
+  pad += " ".repeat(missing);
+  const out = Buffer.from(wrap(messages, pad));
+  if (out.length !== bytes) throw new Error(`agent body of ${out.length} bytes, wanted ${bytes}`);
+  return new Uint8Array(out.buffer, out.byteOffset, out.length);
+}
+
 function pool(n: number) {
   const random = rng(3);
   return Array.from({ length: n }, (_, i) => ({
@@ -202,10 +289,10 @@ interface Sample {
   streamUs: number;
 }
 
-function sendChunked(h: PickerHost, timer: VmTimer, body: Uint8Array): Sample {
+function sendChunked(h: PickerHost, timer: VmTimer, body: Uint8Array, path: string): Sample {
   const t0 = process.hrtime.bigint();
   const s = h.host.openStream({ worker: 0 });
-  s.sendRequestHeaders(postHeaders("/v1/chat/completions", body.length), false);
+  s.sendRequestHeaders(postHeaders(path, body.length), false);
   for (let at = 0; at < body.length; at += CHUNK_BYTES) {
     const end = Math.min(body.length, at + CHUNK_BYTES);
     s.sendRequestData(body.subarray(at, end), end === body.length);
@@ -227,19 +314,19 @@ export function runLargeBodies(scale = 1, wasm?: string): LargeBodyResult[] {
   h.publish(pool(ENDPOINTS));
   const timer = new VmTimer(h.host.workers[0]);
   const bodies = LARGE_BODY_CASES.map((c, k) =>
-    Array.from({ length: VARIANTS }, (_, v) => chatBody(c.bytes, c.modelLast, 1000 * k + v)),
+    Array.from({ length: VARIANTS }, (_, v) => (c.agent ? agentBody : chatBody)(c.bytes, c.modelLast, 1000 * k + v)),
   );
   // Warm up (V8 tiers the module up from its baseline compiler), then the cases in interleaved slices so
   // machine noise hits them alike.
-  LARGE_BODY_CASES.forEach((_, k) => {
-    for (let i = 0; i < 3 * VARIANTS; i++) sendChunked(h, timer, bodies[k][i % VARIANTS]);
+  LARGE_BODY_CASES.forEach((c, k) => {
+    for (let i = 0; i < 3 * VARIANTS; i++) sendChunked(h, timer, bodies[k][i % VARIANTS], pathOf(c));
   });
   const samples: Sample[][] = LARGE_BODY_CASES.map(() => []);
   const SLICES = 10;
   for (let slice = 0; slice < SLICES; slice++) {
     LARGE_BODY_CASES.forEach((c, k) => {
       const n = Math.max(1, Math.round((c.repetitions * scale) / SLICES));
-      for (let i = 0; i < n; i++) samples[k].push(sendChunked(h, timer, bodies[k][i % VARIANTS]));
+      for (let i = 0; i < n; i++) samples[k].push(sendChunked(h, timer, bodies[k][i % VARIANTS], pathOf(c)));
       h.advance(100); // ticks: in-flight tables, VM exchange
     });
   }
@@ -251,7 +338,7 @@ export function runLargeBodies(scale = 1, wasm?: string): LargeBodyResult[] {
   h.publish(pool(ENDPOINTS), {}, [], [], [{ matches: [MODEL], targets: [{ model: `${MODEL}-v2`, weight: 1 }] }]);
   LARGE_BODY_CASES.forEach((c, k) => {
     const before = h.counter("endpoint_picker.model_rewrites");
-    sendChunked(h, timer, bodies[k][0]);
+    sendChunked(h, timer, bodies[k][0], pathOf(c));
     if (h.counter("endpoint_picker.model_rewrites") !== before + 1)
       throw new Error(`${c.name}: the model was not found`);
   });
@@ -298,9 +385,8 @@ export function printLargeBodies(results: LargeBodyResult[]): void {
       `${r.case.padStart(46)} | ${r.vmP50Us.toFixed(1).padStart(12)} / ${r.vmP99Us.toFixed(1).padStart(7)} | ${r.vmNsPerByte.toFixed(3).padStart(7)} | ${r.hostCopyP50Us.toFixed(1).padStart(20)} | ${r.wasmP50Us.toFixed(1).padStart(13)} | ${r.wasmNsPerByte.toFixed(3).padStart(12)} | ${r.streamP50Us.toFixed(0).padStart(10)} / ${r.streamP99Us.toFixed(0).padStart(6)}`,
     );
   }
-  const last = results.find((r) => r.bodyBytes === 220 * 1024 && r.modelLast);
-  if (last)
+  for (const last of results.filter((r) => r.bodyBytes === 220 * 1024 && r.modelLast))
     console.log(
-      `target: 220 KiB body with model last <= 200 µs in the VM: ${last.vmP50Us} µs p50 ${last.vmP50Us <= 200 ? "(met)" : "(NOT met)"}`,
+      `target: ${last.case} <= 200 µs in the VM: ${last.vmP50Us} µs p50 ${last.vmP50Us <= 200 ? "(met)" : "(NOT met)"}`,
     );
 }

@@ -4,6 +4,8 @@
 // Capacity per workload: closed-loop saturation throughput under least-request (tests/sim/capacity.ts).
 // Profiles: GIE's default (queue 2, kv 2, prefix 3) for GIE and the filter; on the multi-LoRA workload both add
 // lora-affinity-scorer with weight 1, as a deployment serving adapters configures it.
+// Workloads: every kind of workloads.ts, the agent sessions (Anthropic, OpenAI chat with tools, Responses
+// bodies, each sent to its API's path) included.
 // Gateway replicas: the filter runs behind a load balancer over each count of SIM_BENCH_GATEWAYS; the other
 // pickers are global (one decision point, as if every gateway shared one view) and run once, gateways 1.
 // Environment: SIM_BENCH_REQUESTS (default 2000 per run), SIM_BENCH_PODS (8), SIM_BENCH_WORKLOADS,

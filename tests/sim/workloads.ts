@@ -1,6 +1,8 @@
 // Workloads as the field benchmarks routing (docs/SIMULATOR.md "Workloads"): seeded, so the same seed gives
 // the same requests; contents are drawn independently of arrival times, so the same requests can be
-// replayed at several loads. Every request is a real OpenAI JSON body (chat or completions).
+// replayed at several loads. Every request is a real JSON body: OpenAI chat or completions, and for the
+// agent workload (agent-workload.ts) also Anthropic /v1/messages and OpenAI /v1/responses.
+import { agentWorkload } from "./agent-workload";
 import { type Api, type ParsedRequest, parseRequest, sequenceFor } from "./openai";
 import type { EngineProfile } from "./profile";
 import { Rng, intNormal } from "./rng";
@@ -39,7 +41,7 @@ export interface Workload {
   followUps?(req: WorkloadRequest): number;
 }
 
-export const WORKLOAD_KINDS = ["sharegpt", "prefix-a", "prefix-c", "multi-round", "multi-lora"] as const;
+export const WORKLOAD_KINDS = ["sharegpt", "prefix-a", "prefix-c", "multi-round", "multi-lora", "agent"] as const;
 export type WorkloadKind = (typeof WORKLOAD_KINDS)[number];
 
 export interface WorkloadOptions {
@@ -284,5 +286,7 @@ export function makeWorkload(kind: WorkloadKind, o: WorkloadOptions): Workload {
       return multiRound(o);
     case "multi-lora":
       return shareGpt(o, LORA_ADAPTERS);
+    case "agent":
+      return agentWorkload(o);
   }
 }
