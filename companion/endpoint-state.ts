@@ -4,6 +4,13 @@ import type { EngineRegistry } from "./engines";
 import type { EndpointMetrics } from "./extract";
 import { byAddress, type PoolTarget } from "./types";
 import type { SnapshotEndpoint } from "./snapshot";
+import { podRole } from "./kube-pool";
+
+/** The snapshot's role field of a target (its `llm-d.ai/role` label), absent without the label. */
+function roleOf(t: PoolTarget): { role?: number } {
+  const { role } = podRole(t.labels);
+  return role !== 0 ? { role } : {};
+}
 
 interface Entry {
   target: PoolTarget;
@@ -185,6 +192,7 @@ export class EndpointStore {
       running: e.metrics?.running ?? null,
       kvUsage: e.metrics?.kvUsage ?? null,
       lora: e.metrics?.lora ?? null,
+      ...roleOf(e.target),
     }));
   }
 }

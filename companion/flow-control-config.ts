@@ -17,7 +17,14 @@ import {
   type Fields,
 } from "./config-fields";
 import type { PluginDecl } from "./profile-config";
-import type { FlowBand, FlowFairness, FlowOrdering, SnapshotFlowControl } from "./snapshot";
+import type {
+  FlowBand,
+  FlowFairness,
+  FlowHoldback,
+  FlowOrdering,
+  FlowProgramAware,
+  SnapshotFlowControl,
+} from "./snapshot";
 
 /** llm-d-router's feature gate (pkg/epp/flowcontrol/config.go `FeatureGate`), off by default. */
 export const FLOW_CONTROL_GATE = "flowControl";
@@ -26,6 +33,7 @@ export const FLOW_CONTROL_GATE = "flowControl";
 export const FAIRNESS_POLICY_TYPES: Readonly<Record<string, FlowFairness>> = {
   "global-strict-fairness-policy": "global-strict",
   "round-robin-fairness-policy": "round-robin",
+  "program-aware-fairness": "program-aware",
 };
 /** Ordering policy plugin types, by the value the snapshot carries. */
 export const ORDERING_POLICY_TYPES: Readonly<Record<string, FlowOrdering>> = {
@@ -34,6 +42,8 @@ export const ORDERING_POLICY_TYPES: Readonly<Record<string, FlowOrdering>> = {
   "slo-deadline-ordering-policy": "slo-deadline",
 };
 export const STATIC_USAGE_LIMIT_TYPE = "static-usage-limit-policy";
+export const HOLDBACK_USAGE_LIMIT_TYPE = "priority-holdback-policy";
+export const PROGRAM_AWARE_TYPE = "program-aware-fairness";
 export const DEFAULT_FAIRNESS_TYPE = "global-strict-fairness-policy";
 export const DEFAULT_ORDERING_TYPE = "fcfs-ordering-policy";
 
@@ -44,13 +54,15 @@ export const FLOW_CONTROL_PLUGIN_TYPES: readonly string[] = [
   "slo-deadline-ordering-policy",
   "global-strict-fairness-policy",
   "round-robin-fairness-policy",
+  PROGRAM_AWARE_TYPE,
   STATIC_USAGE_LIMIT_TYPE,
+  HOLDBACK_USAGE_LIMIT_TYPE,
 ];
 
 /** llm-d-router flow-control plugin types the filter cannot apply: refused with the reason, never ignored. */
 export const UNSUPPORTED_FLOW_CONTROL_TYPES: Readonly<Record<string, string>> = {
-  "priority-holdback-policy":
-    "not supported: the filter applies one usage limit to every priority band (static-usage-limit-policy's threshold); priority-holdback-policy's per-priority ceilings are not implemented",
+  "soft-reflective-ceiling-policy":
+    "not supported: the filter applies fixed ceilings (static-usage-limit-policy, priority-holdback-policy); use priority-holdback-policy to hold lower bands back first",
 };
 
 /** llm-d-router's system defaults (pkg/epp/flowcontrol/controller/config.go, registry/config.go). */
@@ -147,10 +159,59 @@ function usageThreshold(plugin: PluginDecl | undefined): number {
   return optNumber(params, "threshold", path, { minExclusive: 0 }) ?? DEFAULT_USAGE_LIMIT;
 }
 
+/** priority-holdback-policy's parameters (llm-d-router's rules: minCeiling required, shape linear). */
+function holdbackParams(plugin: PluginDecl): FlowHoldback {
+  const { params, path } = paramsOf(plugin);
+  const fields = params ?? {};
+  onlyKeys(fields, path, ["shape", "domain", "minCeiling", "maxCeiling"]);
+  const shape = optString(fields, "shape", path) ?? "linear";
+  if (shape !== "linear") fail(join(path, "shape"), 'must be "linear" (the only shape)', fields.shape);
+  const domain = optString(fields, "domain", path) ?? "rank";
+  if (domain !== "rank" && domain !== "value") fail(join(path, "domain"), 'must be "rank" or "value"', fields.domain);
+  const minCeiling = optNumber(fields, "minCeiling", path, { min: 0 });
+  if (minCeiling === undefined) fail(join(path, "minCeiling"), "is required (in [0, 1))", fields.minCeiling);
+  if (minCeiling >= 1) fail(join(path, "minCeiling"), "must be in [0, 1)", fields.minCeiling);
+  const maxCeiling = optNumber(fields, "maxCeiling", path, { minExclusive: 0 }) ?? 1.0;
+  if (maxCeiling > 1) fail(join(path, "maxCeiling"), "must be in (0, 1]", fields.maxCeiling);
+  if (!(minCeiling < maxCeiling))
+    fail(join(path, "minCeiling"), `must be below maxCeiling (${maxCeiling})`, fields.minCeiling);
+  return { domain, minCeiling, maxCeiling };
+}
+
+/** program-aware-fairness's parameters (strategy las; llm-d-router's defaults). */
+function programAwareParams(plugin: PluginDecl): FlowProgramAware {
+  const { params, path } = paramsOf(plugin);
+  const fields = params ?? {};
+  onlyKeys(fields, path, [
+    "strategy",
+    "lasWeightService",
+    "lasWeightHeadWait",
+    "lasHalfLifeSeconds",
+    "evictionTtlSeconds",
+    "evictionSweepSeconds",
+    "heavyFlowHeadroom",
+  ]);
+  const strategy = optString(fields, "strategy", path) ?? "las";
+  if (strategy !== "las") fail(join(path, "strategy"), 'must be "las" (the only strategy)', fields.strategy);
+  optNumber(fields, "evictionSweepSeconds", path, { minExclusive: 0 }); // checked; the filter sweeps every minute
+  // Ours, not llm-d-router's: the share of the band's ceiling that flows served above the mean leave free.
+  const heavyFlowHeadroom = optNumber(fields, "heavyFlowHeadroom", path, { min: 0 }) ?? 0;
+  if (heavyFlowHeadroom >= 1) fail(join(path, "heavyFlowHeadroom"), "must be in [0, 1)", fields.heavyFlowHeadroom);
+  return {
+    ...(heavyFlowHeadroom > 0 ? { heavyFlowHeadroom } : {}),
+    weightService: optNumber(fields, "lasWeightService", path, { min: 0 }) ?? 0.8,
+    weightHeadWait: optNumber(fields, "lasWeightHeadWait", path, { min: 0 }) ?? 0.2,
+    halfLifeSeconds: optNumber(fields, "lasHalfLifeSeconds", path, { min: 0 }) ?? 60,
+    evictionTtlSeconds: optNumber(fields, "evictionTtlSeconds", path, { min: 0 }) ?? 3600,
+  };
+}
+
 /** Checks the parameters of every declared flow-control plugin (validated even when unreferenced). */
 function checkPolicyPlugins(plugins: ReadonlyMap<string, PluginDecl>): void {
   for (const p of plugins.values()) {
     if (p.type === STATIC_USAGE_LIMIT_TYPE) usageThreshold(p);
+    else if (p.type === HOLDBACK_USAGE_LIMIT_TYPE) holdbackParams(p);
+    else if (p.type === PROGRAM_AWARE_TYPE) programAwareParams(p);
     else if (p.type in FAIRNESS_POLICY_TYPES || p.type in ORDERING_POLICY_TYPES) {
       const { params, path } = paramsOf(p);
       if (params) onlyKeys(params, path, []); // llm-d-router's policies take no parameters
@@ -209,7 +270,13 @@ function policyRef<T>(
  * llm-d-router: band limits are always bounded. `priority` is required in `priorityBands`; a template's is
  * ignored (written as 0).
  */
-function parseBand(raw: unknown, path: string, template: boolean, plugins: ReadonlyMap<string, PluginDecl>): FlowBand {
+function parseBand(
+  raw: unknown,
+  path: string,
+  template: boolean,
+  plugins: ReadonlyMap<string, PluginDecl>,
+  programAware: Map<string, FlowProgramAware>,
+): FlowBand {
   const obj = asObject(raw, path);
   onlyKeys(obj, path, BAND_KEYS);
   const priority = optNumber(obj, "priority", path, { integer: true, min: I32_MIN, max: I32_MAX });
@@ -217,19 +284,26 @@ function parseBand(raw: unknown, path: string, template: boolean, plugins: Reado
     fail(join(path, "priority"), "a priority band needs a priority", obj.priority);
   const maxRequests = optQuantity(obj, "maxRequests", path, U32_MAX) || DEFAULT_BAND_MAX_REQUESTS;
   const maxBytes = optQuantity(obj, "maxBytes", path) || DEFAULT_BAND_MAX_BYTES;
-  return {
-    priority: template ? 0 : priority!,
-    maxRequests,
-    maxBytes,
-    fairness: policyRef(
-      obj,
-      "fairnessPolicyRef",
-      path,
+  let fairness = FAIRNESS_POLICY_TYPES[DEFAULT_FAIRNESS_TYPE];
+  const fairnessRef = optString(obj, "fairnessPolicyRef", path);
+  if (fairnessRef) {
+    const refPath = join(path, "fairnessPolicyRef");
+    const ref = resolveRef(
+      fairnessRef,
+      refPath,
       FAIRNESS_POLICY_TYPES,
       DEFAULT_FAIRNESS_TYPE,
       "fairness policy",
       plugins,
-    ),
+    );
+    fairness = ref.value;
+    if (ref.plugin && ref.plugin.type === PROGRAM_AWARE_TYPE) programAware.set(refPath, programAwareParams(ref.plugin));
+  }
+  return {
+    priority: template ? 0 : priority!,
+    maxRequests,
+    maxBytes,
+    fairness,
     ordering: policyRef(
       obj,
       "orderingPolicyRef",
@@ -269,20 +343,22 @@ export function parseFlowControl(raw: unknown, plugins: ReadonlyMap<string, Plug
       fc.enableEviction,
     );
   const defaultRequestTtlMs = ttl(fc, "defaultRequestTTL", path);
+  // program-aware-fairness parameters by the band field that references them (the filter applies one set).
+  const aware = new Map<string, FlowProgramAware>();
   const noEndpointRequestTtlMs = ttl(fc, "noEndpointRequestTTL", path);
   const template =
     fc.defaultPriorityBand === undefined || fc.defaultPriorityBand === null
       ? defaultBand()
-      : parseBand(fc.defaultPriorityBand, join(path, "defaultPriorityBand"), true, plugins);
+      : parseBand(fc.defaultPriorityBand, join(path, "defaultPriorityBand"), true, plugins, aware);
   const negative =
     fc.defaultNegativePriorityBand === undefined || fc.defaultNegativePriorityBand === null
       ? { ...template }
-      : parseBand(fc.defaultNegativePriorityBand, join(path, "defaultNegativePriorityBand"), true, plugins);
+      : parseBand(fc.defaultNegativePriorityBand, join(path, "defaultNegativePriorityBand"), true, plugins, aware);
   const bands: FlowBand[] = [];
   const seen = new Map<number, string>();
   (optArray(fc, "priorityBands", path) ?? []).forEach((item, i) => {
     const bandPath = join(join(path, "priorityBands"), i);
-    const band = parseBand(item, bandPath, false, plugins);
+    const band = parseBand(item, bandPath, false, plugins, aware);
     const before = seen.get(band.priority);
     if (before !== undefined)
       fail(
@@ -295,18 +371,28 @@ export function parseFlowControl(raw: unknown, plugins: ReadonlyMap<string, Plug
   });
   bands.sort((a, b) => b.priority - a.priority);
   let usageLimit = DEFAULT_USAGE_LIMIT;
+  let holdback: FlowHoldback | null = null;
   const usageRef = optString(fc, "usageLimitPolicyPluginRef", path);
   if (usageRef) {
     const { plugin } = resolveRef(
       usageRef,
       join(path, "usageLimitPolicyPluginRef"),
-      { [STATIC_USAGE_LIMIT_TYPE]: true },
+      { [STATIC_USAGE_LIMIT_TYPE]: true, [HOLDBACK_USAGE_LIMIT_TYPE]: true },
       STATIC_USAGE_LIMIT_TYPE,
       "usage-limit policy",
       plugins,
     );
-    usageLimit = usageThreshold(plugin);
+    if (plugin && plugin.type === HOLDBACK_USAGE_LIMIT_TYPE) holdback = holdbackParams(plugin);
+    else usageLimit = usageThreshold(plugin);
   } else usageLimit = usageThreshold(plugins.get(STATIC_USAGE_LIMIT_TYPE));
+  const awareSets = [...aware.entries()];
+  for (const [refPath, params] of awareSets.slice(1))
+    if (JSON.stringify(params) !== JSON.stringify(awareSets[0][1]))
+      fail(
+        refPath,
+        `names a program-aware-fairness plugin whose parameters differ from the one ${awareSets[0][0]} names; the filter applies one set of program-aware-fairness parameters`,
+        refPath,
+      );
   return {
     defaultRequestTtlMs: defaultRequestTtlMs ?? DEFAULT_REQUEST_TTL_MS,
     // llm-d-router: noEndpointRequestTTL follows defaultRequestTTL when omitted; 60 s when neither is set.
@@ -317,6 +403,8 @@ export function parseFlowControl(raw: unknown, plugins: ReadonlyMap<string, Plug
     defaultBand: template,
     defaultNegativeBand: negative,
     bands,
+    ...(holdback ? { holdback } : {}),
+    ...(awareSets.length > 0 ? { programAware: awareSets[0][1] } : {}),
   };
 }
 
@@ -351,7 +439,10 @@ export function describeFlowControl(fc: SnapshotFlowControl): string {
   const limit = (n: number) => (n === 0 ? "none" : String(n));
   return (
     `flow control on: defaultRequestTTL ${fc.defaultRequestTtlMs}ms, noEndpointRequestTTL ${fc.noEndpointRequestTtlMs}ms, ` +
-    `maxRequests ${limit(fc.maxRequests)}, maxBytes ${limit(fc.maxBytes)}, usage limit ${fc.usageLimit}, ` +
+    `maxRequests ${limit(fc.maxRequests)}, maxBytes ${limit(fc.maxBytes)}, ` +
+    (fc.holdback
+      ? `priority holdback ${fc.holdback.maxCeiling} down to ${fc.holdback.minCeiling} by ${fc.holdback.domain}, `
+      : `usage limit ${fc.usageLimit}, `) +
     `bands ${fc.bands.map((b) => b.priority).join(", ") || "none listed"} (others from the templates)`
   );
 }

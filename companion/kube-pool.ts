@@ -26,6 +26,35 @@ import { ConfigError } from "./config-fields";
 import { parseInferencePool, podTargets, selectorString, type PodLike, type PoolSpec } from "./inference-pool";
 import type { Logger } from "./log";
 import { POOL_GROUPS, byAddress, type PoolGroup, type PoolSource, type PoolTarget } from "./types";
+import { POD_ROLE_DECODE, POD_ROLE_ENCODE, POD_ROLE_LABELED, POD_ROLE_PREFILL } from "./snapshot";
+
+/** llm-d's pod role label (prefill/decode disaggregation); static endpoints give it in their file's labels. */
+export const ROLE_LABEL = "llm-d.ai/role";
+
+/** llm-d-router's role values (pkg/.../filter/bylabel/roles.go) as the snapshot's role bits. */
+const ROLE_VALUES: Readonly<Record<string, number>> = {
+  prefill: POD_ROLE_PREFILL,
+  decode: POD_ROLE_DECODE,
+  encode: POD_ROLE_ENCODE,
+  "prefill-decode": POD_ROLE_PREFILL | POD_ROLE_DECODE,
+  both: POD_ROLE_PREFILL | POD_ROLE_DECODE, // deprecated alias of prefill-decode
+  "encode-prefill": POD_ROLE_ENCODE | POD_ROLE_PREFILL,
+  "encode-prefill-decode": POD_ROLE_ENCODE | POD_ROLE_PREFILL | POD_ROLE_DECODE,
+};
+
+/**
+ * A pod's role bits from its labels: 0 without the label (llm-d-router's decode-filter keeps such a pod, its
+ * prefill-filter drops it); a value llm-d does not know is labeled with no stage (both role filters drop it,
+ * as llm-d-router's do) and reported through `unknown`.
+ */
+export function podRole(labels: Readonly<Record<string, string>>): { role: number; unknown: string | null } {
+  const value = labels[ROLE_LABEL];
+  if (value === undefined) return { role: 0, unknown: null };
+  const bits = ROLE_VALUES[value.trim()];
+  return bits === undefined
+    ? { role: POD_ROLE_LABELED, unknown: value }
+    : { role: POD_ROLE_LABELED | bits, unknown: null };
+}
 
 const IN_CLUSTER_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 

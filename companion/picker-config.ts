@@ -15,8 +15,15 @@ import {
 } from "./config-fields";
 import { METRICS_PLUGIN_TYPES, parseMetricsPluginParams, resolveEngines, type EngineFlags } from "./engine-config";
 import { EngineRegistry, type EngineMapping } from "./engines";
-import { PREFIX_PRODUCER_TYPE, SATURATION_DETECTOR_TYPE, buildProfile, type PluginDecl } from "./profile-config";
+import {
+  PD_PLUGIN_TYPES,
+  PREFIX_PRODUCER_TYPE,
+  SATURATION_DETECTOR_TYPE,
+  buildProfile,
+  type PluginDecl,
+} from "./profile-config";
 import { PROFILE_PLUGIN_TYPES } from "./profile-plugins";
+import { AGENT_IDENTITY_TYPE, withAgentIdentity } from "./session-affinity-config";
 import {
   FLOW_CONTROL_PLUGIN_TYPES,
   UNSUPPORTED_FLOW_CONTROL_TYPES,
@@ -93,6 +100,8 @@ function supportedTypes(): string[] {
     ...Object.keys(PROFILE_PLUGIN_TYPES),
     PREFIX_PRODUCER_TYPE,
     SATURATION_DETECTOR_TYPE,
+    AGENT_IDENTITY_TYPE,
+    ...PD_PLUGIN_TYPES,
     ...Object.keys(IGNORED_PLUGIN_TYPES),
     ...FLOW_CONTROL_PLUGIN_TYPES,
   ];
@@ -243,13 +252,16 @@ export function loadPickerConfig(text: string | null, flags: EngineFlags = {}): 
     warnings,
   });
   if (flowControl) notes.push(describeFlowControl(flowControl));
-  const profile = buildProfile({
+  const profile = withAgentIdentity(
+    buildProfile({
+      plugins,
+      schedulingProfiles: cfg.schedulingProfiles,
+      saturationDetector: cfg.saturationDetector,
+      flowControl: cfg.flowControl,
+      warnings,
+    }),
     plugins,
-    schedulingProfiles: cfg.schedulingProfiles,
-    saturationDetector: cfg.saturationDetector,
-    flowControl: cfg.flowControl,
-    warnings,
-  });
+  );
   const { scrape, port } = scrapeSettings(plugins, flags, notes);
   notes.push(...warnings);
   return { engines: withMetricsPort(engines.registry, port), profile, flowControl, scrape, notes, warnings };

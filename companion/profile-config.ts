@@ -4,7 +4,7 @@
 // `schedulingProfiles` the profile holds every scorer and picker plugin defined. Where the config defines no
 // scorer at all we use GIE's default profile (queue 2, kv 2, prefix 3) rather than GIE's literal result for
 // such a file (no scorers, random ties).
-import type { ProfilePlugin, SchedulingProfile } from "./snapshot";
+import type { Disaggregation, ProfilePlugin, SchedulingProfile } from "./snapshot";
 import { PROFILE_PLUGIN_TYPES, roleOf } from "./profile-plugins";
 import {
   asObject,
@@ -73,6 +73,24 @@ export interface ProfileInput {
 
 const isScorer = (type: string): boolean => roleOf(type) === "scorer";
 const isPicker = (type: string): boolean => roleOf(type) === "picker";
+const isFilter = (type: string): boolean => roleOf(type) === "filter";
+
+/** llm-d-router's P/D plugins (profile handlers and prefill deciders), read by `disaggregation` below. */
+export const PD_HANDLER_TYPE = "disagg-profile-handler";
+/** Deprecated since llm-d-router v0.7.0; its parameters are the flat ones. */
+export const LEGACY_PD_HANDLER_TYPE = "pd-profile-handler";
+export const PREFIX_PD_DECIDER_TYPE = "prefix-based-pd-decider";
+export const ALWAYS_PD_DECIDER_TYPE = "always-disagg-pd-decider";
+export const PD_PLUGIN_TYPES = [
+  PD_HANDLER_TYPE,
+  LEGACY_PD_HANDLER_TYPE,
+  PREFIX_PD_DECIDER_TYPE,
+  ALWAYS_PD_DECIDER_TYPE,
+];
+/** llm-d-router's token estimate without a tokenizer: 4 prompt bytes per token. */
+export const PD_BYTES_PER_TOKEN = 4;
+const DECODE_FILTER_TYPE = "decode-filter";
+const PREFILL_FILTER_TYPE = "prefill-filter";
 
 interface Ref {
   plugin: PluginDecl;
@@ -80,53 +98,194 @@ interface Ref {
   path: string;
 }
 
-function profileRefs(input: ProfileInput): Ref[] | null {
+interface ProfileDecl {
+  name: string;
+  /** `schedulingProfiles[i]`, or "" for the profile made of every plugin (no `schedulingProfiles`). */
+  path: string;
+  refs: Ref[];
+}
+
+/** The configured profiles; null: no `schedulingProfiles` and no scorer (GIE's default profile applies). */
+function profileDecls(input: ProfileInput): ProfileDecl[] | null {
   const raw = input.schedulingProfiles;
   if (raw === undefined || raw === null || (Array.isArray(raw) && raw.length === 0)) {
     const refs = [...input.plugins.values()]
       .filter((p) => isScorer(p.type) || isPicker(p.type))
       .map((plugin) => ({ plugin, weight: undefined, path: plugin.path }));
-    return refs.some((r) => isScorer(r.plugin.type)) ? refs : null;
+    return refs.some((r) => isScorer(r.plugin.type)) ? [{ name: "", path: "", refs }] : null;
   }
   if (!Array.isArray(raw)) fail("schedulingProfiles", "must be a list", raw);
-  if (raw.length > 1) {
-    const names = raw.map((p) => (p && typeof p === "object" ? (p as Fields).name : p));
+  const seen = new Set<string>();
+  return raw.map((item, i) => {
+    const path = `schedulingProfiles[${i}]`;
+    const profile = asObject(item, path);
+    onlyKeys(profile, path, ["name", "plugins"]);
+    const name = optString(profile, "name", path);
+    if (!name) fail(join(path, "name"), "a scheduling profile needs a name", profile.name);
+    if (seen.has(name)) fail(join(path, "name"), "profile name used twice", name);
+    seen.add(name);
+    const list = optArray(profile, "plugins", path) ?? [];
+    return { name, path, refs: list.map((item, j) => profileRef(input, join(join(path, "plugins"), j), item)) };
+  });
+}
+
+function profileRef(input: ProfileInput, refPath: string, item: unknown): Ref {
+  const ref = asObject(item, refPath);
+  onlyKeys(ref, refPath, ["pluginRef", "weight"]);
+  const pluginRef = optString(ref, "pluginRef", refPath);
+  if (!pluginRef) fail(join(refPath, "pluginRef"), "missing plugin reference", ref.pluginRef);
+  const plugin = input.plugins.get(pluginRef);
+  if (!plugin)
     fail(
-      "schedulingProfiles",
-      "only one scheduling profile is supported (the filter applies one profile to every request)",
-      names,
+      join(refPath, "pluginRef"),
+      `no plugin of that name in plugins (defined: ${[...input.plugins.keys()].join(", ") || "none"})`,
+      pluginRef,
+    );
+  if (!isScorer(plugin.type) && !isPicker(plugin.type) && !isFilter(plugin.type)) {
+    fail(
+      join(refPath, "pluginRef"),
+      `plugin "${pluginRef}" has type ${plugin.type}, which is neither a scorer nor a picker`,
+      pluginRef,
     );
   }
-  const path = "schedulingProfiles[0]";
-  const profile = asObject(raw[0], path);
-  onlyKeys(profile, path, ["name", "plugins"]);
-  const name = optString(profile, "name", path);
-  if (!name) fail(join(path, "name"), "a scheduling profile needs a name", profile.name);
-  const list = optArray(profile, "plugins", path) ?? [];
-  return list.map((item, j) => {
-    const refPath = join(join(path, "plugins"), j);
-    const ref = asObject(item, refPath);
-    onlyKeys(ref, refPath, ["pluginRef", "weight"]);
-    const pluginRef = optString(ref, "pluginRef", refPath);
-    if (!pluginRef) fail(join(refPath, "pluginRef"), "missing plugin reference", ref.pluginRef);
-    const plugin = input.plugins.get(pluginRef);
-    if (!plugin)
+  const weight = optNumber(ref, "weight", refPath, { min: 0 });
+  if (weight !== undefined && !isScorer(plugin.type))
+    fail(join(refPath, "weight"), `a ${roleOf(plugin.type)} has no weight`, weight);
+  return { plugin, weight, path: refPath };
+}
+
+/** The P/D handler's settings (llm-d-router's names and defaults). */
+interface HandlerSettings {
+  decode: string;
+  prefill: string;
+  encode: string;
+  /** The prefill decider's plugin name (undefined: none, P/D off; legacy handler: its default). */
+  decider: string | undefined;
+  deciderPath: string;
+  prefillFirst: boolean;
+}
+
+const FLAT_HANDLER_KEYS = [
+  "decodeProfile",
+  "prefillProfile",
+  "encodeProfile",
+  "prefillDeciderPluginName",
+  "encodeDeciderPluginName",
+  "deciderPluginName",
+];
+
+function handlerSettings(handler: PluginDecl): HandlerSettings {
+  const path = join(handler.path, "parameters");
+  const params = handler.parameters == null ? {} : asObject(handler.parameters, path);
+  const str = (obj: Fields, key: string, p: string, def: string): string => optString(obj, key, p) || def;
+  if (handler.type === LEGACY_PD_HANDLER_TYPE) {
+    // primaryPort (Istio < 1.28.1 data parallel) and the prefix plugin names change nothing here.
+    onlyKeys(params, path, [
+      "decodeProfile",
+      "prefillProfile",
+      "deciderPluginName",
+      "primaryPort",
+      "prefixMatchInfoProducerName",
+      "prefixPluginType",
+      "prefixPluginName",
+    ]);
+    optNumber(params, "primaryPort", path, { integer: true, min: 0, max: 65535 });
+    for (const k of ["prefixMatchInfoProducerName", "prefixPluginType", "prefixPluginName"]) optString(params, k, path);
+    return {
+      decode: str(params, "decodeProfile", path, "decode"),
+      prefill: str(params, "prefillProfile", path, "prefill"),
+      encode: "encode",
+      decider: str(params, "deciderPluginName", path, PREFIX_PD_DECIDER_TYPE),
+      deciderPath: join(path, "deciderPluginName"),
+      prefillFirst: false,
+    };
+  }
+  onlyKeys(params, path, ["profiles", "deciders", "stageOrder", ...FLAT_HANDLER_KEYS]);
+  const flat = FLAT_HANDLER_KEYS.filter((k) => params[k] !== undefined && params[k] !== null);
+  const nested = ["profiles", "deciders"].filter((k) => params[k] !== undefined && params[k] !== null);
+  if (flat.length > 0 && nested.length > 0)
+    fail(
+      join(path, flat[0]),
+      `the deprecated flat parameters and ${nested.join("/")} cannot be mixed; use one schema`,
+      params[flat[0]],
+    );
+  let settings: HandlerSettings;
+  if (flat.length > 0) {
+    for (const k of FLAT_HANDLER_KEYS) optString(params, k, path);
+    if (params.prefillDeciderPluginName != null && params.deciderPluginName != null)
       fail(
-        join(refPath, "pluginRef"),
-        `no plugin of that name in plugins (defined: ${[...input.plugins.keys()].join(", ") || "none"})`,
-        pluginRef,
+        join(path, "deciderPluginName"),
+        "prefillDeciderPluginName is given too (deciderPluginName is its alias)",
+        params.deciderPluginName,
       );
-    if (!isScorer(plugin.type) && !isPicker(plugin.type)) {
-      fail(
-        join(refPath, "pluginRef"),
-        `plugin "${pluginRef}" has type ${plugin.type}, which is neither a scorer nor a picker`,
-        pluginRef,
-      );
-    }
-    const weight = optNumber(ref, "weight", refPath, { min: 0 });
-    if (weight !== undefined && isPicker(plugin.type)) fail(join(refPath, "weight"), "a picker has no weight", weight);
-    return { plugin, weight, path: refPath };
-  });
+    const deciderKey = params.prefillDeciderPluginName != null ? "prefillDeciderPluginName" : "deciderPluginName";
+    settings = {
+      decode: str(params, "decodeProfile", path, "decode"),
+      prefill: str(params, "prefillProfile", path, "prefill"),
+      encode: str(params, "encodeProfile", path, "encode"),
+      decider: optString(params, deciderKey, path) || undefined,
+      deciderPath: join(path, deciderKey),
+      prefillFirst: false,
+    };
+  } else {
+    const pp = join(path, "profiles");
+    const profiles = params.profiles == null ? {} : asObject(params.profiles, pp);
+    onlyKeys(profiles, pp, ["decode", "prefill", "encode"]);
+    const dp = join(path, "deciders");
+    const deciders = params.deciders == null ? {} : asObject(params.deciders, dp);
+    onlyKeys(deciders, dp, ["prefill", "encode"]);
+    optString(deciders, "encode", dp);
+    settings = {
+      decode: str(profiles, "decode", pp, "decode"),
+      prefill: str(profiles, "prefill", pp, "prefill"),
+      encode: str(profiles, "encode", pp, "encode"),
+      decider: optString(deciders, "prefill", dp) || undefined,
+      deciderPath: join(dp, "prefill"),
+      prefillFirst: false,
+    };
+  }
+  // llm-d-router: case-insensitive, '-' and '_' ignored; "" means decode-first.
+  const order = (optString(params, "stageOrder", path) ?? "").toLowerCase().replace(/[-_]/g, "");
+  if (order === "prefill" || order === "prefillfirst") settings.prefillFirst = true;
+  else if (order !== "" && order !== "decode" && order !== "decodefirst")
+    fail(join(path, "stageOrder"), "must be decode-first or prefill-first", params.stageOrder);
+  if (settings.prefillFirst && settings.decider !== undefined)
+    fail(
+      join(path, "stageOrder"),
+      "prefill-first takes no prefill decider (deciders.prefill is set)",
+      params.stageOrder,
+    );
+  return settings;
+}
+
+/** The prefill decider named by the handler, resolved. */
+function deciderSettings(
+  input: ProfileInput,
+  s: HandlerSettings,
+): Pick<Disaggregation, "decider" | "nonCachedTokens" | "promptTokens"> {
+  if (s.prefillFirst) return { decider: "always", nonCachedTokens: 0, promptTokens: 0 };
+  if (s.decider === undefined) return { decider: "none", nonCachedTokens: 0, promptTokens: 0 };
+  const plugin = input.plugins.get(s.decider);
+  if (!plugin) fail(s.deciderPath, "no plugin of that name in plugins", s.decider);
+  if (plugin.type !== ALWAYS_PD_DECIDER_TYPE && plugin.type !== PREFIX_PD_DECIDER_TYPE)
+    fail(s.deciderPath, `plugin "${s.decider}" has type ${plugin.type}, which is not a prefill decider`, s.decider);
+  return deciderOf(plugin);
+}
+
+/** A prefill decider plugin's parameters, checked (every decider is, referenced or not). */
+function deciderOf(plugin: PluginDecl): Pick<Disaggregation, "decider" | "nonCachedTokens" | "promptTokens"> {
+  const path = join(plugin.path, "parameters");
+  const params = plugin.parameters == null ? {} : asObject(plugin.parameters, path);
+  if (plugin.type === ALWAYS_PD_DECIDER_TYPE) {
+    onlyKeys(params, path, []);
+    return { decider: "always", nonCachedTokens: 0, promptTokens: 0 };
+  }
+  onlyKeys(params, path, ["nonCachedTokens", "promptTokens"]);
+  return {
+    decider: "prefix-based",
+    nonCachedTokens: optNumber(params, "nonCachedTokens", path, { integer: true, min: 0, max: 0xffffffff }) ?? 0,
+    promptTokens: optNumber(params, "promptTokens", path, { integer: true, min: 0, max: 0xffffffff }) ?? 0,
+  };
 }
 
 /** A plugin's own parameters, resolved by its type's resolver (validates them). */
@@ -328,28 +487,123 @@ export function buildProfile(input: ProfileInput): SchedulingProfile {
   const resolved = new Map<string, ProfilePlugin["parameters"]>();
   for (const p of input.plugins.values()) if (roleOf(p.type)) resolved.set(p.name, ownParameters(p)); // validate even when unreferenced
   const prefix = prefixSettings(input.plugins, input.warnings ?? []);
-  const refs = profileRefs(input);
-  if (!refs) {
-    const plugins = DEFAULT_PROFILE.plugins
-      .filter((p) => p.role === "scorer")
-      .map((p) => (p.type === PREFIX_SCORER_TYPE ? { ...p, parameters: { ...prefix } } : p));
-    return {
-      plugins: [
-        ...plugins,
-        ...pickerAndDetector(
-          DEFAULT_PROFILE.plugins.find((p) => p.role === "picker")!,
-          input,
-        ),
-      ],
-    };
+  for (const p of input.plugins.values())
+    if (p.type === PREFIX_PD_DECIDER_TYPE || p.type === ALWAYS_PD_DECIDER_TYPE) deciderOf(p);
+  const decls = profileDecls(input);
+  const handlers = [...input.plugins.values()].filter(
+    (p) => p.type === PD_HANDLER_TYPE || p.type === LEGACY_PD_HANDLER_TYPE,
+  );
+  if (handlers.length > 1)
+    fail(join(handlers[1].path, "type"), `one profile handler at most (${handlers[0].path} is one)`, handlers[1].type);
+  const handler = handlers[0];
+  if (!handler) {
+    if (decls && decls.length > 1)
+      fail(
+        "schedulingProfiles",
+        `only one scheduling profile is supported (the filter applies one profile to every request)`,
+        decls.map((d) => d.name),
+      );
+    if (!decls) return defaultProfile(input, prefix);
+    return { plugins: profilePlugins(decls[0].refs, input, resolved, prefix) };
   }
+  // Prefill/decode disaggregation: the decode profile is the one every request runs (section 1), the prefill
+  // profile runs when the decider says so (section 8).
+  const s = handlerSettings(handler);
+  if (!decls || decls[0].path === "")
+    fail(
+      "schedulingProfiles",
+      `${handler.type} needs scheduling profiles named "${s.decode}" and "${s.prefill}"`,
+      input.schedulingProfiles ?? [],
+    );
+  for (const d of decls) {
+    if (d.name === s.encode) fail(join(d.path, "name"), "the encode stage is not supported", d.name);
+    if (d.name !== s.decode && d.name !== s.prefill)
+      fail(
+        join(d.path, "name"),
+        `not a stage of ${handler.type} (decode "${s.decode}", prefill "${s.prefill}")`,
+        d.name,
+      );
+  }
+  const decode = decls.find((d) => d.name === s.decode);
+  if (!decode)
+    fail(
+      "schedulingProfiles",
+      `no profile named "${s.decode}" (${handler.type}'s decode profile)`,
+      decls.map((d) => d.name),
+    );
+  const decider = deciderSettings(input, s);
+  const prefill = decls.find((d) => d.name === s.prefill);
+  const warnings = input.warnings ?? [];
+  const decodePlugins = withRoleFilter(
+    profilePlugins(decode.refs, input, resolved, prefix),
+    DECODE_FILTER_TYPE,
+    decode,
+    warnings,
+  );
+  if (!prefill) return { plugins: decodePlugins }; // llm-d-router: no prefill profile, no prefill stage
+  return {
+    plugins: decodePlugins,
+    disaggregation: {
+      ...decider,
+      bytesPerToken: PD_BYTES_PER_TOKEN,
+      prefill: withRoleFilter(
+        profilePlugins(prefill.refs, input, resolved, prefix),
+        PREFILL_FILTER_TYPE,
+        prefill,
+        warnings,
+      ),
+    },
+  };
+}
+
+/**
+ * A stage's profile without any role filter gets its stage's (decode-filter, prefill-filter): a prefill-only
+ * pod cannot decode, and an unlabeled pod is not a prefill server.
+ */
+function withRoleFilter(
+  plugins: ProfilePlugin[],
+  type: string,
+  decl: ProfileDecl,
+  warnings: string[],
+): ProfilePlugin[] {
+  if (plugins.some((p) => p.type === DECODE_FILTER_TYPE || p.type === PREFILL_FILTER_TYPE)) return plugins;
+  warnings.push(`${decl.path} (${decl.name}): no role filter; ${type} applies`);
+  return [{ role: "filter", type, weight: 0, parameters: {} }, ...plugins];
+}
+
+function defaultProfile(input: ProfileInput, prefix: typeof DEFAULT_PREFIX): SchedulingProfile {
+  const plugins = DEFAULT_PROFILE.plugins
+    .filter((p) => p.role === "scorer")
+    .map((p) => (p.type === PREFIX_SCORER_TYPE ? { ...p, parameters: { ...prefix } } : p));
+  return {
+    plugins: [
+      ...plugins,
+      ...pickerAndDetector(
+        DEFAULT_PROFILE.plugins.find((p) => p.role === "picker")!,
+        input,
+      ),
+    ],
+  };
+}
+
+/** One profile's plugins: filters (once per type), scorers, the picker and the saturation detector. */
+function profilePlugins(
+  refs: Ref[],
+  input: ProfileInput,
+  resolved: Map<string, ProfilePlugin["parameters"]>,
+  prefix: typeof DEFAULT_PREFIX,
+): ProfilePlugin[] {
   // Scorers in reference order; a scorer referenced twice adds its weights (one entry per type).
+  const filters = new Map<string, ProfilePlugin>();
   const scorers = new Map<string, ProfilePlugin>();
   let picker: ProfilePlugin | null = null;
   let pickerRef: Ref | null = null;
   for (const ref of refs) {
     const type = ref.plugin.type;
-    if (isScorer(type)) {
+    if (isFilter(type)) {
+      if (!filters.has(type))
+        filters.set(type, { role: "filter", type, weight: 0, parameters: resolved.get(ref.plugin.name)! });
+    } else if (isScorer(type)) {
       const weight = ref.weight ?? 1; // GIE: a scorer without a weight weighs 1
       const entry = scorers.get(type);
       if (entry) entry.weight += weight;
@@ -367,12 +621,11 @@ export function buildProfile(input: ProfileInput): SchedulingProfile {
       picker = { role: "picker", type, weight: 0, parameters: resolved.get(ref.plugin.name)! };
     }
   }
-  return {
-    plugins: [
-      ...scorers.values(),
-      ...pickerAndDetector(picker ?? DEFAULT_PROFILE.plugins.find((p) => p.role === "picker")!, input),
-    ],
-  };
+  return [
+    ...filters.values(),
+    ...scorers.values(),
+    ...pickerAndDetector(picker ?? DEFAULT_PROFILE.plugins.find((p) => p.role === "picker")!, input),
+  ];
 }
 
 function pickerAndDetector(picker: ProfilePlugin, input: ProfileInput): ProfilePlugin[] {

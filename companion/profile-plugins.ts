@@ -4,6 +4,7 @@
 // filter/scoring/ and its registration there (docs/ARCHITECTURE.md, "Adding a scorer").
 import { onlyKeys, optNumber, type Fields } from "./config-fields";
 import type { ParamValue, PluginRole } from "./snapshot";
+import { resolveSessionAffinity } from "./session-affinity-config";
 
 /** Resolves a plugin's `parameters` (undefined when absent) into wire parameters; throws ConfigError. */
 export type ParameterResolver = (params: Fields | undefined, path: string) => Record<string, ParamValue>;
@@ -39,6 +40,11 @@ export const PROFILE_PLUGIN_TYPES: Readonly<Record<string, ProfilePluginType>> =
   "max-score-picker": picker,
   "random-picker": picker,
   "weighted-random-picker": picker,
+  // llm-d-router's; agent-identity, its companion plugin, is read in session-affinity-config.ts.
+  "session-affinity-scorer": scorer(resolveSessionAffinity),
+  // llm-d-router's role filters (the `llm-d.ai/role` label; prefill/decode disaggregation, profile-config.ts).
+  "decode-filter": { role: "filter", resolve: none },
+  "prefill-filter": { role: "filter", resolve: none },
 };
 
 export const roleOf = (type: string): PluginRole | undefined => PROFILE_PLUGIN_TYPES[type]?.role;

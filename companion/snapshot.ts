@@ -18,7 +18,35 @@ export interface ProfilePlugin {
 
 export interface SchedulingProfile {
   plugins: ProfilePlugin[];
+  /**
+   * Prefill/decode disaggregation (llm-d-router's disagg-profile-handler, docs/SNAPSHOT.md section 8): this
+   * profile is the decode profile, `prefill` the prefill profile the filter runs when the decider says so.
+   * Absent: one profile for every request.
+   */
+  disaggregation?: Disaggregation;
 }
+
+/** How the prefill stage is decided (section 8). */
+export type PrefillDecider = "none" | "prefix-based" | "always";
+
+export interface Disaggregation {
+  /** `none`: never prefill (no decider configured); `always`: prefill-first or always-disagg-pd-decider. */
+  decider: PrefillDecider;
+  /** prefix-based-pd-decider's `nonCachedTokens` (0: never) and `promptTokens` (0: no minimum). */
+  nonCachedTokens: number;
+  promptTokens: number;
+  /** Prompt bytes per estimated token (llm-d-router's estimate backend: 4). */
+  bytesPerToken: number;
+  /** The prefill profile's plugins. */
+  prefill: ProfilePlugin[];
+}
+
+/** Pod role bits (section 7), from the `llm-d.ai/role` label (companion/kube-pool.ts, `podRole`). */
+export const POD_ROLE_PREFILL = 1;
+export const POD_ROLE_DECODE = 2;
+export const POD_ROLE_ENCODE = 4;
+/** The pod has a role label (0: none, which llm-d-router's decode-filter keeps and prefill-filter drops). */
+export const POD_ROLE_LABELED = 0x80;
 
 export interface SnapshotEndpoint {
   address: string;
@@ -30,6 +58,8 @@ export interface SnapshotEndpoint {
   running: number | null;
   kvUsage: number | null;
   lora: { running: string[]; waiting: string[]; max: number } | null;
+  /** POD_ROLE_* bits from the pod's `llm-d.ai/role` label; absent or 0: no label. */
+  role?: number;
 }
 
 /** Everything a snapshot says apart from its version and build time: what the content key compares. */
@@ -50,7 +80,7 @@ export interface SnapshotContent {
 }
 
 /** How a band chooses among its flows (llm-d-router's fairness policies). */
-export type FlowFairness = "global-strict" | "round-robin";
+export type FlowFairness = "global-strict" | "round-robin" | "program-aware";
 /** How a flow orders its requests (llm-d-router's ordering policies). */
 export type FlowOrdering = "fcfs" | "edf" | "slo-deadline";
 
@@ -83,6 +113,29 @@ export interface SnapshotFlowControl {
   defaultNegativeBand: FlowBand;
   /** priorityBands, distinct priorities, highest first. */
   bands: FlowBand[];
+  /** priority-holdback-policy (instead of one usageLimit): per-band ceilings from maxCeiling down to minCeiling. */
+  holdback?: FlowHoldback | null;
+  /** program-aware-fairness's least-attained-service parameters (bands whose fairness is program-aware). */
+  programAware?: FlowProgramAware | null;
+}
+
+/** priority-holdback-policy: linear ceilings by rank or by priority value. */
+export interface FlowHoldback {
+  domain: "rank" | "value";
+  minCeiling: number;
+  maxCeiling: number;
+}
+
+/** program-aware-fairness (strategy las): flow score = wService x (1 - service) + wHeadWait x head wait, normalised. */
+export interface FlowProgramAware {
+  weightService: number;
+  weightHeadWait: number;
+  /** Attained service halves every this many seconds; 0: no decay. */
+  halfLifeSeconds: number;
+  /** A flow with no completion for this long is forgotten. */
+  evictionTtlSeconds: number;
+  /** Ours: flows served above their band's mean stop at (1 - this) of the band's ceiling; 0 or absent: off. */
+  heavyFlowHeadroom?: number;
 }
 
 /** One model rewrite rule as the filter applies it (docs/SNAPSHOT.md, section 5). */
@@ -134,9 +187,12 @@ export const SECTION_BASE_MODELS = 3;
 export const SECTION_OBJECTIVES = 4;
 export const SECTION_MODEL_REWRITES = 5;
 export const SECTION_FLOW_CONTROL = 6;
+export const SECTION_ROLES = 7;
+export const SECTION_DISAGGREGATION = 8;
+const DECIDERS: readonly PrefillDecider[] = ["none", "prefix-based", "always"]; // wire 0..2
 
 /** Wire codes of the fairness and ordering policies (section 6). */
-export const FLOW_FAIRNESS: readonly FlowFairness[] = ["global-strict", "round-robin"];
+export const FLOW_FAIRNESS: readonly FlowFairness[] = ["global-strict", "round-robin", "program-aware"];
 export const FLOW_ORDERING: readonly FlowOrdering[] = ["fcfs", "edf", "slo-deadline"];
 /** Explicit priority bands a snapshot carries at most (highest first: the first ones). */
 export const MAX_FLOW_BANDS = 0xffff;
@@ -241,9 +297,13 @@ function section(w: Writer, id: number, later: LaterRevision | undefined, body: 
 }
 
 function writeProfile(w: Writer, p: SchedulingProfile, later: LaterRevision | undefined): void {
-  if (p.plugins.length > 0xffff) throw new Error("snapshot: too many profile plugins");
-  w.u16(p.plugins.length);
-  for (const plugin of p.plugins) {
+  writePlugins(w, p.plugins, later);
+}
+
+function writePlugins(w: Writer, plugins: ProfilePlugin[], later: LaterRevision | undefined): void {
+  if (plugins.length > 0xffff) throw new Error("snapshot: too many profile plugins");
+  w.u16(plugins.length);
+  for (const plugin of plugins) {
     const at = w.start();
     const role = ROLES.indexOf(plugin.role);
     if (role < 0) throw new Error(`snapshot: unknown plugin role ${plugin.role}`);
@@ -367,6 +427,39 @@ export function encodeSnapshot(s: Snapshot, later?: LaterRevision): Buffer {
       const bands = [...fc.bands].sort((a, b) => b.priority - a.priority).slice(0, MAX_FLOW_BANDS);
       w.u16(bands.length);
       for (const b of bands) writeBand(w, b);
+      const hb = fc.holdback;
+      w.u8(hb ? 1 : 0);
+      if (hb) {
+        w.u8(hb.domain === "value" ? 1 : 0);
+        w.f64(hb.minCeiling);
+        w.f64(hb.maxCeiling);
+      }
+      const pa = fc.programAware;
+      w.u8(pa ? 1 : 0);
+      if (pa) {
+        w.f64(pa.weightService);
+        w.f64(pa.weightHeadWait);
+        w.f64(pa.halfLifeSeconds);
+        w.f64(pa.evictionTtlSeconds);
+        w.f64(pa.heavyFlowHeadroom ?? 0);
+      }
+    });
+  // Roles only when some pod has a role label: a pool without any encodes as before.
+  if (s.endpoints.some((e) => (e.role ?? 0) !== 0))
+    section(w, SECTION_ROLES, later, () => {
+      w.u32(s.endpoints.length);
+      for (const e of s.endpoints) w.u8((e.role ?? 0) & 0xff);
+    });
+  const pd = s.profile.disaggregation;
+  if (pd)
+    section(w, SECTION_DISAGGREGATION, later, () => {
+      const decider = DECIDERS.indexOf(pd.decider);
+      if (decider < 0) throw new Error(`snapshot: unknown prefill decider ${pd.decider}`);
+      w.u8(decider);
+      w.u32(clampU32(pd.nonCachedTokens));
+      w.u32(clampU32(pd.promptTokens));
+      w.u16(clampU16(pd.bytesPerToken));
+      writePlugins(w, pd.prefill, later);
     });
   if (later) section(w, later.sectionId, undefined, () => w.bytes(later.tail));
   const out = w.finish();
@@ -421,6 +514,9 @@ class Reader {
     this.at += n;
     return v;
   }
+  remaining(): number {
+    return this.end - this.at;
+  }
   /** A u32 length, then a reader over exactly that many bytes (this one skips past them). */
   sized(): Reader {
     const start = this.at;
@@ -433,6 +529,10 @@ class Reader {
 }
 
 function readProfile(r: Reader): SchedulingProfile {
+  return { plugins: readPlugins(r) };
+}
+
+function readPlugins(r: Reader): ProfilePlugin[] {
   const plugins: ProfilePlugin[] = [];
   for (let n = r.u16(); n > 0; n--) {
     const e = r.sized();
@@ -449,7 +549,17 @@ function readProfile(r: Reader): SchedulingProfile {
     }
     if (role) plugins.push({ role, type, weight, parameters }); // an unknown role: a plugin for a newer filter
   }
-  return { plugins };
+  return plugins;
+}
+
+function readDisaggregation(r: Reader): Disaggregation {
+  const code = r.u8();
+  const decider = DECIDERS[code];
+  if (!decider) throw new Error(`snapshot: disaggregation: unknown decider code ${code}`);
+  const nonCachedTokens = r.u32();
+  const promptTokens = r.u32();
+  const bytesPerToken = r.u16();
+  return { decider, nonCachedTokens, promptTokens, bytesPerToken, prefill: readPlugins(r) };
 }
 
 function readBand(r: Reader): FlowBand {
@@ -475,6 +585,20 @@ function readFlowControl(r: Reader): SnapshotFlowControl {
   const defaultNegativeBand = readBand(r);
   const bands: FlowBand[] = [];
   for (let n = r.u16(); n > 0; n--) bands.push(readBand(r));
+  let holdback: FlowHoldback | null = null;
+  let programAware: FlowProgramAware | null = null;
+  if (r.remaining() > 0 && r.u8() === 1)
+    holdback = { domain: r.u8() === 1 ? "value" : "rank", minCeiling: r.f64(), maxCeiling: r.f64() };
+  if (r.remaining() > 0 && r.u8() === 1) {
+    programAware = {
+      weightService: r.f64(),
+      weightHeadWait: r.f64(),
+      halfLifeSeconds: r.f64(),
+      evictionTtlSeconds: r.f64(),
+    };
+    const headroom = r.remaining() >= 8 ? r.f64() : 0;
+    if (headroom > 0) programAware.heavyFlowHeadroom = headroom;
+  }
   // Bytes a later revision appends to the section: skipped.
   return {
     defaultRequestTtlMs,
@@ -485,6 +609,8 @@ function readFlowControl(r: Reader): SnapshotFlowControl {
     defaultBand,
     defaultNegativeBand,
     bands,
+    ...(holdback ? { holdback } : {}),
+    ...(programAware ? { programAware } : {}),
   };
 }
 
@@ -532,6 +658,8 @@ export function decodeSnapshot(buf: Uint8Array): Snapshot {
   const objectives: Array<{ name: string; priority: number }> = [];
   const modelRewrites: ModelRewriteRule[] = [];
   let flowControl: SnapshotFlowControl | null = null;
+  let roles: number[] | null = null;
+  let disaggregation: Disaggregation | null = null;
   while (r.at < r.end) {
     const id = r.u16();
     const body = r.sized();
@@ -553,10 +681,22 @@ export function decodeSnapshot(buf: Uint8Array): Snapshot {
         modelRewrites.push({ matches, targets }); // bytes a later revision appends to the rule: skipped
       }
     } else if (id === SECTION_FLOW_CONTROL) flowControl = readFlowControl(body);
+    else if (id === SECTION_ROLES) {
+      roles = [];
+      for (let n = body.u32(); n > 0; n--) roles.push(body.u8());
+    } else if (id === SECTION_DISAGGREGATION) disaggregation = readDisaggregation(body);
     // other ids: sections of a newer format revision, skipped
   }
   if (!profile) throw new Error("snapshot: no profile section");
   if (!endpoints) throw new Error("snapshot: no endpoints section");
+  if (roles) {
+    if (roles.length !== endpoints.length)
+      throw new Error(`snapshot: ${roles.length} roles for ${endpoints.length} endpoints`);
+    roles.forEach((role, i) => {
+      if (role !== 0) endpoints![i].role = role;
+    });
+  }
+  if (disaggregation) profile.disaggregation = disaggregation;
   return {
     version,
     generatedAtMs,

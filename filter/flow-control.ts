@@ -6,11 +6,10 @@
 // falls below the usage limit (then the decision picks its endpoint, so it still gets prefix and LoRA
 // affinity), when its TTL runs out (429 / 503 with llm-d-router's reason header), or when its client goes.
 // Queues are per worker VM; the VMs share their requests in flight, so they see one saturation.
-import { Snapshot, FLAG_STALE, FLAG_KV, FLAG_UNUSABLE, FLAG_UNREACHABLE } from "./snapshot";
-import { InFlight } from "./inflight";
 
 export const FAIRNESS_GLOBAL_STRICT: u8 = 0;
 export const FAIRNESS_ROUND_ROBIN: u8 = 1;
+export const FAIRNESS_PROGRAM_AWARE: u8 = 2;
 export const ORDERING_FCFS: u8 = 0;
 export const ORDERING_EDF: u8 = 1;
 export const ORDERING_SLO_DEADLINE: u8 = 2;
@@ -55,6 +54,21 @@ export class FlowConfig {
   maxRequests: u32 = 0;
   maxBytes: f64 = 0;
   usageLimit: f64 = 1.0;
+  /** priority-holdback-policy: per-band ceilings from maxCeiling (highest band) to minCeiling (lowest). */
+  holdback: bool = false;
+  holdbackByValue: bool = false;
+  minCeiling: f64 = 0;
+  maxCeiling: f64 = 1.0;
+  /** program-aware-fairness (least attained service) parameters. */
+  lasWeightService: f64 = 0.8;
+  lasWeightHeadWait: f64 = 0.2;
+  lasHalfLifeS: f64 = 60;
+  lasEvictionTtlS: f64 = 3600;
+  /**
+   * Ours (program-aware-fairness's `heavyFlowHeadroom`): a flow served more than the mean of its band's
+   * waiting flows stops at (1 - this) of the band's ceiling, so the others find room at once. 0: off.
+   */
+  heavyFlowHeadroom: f64 = 0;
   defaultBand: BandConfig = new BandConfig();
   negativeBand: BandConfig = new BandConfig();
   /** Explicit bands, priority descending. */
@@ -68,38 +82,6 @@ export class FlowConfig {
     }
     return (priority < 0 ? this.negativeBand : this.defaultBand).withPriority(priority);
   }
-}
-
-/**
- * The pool's saturation as llm-d-router's utilization detector computes it: the mean over the endpoints of
- * max(waiting / queueDepthThreshold, KV usage / kvCacheUtilThreshold), 1 for an endpoint with stale
- * metrics, 1 for an empty pool. Waiting is the proxy's best knowledge, as in the decision: the scraped queue,
- * or more when this proxy has more requests out than the endpoint reports running. No detector in the
- * profile (thresholds infinite): 0.
- */
-export function poolSaturation(snap: Snapshot, inflight: InFlight, satQ: f64, satKv: f64): f64 {
-  const n = snap.count;
-  let reachable = 0;
-  for (let i = 0; i < n; i++) if ((unchecked(snap.flags[i]) & (FLAG_UNUSABLE | FLAG_UNREACHABLE)) == 0) reachable++;
-  const aligned = inflight.local.length == n && inflight.remote.length == n;
-  let sum = 0.0,
-    count = 0;
-  for (let i = 0; i < n; i++) {
-    const f = unchecked(snap.flags[i]);
-    if ((f & FLAG_UNUSABLE) != 0 || (reachable > 0 && (f & FLAG_UNREACHABLE) != 0)) continue;
-    count++;
-    if ((f & FLAG_STALE) != 0) {
-      sum += 1.0;
-      continue;
-    }
-    const sent = aligned ? <f64>(unchecked(inflight.local[i]) + unchecked(inflight.remote[i])) : 0.0;
-    const waiting = max(unchecked(snap.queued[i]), sent - unchecked(snap.running[i]));
-    let score = satQ == Infinity ? 0.0 : waiting / satQ;
-    if ((f & FLAG_KV) != 0 && satKv != Infinity) score = max(score, unchecked(snap.kv[i]) / satKv);
-    sum += score;
-  }
-  if (count == 0) return 1.0;
-  return sum / <f64>count;
 }
 
 /** A request waiting in the queues: its stream is paused until it is dispatched or rejected. */
@@ -178,9 +160,10 @@ export class Band {
   }
 
   /** The flow whose head goes next (by the band's fairness policy); null when the band is empty. */
-  pickFlow(): FlowQueue | null {
+  pickFlow(nowMs: u64, service: AttainedService, cfg: FlowConfig | null): FlowQueue | null {
     const n = this.flows.length;
     if (n == 0) return null;
+    if (this.config.fairness == FAIRNESS_PROGRAM_AWARE && cfg != null) return this.leastServed(nowMs, service, cfg);
     if (this.config.fairness == FAIRNESS_ROUND_ROBIN) {
       if (this.cursor >= n) this.cursor = 0;
       const f = this.flows[this.cursor];
@@ -202,6 +185,44 @@ export class Band {
     return best;
   }
 
+  /**
+   * program-aware-fairness (strategy las): the flow with the best wService x (1 - service) + wHeadWait x head
+   * wait, both normalised over the band's flows (0.5 when all are equal); the first flow wins ties.
+   */
+  private leastServed(nowMs: u64, service: AttainedService, cfg: FlowConfig): FlowQueue | null {
+    const n = this.flows.length;
+    let sMin = Infinity,
+      sMax = -Infinity,
+      wMin = Infinity,
+      wMax = -Infinity;
+    const s = new StaticArray<f64>(n);
+    const wait = new StaticArray<f64>(n);
+    for (let k = 0; k < n; k++) {
+      const f = unchecked(this.flows[k]);
+      const v = service.of(f.hash, nowMs, cfg.lasHalfLifeS);
+      const head = unchecked(f.items[0]);
+      const w = nowMs > head.enqueuedMs ? <f64>(nowMs - head.enqueuedMs) : 0.0;
+      unchecked((s[k] = v));
+      unchecked((wait[k] = w));
+      sMin = min(sMin, v);
+      sMax = max(sMax, v);
+      wMin = min(wMin, w);
+      wMax = max(wMax, w);
+    }
+    let best: FlowQueue | null = null;
+    let bestScore = -Infinity;
+    for (let k = 0; k < n; k++) {
+      const ns = 1.0 - rangeNormalize(unchecked(s[k]), sMin, sMax);
+      const nw = rangeNormalize(unchecked(wait[k]), wMin, wMax);
+      const score = cfg.lasWeightService * ns + cfg.lasWeightHeadWait * nw;
+      if (score > bestScore) {
+        bestScore = score;
+        best = unchecked(this.flows[k]);
+      }
+    }
+    return best;
+  }
+
   /** Drops an emptied flow, keeping the round-robin cursor on the flow that was next. */
   dropIfEmpty(f: FlowQueue): void {
     if (f.items.length > 0) return;
@@ -209,6 +230,94 @@ export class Band {
     if (at < 0) return;
     this.flows.splice(at, 1);
     if (this.cursor > at) this.cursor--;
+  }
+}
+
+function rangeNormalize(v: f64, lo: f64, hi: f64): f64 {
+  return hi == lo ? 0.5 : (v - lo) / (hi - lo);
+}
+
+/** A flow charged within this long counts as active (heavy-flow headroom compares it with the others). */
+const ACTIVE_MS: u64 = 10000;
+
+class ServiceState {
+  value: f64 = 0;
+  anchorMs: u64 = 0;
+  lastChargeMs: u64 = 0;
+}
+
+/**
+ * program-aware-fairness's attained service per flow (this VM's): the weighted tokens of its finished
+ * requests, decaying with a half-life so a flow back from idle competes on near-equal terms.
+ */
+export class AttainedService {
+  private flows: Map<u32, ServiceState> = new Map<u32, ServiceState>();
+
+  private decayed(st: ServiceState, nowMs: u64, halfLifeS: f64): void {
+    if (nowMs > st.anchorMs && halfLifeS > 0)
+      st.value *= Math.pow(2.0, -(<f64>(nowMs - st.anchorMs) / 1000.0) / halfLifeS);
+    if (nowMs > st.anchorMs) st.anchorMs = nowMs;
+  }
+
+  of(hash: u32, nowMs: u64, halfLifeS: f64): f64 {
+    if (!this.flows.has(hash)) return 0;
+    const st = this.flows.get(hash);
+    this.decayed(st, nowMs, halfLifeS);
+    return st.value;
+  }
+
+  charge(hash: u32, cost: f64, nowMs: u64, halfLifeS: f64): void {
+    let st: ServiceState;
+    if (this.flows.has(hash)) st = this.flows.get(hash);
+    else {
+      st = new ServiceState();
+      st.anchorMs = nowMs;
+      this.flows.set(hash, st);
+    }
+    this.decayed(st, nowMs, halfLifeS);
+    st.value += cost;
+    st.lastChargeMs = nowMs;
+    this.activeAtMs = u64.MAX_VALUE; // a new flow may have become active
+  }
+
+  /** Forgets flows with no completion for `ttlS` seconds (0: never). */
+  evict(nowMs: u64, ttlS: f64): void {
+    if (!(ttlS > 0)) return;
+    const ttlMs = <u64>(ttlS * 1000.0);
+    const keys = this.flows.keys();
+    for (let k = 0; k < keys.length; k++) {
+      const st = this.flows.get(unchecked(keys[k]));
+      if (nowMs > st.lastChargeMs && nowMs - st.lastChargeMs > ttlMs) this.flows.delete(unchecked(keys[k]));
+    }
+  }
+
+  get size(): i32 {
+    return this.flows.size;
+  }
+
+  /** The mean service of the flows charged in the last ACTIVE_MS, as of the last activeFlows call. */
+  activeMean: f64 = 0;
+  private activeCount: i32 = 0;
+  private activeAtMs: u64 = u64.MAX_VALUE;
+
+  /** How many flows were charged in the last ACTIVE_MS (recounted at most every 20 ms); sets activeMean. */
+  activeFlows(nowMs: u64, halfLifeS: f64): i32 {
+    if (this.activeAtMs != u64.MAX_VALUE && nowMs >= this.activeAtMs && nowMs - this.activeAtMs < 20)
+      return this.activeCount;
+    this.activeAtMs = nowMs;
+    let sum = 0.0,
+      n = 0;
+    const keys = this.flows.keys();
+    for (let k = 0; k < keys.length; k++) {
+      const st = this.flows.get(unchecked(keys[k]));
+      if (nowMs > st.lastChargeMs && nowMs - st.lastChargeMs > ACTIVE_MS) continue;
+      this.decayed(st, nowMs, halfLifeS);
+      sum += st.value;
+      n++;
+    }
+    this.activeCount = n;
+    this.activeMean = n > 0 ? sum / <f64>n : 0.0;
+    return n;
   }
 }
 
@@ -232,6 +341,9 @@ export class FlowControl {
   private empty: bool = false;
   private regimeSinceMs: u64 = 0;
   private config: FlowConfig | null = null;
+  /** program-aware-fairness: attained service per flow. */
+  service: AttainedService = new AttainedService();
+  private lastEvictMs: u64 = 0;
   // Counters and the wait histogram, shared by name with the other VMs (Envoy sums them).
   dispatched: u32 = 0;
   rejectedSaturated: u32 = 0;
@@ -301,6 +413,80 @@ export class FlowControl {
     return b;
   }
 
+  /**
+   * The usage limit of `priority`'s band: static-usage-limit-policy's one threshold, or priority-holdback-
+   * policy's ceiling over every band this VM knows (rank: equal steps; value: proportional to the priority).
+   */
+  ceiling(priority: i32): f64 {
+    const cfg = this.config;
+    if (cfg == null) return Infinity;
+    if (!cfg.holdback) return cfg.usageLimit;
+    const n = this.bands.length;
+    if (n <= 1) return cfg.maxCeiling;
+    const spread = cfg.maxCeiling - cfg.minCeiling;
+    if (cfg.holdbackByValue) {
+      const hi = <f64>unchecked(this.bands[0]).priority,
+        lo = <f64>unchecked(this.bands[n - 1]).priority;
+      if (hi == lo) return cfg.maxCeiling;
+      return cfg.minCeiling + ((<f64>priority - lo) / (hi - lo)) * spread;
+    }
+    let rank = 0;
+    while (rank < n && unchecked(this.bands[rank]).priority > priority) rank++;
+    if (rank >= n) rank = n - 1;
+    return cfg.maxCeiling - (<f64>rank * spread) / <f64>(n - 1);
+  }
+
+  /** The band's program-aware settings hold back its heavy flows (heavyFlowHeadroom > 0). */
+  private holdsHeavy(b: Band): bool {
+    const cfg = this.config;
+    return cfg != null && cfg.heavyFlowHeadroom > 0 && b.config.fairness == FAIRNESS_PROGRAM_AWARE;
+  }
+
+  /** Flow `hash` has had more service than the mean of the active flows (two or more of them). */
+  private heavy(hash: u32, nowMs: u64): bool {
+    const half = this.config!.lasHalfLifeS;
+    return this.service.activeFlows(nowMs, half) > 1 && this.service.of(hash, nowMs, half) > this.service.activeMean;
+  }
+
+  /** The usage limit of a request of `priority` in flow `flowHash`: its band's, less the heavy flows' headroom. */
+  flowCeiling(priority: i32, flowHash: u32, nowMs: u64): f64 {
+    const c = this.ceiling(priority);
+    const b = this.band(priority);
+    if (!this.holdsHeavy(b) || !this.heavy(flowHash, nowMs)) return c;
+    return c * (1.0 - this.config!.heavyFlowHeadroom);
+  }
+
+  /**
+   * A new request must queue behind others: a higher band waits, or its own band does (first come first
+   * served), except under heavy-flow headroom where it waits only behind its own flow and lighter flows.
+   */
+  mustWait(priority: i32, flowHash: u32, nowMs: u64): bool {
+    for (let k = 0; k < this.bands.length; k++) {
+      const b = unchecked(this.bands[k]);
+      if (b.priority < priority) break;
+      if (b.count == 0) continue;
+      if (b.priority > priority || !this.holdsHeavy(b)) return true;
+      const half = this.config!.lasHalfLifeS;
+      const own = this.service.of(flowHash, nowMs, half);
+      for (let j = 0; j < b.flows.length; j++) {
+        const f = unchecked(b.flows[j]);
+        if (f.hash == flowHash || this.service.of(f.hash, nowMs, half) <= own) return true;
+      }
+    }
+    return false;
+  }
+
+  /** Charges a request to its flow (program-aware-fairness): input tokens + 2 x output tokens. */
+  charge(flowHash: u32, inputTokens: f64, outputTokens: f64, nowMs: u64): void {
+    const cfg = this.config;
+    if (cfg == null) return;
+    this.service.charge(flowHash, inputTokens + 2.0 * outputTokens, nowMs, cfg.lasHalfLifeS);
+    if (nowMs - this.lastEvictMs >= 60000) {
+      this.lastEvictMs = nowMs;
+      this.service.evict(nowMs, cfg.lasEvictionTtlS);
+    }
+  }
+
   /** A request of `priority` must wait behind others: some request of its band or a higher one waits. */
   waitingAtOrAbove(priority: i32): bool {
     for (let k = 0; k < this.bands.length; k++) {
@@ -362,12 +548,16 @@ export class FlowControl {
   }
 
   /** The request to dispatch next (strict priority, then the band's fairness, then its order), taken out. */
-  takeNext(): Waiter | null {
+  takeNext(nowMs: u64 = 0, saturation: f64 = -Infinity): Waiter | null {
     for (let k = 0; k < this.bands.length; k++) {
       const b = unchecked(this.bands[k]);
+      // Head-of-line blocking as upstream: a band at its ceiling stops the cycle (ceilings fall with priority).
+      if (saturation >= this.ceiling(b.priority)) return null;
       if (b.count == 0) continue;
-      const f = b.pickFlow();
+      const f = b.pickFlow(nowMs, this.service, this.config);
       if (f == null || f.items.length == 0) continue;
+      // The least served flow goes first; when even it is heavy, it stops at its lower ceiling.
+      if (this.holdsHeavy(b) && saturation >= this.flowCeiling(b.priority, f.hash, nowMs)) return null;
       const w = unchecked(f.items[0]);
       this.remove(w);
       return w;

@@ -18,6 +18,7 @@ import { Fetcher } from "./fetcher";
 import { GatewayReporter } from "./gateway-reporter";
 import { Metrics } from "./metrics";
 import { Decision, OUTCOME_PICKED, OUTCOME_SHED } from "./scoring/decision";
+import { PREFILLER_HEADER, wantsPrefill, pickPrefill } from "./pd";
 import { RequestFacts } from "./scoring/plugin";
 import { Snapshot, FLAG_UNUSABLE } from "./snapshot";
 import { BodyScanner, promptKindForPath, PROMPT_ANY, SCAN_NEED_MORE } from "./body";
@@ -28,7 +29,18 @@ import { BodyWatchdog } from "./body-watchdog";
 import { RequestScratch, PROMPT_RESERVE_MAX } from "./request-scratch";
 import { seedRandom } from "./rng";
 import { fnv1a32 } from "./hash";
-import { FlowControl, Waiter, poolSaturation, ADMITTED, DEFAULT_FLOW } from "./flow-control";
+import { SessionTable } from "./session-table";
+import { SessionExchange } from "./session-exchange";
+import {
+  decodeToken,
+  writeToken,
+  cookieValue,
+  sessionHash,
+  MAX_SESSION_ID_BYTES,
+} from "./scoring/session-affinity-scorer";
+import { SessionKeys } from "./scoring/plugin";
+import { FlowControl, Waiter, ADMITTED, DEFAULT_FLOW } from "./flow-control";
+import { SaturationEstimate } from "./saturation";
 import {
   nowNs,
   removeHeader,
@@ -54,8 +66,11 @@ import {
 export const ROOT_ID = "endpoint-picker";
 const TICK_MS: u32 = 20;
 const PATH = encode(":path");
+/** llm-d's decode sidecar prefills where this names (set by the prefill pick, never by the client). */
+const PREFILLER = encode(PREFILLER_HEADER);
 const CONTENT_LENGTH = encode("content-length");
 const STATUS = encode(":status");
+const COOKIE = encode("cookie");
 /** Where a rewritten content-length is formatted (at most 20 digits). */
 const DIGITS = memory.data(24);
 /** The key a rewritten model is found under in a response body (llm-d-router's rewriteModelName). */
@@ -72,6 +87,8 @@ const FAIRNESS_HEADERS: ArrayBuffer[] = [
   encode("x-gateway-inference-fairness-id"),
 ];
 const SLO_TTFT_HEADERS: ArrayBuffer[] = [encode("x-llm-d-slo-ttft-ms"), encode("x-slo-ttft-ms")];
+/** Prompt tokens per body byte as llm-d-router estimates them without a tokenizer (4 characters a token). */
+const BYTES_PER_TOKEN: f64 = 4.0;
 /** llm-d-router's header naming why flow control turned a request away. */
 export const DROPPED_REASON_HEADER = "x-llm-d-request-dropped-reason";
 /** Dispatches one tick or one stream's end may make at most (the rest go on the next). */
@@ -86,6 +103,8 @@ export class PickerRoot extends RootContext {
   pool: Pool = new Pool();
   metrics: Metrics = new Metrics();
   decision: Decision = new Decision();
+  /** The prefill pick's decision (P/D): its own candidates and per-snapshot state, apart from the decode pick's. */
+  prefillDecision: Decision = new Decision();
   scratch: RequestScratch = new RequestScratch();
   watchdog: BodyWatchdog = new BodyWatchdog();
   /** Set in onConfigure (the VM's identity draws from shared data). */
@@ -102,6 +121,12 @@ export class PickerRoot extends RootContext {
   /** Flow control: this VM's queues, and the streams waiting in them by context id. */
   flow: FlowControl = new FlowControl(defineMetric, incrementMetric);
   held: Map<u32, PickerStream> = new Map();
+  /** Session affinity: this VM's session -> endpoint bindings, shared with the other VMs on the tick. */
+  sessions: SessionTable = new SessionTable();
+  private sessionExchange: SessionExchange = new SessionExchange();
+  /** The pool's saturation over what the endpoints hold now (running capacities learnt from the gauges). */
+  private saturationEstimate: SaturationEstimate = new SaturationEstimate();
+  private saturationGauge: u32 = 0;
   /** The snapshot whose flow-control section the queues were last configured from. */
   private flowSnapshot: Snapshot | null = null;
   private expiredScratch: Waiter[] = [];
@@ -145,6 +170,8 @@ export class PickerRoot extends RootContext {
         reporter != null && reporter.leader ? reporter : null,
       );
       if (reporter != null) reporter.tick(now, this.flow.enabled ? this.flow : null);
+      if (snap != null && snap.profile.session != null)
+        this.sessionExchange.share(this.sessions, this.pool, exchange.vm);
     }
     const f = this.fetcher;
     if (f != null) f.tick(now);
@@ -191,6 +218,12 @@ export class PickerRoot extends RootContext {
   serviceFlow(now: u64): void {
     const snap = this.pool.snapshot;
     this.followFlowConfig();
+    if (this.flow.enabled && snap != null) {
+      // llm-d-router exports its pool saturation; ours, in thousandths (Envoy's gauges are integers).
+      if (this.saturationGauge == 0)
+        this.saturationGauge = defineMetric(1, "endpoint_picker.flow_control.pool_saturation_permille");
+      recordMetric(this.saturationGauge, <u64>min(max(this.saturation(snap) * 1000.0, 0.0), 1e9));
+    }
     if (this.flow.count == 0) return;
     if (!this.flow.enabled) {
       // The configuration dropped flow control: whatever waits goes now.
@@ -222,7 +255,10 @@ export class PickerRoot extends RootContext {
     else if (this.flow.enabled) this.flow.disable();
   }
 
-  /** Endpoints the decision could use (the pool is empty when there are none). */
+  /**
+   * Endpoints the decision could use (the pool is empty when there are none). The same rule as
+   * usableEndpoints for emptiness: an unreachable endpoint is used only when no other is left, so it counts.
+   */
   usableCount(snap: Snapshot): i32 {
     let n = 0;
     for (let i = 0; i < snap.count; i++) if ((unchecked(snap.flags[i]) & FLAG_UNUSABLE) == 0) n++;
@@ -239,7 +275,12 @@ export class PickerRoot extends RootContext {
 
   /** The pool's saturation now (llm-d-router's utilization detector over the proxy's view). */
   saturation(snap: Snapshot): f64 {
-    return poolSaturation(snap, this.pool.inflight, snap.profile.saturationQueue, snap.profile.saturationKv);
+    return this.saturationEstimate.pool(
+      snap,
+      this.pool.inflight,
+      snap.profile.saturationQueue,
+      snap.profile.saturationKv,
+    );
   }
 
   /**
@@ -255,9 +296,10 @@ export class PickerRoot extends RootContext {
       if (!all) {
         if (snap == null || this.pool.isStale(now, <u64>this.cfg.stalenessLimitMs)) break;
         const cfg = snap.flow;
-        if (cfg == null || this.usableCount(snap) == 0 || this.saturation(snap) >= cfg.usageLimit) break;
+        if (cfg == null || this.usableCount(snap) == 0) break;
       }
-      const w = this.flow.takeNext();
+      // Each band goes while the pool is below its ceiling (static: one usage limit; holdback: per band).
+      const w = all ? this.flow.takeNext(now) : this.flow.takeNext(now, this.saturation(snap!));
       if (w == null) break;
       if (!this.held.has(w.contextId)) continue;
       const stream = this.held.get(w.contextId);
@@ -347,8 +389,12 @@ export class PickerStream extends Context {
   private pickedIndex: i32 = 0;
   /** The LoRA adapter (model hash) of the request, when it names one the pool knows; 0 otherwise. */
   private pickedAdapter: u32 = 0;
+  /** P/D: the prefill pick's address hash while it counts in flight (until the response starts); else 0. */
+  private prefillHash: u32 = 0;
   /** The request's content-length (-1: none, e.g. a chunked body), fixed when its model is rewritten. */
   private contentLength: i64 = -1;
+  /** The request body's size as flow control counts it (queue bytes, attained service); 0 without flow control. */
+  private serviceBytes: f64 = 0;
   /** The decision runs in the body callback: the only callback whose body bytes the filter can rewrite. */
   private inBodyCallback: bool = false;
   /** The model rewrite target drawn for this request (its index in the snapshot's target columns), -1: none. */
@@ -370,6 +416,9 @@ export class PickerStream extends Context {
   private dispatched: bool = false;
   /** The snapshot whose rewrite target `rewriteTarget` indexes (a held request's may be older than the pick's). */
   private rewriteSnapshot: Snapshot | null = null;
+  /** Session affinity: the endpoint the request's token names (address hash, 0: none) and its session id's hash. */
+  private sessionToken: u32 = 0;
+  private sessionKey: u64 = 0;
 
   constructor(
     context_id: u32,
@@ -383,6 +432,7 @@ export class PickerStream extends Context {
     // A client must never choose the upstream: drop whatever it sent before anything else.
     removeHeader(HeaderMapTypeValues.RequestHeaders, root.destKey);
     removeHeader(HeaderMapTypeValues.RequestHeaders, root.fallbackKey);
+    removeHeader(HeaderMapTypeValues.RequestHeaders, PREFILLER);
     const pathLen = readHeaderToScratch(HeaderMapTypeValues.RequestHeaders, PATH);
     if (pathLen > 0) this.kind = promptKindForPath(scratch, pathLen);
     root.pool.refresh(); // once per request here: the objectives and the prompt cap read the snapshot
@@ -390,6 +440,7 @@ export class PickerStream extends Context {
     this.sheddable = this.priority < 0;
     const snap0 = root.pool.snapshot;
     if (snap0 != null && snap0.flow != null) this.readFlowHeaders();
+    if (snap0 != null && snap0.profile.session != null) this.readSessionHeaders(snap0.profile.session!);
     const watchdog = root.watchdog;
     if (
       end_of_stream ||
@@ -447,6 +498,7 @@ export class PickerStream extends Context {
       }
       if (n >= 0) removeHeader(HeaderMapTypeValues.RequestHeaders, key);
     }
+    if (this.flowHash == 0) this.agentFlow();
     for (let k = 0; k < SLO_TTFT_HEADERS.length; k++) {
       const key = unchecked(SLO_TTFT_HEADERS[k]);
       const n = readHeaderToScratch(HeaderMapTypeValues.RequestHeaders, key);
@@ -456,6 +508,45 @@ export class PickerStream extends Context {
       }
       if (n >= 0) removeHeader(HeaderMapTypeValues.RequestHeaders, key);
     }
+  }
+
+  /** llm-d-router's agent-identity: an agent's session header is the fairness id when none was given. */
+  private agentFlow(): void {
+    const snap = this.root.pool.snapshot;
+    if (snap == null) return;
+    const keys = snap.profile.agentHeaders;
+    for (let k = 0; k < keys.length; k++) {
+      const n = readHeaderToScratch(HeaderMapTypeValues.RequestHeaders, unchecked(keys[k]));
+      if (n <= 0) continue;
+      const len = min(n, 256);
+      this.flowHash = fnv1a32(scratch, len) | 1;
+      this.flowName = String.UTF8.decodeUnsafe(scratch, <usize>len);
+      return;
+    }
+  }
+
+  /**
+   * Session affinity's keys (session-affinity-scorer): the token naming an endpoint, and the session id from
+   * the first of the session headers present, else the cookie. Ids over 256 bytes are no key.
+   */
+  private readSessionHeaders(keys: SessionKeys): void {
+    if (keys.tokenHeader.byteLength > 0) {
+      const n = readHeaderToScratch(HeaderMapTypeValues.RequestHeaders, keys.tokenHeader);
+      if (n > 0) this.sessionToken = decodeToken(scratch, n);
+    }
+    for (let k = 0; k < keys.headers.length; k++) {
+      const n = readHeaderToScratch(HeaderMapTypeValues.RequestHeaders, unchecked(keys.headers[k]));
+      if (n > 0 && n <= MAX_SESSION_ID_BYTES) {
+        this.sessionKey = sessionHash(scratch, n);
+        return;
+      }
+    }
+    if (keys.cookie.byteLength == 0) return;
+    const n = readHeaderToScratch(HeaderMapTypeValues.RequestHeaders, COOKIE);
+    if (n <= 0) return;
+    const at = cookieValue(scratch, n, keys.cookie);
+    if (at < 0 || <i32>at > MAX_SESSION_ID_BYTES) return;
+    this.sessionKey = sessionHash(scratch + <usize>(at >> 32), <i32>at);
   }
 
   onRequestBody(body_buffer_length: usize, end_of_stream: bool): FilterDataStatusValues {
@@ -537,6 +628,11 @@ export class PickerStream extends Context {
   }
 
   onResponseHeaders(_headers: u32, _end_of_stream: bool): FilterHeadersStatusValues {
+    // P/D: the decode pod answers only once its sidecar's prefill call returned: the prefill pod is done.
+    if (this.prefillHash != 0) {
+      this.root.pool.inflight.finished(this.prefillHash);
+      this.prefillHash = 0;
+    }
     const snap = this.pickedSnapshot;
     if (snap == null) return FilterHeadersStatusValues.Continue;
     if (this.root.outliers.enabled) this.observeOutcome(snap);
@@ -544,6 +640,12 @@ export class PickerStream extends Context {
     if (key.byteLength > 0) {
       const i = this.pickedIndex;
       replaceHeader(HeaderMapTypeValues.ResponseHeaders, key, snap.base + <usize>snap.addrOff[i], snap.addrLen[i]);
+    }
+    // Session affinity's token names the endpoint picked, so the client's next request finds it on any gateway.
+    const session = snap.profile.session;
+    if (session != null && session.tokenHeader.byteLength > 0) {
+      const n = writeToken(snap.addrHash[this.pickedIndex], scratch);
+      replaceHeader(HeaderMapTypeValues.ResponseHeaders, session.tokenHeader, scratch, n);
     }
     // The body will name the client's model instead of the target: a length that changes cannot be announced.
     if (this.clientModel != null && this.clientModelLen != this.rewriteSnapshot!.rwTargetLen[this.rewriteTarget])
@@ -662,6 +764,8 @@ export class PickerStream extends Context {
     if (this.picked) {
       root.pool.inflight.finished(this.pickedHash);
       root.pool.inflight.adapters.finished(this.pickedHash, this.pickedAdapter);
+      if (this.prefillHash != 0) root.pool.inflight.finished(this.prefillHash);
+      this.prefillHash = 0;
       this.picked = false;
       this.pickedSnapshot = null;
       freed = true;
@@ -725,10 +829,15 @@ export class PickerStream extends Context {
     const flow = snap.flow;
     if (flow != null) {
       facts.sheddable = false; // flow control queues what shedding would turn away
+      const s = this.scanner;
+      this.serviceBytes = this.contentLength > 0 ? <f64>this.contentLength : s != null ? <f64>s.consumed : 0.0;
       if (!this.dispatched) {
-        const admission = this.admitOrHold(snap, flow.usageLimit, now);
+        const admission = this.admitOrHold(snap, now);
         if (admission != GO) return admission;
       }
+      // program-aware fairness: the flow's attained service, charged as the request leaves (prompt tokens
+      // estimated from the body's bytes; the filter does not read the response's usage).
+      if (this.serviceBytes > 0) root.flow.charge(this.flowHash, this.serviceBytes / BYTES_PER_TOKEN, 0, now);
     }
 
     const outcome = root.decision.decide(snap, snap.profile, pool.inflight, facts, root.outliers.ejected);
@@ -771,6 +880,9 @@ export class PickerStream extends Context {
     this.pickedHash = snap.addrHash[i];
     this.pickedSnapshot = snap; // kept alive by this stream until it ends
     this.pickedIndex = i;
+    // The session follows its pick: the pod that served it last holds its conversation's cache.
+    if (this.sessionKey != 0 && snap.profile.session != null)
+      root.sessions.bind(this.sessionKey, snap.addrHash[i], now);
     if (this.rewriteTarget >= 0 && this.clientModel == null) this.rewriteModel(snap);
     pool.inflight.started(i);
     if (facts.modelLen > 0 && snap.namesAdapter(facts.modelHash)) {
@@ -782,6 +894,7 @@ export class PickerStream extends Context {
       if (facts.matched[i] > 0) root.metrics.count(root.metrics.prefixHits);
       this.remember(i);
     }
+    if (snap.pd != null) this.disaggregate(snap, i, facts);
     const ended = nowNs();
     if (ended >= started) root.metrics.record(root.metrics.decisionUs, (ended - started) / 1000);
     return GO;
@@ -793,14 +906,18 @@ export class PickerStream extends Context {
    * `rejected-saturated`, or 503 `rejected-no-endpoints` while the pool is empty: REPLIED). A model rewrite
    * drawn for it is written now, while the body callback can still change the body.
    */
-  private admitOrHold(snap: Snapshot, usageLimit: f64, now: u64): i32 {
+  private admitOrHold(snap: Snapshot, now: u64): i32 {
     const root = this.root;
     root.followFlowConfig();
     const empty = root.usableCount(snap) == 0;
-    if (!empty && !root.flow.waitingAtOrAbove(this.priority) && root.saturation(snap) < usageLimit) return GO;
+    if (
+      !empty &&
+      !root.flow.mustWait(this.priority, this.flowHash, now) &&
+      root.saturation(snap) < root.flow.flowCeiling(this.priority, this.flowHash, now)
+    )
+      return GO;
     const w = new Waiter(this.context_id, this.priority, this.flowHash, this.flowName, this.sloDeadlineMs);
-    const s = this.scanner;
-    w.bytes = this.contentLength > 0 ? <f64>this.contentLength : s != null ? <f64>s.consumed : 0.0;
+    w.bytes = this.serviceBytes;
     if (root.flow.admit(w, now) != ADMITTED) {
       if (empty) {
         incrementMetric(root.flow.rejectedNoEndpoints, 1);
@@ -836,6 +953,10 @@ export class PickerStream extends Context {
     const s = this.scanner;
     facts.sheddable = this.sheddable;
     facts.adapters = root.pool.inflight.adapters;
+    const session = snap.profile.session;
+    facts.sessionToken = session != null ? this.sessionToken : 0;
+    facts.sessionBound =
+      session != null && this.sessionKey != 0 ? root.sessions.lookup(this.sessionKey, facts.nowMs, session.ttlMs) : 0;
     facts.chainBlocks = 0;
     facts.modelLen = 0;
     // Rewritten while it waited: the decision at dispatch sees the target, as the first look did.
@@ -939,6 +1060,36 @@ export class PickerStream extends Context {
     this.rewriteSnapshot = snap;
     this.clientModelLen = oldLen;
     this.root.metrics.count(this.root.metrics.modelRewrites);
+  }
+
+  /**
+   * P/D, after the decode pick `decode`: when the decider wants a prefill pod, picks one under the prefill
+   * profile and names it to the decode pod's sidecar. The prompt's size is the scanned prompt when it was
+   * read whole, else the body's content-length (the prompt copy stops at the prefix profile's cap); the
+   * cached part is the prefix blocks the decode pod matched.
+   */
+  private disaggregate(snap: Snapshot, decode: i32, facts: RequestFacts): void {
+    const root = this.root;
+    const pd = snap.pd!;
+    const s = this.scanner;
+    let promptBytes: i64 = 0;
+    if (s != null && s.promptSeen) {
+      promptBytes = <i64>s.promptLen;
+      if (!s.promptComplete && this.contentLength > promptBytes) promptBytes = this.contentLength;
+    }
+    let cachedBytes: i64 = 0;
+    if (facts.chainBlocks > 0 && facts.matched.length == snap.count)
+      cachedBytes = <i64>facts.matched[decode] * <i64>snap.profile.prefixBlockChars;
+    if (!wantsPrefill(pd, promptBytes, cachedBytes)) return;
+    const pool = root.pool;
+    const k = pickPrefill(root.prefillDecision, snap, pd, pool.inflight, facts, root.outliers.ejected);
+    if (k < 0) return; // no prefill pod, or all saturated: the decode pod prefills itself
+    replaceHeader(HeaderMapTypeValues.RequestHeaders, PREFILLER, snap.base + <usize>snap.addrOff[k], snap.addrLen[k]);
+    // Counted in flight until the response starts (the decode pod answers after the prefill call), and
+    // recorded in the prefix index: the prefill pod computed the prompt's KV as well (llm-d-router records both).
+    this.prefillHash = snap.addrHash[k];
+    pool.inflight.started(k);
+    if (facts.chainBlocks > 0 && k != decode) this.remember(k);
   }
 
   /** Records that endpoint `i` was sent this request's prefix: in this VM's index and its journal. */

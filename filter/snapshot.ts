@@ -7,6 +7,7 @@ import {
   FlowConfig,
   BandConfig,
   FAIRNESS_ROUND_ROBIN,
+  FAIRNESS_PROGRAM_AWARE,
   FAIRNESS_GLOBAL_STRICT,
   ORDERING_EDF,
   ORDERING_SLO_DEADLINE,
@@ -17,6 +18,7 @@ import { fnv1a32 } from "./hash";
 import { nextU64 } from "./rng";
 import { PluginEntry, Params, Profile } from "./scoring/plugin";
 import { buildProfile } from "./scoring/registry";
+import { PdConfig, DECIDER_ALWAYS } from "./pd";
 
 export const FORMAT: u16 = 2;
 const SECTION_PROFILE: u16 = 1;
@@ -25,6 +27,8 @@ const SECTION_BASE_MODELS: u16 = 3;
 const SECTION_OBJECTIVES: u16 = 4;
 const SECTION_MODEL_REWRITES: u16 = 5;
 const SECTION_FLOW_CONTROL: u16 = 6;
+const SECTION_ROLES: u16 = 7;
+const SECTION_DISAGGREGATION: u16 = 8;
 /** A model name the filter matches or writes: at most the bytes the body scanner keeps (body.ts). */
 const MAX_REWRITE_NAME: i32 = 256;
 const PARAM_NUMBER: u8 = 0;
@@ -39,6 +43,10 @@ export const FLAG_LORA: u8 = 32;
 /** The pod refused the metrics connection: probably gone (used only when no other endpoint is left). */
 export const FLAG_UNREACHABLE: u8 = 64;
 const KNOWN_FLAGS: u8 = 127;
+/** Pod role bits (section 7, the `llm-d.ai/role` label); 0: no label. */
+export const POD_ROLE_PREFILL: u8 = 1;
+export const POD_ROLE_DECODE: u8 = 2;
+export const POD_ROLE_ENCODE: u8 = 4;
 /** Not on the wire: set by the decoder for an address that cannot go into a header (never picked). */
 export const FLAG_UNUSABLE: u8 = 128;
 
@@ -77,6 +85,10 @@ export class Snapshot {
   degraded: i32 = 0;
   /** Every adapter hash any endpoint lists, sorted, for `isAdapter`. */
   adapterSet: StaticArray<u32> = new StaticArray<u32>(0);
+  /** Role bits per endpoint (section 7); empty when no pod has a role label. */
+  roles: StaticArray<u8> = new StaticArray<u8>(0);
+  /** Prefill/decode disaggregation (section 8): the decider and the prefill profile; null: one profile. */
+  pd: PdConfig | null = null;
   /** Flow control (section 6), when the companion's config turns it on; null: off. */
   flow: FlowConfig | null = null;
   /** InferenceObjectives (section 4): FNV-1a of each name and its priority, in the snapshot's order. */
@@ -174,6 +186,11 @@ export class Snapshot {
   }
   /** Open-addressed index addrHash -> endpoint index + 1 (0 = empty), for the shared tables keyed by address. */
   private byHash: StaticArray<i32> = new StaticArray<i32>(0);
+
+  /** Endpoint i's role bits (0: no role label, or no roles in the snapshot). */
+  roleOf(i: i32): u8 {
+    return i < this.roles.length ? unchecked(this.roles[i]) : 0;
+  }
 
   get base(): usize {
     return changetype<usize>(this.blob);
@@ -401,6 +418,10 @@ export function decodeSnapshot(buf: ArrayBuffer): Snapshot | null {
       if (!readModelRewrites(body, snap)) return null;
     } else if (id == SECTION_FLOW_CONTROL) {
       if (!readFlowControl(body, snap)) return null;
+    } else if (id == SECTION_ROLES) {
+      if (!readRoles(body, snap)) return null;
+    } else if (id == SECTION_DISAGGREGATION) {
+      if (!readDisaggregation(body, snap)) return null;
     }
     r.pos = end; // a section of a later revision, or bytes a known section gained: skipped
   }
@@ -419,13 +440,49 @@ export function decodeSnapshot(buf: ArrayBuffer): Snapshot | null {
     if ((f & (FLAG_ERROR | FLAG_STALE | FLAG_UNREACHABLE)) != 0) snap.degraded++;
   }
   snap.adapterSet = sortedUnique(snap.adapterHash);
+  if (snap.roles.length > 0 && snap.roles.length != snap.count) {
+    lastError = snap.roles.length.toString() + " roles for " + snap.count.toString() + " endpoints";
+    return null;
+  }
   snap.profile = buildProfile(snap.entries);
+  const pd = snap.pd;
+  if (pd != null) pd.prefill = buildProfile(pd.entries);
   snap.buildIndex();
   lastError = "";
   return snap;
 }
 
 function readProfile(r: Reader, snap: Snapshot): bool {
+  return readEntries(r, snap.entries);
+}
+
+/** Section 7: one role byte per endpoint, in the endpoints section's order. */
+function readRoles(r: Reader, snap: Snapshot): bool {
+  const n = <i32>r.u32();
+  if (!r.ok || n < 0 || n > r.end - r.pos) {
+    lastError = "bad role count";
+    return false;
+  }
+  const roles = new StaticArray<u8>(n);
+  for (let k = 0; k < n; k++) unchecked((roles[k] = r.u8()));
+  snap.roles = roles;
+  return r.ok;
+}
+
+/** Section 8: the prefill decider and the prefill profile's entries (built with the profile). */
+function readDisaggregation(r: Reader, snap: Snapshot): bool {
+  const pd = new PdConfig();
+  const decider = r.u8();
+  pd.decider = decider <= DECIDER_ALWAYS ? decider : 0; // a decider of a later revision: never prefill
+  pd.nonCachedTokens = <i64>r.u32();
+  pd.promptTokens = <i64>r.u32();
+  pd.bytesPerToken = <i64>r.u16();
+  if (!r.ok || !readEntries(r, pd.entries)) return false;
+  snap.pd = pd;
+  return true;
+}
+
+function readEntries(r: Reader, entries: PluginEntry[]): bool {
   const n = <i32>r.u16();
   for (let k = 0; k < n && r.ok; k++) {
     const end = r.sized();
@@ -454,7 +511,7 @@ function readProfile(r: Reader, snap: Snapshot): bool {
       r.ok = false;
       return false;
     }
-    snap.entries.push(new PluginEntry(role, type, weight, params));
+    entries.push(new PluginEntry(role, type, weight, params));
     r.pos = end;
   }
   return r.ok;
@@ -574,7 +631,8 @@ function readBand(r: Reader, template: bool): BandConfig {
   b.priority = template ? 0 : p;
   b.maxRequests = r.u32();
   b.maxBytes = r.f64();
-  b.fairness = r.u8() == FAIRNESS_ROUND_ROBIN ? FAIRNESS_ROUND_ROBIN : FAIRNESS_GLOBAL_STRICT;
+  const fair = r.u8();
+  b.fairness = fair == FAIRNESS_ROUND_ROBIN || fair == FAIRNESS_PROGRAM_AWARE ? fair : FAIRNESS_GLOBAL_STRICT;
   const o = r.u8();
   b.ordering = o == ORDERING_EDF || o == ORDERING_SLO_DEADLINE ? o : ORDERING_FCFS;
   if (!(b.maxBytes >= 0)) b.maxBytes = 0; // NaN or negative: no byte limit
@@ -601,6 +659,29 @@ function readFlowControl(r: Reader, snap: Snapshot): bool {
     let at = f.bands.length;
     while (at > 0 && unchecked(f.bands[at - 1]).priority < b.priority) at--;
     insertAt<BandConfig>(f.bands, at, b);
+  }
+  // Later additions (an older companion ends the section before them).
+  if (r.ok && r.pos < r.end && r.u8() == 1) {
+    f.holdback = true;
+    f.holdbackByValue = r.u8() == 1;
+    f.minCeiling = r.f64();
+    f.maxCeiling = r.f64();
+    if (!(f.maxCeiling > 0 && f.maxCeiling <= 1)) f.maxCeiling = 1.0;
+    if (!(f.minCeiling >= 0 && f.minCeiling < f.maxCeiling)) f.minCeiling = 0;
+  }
+  if (r.ok && r.pos < r.end && r.u8() == 1) {
+    f.lasWeightService = r.f64();
+    f.lasWeightHeadWait = r.f64();
+    f.lasHalfLifeS = r.f64();
+    f.lasEvictionTtlS = r.f64();
+    if (!(f.lasWeightService >= 0)) f.lasWeightService = 0.8;
+    if (!(f.lasWeightHeadWait >= 0)) f.lasWeightHeadWait = 0.2;
+    if (!(f.lasHalfLifeS >= 0)) f.lasHalfLifeS = 60;
+    if (!(f.lasEvictionTtlS >= 0)) f.lasEvictionTtlS = 3600;
+    if (r.ok && r.pos < r.end) {
+      f.heavyFlowHeadroom = r.f64();
+      if (!(f.heavyFlowHeadroom >= 0 && f.heavyFlowHeadroom < 1)) f.heavyFlowHeadroom = 0;
+    }
   }
   if (!r.ok) return false;
   snap.flow = f;

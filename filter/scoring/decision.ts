@@ -47,6 +47,7 @@ export class Decision extends DecisionState {
     this.taken = new StaticArray<bool>(n);
     this.usable = new StaticArray<i32>(n);
     this.usableCount = usableEndpoints(snap, this.usable);
+    if (profile.filters.length > 0) this.applyFilters(snap, profile);
     this.candidates = this.usable;
     this.candidateCount = this.usableCount;
     this.lora.reset(snap);
@@ -218,6 +219,19 @@ export class Decision extends DecisionState {
     if (this.primary < 0) return OUTCOME_NO_ENDPOINT;
     if (p.fallbackCount > 0) this.rankFallbacks(p.fallbackCount);
     return OUTCOME_PICKED;
+  }
+
+  /** Keeps the usable endpoints every filter of the profile keeps (per snapshot: the filters read only it). */
+  private applyFilters(snap: Snapshot, profile: Profile): void {
+    const filters = profile.filters;
+    let n = 0;
+    for (let k = 0; k < this.usableCount; k++) {
+      const i = unchecked(this.usable[k]);
+      let keep = true;
+      for (let f = 0; f < filters.length && keep; f++) keep = filters[f].keeps(snap, i);
+      if (keep) unchecked((this.usable[n++] = i));
+    }
+    this.usableCount = n;
   }
 
   /** Candidates without the ejected endpoints (into a per-request list; the usable list stays as it is). */

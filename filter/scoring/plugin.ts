@@ -74,6 +74,15 @@ export abstract class ScorerPlugin extends ProfilePlugin {
   }
 }
 
+/** A filter decided by the snapshot alone (the role filters): the candidates are the endpoints every filter keeps. */
+export abstract class EndpointFilter extends ProfilePlugin {
+  abstract keeps(snap: Snapshot, i: i32): bool;
+
+  join(profile: Profile): void {
+    profile.filters.push(this);
+  }
+}
+
 /** A picker: chooses among the scored candidates; `maxNumOfEndpoints - 1` fallbacks follow the pick. */
 export abstract class PickerPlugin extends ProfilePlugin {
   fallbackCount: i32 = 0;
@@ -102,6 +111,8 @@ export class Profile {
   kvWeight: f64 = 0;
   prefixWeight: f64 = 0;
   loraWeight: f64 = 0;
+  /** Filters of the candidates, applied once per snapshot version (none: every usable endpoint). */
+  filters: EndpointFilter[] = [];
   /** Other scorers: summed once per snapshot, or asked per request. */
   snapshotScorers: ScorerPlugin[] = [];
   requestScorers: ScorerPlugin[] = [];
@@ -115,8 +126,24 @@ export class Profile {
   /** The saturation detector's thresholds; with none, nothing counts as saturated (nothing is shed). */
   saturationQueue: f64 = Infinity;
   saturationKv: f64 = Infinity;
+  /** session-affinity-scorer's keys (null: no such scorer, no session header is read). */
+  session: SessionKeys | null = null;
+  /** agent-identity's headers: the flow-control fairness id when no fairness header is present. */
+  agentHeaders: ArrayBuffer[] = [];
   /** Entries left out (unknown type, bad parameters), for the log. */
   problems: string[] = [];
+}
+
+/** Where a request names its session (session-affinity-scorer's parameters; header names as UTF-8 keys). */
+export class SessionKeys {
+  /** The header carrying the endpoint token, read on the request and written on the response ("": none). */
+  tokenHeader: ArrayBuffer = new ArrayBuffer(0);
+  /** Headers naming a session id, in priority order (the first non-empty one counts). */
+  headers: ArrayBuffer[] = [];
+  /** The cookie naming a session id ("": none), read from the `cookie` header after the headers. */
+  cookie: ArrayBuffer = new ArrayBuffer(0);
+  /** How long a session's binding to an endpoint lasts unused. */
+  ttlMs: u64 = 0;
 }
 
 /** What the filter knows of one request. */
@@ -131,6 +158,10 @@ export class RequestFacts {
   /** Per endpoint, the prefix blocks the prefix index's current generation holds (what recording may skip). */
   matchedCurrent: StaticArray<i32> = new StaticArray<i32>(0);
   sheddable: bool = false;
+  /** Session affinity: the address hash of the endpoint the request's token names, and of the one its session
+   *  id is bound to (0: none). */
+  sessionToken: u32 = 0;
+  sessionBound: u32 = 0;
   /** The proxy's requests in flight per (endpoint, adapter): slot use the metrics do not show yet. */
   adapters: AdapterLoad | null = null;
   nowMs: u64 = 0;

@@ -8,6 +8,7 @@ import {
   ROLE_SCORER,
   ROLE_PICKER,
   ROLE_SATURATION_DETECTOR,
+  ROLE_FILTER,
   ScorerPlugin,
 } from "./plugin";
 import { QueueScorer } from "./queue-scorer";
@@ -19,6 +20,9 @@ import { MaxScorePicker } from "./max-score-picker";
 import { RandomPicker } from "./random-picker";
 import { WeightedRandomPicker } from "./weighted-random-picker";
 import { UtilizationDetector } from "./utilization-detector";
+import { DecodeFilter, PrefillFilter } from "./role-filters";
+import { SessionAffinityScorer } from "./session-affinity-scorer";
+import { AgentIdentity } from "./agent-identity";
 
 export type PluginFactory = () => ProfilePlugin;
 
@@ -44,6 +48,10 @@ function builtIns(): Registration[] {
   register(ROLE_PICKER, "random-picker", (): ProfilePlugin => new RandomPicker());
   register(ROLE_PICKER, "weighted-random-picker", (): ProfilePlugin => new WeightedRandomPicker());
   register(ROLE_SATURATION_DETECTOR, "utilization-detector", (): ProfilePlugin => new UtilizationDetector());
+  register(ROLE_FILTER, "decode-filter", (): ProfilePlugin => new DecodeFilter());
+  register(ROLE_FILTER, "prefill-filter", (): ProfilePlugin => new PrefillFilter());
+  register(ROLE_SCORER, "session-affinity-scorer", (): ProfilePlugin => new SessionAffinityScorer());
+  register(ROLE_FILTER, "agent-identity", (): ProfilePlugin => new AgentIdentity());
   return r;
 }
 

@@ -258,7 +258,7 @@ test("policy references: declared plugins by name or type, the defaults built in
     [
       "",
       "fairnessPolicyRef: fair",
-      'flowControl.priorityBands[0].fairnessPolicyRef: no plugin of that name in plugins (defined: none; fairness policy types: global-strict-fairness-policy, round-robin-fairness-policy), got "fair"',
+      'flowControl.priorityBands[0].fairnessPolicyRef: no plugin of that name in plugins (defined: none; fairness policy types: global-strict-fairness-policy, round-robin-fairness-policy, program-aware-fairness), got "fair"',
     ],
     [
       "- {type: fcfs-ordering-policy, parameters: {capacity: 3}}\n",
@@ -270,7 +270,7 @@ test("policy references: declared plugins by name or type, the defaults built in
     assert.throws(() => refs(plugins, fields), { message }, `${plugins} ${fields}`);
 });
 
-test("usage limit: static-usage-limit-policy's threshold (1.0 by default); priority-holdback-policy refused", () => {
+test("usage limit: static-usage-limit-policy's threshold (1.0 by default), or priority-holdback-policy", () => {
   const limit = (text: string) => fc(`${ON}${text}`)!.usageLimit;
   assert.equal(limit(""), 1);
   assert.equal(limit("plugins:\n- type: static-usage-limit-policy\n"), 1);
@@ -288,20 +288,32 @@ test("usage limit: static-usage-limit-policy's threshold (1.0 by default); prior
   assert.equal(limit("flowControl: {usageLimitPolicyPluginRef: static-usage-limit-policy}\n"), 1, "built in");
   const cases: Array<[string, string]> = [
     [
-      "plugins:\n- type: priority-holdback-policy\n  parameters: {minCeiling: 0.5}\n",
-      "plugins[0].type: not supported: the filter applies one usage limit to every priority band (static-usage-limit-policy's threshold); priority-holdback-policy's per-priority ceilings are not implemented, got \"priority-holdback-policy\"",
+      "flowControl: {usageLimitPolicyPluginRef: priority-holdback-policy}\n",
+      'flowControl.usageLimitPolicyPluginRef: no plugin of that name in plugins; declare it there (- type: priority-holdback-policy) to use it, got "priority-holdback-policy"',
     ],
     [
-      "flowControl: {usageLimitPolicyPluginRef: priority-holdback-policy}\n",
-      "flowControl.usageLimitPolicyPluginRef: not supported: the filter applies one usage limit to every priority band (static-usage-limit-policy's threshold); priority-holdback-policy's per-priority ceilings are not implemented, got \"priority-holdback-policy\"",
+      "plugins:\n- type: priority-holdback-policy\n",
+      "plugins[0].parameters.minCeiling: is required (in [0, 1)), got nothing",
+    ],
+    [
+      "plugins:\n- type: priority-holdback-policy\n  parameters: {minCeiling: 0.9, maxCeiling: 0.8}\n",
+      "plugins[0].parameters.minCeiling: must be below maxCeiling (0.8), got 0.9",
+    ],
+    [
+      "plugins:\n- type: priority-holdback-policy\n  parameters: {minCeiling: 0.5, shape: sigmoid}\n",
+      'plugins[0].parameters.shape: must be "linear" (the only shape), got "sigmoid"',
+    ],
+    [
+      "plugins:\n- type: soft-reflective-ceiling-policy\n",
+      'plugins[0].type: not supported: the filter applies fixed ceilings (static-usage-limit-policy, priority-holdback-policy); use priority-holdback-policy to hold lower bands back first, got "soft-reflective-ceiling-policy"',
     ],
     [
       "flowControl: {usageLimitPolicyPluginRef: nope}\n",
-      'flowControl.usageLimitPolicyPluginRef: no plugin of that name in plugins (defined: none; usage-limit policy types: static-usage-limit-policy), got "nope"',
+      'flowControl.usageLimitPolicyPluginRef: no plugin of that name in plugins (defined: none; usage-limit policy types: static-usage-limit-policy, priority-holdback-policy), got "nope"',
     ],
     [
       "plugins:\n- type: fcfs-ordering-policy\nflowControl: {usageLimitPolicyPluginRef: fcfs-ordering-policy}\n",
-      'flowControl.usageLimitPolicyPluginRef: plugin "fcfs-ordering-policy" has type fcfs-ordering-policy, which is not a usage-limit policy (static-usage-limit-policy), got "fcfs-ordering-policy"',
+      'flowControl.usageLimitPolicyPluginRef: plugin "fcfs-ordering-policy" has type fcfs-ordering-policy, which is not a usage-limit policy (static-usage-limit-policy, priority-holdback-policy), got "fcfs-ordering-policy"',
     ],
     [
       "plugins:\n- type: static-usage-limit-policy\n  parameters: {threshold: -0.1}\n",
@@ -313,6 +325,17 @@ test("usage limit: static-usage-limit-policy's threshold (1.0 by default); prior
     ],
   ];
   for (const [text, message] of cases) assert.throws(() => fc(`${ON}${text}`), { message }, text);
+  // llm-d-router's README example: rank by default, maxCeiling 1.0 by default.
+  const hb = fc(
+    `${ON}plugins:\n- type: priority-holdback-policy\n  name: my-holdback-policy\n  parameters: {shape: linear, domain: rank, minCeiling: 0.4, maxCeiling: 0.9}\nflowControl: {usageLimitPolicyPluginRef: my-holdback-policy}\n`,
+  )!;
+  assert.deepEqual(hb.holdback, { domain: "rank", minCeiling: 0.4, maxCeiling: 0.9 });
+  assert.deepEqual(
+    fc(
+      `${ON}plugins:\n- {type: priority-holdback-policy, parameters: {domain: value, minCeiling: 0}}\nflowControl: {usageLimitPolicyPluginRef: priority-holdback-policy}\n`,
+    )!.holdback,
+    { domain: "value", minCeiling: 0, maxCeiling: 1 },
+  );
 });
 
 test("saturation detector: flowControl.saturationDetector.pluginRef or GIE 1.5's top-level placement", () => {
@@ -396,4 +419,52 @@ flowControl:
     loadPickerConfig("apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\n"),
   );
   assert.doesNotThrow(() => loadPickerConfig("apiVersion: llm-d.ai/v1\nkind: EndpointPickerConfig\n"));
+});
+
+test("program-aware-fairness: llm-d-router's parameters and defaults; one parameter set for every band", () => {
+  const pa = fc(
+    `${ON}plugins:\n- type: program-aware-fairness\nflowControl:\n  defaultPriorityBand: {fairnessPolicyRef: program-aware-fairness}\n`,
+  )!;
+  assert.equal(pa.defaultBand.fairness, "program-aware");
+  assert.deepEqual(pa.programAware, {
+    weightService: 0.8,
+    weightHeadWait: 0.2,
+    halfLifeSeconds: 60,
+    evictionTtlSeconds: 3600,
+  });
+  const tuned = fc(
+    `${ON}plugins:\n- {name: las, type: program-aware-fairness, parameters: {strategy: las, lasWeightService: 0.5, lasWeightHeadWait: 0.5, lasHalfLifeSeconds: 0, evictionTtlSeconds: 60, evictionSweepSeconds: 10}}\nflowControl:\n  priorityBands: [{priority: 5, fairnessPolicyRef: las}]\n`,
+  )!;
+  assert.equal(tuned.bands[0].fairness, "program-aware");
+  assert.equal(tuned.defaultBand.fairness, "global-strict");
+  assert.deepEqual(tuned.programAware, {
+    weightService: 0.5,
+    weightHeadWait: 0.5,
+    halfLifeSeconds: 0,
+    evictionTtlSeconds: 60,
+  });
+  // Ours: heavyFlowHeadroom (flows above the mean service stop below the ceiling; off by default).
+  const headroom = fc(
+    `${ON}plugins:\n- {type: program-aware-fairness, parameters: {heavyFlowHeadroom: 0.1}}\nflowControl:\n  defaultPriorityBand: {fairnessPolicyRef: program-aware-fairness}\n`,
+  )!;
+  assert.equal(headroom.programAware!.heavyFlowHeadroom, 0.1);
+  const cases: Array<[string, string]> = [
+    [
+      "plugins:\n- {type: program-aware-fairness, parameters: {strategy: wfq}}\n",
+      'plugins[0].parameters.strategy: must be "las" (the only strategy), got "wfq"',
+    ],
+    [
+      "plugins:\n- {type: program-aware-fairness, parameters: {heavyFlowHeadroom: 1}}\n",
+      "plugins[0].parameters.heavyFlowHeadroom: must be in [0, 1), got 1",
+    ],
+    [
+      "plugins:\n- {type: program-aware-fairness, parameters: {evictionSweepSeconds: 0}}\n",
+      "plugins[0].parameters.evictionSweepSeconds: must be greater than 0, got 0",
+    ],
+    [
+      "plugins:\n- {name: a, type: program-aware-fairness}\n- {name: b, type: program-aware-fairness, parameters: {lasHalfLifeSeconds: 5}}\nflowControl:\n  defaultPriorityBand: {fairnessPolicyRef: a}\n  priorityBands: [{priority: 1, fairnessPolicyRef: b}]\n",
+      'flowControl.priorityBands[0].fairnessPolicyRef: names a program-aware-fairness plugin whose parameters differ from the one flowControl.defaultPriorityBand.fairnessPolicyRef names; the filter applies one set of program-aware-fairness parameters, got "flowControl.priorityBands[0].fairnessPolicyRef"',
+    ],
+  ];
+  for (const [text, message] of cases) assert.throws(() => fc(`${ON}${text}`), { message }, text);
 });

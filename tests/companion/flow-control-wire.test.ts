@@ -88,7 +88,31 @@ test("snapshot section 6: the byte layout of docs/SNAPSHOT.md", () => {
   assert.equal(b.readUInt16LE(64), 2, "bandCount");
   assert.deepEqual(band(66), { priority: 100, maxRequests: 1500, maxBytes: 1e9, fairness: 1, ordering: 2 });
   assert.deepEqual(band(84), { priority: -10, maxRequests: 5000, maxBytes: 2 ** 20, fairness: 0, ordering: 0 });
-  assert.equal(b.length, 102, "nothing else");
+  assert.equal(b.readUInt8(102), 0, "no priority-holdback-policy");
+  assert.equal(b.readUInt8(103), 0, "no program-aware-fairness");
+  assert.equal(b.length, 104, "nothing else");
+  // priority-holdback-policy: u8 1, u8 domain (0 rank, 1 value), f64 minCeiling, f64 maxCeiling; then
+  // program-aware-fairness: u8 1, f64 lasWeightService, lasWeightHeadWait, lasHalfLifeSeconds, evictionTtlSeconds.
+  const both = sectionBody(
+    encodeSnapshot(
+      snapshot({
+        ...FC,
+        holdback: { domain: "value", minCeiling: 0.5, maxCeiling: 0.9 },
+        programAware: { weightService: 0.7, weightHeadWait: 0.3, halfLifeSeconds: 30, evictionTtlSeconds: 600 },
+      }),
+    ),
+    SECTION_FLOW_CONTROL,
+  )!;
+  assert.deepEqual(
+    [both.readUInt8(102), both.readUInt8(103), both.readDoubleLE(104), both.readDoubleLE(112), both.readUInt8(120)],
+    [1, 1, 0.5, 0.9, 1],
+  );
+  assert.deepEqual(
+    [121, 129, 137, 145].map((at) => both.readDoubleLE(at)),
+    [0.7, 0.3, 30, 600],
+  );
+  assert.equal(both.readDoubleLE(153), 0, "heavyFlowHeadroom: off");
+  assert.equal(both.length, 161);
   // Without flow control there is no section 6.
   assert.equal(sectionBody(encodeSnapshot(snapshot()), SECTION_FLOW_CONTROL), null);
   assert.equal(sectionBody(encodeSnapshot(snapshot(null)), SECTION_FLOW_CONTROL), null);
@@ -104,12 +128,18 @@ test("snapshot section 6: round trip, bands written highest first, templates at 
     DEFAULT_FLOW_CONTROL,
     "the defaults",
   );
+  const policies = {
+    ...FC,
+    holdback: { domain: "rank" as const, minCeiling: 0.6, maxCeiling: 1 },
+    programAware: { weightService: 0.8, weightHeadWait: 0.2, halfLifeSeconds: 60, evictionTtlSeconds: 3600 },
+  };
+  assert.deepEqual(decodeSnapshot(encodeSnapshot(snapshot(policies))).flowControl, policies, "holdback, LAS");
   const later = encodeSnapshot(snapshot(FC), { tail: Buffer.from([1, 2, 3, 4, 5]), sectionId: 99 });
-  assert.equal(sectionBody(later, SECTION_FLOW_CONTROL)!.length, 102 + 5);
+  assert.equal(sectionBody(later, SECTION_FLOW_CONTROL)!.length, 104 + 5);
   assert.deepEqual(decodeSnapshot(later).flowControl, FC);
   // A section that ends inside its fields is refused, never read past (section 6 is the last one here).
   const blob = encodeSnapshot(snapshot(FC));
-  const at = blob.length - 102 - 4; // the section's length field
+  const at = blob.length - 104 - 4; // the section's length field
   const short = Buffer.from(blob.subarray(0, at + 4 + 60)); // it now ends inside the negative template
   short.writeUInt32LE(60, at);
   short.writeUInt32LE(short.length, 24);

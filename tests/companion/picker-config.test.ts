@@ -45,7 +45,7 @@ test("engine config errors name the field path and the value", () => {
     ],
     [
       `${HEAD}plugins:\n- type: latency-scorer`,
-      'plugins[0].type: unsupported plugin type (supported: model-server-protocol-metrics, core-metrics-extractor, metrics-data-source, queue-scorer, kv-cache-utilization-scorer, prefix-cache-scorer, lora-affinity-scorer, running-requests-size-scorer, max-score-picker, random-picker, weighted-random-picker, approx-prefix-cache-producer, utilization-detector, single-profile-handler, openai-parser, inflight-load-producer, fcfs-ordering-policy, edf-ordering-policy, slo-deadline-ordering-policy, global-strict-fairness-policy, round-robin-fairness-policy, static-usage-limit-policy), got "latency-scorer"',
+      'plugins[0].type: unsupported plugin type (supported: model-server-protocol-metrics, core-metrics-extractor, metrics-data-source, queue-scorer, kv-cache-utilization-scorer, prefix-cache-scorer, lora-affinity-scorer, running-requests-size-scorer, max-score-picker, random-picker, weighted-random-picker, session-affinity-scorer, decode-filter, prefill-filter, approx-prefix-cache-producer, utilization-detector, agent-identity, disagg-profile-handler, pd-profile-handler, prefix-based-pd-decider, always-disagg-pd-decider, single-profile-handler, openai-parser, inflight-load-producer, fcfs-ordering-policy, edf-ordering-policy, slo-deadline-ordering-policy, global-strict-fairness-policy, round-robin-fairness-policy, program-aware-fairness, static-usage-limit-policy, priority-holdback-policy), got "latency-scorer"',
     ],
     [
       `${HEAD}plugins:\n- type: queue-scorer\n- type: queue-scorer`,

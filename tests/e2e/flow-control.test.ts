@@ -1,6 +1,7 @@
 // Flow control over loopback (issue 12's e2e): one simulated vLLM pod that runs one request at a time, the
 // bundled companion with `featureGates: [flowControl]`, and an emulator gateway serving envoy/envoy.yaml.
-// The gateway holds what the pod cannot start, resumes it as the pod frees up, answers a request that
+// The gateway learns that the pod runs one request at a time (seen full), holds what the pod cannot start,
+// resumes it as the pod frees up, answers a request that
 // waited past defaultRequestTTL with 429 and llm-d-router's reason, and forgets a request whose client left;
 // the companion's llm_d_epp_flow_control_queue_size (from the gateway's reports) shows the queue.
 import { test } from "node:test";
@@ -73,6 +74,16 @@ test("held while the pod is busy, resumed as it frees, 429 past the TTL, forgott
     const alone = await send(gateway.port, "/v1/completions", long(1, 64));
     assert.equal(alone.status, 200);
     const tokens = Math.max(64, Math.round((64 * 1500) / alone.totalMs)); // ~1.5 s each
+    // The gateway learns the pod's running capacity (1) from its gauges while it is seen full: three short
+    // requests, one running and two queued for a while (filter/saturation.ts).
+    const short = Math.max(16, Math.round((64 * 300) / alone.totalMs)); // ~0.3 s each
+    const primed = await Promise.all(
+      [6000, 6001, 6002].map((n) => send(gateway.port, "/v1/completions", long(n, short))),
+    );
+    assert.deepEqual(
+      primed.map((r) => r.status),
+      [200, 200, 200],
+    );
     const replies: Array<Promise<Reply | Error>> = [];
     const request = (n: number) =>
       replies.push(send(gateway.port, "/v1/completions", long(n, tokens)).catch((e: Error) => e));
@@ -117,8 +128,8 @@ test("held while the pod is busy, resumed as it frees, 429 past the TTL, forgott
     const failed = settled.filter((r) => r instanceof Error);
     assert.deepEqual(failed, [], "no request fails at the transport");
     const done = settled as Reply[];
-    // Only the served requests reached the pod (besides the two before the burst): the departed one never did.
-    assert.equal(submitted, 2 + done.filter((r) => r.status === 200).length);
+    // Only the served requests reached the pod (besides the five before the burst): the departed one never did.
+    assert.equal(submitted, 5 + done.filter((r) => r.status === 200).length);
     const ok = done.filter((r) => r.status === 200);
     const expired = done.filter(
       (r) => r.status === 429 && r.headers["x-llm-d-request-dropped-reason"] === "rejected-ttl-expired",

@@ -154,6 +154,15 @@ export class TestFlow {
   bandOrdering: u8 = 0;
   /** Explicit bands: priority, maxRequests, fairness, ordering. */
   bands: i32[][] = [];
+  /** priority-holdback-policy: domain (0 rank, 1 value), min and max ceiling; domain -1: none. */
+  holdbackDomain: i32 = -1;
+  minCeiling: f64 = 0;
+  maxCeiling: f64 = 1;
+  /** program-aware-fairness parameters: written when lasWeightService >= 0. */
+  lasWeightService: f64 = -1;
+  lasWeightHeadWait: f64 = 0.2;
+  lasHalfLifeS: f64 = 60;
+  heavyFlowHeadroom: f64 = 0;
 }
 
 /** `baseModels` null or empty: no base-model section. */
@@ -236,6 +245,18 @@ export function buildBlobWith(
         .u8(<u8>b[2])
         .u8(<u8>b[3]);
     }
+    w.u8(flow.holdbackDomain >= 0 ? 1 : 0);
+    if (flow.holdbackDomain >= 0)
+      w.u8(<u8>flow.holdbackDomain)
+        .f64(flow.minCeiling)
+        .f64(flow.maxCeiling);
+    w.u8(flow.lasWeightService >= 0 ? 1 : 0);
+    if (flow.lasWeightService >= 0)
+      w.f64(flow.lasWeightService)
+        .f64(flow.lasWeightHeadWait)
+        .f64(flow.lasHalfLifeS)
+        .f64(3600)
+        .f64(flow.heavyFlowHeadroom);
     w.end(section);
   }
   const out = new Uint8Array(w.bytes.length);

@@ -1,16 +1,14 @@
 // Flow control's queues (filter/flow-control.ts) and its snapshot section: strict priority between bands,
-// fairness between flows, order within a flow, limits, TTLs across an empty pool, and the saturation the
-// dispatch waits on.
+// fairness between flows, order within a flow, limits, TTLs across an empty pool.
 import { decodeSnapshot, Snapshot } from "../../filter/snapshot";
-import { InFlight } from "../../filter/inflight";
 import {
   FlowControl,
   FlowConfig,
   Waiter,
-  poolSaturation,
   ADMITTED,
   OVER_CAPACITY,
   FAIRNESS_ROUND_ROBIN,
+  FAIRNESS_PROGRAM_AWARE,
   ORDERING_SLO_DEADLINE,
 } from "../../filter/flow-control";
 import { buildBlobWith, TestEndpoint, TestProfile, TestFlow } from "./blob";
@@ -197,23 +195,100 @@ describe("flow control", () => {
     expect(out2.length).toBe(1);
   });
 
-  test("saturation: mean of max(waiting / queue threshold, KV / KV threshold); stale 1; empty pool 1", () => {
+  test("usage limits: static is one limit; priority-holdback steps ceilings by rank or by value", () => {
     const f = new TestFlow();
-    const snap = snapWith([ep("10.0.0.1:8000", 5, 0.2), ep("10.0.0.2:8000", 0, 0.4)], f);
-    const inflight = new InFlight();
-    inflight.rebase(snap);
-    // 5/5 = 1.0 and max(0, 0.4/0.8) = 0.5: mean 0.75
-    expect(poolSaturation(snap, inflight, 5, 0.8)).toBeCloseTo(0.75);
-    // The proxy's own requests beyond what an endpoint runs count as waiting at once.
-    for (let k = 0; k < 10; k++) inflight.started(1);
-    expect(poolSaturation(snap, inflight, 5, 0.8)).toBeCloseTo((1.0 + 2.0) / 2);
-    const stale = snapWith([ep("10.0.0.1:8000", 0, 0.0, 1 | 4 | 8 | 16), ep("10.0.0.2:8000", 0, 0.0)], f);
-    const fresh = new InFlight();
-    fresh.rebase(stale);
-    expect(poolSaturation(stale, fresh, 5, 0.8)).toBeCloseTo(0.5);
-    const none = snapWith([], f);
-    const empty = new InFlight();
-    empty.rebase(none);
-    expect(poolSaturation(none, empty, 5, 0.8)).toBe(1.0);
+    f.usageLimit = 0.9;
+    const fixed = control(snapWith([ep("10.0.0.1:8000", 0, 0.1)], f).flow!);
+    fixed.band(10);
+    fixed.band(-10);
+    expect(fixed.ceiling(10)).toBe(0.9);
+    expect(fixed.ceiling(-10)).toBe(0.9);
+    f.holdbackDomain = 0;
+    f.minCeiling = 0.6;
+    f.maxCeiling = 1.0;
+    const cfg = snapWith([ep("10.0.0.1:8000", 0, 0.1)], f).flow!;
+    expect(cfg.holdback).toBe(true);
+    const byRank = control(cfg);
+    expect(byRank.ceiling(0)).toBe(1.0); // one band: no holdback (work-conserving)
+    byRank.band(10);
+    byRank.band(-10);
+    byRank.band(-1);
+    // four bands 10, 0, -1, -10: 1.0, 0.8667, 0.7333, 0.6
+    expect(byRank.ceiling(10)).toBeCloseTo(1.0);
+    expect(byRank.ceiling(0)).toBeCloseTo(1.0 - 0.4 / 3);
+    expect(byRank.ceiling(-1)).toBeCloseTo(1.0 - 0.8 / 3);
+    expect(byRank.ceiling(-10)).toBeCloseTo(0.6);
+    cfg.holdbackByValue = true;
+    expect(byRank.ceiling(0)).toBeCloseTo(0.6 + (10.0 / 20.0) * 0.4);
+    expect(byRank.ceiling(-1)).toBeCloseTo(0.6 + (9.0 / 20.0) * 0.4);
+  });
+
+  test("dispatch stops at the first band whose ceiling the saturation reaches (head-of-line, as upstream)", () => {
+    const f = new TestFlow();
+    f.holdbackDomain = 0;
+    f.minCeiling = 0.5;
+    const fc = control(snapWith([ep("10.0.0.1:8000", 0, 0.1)], f).flow!);
+    const high = waiter(10),
+      low = waiter(-10);
+    expect(fc.admit(low, 1000)).toBe(ADMITTED);
+    expect(fc.admit(high, 1001)).toBe(ADMITTED);
+    // bands 10, 0, -10: ceilings 1.0, 0.75, 0.5
+    expect(fc.takeNext(2000, 1.0)).toBeNull();
+    expect(fc.takeNext(2000, 0.7)!.contextId).toBe(high.contextId);
+    expect(fc.takeNext(2000, 0.7)).toBeNull(); // band 0 is empty but at its ceiling: the cycle stops
+    expect(fc.takeNext(2000, 0.4)!.contextId).toBe(low.contextId);
+  });
+
+  test("program-aware fairness: the flow with the least attained service goes first; service decays", () => {
+    const f = new TestFlow();
+    f.bandFairness = FAIRNESS_PROGRAM_AWARE;
+    f.lasWeightService = 0.8;
+    f.lasWeightHeadWait = 0.2;
+    f.lasHalfLifeS = 10;
+    const cfg = snapWith([ep("10.0.0.1:8000", 0, 0.1)], f).flow!;
+    expect(cfg.defaultBand.fairness).toBe(FAIRNESS_PROGRAM_AWARE);
+    const fc = control(cfg);
+    // Flow 1 has been served a lot, flow 2 little.
+    fc.charge(1, 5000, 0, 1000);
+    fc.charge(2, 500, 0, 1000);
+    const a1 = waiter(0, 1),
+      a2 = waiter(0, 1),
+      b1 = waiter(0, 2);
+    expect(fc.admit(a1, 1000)).toBe(ADMITTED);
+    expect(fc.admit(a2, 1001)).toBe(ADMITTED);
+    expect(fc.admit(b1, 1500)).toBe(ADMITTED);
+    // flow 2: 0.8 x 1 + 0.2 x 0 beats flow 1: 0.8 x 0 + 0.2 x 1, though its head is younger
+    expect(fc.takeNext(2000)!.contextId).toBe(b1.contextId);
+    expect(fc.takeNext(2000)!.contextId).toBe(a1.contextId);
+    // Half-life 10 s: 20 s later flow 1's 5000 is 1250.
+    expect(fc.service.of(1, 21000, 10)).toBeCloseTo(1250);
+    // Flows with no completion for the eviction TTL are forgotten.
+    fc.service.evict(1000 + 3600 * 1000 + 1, 3600);
+    expect(fc.service.size).toBe(0);
+  });
+
+  test("heavy-flow headroom: a flow served above the mean stops below the ceiling; a lighter one goes past it", () => {
+    const f = new TestFlow();
+    f.bandFairness = FAIRNESS_PROGRAM_AWARE;
+    f.lasWeightService = 0.8;
+    f.heavyFlowHeadroom = 0.1;
+    const fc = control(snapWith([ep("10.0.0.1:8000", 0, 0.1)], f).flow!);
+    // One active flow alone is never heavy.
+    fc.charge(1, 9000, 0, 1000);
+    expect(fc.flowCeiling(0, 1, 1000)).toBe(1.0);
+    fc.charge(2, 1000, 0, 1000);
+    expect(fc.flowCeiling(0, 1, 1000)).toBeCloseTo(0.9); // above the mean (5000)
+    expect(fc.flowCeiling(0, 2, 1000)).toBe(1.0);
+    // Flow 1 waits (pool at 0.95: past its ceiling); flow 2 does not queue behind it.
+    const heavy = waiter(0, 1);
+    expect(fc.admit(heavy, 1000)).toBe(ADMITTED);
+    expect(fc.mustWait(0, 2, 1000)).toBe(false);
+    expect(fc.mustWait(0, 1, 1000)).toBe(true); // its own flow waits
+    expect(fc.takeNext(1000, 0.95)).toBeNull();
+    expect(fc.takeNext(1000, 0.85)!.contextId).toBe(heavy.contextId);
+    // Without the headroom, a band with anything waiting is first come first served.
+    const plain = control(snapWith([ep("10.0.0.1:8000", 0, 0.1)], new TestFlow()).flow!);
+    expect(plain.admit(waiter(0, 1), 1000)).toBe(ADMITTED);
+    expect(plain.mustWait(0, 2, 1000)).toBe(true);
   });
 });

@@ -30,10 +30,13 @@ function flow(over: Partial<SnapshotFlowControl> = {}): SnapshotFlowControl {
   };
 }
 
-/** One endpoint saturating at 2 waiting requests: the filter's own requests in flight make it so. */
+/**
+ * One endpoint whose gauges show 1 request running on 0.4 of its KV cache: each of the filter's own requests
+ * in flight counts 0.4 (filter/saturation.ts), so two of them reach the KV threshold 0.8 and saturate it.
+ */
 function saturatedHost(fc: SnapshotFlowControl, config: Record<string, unknown> = {}) {
   const h = new PickerHost({ config: { objectivePriorities: { critical: 10, batch: -1 }, ...config } });
-  h.publish([{ address: A, queued: 0, running: 0, kvUsage: 0.1 }], { saturationQueue: 2 }, [], [], [], fc);
+  h.publish([{ address: A, queued: 0, running: 1, kvUsage: 0.4 }], { saturationKv: 0.8 }, [], [], [], fc);
   const running: HttpStream[] = [];
   for (let i = 0; i < 2; i++) {
     const { stream, dest } = h.pick({ body: completion("m", `busy ${i}`) });

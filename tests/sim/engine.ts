@@ -28,6 +28,12 @@ export interface EngineRequest {
   adapter: string | null;
   /** The request's max_tokens parameter, if it had one (histograms only). */
   maxTokensParam: number | null;
+  /**
+   * P/D: the prompt's KV came from a prefill pod (vLLM's NIXL connector): on admission every prompt token
+   * but the last counts as computed and the last one costs a decode token, not a prefill (a request that is
+   * later preempted recomputes locally). Absent: an ordinary request.
+   */
+  remoteKv?: boolean;
   onFirstToken?(nowMs: number): void;
   /** Answer tokens [from, from + count) became available. */
   onTokens?(from: number, count: number, nowMs: number): void;
@@ -266,6 +272,8 @@ export class Engine {
           continue;
         }
         const hit = s.numComputed === 0 ? this.takePrefix(s) : 0;
+        const remote = s.req.remoteKv === true && s.preemptions === 0 && s.generated === 0;
+        if (remote) s.numComputed = Math.max(s.numComputed, s.req.seq.promptTokens - 1);
         const n = Math.min(s.knownTokens - s.numComputed, budget);
         if (!this.ensureBlocks(s, s.numComputed + n)) {
           // Not enough free blocks: undo the prefix hit and wait (vLLM stops admitting here).
@@ -288,7 +296,8 @@ export class Engine {
         s.scheduled = n;
         budget -= n;
         batch.push(s);
-        prefillTokens += n;
+        if (remote && n === 1) decodes++;
+        else prefillTokens += n;
       }
       if (skipped.length > 0) this.waiting.unshift(...skipped);
     }

@@ -34,6 +34,11 @@ export interface FleetOptions {
   closedLoop?: { concurrency: number };
   /** Period of the timeline samples in ms of virtual time (default 1000). */
   timelineMs?: number;
+  /**
+   * P/D: the KV transfer from a prefill pod to a decode pod, in ms per transferred token (the decode pod's
+   * uncached prompt tokens), for picks that name a prefill pod (Pick.prefill). Default 0.
+   */
+  kvTransferMsPerToken?: number;
 }
 
 /** One timeline sample: requests the picker holds, by class, and the pods' queues, at tMs. */
@@ -49,6 +54,8 @@ export interface TimelineSample {
   saturation: number;
   /** Held requests as the picker reports them itself (Picker.queued), when it does. */
   pickerQueued?: number;
+  /** The picker's own estimate of the pool's saturation (Picker.saturation), when it has one. */
+  pickerSaturation?: number;
 }
 
 export interface FleetResult {
@@ -167,6 +174,7 @@ export function runFleet(o: FleetOptions): FleetResult {
         pods: pods.length,
         saturation: poolSaturation(scrape()),
         ...(o.picker.queued ? { pickerQueued: o.picker.queued() } : {}),
+        ...(o.picker.saturation ? { pickerSaturation: o.picker.saturation() } : {}),
       });
       nextTimeline += timelineMs;
     }
@@ -245,32 +253,56 @@ export function runFleet(o: FleetOptions): FleetResult {
       record.fallback = pick.fallback === true;
       pod.inFlight++;
       const p = prepared.parsed;
-      pod.engine.submit({
-        id: req.id,
-        seq: prepared.seq,
-        maxTokens: p.outputTokens,
-        finishReason: p.finishReason,
-        adapter: p.adapter,
-        maxTokensParam: p.maxTokensParam,
-        onFirstToken: (t) => {
-          record.firstTokenMs = t;
-          o.picker.responseStarted?.(pick, t);
-        },
-        onFinish: (r) => {
-          pod.inFlight--;
-          record.finishedMs = r.finishedMs;
-          record.promptTokens = r.promptTokens;
-          record.outputTokens = r.generationTokens;
-          record.cachedTokens = r.cachedTokens;
-          record.status = "ok";
-          record.httpStatus = 200;
-          o.picker.responseEnded?.(pick, r.finishedMs, true);
-          const follow = o.workload.next?.(req, r.finishedMs, prepared.seq.answer);
-          outstanding--;
-          if (follow) clock.at(o.closedLoop ? r.finishedMs : follow.arrivalMs, () => admit(follow));
-          else if (o.closedLoop) admitNext();
-        },
-      });
+      const prefill = pick.prefill !== undefined && pick.prefill !== pick.pod ? pods[pick.prefill] : undefined;
+      if (prefill) {
+        // llm-d's decode sidecar: the prompt goes to the prefill pod with max_tokens 1, its KV then moves
+        // to this pod (the tokens this pod does not hold already), and this pod decodes (Engine remoteKv).
+        prefill.inFlight++;
+        prefill.engine.submit({
+          id: `${req.id}/prefill`,
+          seq: prepared.seq,
+          maxTokens: 1,
+          finishReason: "length",
+          adapter: p.adapter,
+          maxTokensParam: 1,
+          onFinish: (r) => {
+            prefill.inFlight--;
+            const uncached = Math.max(0, prepared.seq.promptTokens - pod.engine.probeCachedTokens(prepared.seq));
+            const transferMs = uncached * (o.kvTransferMsPerToken ?? 0);
+            clock.at(r.finishedMs + transferMs, () => decode(true));
+          },
+        });
+      } else decode(false);
+
+      function decode(remoteKv: boolean) {
+        pod.engine.submit({
+          id: req.id,
+          seq: prepared.seq,
+          maxTokens: p.outputTokens,
+          finishReason: p.finishReason,
+          adapter: p.adapter,
+          maxTokensParam: p.maxTokensParam,
+          ...(remoteKv ? { remoteKv } : {}),
+          onFirstToken: (t) => {
+            record.firstTokenMs = t;
+            o.picker.responseStarted?.(pick, t);
+          },
+          onFinish: (r) => {
+            pod.inFlight--;
+            record.finishedMs = r.finishedMs;
+            record.promptTokens = r.promptTokens;
+            record.outputTokens = r.generationTokens;
+            record.cachedTokens = r.cachedTokens;
+            record.status = "ok";
+            record.httpStatus = 200;
+            o.picker.responseEnded?.(pick, r.finishedMs, true);
+            const follow = o.workload.next?.(req, r.finishedMs, prepared.seq.answer);
+            outstanding--;
+            if (follow) clock.at(o.closedLoop ? r.finishedMs : follow.arrivalMs, () => admit(follow));
+            else if (o.closedLoop) admitNext();
+          },
+        });
+      }
     }
   };
 

@@ -7,7 +7,8 @@
 // Environment: SIM_FC_PODS (8), SIM_FC_SEED (7), SIM_FC_WORKLOADS, SIM_FC_PICKERS (comma lists),
 // SIM_FC_BEFORE_S, SIM_FC_WINDOW_S, SIM_FC_AFTER_S (30 each: calm, overload window, calm),
 // SIM_FC_USAGE_LIMIT (1.0), SIM_FC_TTL_S (60: defaultRequestTTL and noEndpointRequestTTL),
-// SIM_BENCH_FILTER_WASM (default build/filter.wasm).
+// SIM_FC_MIN_CEILING (0.8; "none": static limit), SIM_FC_FAIRNESS (program-aware), SIM_FC_HEADROOM (0.1),
+// SIM_FC_TIMELINES (every workload's timeline in the JSON), SIM_BENCH_FILTER_WASM (default build/filter.wasm).
 import { mkdirSync, writeFileSync } from "node:fs";
 import { measureCapacity } from "./capacity";
 import { FLOW_PICKERS, type FlowPickerName, type FlowRun, flowControlFor, runFlow } from "./flow-runs";
@@ -103,7 +104,7 @@ async function main(): Promise<void> {
         flowControl: r.flowControl,
         virtualS: r.result.virtualMs / 1000,
         wallMs: r.result.wallMs,
-        ...(kind === "bands"
+        ...(kind === "bands" || process.env.SIM_FC_TIMELINES
           ? { timeline: r.result.timeline, ttftOverTime: ttftOverTime(r.result.records, [...BANDS], TTFT_BIN_MS) }
           : {}),
       });

@@ -230,12 +230,9 @@ test(
 );
 
 test(
-  "acceptance: in a 2x burst the critical band's p99 TTFT stays within 1.5x of its unloaded p99; sheddable waits or gets 429 at its TTL",
+  "acceptance: in a 2x burst the critical band's p99 TTFT stays within 1.5x of its unloaded p99 (priority-holdback-policy); sheddable waits or gets 429 at its TTL",
   {
     skip: noFlowControl,
-    // Not met yet (issue 12 stays open): the filter's saturation estimate (in flight beyond the lagging scraped
-    // running count) holds requests early and releases them in bursts. Runs and reports its figures.
-    todo: "the filter's saturation estimate under metrics lag (docs/SIMULATOR.md, flow control)",
   },
   () => {
     const ttl = 15_000;
@@ -268,12 +265,9 @@ test(
 );
 
 test(
-  "acceptance: with tenant-b flooding at 3x its fair share, tenant-a's p99 TTFT stays within 1.5x of its value without the flood",
+  "acceptance: with tenant-b flooding at 3x its fair share, tenant-a's p99 TTFT stays within 1.5x of its value without the flood (program-aware-fairness, heavy-flow headroom)",
   {
     skip: noFlowControl,
-    // Not met yet (issue 12 stays open): the filter's saturation estimate (in flight beyond the lagging scraped
-    // running count) holds requests early and releases them in bursts. Runs and reports its figures.
-    todo: "the filter's saturation estimate under metrics lag (docs/SIMULATOR.md, flow control)",
   },
   () => {
     const flood = run("tenants", "flow-control");

@@ -16,6 +16,7 @@ import {
 } from "./flow-workloads";
 import { leastRequestPicker } from "./pickers/basic";
 import { type FlowControlSection, filterPicker, flowControlSection } from "./pickers/filter";
+import type { FlowBand } from "../../companion/snapshot";
 import { giePicker } from "./pickers/gie";
 import type { Picker } from "./pickers/picker";
 import type { EngineProfile } from "./profile";
@@ -41,12 +42,39 @@ export interface FlowRun {
   flowControl: FlowControlSection | null;
 }
 
-/** The flow-control section a workload runs with: defaults, round-robin between flows for the tenants. */
+/** priority-holdback-policy's minCeiling for `bands` (SIM_FC_MIN_CEILING; "none": static-usage-limit-policy). */
+export const BANDS_MIN_CEILING = 0.8;
+/** program-aware-fairness with llm-d-router's defaults (strategy las). */
+/** program-aware-fairness's heavyFlowHeadroom for `tenants` (SIM_FC_HEADROOM; 0: off, llm-d-router's behaviour). */
+export const HEAVY_FLOW_HEADROOM = 0.1;
+export const PROGRAM_AWARE = { weightService: 0.8, weightHeadWait: 0.2, halfLifeSeconds: 60, evictionTtlSeconds: 3600 };
+
+/**
+ * The flow-control section a workload runs with: llm-d-router's defaults plus what a user protecting the
+ * class the workload watches configures: for `bands`, priority-holdback-policy (ceilings 1.0 for the top band
+ * down to BANDS_MIN_CEILING for the lowest, by rank); for `tenants`, fairness between flows (program-aware-
+ * fairness; SIM_FC_FAIRNESS=round-robin or global-strict for the others).
+ */
 export function flowControlFor(kind: FlowWorkloadKind, changes: Partial<FlowControlSection> = {}): FlowControlSection {
   const base = flowControlSection(changes);
+  if (kind === "bands" && changes.holdback === undefined) {
+    const env = process.env.SIM_FC_MIN_CEILING;
+    if (env === "none") return base;
+    const minCeiling = env ? Number(env) : BANDS_MIN_CEILING;
+    return { ...base, holdback: { domain: "rank", minCeiling, maxCeiling: 1.0 } };
+  }
   if (kind !== "tenants" || changes.defaultBand) return base;
-  const band = { ...base.defaultBand, fairness: "round-robin" as const };
-  return { ...base, defaultBand: band, defaultNegativeBand: changes.defaultNegativeBand ?? band };
+  const fairness = (process.env.SIM_FC_FAIRNESS ?? "program-aware") as FlowBand["fairness"];
+  const band = { ...base.defaultBand, fairness };
+  return {
+    ...base,
+    defaultBand: band,
+    defaultNegativeBand: changes.defaultNegativeBand ?? band,
+    programAware:
+      fairness === "program-aware"
+        ? { ...PROGRAM_AWARE, heavyFlowHeadroom: Number(process.env.SIM_FC_HEADROOM ?? HEAVY_FLOW_HEADROOM) }
+        : null,
+  };
 }
 
 export function flowPicker(name: FlowPickerName, flowControl: FlowControlSection, wasm?: string): Picker {

@@ -36,6 +36,8 @@ export interface PodOptions {
 
 const ROUTES: Record<string, Api> = { "/v1/completions": "completions", "/v1/chat/completions": "chat" };
 const MAX_BODY = 16 * 1024 * 1024;
+/** Inference requests whose headers a pod keeps. */
+const RECEIVED_KEPT = 1000;
 
 export class SimPod {
   readonly name: string;
@@ -58,6 +60,11 @@ export class SimPod {
    * 0.23), or answer an empty page (its multiprocess collector before 0.25).
    */
   nameFilter: "honour" | "ignore" | "empty";
+  /**
+   * The headers of the inference requests this pod received, oldest first (the last RECEIVED_KEPT), e.g. the
+   * `x-prefiller-host-port` a decode pod's sidecar reads (tests/e2e/pd.test.ts).
+   */
+  readonly received: Array<{ path: string; headers: http.IncomingHttpHeaders }> = [];
 
   constructor(private readonly opts: PodOptions) {
     this.name = opts.name;
@@ -138,6 +145,8 @@ export class SimPod {
     const api = ROUTES[path];
     if (api) {
       if (req.method !== "POST") return json(405, { detail: "Method Not Allowed" });
+      this.received.push({ path, headers: req.headers });
+      if (this.received.length > RECEIVED_KEPT) this.received.shift();
       const chunks: Buffer[] = [];
       req.on("data", (c: Buffer) => {
         requestBytes += c.length;

@@ -25,6 +25,7 @@ import { fileURLToPath } from "node:url";
 import { normaliseLora } from "../../../companion/extract";
 import {
   type FlowBand,
+  type SchedulingProfile,
   type SnapshotEndpoint,
   type SnapshotFlowControl,
   encodeSnapshot,
@@ -44,6 +45,7 @@ import { type GatewayBalancer, LB_KINDS, type LbKind, isLbKind, makeBalancer } f
 import type { EngineKind } from "../profile";
 import { Rng } from "../rng";
 import { NO_HEALTHY_UPSTREAM } from "./basic";
+import { API_PATHS } from "../openai";
 import type { Pick, Picker, PickerContext, ScrapedMetrics } from "./picker";
 
 export const FILTER_CONFIGURATION = JSON.stringify({ fetchSnapshots: false, failureMode: "FailOpen" });
@@ -69,6 +71,8 @@ export function filterConfiguration(exchange: boolean): string {
 export const FILTER_TICK_MS = 20;
 /** The filter's per-band queue-size gauges (filter/flow-control.ts). */
 const FLOW_QUEUE_SIZE = /^wasmcustom\.endpoint_picker\.flow_control\..*\.queue_size$/;
+/** The filter's pool saturation as flow control last computed it, in thousandths (filter/picker.ts). */
+const FLOW_SATURATION = "wasmcustom.endpoint_picker.flow_control.pool_saturation_permille";
 /** The header that carries a flow-control rejection's reason (llm-d-router's name). */
 export const DROPPED_REASON_HEADER = "x-llm-d-request-dropped-reason";
 
@@ -142,7 +146,14 @@ export interface FilterPickerOptions {
   tickMs?: number;
   /** The picker's name in results (default "filter"). */
   name?: string;
+  /** The whole scheduling profile, P/D stage included (wins over `profile`; tests/sim/pd.bench.ts). */
+  schedulingProfile?: SchedulingProfile;
+  /** Pod i's role bits (POD_ROLE_*, the llm-d.ai/role label) in the snapshot; absent: no roles. */
+  roles?: readonly number[];
 }
+
+/** The header naming the prefill pod to the decode pod's sidecar (P/D). */
+const PREFILLER_HEADER = "x-prefiller-host-port";
 
 /** One stream through a gateway's filter and what left the filter so far. */
 interface Ticket {
@@ -183,9 +194,9 @@ export function filterPicker(opts: FilterPickerOptions = {}): Picker {
   let ctxRef: PickerContext | null = null;
   let version = 0n;
   let lastContent = "";
-  const counters = { fallbacks: 0, rejected: 0, snapshots: 0, logs: 0, held: 0, heldMax: 0, heldNow: 0 };
+  const counters = { prefills: 0, fallbacks: 0, rejected: 0, snapshots: 0, logs: 0, held: 0, heldMax: 0, heldNow: 0 };
   const tickMs = opts.tickMs ?? FILTER_TICK_MS;
-  const schedulingProfile = profileOf(opts.profile);
+  const schedulingProfile = opts.schedulingProfile ?? profileOf(opts.profile);
   const nGateways = opts.gateways ?? 1;
   const lb: LbKind = opts.lb ?? "round-robin";
   const snapshotDelayMs = opts.snapshotDelayMs ?? SNAPSHOT_DELAY_MS;
@@ -218,6 +229,7 @@ export function filterPicker(opts: FilterPickerOptions = {}): Picker {
         ageMs: 0,
         lora: m.maxLora > 0 ? normaliseLora(m.loraRunning, m.loraWaiting, m.maxLora) : null,
         cache: { blockSize: m.blockSize, numBlocks: m.numBlocks },
+        ...(opts.roles?.[i] ? { role: opts.roles[i] } : {}),
       };
     });
     const content = JSON.stringify(endpoints);
@@ -327,7 +339,10 @@ export function filterPicker(opts: FilterPickerOptions = {}): Picker {
     }
     const dest = t.continued.find(([k]) => k === DESTINATION_HEADER)?.[1];
     const pod = dest === undefined ? -1 : ctx.pods.findIndex((p) => p.address === dest);
-    if (pod >= 0) return { pod, ticket: t, gateway: t.gateway };
+    const prefillAt = t.continued.find(([k]) => k === PREFILLER_HEADER)?.[1];
+    const prefill = prefillAt === undefined ? -1 : ctx.pods.findIndex((p) => p.address === prefillAt);
+    if (prefill >= 0) counters.prefills++;
+    if (pod >= 0) return { pod, ticket: t, gateway: t.gateway, ...(prefill >= 0 ? { prefill } : {}) };
     if (ctx.pods.length === 0) {
       // Continued without a destination into an empty cluster: Envoy's router answers 503 itself.
       t.responseStarted = true;
@@ -448,7 +463,7 @@ export function filterPicker(opts: FilterPickerOptions = {}): Picker {
       t.stream.sendRequestHeaders(
         [
           [":method", "POST"],
-          [":path", req.api === "chat" ? "/v1/chat/completions" : "/v1/completions"],
+          [":path", API_PATHS[req.api]],
           [":authority", "gw"],
           [":scheme", "http"],
           ["content-type", "application/json"],
@@ -497,6 +512,11 @@ export function filterPicker(opts: FilterPickerOptions = {}): Picker {
       for (const gw of gateways)
         for (const [name, v] of Object.entries(gw.host.metrics().gauges)) if (FLOW_QUEUE_SIZE.test(name)) n += v;
       return n;
+    },
+    saturation() {
+      let worst = 0;
+      for (const gw of gateways) worst = Math.max(worst, (gw.host.metrics().gauges[FLOW_SATURATION] ?? 0) / 1000);
+      return worst;
     },
     stats: () => ({
       ...counters,

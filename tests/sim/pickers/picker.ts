@@ -60,6 +60,8 @@ export type Pick =
       ticket?: unknown;
       /** The gateway replica that handled the request (pickers modelling several; default 0). */
       gateway?: number;
+      /** P/D: the prefill pod the decode pod's sidecar prefills on first (FleetOptions.kvTransferMsPerToken). */
+      prefill?: number;
     }
   | {
       /** HTTP status of the rejection (a local reply: 429, 503, ...). */
@@ -94,6 +96,8 @@ export interface Picker {
   responseEnded?(pick: Pick, nowMs: number, ok: boolean): void;
   /** Requests held as the picker itself reports them (the filter: its flow-control queue-size gauges). */
   queued?(): number;
+  /** The picker's own estimate of the pool's saturation, when it keeps one (the filter's flow control). */
+  saturation?(): number;
   /** Counters the picker wants reported (e.g. fallbacks, configuration used). */
   stats?(): Record<string, number | string | boolean>;
   close?(): void;
