@@ -10,6 +10,7 @@
 // SIM_FC_MIN_CEILING (0.8; "none": static limit), SIM_FC_FAIRNESS (program-aware), SIM_FC_HEADROOM (0.1),
 // SIM_FC_TIMELINES (every workload's timeline in the JSON), SIM_BENCH_FILTER_WASM (default build/filter.wasm).
 import { mkdirSync, writeFileSync } from "node:fs";
+import type { SnapshotFlowControl } from "../../companion/snapshot";
 import { measureCapacity } from "./capacity";
 import { FLOW_PICKERS, type FlowPickerName, type FlowRun, flowControlFor, runFlow } from "./flow-runs";
 import { ttftOverTime } from "./flow-results";
@@ -40,6 +41,12 @@ const WINDOW_MS = num("SIM_FC_WINDOW_S", 30) * 1000;
 const AFTER_MS = num("SIM_FC_AFTER_S", 30) * 1000;
 const USAGE_LIMIT = num("SIM_FC_USAGE_LIMIT", 1);
 const TTL_MS = num("SIM_FC_TTL_S", 60) * 1000;
+
+/** The usage-limit policy a section applies, for the figure's title. */
+const usageOf = (fc: SnapshotFlowControl): string =>
+  fc.holdback
+    ? `priority holdback ${fc.holdback.maxCeiling} to ${fc.holdback.minCeiling} by ${fc.holdback.domain}`
+    : `usage limit ${fc.usageLimit}`;
 const FILTER_WASM = process.env.SIM_BENCH_FILTER_WASM || defaultFilterWasm();
 /** Timeline samples and TTFT bins of the figure. */
 const TIMELINE_MS = 500;
@@ -185,7 +192,7 @@ async function main(): Promise<void> {
       bands.map((r) => r.picker),
       { fromS: w.fromMs / 1000, toS: w.toMs / 1000 },
       `Flow control, bands workload: ${PODS} simulated vLLM pods, steady 70% of capacity (${capacity.toFixed(0)} req/s), ` +
-        `2x burst ${w.fromMs / 1000}-${w.toMs / 1000} s (shaded); usage limit ${USAGE_LIMIT}, TTL ${TTL_MS / 1000} s`,
+        `2x burst ${w.fromMs / 1000}-${w.toMs / 1000} s (shaded); ${usageOf(flowControlFor("bands", fc))}, TTL ${TTL_MS / 1000} s`,
     );
     writeFileSync("build/bench/flow-control.png", png);
   }
