@@ -16,7 +16,7 @@
 // or a ramp, admits); it rises whenever the engine runs more.
 // An endpoint that runs nothing yet (no ratio) counts by its gauges alone. Load from clients that bypass the
 // gateways shares the ratio but not the in-flight count: it shows only through the gauges.
-import { Snapshot, FLAG_STALE, FLAG_KV } from "./snapshot";
+import { Snapshot, FLAG_STALE, FLAG_KV, POD_ROLE_PREFILL, POD_ROLE_DECODE } from "./snapshot";
 import { InFlight } from "./inflight";
 import { usableEndpoints } from "./scoring/usable-endpoints-filter";
 
@@ -71,26 +71,51 @@ export class SaturationEstimate {
     const count = usableEndpoints(snap, this.candidates);
     if (count == 0) return 1.0;
     const aligned = inflight.local.length == snap.count && inflight.remote.length == snap.count;
-    let sum = 0.0;
+    // With P/D roles, llm-d-router's stages: prefill (prefill-capable pods) and decode (decode-capable and
+    // unlabeled pods), the pool as saturated as its more saturated stage; pods of neither count in no stage.
+    const staged = snap.roles.length > 0;
+    let sum = 0.0,
+      prefillSum = 0.0,
+      decodeSum = 0.0,
+      prefillCount = 0,
+      decodeCount = 0;
     for (let k = 0; k < count; k++) {
       const i = unchecked(this.candidates[k]);
-      const f = unchecked(snap.flags[i]);
-      if ((f & FLAG_STALE) != 0) {
-        sum += 1.0;
-        continue;
-      }
-      const sent = aligned ? <f64>(unchecked(inflight.local[i]) + unchecked(inflight.remote[i])) : -1.0;
-      const cap = this.capacityOf(snap, i);
-      const waiting = sent >= 0 && cap >= 0 ? max(0.0, sent - cap) : unchecked(snap.queued[i]);
-      let score = satQ == Infinity ? 0.0 : waiting / satQ;
-      if ((f & FLAG_KV) != 0 && satKv != Infinity) {
-        let kv = unchecked(snap.kv[i]);
-        const running = unchecked(snap.running[i]);
-        if (sent >= 0 && running >= 1.0) kv *= (cap >= 0 ? min(sent, cap) : sent) / running;
-        score = max(score, kv / satKv);
-      }
+      const score = this.endpointScore(snap, i, inflight, aligned, satQ, satKv);
       sum += score;
+      if (!staged) continue;
+      const role = snap.roleOf(i);
+      if ((role & POD_ROLE_PREFILL) != 0) {
+        prefillSum += score;
+        prefillCount++;
+      }
+      if (role == 0 || (role & POD_ROLE_DECODE) != 0) {
+        decodeSum += score;
+        decodeCount++;
+      }
     }
+    if (staged && prefillCount + decodeCount > 0)
+      return max(
+        prefillCount > 0 ? prefillSum / <f64>prefillCount : 0.0,
+        decodeCount > 0 ? decodeSum / <f64>decodeCount : 0.0,
+      );
     return sum / <f64>count;
+  }
+
+  /** Endpoint i's detector score: max(waiting / satQ, KV / satKv), 1 with stale metrics. */
+  private endpointScore(snap: Snapshot, i: i32, inflight: InFlight, aligned: bool, satQ: f64, satKv: f64): f64 {
+    const f = unchecked(snap.flags[i]);
+    if ((f & FLAG_STALE) != 0) return 1.0;
+    const sent = aligned ? <f64>(unchecked(inflight.local[i]) + unchecked(inflight.remote[i])) : -1.0;
+    const cap = this.capacityOf(snap, i);
+    const waiting = sent >= 0 && cap >= 0 ? max(0.0, sent - cap) : unchecked(snap.queued[i]);
+    let score = satQ == Infinity ? 0.0 : waiting / satQ;
+    if ((f & FLAG_KV) != 0 && satKv != Infinity) {
+      let kv = unchecked(snap.kv[i]);
+      const running = unchecked(snap.running[i]);
+      if (sent >= 0 && running >= 1.0) kv *= (cap >= 0 ? min(sent, cap) : sent) / running;
+      score = max(score, kv / satKv);
+    }
+    return score;
   }
 }

@@ -1,6 +1,6 @@
 // The pool saturation flow control waits on (filter/saturation.ts): llm-d-router's utilization detector over
 // what the endpoints hold now, with the gauges' lag taken out by the proxy's own requests in flight.
-import { decodeSnapshot, Snapshot } from "../../filter/snapshot";
+import { decodeSnapshot, Snapshot, POD_ROLE_PREFILL, POD_ROLE_DECODE } from "../../filter/snapshot";
 import { InFlight } from "../../filter/inflight";
 import { SaturationEstimate } from "../../filter/saturation";
 import { buildBlobWith, TestEndpoint, TestProfile } from "./blob";
@@ -83,5 +83,23 @@ describe("pool saturation", () => {
     expect(est.pool(none, tracked(none), 5, 0.8)).toBe(1.0);
     // No detector in the profile: never saturated.
     expect(est.pool(gone, tracked(gone), Infinity, Infinity)).toBe(0.0);
+  });
+
+  test("P/D roles: the pool is as saturated as its more saturated stage (prefill; decode and unlabeled)", () => {
+    const est = new SaturationEstimate();
+    const snap = snapWith([
+      ep("10.0.0.1:8000", 5, 0, 0.0, 4 | 8),
+      ep("10.0.0.2:8000", 0, 0, 0.0, 4 | 8),
+      ep("10.0.0.3:8000", 0, 0, 0.0, 4 | 8),
+    ]);
+    expect(est.pool(snap, tracked(snap), 5, 0.8)).toBeCloseTo(1.0 / 3.0);
+    const roles = new StaticArray<u8>(3);
+    roles[0] = POD_ROLE_PREFILL;
+    roles[1] = POD_ROLE_DECODE;
+    roles[2] = 0; // unlabeled: decode stage
+    snap.roles = roles;
+    expect(est.pool(snap, tracked(snap), 5, 0.8)).toBeCloseTo(1.0);
+    roles[0] = POD_ROLE_PREFILL | POD_ROLE_DECODE; // both stages: prefill 1.0, decode (1 + 0 + 0) / 3
+    expect(est.pool(snap, tracked(snap), 5, 0.8)).toBeCloseTo(1.0);
   });
 });
