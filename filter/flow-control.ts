@@ -145,6 +145,7 @@ export class Band {
   /** Gauge ids of this band's queue size and bytes (defined by FlowControl). */
   sizeMetric: u32 = 0;
   bytesMetric: u32 = 0;
+  waitMetric: u32 = 0;
 
   constructor(public config: BandConfig) {}
 
@@ -321,6 +322,30 @@ export class AttainedService {
   }
 }
 
+/** Fairness ids with metrics of their own, per VM (Envoy's stats are unbounded; a tenant id is user input). */
+export const MAX_FLOW_METRICS: i32 = 16;
+
+class FlowMetrics {
+  constructor(
+    public queueSize: u32,
+    public waitMs: u32,
+  ) {}
+}
+
+function noRecord(_id: u32, _value: u64): void {}
+
+/** A fairness id as a stat name part: letters, digits, `_` and `-` kept, anything else `_`, at most 64. */
+function statName(id: string): string {
+  let out = "";
+  const n = min(id.length, 64);
+  for (let i = 0; i < n; i++) {
+    const c = id.charCodeAt(i);
+    const keep = (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c == 95 || c == 45;
+    out += keep ? String.fromCharCode(c) : "_";
+  }
+  return out.length > 0 ? out : "_";
+}
+
 const GAUGE = 1,
   COUNTER = 0,
   HISTOGRAM = 2;
@@ -353,11 +378,42 @@ export class FlowControl {
   waitMs: u32 = 0;
   private defined: bool = false;
 
-  /** `define` and `add` are the host's metric calls (stubs in the specs). */
+  /** Per-flow metrics by flow hash: the first MAX_FLOW_METRICS fairness ids this VM sees, then `other`. */
+  private flowMetrics: Map<u32, FlowMetrics> = new Map<u32, FlowMetrics>();
+  private otherFlows: FlowMetrics | null = null;
+
+  /** `define`, `add` and `record` are the host's metric calls (stubs in the specs). */
   constructor(
     private readonly define: (kind: i32, name: string) => u32,
     private readonly add: (id: u32, by: i64) => void,
+    private readonly record: (id: u32, value: u64) => void = noRecord,
   ) {}
+
+  /** The gauges and histogram of `w`'s flow (bounded: late flows share `other`). */
+  private metricsOf(w: Waiter): FlowMetrics {
+    if (this.flowMetrics.has(w.flowHash)) return this.flowMetrics.get(w.flowHash);
+    if (this.flowMetrics.size < MAX_FLOW_METRICS) {
+      const m = this.defineFlowMetrics(statName(w.flowName));
+      this.flowMetrics.set(w.flowHash, m);
+      return m;
+    }
+    let o = this.otherFlows;
+    if (o == null) this.otherFlows = o = this.defineFlowMetrics("other");
+    return o;
+  }
+
+  private defineFlowMetrics(name: string): FlowMetrics {
+    const prefix = "endpoint_picker.flow_control.flow." + name;
+    return new FlowMetrics(this.define(GAUGE, prefix + ".queue_size"), this.define(HISTOGRAM, prefix + ".wait_ms"));
+  }
+
+  /** Records how long a dispatched request waited: overall, in its band and in its flow. */
+  recordWait(w: Waiter, band: i32, waitedMs: u64): void {
+    this.record(this.waitMs, waitedMs);
+    const b = this.band(band);
+    this.record(b.waitMetric, waitedMs);
+    this.record(this.metricsOf(w).waitMs, waitedMs);
+  }
 
   private defineCounters(): void {
     if (this.defined) return;
@@ -409,6 +465,7 @@ export class FlowControl {
     const name = "endpoint_picker.flow_control." + priorityName(priority);
     b.sizeMetric = this.define(GAUGE, name + ".queue_size");
     b.bytesMetric = this.define(GAUGE, name + ".queue_bytes");
+    b.waitMetric = this.define(HISTOGRAM, name + ".wait_ms");
     insertAt<Band>(this.bands, at, b);
     return b;
   }
@@ -526,6 +583,7 @@ export class FlowControl {
     this.bytes += w.bytes;
     this.add(b.sizeMetric, 1);
     this.add(b.bytesMetric, <i64>w.bytes);
+    this.add(this.metricsOf(w).queueSize, 1);
     return ADMITTED;
   }
 
@@ -542,6 +600,7 @@ export class FlowControl {
     this.bytes -= w.bytes;
     this.add(b.sizeMetric, -1);
     this.add(b.bytesMetric, -(<i64>w.bytes));
+    this.add(this.metricsOf(w).queueSize, -1);
     w.band = null;
     w.flow = null;
     return true;

@@ -119,7 +119,7 @@ export class PickerRoot extends RootContext {
   /** Prefix affinity: this VM's index of what was sent where (fed by this VM's picks and the others' journals). */
   prefixIndex: PrefixIndex | null = null;
   /** Flow control: this VM's queues, and the streams waiting in them by context id. */
-  flow: FlowControl = new FlowControl(defineMetric, incrementMetric);
+  flow: FlowControl = new FlowControl(defineMetric, incrementMetric, recordMetric);
   held: Map<u32, PickerStream> = new Map();
   /** Session affinity: this VM's session -> endpoint bindings, shared with the other VMs on the tick. */
   sessions: SessionTable = new SessionTable();
@@ -305,7 +305,7 @@ export class PickerRoot extends RootContext {
       const stream = this.held.get(w.contextId);
       this.held.delete(w.contextId);
       incrementMetric(this.flow.dispatched, 1);
-      recordMetric(this.flow.waitMs, now > w.enqueuedMs ? now - w.enqueuedMs : 0);
+      this.flow.recordWait(w, w.priority, now > w.enqueuedMs ? now - w.enqueuedMs : 0);
       setEffectiveContext(w.contextId);
       stream.dispatchHeld();
     }

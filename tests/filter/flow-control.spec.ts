@@ -291,4 +291,22 @@ describe("flow control", () => {
     expect(plain.admit(waiter(0, 1), 1000)).toBe(ADMITTED);
     expect(plain.mustWait(0, 2, 1000)).toBe(true);
   });
+
+  test("per-flow metrics: the first 16 fairness ids get their own gauge, the others share `other`", () => {
+    const fc = control(new FlowConfig());
+    const ws: Waiter[] = [];
+    for (let k: u32 = 1; k <= 18; k++) {
+      const w = waiter(0, k);
+      ws.push(w);
+      expect(fc.admit(w, 1000)).toBe(ADMITTED);
+    }
+    expect(gauge("endpoint_picker.flow_control.flow.tenant-1.queue_size")).toBe(1);
+    expect(gauge("endpoint_picker.flow_control.flow.tenant-16.queue_size")).toBe(1);
+    expect(gauge("endpoint_picker.flow_control.flow.tenant-17.queue_size")).toBe(-1); // never defined
+    expect(gauge("endpoint_picker.flow_control.flow.other.queue_size")).toBe(2);
+    fc.remove(ws[17]);
+    expect(gauge("endpoint_picker.flow_control.flow.other.queue_size")).toBe(1);
+    fc.remove(ws[0]);
+    expect(gauge("endpoint_picker.flow_control.flow.tenant-1.queue_size")).toBe(0);
+  });
 });

@@ -70,7 +70,7 @@ export function filterConfiguration(exchange: boolean): string {
 /** The filter's tick period (filter/picker.ts TICK_MS): held streams are looked at on this grid. */
 export const FILTER_TICK_MS = 20;
 /** The filter's per-band queue-size gauges (filter/flow-control.ts). */
-const FLOW_QUEUE_SIZE = /^wasmcustom\.endpoint_picker\.flow_control\..*\.queue_size$/;
+const FLOW_QUEUE_SIZE = /^wasmcustom\.endpoint_picker\.flow_control\.priority_[^.]+\.queue_size$/;
 /** The filter's pool saturation as flow control last computed it, in thousandths (filter/picker.ts). */
 const FLOW_SATURATION = "wasmcustom.endpoint_picker.flow_control.pool_saturation_permille";
 /** The header that carries a flow-control rejection's reason (llm-d-router's name). */
