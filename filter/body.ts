@@ -308,6 +308,11 @@ export class BodyScanner {
     else this.done();
   }
 
+  /** The whole body was fed and the JSON object is still open: a truncated body, no prompt. */
+  bodyEnded(): void {
+    if (this.state == SCAN_NEED_MORE) this.invalid();
+  }
+
   private done(): void {
     this.state = SCAN_DONE;
     this.join();

@@ -10,6 +10,16 @@ import { InFlight } from "./inflight";
 
 /** The header llm-d's decode sidecar reads: where to prefill (`ip:port`). */
 export const PREFILLER_HEADER = "x-prefiller-host-port";
+/**
+ * Every header llm-d's sidecar takes a host from (pkg/common/routing): the prefiller, the encoders, a KV
+ * source and a data-parallel rank. Only the filter may set them; a client's are removed.
+ */
+export const SIDECAR_HOST_HEADERS: string[] = [
+  PREFILLER_HEADER,
+  "x-encoder-hosts-ports",
+  "x-kv-cache-source-host-port",
+  "x-data-parallel-host-port",
+];
 
 export const DECIDER_NONE: u8 = 0;
 export const DECIDER_PREFIX: u8 = 1;
@@ -37,8 +47,9 @@ export function wantsPrefill(pd: PdConfig, promptBytes: i64, cachedBytes: i64): 
   const tokens = (max<i64>(promptBytes, 0) + pd.bytesPerToken - 1) / pd.bytesPerToken;
   if (pd.promptTokens > 0 && tokens < pd.promptTokens) return false;
   if (tokens < pd.nonCachedTokens) return false;
-  const cached = max<i64>(cachedBytes, 0) / pd.bytesPerToken;
-  return tokens - cached >= pd.nonCachedTokens;
+  // The uncached part rounded up as a whole, as llm-d-router pads to whole tokens before counting blocks.
+  const uncached = (max<i64>(promptBytes - max<i64>(cachedBytes, 0), 0) + pd.bytesPerToken - 1) / pd.bytesPerToken;
+  return uncached >= pd.nonCachedTokens;
 }
 
 /**

@@ -18,7 +18,7 @@ import { Fetcher } from "./fetcher";
 import { GatewayReporter } from "./gateway-reporter";
 import { Metrics } from "./metrics";
 import { Decision, OUTCOME_PICKED, OUTCOME_SHED } from "./scoring/decision";
-import { PREFILLER_HEADER, wantsPrefill, pickPrefill } from "./pd";
+import { PREFILLER_HEADER, SIDECAR_HOST_HEADERS, DECIDER_PREFIX, wantsPrefill, pickPrefill } from "./pd";
 import { RequestFacts } from "./scoring/plugin";
 import { Snapshot, FLAG_UNUSABLE } from "./snapshot";
 import { BodyScanner, promptKindForPath, PROMPT_ANY, SCAN_NEED_MORE } from "./body";
@@ -68,6 +68,7 @@ const TICK_MS: u32 = 20;
 const PATH = encode(":path");
 /** llm-d's decode sidecar prefills where this names (set by the prefill pick, never by the client). */
 const PREFILLER = encode(PREFILLER_HEADER);
+const SIDECAR_HOSTS: ArrayBuffer[] = SIDECAR_HOST_HEADERS.map<ArrayBuffer>((h: string) => encode(h));
 const CONTENT_LENGTH = encode("content-length");
 const STATUS = encode(":status");
 const COOKIE = encode("cookie");
@@ -432,7 +433,9 @@ export class PickerStream extends Context {
     // A client must never choose the upstream: drop whatever it sent before anything else.
     removeHeader(HeaderMapTypeValues.RequestHeaders, root.destKey);
     removeHeader(HeaderMapTypeValues.RequestHeaders, root.fallbackKey);
-    removeHeader(HeaderMapTypeValues.RequestHeaders, PREFILLER);
+    // Nor the hosts llm-d's decode sidecar would call: the prefiller, encoders, a KV source.
+    for (let k = 0; k < SIDECAR_HOSTS.length; k++)
+      removeHeader(HeaderMapTypeValues.RequestHeaders, unchecked(SIDECAR_HOSTS[k]));
     const pathLen = readHeaderToScratch(HeaderMapTypeValues.RequestHeaders, PATH);
     if (pathLen > 0) this.kind = promptKindForPath(scratch, pathLen);
     root.pool.refresh(); // once per request here: the objectives and the prompt cap read the snapshot
@@ -567,6 +570,8 @@ export class PickerStream extends Context {
       if (n <= 0) break;
       scanner.feed(scratch, n);
     }
+    // The body's end within the scanned bytes with its JSON still open: truncated, picked by load alone.
+    if (end_of_stream && <u64>scanner.consumed >= <u64>body_buffer_length) scanner.bodyEnded();
     if (!scanner.settled && !end_of_stream && limit < <i32>this.root.cfg.maxBodyBytes) {
       return FilterDataStatusValues.StopIterationAndBuffer;
     }
@@ -1077,9 +1082,22 @@ export class PickerStream extends Context {
       promptBytes = <i64>s.promptLen;
       if (!s.promptComplete && this.contentLength > promptBytes) promptBytes = this.contentLength;
     }
+    // llm-d-router's decider never disaggregates without the decode pod's prefix-match information.
+    if (pd.decider == DECIDER_PREFIX && snap.profile.prefixBlockChars == 0) return;
     let cachedBytes: i64 = 0;
-    if (facts.chainBlocks > 0 && facts.matched.length == snap.count)
-      cachedBytes = <i64>facts.matched[decode] * <i64>snap.profile.prefixBlockChars;
+    const blockChars = <i64>snap.profile.prefixBlockChars;
+    if (facts.chainBlocks > 0 && facts.matched.length == snap.count) {
+      const matched = <i64>facts.matched[decode];
+      cachedBytes = matched * blockChars;
+      // Every block of the prompt cached: llm-d-router pads the prompt to whole tokens before cutting blocks,
+      // so a last partial block that padding completes is cached too (a repeat is never prefilled again).
+      if (matched == <i64>facts.chainBlocks && pd.bytesPerToken > 0 && promptBytes < (matched + 1) * blockChars) {
+        const bpt = pd.bytesPerToken;
+        const tokens = (promptBytes + bpt - 1) / bpt;
+        const blockTokens = blockChars / bpt;
+        if (blockTokens > 0) cachedBytes = (tokens / blockTokens) * blockTokens * bpt;
+      }
+    }
     if (!wantsPrefill(pd, promptBytes, cachedBytes)) return;
     const pool = root.pool;
     const k = pickPrefill(root.prefillDecision, snap, pd, pool.inflight, facts, root.outliers.ejected);

@@ -12,7 +12,8 @@ import { FLAG_STALE, FLAG_KV } from "../snapshot";
 
 /** Session ids and tokens longer than this are not keys (a header is the client's word, not a bound). */
 export const MAX_SESSION_ID_BYTES: i32 = 256;
-const MAX_TOKEN_CHARS: i32 = 88; // base64 of 64 bytes
+/** Our tokens are 11 bytes (15 base64 characters unpadded): anything longer names no endpoint of ours. */
+const MAX_TOKEN_CHARS: i32 = 16;
 /** Our token's text before base64: "ep:" and the endpoint's address hash in 8 hex digits. */
 export const TOKEN_BYTES: i32 = 16; // base64 of the 11 bytes
 
@@ -127,8 +128,8 @@ function hexValue(c: u32): i32 {
   return -1;
 }
 
-/** Decoded bytes of the last token (at most 64). */
-const TOKEN_TEXT = memory.data(64);
+/** Decoded bytes of the last token (at most 12: 16 base64 characters). */
+const TOKEN_TEXT = memory.data(16);
 
 /**
  * The endpoint address hash a session token names, or 0 (no affinity) for anything else: not base64, too
@@ -148,6 +149,7 @@ export function decodeToken(ptr: usize, len: i32): u32 {
     bits += 6;
     if (bits >= 8) {
       bits -= 8;
+      if (n >= 16) return 0; // never past the buffer, whatever the length check above says
       store<u8>(TOKEN_TEXT + <usize>(n++), <u8>(acc >> (<u32>bits)));
     }
   }

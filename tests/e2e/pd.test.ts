@@ -128,10 +128,14 @@ test("a short prompt, and the long one again (cached on its decode pod), skip th
   assert.equal(a.headers[HEADER], undefined, "the repeat is cached on the decode pod: no prefill pick");
 });
 
-test("a client's own x-prefiller-host-port never reaches the pod", async () => {
-  const r = await send(gateway.port, "/v1/completions", completion(prompt("spoof", 200)), {
-    [HEADER]: "203.0.113.9:8000",
-  });
+test("a client's own sidecar headers (x-prefiller-host-port and the hosts llm-d's sidecar calls) never reach the pod", async () => {
+  const spoofed = [HEADER, "x-encoder-hosts-ports", "x-kv-cache-source-host-port", "x-data-parallel-host-port"];
+  const r = await send(
+    gateway.port,
+    "/v1/completions",
+    completion(prompt("spoof", 200)),
+    Object.fromEntries(spoofed.map((h) => [h, "203.0.113.9:8000"])),
+  );
   assert.equal(r.status, 200, r.body);
-  assert.equal(receivedBy(r).headers[HEADER], undefined);
+  for (const h of spoofed) assert.equal(receivedBy(r).headers[h], undefined, h);
 });

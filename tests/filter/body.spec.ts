@@ -143,6 +143,18 @@ describe("request body scanning", () => {
     expect(s.hasModel).toBe(false);
   });
 
+  it("a body that ends with its JSON still open has no prompt (bodyEnded); a complete one keeps it", () => {
+    const cut = scan('{"model":"m","messages":[{"role":"user","content":"hello', PROMPT_MESSAGES);
+    expect(cut.settled).toBe(false);
+    cut.bodyEnded();
+    expect(cut.promptSeen).toBe(false);
+    expect(cut.promptLen).toBe(0);
+    expect(model(cut)).toBe("m"); // the model was read whole: still used
+    const whole = scan('{"model":"m","messages":[{"role":"user","content":"hello"}]}', PROMPT_MESSAGES);
+    whole.bodyEnded();
+    expect(whole.promptSeen).toBe(true);
+  });
+
   it("treats a non-string or escaped model as absent", () => {
     expect(model(scan('{"model":42,"prompt":"p"}', PROMPT_PROMPT))).toBe("<none>");
     expect(model(scan('{"model":"a\\/b","prompt":"p"}', PROMPT_PROMPT))).toBe("<none>");

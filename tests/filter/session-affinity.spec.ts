@@ -175,6 +175,8 @@ describe("session tokens", () => {
     expect(decodeText("ZXA6eHl6MDAwMDA=")).toBe(0); // base64("ep:xyz00000"): not hex
     expect(decodeText("ZXA6MDAwMDAwMDAx")).toBe(0); // base64("ep:000000001"): too long
     expect(decodeText("A".repeat(200))).toBe(0);
+    // 88 characters once decoded to 66 bytes past a 64-byte buffer; every length is refused before that.
+    for (let n = 16; n <= 90; n++) expect(decodeText("A".repeat(n))).toBe(0);
   });
 });
 
