@@ -40,13 +40,9 @@ export function resolveSessionAffinity(params: Fields | undefined, path: string)
   onlyKeys(p, path, ["strategy", "profileName", "encodedEndpointHeaderConfig", "sessionIdConfig"]);
   const strategy = optString(p, "strategy", path) ?? STRATEGIES[0];
   if (!STRATEGIES.includes(strategy)) fail(join(path, "strategy"), `must be ${STRATEGIES.join(" or ")}`, strategy);
+  // llm-d-router's second instance for P/D (`profileName: prefill`, writing x-session-token-prefill) is
+  // accepted; the filter leaves it out with a logged problem: only the decode pick is pinned.
   const profileName = optString(p, "profileName", path) ?? "";
-  if (profileName !== "")
-    fail(
-      join(path, "profileName"),
-      "only the primary (decode) pick is pinned; remove profileName (a prefill instance is not supported yet)",
-      profileName,
-    );
   let tokenHeader = DEFAULT_TOKEN_HEADER;
   if (p.encodedEndpointHeaderConfig != null) {
     const ep = join(path, "encodedEndpointHeaderConfig");
@@ -90,6 +86,7 @@ export function resolveSessionAffinity(params: Fields | undefined, path: string)
     sessionHeaders: headers.join(","),
     cookieName: cookie,
     evictionTtlSeconds: ttl,
+    ...(profileName !== "" ? { profileName } : {}),
   };
 }
 

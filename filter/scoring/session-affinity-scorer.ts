@@ -29,6 +29,9 @@ export class SessionAffinityScorer extends ScorerPlugin {
     if (headers == null) return "sessionHeaders missing";
     if (cookie == null) return "cookieName missing";
     if (!(ttl > 0)) return "evictionTtlSeconds missing or not above 0";
+    const stage = params.text("profileName");
+    if (stage != null && stage.length > 0)
+      return "profileName " + stage + ": only the decode pick is pinned, not llm-d-router's per-stage instances";
     const keys = new SessionKeys();
     keys.tokenHeader = String.UTF8.encode(token);
     keys.headers = headerList(headers);

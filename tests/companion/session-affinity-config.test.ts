@@ -4,6 +4,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { loadPickerConfig } from "../../companion/picker-config";
 import { decodeSnapshot, encodeSnapshot, type ProfilePlugin } from "../../companion/snapshot";
+import { llmdPdConfig } from "../helpers/pd-config";
 
 const HEAD = "apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\n";
 
@@ -95,7 +96,6 @@ test("a declared agent-identity: its extra headers come first, for affinity and 
 test("errors name the field", () => {
   const cases: Array<[string, RegExp]> = [
     ["strategy: sticky", /plugins\[1\]\.parameters\.strategy: must be encoded_endpoint_header or session_id/],
-    ["profileName: prefill", /plugins\[1\]\.parameters\.profileName: only the primary \(decode\) pick is pinned/],
     ["sessionIdConfig:\n  sources:\n  - {}", /sources\[0\]: exactly one of header, attribute or cookie must be set/],
     [
       "sessionIdConfig:\n  sources:\n  - header: a\n    cookie: b",
@@ -118,5 +118,29 @@ test("errors name the field", () => {
   assert.throws(
     () => loadPickerConfig(config(null, 1, "- type: agent-identity\n  parameters:\n    headers: [x]\n")),
     /agent-identity\.parameters\.headers: unknown field|plugins\[2\]\.parameters\.headers: unknown field/,
+  );
+});
+
+test("llm-d-router's P/D session config loads: one instance per stage, the prefill one (profileName) left to the filter to skip", () => {
+  const extra =
+    "- {name: session-affinity-decode, type: session-affinity-scorer, parameters: {encodedEndpointHeaderConfig: {header: x-session-token}}}\n" +
+    "- {name: session-affinity-prefill, type: session-affinity-scorer, parameters: {profileName: prefill, encodedEndpointHeaderConfig: {header: x-session-token-prefill}}}\n";
+  const text = llmdPdConfig(256, extra)
+    .replace(
+      "- name: prefill\n  plugins:\n",
+      "- name: prefill\n  plugins:\n  - pluginRef: session-affinity-prefill\n    weight: 10\n",
+    )
+    .replace(
+      "- name: decode\n  plugins:\n",
+      "- name: decode\n  plugins:\n  - pluginRef: session-affinity-decode\n    weight: 10\n",
+    );
+  const { profile } = loadPickerConfig(text);
+  const decode = entry(profile.plugins, "session-affinity-scorer")!;
+  assert.equal(decode.parameters.tokenHeader, "x-session-token");
+  assert.equal(decode.parameters.profileName, undefined);
+  const prefill = entry(profile.disaggregation!.prefill, "session-affinity-scorer")!;
+  assert.deepEqual(
+    [prefill.parameters.tokenHeader, prefill.parameters.profileName],
+    ["x-session-token-prefill", "prefill"],
   );
 });

@@ -110,6 +110,12 @@ describe("session-affinity-scorer", () => {
     );
     const missing = snapshotOf(three(), [new TestEntry(2, "session-affinity-scorer", 1)]);
     expect(missing.profile.problems[0]).toBe("session-affinity-scorer: tokenHeader missing (left out)");
+    // llm-d-router's per-stage instance (profileName: prefill): accepted by the companion, left out here.
+    const stage = snapshotOf(three(), [sessionEntry().text("profileName", "prefill")]);
+    expect(stage.profile.session).toBeNull();
+    expect(stage.profile.problems[0]).toBe(
+      "session-affinity-scorer: profileName prefill: only the decode pick is pinned, not llm-d-router's per-stage instances (left out)",
+    );
   });
 
   it("pins every pick to the token's endpoint, and to the bound one when the token names none", () => {
