@@ -8,12 +8,10 @@ import { stringify } from "yaml";
 import {
   startSimPods,
   startCompanion,
-  startGateway,
+  startScrapedGateway,
   tempFile,
   send,
   sleep,
-  eventually,
-  companionEndpoints,
   gatewayPicking,
   ENGINE_LABEL,
   type Proc,
@@ -70,20 +68,10 @@ before(async () => {
     "--staleness-threshold",
     "2s",
   ]);
-  gateway = await startGateway({
-    companionPort: companion.port,
-    poolPorts: pods.map((p) => p.port),
-    configuration: {
-      companionCluster: "endpoint-picker-companion",
-      companionAuthority: "endpoint-picker-companion",
-      failureMode: "FailOpen",
-      stalenessLimitMs: 5000,
-    },
-  });
-  await eventually(
-    "the companion to scrape every pod",
-    async () => (await companionEndpoints(companion.port)).every((e) => e.queued !== null && !e.error),
-    10_000,
+  gateway = await startScrapedGateway(
+    companion.port,
+    pods.map((p) => p.port),
+    "pod",
   );
   await gatewayPicking(gateway.port, completion("hi"));
 });

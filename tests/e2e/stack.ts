@@ -315,6 +315,29 @@ export async function companionEndpoints(port: number): Promise<
   return Array.isArray(parsed) ? parsed : parsed.endpoints;
 }
 
+/**
+ * A gateway failing open over `poolPorts` (staleness limit 5 s), started once the companion has scraped
+ * every endpoint (`what` names them in a timeout).
+ */
+export async function startScrapedGateway(companionPort: number, poolPorts: number[], what: string): Promise<Proc> {
+  const gateway = await startGateway({
+    companionPort,
+    poolPorts,
+    configuration: {
+      companionCluster: "endpoint-picker-companion",
+      companionAuthority: "endpoint-picker-companion",
+      failureMode: "FailOpen",
+      stalenessLimitMs: 5000,
+    },
+  });
+  await eventually(
+    `the companion to scrape every ${what}`,
+    async () => (await companionEndpoints(companionPort)).every((e) => e.queued !== null && !e.error),
+    10_000,
+  );
+  return gateway;
+}
+
 /** Waits until the gateway's filter picks (its fetcher has a snapshot): a request gets a served header. */
 export async function gatewayPicking(port: number, body: string, timeoutMs = 10_000): Promise<void> {
   await eventually(

@@ -7,7 +7,7 @@ import type { AddressInfo } from "node:net";
 import {
   startSimPods,
   startCompanion,
-  startGateway,
+  startScrapedGateway,
   endpointsFile,
   tempFile,
   send,
@@ -79,20 +79,10 @@ before(async () => {
     "2s",
   ];
   companion = await startCompanion(endpointsArgs);
-  gateway = await startGateway({
-    companionPort: companion.port,
-    poolPorts: pods.map((p) => p.port),
-    configuration: {
-      companionCluster: "endpoint-picker-companion",
-      companionAuthority: "endpoint-picker-companion",
-      failureMode: "FailOpen",
-      stalenessLimitMs: 5000,
-    },
-  });
-  await eventually(
-    "the companion to scrape every engine",
-    async () => (await companionEndpoints(companion.port)).every((e) => e.queued !== null && !e.error),
-    10_000,
+  gateway = await startScrapedGateway(
+    companion.port,
+    pods.map((p) => p.port),
+    "engine",
   );
   await gatewayPicking(gateway.port, JSON.stringify({ model: MODEL, prompt: "hi", max_tokens: 1 }));
 });

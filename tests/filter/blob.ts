@@ -165,20 +165,8 @@ export class TestFlow {
   heavyFlowHeadroom: f64 = 0;
 }
 
-/** `baseModels` null or empty: no base-model section. */
-export function buildBlobWith(
-  version: u64,
-  endpoints: TestEndpoint[],
-  p: TestProfile,
-  baseModels: string[] | null = null,
-  rewrites: TestRewrite[] | null = null,
-  flow: TestFlow | null = null,
-): ArrayBuffer {
-  const w = new BlobWriter();
-  w.u8(0x45).u8(0x50).u8(0x53).u8(0x31).u16(2).u16(32).u64(version).u64(1700000000000).u32(0).u32(0);
-  w.u16(1);
-  let section = w.start();
-  const entries = p.entries();
+/** A profile's plugin entries as the snapshot carries them: u16 count, then each entry with its length. */
+export function writeEntries(w: BlobWriter, entries: TestEntry[]): void {
   w.u16(<u16>entries.length);
   for (let k = 0; k < entries.length; k++) {
     const e = entries[k];
@@ -194,6 +182,22 @@ export function buildBlobWith(
     }
     w.end(at);
   }
+}
+
+/** `baseModels` null or empty: no base-model section. */
+export function buildBlobWith(
+  version: u64,
+  endpoints: TestEndpoint[],
+  p: TestProfile,
+  baseModels: string[] | null = null,
+  rewrites: TestRewrite[] | null = null,
+  flow: TestFlow | null = null,
+): ArrayBuffer {
+  const w = new BlobWriter();
+  w.u8(0x45).u8(0x50).u8(0x53).u8(0x31).u16(2).u16(32).u64(version).u64(1700000000000).u32(0).u32(0);
+  w.u16(1);
+  let section = w.start();
+  writeEntries(w, p.entries());
   w.end(section);
   w.u16(2);
   section = w.start();

@@ -6,7 +6,7 @@ import { Decision, OUTCOME_PICKED, OUTCOME_NO_ENDPOINT } from "../../filter/scor
 import { RequestFacts } from "../../filter/scoring/plugin";
 import { PdConfig, wantsPrefill, pickPrefill, DECIDER_PREFIX, DECIDER_ALWAYS, DECIDER_NONE } from "../../filter/pd";
 import { seedRandom } from "../../filter/rng";
-import { buildBlobWith, BlobWriter, TestEndpoint, TestEntry, TestProfile } from "./blob";
+import { buildBlobWith, BlobWriter, TestEndpoint, TestEntry, TestProfile, writeEntries } from "./blob";
 
 const LABELED: u8 = 0x80;
 const PREFILL: u8 = LABELED | POD_ROLE_PREFILL;
@@ -55,18 +55,7 @@ function pdSection(w: BlobWriter, decider: u8, nonCached: u32, promptTokens: u32
   w.u16(8);
   const at = w.start();
   w.u8(decider).u32(nonCached).u32(promptTokens).u16(4);
-  const entries = prefill.entries();
-  w.u16(<u16>entries.length);
-  for (let k = 0; k < entries.length; k++) {
-    const e = entries[k];
-    const e0 = w.start();
-    w.u8(e.role)
-      .str(e.type)
-      .f32(e.weight)
-      .u16(<u16>e.names.length);
-    for (let j = 0; j < e.names.length; j++) w.str(e.names[j]).u8(0).f64(e.values[j]);
-    w.end(e0);
-  }
+  writeEntries(w, prefill.entries());
   w.end(at);
 }
 
