@@ -43,6 +43,7 @@ export const ORDERING_POLICY_TYPES: Readonly<Record<string, FlowOrdering>> = {
 };
 export const STATIC_USAGE_LIMIT_TYPE = "static-usage-limit-policy";
 export const HOLDBACK_USAGE_LIMIT_TYPE = "priority-holdback-policy";
+export const SOFT_REFLECTIVE_TYPE = "soft-reflective-ceiling-policy";
 export const PROGRAM_AWARE_TYPE = "program-aware-fairness";
 export const DEFAULT_FAIRNESS_TYPE = "global-strict-fairness-policy";
 export const DEFAULT_ORDERING_TYPE = "fcfs-ordering-policy";
@@ -57,13 +58,11 @@ export const FLOW_CONTROL_PLUGIN_TYPES: readonly string[] = [
   PROGRAM_AWARE_TYPE,
   STATIC_USAGE_LIMIT_TYPE,
   HOLDBACK_USAGE_LIMIT_TYPE,
+  SOFT_REFLECTIVE_TYPE,
 ];
 
 /** llm-d-router flow-control plugin types the filter cannot apply: refused with the reason, never ignored. */
-export const UNSUPPORTED_FLOW_CONTROL_TYPES: Readonly<Record<string, string>> = {
-  "soft-reflective-ceiling-policy":
-    "not supported: the filter applies fixed ceilings (static-usage-limit-policy, priority-holdback-policy); use priority-holdback-policy to hold lower bands back first",
-};
+export const UNSUPPORTED_FLOW_CONTROL_TYPES: Readonly<Record<string, string>> = {};
 
 /** llm-d-router's system defaults (pkg/epp/flowcontrol/controller/config.go, registry/config.go). */
 export const DEFAULT_REQUEST_TTL_MS = 60_000;
@@ -211,7 +210,10 @@ function checkPolicyPlugins(plugins: ReadonlyMap<string, PluginDecl>): void {
   for (const p of plugins.values()) {
     if (p.type === STATIC_USAGE_LIMIT_TYPE) usageThreshold(p);
     else if (p.type === HOLDBACK_USAGE_LIMIT_TYPE) holdbackParams(p);
-    else if (p.type === PROGRAM_AWARE_TYPE) programAwareParams(p);
+    else if (p.type === SOFT_REFLECTIVE_TYPE) {
+      const { params, path } = paramsOf(p);
+      if (params) onlyKeys(params, path, []); // llm-d-router: no parameters, a non-empty block is refused
+    } else if (p.type === PROGRAM_AWARE_TYPE) programAwareParams(p);
     else if (p.type in FAIRNESS_POLICY_TYPES || p.type in ORDERING_POLICY_TYPES) {
       const { params, path } = paramsOf(p);
       if (params) onlyKeys(params, path, []); // llm-d-router's policies take no parameters
@@ -372,17 +374,19 @@ export function parseFlowControl(raw: unknown, plugins: ReadonlyMap<string, Plug
   bands.sort((a, b) => b.priority - a.priority);
   let usageLimit = DEFAULT_USAGE_LIMIT;
   let holdback: FlowHoldback | null = null;
+  let softReflective = false;
   const usageRef = optString(fc, "usageLimitPolicyPluginRef", path);
   if (usageRef) {
     const { plugin } = resolveRef(
       usageRef,
       join(path, "usageLimitPolicyPluginRef"),
-      { [STATIC_USAGE_LIMIT_TYPE]: true, [HOLDBACK_USAGE_LIMIT_TYPE]: true },
+      { [STATIC_USAGE_LIMIT_TYPE]: true, [HOLDBACK_USAGE_LIMIT_TYPE]: true, [SOFT_REFLECTIVE_TYPE]: true },
       STATIC_USAGE_LIMIT_TYPE,
       "usage-limit policy",
       plugins,
     );
     if (plugin && plugin.type === HOLDBACK_USAGE_LIMIT_TYPE) holdback = holdbackParams(plugin);
+    else if (plugin && plugin.type === SOFT_REFLECTIVE_TYPE) softReflective = true;
     else usageLimit = usageThreshold(plugin);
   } else usageLimit = usageThreshold(plugins.get(STATIC_USAGE_LIMIT_TYPE));
   const awareSets = [...aware.entries()];
@@ -404,6 +408,7 @@ export function parseFlowControl(raw: unknown, plugins: ReadonlyMap<string, Plug
     defaultNegativeBand: negative,
     bands,
     ...(holdback ? { holdback } : {}),
+    ...(softReflective ? { softReflective } : {}),
     ...(awareSets.length > 0 ? { programAware: awareSets[0][1] } : {}),
   };
 }
@@ -442,7 +447,9 @@ export function describeFlowControl(fc: SnapshotFlowControl): string {
     `maxRequests ${limit(fc.maxRequests)}, maxBytes ${limit(fc.maxBytes)}, ` +
     (fc.holdback
       ? `priority holdback ${fc.holdback.maxCeiling} down to ${fc.holdback.minCeiling} by ${fc.holdback.domain}, `
-      : `usage limit ${fc.usageLimit}, `) +
+      : fc.softReflective
+        ? "soft reflective ceilings, "
+        : `usage limit ${fc.usageLimit}, `) +
     `bands ${fc.bands.map((b) => b.priority).join(", ") || "none listed"} (others from the templates)`
   );
 }

@@ -115,6 +115,8 @@ export interface SnapshotFlowControl {
   bands: FlowBand[];
   /** priority-holdback-policy (instead of one usageLimit): per-band ceilings from maxCeiling down to minCeiling. */
   holdback?: FlowHoldback | null;
+  /** soft-reflective-ceiling-policy (instead of one usageLimit): ceilings that fall with saturation. */
+  softReflective?: boolean;
   /** program-aware-fairness's least-attained-service parameters (bands whose fairness is program-aware). */
   programAware?: FlowProgramAware | null;
 }
@@ -428,7 +430,7 @@ export function encodeSnapshot(s: Snapshot, later?: LaterRevision): Buffer {
       w.u16(bands.length);
       for (const b of bands) writeBand(w, b);
       const hb = fc.holdback;
-      w.u8(hb ? 1 : 0);
+      w.u8(hb ? 1 : fc.softReflective ? 2 : 0); // the usage-limit policy when not static
       if (hb) {
         w.u8(hb.domain === "value" ? 1 : 0);
         w.f64(hb.minCeiling);
@@ -587,7 +589,8 @@ function readFlowControl(r: Reader): SnapshotFlowControl {
   for (let n = r.u16(); n > 0; n--) bands.push(readBand(r));
   let holdback: FlowHoldback | null = null;
   let programAware: FlowProgramAware | null = null;
-  if (r.remaining() > 0 && r.u8() === 1)
+  const usagePolicy = r.remaining() > 0 ? r.u8() : 0;
+  if (usagePolicy === 1)
     holdback = { domain: r.u8() === 1 ? "value" : "rank", minCeiling: r.f64(), maxCeiling: r.f64() };
   if (r.remaining() > 0 && r.u8() === 1) {
     programAware = {
@@ -610,6 +613,7 @@ function readFlowControl(r: Reader): SnapshotFlowControl {
     defaultNegativeBand,
     bands,
     ...(holdback ? { holdback } : {}),
+    ...(usagePolicy === 2 ? { softReflective: true } : {}),
     ...(programAware ? { programAware } : {}),
   };
 }

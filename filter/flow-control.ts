@@ -57,6 +57,8 @@ export class FlowConfig {
   /** priority-holdback-policy: per-band ceilings from maxCeiling (highest band) to minCeiling (lowest). */
   holdback: bool = false;
   holdbackByValue: bool = false;
+  /** soft-reflective-ceiling-policy: ceilings that fall with saturation, duty-cycled past them. */
+  softReflective: bool = false;
   minCeiling: f64 = 0;
   maxCeiling: f64 = 1.0;
   /** program-aware-fairness (least attained service) parameters. */
@@ -477,6 +479,7 @@ export class FlowControl {
   ceiling(priority: i32): f64 {
     const cfg = this.config;
     if (cfg == null) return Infinity;
+    if (cfg.softReflective) return this.reflectiveCeiling(priority);
     if (!cfg.holdback) return cfg.usageLimit;
     const n = this.bands.length;
     if (n <= 1) return cfg.maxCeiling;
@@ -493,6 +496,36 @@ export class FlowControl {
     return cfg.maxCeiling - (<f64>rank * spread) / <f64>(n - 1);
   }
 
+  /** The saturation the soft-reflective ceilings are computed from (set per dispatch cycle and admission). */
+  private saturationNow: f64 = 0;
+  /** soft-reflective-ceiling-policy's shared tick: dispatch cycles counted. */
+  private cycles: u64 = 0;
+
+  /** The pool's saturation for the ceilings that depend on it; `cycle`: a new dispatch cycle. */
+  observe(saturation: f64, cycle: bool): void {
+    this.saturationNow = saturation;
+    if (cycle) this.cycles++;
+  }
+
+  /**
+   * soft-reflective-ceiling-policy (llm-d-router's): band i of N (0 the highest) has the ceiling
+   * 1 - i x saturation / (N - 1); the top band goes while saturation is below 1; at 1 or more the others
+   * stop; between its ceiling and 1 a band is open on one dispatch cycle in round(s / (1 - s)), all such
+   * bands on the same cycles (one shared tick), so the dispatch rate falls off with saturation.
+   */
+  private reflectiveCeiling(priority: i32): f64 {
+    const n = this.bands.length;
+    let rank = 0;
+    while (rank < n && unchecked(this.bands[rank]).priority > priority) rank++;
+    if (rank == 0 || n <= 1) return 1.0;
+    const s = this.saturationNow;
+    if (s >= 1.0) return 0.0;
+    const c = 1.0 - (<f64>min(rank, n - 1) * s) / <f64>(n - 1);
+    if (s < c) return c;
+    const period = <u64>max(1.0, Math.round(s / (1.0 - s)));
+    return this.cycles % period == 0 ? 1.0 : 0.0;
+  }
+
   /** The band's program-aware settings hold back its heavy flows (heavyFlowHeadroom > 0). */
   private holdsHeavy(b: Band): bool {
     const cfg = this.config;
@@ -503,6 +536,12 @@ export class FlowControl {
   private heavy(hash: u32, nowMs: u64): bool {
     const half = this.config!.lasHalfLifeS;
     return this.service.activeFlows(nowMs, half) > 1 && this.service.of(hash, nowMs, half) > this.service.activeMean;
+  }
+
+  /** Saturation `s` leaves room for a new request of `priority` in flow `flowHash` (its ceiling is above it). */
+  admitsBelow(s: f64, priority: i32, flowHash: u32, nowMs: u64): bool {
+    this.observe(s, false);
+    return s < this.flowCeiling(priority, flowHash, nowMs);
   }
 
   /** The usage limit of a request of `priority` in flow `flowHash`: its band's, less the heavy flows' headroom. */
@@ -608,6 +647,7 @@ export class FlowControl {
 
   /** The request to dispatch next (strict priority, then the band's fairness, then its order), taken out. */
   takeNext(nowMs: u64 = 0, saturation: f64 = -Infinity): Waiter | null {
+    this.observe(saturation, true);
     for (let k = 0; k < this.bands.length; k++) {
       const b = unchecked(this.bands[k]);
       // Head-of-line blocking as upstream: a band at its ceiling stops the cycle (ceilings fall with priority).

@@ -918,7 +918,7 @@ export class PickerStream extends Context {
     if (
       !empty &&
       !root.flow.mustWait(this.priority, this.flowHash, now) &&
-      root.saturation(snap) < root.flow.flowCeiling(this.priority, this.flowHash, now)
+      root.flow.admitsBelow(root.saturation(snap), this.priority, this.flowHash, now)
     )
       return GO;
     const w = new Waiter(this.context_id, this.priority, this.flowHash, this.flowName, this.sloDeadlineMs);

@@ -661,7 +661,9 @@ function readFlowControl(r: Reader, snap: Snapshot): bool {
     insertAt<BandConfig>(f.bands, at, b);
   }
   // Later additions (an older companion ends the section before them).
-  if (r.ok && r.pos < r.end && r.u8() == 1) {
+  const usagePolicy = r.ok && r.pos < r.end ? r.u8() : 0;
+  if (usagePolicy == 2) f.softReflective = true;
+  if (usagePolicy == 1) {
     f.holdback = true;
     f.holdbackByValue = r.u8() == 1;
     f.minCeiling = r.f64();

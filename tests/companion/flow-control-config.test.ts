@@ -304,16 +304,16 @@ test("usage limit: static-usage-limit-policy's threshold (1.0 by default), or pr
       'plugins[0].parameters.shape: must be "linear" (the only shape), got "sigmoid"',
     ],
     [
-      "plugins:\n- type: soft-reflective-ceiling-policy\n",
-      'plugins[0].type: not supported: the filter applies fixed ceilings (static-usage-limit-policy, priority-holdback-policy); use priority-holdback-policy to hold lower bands back first, got "soft-reflective-ceiling-policy"',
+      "plugins:\n- type: soft-reflective-ceiling-policy\n  parameters: {threshold: 1}\n",
+      "plugins[0].parameters.threshold: unknown field (this takes no parameters), got 1",
     ],
     [
       "flowControl: {usageLimitPolicyPluginRef: nope}\n",
-      'flowControl.usageLimitPolicyPluginRef: no plugin of that name in plugins (defined: none; usage-limit policy types: static-usage-limit-policy, priority-holdback-policy), got "nope"',
+      'flowControl.usageLimitPolicyPluginRef: no plugin of that name in plugins (defined: none; usage-limit policy types: static-usage-limit-policy, priority-holdback-policy, soft-reflective-ceiling-policy), got "nope"',
     ],
     [
       "plugins:\n- type: fcfs-ordering-policy\nflowControl: {usageLimitPolicyPluginRef: fcfs-ordering-policy}\n",
-      'flowControl.usageLimitPolicyPluginRef: plugin "fcfs-ordering-policy" has type fcfs-ordering-policy, which is not a usage-limit policy (static-usage-limit-policy, priority-holdback-policy), got "fcfs-ordering-policy"',
+      'flowControl.usageLimitPolicyPluginRef: plugin "fcfs-ordering-policy" has type fcfs-ordering-policy, which is not a usage-limit policy (static-usage-limit-policy, priority-holdback-policy, soft-reflective-ceiling-policy), got "fcfs-ordering-policy"',
     ],
     [
       "plugins:\n- type: static-usage-limit-policy\n  parameters: {threshold: -0.1}\n",
@@ -330,6 +330,12 @@ test("usage limit: static-usage-limit-policy's threshold (1.0 by default), or pr
     `${ON}plugins:\n- type: priority-holdback-policy\n  name: my-holdback-policy\n  parameters: {shape: linear, domain: rank, minCeiling: 0.4, maxCeiling: 0.9}\nflowControl: {usageLimitPolicyPluginRef: my-holdback-policy}\n`,
   )!;
   assert.deepEqual(hb.holdback, { domain: "rank", minCeiling: 0.4, maxCeiling: 0.9 });
+  // llm-d-router's soft-reflective-ceiling-policy (deploy/config/soft-reflective-ceiling-epp-config.yaml's form).
+  const soft = fc(
+    `${ON}plugins:\n- type: soft-reflective-ceiling-policy\nflowControl: {usageLimitPolicyPluginRef: soft-reflective-ceiling-policy}\n`,
+  )!;
+  assert.equal(soft.softReflective, true);
+  assert.equal(soft.holdback, undefined);
   assert.deepEqual(
     fc(
       `${ON}plugins:\n- {type: priority-holdback-policy, parameters: {domain: value, minCeiling: 0}}\nflowControl: {usageLimitPolicyPluginRef: priority-holdback-policy}\n`,

@@ -156,6 +156,8 @@ export class TestFlow {
   bands: i32[][] = [];
   /** priority-holdback-policy: domain (0 rank, 1 value), min and max ceiling; domain -1: none. */
   holdbackDomain: i32 = -1;
+  /** soft-reflective-ceiling-policy instead (when no holdback). */
+  softReflective: bool = false;
   minCeiling: f64 = 0;
   maxCeiling: f64 = 1;
   /** program-aware-fairness parameters: written when lasWeightService >= 0. */
@@ -249,7 +251,7 @@ export function buildBlobWith(
         .u8(<u8>b[2])
         .u8(<u8>b[3]);
     }
-    w.u8(flow.holdbackDomain >= 0 ? 1 : 0);
+    w.u8(flow.holdbackDomain >= 0 ? 1 : flow.softReflective ? 2 : 0);
     if (flow.holdbackDomain >= 0)
       w.u8(<u8>flow.holdbackDomain)
         .f64(flow.minCeiling)

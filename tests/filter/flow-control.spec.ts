@@ -309,4 +309,29 @@ describe("flow control", () => {
     fc.remove(ws[0]);
     expect(gauge("endpoint_picker.flow_control.flow.tenant-1.queue_size")).toBe(0);
   });
+
+  test("soft-reflective ceilings: 1 - i x s / (N - 1); top band open below 1; past its ceiling a band is duty-cycled", () => {
+    const f = new TestFlow();
+    f.softReflective = true;
+    const cfg = snapWith([ep("10.0.0.1:8000", 0, 0.1)], f).flow!;
+    expect(cfg.softReflective).toBe(true);
+    const fc = control(cfg);
+    fc.band(10);
+    fc.band(-10); // bands 10, 0, -10
+    fc.observe(0.4, false);
+    expect(fc.ceiling(10)).toBe(1.0);
+    expect(fc.ceiling(0)).toBeCloseTo(0.8); // 1 - 1 x 0.4 / 2
+    expect(fc.ceiling(-10)).toBeCloseTo(0.6); // 1 - 2 x 0.4 / 2: still open at 0.4
+    // s = 0.75: band 0's ceiling 0.625 and band -10's 0.25 are passed: open on 1 cycle in round(0.75 / 0.25) = 3.
+    let open = 0;
+    for (let k = 0; k < 9; k++) {
+      fc.observe(0.75, true);
+      if (fc.ceiling(-10) > 0.75) open++;
+      expect(fc.ceiling(0) > 0.75).toBe(fc.ceiling(-10) > 0.75); // one shared tick
+    }
+    expect(open).toBe(3);
+    fc.observe(1.0, false);
+    expect(fc.ceiling(10)).toBe(1.0); // the top band stops at 1 itself (saturation >= ceiling)
+    expect(fc.ceiling(0)).toBe(0.0);
+  });
 });
