@@ -61,9 +61,6 @@ export const FLOW_CONTROL_PLUGIN_TYPES: readonly string[] = [
   SOFT_REFLECTIVE_TYPE,
 ];
 
-/** llm-d-router flow-control plugin types the filter cannot apply: refused with the reason, never ignored. */
-export const UNSUPPORTED_FLOW_CONTROL_TYPES: Readonly<Record<string, string>> = {};
-
 /** llm-d-router's system defaults (pkg/epp/flowcontrol/controller/config.go, registry/config.go). */
 export const DEFAULT_REQUEST_TTL_MS = 60_000;
 export const DEFAULT_BAND_MAX_REQUESTS = 5000;
@@ -233,7 +230,6 @@ function resolveRef<T>(
   what: string,
   plugins: ReadonlyMap<string, PluginDecl>,
 ): { value: T; plugin: PluginDecl | undefined } {
-  if (ref in UNSUPPORTED_FLOW_CONTROL_TYPES) fail(path, UNSUPPORTED_FLOW_CONTROL_TYPES[ref], ref);
   const plugin = plugins.get(ref) ?? [...plugins.values()].find((p) => p.type === ref);
   if (plugin) {
     if (!(plugin.type in kinds))

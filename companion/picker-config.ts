@@ -24,12 +24,7 @@ import {
 } from "./profile-config";
 import { PROFILE_PLUGIN_TYPES } from "./profile-plugins";
 import { AGENT_IDENTITY_TYPE, withAgentIdentity } from "./session-affinity-config";
-import {
-  FLOW_CONTROL_PLUGIN_TYPES,
-  UNSUPPORTED_FLOW_CONTROL_TYPES,
-  describeFlowControl,
-  resolveFlowControl,
-} from "./flow-control-config";
+import { FLOW_CONTROL_PLUGIN_TYPES, describeFlowControl, resolveFlowControl } from "./flow-control-config";
 import type { SchedulingProfile, SnapshotFlowControl } from "./snapshot";
 
 export const DATA_SOURCE_TYPE = "metrics-data-source";
@@ -117,7 +112,6 @@ function parsePlugins(raw: unknown): Map<string, PluginDecl> {
     onlyKeys(obj, path, ["name", "type", "parameters"]);
     const type = optString(obj, "type", path);
     if (!type) fail(join(path, "type"), "a plugin needs a type", obj.type);
-    if (type in UNSUPPORTED_FLOW_CONTROL_TYPES) fail(join(path, "type"), UNSUPPORTED_FLOW_CONTROL_TYPES[type], type);
     if (!supportedTypes().includes(type))
       fail(join(path, "type"), `unsupported plugin type (supported: ${supportedTypes().join(", ")})`, type);
     const name = optString(obj, "name", path) || type; // GIE: the name defaults to the type
