@@ -267,6 +267,11 @@ export function buildBlobWith(
   }
   const out = new Uint8Array(w.bytes.length);
   for (let i = 0; i < w.bytes.length; i++) out[i] = w.bytes[i];
+  return sealBlob(out);
+}
+
+/** Writes a blob's total size and its FNV-1a checksum of the bytes after the header into the header. */
+export function sealBlob(out: Uint8Array): ArrayBuffer {
   store<u32>(out.dataStart, out.length, 24);
   let h: u32 = 0x811c9dc5;
   for (let i = 32; i < out.length; i++) {

@@ -6,7 +6,7 @@ import { Decision, OUTCOME_PICKED, OUTCOME_NO_ENDPOINT } from "../../filter/scor
 import { RequestFacts } from "../../filter/scoring/plugin";
 import { PdConfig, wantsPrefill, pickPrefill, DECIDER_PREFIX, DECIDER_ALWAYS, DECIDER_NONE } from "../../filter/pd";
 import { seedRandom } from "../../filter/rng";
-import { buildBlobWith, BlobWriter, TestEndpoint, TestEntry, TestProfile, writeEntries } from "./blob";
+import { buildBlobWith, BlobWriter, TestEndpoint, TestEntry, TestProfile, writeEntries, sealBlob } from "./blob";
 
 const LABELED: u8 = 0x80;
 const PREFILL: u8 = LABELED | POD_ROLE_PREFILL;
@@ -33,14 +33,7 @@ function withSections(blob: ArrayBuffer, extra: BlobWriter): ArrayBuffer {
   const out = new Uint8Array(src.length + extra.bytes.length);
   for (let i = 0; i < src.length; i++) out[i] = src[i];
   for (let i = 0; i < extra.bytes.length; i++) out[src.length + i] = extra.bytes[i];
-  store<u32>(out.dataStart, out.length, 24);
-  let h: u32 = 0x811c9dc5;
-  for (let i = 32; i < out.length; i++) {
-    h ^= <u32>out[i];
-    h *= 0x01000193;
-  }
-  store<u32>(out.dataStart, h, 28);
-  return out.buffer;
+  return sealBlob(out);
 }
 
 function rolesSection(w: BlobWriter, roles: u8[]): void {

@@ -12,6 +12,18 @@ const stage = (name: string, filter: string): string =>
     weight: 1
 `;
 
+/** The P/D plugin list items: disagg-profile-handler and its prefix-based-pd-decider. */
+export function pdPlugins(nonCachedTokens: number, promptTokens?: number): string {
+  return `- type: disagg-profile-handler
+  parameters:
+    deciders:
+      prefill: prefix-based-pd-decider
+- type: prefix-based-pd-decider
+  parameters:
+    nonCachedTokens: ${nonCachedTokens}
+${promptTokens === undefined ? "" : `    promptTokens: ${promptTokens}\n`}`;
+}
+
 export function llmdPdConfig(nonCachedTokens: number, extraPlugins = ""): string {
   return `apiVersion: llm-d.ai/v1alpha1
 kind: EndpointPickerConfig
@@ -21,13 +33,6 @@ ${extraPlugins}- type: prefix-cache-scorer
 - type: prefill-filter
 - type: decode-filter
 - type: max-score-picker
-- type: disagg-profile-handler
-  parameters:
-    deciders:
-      prefill: prefix-based-pd-decider
-- type: prefix-based-pd-decider
-  parameters:
-    nonCachedTokens: ${nonCachedTokens}
-schedulingProfiles:
+${pdPlugins(nonCachedTokens)}schedulingProfiles:
 ${stage("prefill", "prefill-filter")}${stage("decode", "decode-filter")}`;
 }

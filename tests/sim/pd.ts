@@ -9,6 +9,7 @@ import { filterPicker } from "./pickers/filter";
 import type { EngineProfile } from "./profile";
 import { Rng, intNormal } from "./rng";
 import { type Workload, type WorkloadOptions, chatBody, content, poissonArrivals } from "./workloads";
+import { pdPlugins } from "../helpers/pd-config";
 
 /**
  * KV transfer per token between pods: Llama-3 8B's ~128 KB of KV per token (simulation-facts.md) over an
@@ -80,15 +81,7 @@ kind: EndpointPickerConfig
 plugins:
 ${SCORERS}- type: prefill-filter
 - type: decode-filter
-- type: disagg-profile-handler
-  parameters:
-    deciders:
-      prefill: prefix-based-pd-decider
-- type: prefix-based-pd-decider
-  parameters:
-    nonCachedTokens: ${nonCachedTokens}
-    promptTokens: ${promptTokens}
-schedulingProfiles:
+${pdPlugins(nonCachedTokens, promptTokens)}schedulingProfiles:
 - name: prefill
 ${PROFILE_REFS("prefill-filter")}- name: decode
 ${PROFILE_REFS("decode-filter")}`;
