@@ -1,12 +1,16 @@
 // GET of one metrics page over kept-alive connections per model-server origin, with a page-size cap; the
 // caller's timeout cancels it. A small HTTP/1.1 client of its own: a metrics GET needs only a status, four
 // headers and a framed body, and on a 86 KB page undici's general client cost about twice the CPU of this one
-// (node:http three times): measured in tests/companion/parser.bench.ts, docs/COMPANION.md "Scrape cost".
+// (node:http three times): measured in tests/companion/parser.bench.ts, docs/COMPANION.md "The HTTP client".
 // Understood: Content-Length, chunked and read-until-close bodies, 1xx interim answers, keep-alive and
 // `connection: close`, HTTP/1.0 servers; a kept-alive connection the server closed meanwhile is retried once.
+// Sockets read into one scratch buffer (net's `onread`) and the body is copied once into a page buffer of
+// its Content-Length, taken from a pool (page-pool.ts): no fresh buffer per read or per page
+// (docs/COMPANION.md "The HTTP client").
 import net from "node:net";
 import tls from "node:tls";
 import { gunzip } from "node:zlib";
+import { PagePool } from "./page-pool";
 
 export type ScrapeFailureReason =
   "timeout" | "refused" | "connect" | "http_status" | "too_large" | "content_type" | "parse" | "metrics" | "internal";
@@ -40,6 +44,13 @@ const MAX_HEAD_BYTES = 64 * 1024;
 /** Idle connections kept per origin (a loop needs one; two loops may share a metrics port). */
 const MAX_IDLE = 2;
 const CRLF_CRLF = Buffer.from("\r\n\r\n");
+/**
+ * Where every socket reads into; a read is consumed (copied into its page) before the next one. 256 KiB takes
+ * a whole vLLM page in one read where the kernel has it.
+ */
+const SCRATCH = Buffer.allocUnsafeSlow(256 * 1024);
+/** First capacity of a body of unknown length (chunked, or read until close). */
+const FIRST_UNKNOWN_CAPACITY = 128 * 1024;
 
 function originKey(o: MetricsOrigin): string {
   const host = o.ip.includes(":") ? `[${o.ip}]` : o.ip;
@@ -124,7 +135,8 @@ class Exchange {
   private headSize = 0;
   private chunked: ChunkedDecoder | null = null;
   private remaining = -1; // Content-Length left; -1: unknown (chunked, or until close)
-  private readonly chunks: Buffer[] = [];
+  /** The body so far: `page[0, size)`. */
+  private page: Buffer | null = null;
   private size = 0;
   /** Any byte of an answer arrived (a connection closed before that may be retried). */
   sawBytes = false;
@@ -132,6 +144,7 @@ class Exchange {
   constructor(
     private readonly path: string,
     private readonly maxBytes: number,
+    private readonly pool: PagePool,
   ) {}
 
   /** Returns the page when complete, null while more is to come; throws ScrapeFailure. */
@@ -144,7 +157,8 @@ class Exchange {
       const end = all.indexOf(CRLF_CRLF);
       if (end < 0) {
         if (this.headSize > MAX_HEAD_BYTES) throw new ScrapeFailure("connect", "response head over 64 KiB");
-        this.headBytes = [all];
+        // `buf` is the shared read buffer: what is kept past this call is copied.
+        this.headBytes = [Buffer.from(all)];
         return null;
       }
       const head = parseHead(all.toString("latin1", 0, end));
@@ -184,14 +198,27 @@ class Exchange {
           "too_large",
           `metrics page of ${this.remaining} bytes is over the ${this.maxBytes}-byte limit`,
         );
+      this.page = this.pool.take(this.remaining);
     }
   }
 
+  /** Copies `chunk` (a view of the shared read buffer) to the end of the page. */
   private keep(chunk: Buffer): void {
-    this.size += chunk.length;
-    if (this.size > this.maxBytes)
+    const size = this.size + chunk.length;
+    if (size > this.maxBytes)
       throw new ScrapeFailure("too_large", `metrics page is over the ${this.maxBytes}-byte limit`);
-    this.chunks.push(chunk);
+    if (this.page === null || size > this.page.length) {
+      const grown = this.pool.take(
+        Math.min(this.maxBytes, Math.max(size, FIRST_UNKNOWN_CAPACITY, 2 * (this.page?.length ?? 0))),
+      );
+      if (this.page !== null) {
+        this.page.copy(grown, 0, 0, this.size);
+        this.pool.give(this.page);
+      }
+      this.page = grown;
+    }
+    chunk.copy(this.page, this.size);
+    this.size = size;
   }
 
   private body(buf: Buffer): { head: Head; body: Buffer; reusable: boolean } | null {
@@ -222,7 +249,8 @@ class Exchange {
   }
 
   private joined(): Buffer {
-    return this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.size);
+    if (this.page === null) return Buffer.alloc(0);
+    return this.size === this.page.length ? this.page : this.page.subarray(0, this.size);
   }
 
   private reusable(): boolean {
@@ -234,11 +262,26 @@ class Exchange {
 
 type Socket = net.Socket | tls.TLSSocket;
 
+interface Reader {
+  data(chunk: Buffer): void;
+  end(): void;
+  error(err: NodeJS.ErrnoException): void;
+  close(): void;
+}
+
 export class MetricsHttp {
   /** Origin -> idle kept-alive connections. */
   private readonly idle = new Map<string, Socket[]>();
   /** Every open connection, for closing those of origins that left. */
   private readonly open = new Map<string, Set<Socket>>();
+  private readonly pages = new PagePool();
+  /**
+   * The request each busy connection serves. The socket's listeners, set once, hand its events to it; an idle
+   * connection that receives bytes or fails is closed.
+   */
+  private readonly readers = new WeakMap<Socket, Reader>();
+  /** Request heads by origin and path (the same few are sent every scrape). */
+  private readonly requests = new Map<string, Buffer>();
 
   /** The origin's name in this client (what `closeExcept` keeps). */
   key(origin: MetricsOrigin): string {
@@ -262,18 +305,60 @@ export class MetricsHttp {
     this.closeExcept(new Set());
   }
 
+  private requestHead(key: string, path: string): Buffer {
+    const id = `${key} ${path}`;
+    let head = this.requests.get(id);
+    if (head === undefined) {
+      if (this.requests.size >= 4096) this.requests.clear(); // endpoints come and go: keep it bounded
+      head = Buffer.from(
+        `GET ${path} HTTP/1.1\r\nHost: ${key.replace(/^https?:\/\//, "").replace(/#insecure$/, "")}\r\n` +
+          `Accept: ${ACCEPT}\r\nUser-Agent: ${USER_AGENT}\r\n\r\n`,
+        "latin1",
+      );
+      this.requests.set(id, head);
+    }
+    return head;
+  }
+
+  /** Takes back the buffer of a page from `get` that nothing reads any more. */
+  recycle(page: MetricsPage): void {
+    this.pages.give(page.body);
+  }
+
   private connect(key: string, origin: MetricsOrigin): Socket {
+    const onread: net.OnReadOpts = {
+      buffer: SCRATCH,
+      callback: (n: number, buf: Uint8Array): boolean => {
+        const reader = this.readers.get(socket);
+        if (reader) reader.data(Buffer.from(buf.buffer, buf.byteOffset, n));
+        else socket.destroy(); // an answer nobody asked for: the connection is out of step
+        return true;
+      },
+    };
     const socket: Socket =
       origin.scheme === "https"
-        ? tls.connect({ host: origin.ip, port: origin.port, rejectUnauthorized: !origin.insecureSkipVerify })
-        : net.connect({ host: origin.ip, port: origin.port });
+        ? // tls.connect takes net's `onread` too (Node's docs; @types/node leaves it out).
+          tls.connect({
+            host: origin.ip,
+            port: origin.port,
+            rejectUnauthorized: !origin.insecureSkipVerify,
+            onread,
+          } as tls.ConnectionOptions)
+        : net.connect({ host: origin.ip, port: origin.port, onread });
     socket.setNoDelay(true);
     let set = this.open.get(key);
     if (!set) this.open.set(key, (set = new Set()));
     set.add(socket);
+    socket.on("end", () => this.readers.get(socket)?.end());
+    socket.on("error", (err: NodeJS.ErrnoException) => {
+      const reader = this.readers.get(socket);
+      if (reader) reader.error(err);
+      else socket.destroy();
+    });
     socket.on("close", () => {
       this.open.get(key)?.delete(socket);
       this.dropIdle(key, socket);
+      this.readers.get(socket)?.close();
     });
     return socket;
   }
@@ -288,14 +373,14 @@ export class MetricsHttp {
     let list = this.idle.get(key);
     if (!list) this.idle.set(key, (list = []));
     if (list.length >= MAX_IDLE || socket.destroyed) return void socket.destroy();
-    // An idle connection the server closes, or that errors, just leaves the pool.
-    socket.on("error", () => socket.destroy());
+    // An idle connection the server closes, or that errors, just leaves the pool (close listener).
     list.push(socket);
   }
 
   /**
    * GETs `path`; resolves with the page (gunzipped if the server compressed it) or rejects with a
    * ScrapeFailure. `onAbort` receives a function that cancels the request (a timeout, the loop's stop).
+   * Hand the page back with `recycle` once it is parsed: its buffer then serves a later page.
    */
   get(
     origin: MetricsOrigin,
@@ -305,11 +390,7 @@ export class MetricsHttp {
     onAbort: (abort: () => void) => void = () => {},
   ): Promise<MetricsPage> {
     const key = originKey(origin);
-    const request = Buffer.from(
-      `GET ${path} HTTP/1.1\r\nHost: ${key.replace(/^https?:\/\//, "").replace(/#insecure$/, "")}\r\n` +
-        `Accept: ${ACCEPT}\r\nUser-Agent: ${USER_AGENT}\r\n\r\n`,
-      "latin1",
-    );
+    const request = this.requestHead(key, path);
     return new Promise((resolve, reject) => {
       let settled = false;
       let socket: Socket | null = null;
@@ -331,9 +412,9 @@ export class MetricsHttp {
       const attempt = (reused: Socket | undefined): void => {
         const s = reused ?? this.connect(key, origin);
         socket = s;
-        const exchange = new Exchange(path, maxBytes);
+        const exchange = new Exchange(path, maxBytes, this.pages);
         const detach = (): void => {
-          s.off("data", onData);
+          this.readers.delete(s);
           s.off("end", onEnd);
           s.off("error", onError);
           s.off("close", onClose);
@@ -348,6 +429,7 @@ export class MetricsHttp {
           const encoding = (r.head.headers.get("content-encoding") ?? "identity").toLowerCase();
           if (encoding === "identity") return finish(null, { body: r.body, openMetrics });
           gunzip(r.body, { maxOutputLength: maxBytes }, (err, body) => {
+            this.pages.give(r.body);
             if (!err) return finish(null, { body, openMetrics });
             const tooLarge = (err as NodeJS.ErrnoException).code === "ERR_BUFFER_TOO_LARGE";
             finish(new ScrapeFailure(tooLarge ? "too_large" : "parse", `gzip page: ${err.message}`));
@@ -399,11 +481,7 @@ export class MetricsHttp {
           // Closed without 'end' or 'error' (destroyed): only matters if nothing else settled the request.
           if (!settled) onEnd();
         };
-        if (reused) reused.removeAllListeners("error");
-        s.on("data", onData);
-        s.on("end", onEnd);
-        s.on("error", onError);
-        s.on("close", onClose);
+        this.readers.set(s, { data: onData, end: onEnd, error: onError, close: onClose });
         s.write(request);
       };
       attempt(this.idle.get(key)?.pop());

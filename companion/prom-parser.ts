@@ -11,7 +11,8 @@
 // parser; an empty OpenMetrics page lacks its `# EOF`.
 
 export interface Sample {
-  labels: Record<string, string>;
+  /** Shared between samples and scrapes with the same label set (LabelSetCache): frozen. */
+  labels: Readonly<Record<string, string>>;
   /** As written: NaN and ±Inf included; callers decide what they accept. */
   value: number;
 }
@@ -126,6 +127,67 @@ class StringCache {
 const labelNames = new StringCache("latin1");
 const labelValues = new StringCache("utf8");
 
+/**
+ * Whole label sets repeat too: a page's `{engine="0",model_name="m"}` or the twenty labels of
+ * cache_config_info are the same bytes every scrape. A set found byte for byte is the parsed object of last
+ * time (frozen), at the cost of one scan to its `}`. Bounded like StringCache.
+ */
+class LabelSetCache {
+  private readonly table = new Map<number, Array<{ bytes: Buffer; labels: Readonly<Record<string, string>> }>>();
+  private size = 0;
+  /** Set by `find`: the hash and the index of the `}` of the set it scanned. */
+  hash = 0;
+  close = -1;
+
+  constructor(private readonly limit = 4096) {}
+
+  /** The cached labels of the set starting after `{` at `start`, or null (then `close` is -1 if unterminated). */
+  find(page: Buffer, start: number, end: number): Readonly<Record<string, string>> | null {
+    let h = 0,
+      i = start,
+      quoted = false;
+    for (; i < end; i++) {
+      const c = page[i];
+      h = Math.imul(h ^ c, 16777619);
+      if (quoted) {
+        if (c === BSLASH) {
+          if (++i < end) h = Math.imul(h ^ page[i], 16777619);
+        } else if (c === QUOTE) quoted = false;
+      } else if (c === QUOTE) quoted = true;
+      else if (c === RBRACE) break;
+    }
+    this.hash = h;
+    this.close = i < end ? i : -1;
+    if (this.close < 0) return null;
+    const bucket = this.table.get(h);
+    if (bucket === undefined) return null;
+    const len = i - start;
+    for (const e of bucket) {
+      const b = e.bytes;
+      if (b.length !== len) continue;
+      let k = 0;
+      while (k < len && b[k] === page[start + k]) k++;
+      if (k === len) return e.labels;
+    }
+    return null;
+  }
+
+  /** Keeps `labels` for the set `find` last scanned (`start` to its `}`). */
+  keep(page: Buffer, start: number, labels: Record<string, string>): Readonly<Record<string, string>> {
+    if (this.size >= this.limit) {
+      this.table.clear();
+      this.size = 0;
+    }
+    const entry = { bytes: Buffer.from(page.subarray(start, this.close)), labels: Object.freeze(labels) };
+    const bucket = this.table.get(this.hash);
+    if (bucket !== undefined) bucket.push(entry);
+    else this.table.set(this.hash, [entry]);
+    this.size++;
+    return entry.labels;
+  }
+}
+const labelSets = new LabelSetCache();
+
 const DIGIT0 = 48,
   DOT = 46;
 /** Powers of ten that are exact doubles. */
@@ -191,6 +253,8 @@ function isEofLine(page: Uint8Array, start: number, end: number): boolean {
   return true;
 }
 
+const EMPTY_LABELS: Readonly<Record<string, string>> = Object.freeze({});
+
 class LineParser {
   constructor(
     private readonly page: Buffer,
@@ -215,10 +279,19 @@ class LineParser {
   /** Parses `{...} value [timestamp] [# exemplar]` starting at `i` (just after the metric name). */
   sample(i: number): Sample {
     const p = this.page;
-    const labels: Record<string, string> = {};
+    let labels: Readonly<Record<string, string>> = EMPTY_LABELS;
     const afterName = this.skipBlanks(i);
     if (afterName < this.end && p[afterName] === LBRACE) {
-      i = this.skipBlanks(this.labels(afterName + 1, labels)); // blanks are optional around the label set
+      const known = labelSets.find(p, afterName + 1, this.end);
+      if (known !== null) {
+        labels = known;
+        i = labelSets.close + 1;
+      } else {
+        const parsed: Record<string, string> = {};
+        i = this.labels(afterName + 1, parsed);
+        labels = labelSets.keep(p, afterName + 1, parsed);
+      }
+      i = this.skipBlanks(i); // blanks are optional around the label set
     } else {
       if (afterName === i) this.fail("expected a blank before the value", i);
       i = afterName;

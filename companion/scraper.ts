@@ -228,14 +228,15 @@ export class Scraper {
     const path = this.pathFor(mapping);
     const selector = this.selectorFor(mapping);
     const fetchParsed = async (p: string): Promise<ParsedPage> => {
-      const { body, openMetrics } = await this.http.get(
-        origin,
-        p,
-        this.opts.timeoutMs,
-        this.opts.maxPageBytes,
-        (abort) => onRequest(abort, this.http.key(origin)),
+      const fetched = await this.http.get(origin, p, this.opts.timeoutMs, this.opts.maxPageBytes, (abort) =>
+        onRequest(abort, this.http.key(origin)),
       );
-      return parseSelectedFamilies(body, selector, openMetrics);
+      try {
+        // The parsed page holds strings and numbers only: the buffer is free again after this.
+        return parseSelectedFamilies(fetched.body, selector, fetched.openMetrics);
+      } finally {
+        this.http.recycle(fetched);
+      }
     };
     const mode = this.pages.mode(target.address, mapping, path);
     if (mode !== "restricted") return { page: await fetchParsed(path), mode };

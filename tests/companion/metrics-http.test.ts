@@ -1,9 +1,12 @@
 // The companion's HTTP/1.1 client for metrics pages (companion/metrics-http.ts) against raw TCP servers
 // that write answers byte by byte as a test wants them: framing (Content-Length, chunked, until close),
-// interim answers, keep-alive and its loss, cut-short and malformed answers, limits, cancellation.
+// interim answers, keep-alive and its loss, cut-short and malformed answers, limits, cancellation; pages
+// larger than one read and recycled buffers; HTTPS.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import https from "node:https";
 import net from "node:net";
+import { readFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { MetricsHttp, ScrapeFailure, type MetricsOrigin } from "../../companion/metrics-http";
 
@@ -211,4 +214,84 @@ test("nothing listening is refused; a silent server times out; abort cancels and
   abort();
   assert.equal((await failure(pending)).message, "scrape cancelled");
   c.closeExcept(new Set());
+});
+
+/** A page of `bytes` bytes whose every line names `tag`, so pages of different requests cannot be mixed up. */
+function bigPage(tag: string, bytes: number): string {
+  const line = `vllm:num_requests_waiting{tag="${tag}"} 1\n`;
+  return line.repeat(Math.ceil(bytes / line.length)).slice(0, bytes);
+}
+
+test("pages larger than one read and of unknown length come whole; a recycled buffer serves the next page, a kept one is untouched", async (t) => {
+  const pages = [bigPage("a", 300_000), bigPage("b", 200_000), bigPage("c", 90_000), bigPage("d", 90_000)];
+  const srv = await rawServer(t, (n) => {
+    const page = pages[n];
+    if (n === 1)
+      // Chunked: the client grows its buffer without knowing the size.
+      return {
+        pieces: [
+          "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+          `${(100_000).toString(16)}\r\n${page.slice(0, 100_000)}\r\n`,
+          `${(100_000).toString(16)}\r\n${page.slice(100_000)}\r\n0\r\n\r\n`,
+        ],
+      };
+    return { pieces: [`HTTP/1.1 200 OK\r\nContent-Length: ${page.length}\r\n\r\n`, page] };
+  });
+  const c = client(t);
+  const kept = await c.get(srv.origin, "/metrics", 2000, 1 << 20);
+  assert.equal(kept.body.toString(), pages[0]);
+  const chunked = await c.get(srv.origin, "/metrics", 2000, 1 << 20);
+  assert.equal(chunked.body.toString(), pages[1]);
+  c.recycle(chunked);
+  const third = await c.get(srv.origin, "/metrics", 2000, 1 << 20);
+  assert.equal(third.body.toString(), pages[2]);
+  c.recycle(third);
+  c.recycle(third); // twice: ignored, the buffer is lent out once
+  const fourth = await c.get(srv.origin, "/metrics", 2000, 1 << 20);
+  assert.equal(fourth.body.toString(), pages[3]);
+  // The third page's buffer now holds the fourth page: that is what recycling means.
+  assert.equal(fourth.body.buffer, third.body.buffer);
+  assert.equal(kept.body.toString(), pages[0], "a page not recycled is never reused");
+  assert.equal(srv.connections, 1);
+});
+
+test("bytes on an idle kept-alive connection break it: the next request takes a new one", async (t) => {
+  const srv = await rawServer(t, (n) => ({
+    pieces: [
+      `HTTP/1.1 200 OK\r\nContent-Length: ${PAGE.length}\r\n\r\n${PAGE}`,
+      ...(n === 0 ? ["HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstray"] : []),
+    ],
+  }));
+  const c = client(t);
+  assert.equal((await c.get(srv.origin, "/metrics", 1000, 1 << 20)).body.toString(), PAGE);
+  await new Promise((r) => setTimeout(r, 30)); // the stray answer arrives while the connection is idle
+  assert.equal((await c.get(srv.origin, "/metrics", 1000, 1 << 20)).body.toString(), PAGE);
+  assert.equal(srv.connections, 2);
+});
+
+test("https: a page over TLS, kept alive; a self-signed certificate is refused unless verification is skipped", async (t) => {
+  const page = bigPage("tls", 100_000);
+  const server = https.createServer(
+    { key: readFileSync("tests/fixtures/tls/key.pem"), cert: readFileSync("tests/fixtures/tls/cert.pem") },
+    (_req, res) => res.writeHead(200, { "content-type": "text/plain; version=0.0.4" }).end(page),
+  );
+  let connections = 0;
+  server.on("secureConnection", () => connections++);
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  t.after(() => {
+    server.closeAllConnections();
+    return new Promise<void>((r) => server.close(() => r()));
+  });
+  const port = (server.address() as AddressInfo).port;
+  const c = client(t);
+  const origin: MetricsOrigin = { scheme: "https", ip: "127.0.0.1", port, insecureSkipVerify: true };
+  for (let i = 0; i < 3; i++) {
+    const got = await c.get(origin, "/metrics", 2000, 1 << 20);
+    assert.equal(got.body.toString(), page);
+    c.recycle(got);
+  }
+  assert.equal(connections, 1);
+  const refused = await failure(c.get({ ...origin, insecureSkipVerify: false }, "/metrics", 2000, 1 << 20));
+  assert.equal(refused.reason, "connect");
+  assert.match(refused.message, /self-signed certificate/);
 });

@@ -232,8 +232,23 @@ async function main(): Promise<void> {
   if (process.env.BENCH_ROLE === "servers")
     return serveEndpoints(Number(process.env.BENCH_ENDPOINTS), process.env.BENCH_HONOUR_NAMES === "1");
   // Capacity first, on a clean heap (the general parser below leaves much garbage behind).
+  if (process.env.BENCH_ONLY?.startsWith("capacity-")) {
+    const c = await scrapeCapacity(50, 4, process.env.BENCH_ONLY === "capacity-restricted");
+    console.log(
+      `${Math.round(c.endpointsPerCoreAt50ms)} endpoints per core (windows ${c.windowScrapesPerCpuSecond.map(Math.round).join(" ")})`,
+    );
+    process.exit(0);
+  }
   const capacity = await scrapeCapacity(50, 4, true);
   const capacityFullPage = await scrapeCapacity(50, 4, false);
+  if (process.env.BENCH_ONLY === "capacity") {
+    // While working on the scrape path: the two capacity figures alone, nothing written.
+    for (const c of [capacity, capacityFullPage])
+      console.log(
+        `${c.pageBytes}-byte page, honour name[] ${c.serversHonourNameFilter}: ${Math.round(c.endpointsPerCoreAt50ms)} endpoints per core (windows ${c.windowScrapesPerCpuSecond.map(Math.round).join(" ")})`,
+      );
+    process.exit(0);
+  }
   const parser = parserBench();
   console.log("Parser: companion (selective, from bytes) vs parse-prometheus-text-format (decode + full parse)");
   console.log(

@@ -288,3 +288,32 @@ test("random garbage never escapes as anything but a PageError", () => {
     }
   }
 });
+
+test("label sets seen before are reused, frozen, and never confused: braces and quotes inside values, near misses", () => {
+  const sel = select("m");
+  const text =
+    'm{a="x}",b="1"} 1\n' + // a brace inside a value does not end the set
+    'm{a="x\\"}",b="1"} 2\n' + // nor an escaped quote followed by a brace
+    'm{a="x\\\\",b="}"} 3\n' + // an escaped backslash ends the value; the next value holds a brace
+    'm{a="x}",b="2"} 4\n' + // one byte from the first set
+    'm{a="x}",b="1"} 5\n'; // the first set again
+  const want = [
+    [{ a: "x}", b: "1" }, 1],
+    [{ a: 'x"}', b: "1" }, 2],
+    [{ a: "x\\", b: "}" }, 3],
+    [{ a: "x}", b: "2" }, 4],
+    [{ a: "x}", b: "1" }, 5],
+  ];
+  for (let scrape = 0; scrape < 2; scrape++) {
+    const samples = parseSelectedFamilies(page(text), sel).samples.get("m")!;
+    assert.deepEqual(
+      samples.map((s) => [{ ...s.labels }, s.value]),
+      want,
+    );
+    assert.equal(samples[0].labels, samples[4].labels, "the same set is one object");
+    assert.ok(Object.isFrozen(samples[0].labels));
+  }
+  // A set the cache has seen stays an error where the rest of the line is bad.
+  assert.throws(() => parseSelectedFamilies(page('m{a="x}",b="1"} oops\n'), sel), PageError);
+  assert.throws(() => parseSelectedFamilies(page('m{a="x}",b="1" 1\n'), sel), PageError);
+});
