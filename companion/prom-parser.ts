@@ -86,42 +86,59 @@ function lineOf(page: Uint8Array, at: number): number {
 }
 
 /**
+ * Values found again by the bytes they were read from: a hash of the bytes, then a byte-for-byte check.
+ * Bounded; cleared when full.
+ */
+class BytesTable<T> {
+  private readonly table = new Map<number, Array<{ bytes: Buffer; value: T }>>();
+  private size = 0;
+  constructor(private readonly limit = 4096) {}
+
+  find(page: Buffer, start: number, end: number, hash: number): T | undefined {
+    const bucket = this.table.get(hash);
+    if (bucket === undefined) return undefined;
+    const len = end - start;
+    for (const e of bucket) {
+      const b = e.bytes;
+      if (b.length !== len) continue;
+      let k = 0;
+      while (k < len && b[k] === page[start + k]) k++;
+      if (k === len) return e.value;
+    }
+    return undefined;
+  }
+
+  add(page: Buffer, start: number, end: number, hash: number, value: T): T {
+    if (this.size >= this.limit) {
+      this.table.clear();
+      this.size = 0;
+    }
+    const entry = { bytes: Buffer.from(page.subarray(start, end)), value };
+    const bucket = this.table.get(hash);
+    if (bucket !== undefined) bucket.push(entry);
+    else this.table.set(hash, [entry]);
+    this.size++;
+    return value;
+  }
+}
+
+/**
  * Label names and values repeat from scrape to scrape (model names, engine indexes, block sizes): decoded
- * once and reused, found by a hash of their bytes and checked byte for byte. Bounded; cleared when full.
+ * once and reused.
  */
 class StringCache {
-  private readonly table = new Map<number, Array<{ bytes: Buffer; text: string }>>();
-  private size = 0;
-  constructor(
-    private readonly encoding: "latin1" | "utf8",
-    private readonly limit = 4096,
-  ) {}
+  private readonly table = new BytesTable<string>();
+  constructor(private readonly encoding: "latin1" | "utf8") {}
 
   get(page: Buffer, start: number, end: number): string {
     const len = end - start;
     if (len > 128) return page.toString(this.encoding, start, end);
     let h = len;
     for (let i = start; i < end; i++) h = Math.imul(h ^ page[i], 16777619);
-    const bucket = this.table.get(h);
-    if (bucket !== undefined) {
-      for (const e of bucket) {
-        const b = e.bytes;
-        if (b.length !== len) continue;
-        let k = 0;
-        while (k < len && b[k] === page[start + k]) k++;
-        if (k === len) return e.text;
-      }
-    }
-    const text = page.toString(this.encoding, start, end);
-    if (this.size >= this.limit) {
-      this.table.clear();
-      this.size = 0;
-    }
-    const entry = { bytes: Buffer.from(page.subarray(start, end)), text };
-    if (bucket !== undefined && this.table.has(h)) bucket.push(entry);
-    else this.table.set(h, [entry]);
-    this.size++;
-    return text;
+    return (
+      this.table.find(page, start, end, h) ??
+      this.table.add(page, start, end, h, page.toString(this.encoding, start, end))
+    );
   }
 }
 const labelNames = new StringCache("latin1");
@@ -130,16 +147,13 @@ const labelValues = new StringCache("utf8");
 /**
  * Whole label sets repeat too: a page's `{engine="0",model_name="m"}` or the twenty labels of
  * cache_config_info are the same bytes every scrape. A set found byte for byte is the parsed object of last
- * time (frozen), at the cost of one scan to its `}`. Bounded like StringCache.
+ * time (frozen), at the cost of one scan to its `}`.
  */
 class LabelSetCache {
-  private readonly table = new Map<number, Array<{ bytes: Buffer; labels: Readonly<Record<string, string>> }>>();
-  private size = 0;
+  private readonly table = new BytesTable<Readonly<Record<string, string>>>();
   /** Set by `find`: the hash and the index of the `}` of the set it scanned. */
   hash = 0;
   close = -1;
-
-  constructor(private readonly limit = 4096) {}
 
   /** The cached labels of the set starting after `{` at `start`, or null (then `close` is -1 if unterminated). */
   find(page: Buffer, start: number, end: number): Readonly<Record<string, string>> | null {
@@ -159,31 +173,12 @@ class LabelSetCache {
     this.hash = h;
     this.close = i < end ? i : -1;
     if (this.close < 0) return null;
-    const bucket = this.table.get(h);
-    if (bucket === undefined) return null;
-    const len = i - start;
-    for (const e of bucket) {
-      const b = e.bytes;
-      if (b.length !== len) continue;
-      let k = 0;
-      while (k < len && b[k] === page[start + k]) k++;
-      if (k === len) return e.labels;
-    }
-    return null;
+    return this.table.find(page, start, i, h) ?? null;
   }
 
   /** Keeps `labels` for the set `find` last scanned (`start` to its `}`). */
   keep(page: Buffer, start: number, labels: Record<string, string>): Readonly<Record<string, string>> {
-    if (this.size >= this.limit) {
-      this.table.clear();
-      this.size = 0;
-    }
-    const entry = { bytes: Buffer.from(page.subarray(start, this.close)), labels: Object.freeze(labels) };
-    const bucket = this.table.get(this.hash);
-    if (bucket !== undefined) bucket.push(entry);
-    else this.table.set(this.hash, [entry]);
-    this.size++;
-    return entry.labels;
+    return this.table.add(page, start, this.close, this.hash, Object.freeze(labels));
   }
 }
 const labelSets = new LabelSetCache();
