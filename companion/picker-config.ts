@@ -24,6 +24,10 @@ import {
 } from "./profile-config";
 import { PROFILE_PLUGIN_TYPES } from "./profile-plugins";
 import { AGENT_IDENTITY_TYPE, withAgentIdentity } from "./session-affinity-config";
+import { PRECISE_PRODUCER_TYPE, BURST_PRODUCER_TYPE } from "./prefix-producers";
+import { ABSENT_DATA_PLUGINS, absentDataWarnings } from "./absent-data-plugins";
+import { ADMITTER_TYPES, withAdmitters } from "./admission-config";
+import { TOKEN_PRODUCER_TYPES, tokenProducerLines } from "./token-producer";
 import { FLOW_CONTROL_PLUGIN_TYPES, describeFlowControl, resolveFlowControl } from "./flow-control-config";
 import type { SchedulingProfile, SnapshotFlowControl } from "./snapshot";
 
@@ -37,6 +41,8 @@ export const IGNORED_PLUGIN_TYPES: Readonly<Record<string, string>> = {
   "single-profile-handler": "one profile is all the filter applies",
   "openai-parser": "the filter parses OpenAI request bodies itself",
   "inflight-load-producer": "the filter counts its own in-flight requests",
+  "endpoint-notification-source":
+    "it only tells llm-d-router's extractors of endpoints coming and going; the companion follows the pool itself",
 };
 
 const TOP_LEVEL_KEYS = [
@@ -94,10 +100,15 @@ function supportedTypes(): string[] {
     DATA_SOURCE_TYPE,
     ...Object.keys(PROFILE_PLUGIN_TYPES),
     PREFIX_PRODUCER_TYPE,
+    PRECISE_PRODUCER_TYPE,
+    BURST_PRODUCER_TYPE,
     SATURATION_DETECTOR_TYPE,
     AGENT_IDENTITY_TYPE,
     ...PD_PLUGIN_TYPES,
     ...Object.keys(IGNORED_PLUGIN_TYPES),
+    ...TOKEN_PRODUCER_TYPES,
+    ...ADMITTER_TYPES,
+    ...Object.keys(ABSENT_DATA_PLUGINS),
     ...FLOW_CONTROL_PLUGIN_TYPES,
   ];
 }
@@ -246,16 +257,23 @@ export function loadPickerConfig(text: string | null, flags: EngineFlags = {}): 
     warnings,
   });
   if (flowControl) notes.push(describeFlowControl(flowControl));
-  const profile = withAgentIdentity(
-    buildProfile({
+  warnings.push(...absentDataWarnings(plugins));
+  const profile = withAdmitters(
+    withAgentIdentity(
+      buildProfile({
+        plugins,
+        schedulingProfiles: cfg.schedulingProfiles,
+        saturationDetector: cfg.saturationDetector,
+        flowControl: cfg.flowControl,
+        warnings,
+        notes,
+      }),
       plugins,
-      schedulingProfiles: cfg.schedulingProfiles,
-      saturationDetector: cfg.saturationDetector,
-      flowControl: cfg.flowControl,
-      warnings,
-    }),
+    ),
     plugins,
   );
+  const counting = profile.disaggregation?.decider === "prefix-based";
+  for (const { line, warn } of tokenProducerLines(plugins, counting)) (warn ? warnings : notes).push(line);
   const { scrape, port } = scrapeSettings(plugins, flags, notes);
   notes.push(...warnings);
   return { engines: withMetricsPort(engines.registry, port), profile, flowControl, scrape, notes, warnings };

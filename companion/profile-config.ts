@@ -18,9 +18,17 @@ import {
   optString,
   type Fields,
 } from "./config-fields";
+import {
+  APPROX_PRODUCER_TYPE,
+  PRODUCER_NAME_KEY,
+  fallbackProducers,
+  fallbackWarning,
+  scorerProducer,
+} from "./prefix-producers";
+import { ABSENT_DATA_PLUGINS } from "./absent-data-plugins";
 
 export const PREFIX_SCORER_TYPE = "prefix-cache-scorer";
-export const PREFIX_PRODUCER_TYPE = "approx-prefix-cache-producer";
+export const PREFIX_PRODUCER_TYPE = APPROX_PRODUCER_TYPE;
 export const SATURATION_DETECTOR_TYPE = "utilization-detector";
 export const DEFAULT_PICKER_TYPE = "max-score-picker";
 
@@ -69,23 +77,34 @@ export interface ProfileInput {
   flowControl?: unknown;
   /** Receives a warning per value replaced by GIE's default (GIE falls back the same way, with a log line). */
   warnings?: string[];
+  /** Receives the notes for the log (plugins accepted and not run). */
+  notes?: string[];
 }
 
-const isScorer = (type: string): boolean => roleOf(type) === "scorer";
-const isPicker = (type: string): boolean => roleOf(type) === "picker";
-const isFilter = (type: string): boolean => roleOf(type) === "filter";
+/** A profile plugin's role; plugins over data this project lacks keep theirs, to be left out (absent-data-plugins.ts). */
+const roleIn = (type: string): string | undefined => roleOf(type) ?? ABSENT_DATA_PLUGINS[type]?.role;
+const isScorer = (type: string): boolean => roleIn(type) === "scorer";
+const isPicker = (type: string): boolean => roleIn(type) === "picker";
+const isFilter = (type: string): boolean => roleIn(type) === "filter";
+const isAbsent = (type: string): boolean => ABSENT_DATA_PLUGINS[type] !== undefined;
 
-/** llm-d-router's P/D plugins (profile handlers and prefill deciders), read by `disaggregation` below. */
+/** llm-d-router's profile handlers (P/D, E/P/D, data parallel) and stage deciders, read below. */
 export const PD_HANDLER_TYPE = "disagg-profile-handler";
 /** Deprecated since llm-d-router v0.7.0; its parameters are the flat ones. */
 export const LEGACY_PD_HANDLER_TYPE = "pd-profile-handler";
 export const PREFIX_PD_DECIDER_TYPE = "prefix-based-pd-decider";
 export const ALWAYS_PD_DECIDER_TYPE = "always-disagg-pd-decider";
+/** llm-d-router's encode decider: encode when the request carries images, video or audio. */
+export const MULTIMODAL_DECIDER_TYPE = "always-disagg-multimodal-decider";
+/** Deprecated since Istio 1.28.1 (llm-d-router): one profile, the pick's port rewritten to `primaryPort`. */
+export const DP_HANDLER_TYPE = "data-parallel-profile-handler";
 export const PD_PLUGIN_TYPES = [
   PD_HANDLER_TYPE,
   LEGACY_PD_HANDLER_TYPE,
   PREFIX_PD_DECIDER_TYPE,
   ALWAYS_PD_DECIDER_TYPE,
+  MULTIMODAL_DECIDER_TYPE,
+  DP_HANDLER_TYPE,
 ];
 /** llm-d-router's token estimate without a tokenizer: 4 prompt bytes per token. */
 export const PD_BYTES_PER_TOKEN = 4;
@@ -150,7 +169,7 @@ function profileRef(input: ProfileInput, refPath: string, item: unknown): Ref {
   }
   const weight = optNumber(ref, "weight", refPath, { min: 0 });
   if (weight !== undefined && !isScorer(plugin.type))
-    fail(join(refPath, "weight"), `a ${roleOf(plugin.type)} has no weight`, weight);
+    fail(join(refPath, "weight"), `a ${roleIn(plugin.type)} has no weight`, weight);
   return { plugin, weight, path: refPath };
 }
 
@@ -162,6 +181,9 @@ interface HandlerSettings {
   /** The prefill decider's plugin name (undefined: none, P/D off; legacy handler: its default). */
   decider: string | undefined;
   deciderPath: string;
+  /** The encode decider's plugin name (undefined: none, no encode stage). */
+  encodeDecider: string | undefined;
+  encodeDeciderPath: string;
   prefillFirst: boolean;
 }
 
@@ -174,12 +196,12 @@ const FLAT_HANDLER_KEYS = [
   "deciderPluginName",
 ];
 
-function handlerSettings(handler: PluginDecl): HandlerSettings {
+function handlerSettings(handler: PluginDecl, warnings: string[]): HandlerSettings {
   const path = join(handler.path, "parameters");
   const params = handler.parameters == null ? {} : asObject(handler.parameters, path);
   const str = (obj: Fields, key: string, p: string, def: string): string => optString(obj, key, p) || def;
   if (handler.type === LEGACY_PD_HANDLER_TYPE) {
-    // primaryPort (Istio < 1.28.1 data parallel) and the prefix plugin names change nothing here.
+    // The prefix plugin names change nothing here; primaryPort is data parallel's (dataParallel below).
     onlyKeys(params, path, [
       "decodeProfile",
       "prefillProfile",
@@ -189,7 +211,8 @@ function handlerSettings(handler: PluginDecl): HandlerSettings {
       "prefixPluginType",
       "prefixPluginName",
     ]);
-    optNumber(params, "primaryPort", path, { integer: true, min: 0, max: 65535 });
+    const port = optNumber(params, "primaryPort", path, { integer: true, min: 0, max: 65535 }) ?? 0;
+    if (port > 0) warnings.push(primaryPortWarning(handler, port));
     for (const k of ["prefixMatchInfoProducerName", "prefixPluginType", "prefixPluginName"]) optString(params, k, path);
     return {
       decode: str(params, "decodeProfile", path, "decode"),
@@ -197,6 +220,8 @@ function handlerSettings(handler: PluginDecl): HandlerSettings {
       encode: "encode",
       decider: str(params, "deciderPluginName", path, PREFIX_PD_DECIDER_TYPE),
       deciderPath: join(path, "deciderPluginName"),
+      encodeDecider: undefined,
+      encodeDeciderPath: "",
       prefillFirst: false,
     };
   }
@@ -225,6 +250,8 @@ function handlerSettings(handler: PluginDecl): HandlerSettings {
       encode: str(params, "encodeProfile", path, "encode"),
       decider: optString(params, deciderKey, path) || undefined,
       deciderPath: join(path, deciderKey),
+      encodeDecider: optString(params, "encodeDeciderPluginName", path) || undefined,
+      encodeDeciderPath: join(path, "encodeDeciderPluginName"),
       prefillFirst: false,
     };
   } else {
@@ -234,13 +261,14 @@ function handlerSettings(handler: PluginDecl): HandlerSettings {
     const dp = join(path, "deciders");
     const deciders = params.deciders == null ? {} : asObject(params.deciders, dp);
     onlyKeys(deciders, dp, ["prefill", "encode"]);
-    optString(deciders, "encode", dp);
     settings = {
       decode: str(profiles, "decode", pp, "decode"),
       prefill: str(profiles, "prefill", pp, "prefill"),
       encode: str(profiles, "encode", pp, "encode"),
       decider: optString(deciders, "prefill", dp) || undefined,
       deciderPath: join(dp, "prefill"),
+      encodeDecider: optString(deciders, "encode", dp) || undefined,
+      encodeDeciderPath: join(dp, "encode"),
       prefillFirst: false,
     };
   }
@@ -258,6 +286,21 @@ function handlerSettings(handler: PluginDecl): HandlerSettings {
   return settings;
 }
 
+const DECIDER_TYPES = [PREFIX_PD_DECIDER_TYPE, ALWAYS_PD_DECIDER_TYPE, MULTIMODAL_DECIDER_TYPE];
+
+/** The decider plugin a handler names (any of llm-d-router's deciders may serve either stage). */
+function deciderPlugin(input: ProfileInput, name: string, path: string, stage: string): PluginDecl {
+  const plugin = input.plugins.get(name);
+  if (!plugin) fail(path, "no plugin of that name in plugins", name);
+  if (!DECIDER_TYPES.includes(plugin.type))
+    fail(
+      path,
+      `plugin "${name}" has type ${plugin.type}, which is not ${stage === "encode" ? "an" : "a"} ${stage} decider`,
+      name,
+    );
+  return plugin;
+}
+
 /** The prefill decider named by the handler, resolved. */
 function deciderSettings(
   input: ProfileInput,
@@ -265,20 +308,22 @@ function deciderSettings(
 ): Pick<Disaggregation, "decider" | "nonCachedTokens" | "promptTokens"> {
   if (s.prefillFirst) return { decider: "always", nonCachedTokens: 0, promptTokens: 0 };
   if (s.decider === undefined) return { decider: "none", nonCachedTokens: 0, promptTokens: 0 };
-  const plugin = input.plugins.get(s.decider);
-  if (!plugin) fail(s.deciderPath, "no plugin of that name in plugins", s.decider);
-  if (plugin.type !== ALWAYS_PD_DECIDER_TYPE && plugin.type !== PREFIX_PD_DECIDER_TYPE)
-    fail(s.deciderPath, `plugin "${s.decider}" has type ${plugin.type}, which is not a prefill decider`, s.decider);
+  const plugin = deciderPlugin(input, s.decider, s.deciderPath, "prefill");
+  if (plugin.type === MULTIMODAL_DECIDER_TYPE)
+    input.warnings?.push(
+      `${s.deciderPath}: ${plugin.name} (${MULTIMODAL_DECIDER_TYPE}) prefills elsewhere only multimodal requests, and the filter does not read a request's images, video or audio: no request is prefilled elsewhere`,
+    );
   return deciderOf(plugin);
 }
 
-/** A prefill decider plugin's parameters, checked (every decider is, referenced or not). */
+/** A decider plugin's parameters, checked (every decider is, referenced or not). */
 function deciderOf(plugin: PluginDecl): Pick<Disaggregation, "decider" | "nonCachedTokens" | "promptTokens"> {
   const path = join(plugin.path, "parameters");
   const params = plugin.parameters == null ? {} : asObject(plugin.parameters, path);
-  if (plugin.type === ALWAYS_PD_DECIDER_TYPE) {
+  if (plugin.type === ALWAYS_PD_DECIDER_TYPE || plugin.type === MULTIMODAL_DECIDER_TYPE) {
     onlyKeys(params, path, []);
-    return { decider: "always", nonCachedTokens: 0, promptTokens: 0 };
+    const decider = plugin.type === ALWAYS_PD_DECIDER_TYPE ? "always" : "none";
+    return { decider, nonCachedTokens: 0, promptTokens: 0 };
   }
   onlyKeys(params, path, ["nonCachedTokens", "promptTokens"]);
   return {
@@ -288,12 +333,48 @@ function deciderOf(plugin: PluginDecl): Pick<Disaggregation, "decider" | "nonCac
   };
 }
 
+/**
+ * The encode stage (llm-d-router's E/PD, E/P/D): its profile is checked and not run. The decode pod's sidecar
+ * then gets no `x-encoder-hosts-ports`, and the decode (or prefill) pod encodes a request's images, video and
+ * audio itself, as llm-d's sidecar does whenever no encoder is named; the decode and prefill picks are the
+ * same. A profile named for the encode stage without an encode decider never runs in llm-d-router either.
+ */
+function encodeStage(input: ProfileInput, s: HandlerSettings, decl: ProfileDecl): void {
+  if (s.encodeDecider === undefined)
+    return void input.warnings?.push(
+      `${join(decl.path, "name")} (${decl.name}): no encode decider (deciders.encode), so llm-d-router never runs this profile: nor does the filter`,
+    );
+  const decider = deciderPlugin(input, s.encodeDecider, s.encodeDeciderPath, "encode");
+  input.warnings?.push(
+    `${decl.path} (${decl.name}): the encode stage (${decider.name}, ${decider.type}) is not run: requests carry no x-encoder-hosts-ports, so the decode pod (or the prefill pod) encodes images, video and audio itself, as llm-d's sidecar does when no encoder is named; the decode and prefill picks are unchanged`,
+  );
+}
+
+/**
+ * data-parallel-profile-handler: one profile, as a single-profile handler. llm-d-router sends the request to
+ * the pod's `primaryPort` with the picked rank in `x-data-parallel-host-port` (a workaround for Istio before
+ * 1.28.1, deprecated there in favour of single-profile-handler); here the request goes to the picked rank's
+ * own IP:PORT, which llm-d's sidecar serves too: the same rank serves it.
+ */
+function dataParallel(handler: PluginDecl, warnings: string[]): void {
+  const path = join(handler.path, "parameters");
+  const params = handler.parameters == null ? {} : asObject(handler.parameters, path);
+  onlyKeys(params, path, ["primaryPort"]);
+  const port = optNumber(params, "primaryPort", path, { integer: true, min: 0, max: 65535 }) ?? 8000;
+  warnings.push(primaryPortWarning(handler, port));
+}
+
+/** What a handler's `primaryPort` (data parallel, also pd-profile-handler's) does upstream and here. */
+function primaryPortWarning(handler: PluginDecl, port: number): string {
+  return `plugin ${handler.name} (${handler.type}): requests go to the picked rank's own IP:PORT, not to primaryPort ${port} with x-data-parallel-host-port (llm-d-router's workaround for Istio before 1.28.1); llm-d's sidecar serves every rank's port, so the same rank serves the request, provided the pool's cluster knows every rank's port (the InferencePool's targetPorts)`;
+}
+
 /** A plugin's own parameters, resolved by its type's resolver (validates them). */
-function ownParameters(plugin: PluginDecl): ProfilePlugin["parameters"] {
+function ownParameters(plugin: PluginDecl, warnings: string[]): ProfilePlugin["parameters"] {
   const path = join(plugin.path, "parameters");
   const params =
     plugin.parameters === undefined || plugin.parameters === null ? undefined : asObject(plugin.parameters, path);
-  return PROFILE_PLUGIN_TYPES[plugin.type].resolve(params, path);
+  return PROFILE_PLUGIN_TYPES[plugin.type].resolve(params, path, (w) => warnings.push(w));
 }
 
 const PREFIX_KEYS = [
@@ -325,20 +406,90 @@ function positiveOrDefault(
   };
 }
 
+/** The prefix index's settings and prefix-cache-scorer's match-length term (written only when it is on). */
+export type PrefixSettings = typeof DEFAULT_PREFIX & { matchLengthWeight?: number; matchLengthScaleChars?: number };
+
+/** llm-d-router's prefix-cache-scorer parameters: the producer it reads, and the weight of the match's length. */
+const SCORER_KEYS = [PRODUCER_NAME_KEY, "matchLengthWeight", "matchLengthScaleTokens"];
+/** llm-d-router's default matchLengthScaleTokens. */
+const MATCH_LENGTH_SCALE_TOKENS = 8192;
+
+/**
+ * prefix-cache-scorer's match-length term (llm-d-router): score = w x min(1, matched tokens / scale)^2 +
+ * (1 - w) x matched / total blocks; w = 0 (the default) is the plain ratio and adds no parameter.
+ */
+function matchLength(plugins: ReadonlyMap<string, PluginDecl>): Partial<PrefixSettings> {
+  let out: Partial<PrefixSettings> = {};
+  let from: string | null = null;
+  for (const p of plugins.values()) {
+    if (p.type !== PREFIX_SCORER_TYPE || p.parameters == null) continue;
+    const path = join(p.path, "parameters");
+    const params = asObject(p.parameters, path);
+    onlyKeys(params, path, [...PREFIX_KEYS, ...SCORER_KEYS]);
+    const w = optNumber(params, "matchLengthWeight", path, { min: 0, max: 1 }) ?? 0;
+    const scale = optNumber(params, "matchLengthScaleTokens", path, { integer: true }) ?? MATCH_LENGTH_SCALE_TOKENS;
+    if (w > 0 && scale <= 0)
+      fail(join(path, "matchLengthScaleTokens"), "must be greater than 0 when matchLengthWeight is", scale);
+    const mine: Partial<PrefixSettings> =
+      w > 0 ? { matchLengthWeight: w, matchLengthScaleChars: Math.min(scale * CHARS_PER_TOKEN, MAX_SCALE_CHARS) } : {};
+    if (from !== null && JSON.stringify(mine) !== JSON.stringify(out))
+      fail(join(path, "matchLengthWeight"), `differs from ${from}'s (one prefix-cache-scorer entry per profile)`, w);
+    [out, from] = [mine, p.path];
+  }
+  return out;
+}
+
 /**
  * Prefix-cache parameters, from `prefix-cache-scorer` (GIE up to v1.5) or `approx-prefix-cache-producer`
- * (later GIE). `blockSizeTokens` is in tokens (x4 characters); the legacy `blockSize` (v1.1-v1.3) and
- * `hashBlockSize` (v1.0) were already in characters. `autoTune` is accepted and has no effect here. Sizes and
- * counts of zero or less fall back to GIE's defaults as GIE's prefix plugin does (v1.2-v1.4: "is not
- * positive, using default value"; v1.0-v1.1 for lruCapacityPerServer only), with a warning; a
- * `blockSizeTokens` of zero or less counts as not given (what GIE's decoding makes of a 0), so a `blockSize`
- * beside it still applies.
+ * (later GIE, llm-d-router), or the block size of the producer the scorer names when the filter cannot run it
+ * (precise, burst: prefix-producers.ts, with a warning). `blockSizeTokens` is in tokens (x4 characters); the
+ * legacy `blockSize` (v1.1-v1.3) and `hashBlockSize` (v1.0) were already in characters. `autoTune` is
+ * accepted and has no effect here. Sizes and counts of zero or less fall back to GIE's defaults as GIE's
+ * prefix plugin does (v1.2-v1.4: "is not positive, using default value"; v1.0-v1.1 for lruCapacityPerServer
+ * only), with a warning; a `blockSizeTokens` of zero or less counts as not given (what GIE's decoding makes
+ * of a 0), so a `blockSize` beside it still applies.
  */
-function prefixSettings(plugins: ReadonlyMap<string, PluginDecl>, warnings: string[]): typeof DEFAULT_PREFIX {
+function prefixSettings(plugins: ReadonlyMap<string, PluginDecl>, warnings: string[], notes: string[]): PrefixSettings {
+  const fallbacks = fallbackProducers(plugins);
+  const producer = scorerProducer(plugins);
+  const out: PrefixSettings = { ...DEFAULT_PREFIX, ...matchLength(plugins) };
+  const scorerBlocks = (p: PluginDecl): boolean =>
+    p.parameters != null && PREFIX_KEYS.some((k) => (p.parameters as Fields)[k] !== undefined);
   const sources = [...plugins.values()].filter(
-    (p) => (p.type === PREFIX_SCORER_TYPE || p.type === PREFIX_PRODUCER_TYPE) && p.parameters != null,
+    (p) =>
+      (p.type === PREFIX_SCORER_TYPE && scorerBlocks(p)) ||
+      (p.type === PREFIX_PRODUCER_TYPE && p.parameters != null && (!producer || producer.name === p.name)),
   );
-  const out = { ...DEFAULT_PREFIX };
+  for (const name of fallbacks.keys())
+    if (producer?.name !== name)
+      notes.push(
+        `plugin ${name} (${plugins.get(name)!.type}) is accepted and not run: no prefix-cache-scorer reads it (prefixMatchInfoProducerName)`,
+      );
+  const named = producer ? fallbacks.get(producer.name) : undefined;
+  if (producer && named) {
+    const own = sources.find((p) => p.type === PREFIX_SCORER_TYPE);
+    if (own)
+      fail(
+        join(own.path, "parameters"),
+        `the prefix blocks are ${producer.name}'s (prefixMatchInfoProducerName); give them there`,
+        own.parameters,
+      );
+    const chars = named.blockSizeTokens * CHARS_PER_TOKEN;
+    if (chars > MAX_BLOCK_CHARS)
+      fail(
+        join(producer.path, "parameters"),
+        `a block of ${chars} characters is more than the filter hashes (${MAX_BLOCK_CHARS})`,
+        named.blockSizeTokens,
+      );
+    out.blockSizeChars = chars;
+    if (named.maxPrefixTokensToMatch > 0)
+      out.maxPrefixBlocksToMatch = Math.min(
+        MAX_BLOCKS,
+        Math.max(1, Math.floor(named.maxPrefixTokensToMatch / named.blockSizeTokens)),
+      );
+    warnings.push(fallbackWarning(producer, named, chars));
+    return out;
+  }
   if (sources.length === 0) return out;
   if (sources.length > 1)
     fail(
@@ -349,7 +500,7 @@ function prefixSettings(plugins: ReadonlyMap<string, PluginDecl>, warnings: stri
   const src = sources[0];
   const path = join(src.path, "parameters");
   const params = asObject(src.parameters, path);
-  onlyKeys(params, path, PREFIX_KEYS);
+  onlyKeys(params, path, src.type === PREFIX_SCORER_TYPE ? [...PREFIX_KEYS, ...SCORER_KEYS] : PREFIX_KEYS);
   optBool(params, "autoTune", path);
   const sizes = ["blockSizeTokens", "blockSize", "hashBlockSize"].map((key) => positiveOrDefault(params, key, path));
   const tokens = sizes[0].value;
@@ -393,7 +544,8 @@ function prefixSettings(plugins: ReadonlyMap<string, PluginDecl>, warnings: stri
 /** Limits the filter applies to the prefix parameters (docs/FILTER.md). */
 const MAX_BLOCK_CHARS = 0xffff,
   MAX_BLOCKS = 0xffff,
-  MAX_LRU = 0xffff;
+  MAX_LRU = 0xffff,
+  MAX_SCALE_CHARS = 1e9;
 
 /** The inline thresholds of `saturationDetector` in GIE 1.2-1.4 (1.5 and llm-d-router: `pluginRef` only). */
 const INLINE_SATURATION_KEYS = ["queueDepthThreshold", "kvCacheUtilThreshold", "metricsStalenessThreshold"];
@@ -484,19 +636,20 @@ function saturationSettings(input: ProfileInput): typeof DEFAULT_SATURATION {
 }
 
 export function buildProfile(input: ProfileInput): SchedulingProfile {
+  const warnings = input.warnings ?? [];
   const resolved = new Map<string, ProfilePlugin["parameters"]>();
-  for (const p of input.plugins.values()) if (roleOf(p.type)) resolved.set(p.name, ownParameters(p)); // validate even when unreferenced
-  const prefix = prefixSettings(input.plugins, input.warnings ?? []);
-  for (const p of input.plugins.values())
-    if (p.type === PREFIX_PD_DECIDER_TYPE || p.type === ALWAYS_PD_DECIDER_TYPE) deciderOf(p);
+  for (const p of input.plugins.values()) if (roleOf(p.type)) resolved.set(p.name, ownParameters(p, warnings)); // validate even when unreferenced
+  const prefix = prefixSettings(input.plugins, warnings, input.notes ?? []);
+  for (const p of input.plugins.values()) if (DECIDER_TYPES.includes(p.type)) deciderOf(p);
   const decls = profileDecls(input);
   const handlers = [...input.plugins.values()].filter(
-    (p) => p.type === PD_HANDLER_TYPE || p.type === LEGACY_PD_HANDLER_TYPE,
+    (p) => p.type === PD_HANDLER_TYPE || p.type === LEGACY_PD_HANDLER_TYPE || p.type === DP_HANDLER_TYPE,
   );
   if (handlers.length > 1)
     fail(join(handlers[1].path, "type"), `one profile handler at most (${handlers[0].path} is one)`, handlers[1].type);
   const handler = handlers[0];
-  if (!handler) {
+  if (handler?.type === DP_HANDLER_TYPE) dataParallel(handler, warnings); // then one profile, as without a handler
+  if (!handler || handler.type === DP_HANDLER_TYPE) {
     if (decls && decls.length > 1)
       fail(
         "schedulingProfiles",
@@ -508,7 +661,8 @@ export function buildProfile(input: ProfileInput): SchedulingProfile {
   }
   // Prefill/decode disaggregation: the decode profile is the one every request runs (section 1), the prefill
   // profile runs when the decider says so (section 8).
-  const s = handlerSettings(handler);
+  const s = handlerSettings(handler, warnings);
+  if (s.encodeDecider !== undefined) deciderOf(deciderPlugin(input, s.encodeDecider, s.encodeDeciderPath, "encode"));
   if (!decls || decls[0].path === "")
     fail(
       "schedulingProfiles",
@@ -516,12 +670,15 @@ export function buildProfile(input: ProfileInput): SchedulingProfile {
       input.schedulingProfiles ?? [],
     );
   for (const d of decls) {
-    if (d.name === s.encode) fail(join(d.path, "name"), "the encode stage is not supported", d.name);
+    if (d.name === s.encode) {
+      profilePlugins(d.refs, input, resolved, prefix); // checked (one picker...), not run
+      encodeStage(input, s, d);
+      continue;
+    }
+    // llm-d-router runs its stages' profiles by name and never looks at others: loaded, never run.
     if (d.name !== s.decode && d.name !== s.prefill)
-      fail(
-        join(d.path, "name"),
-        `not a stage of ${handler.type} (decode "${s.decode}", prefill "${s.prefill}")`,
-        d.name,
+      input.warnings?.push(
+        `${join(d.path, "name")} (${d.name}): not a stage of ${handler.type} (decode "${s.decode}", prefill "${s.prefill}"): this profile is never run`,
       );
   }
   const decode = decls.find((d) => d.name === s.decode);
@@ -533,7 +690,6 @@ export function buildProfile(input: ProfileInput): SchedulingProfile {
     );
   const decider = deciderSettings(input, s);
   const prefill = decls.find((d) => d.name === s.prefill);
-  const warnings = input.warnings ?? [];
   const decodePlugins = withRoleFilter(
     profilePlugins(decode.refs, input, resolved, prefix),
     DECODE_FILTER_TYPE,
@@ -571,7 +727,7 @@ function withRoleFilter(
   return [{ role: "filter", type, weight: 0, parameters: {} }, ...plugins];
 }
 
-function defaultProfile(input: ProfileInput, prefix: typeof DEFAULT_PREFIX): SchedulingProfile {
+function defaultProfile(input: ProfileInput, prefix: PrefixSettings): SchedulingProfile {
   const plugins = DEFAULT_PROFILE.plugins
     .filter((p) => p.role === "scorer")
     .map((p) => (p.type === PREFIX_SCORER_TYPE ? { ...p, parameters: { ...prefix } } : p));
@@ -591,7 +747,7 @@ function profilePlugins(
   refs: Ref[],
   input: ProfileInput,
   resolved: Map<string, ProfilePlugin["parameters"]>,
-  prefix: typeof DEFAULT_PREFIX,
+  prefix: PrefixSettings,
 ): ProfilePlugin[] {
   // Scorers in reference order; a scorer referenced twice adds its weights (one entry per type).
   const filters = new Map<string, ProfilePlugin>();
@@ -600,6 +756,7 @@ function profilePlugins(
   let pickerRef: Ref | null = null;
   for (const ref of refs) {
     const type = ref.plugin.type;
+    if (isAbsent(type)) continue; // no data here: upstream's missing-data result is a no-op (absent-data-plugins.ts)
     if (isFilter(type)) {
       if (!filters.has(type))
         filters.set(type, { role: "filter", type, weight: 0, parameters: resolved.get(ref.plugin.name)! });

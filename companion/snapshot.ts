@@ -2,8 +2,11 @@
 // Encoder, and a reference decoder for tests and tools; the filter has its own decoder in AssemblyScript.
 // Both are pinned by the golden sample in tests/fixtures/snapshot/.
 
-/** What a profile plugin does in the decision (GIE's plugin kinds; the saturation detector is GIE's too). */
-export type PluginRole = "filter" | "scorer" | "picker" | "saturation-detector";
+/**
+ * What a profile plugin does in the decision (GIE's plugin kinds; the saturation detector is GIE's too; an
+ * admitter is llm-d-router's admission plugin, asked before the scoring whether a request may be served).
+ */
+export type PluginRole = "filter" | "scorer" | "picker" | "saturation-detector" | "admitter";
 export type ParamValue = number | string;
 
 /** One plugin of the scheduling profile, with every parameter resolved (the filter has no defaults). */
@@ -199,7 +202,7 @@ export const FLOW_ORDERING: readonly FlowOrdering[] = ["fcfs", "edf", "slo-deadl
 /** Explicit priority bands a snapshot carries at most (highest first: the first ones). */
 export const MAX_FLOW_BANDS = 0xffff;
 
-const ROLES: readonly PluginRole[] = ["filter", "scorer", "picker", "saturation-detector"]; // wire 1..4
+const ROLES: readonly PluginRole[] = ["filter", "scorer", "picker", "saturation-detector", "admitter"]; // wire 1..5
 const PARAM_NUMBER = 0,
   PARAM_STRING = 1;
 const FLAG_STALE = 1,

@@ -1,7 +1,7 @@
 // The filter's proxy-wasm metrics. Envoy shows them under `wasmcustom.` in /stats (docs/FILTER.md lists
 // them). Ids are per VM; Envoy aggregates counters and histograms of the same name across workers.
 import { defineMetric, incrementMetric, recordMetric, NO_METRIC } from "./host";
-import { OUTCOME_PICKED, OUTCOME_SHED } from "./scoring/decision";
+import { OUTCOME_PICKED, OUTCOME_SHED, OUTCOME_DENIED } from "./scoring/decision";
 import { Snapshot } from "./snapshot";
 
 const COUNTER = 0,
@@ -58,7 +58,9 @@ export class Metrics {
   }
 
   outcome(outcome: i32): void {
-    incrementMetric(outcome == OUTCOME_PICKED ? this.picked : outcome == OUTCOME_SHED ? this.shed : this.noEndpoint, 1);
+    // An admission plugin's refusal is a 429 as shedding is.
+    const shed = outcome == OUTCOME_SHED || outcome == OUTCOME_DENIED;
+    incrementMetric(outcome == OUTCOME_PICKED ? this.picked : shed ? this.shed : this.noEndpoint, 1);
   }
 
   /** Counts a pick of endpoint `i` (stat name: its address with dots and colons as underscores). */

@@ -17,7 +17,7 @@ import { Pool } from "./pool";
 import { Fetcher } from "./fetcher";
 import { GatewayReporter } from "./gateway-reporter";
 import { Metrics } from "./metrics";
-import { Decision, OUTCOME_PICKED, OUTCOME_SHED } from "./scoring/decision";
+import { Decision, OUTCOME_PICKED, OUTCOME_SHED, OUTCOME_DENIED } from "./scoring/decision";
 import { PREFILLER_HEADER, SIDECAR_HOST_HEADERS, DECIDER_PREFIX, wantsPrefill, pickPrefill } from "./pd";
 import { RequestFacts } from "./scoring/plugin";
 import { Snapshot, FLAG_UNUSABLE } from "./snapshot";
@@ -855,6 +855,14 @@ export class PickerStream extends Context {
       );
       return REPLIED;
     }
+    if (outcome == OUTCOME_DENIED) {
+      localReply(
+        429,
+        "endpoint_picker_admission_denied",
+        "endpoint picker: request cannot be admitted: probabilistic-admitter: rejected under saturation\n",
+      );
+      return REPLIED;
+    }
     if (outcome != OUTCOME_PICKED) {
       if (flow != null)
         localReply(
@@ -957,6 +965,7 @@ export class PickerStream extends Context {
     const snap = root.pool.snapshot!;
     const s = this.scanner;
     facts.sheddable = this.sheddable;
+    facts.negativePriority = this.sheddable; // priority below 0 (flow control clears sheddable, not this)
     facts.adapters = root.pool.inflight.adapters;
     const session = snap.profile.session;
     facts.sessionToken = session != null ? this.sessionToken : 0;

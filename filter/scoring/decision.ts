@@ -9,13 +9,14 @@ import { usableEndpoints } from "./usable-endpoints-filter";
 import { queueSlope, queueTerm, LOAD_SPAN_FLOOR } from "./queue-scorer";
 import { GATEWAY_SPREAD } from "../inflight";
 import { runningTerm } from "./running-requests-size-scorer";
-import { prefixTerm } from "./prefix-cache-scorer";
+import { prefixTerm, lengthCredit } from "./prefix-cache-scorer";
 import { LoraAffinity } from "./lora-affinity-scorer";
 import { pickMaxScore } from "./max-score-picker";
 
 export const OUTCOME_PICKED: i32 = 0;
 export const OUTCOME_SHED: i32 = 1; // every endpoint saturated and the request is sheddable: 429
 export const OUTCOME_NO_ENDPOINT: i32 = 2; // nothing can serve: 503
+export const OUTCOME_DENIED: i32 = 3; // an admission plugin refused the request: 429
 
 export class Decision extends DecisionState {
   /** The pick and the ordered fallbacks (endpoint indices). */
@@ -162,6 +163,9 @@ export class Decision extends DecisionState {
       maxQ = maxW;
     }
     if (req.sheddable && saturated == count) return OUTCOME_SHED;
+    // Admission plugins (llm-d-router's run after its saturation check, before the scheduling).
+    if (req.negativePriority)
+      for (let a = 0; a < p.admitters.length; a++) if (!p.admitters[a].admits(this)) return OUTCOME_DENIED;
 
     const lora = this.lora;
     lora.apply(this);
@@ -178,6 +182,9 @@ export class Decision extends DecisionState {
       wr = p.runningWeight;
     const qSlope = queueSlope(wq, minQ, maxQ);
     const prefixScale = prefixOn ? p.prefixWeight / <f64>req.chainBlocks : 0;
+    // llm-d-router's match-length term (off unless its weight is above 0): per matched block, its share of the scale.
+    const lengthW = prefixOn ? p.prefixLengthWeight : 0;
+    const lengthPerBlock = lengthW > 0 ? <f64>p.prefixBlockChars / p.prefixLengthScaleChars : 0;
     const matchedP = changetype<usize>(req.matched),
       termsP = changetype<usize>(this.snapshotTerms);
     const scoresP = changetype<usize>(this.scores),
@@ -202,8 +209,14 @@ export class Decision extends DecisionState {
       if (wq != 0)
         s += queueTerm(wq, qSlope, minQ, busy + (spreadP != 0 ? spreadScale * load<f64>(spreadP + at) : 0.0));
       if (wr != 0) s += runningTerm(wr, minR, maxR, load<f64>(runningP + at));
-      if (prefixOn)
-        s += prefixTerm(prefixScale, <f64>load<i32>(matchedP + ((<usize>i) << 2)), <f64>minMatched, busy - minW, minW);
+      if (prefixOn) {
+        const m = <f64>load<i32>(matchedP + ((<usize>i) << 2));
+        const credit =
+          lengthW > 0
+            ? lengthCredit(p.prefixWeight, lengthW, lengthPerBlock, m, <f64>req.chainBlocks)
+            : prefixScale * m;
+        s += prefixTerm(credit, m, <f64>minMatched, busy - minW, minW);
+      }
       if (loraP != 0) s += load<f64>(loraP + at);
       if (extraP != 0) s += load<f64>(extraP + at);
       store<f64>(scoresP + at, s);
@@ -217,6 +230,7 @@ export class Decision extends DecisionState {
     const picker = p.picker;
     this.primary = picker != null ? picker.pick(this) : pickMaxScore(this);
     if (this.primary < 0) return OUTCOME_NO_ENDPOINT;
+    for (let s = 0; s < requestScorers.length; s++) requestScorers[s].picked(this, this.primary);
     if (p.fallbackCount > 0) this.rankFallbacks(p.fallbackCount);
     return OUTCOME_PICKED;
   }

@@ -9,6 +9,7 @@ export const ROLE_FILTER: u8 = 1;
 export const ROLE_SCORER: u8 = 2;
 export const ROLE_PICKER: u8 = 3;
 export const ROLE_SATURATION_DETECTOR: u8 = 4;
+export const ROLE_ADMITTER: u8 = 5;
 
 /** The score of an endpoint a filter excluded (never picked while another is admitted). */
 export const EXCLUDED: f64 = -f64.MAX_VALUE;
@@ -68,6 +69,9 @@ export abstract class ScorerPlugin extends ProfilePlugin {
   /** Adds weight x score in [0, 1] of each candidate to `out` (per-request scorers). */
   scoreRequest(_d: DecisionState, _out: StaticArray<f64>): void {}
 
+  /** Told the pick `i` of the request it just scored (per-request scorers that remember picks). */
+  picked(_d: DecisionState, _i: i32): void {}
+
   join(profile: Profile): void {
     if (this.perSnapshot) profile.snapshotScorers.push(this);
     else profile.requestScorers.push(this);
@@ -103,6 +107,18 @@ export abstract class PickerPlugin extends ProfilePlugin {
   }
 }
 
+/**
+ * An admission plugin (llm-d-router's Admitter): asked after the load pass, for requests of negative priority,
+ * whether the request may be served; a refusal is a 429.
+ */
+export abstract class AdmitterPlugin extends ProfilePlugin {
+  abstract admits(d: DecisionState): bool;
+
+  join(profile: Profile): void {
+    profile.admitters.push(this);
+  }
+}
+
 /** What the decision applies: the plugins of the snapshot's profile, folded into what its loop reads. */
 export class Profile {
   /** Weights of the terms the decision's loop computes inline (each the sum of the scorers that add it). */
@@ -123,6 +139,11 @@ export class Profile {
   prefixBlockChars: i32 = 0;
   prefixMaxBlocks: i32 = 0;
   prefixLruPerEndpoint: i32 = 0;
+  /** prefix-cache-scorer's match-length term (llm-d-router): its weight in [0, 1] (0: off) and scale in characters. */
+  prefixLengthWeight: f64 = 0;
+  prefixLengthScaleChars: f64 = 0;
+  /** Admission plugins, asked in order (the first refusal counts). */
+  admitters: AdmitterPlugin[] = [];
   /** The saturation detector's thresholds; with none, nothing counts as saturated (nothing is shed). */
   saturationQueue: f64 = Infinity;
   saturationKv: f64 = Infinity;
@@ -158,6 +179,8 @@ export class RequestFacts {
   /** Per endpoint, the prefix blocks the prefix index's current generation holds (what recording may skip). */
   matchedCurrent: StaticArray<i32> = new StaticArray<i32>(0);
   sheddable: bool = false;
+  /** The request's priority is below 0 (what admission plugins read; flow control clears `sheddable` only). */
+  negativePriority: bool = false;
   /** Session affinity: the address hash of the endpoint the request's token names, and of the one its session
    *  id is bound to (0: none). */
   sessionToken: u32 = 0;

@@ -9,6 +9,7 @@ import {
   ROLE_PICKER,
   ROLE_SATURATION_DETECTOR,
   ROLE_FILTER,
+  ROLE_ADMITTER,
   ScorerPlugin,
 } from "./plugin";
 import { QueueScorer } from "./queue-scorer";
@@ -20,7 +21,10 @@ import { MaxScorePicker } from "./max-score-picker";
 import { RandomPicker } from "./random-picker";
 import { WeightedRandomPicker } from "./weighted-random-picker";
 import { UtilizationDetector } from "./utilization-detector";
-import { DecodeFilter, PrefillFilter } from "./role-filters";
+import { DecodeFilter, PrefillFilter, EncodeFilter } from "./role-filters";
+import { LoadAwareScorer } from "./load-aware-scorer";
+import { NoHitLruScorer } from "./no-hit-lru-scorer";
+import { ProbabilisticAdmitter } from "./probabilistic-admitter";
 import { SessionAffinityScorer } from "./session-affinity-scorer";
 import { AgentIdentity } from "./agent-identity";
 
@@ -52,6 +56,10 @@ function builtIns(): Registration[] {
   register(ROLE_FILTER, "prefill-filter", (): ProfilePlugin => new PrefillFilter());
   register(ROLE_SCORER, "session-affinity-scorer", (): ProfilePlugin => new SessionAffinityScorer());
   register(ROLE_FILTER, "agent-identity", (): ProfilePlugin => new AgentIdentity());
+  register(ROLE_FILTER, "encode-filter", (): ProfilePlugin => new EncodeFilter());
+  register(ROLE_SCORER, "load-aware-scorer", (): ProfilePlugin => new LoadAwareScorer());
+  register(ROLE_SCORER, "no-hit-lru-scorer", (): ProfilePlugin => new NoHitLruScorer());
+  register(ROLE_ADMITTER, "probabilistic-admitter", (): ProfilePlugin => new ProbabilisticAdmitter());
   return r;
 }
 

@@ -1,7 +1,8 @@
 // llm-d-router's role filters over the pods' `llm-d.ai/role` label (snapshot section 7): decode-filter keeps
-// decode-capable pods and pods without the label; prefill-filter keeps prefill-capable pods only. A pod whose
-// label llm-d does not know passes neither.
-import { Snapshot, POD_ROLE_DECODE, POD_ROLE_PREFILL } from "../snapshot";
+// decode-capable pods and pods without the label; prefill-filter keeps prefill-capable pods only;
+// encode-filter keeps encode-capable pods only (encode, encode-prefill, encode-prefill-decode). A pod whose
+// label llm-d does not know passes none.
+import { Snapshot, POD_ROLE_DECODE, POD_ROLE_PREFILL, POD_ROLE_ENCODE } from "../snapshot";
 import { EndpointFilter } from "./plugin";
 
 export class DecodeFilter extends EndpointFilter {
@@ -14,5 +15,11 @@ export class DecodeFilter extends EndpointFilter {
 export class PrefillFilter extends EndpointFilter {
   keeps(snap: Snapshot, i: i32): bool {
     return (snap.roleOf(i) & POD_ROLE_PREFILL) != 0;
+  }
+}
+
+export class EncodeFilter extends EndpointFilter {
+  keeps(snap: Snapshot, i: i32): bool {
+    return (snap.roleOf(i) & POD_ROLE_ENCODE) != 0;
   }
 }

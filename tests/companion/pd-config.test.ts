@@ -89,6 +89,22 @@ test("a stage profile without a role filter gets its stage's filter, with a warn
   assert.ok(cfg.warnings.some((w) => w.includes("no role filter; prefill-filter applies")));
 });
 
+test("profiles that are no stage, or an encode profile without an encode decider, load and are never run, as in llm-d-router", () => {
+  for (const [name, warning] of [
+    ["prefil", /schedulingProfiles\[0\]\.name \(prefil\): not a stage of disagg-profile-handler .*never run/],
+    ["encode", /schedulingProfiles\[0\]\.name \(encode\): no encode decider \(deciders\.encode\)/],
+  ] as const) {
+    const cfg = loadPickerConfig(PD.replace("- name: prefill\n", `- name: ${name}\n`));
+    assert.ok(
+      cfg.warnings.some((w) => warning.test(w)),
+      cfg.warnings.join("\n"),
+    );
+    // Without its prefill profile the handler runs decode alone: no P/D stage, the decode profile as before.
+    assert.equal(cfg.profile.disaggregation, undefined);
+    assert.equal(cfg.profile.plugins[0].type, "decode-filter");
+  }
+});
+
 test("P/D config errors name the field", () => {
   const cases: Array<[string, RegExp]> = [
     [
@@ -122,14 +138,6 @@ test("P/D config errors name the field", () => {
     [
       PD.replace("    deciders:", "    profiles:\n      decoder: decode\n    deciders:"),
       /plugins\[6\]\.parameters\.profiles\.decoder: unknown field/,
-    ],
-    [
-      PD.replace("- name: prefill\n", "- name: prefil\n"),
-      /schedulingProfiles\[0\]\.name: not a stage of disagg-profile-handler/,
-    ],
-    [
-      PD.replace("- name: prefill\n", "- name: encode\n"),
-      /schedulingProfiles\[0\]\.name: the encode stage is not supported/,
     ],
     [PD.replace("- name: decode\n", "- name: prefill\n"), /schedulingProfiles\[1\]\.name: profile name used twice/],
     [
