@@ -1,10 +1,10 @@
-// `make demo`: the picker's job on one machine. Simulated model servers of mixed engines, the companion and
-// a gateway (a real `envoy` when one is on PATH, else the emulator) serve one shared-prefix chat workload
-// three times: through this picker, and through plain round-robin and least-request load balancing. Then a
-// side-by-side table. Ctrl-C stops everything. Options: --requests N, --load F, --pods N, --time-scale X,
-// --gateways N (gateway replicas; the client spreads requests over them round-robin, as a load balancer
-// would), --companions N (companion replicas, relaying to each other; docs/GATEWAYS.md) and --picker-only
-// (skip the round-robin and least-request runs).
+// `make demo`: the picker's job on one machine, in a deployment's shape. Simulated model servers of mixed
+// engines, two companion replicas relaying to each other and two gateway replicas (a real `envoy` when one is
+// on PATH, else the emulator) serve one shared-prefix chat workload three times: through this picker, and
+// through plain round-robin and least-request load balancing. Then a side-by-side table. Ctrl-C stops
+// everything. Options: --requests N, --load F, --pods N, --time-scale X, --gateways N (gateway replicas,
+// default 2; the client spreads requests over them round-robin, as a load balancer would), --companions N
+// (default 2 with several gateways, else 1; docs/GATEWAYS.md) and --picker-only (skip the other two runs).
 import { parseArgs } from "node:util";
 import { execFileSync } from "node:child_process";
 import { SingleBar, Presets } from "cli-progress";
@@ -168,7 +168,7 @@ async function main(): Promise<void> {
       requests: { type: "string", default: "360" },
       load: { type: "string", default: "0.8" },
       pods: { type: "string", default: "6" },
-      gateways: { type: "string", default: "1" },
+      gateways: { type: "string", default: "2" }, // the shape of a deployment: replicas behind a load balancer
       companions: { type: "string" },
       "picker-only": { type: "boolean", default: false },
       "time-scale": { type: "string" },
